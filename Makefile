@@ -1,0 +1,48 @@
+# Tessera — the two commands a newcomer needs are `make demo` and `make test`.
+# Every target creates and uses .venv itself, so both work on a fresh clone.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help setup services lint typecheck unit test demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tessera needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,ml]"
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install Tessera with its dev and ml extras
+
+services:  ## start PostgreSQL and Redis on 127.0.0.1 if they are down (needed by the paper/live tests)
+	@bash scripts/services.sh
+
+lint: setup  ## ruff check + ruff format --check
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: setup  ## mypy --strict on src/
+	$(BIN)/mypy --strict src/
+
+unit: setup  ## pytest only
+	$(BIN)/pytest -q
+
+test: setup services lint typecheck  ## everything CI runs: lint, types, the full test suite
+	$(BIN)/pytest -q
+
+demo: setup  ## the main job end to end on the bundled real data
+	$(BIN)/python -m tessera.demo
+
+bench: setup  ## runnable benchmarks; figures go to docs/benchmarks.md by hand
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:  ## remove the venv and caches (keeps data/)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

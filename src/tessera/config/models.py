@@ -1,0 +1,296 @@
+"""Typed configuration for each module, one YAML file each in ``configs/``.
+
+Every field is typed, defaulted and documented in one line; unknown keys are errors
+(``extra="forbid"``) so that a typo never silently falls back to a default.
+Money, prices and quantities are ``Decimal``; rates and percentages are floats.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Symbol = Annotated[
+    str, Field(pattern=r"^[A-Z0-9]{2,20}$", description="Exchange symbol, e.g. BTCUSDT")
+]
+Interval = Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+StreamKind = Literal["trade", "aggTrade", "kline", "depth", "bookTicker"]
+ParamValue = int | float | str | bool
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors, defaults are validated too."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+class DataConfig(StrictModel):
+    """Market data: what to ingest, from where, and where to store it."""
+
+    exchange: str = Field("binance", description="Exchange id used in store partitions")
+    symbols: list[Symbol] = Field(
+        default_factory=lambda: ["BTCUSDT"],
+        min_length=1,
+        description="Symbols to ingest and import",
+    )
+    intervals: list[Interval] = Field(
+        default_factory=lambda: list[Interval](["1m"]),
+        min_length=1,
+        description="Kline intervals to subscribe to / import",
+    )
+    streams: list[StreamKind] = Field(
+        default_factory=lambda: list[StreamKind](["trade", "kline", "depth", "bookTicker"]),
+        description="Websocket stream kinds per symbol",
+    )
+    rest_url: str = Field("https://api.binance.com", description="Exchange REST base URL")
+    ws_url: str = Field("wss://stream.binance.com:9443", description="Exchange websocket base URL")
+    bulk_url: str = Field(
+        "https://data.binance.vision", description="Base URL of Binance's public bulk-data files"
+    )
+    store_dir: Path | None = Field(None, description="Parquet store root; default <data_dir>/store")
+    flush_rows: int = Field(
+        5_000, gt=0, description="Ingest flushes a dataset after this many rows"
+    )
+    flush_interval_s: float = Field(2.0, gt=0, description="...or after this many seconds")
+    backfill: bool = Field(True, description="Fill trade/kline gaps over REST after a reconnect")
+    depth_snapshot_limit: int = Field(1000, gt=0, le=5000, description="Levels per /depth snapshot")
+    reconnect_max_backoff_s: float = Field(30.0, gt=0, description="Cap of the reconnect backoff")
+    planned_reconnect_h: float = Field(
+        23.5, gt=0, le=24, description="Reconnect (with overlap) before Binance's 24 h cut"
+    )
+
+
+# --- features -------------------------------------------------------------------------------
+
+
+class FeatureSpec(StrictModel):
+    """One feature: a registered name plus its parameters."""
+
+    name: str = Field(description="Registered feature name, e.g. rsi, macd, log_return")
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="Feature parameters")
+    alias: str | None = Field(None, description="Column name; default derived from name+params")
+
+
+def _default_features() -> list[FeatureSpec]:
+    specs: list[tuple[str, dict[str, ParamValue]]] = [
+        ("log_return", {"window": 1}),
+        ("log_return", {"window": 5}),
+        ("log_return", {"window": 15}),
+        ("realized_vol", {"window": 30}),
+        ("zscore", {"window": 60}),
+        ("rsi", {"window": 14}),
+        ("macd", {"fast": 12, "slow": 26, "signal": 9}),
+        ("bbands", {"window": 20, "k": 2.0}),
+        ("atr", {"window": 14}),
+        ("vwap_distance", {"window": 60}),
+        ("volume_zscore", {"window": 60}),
+        ("taker_imbalance", {"window": 30}),
+        ("hour", {}),
+        ("weekday", {}),
+    ]
+    return [FeatureSpec(name=n, params=p) for n, p in specs]
+
+
+class FeatureConfig(StrictModel):
+    """Which features to compute, on which bars."""
+
+    interval: Interval = Field("1m", description="Bar interval the features are computed on")
+    features: list[FeatureSpec] = Field(
+        default_factory=_default_features,
+        min_length=1,
+        description="Feature list, in output column order",
+    )
+    output_dir: Path | None = Field(
+        None, description="Feature-set cache; default <data_dir>/features"
+    )
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class LabelConfig(StrictModel):
+    """What the model learns to predict."""
+
+    kind: Literal["forward_return", "sign", "triple_barrier"] = Field(
+        "forward_return", description="Label type"
+    )
+    horizon: int = Field(15, gt=0, description="Bars ahead (and triple-barrier time limit)")
+    dead_zone_bps: float = Field(2.0, ge=0, description="|return| below this is class 0 for `sign`")
+    barrier_vol_mult: float = Field(2.0, gt=0, description="Barrier width in units of volatility")
+    vol_window: int = Field(60, gt=1, description="Window of the volatility scaling the barriers")
+
+
+class ValidationConfig(StrictModel):
+    """Out-of-sample scheme; purging and embargo keep overlapping labels from leaking."""
+
+    scheme: Literal["walk_forward", "purged_kfold"] = Field("walk_forward", description="Scheme")
+    n_splits: int = Field(5, ge=2, description="Folds (walk-forward windows)")
+    embargo_bars: int = Field(60, ge=0, description="Bars dropped after each test fold")
+    min_train_bars: int = Field(5_000, gt=0, description="Walk-forward: smallest training window")
+
+
+class LightGBMParams(StrictModel):
+    num_leaves: int = Field(31, gt=1, description="Leaves per tree")
+    learning_rate: float = Field(0.05, gt=0, description="Shrinkage")
+    n_estimators: int = Field(300, gt=0, description="Boosting rounds")
+    min_child_samples: int = Field(100, gt=0, description="Min rows per leaf")
+    subsample: float = Field(0.8, gt=0, le=1, description="Row subsampling")
+    colsample_bytree: float = Field(0.8, gt=0, le=1, description="Feature subsampling")
+    reg_lambda: float = Field(1.0, ge=0, description="L2 regularisation")
+
+
+class MLPParams(StrictModel):
+    hidden: list[int] = Field(default_factory=lambda: [64, 32], description="Hidden layer sizes")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout probability")
+    epochs: int = Field(20, gt=0, description="Training epochs")
+    batch_size: int = Field(512, gt=0, description="Mini-batch size")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="L2 weight decay")
+
+
+class LinearParams(StrictModel):
+    alpha: float = Field(1.0, ge=0, description="Ridge / inverse-C regularisation strength")
+
+
+class ModelConfig(StrictModel):
+    """Which model to train, on what label, validated how."""
+
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="Registry name")
+    kind: Literal["lightgbm", "mlp", "linear"] = Field("lightgbm", description="Model family")
+    label: LabelConfig = Field(default_factory=LabelConfig, description="Prediction target")
+    validation: ValidationConfig = Field(default_factory=ValidationConfig, description="CV scheme")
+    lightgbm: LightGBMParams = Field(default_factory=LightGBMParams, description="LightGBM params")
+    mlp: MLPParams = Field(default_factory=MLPParams, description="Torch MLP params")
+    linear: LinearParams = Field(default_factory=LinearParams, description="Baseline params")
+    registry_dir: Path | None = Field(None, description="Model registry; default <data_dir>/models")
+
+
+# --- backtest -------------------------------------------------------------------------------
+
+
+class StrategyRef(StrictModel):
+    """A strategy by registered name, with its parameters."""
+
+    name: str = Field(description="Registered strategy name, e.g. sma_cross, model_signal")
+    params: dict[str, ParamValue] = Field(default_factory=dict, description="Strategy parameters")
+
+
+class FeeConfig(StrictModel):
+    maker_bps: Decimal = Field(Decimal("10"), ge=0, description="Maker fee, basis points")
+    taker_bps: Decimal = Field(Decimal("10"), ge=0, description="Taker fee, basis points")
+
+
+class SlippageConfig(StrictModel):
+    kind: Literal["none", "fixed_bps", "volatility", "book"] = Field(
+        "fixed_bps", description="Model"
+    )
+    bps: Decimal = Field(Decimal("1"), ge=0, description="fixed_bps: slippage per fill")
+    vol_mult: float = Field(0.1, ge=0, description="volatility: fraction of bar range")
+
+
+class BacktestConfig(StrictModel):
+    """An event-driven backtest run."""
+
+    symbols: list[Symbol] = Field(
+        default_factory=lambda: ["BTCUSDT"], min_length=1, description="Symbols traded"
+    )
+    interval: Interval = Field("1m", description="Bar interval")
+    start: str | None = Field(None, description="ISO-8601 UTC start; default: first bar")
+    end: str | None = Field(None, description="ISO-8601 UTC end (exclusive); default: last bar")
+    initial_cash: Decimal = Field(Decimal("10000"), gt=0, description="Starting cash, quote ccy")
+    quote_currency: str = Field("USDT", description="Currency of cash and PnL")
+    fees: FeeConfig = Field(default_factory=FeeConfig, description="Trading fees")
+    slippage: SlippageConfig = Field(default_factory=SlippageConfig, description="Slippage model")
+    latency_ms: int = Field(0, ge=0, description="Decision-to-order latency")
+    fill_at: Literal["next_open", "close"] = Field(
+        "next_open", description="Market-order fill price"
+    )
+    strategy: StrategyRef = Field(
+        default_factory=lambda: StrategyRef(name="sma_cross", params={"fast": 10, "slow": 30}),
+        description="Strategy under test",
+    )
+    report_dir: Path | None = Field(None, description="Reports; default <data_dir>/reports")
+
+    @model_validator(mode="after")
+    def _check_range(self) -> BacktestConfig:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+# --- live -----------------------------------------------------------------------------------
+
+
+class LiveConfig(StrictModel):
+    """The long-running bot."""
+
+    strategies: list[StrategyRef] = Field(
+        default_factory=lambda: [StrategyRef(name="model_signal")],
+        min_length=1,
+        description="Strategies sharing one account, risk engine and rate limiter",
+    )
+    symbols: list[Symbol] = Field(
+        default_factory=lambda: ["BTCUSDT"], min_length=1, description="Symbols traded"
+    )
+    signal_stream: str = Field("tessera:signals", description="Redis stream of signals")
+    signal_maxlen: int = Field(100_000, gt=0, description="Approximate MAXLEN of the stream")
+    consumer_group: str = Field("executors", description="Redis consumer group of executors")
+    claim_idle_ms: int = Field(30_000, gt=0, description="Claim pending signals idle this long")
+    order_timeout_s: float = Field(10.0, gt=0, description="Submit/cancel timeout before querying")
+    reconcile_interval_s: float = Field(60.0, gt=0, description="Periodic reconciliation")
+    i_understand_live_trading: bool = Field(
+        False, description="Must be true (or the CLI flag given) to trade real money"
+    )
+
+
+# --- risk -----------------------------------------------------------------------------------
+
+
+class RiskConfig(StrictModel):
+    """Pre-trade limits and the drawdown kill-switch."""
+
+    max_order_notional: Decimal = Field(Decimal("1000"), gt=0, description="Per order, quote ccy")
+    max_position_notional: Decimal = Field(
+        Decimal("5000"), gt=0, description="Per symbol |position|, quote ccy"
+    )
+    max_gross_exposure: Decimal = Field(
+        Decimal("10000"), gt=0, description="Sum of |positions|, quote ccy"
+    )
+    price_band_pct: float = Field(
+        2.0, gt=0, le=100, description="Limit price at most this far from the last price"
+    )
+    max_open_orders: int = Field(20, gt=0, description="Open orders across all symbols")
+    max_orders_per_second: float = Field(5.0, gt=0, description="Order submissions per second")
+    max_drawdown_pct: float = Field(
+        10.0, gt=0, le=100, description="Kill-switch: halt at this drawdown from peak"
+    )
+    reduce_only_drawdown_pct: float | None = Field(
+        None, gt=0, le=100, description="Optional: only reducing orders beyond this drawdown"
+    )
+    flatten_on_halt: bool = Field(False, description="Close positions when the kill-switch fires")
+
+    @model_validator(mode="after")
+    def _order(self) -> RiskConfig:
+        if (
+            self.reduce_only_drawdown_pct is not None
+            and self.reduce_only_drawdown_pct >= self.max_drawdown_pct
+        ):
+            raise ValueError("reduce_only_drawdown_pct must be below max_drawdown_pct")
+        return self
+
+
+# The YAML file of each section, in ``config_dir``.
+SECTION_MODELS: dict[str, type[StrictModel]] = {
+    "data": DataConfig,
+    "features": FeatureConfig,
+    "model": ModelConfig,
+    "backtest": BacktestConfig,
+    "live": LiveConfig,
+    "risk": RiskConfig,
+}

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tessera.config import (
+    SECTION_MODELS,
+    ConfigError,
+    RiskConfig,
+    load_settings,
+    load_yaml,
+)
+from tessera.config.loader import example_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_file(clean_env: Path) -> None:
+    s = load_settings(config_dir=clean_env / "nothing-here")
+    assert s.mode == "dev"
+    assert s.log_json is False  # console in dev
+    assert s.metrics_host == "127.0.0.1"
+    assert s.metrics_port == 9090
+    assert s.redis_url is None
+    assert s.database_url == f"sqlite:///{Path('data') / 'tessera.db'}"
+    assert s.risk.max_drawdown_pct == 10.0
+    assert s.sources()["risk.max_drawdown_pct"] == "default"
+
+
+@pytest.mark.parametrize(("mode", "json"), [("dev", False), ("paper", True), ("live", True)])
+def test_log_json_default_follows_mode(clean_env: Path, mode: str, json: bool) -> None:
+    assert load_settings(config_dir=clean_env, mode=mode).log_json is json
+
+
+def test_explicit_log_json_wins_over_mode_default(clean_env: Path) -> None:
+    assert load_settings(config_dir=clean_env, mode="paper", log_json=False).log_json is False
+
+
+def test_precedence_defaults_yaml_dotenv_env_cli(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = clean_env / "cfg"
+    write(cfg / "risk.yaml", "max_drawdown_pct: 20\nmax_open_orders: 7\nprice_band_pct: 3\n")
+    write(cfg / "tessera.yaml", "seed: 1\nmetrics_port: 9100\nlog_level: warning\n")
+    dotenv = write(
+        clean_env / ".env",
+        "TESSERA_RISK__MAX_OPEN_ORDERS=8\nTESSERA_RISK__PRICE_BAND_PCT=4\nTESSERA_SEED=2\n"
+        "NOT_OURS=1\n",
+    )
+    monkeypatch.setenv("TESSERA_RISK__PRICE_BAND_PCT", "5")
+    monkeypatch.setenv("TESSERA_SEED", "3")
+
+    s = load_settings(config_dir=cfg, env_file=dotenv, log_level="ERROR")
+    # default < YAML
+    assert s.risk.max_drawdown_pct == 20.0
+    assert s.metrics_port == 9100
+    # YAML < .env
+    assert s.risk.max_open_orders == 8
+    # .env < environment
+    assert s.risk.price_band_pct == 5.0
+    assert s.seed == 3
+    # environment < explicit (CLI) override
+    assert s.log_level == "ERROR"
+    # untouched values keep their defaults
+    assert s.risk.max_order_notional == Decimal("1000")
+
+    src = s.sources()
+    assert src["risk.max_drawdown_pct"] == str(cfg / "risk.yaml")
+    assert src["metrics_port"] == str(cfg / "tessera.yaml")
+    assert src["risk.max_open_orders"] == f"{dotenv} TESSERA_RISK__MAX_OPEN_ORDERS"
+    assert src["risk.price_band_pct"] == "env TESSERA_RISK__PRICE_BAND_PCT"
+    assert src["log_level"] == "cli option"
+    assert src["risk.max_order_notional"] == "default"
+
+
+def test_config_dir_from_environment(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = clean_env / "elsewhere"
+    write(cfg / "risk.yaml", "max_drawdown_pct: 33\n")
+    monkeypatch.setenv("TESSERA_CONFIG_DIR", str(cfg))
+    s = load_settings()
+    assert s.risk.max_drawdown_pct == 33.0
+    assert s.sources()["risk.max_drawdown_pct"] == str(cfg / "risk.yaml")
+
+
+def test_secrets_are_secretstr_and_never_dumped(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSERA_EXCHANGE__API_KEY", "key-abcdef")
+    monkeypatch.setenv("TESSERA_EXCHANGE__API_SECRET", "sec-123456")
+    s = load_settings(config_dir=clean_env)
+    assert s.exchange.api_secret is not None
+    assert s.exchange.api_secret.get_secret_value() == "sec-123456"
+    dumped = s.model_dump_json() + repr(s) + str(s.model_dump(mode="json"))
+    assert "sec-123456" not in dumped
+    assert "key-abcdef" not in dumped
+    assert sorted(s.secret_values()) == ["key-abcdef", "sec-123456"]
+
+
+def test_bad_environment_value_names_the_variable(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESSERA_RISK__MAX_DRAWDOWN_PCT", "lots")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_dir=clean_env)
+    msg = str(info.value)
+    assert "`risk.max_drawdown_pct`" in msg
+    assert "env TESSERA_RISK__MAX_DRAWDOWN_PCT" in msg
+    assert "lots" in msg
+
+
+def test_unknown_prefixed_variable_in_dotenv_is_an_error(clean_env: Path) -> None:
+    dotenv = write(clean_env / ".env", "TESSERA_MODEE=paper\n")
+    with pytest.raises(ConfigError, match="modee"):
+        load_settings(config_dir=clean_env, env_file=dotenv)
+
+
+def test_load_yaml_wrong_type_names_file_field_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "risk.yaml", "# comment\nmax_open_orders: 3\nmax_drawdown_pct: ten\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, RiskConfig)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "`max_drawdown_pct` (line 3)" in msg
+    assert "valid number" in msg
+    assert "\n" not in msg  # one paragraph
+
+
+def test_load_yaml_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "risk.yaml", "max_drawdown_pct: 5\nmax_drawdwn_pct: 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, RiskConfig)
+    assert "`max_drawdwn_pct` (line 2): unknown key" in str(info.value)
+
+
+def test_load_yaml_broken_syntax_gives_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "risk.yaml", "max_drawdown_pct: 5\nlimits: [1, 2\nother: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, RiskConfig)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}, line ")
+    assert "not valid YAML" in msg
+
+
+def test_load_yaml_nested_field_path_and_line(tmp_path: Path) -> None:
+    from tessera.config import BacktestConfig
+
+    path = write(
+        tmp_path / "backtest.yaml",
+        "initial_cash: 100\nfees:\n  maker_bps: 1\n  taker_bps: -3\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, BacktestConfig)
+    assert "`fees.taker_bps` (line 4)" in str(info.value)
+
+
+def test_load_yaml_missing_file_and_non_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_yaml(tmp_path / "nope.yaml", RiskConfig)
+    path = write(tmp_path / "risk.yaml", "- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_yaml(path, RiskConfig)
+
+
+def test_cross_field_rule(tmp_path: Path) -> None:
+    path = write(tmp_path / "risk.yaml", "max_drawdown_pct: 5\nreduce_only_drawdown_pct: 8\n")
+    with pytest.raises(ConfigError, match="reduce_only_drawdown_pct must be below"):
+        load_yaml(path, RiskConfig)
+
+
+def test_broken_section_file_fails_settings_with_file_name(clean_env: Path) -> None:
+    cfg = clean_env / "cfg"
+    write(cfg / "risk.yaml", "max_drawdown_pct: [1]\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_dir=cfg)
+    assert str(cfg / "risk.yaml") in str(info.value)
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_MODELS))
+def test_repo_configs_are_valid_and_documented(section: str) -> None:
+    model = SECTION_MODELS[section]
+    path = REPO / "configs" / f"{section}.yaml"
+    loaded = load_yaml(path, model)
+    assert isinstance(loaded, model)
+    text = path.read_text()
+    # every top-level field appears in the example with a comment line above it
+    for name, info in model.model_fields.items():
+        assert f"\n{name}:" in text, f"{name} missing from {path}"
+        assert info.description, f"{model.__name__}.{name} has no description"
+
+
+@pytest.mark.parametrize("section", sorted(SECTION_MODELS))
+def test_example_yaml_round_trips_to_defaults(tmp_path: Path, section: str) -> None:
+    model = SECTION_MODELS[section]
+    path = write(tmp_path / f"{section}.yaml", example_yaml(model))
+    assert load_yaml(path, model) == model()
