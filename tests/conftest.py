@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,10 @@ def samples() -> Path:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No TESSERA_* variables from the developer's shell, and a cwd without a .env file."""
     for key in list(os.environ):
         if key.upper().startswith("TESSERA_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    yield tmp_path
+    return tmp_path

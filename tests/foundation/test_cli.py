@@ -22,7 +22,11 @@ def run(
     base.setdefault("COLUMNS", "200")
     return subprocess.run(
         [sys.executable, "-m", "tessera.cli", *args],
-        capture_output=True, text=True, env=base, cwd=cwd, timeout=120,
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd,
+        timeout=120,
     )
 
 
@@ -31,8 +35,12 @@ def test_help_explains_every_command() -> None:
     assert res.returncode == 0
     for word in ("config", "version", "--mode", "--config-dir", "--seed", "--metrics-port"):
         assert word in res.stdout
-    for cmd in (["config", "--help"], ["config", "show", "--help"],
-                ["config", "validate", "--help"], ["version", "--help"]):
+    for cmd in (
+        ["config", "--help"],
+        ["config", "show", "--help"],
+        ["config", "validate", "--help"],
+        ["version", "--help"],
+    ):
         sub = run(*cmd)
         assert sub.returncode == 0, sub.stderr
         assert "Usage" in sub.stdout and len(sub.stdout.splitlines()) > 4
@@ -45,8 +53,11 @@ def test_version() -> None:
 
 
 def test_paper_mode_logs_json_with_run_id_and_never_the_secret() -> None:
-    env = {"TESSERA_MODE": "paper", "TESSERA_EXCHANGE__API_SECRET": SECRET,
-           "TESSERA_EXCHANGE__API_KEY": "key-" + SECRET}
+    env = {
+        "TESSERA_MODE": "paper",
+        "TESSERA_EXCHANGE__API_SECRET": SECRET,
+        "TESSERA_EXCHANGE__API_KEY": "key-" + SECRET,
+    }
     for fmt in ("table", "json", "yaml"):
         res = run("config", "show", "--format", fmt, env=env)
         assert res.returncode == 0, res.stderr
@@ -66,8 +77,15 @@ def test_show_reports_sources(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg"
     cfg.mkdir()
     (cfg / "risk.yaml").write_text("max_drawdown_pct: 4\n")
-    res = run("--config-dir", str(cfg), "config", "show", "--section", "risk",
-              env={"TESSERA_RISK__MAX_OPEN_ORDERS": "3"})
+    res = run(
+        "--config-dir",
+        str(cfg),
+        "config",
+        "show",
+        "--section",
+        "risk",
+        env={"TESSERA_RISK__MAX_OPEN_ORDERS": "3"},
+    )
     assert res.returncode == 0, res.stderr
     row = next(line for line in res.stdout.splitlines() if "risk.max_drawdown_pct" in line)
     assert "4.0" in row and "risk.yaml" in row

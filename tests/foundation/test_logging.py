@@ -100,8 +100,15 @@ def test_no_secret_reaches_a_log_line(json_stream: io.StringIO) -> None:
         log.exception("crashed")
     out = json_stream.getvalue()
     for leaked in (
-        secret, "another-secret-123", "visible-only-if-broken", "pw-123", "lk-1",
-        "whatever-123", "k-987", "db-pass-1", "abcdef123",
+        secret,
+        "another-secret-123",
+        "visible-only-if-broken",
+        "pw-123",
+        "lk-1",
+        "whatever-123",
+        "k-987",
+        "db-pass-1",
+        "abcdef123",
     ):
         assert leaked not in out, leaked
     assert out.count(REDACTED) >= 9

@@ -27,12 +27,25 @@ def server() -> m.MetricsServer:
 
 
 EXPECTED = {
-    "tessera_orders_submitted", "tessera_orders_acked", "tessera_orders_rejected",
-    "tessera_orders_canceled", "tessera_fills", "tessera_fill_ratio",
-    "tessera_signal_latency_seconds", "tessera_order_latency_seconds", "tessera_position_size",
-    "tessera_position_notional", "tessera_pnl_realized", "tessera_pnl_unrealized",
-    "tessera_equity", "tessera_drawdown_pct", "tessera_kill_switch_engaged",
-    "tessera_ws_messages", "tessera_ws_reconnects", "tessera_ws_gaps", "tessera_build_info",
+    "tessera_orders_submitted",
+    "tessera_orders_acked",
+    "tessera_orders_rejected",
+    "tessera_orders_canceled",
+    "tessera_fills",
+    "tessera_fill_ratio",
+    "tessera_signal_latency_seconds",
+    "tessera_order_latency_seconds",
+    "tessera_position_size",
+    "tessera_position_notional",
+    "tessera_pnl_realized",
+    "tessera_pnl_unrealized",
+    "tessera_equity",
+    "tessera_drawdown_pct",
+    "tessera_kill_switch_engaged",
+    "tessera_ws_messages",
+    "tessera_ws_reconnects",
+    "tessera_ws_gaps",
+    "tessera_build_info",
 }
 
 
@@ -48,13 +61,19 @@ def test_scrape_over_a_socket_and_parse(server: m.MetricsServer) -> None:
     dd = families["tessera_drawdown_pct"]
     assert dd.documentation and dd.samples[0].value == 3.5
     submitted = [
-        s for s in families["tessera_orders_submitted"].samples
+        s
+        for s in families["tessera_orders_submitted"].samples
         if s.name == "tessera_orders_submitted_total"
     ]
-    assert any(s.labels == {"symbol": "BTCUSDT", "side": "buy", "type": "limit"} and s.value >= 1
-               for s in submitted)
-    buckets = [s for s in families["tessera_order_latency_seconds"].samples
-               if s.name.endswith("_bucket") and s.labels["stage"] == "send_to_ack"]
+    assert any(
+        s.labels == {"symbol": "BTCUSDT", "side": "buy", "type": "limit"} and s.value >= 1
+        for s in submitted
+    )
+    buckets = [
+        s
+        for s in families["tessera_order_latency_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["stage"] == "send_to_ack"
+    ]
     les = sorted(float(s.labels["le"]) for s in buckets if s.labels["le"] != "+Inf")
     assert les[0] == 0.0001 and les[-1] == 10.0  # 100 µs .. 10 s
     info = families["tessera_build_info"].samples[0]
