@@ -1,0 +1,87 @@
+"""`Position`: signed quantity, cost basis and realized PnL, exact in Decimal.
+
+Lots are kept FIFO: reducing a position closes its oldest lots first and realizes
+``(exit - lot price) * qty`` per lot. Only multiplication and subtraction touch the books, so
+realized + unrealized PnL equals the cash flows plus the marked inventory *exactly* (an average-
+price method would divide and round). ``avg_price`` is derived, for display and risk.
+Fees are tracked apart from price PnL so both stay visible.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from tessera.execution.orders import Fill
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Position:
+    symbol: str
+    strategy: str = ""
+    realized_pnl: Decimal = ZERO  # quote currency, before fees
+    fees_quote: Decimal = ZERO  # fees paid in the quote currency
+    turnover: Decimal = ZERO  # sum of |fill notional|
+    ts_last: int = 0
+    # Open lots, oldest first: (signed qty, price). All lots share the position's sign.
+    lots: deque[tuple[Decimal, Decimal]] = field(default_factory=deque)
+
+    @property
+    def qty(self) -> Decimal:
+        return sum((q for q, _ in self.lots), ZERO)
+
+    @property
+    def cost(self) -> Decimal:
+        """Signed cost basis of the open quantity: sum of qty * entry price."""
+        return sum((q * p for q, p in self.lots), ZERO)
+
+    @property
+    def avg_price(self) -> Decimal:
+        qty = self.qty
+        return self.cost / qty if qty else ZERO
+
+    @property
+    def is_flat(self) -> bool:
+        return not self.lots
+
+    def notional(self, mark: Decimal) -> Decimal:
+        return self.qty * mark
+
+    def unrealized_pnl(self, mark: Decimal) -> Decimal:
+        return self.qty * mark - self.cost
+
+    def apply_fill(self, fill: Fill, quote_asset: str | None = None) -> Decimal:
+        """Apply a fill; returns the PnL it realized (quote currency, before fees)."""
+        fee = fill.fee if fill.fee_asset == quote_asset else ZERO
+        return self.apply(fill.qty * fill.side.sign, fill.price, fill.ts_event, fee_quote=fee)
+
+    def apply(
+        self, signed_qty: Decimal, price: Decimal, ts: int = 0, fee_quote: Decimal = ZERO
+    ) -> Decimal:
+        if signed_qty == 0:
+            raise ValueError("a fill of zero quantity")
+        if price <= 0:
+            raise ValueError(f"price must be > 0, got {price}")
+        self.turnover += abs(signed_qty) * price
+        self.fees_quote += fee_quote
+        self.ts_last = max(self.ts_last, ts)
+        realized = ZERO
+        remaining = signed_qty
+        # Close opposite-signed lots first, oldest first.
+        while remaining and self.lots and (self.lots[0][0] > 0) != (remaining > 0):
+            lot_qty, lot_price = self.lots[0]
+            closing = min(abs(remaining), abs(lot_qty))
+            direction = 1 if lot_qty > 0 else -1
+            realized += (price - lot_price) * closing * direction
+            if closing == abs(lot_qty):
+                self.lots.popleft()
+            else:
+                self.lots[0] = (lot_qty - closing * direction, lot_price)
+            remaining += closing * direction
+        if remaining:
+            self.lots.append((remaining, price))
+        self.realized_pnl += realized
+        return realized
