@@ -1,0 +1,255 @@
+"""Pre-trade risk checks, trading states and the drawdown kill-switch — pure, no I/O.
+
+The same `RiskEngine` object runs inside the backtest and in front of the live executor, so a
+limit or a kill-switch behaves identically in both. Whatever must leave the process (metrics,
+the persisted halt, cancel-all) is returned as data or reported to a `RiskListener`; the caller
+carries it out.
+
+States:
+- ACTIVE: every check applies.
+- REDUCING: only orders that shrink an existing position pass (optional, entered when the
+  drawdown passes ``reduce_only_drawdown_pct``; back to ACTIVE when it recovers below it).
+- HALTED: nothing passes. Entered by the kill-switch (drawdown >= ``max_drawdown_pct``) or by
+  hand, and left only by an explicit `reset` from a person — never automatically.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from tessera.config.models import RiskConfig
+from tessera.execution.orders import OrderSide, OrderType
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+NS = 1_000_000_000
+
+
+class TradingState(StrEnum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+class DenialReason(StrEnum):
+    """Why an order was denied; the values are the metric label vocabulary."""
+
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    MAX_POSITION = "max_position"
+    MAX_GROSS_EXPOSURE = "max_gross_exposure"
+    PRICE_BAND = "price_band"
+    MAX_OPEN_ORDERS = "max_open_orders"
+    ORDER_RATE = "order_rate"
+    HALTED = "halted"
+    REDUCING_ONLY = "reducing_only"
+    KILL_SWITCH = "kill_switch"
+
+
+class RiskAction(StrEnum):
+    CANCEL_ALL = "cancel_all"
+    FLATTEN = "flatten"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    order_type: OrderType = OrderType.MARKET
+    price: Decimal | None = None  # limit price; market orders use the last price
+    strategy: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    """What the checks need to know about the account right now."""
+
+    positions: Mapping[str, Decimal]  # signed base quantity per symbol
+    last_prices: Mapping[str, Decimal]
+    open_orders: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RiskDecision:
+    allowed: bool
+    reason: DenialReason | None = None
+    detail: str = ""
+
+    @classmethod
+    def ok(cls) -> RiskDecision:
+        return cls(True)
+
+    @classmethod
+    def deny(cls, reason: DenialReason, detail: str) -> RiskDecision:
+        return cls(False, reason, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class HaltRecord:
+    reason: str  # "kill_switch" or a person's words
+    ts: int
+    drawdown_pct: float
+
+
+class RiskListener(Protocol):
+    """Receives what happened; the live app maps it to metrics, logs and the database."""
+
+    def on_denial(self, intent: OrderIntent, decision: RiskDecision) -> None: ...
+
+    def on_state(self, state: TradingState, halt: HaltRecord | None) -> None: ...
+
+    def on_drawdown(self, equity: Decimal, peak: Decimal, drawdown_pct: float) -> None: ...
+
+
+class NullListener:
+    def on_denial(self, intent: OrderIntent, decision: RiskDecision) -> None:
+        return None
+
+    def on_state(self, state: TradingState, halt: HaltRecord | None) -> None:
+        return None
+
+    def on_drawdown(self, equity: Decimal, peak: Decimal, drawdown_pct: float) -> None:
+        return None
+
+
+@dataclass
+class RiskEngine:
+    config: RiskConfig
+    listener: RiskListener = field(default_factory=NullListener)
+    state: TradingState = TradingState.ACTIVE
+    halt: HaltRecord | None = None
+    equity_peak: Decimal = ZERO
+    drawdown_pct: float = 0.0
+    _sent: deque[int] = field(default_factory=deque)
+
+    # --- pre-trade ------------------------------------------------------------------------------
+
+    def check(self, intent: OrderIntent, account: AccountView, now_ns: int) -> RiskDecision:
+        """Decide on one order. Denials are reported to the listener with their reason."""
+        decision = self._decide(intent, account, now_ns)
+        if not decision.allowed:
+            self.listener.on_denial(intent, decision)
+        return decision
+
+    def _decide(self, intent: OrderIntent, account: AccountView, now_ns: int) -> RiskDecision:
+        cfg = self.config
+        if self.state is TradingState.HALTED:
+            reason = (
+                DenialReason.KILL_SWITCH
+                if self.halt and self.halt.reason == "kill_switch"
+                else DenialReason.HALTED
+            )
+            return RiskDecision.deny(
+                reason, f"trading halted: {self.halt.reason if self.halt else ''}"
+            )
+        position = account.positions.get(intent.symbol, ZERO)
+        signed = intent.qty * intent.side.sign
+        reduces = position != 0 and (position > 0) != (signed > 0) and abs(signed) <= abs(position)
+        if self.state is TradingState.REDUCING and not reduces:
+            return RiskDecision.deny(DenialReason.REDUCING_ONLY, "only reducing orders allowed")
+
+        last = account.last_prices.get(intent.symbol)
+        price = intent.price if intent.price is not None else last
+        if price is None:
+            return RiskDecision.deny(DenialReason.PRICE_BAND, f"no price known for {intent.symbol}")
+        notional = intent.qty * price
+        if notional > cfg.max_order_notional:
+            return RiskDecision.deny(
+                DenialReason.MAX_ORDER_NOTIONAL,
+                f"order notional {notional} > {cfg.max_order_notional}",
+            )
+        if intent.price is not None and last is not None:
+            band = abs(intent.price / last - 1) * HUNDRED
+            if band > Decimal(str(cfg.price_band_pct)):
+                return RiskDecision.deny(
+                    DenialReason.PRICE_BAND, f"price {intent.price} is {band:.3f}% from last {last}"
+                )
+        if not reduces:
+            new_position = abs(position + signed) * price
+            if new_position > cfg.max_position_notional:
+                return RiskDecision.deny(
+                    DenialReason.MAX_POSITION,
+                    f"position notional {new_position} > {cfg.max_position_notional}",
+                )
+            gross = ZERO
+            for sym, qty in account.positions.items():
+                if sym != intent.symbol:
+                    gross += abs(qty) * account.last_prices.get(sym, ZERO)
+            gross += new_position
+            if gross > cfg.max_gross_exposure:
+                return RiskDecision.deny(
+                    DenialReason.MAX_GROSS_EXPOSURE,
+                    f"gross exposure {gross} > {cfg.max_gross_exposure}",
+                )
+        if account.open_orders >= cfg.max_open_orders:
+            return RiskDecision.deny(
+                DenialReason.MAX_OPEN_ORDERS, f"{account.open_orders} open orders"
+            )
+        while self._sent and self._sent[0] <= now_ns - NS:
+            self._sent.popleft()
+        if len(self._sent) >= cfg.max_orders_per_second:
+            return RiskDecision.deny(
+                DenialReason.ORDER_RATE, f"{len(self._sent)} orders in the last second"
+            )
+        return RiskDecision.ok()
+
+    def record_sent(self, now_ns: int) -> None:
+        """Count an order that passed and was sent (for the orders-per-second limit)."""
+        self._sent.append(now_ns)
+
+    # --- drawdown and the kill-switch ----------------------------------------------------------
+
+    def update_equity(self, equity: Decimal, ts: int) -> list[RiskAction]:
+        """Mark-to-market update. Returns the actions the caller must carry out now."""
+        if equity > self.equity_peak:
+            self.equity_peak = equity
+        peak = self.equity_peak
+        dd = float((peak - equity) / peak * HUNDRED) if peak > 0 else 0.0
+        self.drawdown_pct = max(dd, 0.0)
+        self.listener.on_drawdown(equity, peak, self.drawdown_pct)
+        cfg = self.config
+        if self.state is not TradingState.HALTED and self.drawdown_pct >= cfg.max_drawdown_pct:
+            self._set_halt(HaltRecord("kill_switch", ts, self.drawdown_pct))
+            return [RiskAction.CANCEL_ALL, *([RiskAction.FLATTEN] if cfg.flatten_on_halt else [])]
+        threshold = cfg.reduce_only_drawdown_pct
+        if threshold is not None and self.state is not TradingState.HALTED:
+            target = (
+                TradingState.REDUCING if self.drawdown_pct >= threshold else TradingState.ACTIVE
+            )
+            if target is not self.state:
+                self.state = target
+                self.listener.on_state(target, None)
+        return []
+
+    def manual_halt(self, reason: str, ts: int) -> list[RiskAction]:
+        if not reason.strip():
+            raise ValueError("a manual halt needs a reason")
+        self._set_halt(HaltRecord(reason, ts, self.drawdown_pct))
+        return [RiskAction.CANCEL_ALL]
+
+    def restore(self, halt: HaltRecord | None, equity_peak: Decimal) -> None:
+        """Restore persisted state at start-up: a halt survives restarts."""
+        self.equity_peak = max(self.equity_peak, equity_peak)
+        if halt is not None:
+            self.state = TradingState.HALTED
+            self.halt = halt
+            self.listener.on_state(self.state, halt)
+
+    def reset(self, equity: Decimal | None = None) -> None:
+        """A person re-enables trading. The equity peak restarts from ``equity`` if given."""
+        self.state = TradingState.ACTIVE
+        self.halt = None
+        if equity is not None:
+            self.equity_peak = equity
+            self.drawdown_pct = 0.0
+        self.listener.on_state(self.state, None)
+
+    def _set_halt(self, record: HaltRecord) -> None:
+        self.state = TradingState.HALTED
+        self.halt = record
+        self.listener.on_state(self.state, record)
