@@ -1,0 +1,464 @@
+"""The event-driven backtest engine.
+
+Per bar, in this order (the same order the live bot sees events in):
+1. orders that have arrived are matched against the bar (`matching.match_order`);
+2. fills are booked (order state machine, portfolio, strategy ``on_fill``);
+3. the portfolio is marked at the close; equity feeds the risk engine, whose kill-switch may
+   halt trading, cancel everything and flatten — exactly as live;
+4. the strategy sees the closed bar (``on_bar``) and may submit orders through the context,
+   which runs the risk engine's pre-trade checks and the exchange filters first.
+
+Orders decided at a bar's close arrive ``latency_ms`` later; with ``fill_at="close"`` market
+orders fill at the deciding bar's close instead (the convention of backtesting.py's
+``trade_on_close`` and vectorbt's ``from_signals`` on close prices).
+
+Money is exact: orders, fills, cash and positions are Decimal. The equity curve is float64.
+Same inputs and seed give the same result, byte for byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+
+from tessera.backtest.data import BarSeries
+from tessera.backtest.matching import (
+    BarView,
+    Match,
+    MatchResult,
+    SlippageKind,
+    SlippageModel,
+    match_order,
+)
+from tessera.backtest.results import BacktestResult, FillRecord, build_result
+from tessera.config.models import BacktestConfig, RiskConfig
+from tessera.execution.fees import FeeSchedule
+from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.ids import ClientOrderIdGenerator
+from tessera.execution.orders import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from tessera.execution.portfolio import Instrument, Portfolio
+from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
+from tessera.risk.engine import AccountView, OrderIntent, RiskAction, RiskEngine, RiskListener
+from tessera.strategies.base import Bar, Strategy
+
+ZERO = Decimal(0)
+MS = 1_000_000
+K = OrderEventKind
+
+
+def _d(x: float) -> Decimal:
+    return Decimal(repr(x))
+
+
+@dataclass
+class _Working:
+    order: Order
+    active_from: int  # ns: first bar opening at/after this time may fill it
+    first_bar_seen: bool = False
+    triggered: bool = False
+
+
+@dataclass
+class _SymbolState:
+    series: BarSeries
+    last_close: float | None = None
+    bar_index: int = -1
+
+
+class BacktestContext:
+    """`StrategyContext` of the backtest; one per strategy (positions are attributed)."""
+
+    def __init__(self, engine: BacktestEngine, strategy: str) -> None:
+        self._engine = engine
+        self._strategy = strategy
+
+    @property
+    def now(self) -> int:
+        return self._engine.now
+
+    def position(self, symbol: str) -> Decimal:
+        return self._engine.portfolio.strategy_position(symbol, self._strategy).qty
+
+    def equity(self) -> Decimal:
+        return self._engine.portfolio.equity()
+
+    def cash(self) -> Decimal:
+        return self._engine.portfolio.cash.get(self._engine.portfolio.quote_asset, ZERO)
+
+    def last_price(self, symbol: str) -> float | None:
+        return self._engine.symbols[symbol].last_close
+
+    def features(self, symbol: str) -> Mapping[str, float]:
+        st = self._engine.symbols[symbol]
+        i = st.bar_index
+        return {k: float(v[i]) for k, v in st.series.features.items()} if i >= 0 else {}
+
+    def prediction(self, symbol: str) -> float | None:
+        st = self._engine.symbols[symbol]
+        preds = st.series.predictions
+        if preds is None or st.bar_index < 0:
+            return None
+        return float(preds[st.bar_index])
+
+    def submit_order(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        order_type: OrderType = OrderType.MARKET,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> Order | None:
+        return self._engine.submit(
+            self._strategy, symbol, side, qty, order_type, price, stop_price, time_in_force
+        )
+
+    def cancel_order(self, client_order_id: str) -> None:
+        self._engine.cancel(client_order_id)
+
+    def cancel_all(self, symbol: str | None = None) -> None:
+        for w in list(self._engine.working):
+            if w.order.strategy == self._strategy and (symbol is None or w.order.symbol == symbol):
+                self._engine.cancel(w.order.client_order_id)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [
+            w.order
+            for w in self._engine.working
+            if w.order.strategy == self._strategy and (symbol is None or w.order.symbol == symbol)
+        ]
+
+    def target_position(self, symbol: str, qty: Decimal) -> Order | None:
+        delta = qty - self.position(symbol)
+        filters = self._engine.filters.get(symbol)
+        if filters is not None:
+            delta = filters.round_qty(abs(delta), market=True) * (1 if delta > 0 else -1)
+        if delta == 0:
+            return None
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        return self.submit_order(symbol, side, abs(delta))
+
+
+@dataclass
+class BacktestEngine:
+    config: BacktestConfig
+    risk_config: RiskConfig | None = None
+    filters: Mapping[str, SymbolFilters] = field(default_factory=dict)
+    max_participation: float = 0.0
+    limit_fill: str = "touch"
+    risk_listener: RiskListener | None = None
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.fees = FeeSchedule(cfg.fees.maker_bps, cfg.fees.taker_bps)
+        self.slippage = SlippageModel(
+            SlippageKind(cfg.slippage.kind), cfg.slippage.bps, cfg.slippage.vol_mult
+        )
+        self.latency_ns = cfg.latency_ms * MS
+        self.state_machine = OrderStateMachine()
+        self.now = 0
+
+    # --- public ---------------------------------------------------------------------------------
+
+    def run(self, data: Sequence[BarSeries], strategies: Sequence[Strategy]) -> BacktestResult:
+        cfg = self.config
+        self.symbols = {s.symbol: _SymbolState(s) for s in data}
+        instruments = []
+        for s in data:
+            f = self.filters.get(s.symbol)
+            base = f.base_asset if f else s.symbol.removesuffix(cfg.quote_currency)
+            instruments.append(Instrument(s.symbol, base, cfg.quote_currency))
+        self.portfolio = Portfolio.with_cash(cfg.quote_currency, cfg.initial_cash, instruments)
+        self.risk = (
+            RiskEngine(self.risk_config, self.risk_listener)
+            if self.risk_config is not None and self.risk_listener is not None
+            else RiskEngine(self.risk_config)
+            if self.risk_config is not None
+            else None
+        )
+        self.working: list[_Working] = []
+        self.orders: list[Order] = []
+        self.fill_records: list[FillRecord] = []
+        self.denials: list[tuple[int, str, str]] = []
+        self.halted_at: int | None = None
+        self._ids = ClientOrderIdGenerator("backtest")
+        self._trade_seq = 0
+        self._strategies = {st.strategy_id: st for st in strategies}
+        if len(self._strategies) != len(strategies):
+            raise ValueError("two strategies share an id; give each a distinct strategy_id")
+        self._contexts = {sid: BacktestContext(self, sid) for sid in self._strategies}
+        self._by_order: dict[str, Strategy] = {}
+
+        times: list[int] = []
+        equity: list[float] = []
+        exposure: list[float] = []
+        for st in strategies:
+            st.on_start(self._contexts[st.strategy_id])
+        for close_time, events in self._timeline(data):
+            self.now = close_time
+            for sym, i in events:
+                self._process_bar(sym, i)
+            for sym, i in events:
+                self._strategy_bar(sym, i)
+            eq = self._mark_and_risk()
+            times.append(close_time)
+            equity.append(eq)
+            exposure.append(float(self.portfolio.gross_exposure()))
+        for st in strategies:
+            st.on_stop(self._contexts[st.strategy_id])
+        return build_result(
+            config=cfg,
+            times=np.asarray(times, dtype=np.int64),
+            equity=np.asarray(equity, dtype=np.float64),
+            exposure=np.asarray(exposure, dtype=np.float64),
+            fills=self.fill_records,
+            orders=self.orders,
+            portfolio=self.portfolio,
+            denials=self.denials,
+            halted_at=self.halted_at,
+        )
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _timeline(data: Sequence[BarSeries]) -> list[tuple[int, list[tuple[str, int]]]]:
+        """Bars grouped by close time, symbols in a fixed order (determinism)."""
+        if len(data) == 1:
+            s = data[0]
+            return [(int(t), [(s.symbol, i)]) for i, t in enumerate(s.close_time.tolist())]
+        heap = [(int(s.close_time[0]), k, 0) for k, s in enumerate(data) if len(s)]
+        heapq.heapify(heap)
+        out: list[tuple[int, list[tuple[str, int]]]] = []
+        while heap:
+            t, k, i = heapq.heappop(heap)
+            if out and out[-1][0] == t:
+                out[-1][1].append((data[k].symbol, i))
+            else:
+                out.append((t, [(data[k].symbol, i)]))
+            if i + 1 < len(data[k]):
+                heapq.heappush(heap, (int(data[k].close_time[i + 1]), k, i + 1))
+        return out
+
+    def _process_bar(self, symbol: str, i: int) -> None:
+        st = self.symbols[symbol]
+        s = st.series
+        st.bar_index = i
+        if self.working:
+            view = BarView(
+                float(s.open[i]),
+                float(s.high[i]),
+                float(s.low[i]),
+                float(s.close[i]),
+                float(s.volume[i]),
+            )
+            open_time = int(s.open_time[i])
+            for w in list(self.working):
+                if w.order.symbol != symbol or w.active_from > open_time:
+                    continue
+                first = not w.first_bar_seen
+                w.first_bar_seen = True
+                self._apply_match(
+                    w,
+                    match_order(
+                        w.order,
+                        view,
+                        first,
+                        self.slippage,
+                        self.max_participation,
+                        self.limit_fill,
+                        w.triggered,
+                    ),
+                    int(s.open_time[i]),
+                )
+        st.last_close = float(s.close[i])
+        self.portfolio.mark(symbol, _d(st.last_close))
+
+    def _strategy_bar(self, symbol: str, i: int) -> None:
+        s = self.symbols[symbol].series
+        bar = Bar(
+            symbol,
+            int(s.open_time[i]),
+            int(s.close_time[i]),
+            float(s.open[i]),
+            float(s.high[i]),
+            float(s.low[i]),
+            float(s.close[i]),
+            float(s.volume[i]),
+            float(s.quote_volume[i]),
+            float(s.taker_buy_volume[i]),
+        )
+        for strat in self._strategies.values():
+            if symbol in strat.symbols:
+                strat.on_bar(bar, self._contexts[strat.strategy_id])
+
+    def _mark_and_risk(self) -> float:
+        equity = self.portfolio.equity()
+        if self.risk is not None:
+            actions = self.risk.update_equity(equity, self.now)
+            if actions:
+                self.halted_at = self.now
+                if RiskAction.CANCEL_ALL in actions:
+                    for w in list(self.working):
+                        self.cancel(w.order.client_order_id)
+                if RiskAction.FLATTEN in actions:
+                    self._flatten()
+        return float(equity)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        strategy: str,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        order_type: OrderType,
+        price: Decimal | None,
+        stop_price: Decimal | None,
+        tif: TimeInForce,
+        bypass_risk: bool = False,
+    ) -> Order | None:
+        st = self.symbols[symbol]
+        last = _d(st.last_close) if st.last_close is not None else None
+        if self.risk is not None and not bypass_risk:
+            account = AccountView(
+                positions=self.portfolio.net_positions(),
+                last_prices={
+                    k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
+                },
+                open_orders=len(self.working),
+            )
+            decision = self.risk.check(
+                OrderIntent(symbol, side, qty, order_type, price, strategy), account, self.now
+            )
+            if not decision.allowed:
+                self.denials.append((self.now, strategy, str(decision.reason)))
+                return None
+        filters = self.filters.get(symbol)
+        if filters is not None:
+            try:
+                filters.check(order_type, qty, price, last, stop_price)
+            except FilterViolationError as exc:
+                self.denials.append((self.now, strategy, f"filter:{exc.filter_type}"))
+                return None
+        order = Order(
+            client_order_id=self._ids.next(),
+            symbol=symbol,
+            side=side,
+            type=order_type,
+            qty=qty,
+            price=price,
+            stop_price=stop_price,
+            time_in_force=tif,
+            strategy=strategy,
+            ts_created=self.now,
+        )
+        self.orders.append(order)
+        self.state_machine.apply(order, OrderEvent(K.SUBMITTED, self.now))
+        if self.risk is not None:
+            self.risk.record_sent(self.now)
+        if strategy in self._strategies:
+            self._by_order[order.client_order_id] = self._strategies[strategy]
+        if (
+            self.config.fill_at == "close"
+            and order_type is OrderType.MARKET
+            and st.last_close is not None
+        ):
+            self.state_machine.apply(order, OrderEvent(K.ACCEPTED, self.now))
+            self._fill_at_close(order, st.last_close)
+            return order
+        self.working.append(_Working(order, self.now + self.latency_ns + 1))
+        return order
+
+    def cancel(self, client_order_id: str) -> None:
+        for w in self.working:
+            if w.order.client_order_id == client_order_id:
+                self.state_machine.apply(w.order, OrderEvent(K.CANCEL_REQUESTED, self.now))
+                self.state_machine.apply(w.order, OrderEvent(K.CANCELED, self.now))
+                self.working.remove(w)
+                return
+
+    def _flatten(self) -> None:
+        for (symbol, strategy), pos in list(self.portfolio.by_strategy.items()):
+            if pos.qty:
+                side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+                self.submit(
+                    strategy,
+                    symbol,
+                    side,
+                    abs(pos.qty),
+                    OrderType.MARKET,
+                    None,
+                    None,
+                    TimeInForce.GTC,
+                    bypass_risk=True,
+                )
+
+    def _fill_at_close(self, order: Order, close: float) -> None:
+        ref = _d(close)
+        px = self.slippage.adjust(order.side, ref, 0.0)
+        self._book_fill(order, Match(order.qty, px, Liquidity.TAKER, ref), self.now)
+
+    def _apply_match(self, w: _Working, result: MatchResult, ts: int) -> None:
+        order = w.order
+        if result.triggered:
+            w.triggered = True
+        if result.reject is not None:  # refused on arrival, as the exchange would
+            self.working.remove(w)
+            self.state_machine.apply(order, OrderEvent(K.REJECTED, ts, reason=result.reject))
+            return
+        if order.status is OrderStatus.SUBMITTED:  # arrived: the exchange acknowledges it
+            self.state_machine.apply(order, OrderEvent(K.ACCEPTED, ts))
+        if result.match is not None:
+            self._book_fill(order, result.match, ts)
+        if order.status is OrderStatus.FILLED:
+            self.working.remove(w)
+        elif result.expire:
+            self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts))
+            self.working.remove(w)
+
+    def _book_fill(self, order: Order, match: Match, ts: int) -> None:
+        # Spot accounts cannot spend cash they do not have (Binance -2010).
+        quote = self.portfolio.quote_asset
+        notional = match.qty * match.price
+        fee = self.fees.fee(notional, match.liquidity)
+        if order.side is OrderSide.BUY and notional + fee > self.portfolio.cash.get(quote, ZERO):
+            if order.filled_qty == 0:
+                self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts, reason="insufficient"))
+                if any(w.order is order for w in self.working):
+                    self.working[:] = [w for w in self.working if w.order is not order]
+                self.denials.append((self.now, order.strategy, "insufficient_balance"))
+            return
+        self._trade_seq += 1
+        fill = Fill(
+            trade_id=str(self._trade_seq),
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            price=match.price,
+            qty=match.qty,
+            fee=fee,
+            fee_asset=quote,
+            liquidity=match.liquidity,
+            ts_event=ts,
+            strategy=order.strategy,
+        )
+        self.state_machine.apply(order, OrderEvent(K.FILLED, ts, fill=fill))
+        realized = self.portfolio.apply_fill(fill)
+        self.fill_records.append(FillRecord(fill, match.reference_price, realized))
+        strat = self._by_order.get(order.client_order_id)
+        if strat is not None:
+            strat.on_fill(fill, self._contexts[strat.strategy_id])

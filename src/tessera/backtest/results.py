@@ -1,0 +1,367 @@
+"""Backtest results: the equity curve, fills, round-trip trades and the usual metrics.
+
+Metric conventions: returns are simple per-bar returns of the equity curve; annualisation uses
+the bar spacing (365-day crypto year); Sharpe and Sortino assume a zero risk-free rate;
+drawdown is from the running equity peak, its duration the longest time spent below a peak.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from tessera.config.models import BacktestConfig
+from tessera.execution.orders import Fill, Order
+from tessera.execution.portfolio import Portfolio
+
+YEAR_NS = 365 * 86_400 * 1_000_000_000
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    fill: Fill
+    reference_price: Decimal  # before slippage
+    realized_pnl: Decimal
+
+    @property
+    def slippage_cost(self) -> Decimal:
+        return abs(self.fill.price - self.reference_price) * self.fill.qty
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A round trip: from flat (or a flip) to flat, per symbol and strategy."""
+
+    symbol: str
+    strategy: str
+    side: str  # "long" | "short"
+    entry_time: int
+    exit_time: int | None
+    qty: Decimal  # largest absolute size reached
+    entry_price: Decimal  # volume-weighted
+    exit_price: Decimal | None
+    pnl: Decimal  # realized, net of fees
+    fees: Decimal
+
+
+@dataclass
+class BacktestResult:
+    times: npt.NDArray[np.int64]
+    equity: npt.NDArray[np.float64]
+    exposure: npt.NDArray[np.float64]
+    fills: list[FillRecord]
+    orders: list[Order]
+    trades: list[Trade]
+    metrics: dict[str, float]
+    final_cash: Decimal
+    final_equity: Decimal
+    denials: list[tuple[int, str, str]] = field(default_factory=list)
+    halted_at: int | None = None
+
+    def equity_frame(self) -> pl.DataFrame:
+        peak = np.maximum.accumulate(self.equity) if len(self.equity) else self.equity
+        dd = np.where(peak > 0, (peak - self.equity) / peak * 100.0, 0.0)
+        return pl.DataFrame(
+            {
+                "time": pl.Series(self.times).cast(pl.Datetime("ns", "UTC")),
+                "equity": self.equity,
+                "drawdown_pct": dd,
+                "exposure": self.exposure,
+            }
+        )
+
+    def fills_frame(self) -> pl.DataFrame:
+        rows = [
+            {
+                "time": r.fill.ts_event,
+                "symbol": r.fill.symbol,
+                "strategy": r.fill.strategy,
+                "side": r.fill.side.value,
+                "qty": str(r.fill.qty),
+                "price": str(r.fill.price),
+                "fee": str(r.fill.fee),
+                "liquidity": r.fill.liquidity.value,
+                "client_order_id": r.fill.client_order_id,
+                "trade_id": r.fill.trade_id,
+                "realized_pnl": str(r.realized_pnl),
+                "slippage": str(r.slippage_cost),
+            }
+            for r in self.fills
+        ]
+        frame = (
+            pl.DataFrame(rows, schema=_FILL_SCHEMA) if rows else pl.DataFrame(schema=_FILL_SCHEMA)
+        )
+        return frame.with_columns(pl.col("time").cast(pl.Datetime("ns", "UTC")))
+
+    def trades_frame(self) -> pl.DataFrame:
+        rows = [
+            {
+                "symbol": t.symbol,
+                "strategy": t.strategy,
+                "side": t.side,
+                "entry_time": t.entry_time,
+                "exit_time": t.exit_time,
+                "qty": float(t.qty),
+                "entry_price": float(t.entry_price),
+                "exit_price": float(t.exit_price) if t.exit_price is not None else None,
+                "pnl": float(t.pnl),
+                "fees": float(t.fees),
+            }
+            for t in self.trades
+        ]
+        frame = (
+            pl.DataFrame(rows, schema=_TRADE_SCHEMA) if rows else pl.DataFrame(schema=_TRADE_SCHEMA)
+        )
+        return frame.with_columns(
+            pl.col("entry_time").cast(pl.Datetime("ns", "UTC")),
+            pl.col("exit_time").cast(pl.Datetime("ns", "UTC")),
+        )
+
+    def to_json(self) -> str:
+        """Metrics, trades and the final state as stable JSON (sorted keys; for diffs)."""
+        doc: dict[str, Any] = {
+            "metrics": {
+                k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in sorted(self.metrics.items())
+            },
+            "final_cash": str(self.final_cash),
+            "final_equity": str(self.final_equity),
+            "fills": [
+                [
+                    r.fill.ts_event,
+                    r.fill.symbol,
+                    r.fill.side.value,
+                    str(r.fill.qty),
+                    str(r.fill.price),
+                    str(r.fill.fee),
+                ]
+                for r in self.fills
+            ],
+            "halted_at": self.halted_at,
+        }
+        return json.dumps(doc, sort_keys=True, indent=1)
+
+    def save(self, directory: Path) -> dict[str, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "metrics": directory / "result.json",
+            "equity": directory / "equity.parquet",
+            "fills": directory / "fills.parquet",
+            "trades": directory / "trades.parquet",
+        }
+        paths["metrics"].write_text(self.to_json())
+        self.equity_frame().write_parquet(paths["equity"])
+        self.fills_frame().write_parquet(paths["fills"])
+        self.trades_frame().write_parquet(paths["trades"])
+        return paths
+
+
+_FILL_SCHEMA = {
+    "time": pl.Int64,
+    "symbol": pl.String,
+    "strategy": pl.String,
+    "side": pl.String,
+    "qty": pl.String,
+    "price": pl.String,
+    "fee": pl.String,
+    "liquidity": pl.String,
+    "client_order_id": pl.String,
+    "trade_id": pl.String,
+    "realized_pnl": pl.String,
+    "slippage": pl.String,
+}
+_TRADE_SCHEMA = {
+    "symbol": pl.String,
+    "strategy": pl.String,
+    "side": pl.String,
+    "entry_time": pl.Int64,
+    "exit_time": pl.Int64,
+    "qty": pl.Float64,
+    "entry_price": pl.Float64,
+    "exit_price": pl.Float64,
+    "pnl": pl.Float64,
+    "fees": pl.Float64,
+}
+
+
+def round_trips(fills: list[FillRecord]) -> list[Trade]:
+    """Group fills into round trips per (symbol, strategy)."""
+    open_: dict[tuple[str, str], dict[str, Any]] = {}
+    trades: list[Trade] = []
+    for rec in fills:
+        f = rec.fill
+        key = (f.symbol, f.strategy)
+        signed = f.qty * f.side.sign
+        cur = open_.get(key)
+        if cur is None:
+            cur = open_[key] = _new_trip(f.ts_event, signed)
+        before = cur["pos"]
+        after = before + signed
+        # Part of this fill that opens/increases the position vs. part that closes it.
+        if before == 0 or (before > 0) == (signed > 0):
+            cur["entry_qty"] += abs(signed)
+            cur["entry_value"] += abs(signed) * f.price
+            cur["fees"] += f.fee
+        else:
+            closing = min(abs(signed), abs(before))
+            frac = closing / abs(signed)
+            cur["exit_qty"] += closing
+            cur["exit_value"] += closing * f.price
+            cur["fees"] += f.fee * frac
+            cur["pnl"] += rec.realized_pnl
+            if after == 0 or (after > 0) != (before > 0):
+                trades.append(_close_trip(key, cur, f.ts_event))
+                del open_[key]
+                if after != 0:  # flipped: the rest opens a new trip
+                    new = open_[key] = _new_trip(f.ts_event, ZERO)
+                    new["entry_qty"] = abs(after)
+                    new["entry_value"] = abs(after) * f.price
+                    new["fees"] = f.fee * (1 - frac)
+                    new["pos"] = after
+                    new["side"] = "long" if after > 0 else "short"
+                continue
+        cur["pos"] = after
+        cur["max"] = max(cur["max"], abs(after))
+    for key, cur in open_.items():
+        trades.append(_close_trip(key, cur, None))
+    trades.sort(key=lambda t: (t.entry_time, t.symbol, t.strategy))
+    return trades
+
+
+def _new_trip(ts: int, signed: Decimal) -> dict[str, Any]:
+    return {
+        "entry_time": ts,
+        "pos": ZERO,
+        "side": "long" if signed > 0 else "short",
+        "entry_qty": ZERO,
+        "entry_value": ZERO,
+        "exit_qty": ZERO,
+        "exit_value": ZERO,
+        "fees": ZERO,
+        "pnl": ZERO,
+        "max": ZERO,
+    }
+
+
+def _close_trip(key: tuple[str, str], cur: dict[str, Any], exit_time: int | None) -> Trade:
+    entry_price = cur["entry_value"] / cur["entry_qty"] if cur["entry_qty"] else ZERO
+    exit_price = cur["exit_value"] / cur["exit_qty"] if cur["exit_qty"] else None
+    return Trade(
+        symbol=key[0],
+        strategy=key[1],
+        side=cur["side"],
+        entry_time=cur["entry_time"],
+        exit_time=exit_time,
+        qty=max(cur["max"], cur["entry_qty"] if exit_time else cur["max"]),
+        entry_price=entry_price,
+        exit_price=exit_price,
+        pnl=cur["pnl"] - cur["fees"],
+        fees=cur["fees"],
+    )
+
+
+def compute_metrics(
+    times: npt.NDArray[np.int64],
+    equity: npt.NDArray[np.float64],
+    exposure: npt.NDArray[np.float64],
+    trades: list[Trade],
+    fills: list[FillRecord],
+    initial: float,
+) -> dict[str, float]:
+    nan = float("nan")
+    m: dict[str, float] = {}
+    n = len(equity)
+    if n == 0:
+        return {"bars": 0.0}
+    final = float(equity[-1])
+    m["bars"] = float(n)
+    m["initial_equity"] = initial
+    m["final_equity"] = final
+    m["total_return"] = final / initial - 1.0
+    span = float(times[-1] - times[0]) if n > 1 else 0.0
+    years = span / YEAR_NS if span > 0 else nan
+    m["annualized_return"] = (
+        (final / initial) ** (1.0 / years) - 1.0 if years and years == years and final > 0 else nan
+    )
+    series = np.concatenate([[initial], equity])
+    rets = np.diff(series) / series[:-1]
+    bar_ns = span / (n - 1) if n > 1 else nan
+    per_year = YEAR_NS / bar_ns if bar_ns and bar_ns == bar_ns else nan
+    std = float(np.std(rets, ddof=1)) if n > 1 else nan
+    m["volatility"] = std * math.sqrt(per_year) if std == std else nan
+    m["sharpe"] = float(np.mean(rets)) / std * math.sqrt(per_year) if std and std == std else nan
+    downside = rets[rets < 0]
+    dstd = float(np.sqrt(np.mean(np.square(downside)))) if len(downside) else 0.0
+    m["sortino"] = float(np.mean(rets)) / dstd * math.sqrt(per_year) if dstd else nan
+    peak = np.maximum.accumulate(series)
+    dd = (peak - series) / peak
+    m["max_drawdown"] = float(dd.max())
+    m["max_drawdown_duration_s"] = _longest_underwater(np.concatenate([[times[0]], times]), series)
+    ann = m["annualized_return"]
+    m["calmar"] = ann / m["max_drawdown"] if m["max_drawdown"] > 0 and ann == ann else nan
+    closed = [t for t in trades if t.exit_time is not None]
+    wins = [float(t.pnl) for t in closed if t.pnl > 0]
+    losses = [float(t.pnl) for t in closed if t.pnl <= 0]
+    m["trades"] = float(len(closed))
+    m["win_rate"] = len(wins) / len(closed) if closed else nan
+    m["profit_factor"] = sum(wins) / -sum(losses) if losses and sum(losses) < 0 else nan
+    m["exposure"] = float(np.mean(exposure > 0))
+    notional = sum((float(r.fill.price * r.fill.qty) for r in fills), 0.0)
+    m["turnover"] = notional / float(np.mean(equity)) if float(np.mean(equity)) > 0 else nan
+    m["fees_paid"] = sum((float(r.fill.fee) for r in fills), 0.0)
+    m["slippage_paid"] = sum((float(r.slippage_cost) for r in fills), 0.0)
+    return m
+
+
+def _longest_underwater(times: npt.NDArray[np.int64], equity: npt.NDArray[np.float64]) -> float:
+    longest = 0
+    start: int | None = None
+    peak = -math.inf
+    for t, e in zip(times.tolist(), equity.tolist(), strict=True):
+        if e >= peak:
+            peak = e
+            if start is not None:
+                longest = max(longest, t - start)
+                start = None
+        elif start is None:
+            start = t
+    if start is not None:
+        longest = max(longest, int(times[-1]) - start)
+    return longest / 1e9
+
+
+def build_result(
+    config: BacktestConfig,
+    times: npt.NDArray[np.int64],
+    equity: npt.NDArray[np.float64],
+    exposure: npt.NDArray[np.float64],
+    fills: list[FillRecord],
+    orders: list[Order],
+    portfolio: Portfolio,
+    denials: list[tuple[int, str, str]],
+    halted_at: int | None,
+) -> BacktestResult:
+    trades = round_trips(fills)
+    metrics = compute_metrics(times, equity, exposure, trades, fills, float(config.initial_cash))
+    return BacktestResult(
+        times=times,
+        equity=equity,
+        exposure=exposure,
+        fills=fills,
+        orders=orders,
+        trades=trades,
+        metrics=metrics,
+        final_cash=portfolio.cash.get(portfolio.quote_asset, ZERO),
+        final_equity=portfolio.equity(),
+        denials=denials,
+        halted_at=halted_at,
+    )
