@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tessera needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,ml]"
+	$(PY) -m pip install --quiet -e ".[dev,ml,bench]"
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install Tessera with its dev and ml extras

@@ -82,12 +82,38 @@ class _Rolling:
         return math.sqrt(max(self.total_sq / len(self.values) - m * m, 0.0))
 
 
+class _CumulativeMean:
+    """Rolling mean as ``(cumsum[i] - cumsum[i-n]) / n``: the very float operations of
+    `tessera.backtest.vectorized.sma`, so both paths produce bit-identical averages."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"window must be >= 1, got {n}")
+        self.n = n
+        self.cum = 0.0
+        self.history: deque[float] = deque([0.0], maxlen=n + 1)
+
+    def push(self, x: float) -> None:
+        self.cum += x
+        self.history.append(self.cum)
+
+    @property
+    def ready(self) -> bool:
+        return len(self.history) == self.n + 1
+
+    @property
+    def mean(self) -> float:
+        return (self.history[-1] - self.history[0]) / self.n
+
+
 @register_strategy
 class SmaCross(_Sized):
     """Long when the fast SMA crosses above the slow one, flat (or short) when it crosses below.
 
     Acts only on crossings, like backtesting.py's and vectorbt's SmaCross examples, so the
-    three can be compared trade for trade.
+    three can be compared trade for trade. The SMAs are computed exactly as
+    `tessera.backtest.vectorized.sma` computes them (same float operations), so the event engine
+    and the vectorized fast path see identical crossings.
     """
 
     name = "sma_cross"
@@ -98,8 +124,8 @@ class SmaCross(_Sized):
         self.slow = int(params.get("slow", 30))
         if not 0 < self.fast < self.slow:
             raise ValueError(f"need 0 < fast < slow, got fast={self.fast} slow={self.slow}")
-        self._fast = {s: _Rolling(self.fast) for s in symbols}
-        self._slow = {s: _Rolling(self.slow) for s in symbols}
+        self._fast = {s: _CumulativeMean(self.fast) for s in symbols}
+        self._slow = {s: _CumulativeMean(self.slow) for s in symbols}
         self._prev: dict[str, float | None] = dict.fromkeys(symbols)
 
     @property
@@ -117,9 +143,14 @@ class SmaCross(_Sized):
         self._prev[bar.symbol] = diff
         if prev is None:
             return
-        if prev <= 0 < diff:
+        # Strict crossings (before strictly below, now strictly above), as backtesting.py's
+        # `crossover` and our vectorized path define them.
+        # A crossing only changes sides: a second "up" while already long (possible when the
+        # averages touch without crossing in between) does not re-size the position.
+        pos = ctx.position(bar.symbol)
+        if prev < 0 < diff and pos <= 0:
             ctx.target_position(bar.symbol, self.target_qty(1, bar.close, ctx))
-        elif prev >= 0 > diff:
+        elif prev > 0 > diff and pos >= 0 and (pos > 0 or self.allow_short):
             ctx.target_position(bar.symbol, self.target_qty(-1, bar.close, ctx))
 
 
