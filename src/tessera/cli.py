@@ -246,6 +246,16 @@ def config_validate(
     out.print(f"[green]all {len(targets)} config file(s) valid[/]; effective settings resolved")
 
 
+def _mount_commands() -> None:
+    from tessera.backtest import cli as backtest_cli
+
+    app.command("backtest")(backtest_cli.backtest)
+    app.command("sweep")(backtest_cli.sweep)
+
+
+_mount_commands()
+
+
 def _mount_optional(module: str, name: str, help_text: str) -> None:
     """Mount a sub-app that lives in its own module (kept separate so `--help` stays fast)."""
     try:

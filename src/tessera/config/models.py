@@ -255,12 +255,12 @@ class LiveConfig(StrictModel):
 class RiskConfig(StrictModel):
     """Pre-trade limits and the drawdown kill-switch."""
 
-    max_order_notional: Decimal = Field(Decimal("1000"), gt=0, description="Per order, quote ccy")
+    max_order_notional: Decimal = Field(Decimal("10000"), gt=0, description="Per order, quote ccy")
     max_position_notional: Decimal = Field(
-        Decimal("5000"), gt=0, description="Per symbol |position|, quote ccy"
+        Decimal("10000"), gt=0, description="Per symbol |position|, quote ccy"
     )
     max_gross_exposure: Decimal = Field(
-        Decimal("10000"), gt=0, description="Sum of |positions|, quote ccy"
+        Decimal("20000"), gt=0, description="Sum of |positions|, quote ccy"
     )
     price_band_pct: float = Field(
         2.0, gt=0, le=100, description="Limit price at most this far from the last price"

@@ -10,12 +10,18 @@ from tessera.strategies.base import (
     registered_strategies,
     strategy_class,
 )
-from tessera.strategies.builtin import BollingerMeanReversion, ModelSignalStrategy, SmaCross
+from tessera.strategies.builtin import (
+    BollingerMeanReversion,
+    BuyAndHold,
+    ModelSignalStrategy,
+    SmaCross,
+)
 
 __all__ = [
     "Bar",
     "BollingerMeanReversion",
     "BookTop",
+    "BuyAndHold",
     "ModelSignalStrategy",
     "SmaCross",
     "Strategy",

@@ -215,3 +215,22 @@ class ModelSignalStrategy(_Sized):
         if side != self._side[bar.symbol]:
             self._side[bar.symbol] = side
             ctx.target_position(bar.symbol, self.target_qty(side, bar.close, ctx))
+
+
+@register_strategy
+class BuyAndHold(_Sized):
+    """The baseline every strategy must beat: buy on the first bar, hold to the end."""
+
+    name = "buy_and_hold"
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        self._done: set[str] = set()
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        if bar.symbol not in self._done:
+            self._done.add(bar.symbol)
+            # Split the budget evenly across symbols.
+            share = Decimal(1) / len(self.symbols)
+            qty = self.target_qty(1, bar.close, ctx) * share
+            ctx.target_position(bar.symbol, qty)

@@ -1,0 +1,222 @@
+"""`tessera backtest` and `tessera sweep`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
+from tessera.backtest.data import BarSeries
+from tessera.backtest.engine import BacktestEngine
+from tessera.backtest.report import write_report
+from tessera.backtest.results import BacktestResult
+from tessera.backtest.vectorized import sweep_sma_cross
+from tessera.bootstrap import AppContext
+from tessera.config import BacktestConfig, ConfigError, load_yaml
+from tessera.logging import get_logger
+from tessera.strategies import strategy_class
+
+log = get_logger(__name__)
+out = Console()
+
+
+def _ctx(ctx: typer.Context) -> AppContext:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, AppContext):
+        raise RuntimeError("run through the `tessera` command")
+    return obj
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: expected key=value")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        params[key] = value
+    return params
+
+
+def _load_series(bars: Path | None, symbol: str) -> tuple[BarSeries, Path]:
+    path = bars or SAMPLE_BARS
+    try:
+        frame = read_bar_file(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    return BarSeries.from_frame(symbol, frame), path
+
+
+def _summary(results: dict[str, BacktestResult], elapsed: float, bars: int) -> Table:
+    table = Table(
+        title=f"Backtest: {bars:,} bars in {elapsed:.2f} s ({bars / elapsed:,.0f} bars/s)"
+    )
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    rows = [
+        ("total return", "total_return", "{:+.2%}"),
+        ("annualized", "annualized_return", "{:+.2%}"),
+        ("sharpe", "sharpe", "{:.2f}"),
+        ("sortino", "sortino", "{:.2f}"),
+        ("max drawdown", "max_drawdown", "{:.2%}"),
+        ("trades", "trades", "{:,.0f}"),
+        ("win rate", "win_rate", "{:.1%}"),
+        ("profit factor", "profit_factor", "{:.2f}"),
+        ("exposure", "exposure", "{:.1%}"),
+        ("fees paid", "fees_paid", "{:,.2f}"),
+        ("final equity", "final_equity", "{:,.2f}"),
+    ]
+    for label, key, fmt in rows:
+        cells = []
+        for res in results.values():
+            v = res.metrics.get(key, float("nan"))
+            cells.append("–" if v != v else fmt.format(v))
+        table.add_row(label, *cells)
+    return table
+
+
+def backtest(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Backtest YAML (default: the backtest section of "
+            "the effective settings, i.e. configs/backtest.yaml + env overrides)",
+        ),
+    ] = None,
+    bars: Annotated[
+        Path | None,
+        typer.Option(
+            "--bars",
+            help="Bars file (.csv, .csv.gz, .parquet) with open_time/timestamp "
+            "and OHLCV columns; default: the bundled real 1m BTC sample",
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", "-s", help="Override the strategy name")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Strategy parameter key=value")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a self-contained HTML report here")
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write result.json and Parquet files here (default: <data_dir>/reports/<run_id>)",
+        ),
+    ] = None,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Also run buy & hold for comparison")
+    ] = True,
+) -> None:
+    """Run an event-driven backtest: same strategy, risk and execution code as live."""
+    app = _ctx(ctx)
+    cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
+    symbol = cfg.symbols[0]
+    series, path = _load_series(bars, symbol)
+    name = strategy or cfg.strategy.name
+    params = {**(cfg.strategy.params if not strategy else {}), **_parse_params(param or [])}
+    try:
+        strat = strategy_class(name)([symbol], **params)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}") from exc
+    engine = BacktestEngine(cfg, app.settings.risk)
+    log.info("backtest started", strategy=name, bars=len(series), source=str(path))
+    t0 = time.perf_counter()
+    result = engine.run([series], [strat])
+    elapsed = time.perf_counter() - t0
+    results = {name: result}
+    if baselines:
+        hold = strategy_class("buy_and_hold")([symbol])
+        results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run([series], [hold])
+    out.print(_summary(results, elapsed, len(series)))
+    target = out_dir or app.settings.data_dir / "reports" / app.run_id
+    files = result.save(target)
+    out.print(f"results: [bold]{files['metrics']}[/] (+ equity/fills/trades .parquet)")
+    if report is not None:
+        write_report(
+            result,
+            series,
+            report,
+            title=f"{name} on {symbol}",
+            baselines={k: v for k, v in results.items() if k != name},
+            notes={
+                "data": str(path),
+                "strategy params": str(params) or "defaults",
+                "fees (bps maker/taker)": f"{cfg.fees.maker_bps}/{cfg.fees.taker_bps}",
+                "slippage": f"{cfg.slippage.kind} {cfg.slippage.bps} bps",
+                "fill": cfg.fill_at,
+                "run_id": app.run_id,
+            },
+        )
+        out.print(f"report: [bold]{report}[/]")
+    if result.denials:
+        reasons: dict[str, int] = {}
+        for _, _, reason in result.denials:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        out.print(f"[yellow]orders denied[/]: {reasons} (risk limits: configs/risk.yaml)")
+    if result.halted_at is not None:
+        out.print("[bold red]the drawdown kill-switch halted trading during this backtest[/]")
+
+
+def sweep(
+    ctx: typer.Context,
+    fast: Annotated[str, typer.Option(help="Fast SMA windows: start:stop:step")] = "5:50:5",
+    slow: Annotated[str, typer.Option(help="Slow SMA windows: start:stop:step")] = "20:200:20",
+    bars: Annotated[Path | None, typer.Option("--bars", help="Bars file; default: bundled")] = None,
+    workers: Annotated[int, typer.Option(help="Local worker processes")] = 2,
+    top: Annotated[int, typer.Option(help="Rows to show")] = 10,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write all rows (.csv/.parquet)")
+    ] = None,
+) -> None:
+    """Grid-search SmaCross windows with the vectorized path (same fills as the event engine)."""
+    app = _ctx(ctx)
+    cfg = app.settings.backtest
+    series, _ = _load_series(bars, cfg.symbols[0])
+
+    def rng(spec: str) -> range:
+        try:
+            a, b, c = (int(x) for x in spec.split(":"))
+        except ValueError as exc:
+            raise ConfigError(f"window range {spec!r}: expected start:stop:step") from exc
+        return range(a, b, c)
+
+    grid = [(f, s) for f, s in itertools.product(rng(fast), rng(slow)) if f < s]
+    t0 = time.perf_counter()
+    frame = sweep_sma_cross(series, grid, cfg, workers=workers)
+    elapsed = time.perf_counter() - t0
+    table = Table(
+        title=f"SmaCross sweep: {len(grid)} points x {len(series):,} bars in {elapsed:.2f} s"
+    )
+    for col in frame.columns:
+        table.add_column(col, justify="right")
+    for row in frame.head(top).iter_rows():
+        table.add_row(*(f"{v:,.4g}" for v in row))
+    out.print(table)
+    if out_file:
+        if out_file.suffix == ".parquet":
+            frame.write_parquet(out_file)
+        else:
+            frame.write_csv(out_file)
+        out.print(f"all rows: {out_file}")
