@@ -43,9 +43,7 @@ def read_bar_file(path: Path) -> pl.DataFrame:
         )
     else:
         top = int(col.cast(pl.Int64).max() or 0)  # type: ignore[arg-type]
-        unit: Literal["ms", "us", "ns"] = (
-            "ms" if top < 10**14 else ("us" if top < 10**17 else "ns")
-        )
+        unit: Literal["ms", "us", "ns"] = "ms" if top < 10**14 else ("us" if top < 10**17 else "ns")
         parsed = pl.from_epoch(col, time_unit=unit).dt.replace_time_zone("UTC")
     frame = frame.with_columns(parsed.dt.cast_time_unit("ns").alias("open_time"))
     missing = {"open", "high", "low", "close", "volume"} - set(frame.columns)

@@ -70,11 +70,27 @@ class _Working:
     triggered: bool = False
 
 
-@dataclass
 class _SymbolState:
-    series: BarSeries
-    last_close: float | None = None
-    bar_index: int = -1
+    """One symbol's bars as Python lists (indexing NumPy scalars in the loop is ~5x slower)."""
+
+    def __init__(self, series: BarSeries) -> None:
+        self.series = series
+        self.symbol = series.symbol
+        self.open_time: list[int] = series.open_time.tolist()
+        self.close_time: list[int] = series.close_time.tolist()
+        self.open: list[float] = series.open.tolist()
+        self.high: list[float] = series.high.tolist()
+        self.low: list[float] = series.low.tolist()
+        self.close: list[float] = series.close.tolist()
+        self.volume: list[float] = series.volume.tolist()
+        self.quote_volume: list[float] = series.quote_volume.tolist()
+        self.taker_buy: list[float] = series.taker_buy_volume.tolist()
+        self.predictions: list[float] | None = (
+            series.predictions.tolist() if series.predictions is not None else None
+        )
+        self.last_close: float | None = None
+        self.bar_index = -1
+        self.position_f = 0.0  # float shadow of the net position, for the equity curve
 
 
 class BacktestContext:
@@ -92,6 +108,7 @@ class BacktestContext:
         return self._engine.portfolio.strategy_position(symbol, self._strategy).qty
 
     def equity(self) -> Decimal:
+        self._engine.sync_marks()
         return self._engine.portfolio.equity()
 
     def cash(self) -> Decimal:
@@ -107,10 +124,9 @@ class BacktestContext:
 
     def prediction(self, symbol: str) -> float | None:
         st = self._engine.symbols[symbol]
-        preds = st.series.predictions
-        if preds is None or st.bar_index < 0:
+        if st.predictions is None or st.bar_index < 0:
             return None
-        return float(preds[st.bar_index])
+        return st.predictions[st.bar_index]
 
     def submit_order(
         self,
@@ -170,6 +186,8 @@ class BacktestEngine:
         self.latency_ns = cfg.latency_ms * MS
         self.state_machine = OrderStateMachine()
         self.now = 0
+        self._marks_dirty = False
+        self._cash_f = 0.0
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -202,23 +220,30 @@ class BacktestEngine:
         self._contexts = {sid: BacktestContext(self, sid) for sid in self._strategies}
         self._by_order: dict[str, Strategy] = {}
 
+        n_steps = sum(len(x) for x in data)
         times: list[int] = []
         equity: list[float] = []
         exposure: list[float] = []
+        self._cash_f = float(cfg.initial_cash)
         for st in strategies:
             st.on_start(self._contexts[st.strategy_id])
-        for close_time, events in self._timeline(data):
-            self.now = close_time
-            for sym, i in events:
-                self._process_bar(sym, i)
-            for sym, i in events:
-                self._strategy_bar(sym, i)
-            eq = self._mark_and_risk()
-            times.append(close_time)
-            equity.append(eq)
-            exposure.append(float(self.portfolio.gross_exposure()))
+        if len(data) == 1:
+            self._run_single(self.symbols[data[0].symbol], times, equity, exposure)
+        else:
+            for close_time, events in self._timeline(data):
+                self.now = close_time
+                for sym, i in events:
+                    self._process_bar(self.symbols[sym], i)
+                for sym, i in events:
+                    self._strategy_bar(self.symbols[sym], i)
+                eq, expo = self._mark_and_risk()
+                times.append(close_time)
+                equity.append(eq)
+                exposure.append(expo)
         for st in strategies:
             st.on_stop(self._contexts[st.strategy_id])
+        self.sync_marks()
+        assert len(times) <= n_steps
         return build_result(
             config=cfg,
             times=np.asarray(times, dtype=np.int64),
@@ -252,70 +277,115 @@ class BacktestEngine:
                 heapq.heappush(heap, (int(data[k].close_time[i + 1]), k, i + 1))
         return out
 
-    def _process_bar(self, symbol: str, i: int) -> None:
-        st = self.symbols[symbol]
-        s = st.series
+    def _run_single(
+        self, st: _SymbolState, times: list[int], equity: list[float], exposure: list[float]
+    ) -> None:
+        """One symbol: no timeline merge, the fewest operations per bar."""
+        strategies = [x for x in self._strategies.values() if st.symbol in x.symbols]
+        contexts = [self._contexts[x.strategy_id] for x in strategies]
+        symbol = st.symbol
+        close_l, ct_l = st.close, st.close_time
+        ot_l, op_l, hi_l, lo_l, vol_l = st.open_time, st.open, st.high, st.low, st.volume
+        qv_l, tb_l = st.quote_volume, st.taker_buy
+        append_t, append_e, append_x = times.append, equity.append, exposure.append
+        for i in range(len(close_l)):
+            t = ct_l[i]
+            self.now = t
+            st.bar_index = i
+            if self.working:
+                self._match_working(st, i)
+            close = close_l[i]
+            st.last_close = close
+            self._marks_dirty = True
+            bar = Bar(
+                symbol, ot_l[i], t, op_l[i], hi_l[i], lo_l[i], close, vol_l[i], qv_l[i], tb_l[i]
+            )
+            for strat, ctx in zip(strategies, contexts, strict=True):
+                strat.on_bar(bar, ctx)
+            pos = st.position_f
+            if pos:
+                eq = self._cash_f + pos * close
+                append_x(abs(pos) * close)
+                if self.risk is not None:
+                    self._risk_update(eq)
+            else:
+                eq = self._cash_f
+                append_x(0.0)
+            append_t(t)
+            append_e(eq)
+
+    def _match_working(self, st: _SymbolState, i: int) -> None:
+        view = BarView(st.open[i], st.high[i], st.low[i], st.close[i], st.volume[i])
+        open_time = st.open_time[i]
+        for w in list(self.working):
+            if w.order.symbol != st.symbol or w.active_from > open_time:
+                continue
+            first = not w.first_bar_seen
+            w.first_bar_seen = True
+            result = match_order(
+                w.order,
+                view,
+                first,
+                self.slippage,
+                self.max_participation,
+                self.limit_fill,
+                w.triggered,
+            )
+            self._apply_match(w, result, open_time)
+
+    def _process_bar(self, st: _SymbolState, i: int) -> None:
         st.bar_index = i
         if self.working:
-            view = BarView(
-                float(s.open[i]),
-                float(s.high[i]),
-                float(s.low[i]),
-                float(s.close[i]),
-                float(s.volume[i]),
-            )
-            open_time = int(s.open_time[i])
-            for w in list(self.working):
-                if w.order.symbol != symbol or w.active_from > open_time:
-                    continue
-                first = not w.first_bar_seen
-                w.first_bar_seen = True
-                self._apply_match(
-                    w,
-                    match_order(
-                        w.order,
-                        view,
-                        first,
-                        self.slippage,
-                        self.max_participation,
-                        self.limit_fill,
-                        w.triggered,
-                    ),
-                    int(s.open_time[i]),
-                )
-        st.last_close = float(s.close[i])
-        self.portfolio.mark(symbol, _d(st.last_close))
+            self._match_working(st, i)
+        st.last_close = st.close[i]
+        self._marks_dirty = True
 
-    def _strategy_bar(self, symbol: str, i: int) -> None:
-        s = self.symbols[symbol].series
+    def _strategy_bar(self, st: _SymbolState, i: int) -> None:
         bar = Bar(
-            symbol,
-            int(s.open_time[i]),
-            int(s.close_time[i]),
-            float(s.open[i]),
-            float(s.high[i]),
-            float(s.low[i]),
-            float(s.close[i]),
-            float(s.volume[i]),
-            float(s.quote_volume[i]),
-            float(s.taker_buy_volume[i]),
+            st.symbol,
+            st.open_time[i],
+            st.close_time[i],
+            st.open[i],
+            st.high[i],
+            st.low[i],
+            st.close[i],
+            st.volume[i],
+            st.quote_volume[i],
+            st.taker_buy[i],
         )
         for strat in self._strategies.values():
-            if symbol in strat.symbols:
+            if st.symbol in strat.symbols:
                 strat.on_bar(bar, self._contexts[strat.strategy_id])
 
-    def _mark_and_risk(self) -> float:
-        equity = self.portfolio.equity()
-        if self.risk is not None:
-            actions = self.risk.update_equity(equity, self.now)
-            if actions:
-                self.halted_at = self.now
-                if RiskAction.CANCEL_ALL in actions:
-                    for w in list(self.working):
-                        self.cancel(w.order.client_order_id)
-                if RiskAction.FLATTEN in actions:
-                    self._flatten()
-        return float(equity)
+    def sync_marks(self) -> None:
+        """Push the latest closes into the exact portfolio (only when someone needs it)."""
+        if self._marks_dirty:
+            for sym, st in self.symbols.items():
+                if st.last_close is not None:
+                    self.portfolio.mark(sym, _d(st.last_close))
+            self._marks_dirty = False
+
+    def _risk_update(self, equity: float) -> None:
+        assert self.risk is not None
+        actions = self.risk.update_equity(equity, self.now)
+        if actions:
+            self.halted_at = self.now
+            if RiskAction.CANCEL_ALL in actions:
+                for w in list(self.working):
+                    self.cancel(w.order.client_order_id)
+            if RiskAction.FLATTEN in actions:
+                self._flatten()
+
+    def _mark_and_risk(self) -> tuple[float, float]:
+        eq = self._cash_f
+        expo = 0.0
+        for st in self.symbols.values():
+            if st.position_f and st.last_close is not None:
+                eq += st.position_f * st.last_close
+                expo += abs(st.position_f) * st.last_close
+        if self.risk is not None and expo:
+            self._risk_update(eq)
+        return eq, expo
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -333,6 +403,7 @@ class BacktestEngine:
     ) -> Order | None:
         st = self.symbols[symbol]
         last = _d(st.last_close) if st.last_close is not None else None
+        self.sync_marks()
         if self.risk is not None and not bypass_risk:
             account = AccountView(
                 positions=self.portfolio.net_positions(),
@@ -458,6 +529,10 @@ class BacktestEngine:
         )
         self.state_machine.apply(order, OrderEvent(K.FILLED, ts, fill=fill))
         realized = self.portfolio.apply_fill(fill)
+        signed = float(fill.qty) * fill.side.sign
+        self.symbols[order.symbol].position_f += signed
+        # Re-derive the float cash from the exact books: no float drift across many fills.
+        self._cash_f = float(self.portfolio.cash.get(quote, ZERO))
         self.fill_records.append(FillRecord(fill, match.reference_price, realized))
         strat = self._by_order.get(order.client_order_id)
         if strat is not None:

@@ -23,6 +23,7 @@ import polars as pl
 
 from tessera.backtest.data import BarSeries
 from tessera.config.models import BacktestConfig
+from tessera.strategies.builtin import SIZING_BUFFER
 
 F64 = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -103,7 +104,7 @@ def simulate_signals(
                 want = qty
             else:
                 equity = cash + held * _d(float(series.close[i]))
-                budget = equity * Decimal(repr(size)) * Decimal("0.998")
+                budget = equity * Decimal(repr(size)) * SIZING_BUFFER
                 units = (budget / _d(float(series.close[i])) / qty_step).to_integral_value(
                     ROUND_DOWN
                 )

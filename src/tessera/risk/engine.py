@@ -103,7 +103,7 @@ class RiskListener(Protocol):
 
     def on_state(self, state: TradingState, halt: HaltRecord | None) -> None: ...
 
-    def on_drawdown(self, equity: Decimal, peak: Decimal, drawdown_pct: float) -> None: ...
+    def on_drawdown(self, equity: float, peak: float, drawdown_pct: float) -> None: ...
 
 
 class NullListener:
@@ -113,7 +113,7 @@ class NullListener:
     def on_state(self, state: TradingState, halt: HaltRecord | None) -> None:
         return None
 
-    def on_drawdown(self, equity: Decimal, peak: Decimal, drawdown_pct: float) -> None:
+    def on_drawdown(self, equity: float, peak: float, drawdown_pct: float) -> None:
         return None
 
 
@@ -126,6 +126,7 @@ class RiskEngine:
     equity_peak: Decimal = ZERO
     drawdown_pct: float = 0.0
     _sent: deque[int] = field(default_factory=deque)
+    _peak_f: float = 0.0
 
     # --- pre-trade ------------------------------------------------------------------------------
 
@@ -204,14 +205,18 @@ class RiskEngine:
 
     # --- drawdown and the kill-switch ----------------------------------------------------------
 
-    def update_equity(self, equity: Decimal, ts: int) -> list[RiskAction]:
-        """Mark-to-market update. Returns the actions the caller must carry out now."""
-        if equity > self.equity_peak:
-            self.equity_peak = equity
-        peak = self.equity_peak
-        dd = float((peak - equity) / peak * HUNDRED) if peak > 0 else 0.0
-        self.drawdown_pct = max(dd, 0.0)
-        self.listener.on_drawdown(equity, peak, self.drawdown_pct)
+    def update_equity(self, equity: Decimal | float, ts: int) -> list[RiskAction]:
+        """Mark-to-market update. Returns the actions the caller must carry out now.
+
+        Drawdown is a float percentage (it is a gauge, not money); the peak is kept exactly.
+        """
+        eq = float(equity)
+        if eq > self._peak_f:
+            self._peak_f = eq
+            self.equity_peak = equity if isinstance(equity, Decimal) else Decimal(repr(equity))
+        peak = self._peak_f
+        self.drawdown_pct = max((peak - eq) / peak * 100.0, 0.0) if peak > 0 else 0.0
+        self.listener.on_drawdown(eq, peak, self.drawdown_pct)
         cfg = self.config
         if self.state is not TradingState.HALTED and self.drawdown_pct >= cfg.max_drawdown_pct:
             self._set_halt(HaltRecord("kill_switch", ts, self.drawdown_pct))
@@ -235,6 +240,7 @@ class RiskEngine:
     def restore(self, halt: HaltRecord | None, equity_peak: Decimal) -> None:
         """Restore persisted state at start-up: a halt survives restarts."""
         self.equity_peak = max(self.equity_peak, equity_peak)
+        self._peak_f = float(self.equity_peak)
         if halt is not None:
             self.state = TradingState.HALTED
             self.halt = halt
@@ -246,6 +252,7 @@ class RiskEngine:
         self.halt = None
         if equity is not None:
             self.equity_peak = equity
+            self._peak_f = float(equity)
             self.drawdown_pct = 0.0
         self.listener.on_state(self.state, None)
 

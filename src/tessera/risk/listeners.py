@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from tessera import metrics
 from tessera.logging import get_logger
 from tessera.risk.engine import HaltRecord, OrderIntent, RiskDecision, TradingState
@@ -39,7 +37,7 @@ class MetricsRiskListener:
         else:
             log.warning("trading state changed", state=state.value)
 
-    def on_drawdown(self, equity: Decimal, peak: Decimal, drawdown_pct: float) -> None:
-        metrics.EQUITY.set(float(equity))
-        metrics.EQUITY_PEAK.set(float(peak))
+    def on_drawdown(self, equity: float, peak: float, drawdown_pct: float) -> None:
+        metrics.EQUITY.set(equity)
+        metrics.EQUITY_PEAK.set(peak)
         metrics.DRAWDOWN_PCT.set(drawdown_pct)

@@ -13,14 +13,17 @@ from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from tessera.execution.orders import Fill, Order, OrderSide, OrderType, TimeInForce
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """A closed bar. ``open_time``/``close_time`` are ns since the epoch, UTC."""
+class Bar(NamedTuple):
+    """A closed bar. ``open_time``/``close_time`` are ns since the epoch, UTC.
+
+    A NamedTuple, not a dataclass: one is built per bar per symbol, and construction cost is
+    the backtest's floor.
+    """
 
     symbol: str
     open_time: int

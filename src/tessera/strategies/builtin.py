@@ -15,6 +15,9 @@ from typing import Any
 from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
 
 ZERO = Decimal(0)
+# Fraction of the sized budget actually committed: the rest pays fees, slippage and the move
+# to the next bar's open, so that an all-in entry is not refused for lack of cash.
+SIZING_BUFFER = Decimal("0.99")
 
 
 class _Sized(Strategy):
@@ -38,7 +41,7 @@ class _Sized(Strategy):
         if self.qty is not None:
             return self.qty * direction
         # Size on equity, leaving room for fees and slippage of the entry itself.
-        budget = ctx.equity() * Decimal(str(self.size)) * Decimal("0.998")
+        budget = ctx.equity() * Decimal(str(self.size)) * SIZING_BUFFER
         units = (budget / Decimal(str(price)) / self.qty_step).to_integral_value(ROUND_DOWN)
         return units * self.qty_step * direction
 
@@ -147,11 +150,13 @@ class SmaCross(_Sized):
         # `crossover` and our vectorized path define them.
         # A crossing only changes sides: a second "up" while already long (possible when the
         # averages touch without crossing in between) does not re-size the position.
-        pos = ctx.position(bar.symbol)
-        if prev < 0 < diff and pos <= 0:
-            ctx.target_position(bar.symbol, self.target_qty(1, bar.close, ctx))
-        elif prev > 0 > diff and pos >= 0 and (pos > 0 or self.allow_short):
-            ctx.target_position(bar.symbol, self.target_qty(-1, bar.close, ctx))
+        if prev < 0 < diff:
+            if ctx.position(bar.symbol) <= 0:
+                ctx.target_position(bar.symbol, self.target_qty(1, bar.close, ctx))
+        elif prev > 0 > diff:
+            pos = ctx.position(bar.symbol)
+            if pos > 0 or (pos == 0 and self.allow_short):
+                ctx.target_position(bar.symbol, self.target_qty(-1, bar.close, ctx))
 
 
 @register_strategy
