@@ -248,9 +248,15 @@ def config_validate(
 
 def _mount_commands() -> None:
     from tessera.backtest import cli as backtest_cli
+    from tessera.execution import cli as execution_cli
 
     app.command("backtest")(backtest_cli.backtest)
     app.command("sweep")(backtest_cli.sweep)
+    app.add_typer(execution_cli.orders_app, name="orders")
+    app.add_typer(execution_cli.fills_app, name="fills")
+    app.command("positions")(execution_cli.positions)
+    app.add_typer(execution_cli.risk_app, name="risk")
+    app.add_typer(execution_cli.db_app, name="db")
 
 
 _mount_commands()

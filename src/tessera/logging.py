@@ -143,8 +143,10 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level_no)
     # Chatty libraries: keep their warnings, drop their per-request debug noise.
-    for name in ("asyncio", "websockets", "aiohttp.access", "urllib3", "ccxt"):
-        logging.getLogger(name).setLevel(max(level_no, logging.INFO))
+    for name in ("asyncio", "websockets", "aiohttp.access", "urllib3", "ccxt", "alembic"):
+        logging.getLogger(name).setLevel(
+            max(level_no, logging.WARNING if name == "alembic" else logging.INFO)
+        )
 
     structlog.configure(
         processors=[
