@@ -70,7 +70,7 @@ def test_precedence_defaults_yaml_dotenv_env_cli(
     # environment < explicit (CLI) override
     assert s.log_level == "ERROR"
     # untouched values keep their defaults
-    assert s.risk.max_order_notional == Decimal("1000")
+    assert s.risk.max_order_notional == Decimal("10000")
 
     src = s.sources()
     assert src["risk.max_drawdown_pct"] == str(cfg / "risk.yaml")
