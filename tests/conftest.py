@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'tessera.db'}"
     else:
         yield request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+async def redis_client() -> Any:
+    """A client of the real Redis on 127.0.0.1:6379, on a private key namespace."""
+    import socket
+
+    from redis.asyncio import Redis
+
+    with socket.socket() as s:
+        s.settimeout(1)
+        if s.connect_ex(("127.0.0.1", 6379)) != 0:
+            pytest.fail("Redis is not answering on 127.0.0.1:6379 (make services starts it)")
+    client = Redis(host="127.0.0.1", port=6379, decode_responses=False)
+    yield client
+    await client.aclose()

@@ -1,0 +1,1 @@
+"""The live bot: signal queue, shared rate limiting and the trading loop."""
