@@ -110,7 +110,7 @@ class RedisSignalQueue:
                 raise
             self._group_ready = False
             return []
-        streams: list[tuple[Any, list[tuple[Any, dict[bytes, bytes]]]]] = reply or []
+        streams: Any = reply or []  # RESP2: [[stream, [(id, {field: value})]]]
         return [
             Delivery(_s(eid), Signal.decode(fields[b"s"]))
             for _, entries in streams
