@@ -195,3 +195,51 @@ def test_kill_switch_halts_the_backtest(btc_series: BarSeries) -> None:
     i = int(np.searchsorted(res.times, res.halted_at))
     assert (peak[i] - res.equity[i]) / peak[i] * 100 >= 5.0
     assert {d[2] for d in res.denials if d[0] > res.halted_at} <= {"kill_switch"}
+
+
+def test_two_symbols_two_strategies_share_one_account(btc_series: BarSeries) -> None:
+    """Real 1m BTC-PERP bars and real hourly Coinbase BTC/USD bars in one run: each strategy's
+    fills equal those of running it alone (fixed sizes, ample cash), attributed to it."""
+    import gzip
+    from pathlib import Path
+
+    import polars as pl
+
+    samples = Path(__file__).resolve().parents[2] / "samples"
+
+    with gzip.open(samples / "bars" / "Coinbase_BTCUSD_1h.csv.gz", "rt") as fh:
+        next(fh)  # source banner
+        hourly = pl.read_csv(fh.read().encode())
+    hourly = hourly.with_columns(
+        pl.col("date")
+        .str.replace(r"-(AM|PM)$", ":00 $1")
+        .str.to_datetime("%Y-%m-%d %I:%M %p", time_zone="UTC")
+        .alias("open_time"),
+        pl.col("volume_btc").alias("volume"),
+    ).sort("open_time")
+    coinbase = BarSeries.from_frame("BTCUSD", hourly, interval="1h")
+    minute = btc_series.slice(0, 20_000)
+    cfg = BacktestConfig.model_validate({"initial_cash": 10_000_000})
+
+    def alone(series: BarSeries, sid: str) -> list[tuple[object, ...]]:
+        strat = SmaCross([series.symbol], strategy_id=sid, fast=10, slow=30, qty="0.5")
+        res = BacktestEngine(cfg, LOOSE_RISK).run([series], [strat])
+        return [(r.fill.ts_event, r.fill.side, r.fill.qty, r.fill.price) for r in res.fills]
+
+    a = SmaCross(["BTCUSDT"], strategy_id="minute", fast=10, slow=30, qty="0.5")
+    b = SmaCross(["BTCUSD"], strategy_id="hourly", fast=10, slow=30, qty="0.5")
+    both = BacktestEngine(cfg, LOOSE_RISK).run([minute, coinbase], [a, b])
+    by = {
+        sid: [
+            (r.fill.ts_event, r.fill.side, r.fill.qty, r.fill.price)
+            for r in both.fills
+            if r.fill.strategy == sid
+        ]
+        for sid in ("minute", "hourly")
+    }
+    assert by["minute"] == alone(minute, "minute")
+    assert by["hourly"] == alone(coinbase, "hourly")
+    assert len(both.times) == len(
+        set(minute.close_time.tolist()) | set(coinbase.close_time.tolist())
+    )
+    assert np.all(np.diff(both.times) > 0)

@@ -19,6 +19,7 @@ Same inputs and seed give the same result, byte for byte.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,26 +72,36 @@ class _Working:
 
 
 class _SymbolState:
-    """One symbol's bars as Python lists (indexing NumPy scalars in the loop is ~5x slower)."""
+    """One symbol's bars, exposed to the loop as Python lists for one chunk at a time.
+
+    Indexing Python lists is ~5x faster than NumPy scalars; converting in chunks keeps memory
+    flat on long histories. ``offset`` maps a global bar index to the chunk.
+    """
 
     def __init__(self, series: BarSeries) -> None:
         self.series = series
         self.symbol = series.symbol
-        self.open_time: list[int] = series.open_time.tolist()
-        self.close_time: list[int] = series.close_time.tolist()
-        self.open: list[float] = series.open.tolist()
-        self.high: list[float] = series.high.tolist()
-        self.low: list[float] = series.low.tolist()
-        self.close: list[float] = series.close.tolist()
-        self.volume: list[float] = series.volume.tolist()
-        self.quote_volume: list[float] = series.quote_volume.tolist()
-        self.taker_buy: list[float] = series.taker_buy_volume.tolist()
-        self.predictions: list[float] | None = (
-            series.predictions.tolist() if series.predictions is not None else None
-        )
+        self.offset = 0
         self.last_close: float | None = None
         self.bar_index = -1
         self.position_f = 0.0  # float shadow of the net position, for the equity curve
+        self.load(0, 0)
+
+    def load(self, start: int, stop: int) -> None:
+        s = self.series
+        self.offset = start
+        self.open_time: list[int] = s.open_time[start:stop].tolist()
+        self.close_time: list[int] = s.close_time[start:stop].tolist()
+        self.open: list[float] = s.open[start:stop].tolist()
+        self.high: list[float] = s.high[start:stop].tolist()
+        self.low: list[float] = s.low[start:stop].tolist()
+        self.close: list[float] = s.close[start:stop].tolist()
+        self.volume: list[float] = s.volume[start:stop].tolist()
+        self.quote_volume: list[float] = s.quote_volume[start:stop].tolist()
+        self.taker_buy: list[float] = s.taker_buy_volume[start:stop].tolist()
+
+
+CHUNK = 1 << 16
 
 
 class BacktestContext:
@@ -124,9 +135,10 @@ class BacktestContext:
 
     def prediction(self, symbol: str) -> float | None:
         st = self._engine.symbols[symbol]
-        if st.predictions is None or st.bar_index < 0:
+        preds = st.series.predictions
+        if preds is None or st.bar_index < 0:
             return None
-        return st.predictions[st.bar_index]
+        return float(preds[st.bar_index])
 
     def submit_order(
         self,
@@ -221,15 +233,18 @@ class BacktestEngine:
         self._by_order: dict[str, Strategy] = {}
 
         n_steps = sum(len(x) for x in data)
-        times: list[int] = []
-        equity: list[float] = []
-        exposure: list[float] = []
+        # array.array: 8 bytes per value instead of a Python object per bar
+        times: array[int] = array("q")
+        equity: array[float] = array("d")
+        exposure: array[float] = array("d")
         self._cash_f = float(cfg.initial_cash)
         for st in strategies:
             st.on_start(self._contexts[st.strategy_id])
         if len(data) == 1:
             self._run_single(self.symbols[data[0].symbol], times, equity, exposure)
         else:
+            for state in self.symbols.values():
+                state.load(0, len(state.series))
             for close_time, events in self._timeline(data):
                 self.now = close_time
                 for sym, i in events:
@@ -246,9 +261,9 @@ class BacktestEngine:
         assert len(times) <= n_steps
         return build_result(
             config=cfg,
-            times=np.asarray(times, dtype=np.int64),
-            equity=np.asarray(equity, dtype=np.float64),
-            exposure=np.asarray(exposure, dtype=np.float64),
+            times=np.frombuffer(times, dtype=np.int64).copy(),
+            equity=np.frombuffer(equity, dtype=np.float64).copy(),
+            exposure=np.frombuffer(exposure, dtype=np.float64).copy(),
             fills=self.fill_records,
             orders=self.orders,
             portfolio=self.portfolio,
@@ -278,45 +293,50 @@ class BacktestEngine:
         return out
 
     def _run_single(
-        self, st: _SymbolState, times: list[int], equity: list[float], exposure: list[float]
+        self, st: _SymbolState, times: array[int], equity: array[float], exposure: array[float]
     ) -> None:
         """One symbol: no timeline merge, the fewest operations per bar."""
         strategies = [x for x in self._strategies.values() if st.symbol in x.symbols]
         contexts = [self._contexts[x.strategy_id] for x in strategies]
+        pairs = list(zip(strategies, contexts, strict=True))
         symbol = st.symbol
-        close_l, ct_l = st.close, st.close_time
-        ot_l, op_l, hi_l, lo_l, vol_l = st.open_time, st.open, st.high, st.low, st.volume
-        qv_l, tb_l = st.quote_volume, st.taker_buy
         append_t, append_e, append_x = times.append, equity.append, exposure.append
-        for i in range(len(close_l)):
-            t = ct_l[i]
-            self.now = t
-            st.bar_index = i
-            if self.working:
-                self._match_working(st, i)
-            close = close_l[i]
-            st.last_close = close
-            self._marks_dirty = True
-            bar = Bar(
-                symbol, ot_l[i], t, op_l[i], hi_l[i], lo_l[i], close, vol_l[i], qv_l[i], tb_l[i]
-            )
-            for strat, ctx in zip(strategies, contexts, strict=True):
-                strat.on_bar(bar, ctx)
-            pos = st.position_f
-            if pos:
-                eq = self._cash_f + pos * close
-                append_x(abs(pos) * close)
-                if self.risk is not None:
-                    self._risk_update(eq)
-            else:
-                eq = self._cash_f
-                append_x(0.0)
-            append_t(t)
-            append_e(eq)
+        n = len(st.series)
+        for start in range(0, n, CHUNK):
+            st.load(start, min(start + CHUNK, n))
+            close_l, ct_l = st.close, st.close_time
+            ot_l, op_l, hi_l, lo_l, vol_l = st.open_time, st.open, st.high, st.low, st.volume
+            qv_l, tb_l = st.quote_volume, st.taker_buy
+            for j in range(len(close_l)):
+                t = ct_l[j]
+                self.now = t
+                st.bar_index = start + j
+                if self.working:
+                    self._match_working(st, start + j)
+                close = close_l[j]
+                st.last_close = close
+                self._marks_dirty = True
+                bar = Bar(
+                    symbol, ot_l[j], t, op_l[j], hi_l[j], lo_l[j], close, vol_l[j], qv_l[j], tb_l[j]
+                )
+                for strat, ctx in pairs:
+                    strat.on_bar(bar, ctx)
+                pos = st.position_f
+                if pos:
+                    eq = self._cash_f + pos * close
+                    append_x(abs(pos) * close)
+                    if self.risk is not None:
+                        self._risk_update(eq)
+                else:
+                    eq = self._cash_f
+                    append_x(0.0)
+                append_t(t)
+                append_e(eq)
 
     def _match_working(self, st: _SymbolState, i: int) -> None:
-        view = BarView(st.open[i], st.high[i], st.low[i], st.close[i], st.volume[i])
-        open_time = st.open_time[i]
+        j = i - st.offset
+        view = BarView(st.open[j], st.high[j], st.low[j], st.close[j], st.volume[j])
+        open_time = st.open_time[j]
         for w in list(self.working):
             if w.order.symbol != st.symbol or w.active_from > open_time:
                 continue
@@ -337,21 +357,22 @@ class BacktestEngine:
         st.bar_index = i
         if self.working:
             self._match_working(st, i)
-        st.last_close = st.close[i]
+        st.last_close = st.close[i - st.offset]
         self._marks_dirty = True
 
     def _strategy_bar(self, st: _SymbolState, i: int) -> None:
+        j = i - st.offset
         bar = Bar(
             st.symbol,
-            st.open_time[i],
-            st.close_time[i],
-            st.open[i],
-            st.high[i],
-            st.low[i],
-            st.close[i],
-            st.volume[i],
-            st.quote_volume[i],
-            st.taker_buy[i],
+            st.open_time[j],
+            st.close_time[j],
+            st.open[j],
+            st.high[j],
+            st.low[j],
+            st.close[j],
+            st.volume[j],
+            st.quote_volume[j],
+            st.taker_buy[j],
         )
         for strat in self._strategies.values():
             if st.symbol in strat.symbols:

@@ -130,16 +130,24 @@ def simulate_signals(
 
 
 def _equity_curve(series: BarSeries, fills: list[VectorFill], initial: Decimal) -> F64:
+    """cash + position * close per bar, with cash and position stepping at each fill."""
     n = len(series)
-    cash = np.full(n, float(initial))
-    pos = np.zeros(n)
+    if not fills:
+        return np.full(n, float(initial))
+    idx = np.fromiter((f.index for f in fills), dtype=np.int64, count=len(fills))
+    cash_after = np.empty(len(fills))
+    pos_after = np.empty(len(fills))
     c, q = initial, ZERO
-    for f in fills:
+    for k, f in enumerate(fills):
         sign = 1 if f.side == "BUY" else -1
         c -= sign * f.qty * f.price + f.fee
         q += sign * f.qty
-        cash[f.index :] = float(c)
-        pos[f.index :] = float(q)
+        cash_after[k], pos_after[k] = float(c), float(q)
+    # For every bar, the last fill at or before it (-1: none yet).
+    last = np.searchsorted(idx, np.arange(n), side="right") - 1
+    has = last >= 0
+    cash = np.where(has, cash_after[np.maximum(last, 0)], float(initial))
+    pos = np.where(has, pos_after[np.maximum(last, 0)], 0.0)
     return cash + pos * series.close
 
 
