@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services lint typecheck unit test demo bench clean
+.PHONY: help setup services tools lint typecheck unit test demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ setup: $(STAMP)  ## create .venv and install Tessera with its dev and ml extras
 services:  ## start PostgreSQL and Redis on 127.0.0.1 if they are down (needed by the paper/live tests)
 	@bash scripts/services.sh
 
+tools:  ## install promtool, docker-compose and chromium from Debian if missing (for the tests)
+	@bash scripts/tools.sh
+
 lint: setup  ## ruff check + ruff format --check
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -35,7 +38,7 @@ typecheck: setup  ## mypy --strict on src/
 unit: setup  ## pytest only
 	$(BIN)/pytest -q
 
-test: setup services lint typecheck  ## everything CI runs: lint, types, the full test suite
+test: setup services tools lint typecheck  ## everything CI runs: lint, types, the full test suite
 	$(BIN)/pytest -q
 
 demo: setup  ## the main job end to end on the bundled real data

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# System tools the test suite uses: promtool/prometheus (rules tests, real-Prometheus test),
+# docker-compose (compose file validation), chromium (report screenshot check).
+# Installs what is missing from Debian's packages; does nothing when all are present.
+set -u
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && { echo "tools: promtool, docker-compose, chromium present"; exit 0; }
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "tools: missing ${need[*]}; install them (Debian: apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "tools: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 \
+  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+# Debian's prometheus package may start a daemon on :9090; the tests run their own.
+pkill -x prometheus 2>/dev/null || true
+command -v promtool >/dev/null && command -v docker-compose >/dev/null
