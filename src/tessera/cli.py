@@ -246,6 +246,15 @@ def config_validate(
     out.print(f"[green]all {len(targets)} config file(s) valid[/]; effective settings resolved")
 
 
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Check Python, packages, optional services, ports, data and credentials; say what to fix."""
+    from tessera.doctor import print_report, run_checks
+
+    code = print_report(run_checks(_app_ctx(ctx).settings), out)
+    raise typer.Exit(code)
+
+
 def _mount_commands() -> None:
     from tessera.backtest import cli as backtest_cli
     from tessera.execution import cli as execution_cli
