@@ -1,0 +1,1 @@
+"""Market data: schemas, the Parquet/DuckDB store, ingest, import and resampling."""

@@ -1,0 +1,360 @@
+"""`ParquetStore`: the raw market-data store — exact, deduplicated, crash-safe Parquet files.
+
+Layout: ``<root>/exchange=<x>/dataset=<d>/symbol=<s>/date=<YYYY-MM-DD>/part-<ns>-<rand>.parquet``
+(hive partitions; the date is the UTC day of the dataset's partition-time column).
+
+- **Exact**: tables are cast to `tessera.data.schemas` — prices/quantities decimal128(38, 8),
+  times timestamp[ns, UTC]; a value that does not fit raises instead of rounding.
+- **Deduplicated**: a row whose key (`DEDUP_KEYS`) is already stored is dropped, also across
+  restarts (each partition's keys are loaded lazily from its files the first time it is written).
+- **Crash-safe**: every file is written to ``*.parquet.tmp`` in its final folder, fsynced, renamed
+  and the folder fsynced; readers only glob ``*.parquet``. A crash leaves at most a temp file,
+  removed the next time the store is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tessera import metrics
+from tessera.data.schemas import DEDUP_KEYS, PARTITION_TIME, SCHEMAS
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
+
+NS_PER_DAY = 86_400_000_000_000
+
+
+class StoreSchemaError(ValueError):
+    """A table that cannot be stored exactly in its dataset's schema."""
+
+
+@dataclass(frozen=True)
+class PartitionCoverage:
+    exchange: str
+    dataset: str
+    symbol: str
+    day: date
+    rows: int
+    first: datetime | None
+    last: datetime | None
+    files: int
+    missing: int  # missing ids (trades/agg_trades) or missing bars (klines); 0 when unknown
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` so that readers see all of it or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh, compression="zstd")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class ParquetStore:
+    def __init__(self, root: Path | str, exchange: str = "binance") -> None:
+        self.root = Path(root)
+        self.exchange = exchange
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._keys: dict[tuple[str, str, str], set[Any]] = {}
+        self._lock = threading.Lock()
+        self._recover()
+
+    # --- paths ----------------------------------------------------------------------------------
+
+    def dataset_dir(self, dataset: str, exchange: str | None = None) -> Path:
+        return self.root / f"exchange={exchange or self.exchange}" / f"dataset={dataset}"
+
+    def partition_dir(self, dataset: str, symbol: str, day: str) -> Path:
+        return self.dataset_dir(dataset) / f"symbol={symbol}" / f"date={day}"
+
+    def _recover(self) -> None:
+        """Remove temp files of crashed writes; finish or undo interrupted compactions."""
+        for tmp in self.root.rglob("*.parquet.tmp"):
+            log.warning("removing leftover temp file of an interrupted write", path=str(tmp))
+            tmp.unlink(missing_ok=True)
+        for old in self.root.rglob(".compact-old-*"):
+            live = old.parent / old.name.split("-", 3)[3]
+            if live.exists():
+                shutil.rmtree(old)  # the compacted partition is in place: drop the old one
+            else:
+                old.rename(live)  # crashed between the two renames: put the original back
+        for new in self.root.rglob(".compact-new-*"):
+            shutil.rmtree(new)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def _conform(self, dataset: str, table: pa.Table) -> pa.Table:
+        schema = SCHEMAS[dataset]
+        missing = [f.name for f in schema if f.name not in table.column_names]
+        nullable_missing = {"recv_time", "prev_update_id", "event_time"}
+        if set(missing) - nullable_missing:
+            raise StoreSchemaError(
+                f"{dataset}: missing columns {sorted(set(missing) - nullable_missing)}"
+            )
+        cols = []
+        for f in schema:
+            if f.name in table.column_names:
+                col = table[f.name]
+                if col.type != f.type:
+                    try:
+                        col = pc.cast(col, f.type, safe=True)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                        raise StoreSchemaError(
+                            f"{dataset}.{f.name}: cannot store exactly as {f.type}: {exc}"
+                        ) from exc
+                cols.append(col)
+            else:
+                cols.append(pa.nulls(len(table), f.type))
+        return pa.Table.from_arrays(cols, schema=schema)
+
+    def _key_values(self, dataset: str, table: pa.Table) -> list[Any]:
+        keys = DEDUP_KEYS[dataset]
+        if len(keys) == 1:
+            values: list[Any] = table[keys[0]].to_pylist()
+            return values
+        return list(zip(*(table[k].to_pylist() for k in keys), strict=True))
+
+    def _known_keys(self, dataset: str, symbol: str, day: str) -> set[Any]:
+        ident = (dataset, symbol, day)
+        known = self._keys.get(ident)
+        if known is None:
+            known = set()
+            pdir = self.partition_dir(dataset, symbol, day)
+            for f in sorted(pdir.glob("*.parquet")) if pdir.exists() else []:
+                existing = pq.read_table(f, columns=list(DEDUP_KEYS[dataset]))
+                known.update(self._key_values(dataset, existing))
+            self._keys[ident] = known
+        return known
+
+    def write(self, dataset: str, symbol: str, table: pa.Table) -> int:
+        """Store the rows of ``table`` not already stored; returns how many were written."""
+        if dataset not in SCHEMAS:
+            raise StoreSchemaError(f"unknown dataset {dataset!r}; known: {', '.join(SCHEMAS)}")
+        if table.num_rows == 0:
+            return 0
+        table = self._conform(dataset, table)
+        ptime = table[PARTITION_TIME[dataset]]
+        if ptime.null_count:
+            raise StoreSchemaError(f"{dataset}: {PARTITION_TIME[dataset]} must not be null")
+        days = (pc.cast(ptime, pa.int64()).to_numpy() // NS_PER_DAY).astype(np.int64)
+        written = 0
+        with self._lock:
+            for day_num in np.unique(days).tolist():
+                part = table.filter(pa.array(days == day_num))
+                day = str(np.datetime64(day_num, "D"))
+                known = self._known_keys(dataset, symbol, day)
+                keep = []
+                for k in self._key_values(dataset, part):
+                    new = k not in known
+                    keep.append(new)
+                    if new:
+                        known.add(k)  # also drops duplicates inside this batch
+                fresh = part.filter(pa.array(keep, type=pa.bool_()))
+                if fresh.num_rows == 0:
+                    continue
+                name = f"part-{time.time_ns():020d}-{secrets.token_hex(3)}.parquet"
+                try:
+                    atomic_write_parquet(fresh, self.partition_dir(dataset, symbol, day) / name)
+                except BaseException:
+                    # Not stored: forget the keys so that a retry can write them.
+                    for k in self._key_values(dataset, fresh):
+                        known.discard(k)
+                    raise
+                written += fresh.num_rows
+        if written:
+            metrics.ROWS_WRITTEN.labels(dataset=metrics.bounded(dataset, metrics.DATASETS)).inc(
+                written
+            )
+        return written
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def files(self, dataset: str, symbol: str | None = None) -> list[Path]:
+        base = self.dataset_dir(dataset)
+        pattern = f"symbol={symbol}/*/*.parquet" if symbol else "symbol=*/*/*.parquet"
+        return sorted(base.glob(pattern)) if base.exists() else []
+
+    def scan(
+        self,
+        dataset: str,
+        symbol: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> pl.LazyFrame:
+        """All stored rows as a polars LazyFrame (with ``symbol`` and ``date`` columns)."""
+        files = self.files(dataset, symbol)
+        if not files:
+            empty = pa.Table.from_batches([], schema=SCHEMAS[dataset])
+            frame = pl.from_arrow(empty)
+            assert isinstance(frame, pl.DataFrame)
+            return frame.lazy().with_columns(
+                pl.lit(symbol or "").alias("symbol"), pl.lit(None, pl.Date).alias("date")
+            )
+        lf = pl.scan_parquet(
+            [str(f) for f in files],
+            hive_partitioning=True,
+            hive_schema={
+                "exchange": pl.String,
+                "dataset": pl.String,
+                "symbol": pl.String,
+                "date": pl.Date,
+            },
+        ).drop("dataset")
+        tcol = PARTITION_TIME[dataset]
+        if start is not None:
+            lf = lf.filter(pl.col(tcol) >= start)
+        if end is not None:
+            lf = lf.filter(pl.col(tcol) < end)
+        return lf.sort(tcol, *[k for k in DEDUP_KEYS[dataset] if k != tcol])
+
+    def read(self, dataset: str, symbol: str | None = None, **kw: Any) -> pa.Table:
+        return self.scan(dataset, symbol, **kw).collect().to_arrow()
+
+    def max_value(self, dataset: str, symbol: str, column: str) -> Any:
+        files = self.files(dataset, symbol)
+        if not files:
+            return None
+        # Partitions sort by date: the newest file set holds the maximum for time-ordered keys,
+        # but backfilled rows may land anywhere, so take the max over the newest two days.
+        days = sorted({f.parent for f in files})[-2:]
+        best = None
+        for d in days:
+            for f in d.glob("*.parquet"):
+                col = pq.read_table(f, columns=[column])[column]
+                v = pc.max(col).as_py()
+                if v is not None and (best is None or v > best):
+                    best = v
+        return best
+
+    def coverage(self) -> list[PartitionCoverage]:
+        out: list[PartitionCoverage] = []
+        for xdir in sorted(self.root.glob("exchange=*")):
+            exchange = xdir.name.split("=", 1)[1]
+            for ddir in sorted(xdir.glob("dataset=*")):
+                dataset = ddir.name.split("=", 1)[1]
+                if dataset not in SCHEMAS:
+                    continue
+                tcol = PARTITION_TIME[dataset]
+                for pdir in sorted(ddir.glob("symbol=*/date=*")):
+                    files = sorted(pdir.glob("*.parquet"))
+                    if not files:
+                        continue
+                    cols = [tcol] + [
+                        k for k in ("trade_id", "agg_id", "interval") if k in SCHEMAS[dataset].names
+                    ]
+                    t = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+                    missing = 0
+                    if dataset in ("trades", "agg_trades") and t.num_rows:
+                        ids = t["trade_id" if dataset == "trades" else "agg_id"]
+                        missing = int(pc.max(ids).as_py() - pc.min(ids).as_py() + 1 - t.num_rows)
+                    elif dataset == "klines" and t.num_rows:
+                        missing = _missing_klines(t)
+                    out.append(
+                        PartitionCoverage(
+                            exchange,
+                            dataset,
+                            pdir.parent.name.split("=", 1)[1],
+                            date.fromisoformat(pdir.name.split("=", 1)[1]),
+                            t.num_rows,
+                            pc.min(t[tcol]).as_py(),
+                            pc.max(t[tcol]).as_py(),
+                            len(files),
+                            missing,
+                        )
+                    )
+        return out
+
+    # --- maintenance ----------------------------------------------------------------------------
+
+    def compact(self, dataset: str | None = None, symbol: str | None = None) -> int:
+        """Merge each partition's files into one; returns the number of partitions compacted.
+
+        The merged partition is built in a sibling folder and swapped in with two renames; a
+        crash in between is repaired when the store is next opened (see `_recover`).
+        """
+        done = 0
+        datasets = [dataset] if dataset else list(SCHEMAS)
+        with self._lock:
+            for ds in datasets:
+                base = self.dataset_dir(ds)
+                pattern = f"symbol={symbol}/date=*" if symbol else "symbol=*/date=*"
+                for pdir in sorted(base.glob(pattern)) if base.exists() else []:
+                    files = sorted(pdir.glob("*.parquet"))
+                    if len(files) < 2:
+                        continue
+                    merged = pa.concat_tables([pq.read_table(f) for f in files])
+                    sort = [(k, "ascending") for k in (PARTITION_TIME[ds], *DEDUP_KEYS[ds])]
+                    merged = merged.sort_by(sort)
+                    new = pdir.parent / f".compact-new-{pdir.name}"
+                    shutil.rmtree(new, ignore_errors=True)
+                    atomic_write_parquet(merged, new / f"part-{time.time_ns():020d}-c.parquet")
+                    old = pdir.parent / f".compact-old-{secrets.token_hex(2)}-{pdir.name}"
+                    pdir.rename(old)
+                    new.rename(pdir)
+                    _fsync_dir(pdir.parent)
+                    shutil.rmtree(old)
+                    done += 1
+        return done
+
+
+def _missing_klines(t: pa.Table) -> int:
+    missing = 0
+    frame = pl.from_arrow(t)
+    assert isinstance(frame, pl.DataFrame)
+    for interval, group in frame.group_by("interval"):
+        step = _interval_ns(str(interval[0]))
+        times = group["open_time"].dt.epoch("ns").sort()
+        if len(times) > 1:
+            missing += int((times[-1] - times[0]) // step + 1 - len(times))
+    return missing
+
+
+def _interval_ns(interval: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    return int(interval[:-1]) * units[interval[-1]] * 1_000_000_000
+
+
+def rows_to_table(dataset: str, rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts with strings for decimals, ints for ns times) to a schema-true table."""
+    schema = SCHEMAS[dataset]
+    cols: dict[str, list[Any]] = {f.name: [] for f in schema}
+    for r in rows:
+        for name, values in cols.items():
+            values.append(r.get(name))
+    arrays = []
+    for f in schema:
+        values = cols[f.name]
+        if pa.types.is_decimal(f.type):
+            arrays.append(pc.cast(pa.array(values, pa.string()), f.type))
+        elif pa.types.is_timestamp(f.type):
+            arrays.append(pa.array(values, pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)

@@ -1,0 +1,99 @@
+"""Recorded Binance websocket traffic, loaded for replay.
+
+Format (hftbacktest's collector, the files in ``samples/binance-raw-ws/``): gzip text, one frame
+per line, ``<local receive time ns> <raw JSON as Binance sent it>``. Frames use the combined-stream
+envelope ``{"stream": "...", "data": {...}}``; one line holds a REST ``/depth`` snapshot
+(``{"lastUpdateId": ..., "bids": [...], "asks": [...]}``).
+
+Replay is frame for frame: we keep each frame's ``data`` *text* exactly as recorded (sliced out of
+the line, never re-serialised) and only add the envelope a combined-stream client expects.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+BUNDLED_RECORDINGS = sorted((REPO_ROOT / "samples" / "binance-raw-ws" / "spot").glob("*.gz"))
+
+
+@dataclass(slots=True)
+class Frame:
+    recv_ns: int
+    stream: str  # e.g. "btcusdt@trade"
+    kind: str  # trade | depth | bookTicker | aggTrade | kline
+    symbol: str  # upper case, e.g. "BTCUSDT"
+    data: str  # the raw JSON text of the payload
+    parsed: dict[str, object] | None = None  # filled lazily where the simulator needs values
+
+
+@dataclass
+class Snapshot:
+    symbol: str
+    recv_ns: int
+    last_update_id: int
+    bids: list[list[str]]
+    asks: list[list[str]]
+
+
+@dataclass
+class Recording:
+    frames: list[Frame] = field(default_factory=list)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted({f.symbol for f in self.frames})
+
+
+def _kind(stream: str) -> str:
+    tail = stream.split("@", 1)[1]
+    if tail.startswith("depth"):
+        return "depth"
+    if tail.startswith("kline"):
+        return "kline"
+    return tail  # trade, aggTrade, bookTicker
+
+
+def _split_envelope(text: str) -> tuple[str, str] | None:
+    """``{"stream":"x","data":{...}}`` -> ("x", '{...}') without re-serialising the data."""
+    head = '{"stream":"'
+    if not text.startswith(head):
+        return None
+    end = text.index('"', len(head))
+    stream = text[len(head) : end]
+    marker = '"data":'
+    start = text.index(marker, end) + len(marker)
+    return stream, text[start : text.rindex("}")]
+
+
+def load_recording(paths: Iterable[Path]) -> Recording:
+    """Load and merge recordings; frames are ordered by local receive time (file order)."""
+    rec = Recording()
+    for path in paths:
+        symbol_hint = path.name.split("_", 1)[0].upper()
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                line = line.rstrip("\n")
+                if not line:
+                    continue
+                ts, _, text = line.partition(" ")
+                recv_ns = int(ts)
+                env = _split_envelope(text)
+                if env is None:
+                    doc = orjson.loads(text)
+                    if "lastUpdateId" in doc:
+                        rec.snapshots[symbol_hint] = Snapshot(
+                            symbol_hint, recv_ns, int(doc["lastUpdateId"]), doc["bids"], doc["asks"]
+                        )
+                    continue
+                stream, data = env
+                symbol = stream.split("@", 1)[0].upper()
+                rec.frames.append(Frame(recv_ns, stream, _kind(stream), symbol, data))
+    rec.frames.sort(key=lambda f: f.recv_ns)  # stable: keeps file order within equal times
+    return rec
