@@ -266,6 +266,11 @@ def _mount_commands() -> None:
     app.command("positions")(execution_cli.positions)
     app.add_typer(execution_cli.risk_app, name="risk")
     app.add_typer(execution_cli.db_app, name="db")
+    from tessera.data import cli as data_cli
+
+    app.add_typer(data_cli.data_app, name="data")
+    app.add_typer(data_cli.sim_app, name="sim")
+    app.command("ingest")(data_cli.ingest)
 
 
 _mount_commands()
@@ -286,7 +291,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(Text.assemble(("configuration error: ", "bold red"), str(exc)))
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
         sys.exit(exc.exit_code)
     except MetricsServerError as exc:
         err.print(Text.assemble(("metrics error: ", "bold red"), str(exc)))

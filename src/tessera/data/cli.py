@@ -1,0 +1,381 @@
+"""`tessera data ...`, `tessera ingest` and `tessera sim serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import duckdb
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from tessera.bootstrap import AppContext
+from tessera.config import ConfigError
+
+out = Console()
+data_app = typer.Typer(
+    help="The market-data store: coverage, SQL, import, download.", no_args_is_help=True
+)
+sim_app = typer.Typer(help="The local Binance spot exchange simulator.", no_args_is_help=True)
+
+
+def _app(ctx: typer.Context) -> AppContext:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, AppContext)
+    return obj
+
+
+def _store_root(app: AppContext) -> Path:
+    return app.settings.data.store_dir or app.settings.data_dir / "store"
+
+
+@data_app.command("info")
+def info(ctx: typer.Context) -> None:
+    """Coverage per exchange/dataset/symbol/day: rows, time range, files, and gaps."""
+    from tessera.data.store import ParquetStore
+
+    store = ParquetStore(_store_root(_app(ctx)))
+    rows = store.coverage()
+    if not rows:
+        out.print(f"the store at {store.root} is empty: try `tessera data import --bundled`")
+        return
+    table = Table(title=f"store: {store.root}")
+    for col in (
+        "exchange",
+        "dataset",
+        "symbol",
+        "day",
+        "rows",
+        "first (UTC)",
+        "last (UTC)",
+        "files",
+        "missing",
+    ):
+        table.add_column(col, justify="right" if col in ("rows", "files", "missing") else "left")
+    for c in rows:
+        table.add_row(
+            c.exchange,
+            c.dataset,
+            c.symbol,
+            str(c.day),
+            f"{c.rows:,}",
+            f"{c.first:%H:%M:%S}" if c.first else "",
+            f"{c.last:%H:%M:%S}" if c.last else "",
+            str(c.files),
+            f"[red]{c.missing:,}[/]" if c.missing else "0",
+        )
+    out.print(table)
+
+
+@data_app.command("query")
+def query(
+    ctx: typer.Context,
+    sql: Annotated[
+        str,
+        typer.Argument(
+            help="SQL over the views trades, agg_trades, klines, "
+            "book_updates, book_snapshots, book_ticker"
+        ),
+    ],
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write .csv or .parquet")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to print")] = 50,
+) -> None:
+    """Run SQL (DuckDB) over the store and print a table or write CSV/Parquet."""
+    from tessera.data.catalog import Catalog
+    from tessera.data.store import ParquetStore
+
+    catalog = Catalog(ParquetStore(_store_root(_app(ctx))))
+    try:
+        result = catalog.query(sql)
+    except duckdb.Error as exc:
+        raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from exc
+    if out_file is not None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        if out_file.suffix == ".parquet":
+            pq.write_table(result, out_file)
+        else:
+            pacsv.write_csv(result, out_file)
+        out.print(f"{result.num_rows:,} rows written to {out_file}")
+        return
+    table = Table()
+    for name in result.column_names:
+        table.add_column(name)
+    for row in result.slice(0, limit).to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    out.print(table)
+    if result.num_rows > limit:
+        out.print(f"… {result.num_rows - limit:,} more rows (use --out to save all)")
+
+
+@data_app.command("compact")
+def compact(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
+) -> None:
+    """Merge each partition's small files into one (atomically; dedup preserved)."""
+    from tessera.data.store import ParquetStore
+
+    n = ParquetStore(_store_root(_app(ctx))).compact(dataset, symbol)
+    out.print(f"compacted {n} partition(s)")
+
+
+@data_app.command("import")
+def import_(
+    ctx: typer.Context,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Binance bulk files (.zip/.csv), named like BTCUSDT-1m-2024-08.zip"),
+    ] = None,
+    bundled: Annotated[
+        bool, typer.Option("--bundled", help="Import the real datasets in samples/")
+    ] = False,
+    symbol: Annotated[
+        str | None, typer.Option(help="Override the symbol from the file name")
+    ] = None,
+) -> None:
+    """Import Binance bulk-data files, or the bundled real datasets (idempotent)."""
+    from tessera.data.bulk import BulkDataError, import_file
+    from tessera.data.importers import import_bundled
+    from tessera.data.store import ParquetStore
+
+    store = ParquetStore(_store_root(_app(ctx)))
+    if not bundled and not paths:
+        raise ConfigError("nothing to import: give file paths or --bundled")
+    with Progress(TextColumn("{task.description}"), BarColumn(), console=out) as progress:
+        if bundled:
+            task = progress.add_task("bundled real data", total=1)
+            result = import_bundled(store)
+            progress.advance(task)
+            for k, v in result.items():
+                out.print(f"  {k}: {v:,} rows written")
+        files = paths or []
+        task = progress.add_task("bulk files", total=len(files))
+        for p in files:
+            try:
+                n = import_file(store, p, symbol=symbol)
+            except (BulkDataError, FileNotFoundError) as exc:
+                raise ConfigError(str(exc)) from exc
+            out.print(f"  {p.name}: {n:,} rows written")
+            progress.advance(task)
+
+
+@data_app.command("download")
+def download(
+    ctx: typer.Context,
+    symbol: Annotated[str, typer.Option(help="e.g. BTCUSDT")],
+    kind: Annotated[str, typer.Option(help="klines, trades or aggTrades")] = "klines",
+    start: Annotated[str, typer.Option(help="First day or month, YYYY-MM-DD")] = "",
+    end: Annotated[str, typer.Option(help="Last day or month, YYYY-MM-DD")] = "",
+    interval: Annotated[str, typer.Option(help="Kline interval")] = "1m",
+    daily: Annotated[
+        bool, typer.Option("--daily/--monthly", help="Daily or monthly files")
+    ] = False,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Default: data.bulk_url")
+    ] = None,
+) -> None:
+    """Download Binance bulk files (resumable, checksum-verified) and import them."""
+    from tessera.data.bulk import BulkDataError, periods
+    from tessera.data.bulk import download as run_download
+    from tessera.data.store import ParquetStore
+
+    app = _app(ctx)
+    if kind not in ("klines", "trades", "aggTrades"):
+        raise ConfigError(f"--kind {kind!r}: expected klines, trades or aggTrades")
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end or start)
+    except ValueError as exc:
+        raise ConfigError(f"--start/--end: {exc}") from exc
+    store = ParquetStore(_store_root(app))
+    dest = app.settings.data_dir / "downloads"
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=out,
+    ) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name, total=total or None)
+            progress.update(tasks[name], completed=done, total=total or None)
+
+        try:
+            results = asyncio.run(
+                run_download(
+                    store,
+                    base_url or app.settings.data.bulk_url,
+                    symbol.upper(),
+                    kind,
+                    periods(first, last, daily),
+                    dest,
+                    interval,
+                    report,
+                )
+            )
+        except BulkDataError as exc:
+            raise ConfigError(str(exc)) from exc
+    for name, n in results.items():
+        out.print(f"  {name}: {n:,} rows written")
+
+
+def ingest(
+    ctx: typer.Context,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", "-s", help="Default: data.symbols")
+    ] = None,
+    stream: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--stream", help="trade, aggTrade, kline, depth, bookTicker; default: data.streams"
+        ),
+    ] = None,
+    ws_url: Annotated[
+        str | None, typer.Option("--ws-url", help="Default: exchange.ws_url or data.ws_url")
+    ] = None,
+    rest_url: Annotated[
+        str | None, typer.Option("--rest-url", help="Default: exchange.rest_url or data.rest_url")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Live console display")
+    ] = True,
+) -> None:
+    """Stream market data into the store: reconnects, gap backfill, book sync, crash-safe writes."""
+    from tessera.data.ingest import IngestService
+    from tessera.data.store import ParquetStore
+
+    app = _app(ctx)
+    app.start_metrics()
+    s = app.settings
+    svc = IngestService(
+        ParquetStore(_store_root(app)),
+        ws_url or s.exchange.ws_url or s.data.ws_url,
+        rest_url or s.exchange.rest_url or s.data.rest_url,
+        symbol or s.data.symbols,
+        kinds=stream or s.data.streams,
+        intervals=s.data.intervals,
+        flush_rows=s.data.flush_rows,
+        flush_interval_s=s.data.flush_interval_s,
+        max_backoff_s=s.data.reconnect_max_backoff_s,
+        planned_reconnect_s=s.data.planned_reconnect_h * 3600,
+        backfill=s.data.backfill,
+        depth_limit=s.data.depth_snapshot_limit,
+        api_key=s.exchange.api_key.get_secret_value() if s.exchange.api_key else None,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, svc.stop)
+        task = asyncio.create_task(svc.run(duration))
+        if progress and out.is_terminal:
+            with Live(_ingest_table(svc, 0.0), console=out, refresh_per_second=2) as live:
+                t0 = time.monotonic()
+                while not task.done():
+                    await asyncio.sleep(0.5)
+                    live.update(_ingest_table(svc, time.monotonic() - t0))
+        await task
+
+    asyncio.run(main())
+    st = svc.stats
+    out.print(
+        f"ingest stopped: {st.messages:,} messages, {dict(st.rows_written)} rows written, "
+        f"{st.reconnects} reconnects, {st.gaps_found} gaps ({st.gaps_filled} filled), "
+        f"{st.malformed} malformed skipped"
+    )
+
+
+def _ingest_table(svc: object, elapsed: float) -> Table:
+    from tessera.data.ingest import IngestService
+
+    assert isinstance(svc, IngestService)
+    st = svc.stats
+    table = Table(title=f"ingest · {elapsed:,.0f} s")
+    table.add_column("stream")
+    table.add_column("messages", justify="right")
+    table.add_column("per s", justify="right")
+    for kind, n in sorted(st.by_stream.items()):
+        table.add_row(kind, f"{n:,}", f"{n / elapsed:,.0f}" if elapsed else "")
+    table.add_row("rows written", f"{sum(st.rows_written.values()):,}", "")
+    table.add_row(
+        "reconnects / gaps", f"{st.reconnects} / {st.gaps_found} ({st.gaps_filled} filled)", ""
+    )
+    table.add_row("malformed skipped", f"{st.malformed}", "")
+    return table
+
+
+@sim_app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (REST and websockets)")] = 8765,
+    speed: Annotated[str, typer.Option(help="1x, 60x, max, or a number")] = "1x",
+    recording: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Raw websocket recordings to replay (default: the bundled BTCUSDT/ETHUSDT ones)"
+        ),
+    ] = None,
+    loop: Annotated[
+        bool, typer.Option("--loop/--no-loop", help="Restart the replay at the end")
+    ] = True,
+) -> None:
+    """Serve a Binance-compatible exchange replaying real recorded data."""
+    from tessera.sim import ExchangeSimulator
+    from tessera.sim.recording import load_recording
+    from tessera.sim.server import recording_paths
+
+    app = _app(ctx)
+    factor: float | None
+    raw = speed.lower().removesuffix("x")
+    if raw == "max":
+        factor = None
+    else:
+        try:
+            factor = float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"--speed {speed!r}: use 1x, 60x, max or a number") from exc
+    try:
+        paths = recording_paths(recording)
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc)) from exc
+    app.start_metrics()
+    sim = ExchangeSimulator(load_recording(paths), speed=factor, loop_replay=loop)
+
+    async def main() -> None:
+        await sim.start(host, port)
+        out.print(
+            f"[bold]Binance spot simulator[/] on [cyan]{sim.rest_url}[/] "
+            f"(REST /api/v3/...) and [cyan]{sim.ws_url}/ws/<stream>[/], "
+            f"[cyan]{sim.ws_url}/stream?streams=a/b[/]; symbols "
+            f"{', '.join(sim.recording.symbols)}; speed {speed}. Ctrl-C stops."
+        )
+        stop = asyncio.Event()
+        loop_ = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop_.add_signal_handler(sig, stop.set)
+        sim.start_replay()
+        await stop.wait()
+        await sim.stop()
+
+    asyncio.run(main())
