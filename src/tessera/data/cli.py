@@ -347,7 +347,9 @@ def serve(
 
     app = _app(ctx)
     factor: float | None
-    raw = speed.lower().removesuffix("x")
+    raw = speed.lower()
+    if raw != "max":
+        raw = raw.removesuffix("x")
     if raw == "max":
         factor = None
     else:
@@ -374,7 +376,7 @@ def serve(
         loop_ = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop_.add_signal_handler(sig, stop.set)
-        sim.start_replay()
+        # The replay starts with the first subscriber, so that a client sees it from the start.
         await stop.wait()
         await sim.stop()
 

@@ -545,7 +545,14 @@ class IngestService:
                 await self.flush()
 
     async def flush(self) -> int:
-        """Write everything buffered; returns rows written (after dedup)."""
+        """Write everything buffered; returns rows written (after dedup).
+
+        Shielded: cancelling the caller (shutdown) must not abandon rows already taken out of
+        the buffers; the write completes and a later `flush()` waits for it on the lock.
+        """
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> int:
         async with self._flush_lock:
             buffers, self._buffers = self._buffers, defaultdict(list)
             self._buffered = 0
