@@ -217,42 +217,87 @@ class IngestService:
 
     # --- connections ----------------------------------------------------------------------------
 
+    def _url(self) -> str:
+        return f"{self.ws_url}/stream?streams={'/'.join(self.streams)}"
+
+    async def _connect(self) -> Any:
+        return await websockets.connect(
+            self._url(), max_size=1 << 24, ping_interval=20, ping_timeout=20, open_timeout=10
+        )
+
     async def _connection_loop(self) -> None:
         backoff = 0.5
+        ws: Any = None
         while not self._stop.is_set():
-            url = f"{self.ws_url}/stream?streams={'/'.join(self.streams)}"
             reason = "closed"
             try:
-                async with websockets.connect(
-                    url, max_size=1 << 24, ping_interval=20, ping_timeout=20, open_timeout=10
-                ) as ws:
+                if ws is None:
+                    ws = await self._connect()
                     metrics.WS_CONNECTED.set(1)
                     self.connected.set()
                     backoff = 0.5
-                    for sym in self.symbols:  # every (re)connect starts a fresh book sync
+                    for sym in self.symbols:  # a fresh connection starts a fresh book sync
                         if "depth" in self._kinds():
                             self._resync_book(sym, reset=True)
                         if "trade" in self._kinds() and sym in self._last_trade:
                             self._spawn(self._catch_up_trades(sym))
-                    reason = await self._read(ws)
+                reason = await self._read(ws)
+                if reason == "planned":
+                    ws = await self._switch_over(ws)
+                    self.stats.reconnects += 1
+                    metrics.WS_RECONNECTS.labels(reason="planned").inc()
+                    continue
             except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
                 reason = "error"
                 log.warning("websocket connection failed", error=str(exc)[:200])
-            finally:
-                metrics.WS_CONNECTED.set(0)
-                self.connected.clear()
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                ws = None
+            metrics.WS_CONNECTED.set(0)
+            self.connected.clear()
             if self._stop.is_set():
                 return
             self.stats.reconnects += 1
             metrics.WS_RECONNECTS.labels(
                 reason=metrics.bounded(reason, metrics.RECONNECT_REASONS)
             ).inc()
-            if reason != "planned":
-                delay = min(backoff, self.max_backoff_s) * (0.5 + random.random())  # jitter
-                log.info("reconnecting", reason=reason, in_s=round(delay, 2))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
-                backoff = min(backoff * 2, self.max_backoff_s)
+            delay = min(backoff, self.max_backoff_s) * (0.5 + random.random())  # jitter
+            log.info("reconnecting", reason=reason, in_s=round(delay, 2))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _switch_over(self, old: Any) -> Any:
+        """Binance's 24 h limit: open the next connection *before* closing the current one.
+
+        The old connection is read until it delivers the very frame the new one delivered
+        first (same text), so its backlog is not lost; frames seen on both are deduplicated by id
+        (trades, klines, book update ids). Then the old one is closed.
+        """
+        new = await self._connect()
+        try:
+            first_new = await asyncio.wait_for(new.recv(), 30)
+        except TimeoutError:  # a quiet market: nothing in flight to lose
+            with contextlib.suppress(Exception):
+                await old.close()
+            return new
+        deadline = time.monotonic() + 5.0
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    raw = await asyncio.wait_for(old.recv(), max(deadline - time.monotonic(), 0.01))
+                except (TimeoutError, ConnectionClosed):
+                    break
+                if raw == first_new:
+                    break
+                self.on_frame(raw, time.time_ns())
+        finally:
+            with contextlib.suppress(Exception):
+                await old.close()
+        self.on_frame(first_new, time.time_ns())
+        log.info("planned reconnect done (overlapping connections)")
+        return new
 
     def _kinds(self) -> set[str]:
         return {stream_kind(s) for s in self.streams}
