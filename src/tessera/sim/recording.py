@@ -18,6 +18,10 @@ from pathlib import Path
 
 import orjson
 
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUNDLED_RECORDINGS = sorted((REPO_ROOT / "samples" / "binance-raw-ws" / "spot").glob("*.gz"))
 
@@ -45,13 +49,15 @@ class Snapshot:
 class Recording:
     frames: list[Frame] = field(default_factory=list)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    skipped_lines: int = 0
 
     @property
     def symbols(self) -> list[str]:
         return sorted({f.symbol for f in self.frames})
 
 
-def _kind(stream: str) -> str:
+def stream_kind(stream: str) -> str:
+    """``"btcusdt@depth@100ms"`` -> ``"depth"``, ``"btcusdt@kline_1m"`` -> ``"kline"``."""
     tail = stream.split("@", 1)[1]
     if tail.startswith("depth"):
         return "depth"
@@ -60,7 +66,7 @@ def _kind(stream: str) -> str:
     return tail  # trade, aggTrade, bookTicker
 
 
-def _split_envelope(text: str) -> tuple[str, str] | None:
+def split_envelope(text: str) -> tuple[str, str] | None:
     """``{"stream":"x","data":{...}}`` -> ("x", '{...}') without re-serialising the data."""
     head = '{"stream":"'
     if not text.startswith(head):
@@ -73,27 +79,55 @@ def _split_envelope(text: str) -> tuple[str, str] | None:
 
 
 def load_recording(paths: Iterable[Path]) -> Recording:
-    """Load and merge recordings; frames are ordered by local receive time (file order)."""
+    """Load and merge recordings; frames are ordered by local receive time (file order).
+
+    A line that cannot be read is counted in ``skipped_lines``, logged and skipped.
+    """
     rec = Recording()
     for path in paths:
-        symbol_hint = path.name.split("_", 1)[0].upper()
+        symbol_hint = Path(path).name.split("_", 1)[0].upper()
         with gzip.open(path, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                line = line.rstrip("\n")
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.rstrip("\n")
                 if not line:
                     continue
-                ts, _, text = line.partition(" ")
-                recv_ns = int(ts)
-                env = _split_envelope(text)
-                if env is None:
-                    doc = orjson.loads(text)
-                    if "lastUpdateId" in doc:
-                        rec.snapshots[symbol_hint] = Snapshot(
-                            symbol_hint, recv_ns, int(doc["lastUpdateId"]), doc["bids"], doc["asks"]
+                try:
+                    ts, _, text = line.partition(" ")
+                    recv_ns = int(ts)
+                    env = split_envelope(text)
+                    if env is None:
+                        doc = orjson.loads(text)
+                        snap = Snapshot(
+                            symbol_hint,
+                            recv_ns,
+                            int(doc["lastUpdateId"]),
+                            doc["bids"],
+                            doc["asks"],
                         )
+                        rec.snapshots.setdefault(symbol_hint, snap)
+                        continue
+                    stream, data = env
+                    kind = stream_kind(stream)
+                except (ValueError, KeyError, IndexError, TypeError) as exc:
+                    rec.skipped_lines += 1
+                    log.warning(
+                        "unreadable recording line skipped",
+                        path=str(path),
+                        line=lineno,
+                        error=str(exc),
+                        raw=line[:200],
+                    )
                     continue
-                stream, data = env
                 symbol = stream.split("@", 1)[0].upper()
-                rec.frames.append(Frame(recv_ns, stream, _kind(stream), symbol, data))
+                rec.frames.append(Frame(recv_ns, stream, kind, symbol, data))
     rec.frames.sort(key=lambda f: f.recv_ns)  # stable: keeps file order within equal times
     return rec
+
+
+def recording_paths(paths: Iterable[Path] | None) -> list[Path]:
+    """The given recordings (all must exist), or the bundled BTCUSDT/ETHUSDT ones."""
+    chosen = [Path(p) for p in (paths or [])] or BUNDLED_RECORDINGS
+    missing = [p for p in chosen if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"recording not found: {', '.join(map(str, missing))}")
+    return chosen

@@ -1,172 +1,177 @@
 """`ExchangeSimulator`: a local Binance spot exchange on one port (REST and websockets).
 
-REST (``/api/v3/...``): ping, time, exchangeInfo, klines, depth, trades, historicalTrades,
-aggTrades — Binance's field names, string decimals, ``X-MBX-USED-WEIGHT-1M`` headers, and its
-error bodies (``{"code": -1121, "msg": "Invalid symbol."}``).
+One ``aiohttp.web.Application`` serves the REST API (`tessera.sim.rest`) and the websocket
+streams (`tessera.sim.ws`). The replay releases the market's base frames in order, paced by their
+exchange event times scaled by ``speed`` (``None`` = as fast as the slowest subscribed socket takes
+them, with backpressure); websocket senders write what has been released, REST answers from the
+state at the release position. The replay starts with the first subscription (so a test sees every
+frame) or at :meth:`ExchangeSimulator.start_replay`.
 
-Websockets: ``/ws/<stream>`` and ``/ws`` (raw payloads), ``/stream?streams=a/b`` (combined
-envelope ``{"stream", "data"}``), ``/stream/ws/...`` (raw; the path ccxt.pro uses when pointed here,
-since it recognises spot endpoints by ``/stream`` in the URL); ``SUBSCRIBE``, ``UNSUBSCRIBE`` and
-``LIST_SUBSCRIPTIONS`` with ``id``; websocket ping/pong.
+    async with ExchangeSimulator(SimMarket.from_recording(paths), speed=None) as sim:
+        ...  # sim.rest_url, sim.ws_url, sim.faults, sim.stats, sim.state
 
-The replay walks the recorded frames once, at ``speed`` x real time (None = as fast as the
-slowest subscriber takes them), broadcasting each frame to the connections subscribed to its
-stream; REST answers from the state the replay has reached. It starts when the first client
-subscribes (so that a test sees every frame) or at ``start_replay()``.
-
-`FaultPlan` breaks things on purpose for tests: drop a connection after N messages, stall,
-send a malformed frame, skip sequence ids, answer REST with 429 + Retry-After or 5xx.
+`SimulatorThread` runs one on its own event loop in a background thread for sync callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import threading
-import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from tessera.logging import get_logger
-from tessera.sim.market import MarketState, derive_streams
-from tessera.sim.recording import BUNDLED_RECORDINGS, REPO_ROOT, Recording, load_recording
+from tessera.sim.faults import FaultPlan
+from tessera.sim.market import SimMarket
+from tessera.sim.recording import BUNDLED_RECORDINGS, Recording, recording_paths
+from tessera.sim.rest import RestApi, exchange_info_limit
+from tessera.sim.state import MarketState
+from tessera.sim.ws import Connection, handle
+
+__all__ = ["ExchangeSimulator", "FaultPlan", "SimStats", "SimulatorThread", "recording_paths"]
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
-EXCHANGE_INFO_FILE = REPO_ROOT / "samples" / "cryptofeed" / "BINANCE.0.gz"
-JSON = "application/json;charset=UTF-8"
-
-
-@dataclass
-class FaultPlan:
-    """Faults to inject; change fields at any time (tests set them between steps)."""
-
-    drop_after: int | None = None  # close each new WS connection after N data messages
-    stall_after: int | None = None  # stop sending (socket open) after N messages ...
-    stall_s: float = 0.0  # ... for this long
-    malformed_at: int | None = None  # send one malformed frame after N messages
-    skip_depth_at: int | None = None  # drop the N-th depth diff of the replay (a U/u gap)
-    skip_trades_at: int | None = None  # drop trades number N..N+k-1 from the WS (ids jump) ...
-    skip_trades_count: int = 3  # ... they stay available over REST
-    rest_429: int = 0  # answer the next K REST requests with 429 + Retry-After
-    rest_5xx: int = 0  # answer the next K REST requests with 503
-    retry_after_s: int = 1
+MAX_WINDOW = 1024  # at max speed, how far the release may run ahead of the slowest subscriber
+IDLE_STEP = 16  # at max speed with no subscriber, frames released per event-loop turn
 
 
 @dataclass
 class SimStats:
-    messages: Counter[str] = field(default_factory=Counter)  # per stream kind
-    bytes: int = 0
-    connections: int = 0
-    rest_requests: Counter[str] = field(default_factory=Counter)
+    """What the simulator sent. ``bytes`` counts websocket frames on the wire (with headers)."""
+
+    messages: Counter[str] = field(default_factory=Counter)  # per stream, e.g. "btcusdt@trade"
+    bytes: Counter[str] = field(default_factory=Counter)
+    connections: int = 0  # accepted so far
+    rest_requests: Counter[str] = field(default_factory=Counter)  # per path
+    faults: Counter[str] = field(default_factory=Counter)  # drop, stall, malformed, rest_429, ...
+    replays: int = 0  # completed passes over the data
     replay_done: bool = False
 
+    @property
+    def total_messages(self) -> int:
+        return sum(self.messages.values())
 
-def load_exchange_info(symbols: Iterable[str]) -> dict[str, Any]:
-    """The real Binance spot exchangeInfo (2021-10-12) reduced to ``symbols``."""
-    with gzip.open(EXCHANGE_INFO_FILE, "rt", encoding="utf-8") as fh:
-        line = fh.readline()
-    info: dict[str, Any] = orjson.loads(line.split(": ", 1)[1])
-    wanted = set(symbols)
-    info["symbols"] = [s for s in info["symbols"] if s["symbol"] in wanted]
-    return info
-
-
-class _Conn:
-    def __init__(self, ws: web.WebSocketResponse, combined: bool, faults: FaultPlan) -> None:
-        self.ws = ws
-        self.combined = combined
-        self.streams: set[str] = set()
-        self.queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue(maxsize=4096)
-        self.sent = 0
-        self.drop_after = faults.drop_after
-        self.malformed_at = faults.malformed_at
-        self.stall_after = faults.stall_after
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
 
 
 class ExchangeSimulator:
     def __init__(
         self,
-        recording: Recording | None = None,
+        market: SimMarket | Recording | None = None,
         speed: float | None = 1.0,
         faults: FaultPlan | None = None,
+        *,
         autostart: bool = True,
         loop_replay: bool = False,
+        weight_limit: int | Literal["exchangeInfo"] | None = "exchangeInfo",
+        ping_interval_s: float | None = 20.0,
+        send_buffer_bytes: int | None = 128 * 1024,
     ) -> None:
-        self.recording = recording or load_recording(BUNDLED_RECORDINGS)
-        if not any(f.kind == "aggTrade" for f in self.recording.frames):
-            derive_streams(self.recording)
+        """``market``: what to serve (a `Recording` is wrapped; None = the bundled recordings).
+        ``speed``: replay speed factor, None = max. ``weight_limit``: REST weight per minute per
+        IP before 429 (default: the served exchangeInfo's REQUEST_WEIGHT limit; None = none).
+        ``ping_interval_s``: server websocket pings, as Binance sends every 20 s.
+        """
+        if market is None:
+            market = SimMarket.from_recording(BUNDLED_RECORDINGS)
+        elif isinstance(market, Recording):
+            market = SimMarket.from_recording(market)
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive (None = max)")
+        self.market = market
         self.speed = speed
         self.faults = faults or FaultPlan()
         self.autostart = autostart
         self.loop_replay = loop_replay
+        self.ping_interval_s = ping_interval_s
+        self.send_buffer_bytes = send_buffer_bytes
         self.stats = SimStats()
-        self.state = MarketState(self.recording)
-        self.exchange_info = load_exchange_info(self.recording.symbols)
-        self._conns: set[_Conn] = set()
-        self._by_stream: dict[str, set[_Conn]] = defaultdict(set)
+        self.state = MarketState(market)
+        self.rest = RestApi(
+            self,
+            exchange_info_limit(market.exchange_info)
+            if isinstance(weight_limit, str)
+            else weight_limit,
+        )
+        self.head = 0  # base frames [0, head) are released
+        self.connections: list[Connection] = []
+        self._extra_routes: list[Callable[[web.Application], None]] = []
         self._runner: web.AppRunner | None = None
-        self._site_port = 0
+        self._port = 0
+        self._host = "127.0.0.1"
         self._replay_task: asyncio.Task[None] | None = None
-        self._weight: dict[int, int] = defaultdict(int)
-        self.replay_position = 0
+        self._head_event = asyncio.Event()
+        self._progress_event = asyncio.Event()
+        self._conn_event = asyncio.Event()
         self.replay_finished = asyncio.Event()
-        # Pre-built envelopes: combined-stream clients get the recorded data text, untouched.
-        self._envelopes = [
-            f'{{"stream":"{f.stream}","data":{f.data}}}' for f in self.recording.frames
-        ]
+
+    # --- compatibility names ----------------------------------------------------------------------
+
+    @property
+    def recording(self) -> SimMarket:
+        """The market being replayed (the name earlier callers use)."""
+        return self.market
+
+    @property
+    def replay_position(self) -> int:
+        """Index of the last released base frame (-1 before the first)."""
+        return self.head - 1
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
-        return self._site_port
+        return self._port
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self._host}:{self._port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://{self._host}:{self._port}"
 
-    def app(self) -> web.Application:
+    def add_routes(self, register: Callable[[web.Application], None]) -> None:
+        """Add endpoints (call before `start`); REST ones should use `self.rest.add_route`."""
+        self._extra_routes.append(register)
+
+    def build_app(self) -> web.Application:
         app = web.Application()
-        r = app.router
-        r.add_get("/api/v3/ping", self._ping)
-        r.add_get("/api/v3/time", self._time)
-        r.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        r.add_get("/api/v3/depth", self._depth)
-        r.add_get("/api/v3/trades", self._trades)
-        r.add_get("/api/v3/historicalTrades", self._historical_trades)
-        r.add_get("/api/v3/aggTrades", self._agg_trades)
-        r.add_get("/api/v3/klines", self._klines)
-        r.add_get("/ws", self._ws)
-        r.add_get("/ws/{tail:.*}", self._ws)
-        r.add_get("/stream", self._ws)
-        r.add_get("/stream/{tail:.*}", self._ws)
+
+        async def ws_handler(request: web.Request) -> web.StreamResponse:
+            return await handle(self, request)
+
+        self.rest.register(app)
+        for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
+            app.router.add_get(path, ws_handler)
+        for register in self._extra_routes:
+            register(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> ExchangeSimulator:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self._site_port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        addrs = self._runner.addresses
+        self._host = host if host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        self._port = int(addrs[0][1])
         log.info(
             "exchange simulator listening",
             rest=self.rest_url,
             ws=self.ws_url,
-            frames=len(self.recording.frames),
+            frames=len(self.market.frames),
+            symbols=self.market.symbols,
             speed=self.speed or "max",
         )
         return self
@@ -176,10 +181,15 @@ class ExchangeSimulator:
             self._replay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replay_task
-        for c in list(self._conns):
-            await c.ws.close()
+            self._replay_task = None
+        for c in list(self.connections):
+            c.closed = True
+            with contextlib.suppress(Exception):
+                await c.ws.close()
+        self._wake_senders()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     async def __aenter__(self) -> ExchangeSimulator:
         return await self.start()
@@ -187,350 +197,171 @@ class ExchangeSimulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    # --- replay ---------------------------------------------------------------------------------
+
     def start_replay(self) -> None:
         if self._replay_task is None:
             self._replay_task = asyncio.get_running_loop().create_task(self._replay())
 
+    def release(self, n: int) -> None:
+        """Step by hand: make base frames ``[0, n)`` visible (only while no replay runs).
+
+        For tests and tools that want an exact position instead of a clock.
+        """
+        if self._replay_task is not None and not self._replay_task.done():
+            raise RuntimeError("the replay is running; stepping by hand would race it")
+        if n < self.head:
+            raise ValueError(f"cannot step back from {self.head} to {n}")
+        self._release(min(n, len(self.market.frames)))
+
     async def wait_replayed(self) -> None:
         await self.replay_finished.wait()
 
-    # --- replay ---------------------------------------------------------------------------------
+    async def wait_head_change(self, seen: int) -> None:
+        """Return once the release position moves (or the simulator wakes its senders)."""
+        if self.head == seen:
+            await self._head_event.wait()
+
+    def on_progress(self) -> None:
+        ev, self._progress_event = self._progress_event, asyncio.Event()
+        ev.set()
+
+    def _wake_senders(self) -> None:
+        ev, self._head_event = self._head_event, asyncio.Event()
+        ev.set()
+
+    def _release(self, n: int) -> None:
+        self.head = n
+        self._wake_senders()
 
     async def _replay(self) -> None:
-        frames = self.recording.frames
+        n = len(self.market.frames)
         while True:
-            t0_wall = time.monotonic()
-            t0_rec = frames[0].recv_ns if frames else 0
-            depth_seen = trades_seen = 0
-            for i, f in enumerate(frames):
-                self.replay_position = i
-                if self.speed:
-                    due = t0_wall + (f.recv_ns - t0_rec) / 1e9 / self.speed
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                fp = self.faults
-                if f.kind == "depth":
-                    depth_seen += 1
-                    if fp.skip_depth_at is not None and depth_seen == fp.skip_depth_at:
-                        continue  # the diff happened (book has it) but nobody hears about it
-                if f.kind == "trade":
-                    trades_seen += 1
-                    s = fp.skip_trades_at
-                    if s is not None and s <= trades_seen < s + fp.skip_trades_count:
-                        continue
-                subs = self._by_stream.get(f.stream)
-                if subs:
-                    for c in list(subs):
-                        await c.queue.put((f.stream, self._envelopes[i] if c.combined else f.data))
-                elif self.speed is None:
-                    await asyncio.sleep(0)  # stay responsive when nobody listens
-            self.replay_position = len(frames) - 1
+            if self.speed is None:
+                await self._replay_max(n)
+            else:
+                await self._replay_paced(n, self.speed)
+            self.stats.replays += 1
             self.stats.replay_done = True
             self.replay_finished.set()
+            log.info("replay finished", frames=n, passes=self.stats.replays)
             if not self.loop_replay:
+                self._wake_senders()
                 return
-            self.state = MarketState(self.recording)
+            # Start over: a fresh book and history, every subscriber from the first frame.
+            self.state = MarketState(self.market)
+            for c in self.connections:
+                c.cursor = 0
+            self._release(0)
+            await asyncio.sleep(0)
 
-    async def _sender(self, c: _Conn) -> None:
-        ws = c.ws
-        while True:
-            item = await c.queue.get()
-            if item is None:
-                return
-            stream, text = item
-            if c.malformed_at is not None and c.sent == c.malformed_at:
-                c.malformed_at = None
-                await ws.send_str('{"stream":"' + stream + '","data":{"e":"trade","E":')
-                await ws.send_str('{"e":"trade","E":"not-a-number","s":42}')
-            if c.stall_after is not None and c.sent == c.stall_after:
-                c.stall_after = None
-                await asyncio.sleep(self.faults.stall_s)
-            try:
-                await ws.send_str(text)
-            except (ConnectionError, RuntimeError):
-                return
-            c.sent += 1
-            self.stats.messages[stream.split("@", 1)[1]] += 1
-            self.stats.bytes += len(text)
-            if c.drop_after is not None and c.sent >= c.drop_after:
-                await ws.close()
-                return
+    async def _replay_max(self, n: int) -> None:
+        while self.head < n:
+            active = [c for c in self.connections if not c.closed and c.has_data]
+            if not active:
+                self._release(min(n, self.head + IDLE_STEP))
+                await asyncio.sleep(0)
+                continue
+            low = min(c.cursor for c in active)
+            if low + MAX_WINDOW > self.head:
+                self._release(min(n, low + MAX_WINDOW))
+            else:
+                await self._progress_event.wait()
+        # Let the senders flush the tail before the replay counts as done.
+        while any(c.cursor < n for c in self.connections if not c.closed and c.has_data):
+            await self._progress_event.wait()
 
-    # --- websocket ------------------------------------------------------------------------------
-
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=None, autoping=True, max_msg_size=1 << 20)
-        await ws.prepare(request)
-        path = request.path
-        combined = path == "/stream" or (path.startswith("/stream/") and "/ws" not in path)
-        c = _Conn(ws, combined, self.faults)
-        self._conns.add(c)
-        self.stats.connections += 1
-        initial: list[str] = []
-        if path == "/stream" and "streams" in request.query:
-            initial = [s for s in request.query["streams"].split("/") if s]
-        else:
-            tail = request.match_info.get("tail", "")
-            initial = [s for s in tail.split("/") if "@" in s]
-        self._subscribe(c, initial)
-        sender = asyncio.get_running_loop().create_task(self._sender(c))
-        try:
-            async for msg in ws:
-                if msg.type is not WSMsgType.TEXT:
-                    continue
-                await self._control(c, msg.data)
-        finally:
-            self._conns.discard(c)
-            for subs in self._by_stream.values():
-                subs.discard(c)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-        return ws
-
-    def _subscribe(self, c: _Conn, streams: list[str]) -> None:
-        for s in streams:
-            sym, at, rest = s.partition("@")  # symbols are lower case; stream kinds keep case
-            name = sym.lower() + at + rest
-            c.streams.add(name)
-            self._by_stream[name].add(c)
-        if streams and self.autostart:
-            self.start_replay()
-
-    async def _control(self, c: _Conn, text: str) -> None:
-        try:
-            req = orjson.loads(text)
-            method, rid = req.get("method"), req.get("id")
-        except (orjson.JSONDecodeError, AttributeError):
-            await c.ws.send_str('{"error":{"code":3,"msg":"Invalid JSON"}}')
+    async def _replay_paced(self, n: int, speed: float) -> None:
+        clock = self.market.clock_ms
+        if self.head >= n:
             return
-        params = req.get("params") or []
-        if method == "SUBSCRIBE":
-            self._subscribe(c, [p for p in params if isinstance(p, str)])
-            await c.ws.send_str(orjson.dumps({"result": None, "id": rid}).decode())
-        elif method == "UNSUBSCRIBE":
-            for p in params:
-                c.streams.discard(p)
-                self._by_stream[p].discard(c)
-            await c.ws.send_str(orjson.dumps({"result": None, "id": rid}).decode())
-        elif method == "LIST_SUBSCRIPTIONS":
-            await c.ws.send_str(orjson.dumps({"result": sorted(c.streams), "id": rid}).decode())
-        else:
-            await c.ws.send_str(
-                orjson.dumps(
-                    {"error": {"code": 1, "msg": f"Unknown method {method!r}"}, "id": rid}
-                ).decode()
-            )
+        loop = asyncio.get_running_loop()
+        t0, c0 = loop.time(), clock[self.head]
+        while self.head < n:
+            now_rec = c0 + (loop.time() - t0) * 1000.0 * speed
+            released = bisect_right(clock, now_rec, lo=self.head)
+            if released > self.head:
+                self._release(released)
+            if self.head >= n:
+                break
+            due = t0 + (clock[self.head] - c0) / (1000.0 * speed)
+            await asyncio.sleep(max(0.0, due - loop.time()))
 
-    # --- REST -----------------------------------------------------------------------------------
+    # --- connections ----------------------------------------------------------------------------
 
-    def _json(
-        self, body: object, weight: int, status: int = 200, headers: dict[str, str] | None = None
-    ) -> web.Response:
-        minute = int(time.time() // 60)
-        self._weight[minute] += weight
-        hdrs = {"X-MBX-USED-WEIGHT-1M": str(self._weight[minute]), **(headers or {})}
-        return web.Response(
-            body=orjson.dumps(body),
-            status=status,
-            content_type="application/json",
-            charset="UTF-8",
-            headers=hdrs,
-        )
+    def register(self, conn: Connection) -> None:
+        self.connections.append(conn)
+        self.stats.connections += 1
+        ev, self._conn_event = self._conn_event, asyncio.Event()
+        ev.set()
 
-    def _fault(self, request: web.Request) -> web.Response | None:
-        self.stats.rest_requests[request.path] += 1
-        self.state.catch_up(self.replay_position if self._replay_task is not None else -1)
-        fp = self.faults
-        if fp.rest_429 > 0:
-            fp.rest_429 -= 1
-            return self._json(
-                {
-                    "code": -1003,
-                    "msg": "Too much request weight used; current "
-                    "limit is 1200 request weight per 1 MINUTE. Please use WebSocket "
-                    "Streams for live updates to avoid polling the API.",
-                },
-                1,
-                429,
-                {"Retry-After": str(fp.retry_after_s)},
-            )
-        if fp.rest_5xx > 0:
-            fp.rest_5xx -= 1
-            return web.Response(status=503, text="Service Unavailable")
-        return None
+    def unregister(self, conn: Connection) -> None:
+        with contextlib.suppress(ValueError):
+            self.connections.remove(conn)
+        self.on_progress()
 
-    def _symbol(self, request: web.Request) -> str | web.Response:
-        sym = request.query.get("symbol")
-        if not sym:
-            return self._json(
-                {
-                    "code": -1102,
-                    "msg": "Mandatory parameter 'symbol' was not sent, "
-                    "was empty/null, or malformed.",
-                },
-                1,
-                400,
-            )
-        if sym not in self.state.trades:
-            return self._json({"code": -1121, "msg": "Invalid symbol."}, 1, 400)
-        return sym
+    def on_subscription(self, conn: Connection) -> None:
+        if conn.streams and self.autostart:
+            self.start_replay()
+        self.on_progress()
 
-    def _int(
-        self, request: web.Request, name: str, default: int | None, lo: int = 1, hi: int = 1000
-    ) -> int | web.Response | None:
-        raw = request.query.get(name)
-        if raw is None:
-            return default
-        try:
-            v = int(raw)
-        except ValueError:
-            return self._json(
-                {
-                    "code": -1100,
-                    "msg": f"Illegal characters found in parameter "
-                    f"'{name}'; legal range is '^[0-9]{{1,20}}$'.",
-                },
-                1,
-                400,
-            )
-        return max(lo, min(v, hi)) if name == "limit" else v
+    async def wait_connections(self, n: int) -> list[Connection]:
+        """Wait until at least ``n`` websocket connections are open (wrap in a timeout)."""
+        while len(self.connections) < n:
+            await self._conn_event.wait()
+        return list(self.connections)
 
-    async def _ping(self, request: web.Request) -> web.Response:
-        return self._fault(request) or self._json({}, 1)
-
-    async def _time(self, request: web.Request) -> web.Response:
-        return self._fault(request) or self._json({"serverTime": int(time.time() * 1000)}, 1)
-
-    async def _exchange_info(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        info = dict(self.exchange_info)
-        info["serverTime"] = int(time.time() * 1000)
-        wanted = request.query.get("symbol")
-        if wanted:
-            info["symbols"] = [s for s in info["symbols"] if s["symbol"] == wanted]
-            if not info["symbols"]:
-                return self._json({"code": -1121, "msg": "Invalid symbol."}, 20, 400)
-        return self._json(info, 20)
-
-    async def _depth(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        sym = self._symbol(request)
-        if isinstance(sym, web.Response):
-            return sym
-        limit = self._int(request, "limit", 100, 1, 5000)
-        if isinstance(limit, web.Response):
-            return limit
-        assert limit is not None
-        weight = 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-        book = self.state.books.get(sym)
-        if book is None:
-            return self._json({"lastUpdateId": 0, "bids": [], "asks": []}, weight)
-        return self._json(book.rest(limit), weight)
-
-    async def _trades(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        sym = self._symbol(request)
-        if isinstance(sym, web.Response):
-            return sym
-        limit = self._int(request, "limit", 500)
-        if isinstance(limit, web.Response):
-            return limit
-        assert limit is not None
-        return self._json([t.rest() for t in self.state.recent_trades(sym, limit)], 25)
-
-    async def _historical_trades(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        sym = self._symbol(request)
-        if isinstance(sym, web.Response):
-            return sym
-        limit = self._int(request, "limit", 500)
-        from_id = self._int(request, "fromId", None)
-        if isinstance(limit, web.Response):
-            return limit
-        if isinstance(from_id, web.Response):
-            return from_id
-        assert limit is not None
-        trades = (
-            self.state.trades_from(sym, from_id, limit)
-            if from_id is not None
-            else self.state.recent_trades(sym, limit)
-        )
-        return self._json([t.rest() for t in trades], 25)
-
-    async def _agg_trades(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        sym = self._symbol(request)
-        if isinstance(sym, web.Response):
-            return sym
-        limit = self._int(request, "limit", 500)
-        from_id = self._int(request, "fromId", None)
-        if isinstance(limit, web.Response):
-            return limit
-        if isinstance(from_id, web.Response):
-            return from_id
-        assert limit is not None
-        trades = (
-            self.state.trades_from(sym, from_id, limit)
-            if from_id is not None
-            else self.state.recent_trades(sym, limit)
-        )
-        start, end = request.query.get("startTime"), request.query.get("endTime")
-        if start is not None or end is not None:
-            lo, hi = int(start or 0), int(end or 2**62)
-            trades = [t for t in self.state.trades[sym] if lo <= t.time <= hi][:limit]
-        return self._json([t.agg() for t in trades], 2)
-
-    async def _klines(self, request: web.Request) -> web.Response:
-        if (f := self._fault(request)) is not None:
-            return f
-        sym = self._symbol(request)
-        if isinstance(sym, web.Response):
-            return sym
-        if request.query.get("interval") != "1m":
-            return self._json({"code": -1120, "msg": "Invalid interval."}, 2, 400)
-        limit = self._int(request, "limit", 500)
-        if isinstance(limit, web.Response):
-            return limit
-        assert limit is not None
-        start, end = request.query.get("startTime"), request.query.get("endTime")
-        ks = self.state.klines_between(
-            sym, int(start) if start else None, int(end) if end else None, limit
-        )
-        return self._json([k.rest() for k in ks], 2)
+    async def drop_connections(self) -> int:
+        """Close every open websocket now (a server-side disconnect); returns how many."""
+        conns = list(self.connections)
+        for c in conns:
+            c.closed = True
+            await c.ws.close()
+        self.stats.faults["drop"] += len(conns)
+        return len(conns)
 
 
 class SimulatorThread:
-    """Run a simulator on its own event loop in a background thread (sync callers, benches)."""
+    """Run a simulator on its own event loop in a background thread (sync callers, benches).
 
-    def __init__(self, sim: ExchangeSimulator, port: int = 0) -> None:
+    with SimulatorThread(ExchangeSimulator(market, speed=None)) as sim:
+        requests.get(sim.rest_url + "/api/v3/ping")
+    """
+
+    def __init__(self, sim: ExchangeSimulator, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sim = sim
-        self._port = port
+        self._host, self._port = host, port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tessera-sim", daemon=True
         )
 
-    def __enter__(self) -> ExchangeSimulator:
+    def start(self) -> ExchangeSimulator:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.sim.start(port=self._port), self._loop).result(30)
+        self.call(self._start())
         return self.sim
 
+    async def _start(self) -> None:
+        # asyncio primitives bind to the loop that first waits on them: make them here.
+        self.sim._head_event = asyncio.Event()
+        self.sim._progress_event = asyncio.Event()
+        self.sim._conn_event = asyncio.Event()
+        self.sim.replay_finished = asyncio.Event()
+        await self.sim.start(self._host, self._port)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the simulator's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.call(self.sim.stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> ExchangeSimulator:
+        return self.start()
+
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.sim.stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-
-def recording_paths(paths: Iterable[Path] | None) -> list[Path]:
-    chosen = list(paths or []) or BUNDLED_RECORDINGS
-    missing = [p for p in chosen if not Path(p).exists()]
-    if missing:
-        raise FileNotFoundError(f"recording not found: {', '.join(map(str, missing))}")
-    return [Path(p) for p in chosen]
+        self.stop()

@@ -1,0 +1,253 @@
+"""The simulator's REST API: Binance spot's public market-data endpoints under ``/api/v3``.
+
+Every ``/api/`` response goes through one middleware that behaves like Binance's gateway: it
+counts request weight per client IP per minute (``X-MBX-USED-WEIGHT-1M`` on every answer, 429
+with ``Retry-After`` and code -1003 past the limit of the served exchangeInfo), injects the faults
+of the plan (429s, 5xx), turns `BinanceError` into Binance's ``{"code", "msg"}`` bodies and sends
+``Content-Type: application/json;charset=UTF-8``. New endpoints (orders, later) register with
+:meth:`RestApi.add_route` and get all of that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from tessera.sim import payloads as binance
+from tessera.sim.payloads import INTERVAL_MS
+
+if TYPE_CHECKING:
+    from tessera.sim.server import ExchangeSimulator
+
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+_SYMBOL = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+_SYMBOLS = re.compile(r'^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$')
+HOUR_MS = 3_600_000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Weight = int | Callable[[web.Request], int]
+
+
+class BinanceError(Exception):
+    """Raised by handlers; the middleware answers with Binance's error body."""
+
+    def __init__(self, body: dict[str, object], status: int = 400) -> None:
+        super().__init__(body.get("msg"))
+        self.body = body
+        self.status = status
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers={"Content-Type": JSON_CONTENT_TYPE}
+    )
+
+
+def depth_weight(request: web.Request) -> int:
+    """Binance: limit 1-100 -> 5, 101-500 -> 25, 501-1000 -> 50, 1001-5000 -> 250."""
+    raw = request.query.get("limit", "100")
+    limit = int(raw) if _DIGITS.match(raw) else 100
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def exchange_info_limit(info: dict[str, Any]) -> int | None:
+    for rl in info.get("rateLimits", []):
+        if (rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum")) == (
+            "REQUEST_WEIGHT",
+            "MINUTE",
+            1,
+        ):
+            return int(rl["limit"])
+    return None
+
+
+class RestApi:
+    """Routes, weights and Binance's parameter rules; answers from ``sim.state``."""
+
+    def __init__(self, sim: ExchangeSimulator, weight_limit: int | None) -> None:
+        self.sim = sim
+        self.weight_limit = weight_limit
+        self.weights: dict[str, Weight] = {}
+        self._routes: list[tuple[str, str, Handler]] = []
+        self._used: dict[tuple[str, int], int] = {}
+        for path, handler, weight in (
+            ("/api/v3/ping", self.ping, 1),
+            ("/api/v3/time", self.server_time, 1),
+            ("/api/v3/exchangeInfo", self.exchange_info, 20),
+            ("/api/v3/depth", self.depth, depth_weight),
+            ("/api/v3/trades", self.trades, 25),
+            ("/api/v3/historicalTrades", self.historical_trades, 25),
+            ("/api/v3/aggTrades", self.agg_trades, 4),
+            ("/api/v3/klines", self.klines, 2),
+        ):
+            self.add_route("GET", path, handler, weight)
+
+    def add_route(self, method: str, path: str, handler: Handler, weight: Weight) -> None:
+        """Register an endpoint (before the simulator starts) with its Binance request weight."""
+        self._routes.append((method, path, handler))
+        self.weights[path] = weight
+
+    def register(self, app: web.Application) -> None:
+        app.middlewares.append(self.middleware)
+        for method, path, handler in self._routes:
+            app.router.add_route(method, path, handler)
+
+    # --- the gateway ----------------------------------------------------------------------------
+
+    def used_weight(self, ip: str) -> int:
+        return self._used.get((ip, int(time.time() // 60)), 0)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        sim = self.sim
+        resp: web.StreamResponse
+        sim.stats.rest_requests[request.path] += 1
+        now = time.time()
+        minute = int(now // 60)
+        ip = request.remote or "?"
+        plan = sim.faults
+        if plan.rest_429 > 0:
+            plan.rest_429 -= 1
+            sim.stats.faults["rest_429"] += 1
+            resp = json_response(binance.too_much_weight(self.weight_limit or 1200), 429)
+            resp.headers["Retry-After"] = str(plan.retry_after_s)
+            resp.headers[WEIGHT_HEADER] = str(self._used.get((ip, minute), 0))
+            return resp
+        if plan.rest_5xx > 0:
+            plan.rest_5xx -= 1
+            sim.stats.faults["rest_5xx"] += 1
+            return json_response(binance.INTERNAL_ERROR, plan.rest_5xx_status)
+        w = self.weights.get(request.path, 1)
+        weight = w(request) if callable(w) else w
+        used = self._used[(ip, minute)] = self._used.get((ip, minute), 0) + weight
+        if len(self._used) > 1024:  # forget past minutes
+            self._used = {k: v for k, v in self._used.items() if k[1] == minute}
+        if self.weight_limit is not None and used > self.weight_limit:
+            resp = json_response(binance.too_much_weight(self.weight_limit), 429)
+            resp.headers["Retry-After"] = str(max(1, math.ceil((minute + 1) * 60 - now)))
+        else:
+            sim.state.advance_to(sim.head)
+            try:
+                resp = await handler(request)
+            except BinanceError as exc:
+                resp = json_response(exc.body, exc.status)
+        resp.headers[WEIGHT_HEADER] = str(used)
+        return resp
+
+    # --- parameters -----------------------------------------------------------------------------
+
+    def symbol(self, request: web.Request) -> str:
+        sym = request.query.get("symbol", "")
+        if not sym:
+            raise BinanceError(binance.missing_param("symbol"))
+        if not _SYMBOL.match(sym):
+            raise BinanceError(binance.illegal_chars("symbol", "^[A-Z0-9-_.]{1,20}$"))
+        if sym not in self.sim.market.symbols:
+            raise BinanceError(binance.INVALID_SYMBOL)
+        return sym
+
+    @staticmethod
+    def integer(request: web.Request, name: str) -> int | None:
+        raw = request.query.get(name)
+        if raw is None or raw == "":
+            return None
+        if not _DIGITS.match(raw):
+            raise BinanceError(binance.illegal_chars(name, "^[0-9]{1,20}$"))
+        return int(raw)
+
+    def limit(self, request: web.Request, default: int, maximum: int) -> int:
+        value = self.integer(request, "limit")
+        # Binance truncates an oversized limit to the maximum rather than refusing it.
+        return default if value is None else max(1, min(value, maximum))
+
+    # --- endpoints ------------------------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.Response:
+        return json_response({})
+
+    async def server_time(self, request: web.Request) -> web.Response:
+        return json_response({"serverTime": int(time.time() * 1000)})
+
+    async def exchange_info(self, request: web.Request) -> web.Response:
+        info = dict(self.sim.market.exchange_info)
+        info["serverTime"] = int(time.time() * 1000)
+        one, many = request.query.get("symbol"), request.query.get("symbols")
+        if one is not None and many is not None:
+            raise BinanceError(binance.error(-1128, "Combination of optional parameters invalid."))
+        wanted: list[str] | None = None
+        if one is not None:
+            if not _SYMBOL.match(one):
+                raise BinanceError(binance.illegal_chars("symbol", "^[A-Z0-9-_.]{1,20}$"))
+            wanted = [one]
+        elif many is not None:
+            if not _SYMBOLS.match(many):
+                raise BinanceError(binance.illegal_chars("symbols", _SYMBOLS.pattern))
+            wanted = list(orjson.loads(many))
+        if wanted is not None:
+            by_name = {s["symbol"]: s for s in info["symbols"]}
+            if any(w not in by_name for w in wanted):
+                raise BinanceError(binance.INVALID_SYMBOL)
+            info["symbols"] = [by_name[w] for w in wanted]
+        return json_response(info)
+
+    async def depth(self, request: web.Request) -> web.Response:
+        sym = self.symbol(request)
+        limit = self.limit(request, 100, 5000)
+        book = self.sim.state.books.get(sym)
+        if book is None:  # data without depth (trades/klines only): an empty book
+            return json_response({"lastUpdateId": 0, "bids": [], "asks": []})
+        return json_response(book.rest(limit))
+
+    async def trades(self, request: web.Request) -> web.Response:
+        sym = self.symbol(request)
+        limit = self.limit(request, 500, 1000)
+        return json_response([t.rest() for t in self.sim.state.recent_trades(sym, limit)])
+
+    async def historical_trades(self, request: web.Request) -> web.Response:
+        sym = self.symbol(request)
+        limit = self.limit(request, 500, 1000)
+        from_id = self.integer(request, "fromId")
+        state = self.sim.state
+        trades = (
+            state.trades_from(sym, from_id, limit)
+            if from_id is not None
+            else state.recent_trades(sym, limit)
+        )
+        return json_response([t.rest() for t in trades])
+
+    async def agg_trades(self, request: web.Request) -> web.Response:
+        sym = self.symbol(request)
+        limit = self.limit(request, 500, 1000)
+        from_id = self.integer(request, "fromId")
+        start, end = self.integer(request, "startTime"), self.integer(request, "endTime")
+        if start is not None and end is not None:
+            if start > end:
+                raise BinanceError(binance.START_AFTER_END)
+            if end - start > HOUR_MS:
+                raise BinanceError(binance.AGG_WINDOW_TOO_WIDE)
+        aggs = self.sim.state.aggregates(sym, limit, from_id, start, end)
+        return json_response([a.rest() for a in aggs])
+
+    async def klines(self, request: web.Request) -> web.Response:
+        sym = self.symbol(request)
+        interval = request.query.get("interval", "")
+        if not interval:
+            raise BinanceError(binance.missing_param("interval"))
+        if interval not in INTERVAL_MS:
+            raise BinanceError(binance.INVALID_INTERVAL)
+        limit = self.limit(request, 500, 1000)
+        start, end = self.integer(request, "startTime"), self.integer(request, "endTime")
+        if start is not None and end is not None and start > end:
+            raise BinanceError(binance.START_AFTER_END)
+        bars = self.sim.state.klines(sym, interval, start, end, limit)
+        return json_response([b.rest() for b in bars])
