@@ -90,7 +90,6 @@ def _default_features() -> list[FeatureSpec]:
         ("atr", {"window": 14}),
         ("vwap_distance", {"window": 60}),
         ("volume_zscore", {"window": 60}),
-        ("taker_imbalance", {"window": 30}),
         ("hour", {}),
         ("weekday", {}),
     ]
