@@ -273,6 +273,13 @@ def _mount_commands() -> None:
 
     app.add_typer(sim_cli.app, name="sim")
     app.command("ingest")(data_cli.ingest)
+    from tessera.features import cli as features_cli
+    from tessera.models import cli as models_cli
+
+    app.add_typer(features_cli.app, name="features")
+    app.command("train")(models_cli.train)
+    app.command("predict")(models_cli.predict)
+    app.add_typer(models_cli.models_app, name="models")
 
 
 _mount_commands()
