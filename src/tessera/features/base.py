@@ -31,6 +31,10 @@ ParamValue = int | float | str | bool
 BarValue = float | int | datetime
 NAN = math.nan
 
+# Feature queries slice and append whole columns (EMA seeds); polars 2.1's slice pushdown
+# mis-plans such expressions (an assertion panic), and there is nothing to push down here.
+QUERY_FLAGS = pl.QueryOptFlags(slice_pushdown=False)
+
 # Bar columns every bar source provides; others (taker_buy_base, bid_price, ...) are optional
 # and declared by the features that need them.
 OHLCV = ("open_time", "open", "high", "low", "close", "volume")
@@ -115,6 +119,19 @@ class Feature(ABC):
 
     # --- executions ---------------------------------------------------------------------------
 
+    def stages(self) -> list[dict[str, pl.Expr]]:
+        """Intermediate columns computed before `expressions`, stage by stage.
+
+        Polars does not share a rolling window or an EMA used twice in one expression tree, so
+        a feature that reuses one (Bollinger's mean and deviation) names it here, once, and
+        refers to it with ``pl.col(self.tmp(...))``. Later stages may use earlier ones.
+        """
+        return []
+
+    def tmp(self, name: str) -> str:
+        """The column name of an intermediate of this feature (never an output column)."""
+        return f"__{self.base_name}__{name}"
+
     @abstractmethod
     def expressions(self) -> list[pl.Expr]:
         """Polars expressions, one per output, over a bar frame sorted by ``open_time``."""
@@ -126,11 +143,20 @@ class Feature(ABC):
     def batch(self, bars: pl.DataFrame) -> pl.DataFrame:
         """The batch execution: one float column per output, NaN where not yet defined."""
         self.check_columns(bars.columns)
-        exprs = [
+        lf = bars.lazy()
+        if len(bars) > self.warmup:
+            for stage in self.stages():
+                lf = lf.with_columns(**stage)
+        return lf.select(self.batch_expressions(len(bars))).collect(optimizations=QUERY_FLAGS)
+
+    def batch_expressions(self, rows: int) -> list[pl.Expr]:
+        """The output expressions, named, as floats with NaN (not null) before the warm-up."""
+        if rows <= self.warmup:  # too short to leave the warm-up: all NaN
+            return [pl.repeat(NAN, rows, dtype=pl.Float64).alias(c) for c in self.columns]
+        return [
             e.cast(pl.Float64).fill_null(NAN).alias(c)
             for e, c in zip(self.expressions(), self.columns, strict=True)
         ]
-        return bars.select(exprs)
 
     def check_columns(self, columns: Sequence[str]) -> None:
         missing = [c for c in self.requires if c not in columns]

@@ -10,7 +10,14 @@ import numpy as np
 import polars as pl
 
 from tessera.config.models import FeatureConfig, FeatureSpec
-from tessera.features.base import OHLCV, Feature, FeatureError, IncrementalFeature, make_features
+from tessera.features.base import (
+    OHLCV,
+    QUERY_FLAGS,
+    Feature,
+    FeatureError,
+    IncrementalFeature,
+    make_features,
+)
 
 OPEN_TIME = "open_time"
 
@@ -24,15 +31,22 @@ def prepare_bars(bars: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in OHLCV if c not in bars.columns]
     if missing:
         raise FeatureError(f"bars lack column(s) {missing}")
-    frame = bars.sort(OPEN_TIME)
-    if frame[OPEN_TIME].is_duplicated().any():
+    frame = bars if bars[OPEN_TIME].is_sorted() else bars.sort(OPEN_TIME)
+    numeric = [
+        c
+        for c in frame.columns
+        if c != OPEN_TIME and frame[c].dtype.is_numeric() and frame[c].dtype != pl.Float64
+    ]
+    if numeric:
+        frame = frame.with_columns(pl.col(numeric).cast(pl.Float64))
+    # one pass: strictly increasing times (sorted, so a repeat is a zero step), no holes
+    dup, holes = frame.select(
+        (pl.col(OPEN_TIME).diff() == pl.duration(nanoseconds=0)).any(),
+        pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in OHLCV[1:]).any(),
+    ).row(0)
+    if dup:
         raise FeatureError("bars have duplicate open_time values")
-    numeric = [c for c in frame.columns if c != OPEN_TIME and frame[c].dtype.is_numeric()]
-    frame = frame.with_columns(pl.col(numeric).cast(pl.Float64))
-    bad = frame.select(
-        pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in OHLCV[1:])
-    )
-    if bad.to_series().any():
+    if holes:
         raise FeatureError("bars have missing (null or NaN) OHLCV values; fill or drop them first")
     return frame
 
@@ -47,11 +61,26 @@ def build_features(
     on_feature: Callable[[Feature], None] | None = None,
 ) -> pl.DataFrame:
     """The batch execution: ``open_time`` plus one float column per feature output."""
+    feats = _specs(spec)
     frame = prepare_bars(bars)
-    out = frame.select(OPEN_TIME)
-    for feat in _specs(spec):
-        out = out.hstack(feat.batch(frame))
-        if on_feature is not None:
+    exprs: list[pl.Expr] = [pl.col(OPEN_TIME)]
+    stages: list[dict[str, pl.Expr]] = []
+    for feat in feats:
+        feat.check_columns(frame.columns)
+        exprs.extend(feat.batch_expressions(len(frame)))
+        if len(frame) > feat.warmup:
+            for k, stage in enumerate(feat.stages()):
+                if k == len(stages):
+                    stages.append({})
+                stages[k].update(stage)
+    # One lazy query: each stage's intermediates (shared windows, EMAs), then the outputs of
+    # all features, each stage evaluated in parallel over polars' threads.
+    lf = frame.lazy()
+    for stage in stages:
+        lf = lf.with_columns(**stage)
+    out = lf.select(exprs).collect(optimizations=QUERY_FLAGS)
+    if on_feature is not None:
+        for feat in feats:
             on_feature(feat)
     return out
 

@@ -36,7 +36,6 @@ from tessera.features.windows import (
     RollingMoments,
     RollingSum,
     SeededEma,
-    index,
     seeded_ema,
 )
 
@@ -160,9 +159,19 @@ class _ZScoreState(IncrementalFeature):
         return ((x - self.mom.mean()) / sd if sd > 0 else NAN,)
 
 
-def _zscore_expr(x: pl.Expr, window: int) -> pl.Expr:
-    mean = x.rolling_mean(window, min_samples=window)
-    sd = x.rolling_std(window, min_samples=window, ddof=1)
+def _zscore_stages(feat: Feature, x: pl.Expr, window: int) -> list[dict[str, pl.Expr]]:
+    xs = pl.col(feat.tmp("x"))
+    return [
+        {feat.tmp("x"): x},
+        {
+            feat.tmp("mean"): xs.rolling_mean(window, min_samples=window),
+            feat.tmp("sd"): xs.rolling_std(window, min_samples=window, ddof=1),
+        },
+    ]
+
+
+def _zscore_expr(feat: Feature) -> pl.Expr:
+    x, mean, sd = (pl.col(feat.tmp(k)) for k in ("x", "mean", "sd"))
     return _nan_if_not_positive(sd, (x - mean) / sd)
 
 
@@ -178,8 +187,11 @@ class ZScore(_Windowed):
     def warmup(self) -> int:
         return self.window - 1
 
+    def stages(self) -> list[dict[str, pl.Expr]]:
+        return _zscore_stages(self, C, self.window)
+
     def expressions(self) -> list[pl.Expr]:
-        return [_zscore_expr(C, self.window)]
+        return [_zscore_expr(self)]
 
     def incremental(self) -> IncrementalFeature:
         return _ZScoreState(self.window, "close", log1p=False)
@@ -190,8 +202,8 @@ class VolumeZScore(ZScore):
     doc = "z-score of ln(1 + volume) over window bars"
     requires = ("volume",)
 
-    def expressions(self) -> list[pl.Expr]:
-        return [_zscore_expr(V.log1p(), self.window)]
+    def stages(self) -> list[dict[str, pl.Expr]]:
+        return _zscore_stages(self, V.log1p(), self.window)
 
     def incremental(self) -> IncrementalFeature:
         return _ZScoreState(self.window, "volume", log1p=True)
@@ -228,13 +240,20 @@ class Rsi(_Windowed):
     def warmup(self) -> int:
         return self.window
 
-    def expressions(self) -> list[pl.Expr]:
+    def stages(self) -> list[dict[str, pl.Expr]]:
         d = C.diff()
         a = 1.0 / self.window
-        g = seeded_ema(pl.when(d > 0).then(d).otherwise(0.0), self.window, a, start=1)
-        loss = seeded_ema(pl.when(d < 0).then(-d).otherwise(0.0), self.window, a, start=1)
-        total = g + loss
-        return [pl.when(total > 0).then(100.0 * g / total).otherwise(pl.when(total == 0).then(0.0))]
+        return [
+            {
+                self.tmp("gain"): seeded_ema(d.clip(lower_bound=0.0), self.window, a, start=1),
+                self.tmp("loss"): seeded_ema((-d).clip(lower_bound=0.0), self.window, a, start=1),
+            }
+        ]
+
+    def expressions(self) -> list[pl.Expr]:
+        g, loss = pl.col(self.tmp("gain")), pl.col(self.tmp("loss"))
+        # a flat window (no gains, no losses) is 0/0: TA-Lib calls it 0
+        return [(100.0 * g / (g + loss)).fill_nan(0.0)]
 
     def incremental(self) -> IncrementalFeature:
         return _RsiState(self.window)
@@ -286,17 +305,18 @@ class Macd(Feature):
     def warmup(self) -> int:
         return self.slow + self.signal - 2
 
-    def expressions(self) -> list[pl.Expr]:
+    def stages(self) -> list[dict[str, pl.Expr]]:
         slow = seeded_ema(C, self.slow, 2.0 / (self.slow + 1))
         fast = seeded_ema(C, self.fast, 2.0 / (self.fast + 1), start=self.slow - self.fast)
-        line = fast - slow
+        line = pl.col(self.tmp("line"))
         sig = seeded_ema(line, self.signal, 2.0 / (self.signal + 1), start=self.slow - 1)
-        ready = index() >= self.warmup
-        return [
-            pl.when(ready).then(line),
-            pl.when(ready).then(sig),
-            pl.when(ready).then(line - sig),
-        ]
+        return [{self.tmp("line"): fast - slow}, {self.tmp("signal"): sig}]
+
+    def expressions(self) -> list[pl.Expr]:
+        line, sig = pl.col(self.tmp("line")), pl.col(self.tmp("signal"))
+        # TA-Lib starts all three outputs together, with the signal line: `+ 0 * sig` nulls
+        # the MACD line where the signal is still null (and adds exactly 0 elsewhere).
+        return [line + 0.0 * sig, sig, line - sig]
 
     def incremental(self) -> IncrementalFeature:
         return _MacdState(self.fast, self.slow, self.signal)
@@ -335,10 +355,19 @@ class BBands(Feature):
     def warmup(self) -> int:
         return self.window - 1
 
+    def stages(self) -> list[dict[str, pl.Expr]]:
+        w = self.window
+        mid, sd = pl.col(self.tmp("mid")), pl.col(self.tmp("sd"))
+        return [
+            {
+                self.tmp("mid"): C.rolling_mean(w, min_samples=w),
+                self.tmp("sd"): C.rolling_std(w, min_samples=w, ddof=0),
+            },
+            {self.tmp("upper"): mid + self.k * sd, self.tmp("lower"): mid - self.k * sd},
+        ]
+
     def expressions(self) -> list[pl.Expr]:
-        mid = C.rolling_mean(self.window, min_samples=self.window)
-        sd = C.rolling_std(self.window, min_samples=self.window, ddof=0)
-        upper, lower = mid + self.k * sd, mid - self.k * sd
+        mid, upper, lower = (pl.col(self.tmp(k)) for k in ("mid", "upper", "lower"))
         return [
             _nan_if_not_positive(upper - lower, (C - lower) / (upper - lower)),
             _nan_if_not_positive(mid, (upper - lower) / mid),
@@ -373,8 +402,7 @@ class Atr(_Windowed):
 
     def expressions(self) -> list[pl.Expr]:
         pc = C.shift(1)
-        tr = pl.max_horizontal(H - L, (H - pc).abs(), (L - pc).abs())
-        tr = pl.when(index() >= 1).then(tr)
+        tr = pl.max_horizontal(H - L, (H - pc).abs(), (L - pc).abs())  # row 0: no prev close
         return [seeded_ema(tr, self.window, 1.0 / self.window, start=1)]
 
     def incremental(self) -> IncrementalFeature:

@@ -132,15 +132,15 @@ def seeded_ema(x: pl.Expr, period: int, alpha: float, start: int = 0) -> pl.Expr
     """Batch twin of `SeededEma` fed from row ``start`` on (``x`` defined from there).
 
     Rows before ``start + period - 1`` are null; that row holds the simple mean of the first
-    ``period`` inputs, and the EMA recursion runs from it.
+    ``period`` inputs, and the EMA recursion runs from it. Built from slices (no per-row
+    conditionals): the seed is a scalar mean, the recursion one ``ewm_mean`` pass.
     """
     first = start + period - 1
-    i = index()
-    seeded = (
-        pl.when(i < first)
-        .then(None)
-        .when(i == first)
-        .then(x.rolling_mean(period, min_samples=period))
-        .otherwise(x)
-    )
-    return seeded.ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True)
+    seed = x.slice(start, period).mean().cast(pl.Float64)
+    ema = seed.append(x.slice(first + 1).cast(pl.Float64)).ewm_mean(alpha=alpha, adjust=False)
+    return null_before(first, ema)
+
+
+def null_before(n: int, tail: pl.Expr) -> pl.Expr:
+    """``n`` nulls followed by ``tail`` (which must have the frame's length minus ``n``)."""
+    return pl.repeat(None, n, dtype=pl.Float64).append(tail)
