@@ -78,17 +78,3 @@ def book_bars() -> pl.DataFrame:
         .rename({"t": "open_time"})
         .with_columns(pl.col("open_time").cast(pl.Datetime("ns", "UTC")))
     )
-
-
-def bars_for(
-    feature_requires: tuple[str, ...],
-    real: pl.DataFrame,
-    flow: pl.DataFrame,
-    book: pl.DataFrame,
-) -> pl.DataFrame:
-    """The real dataset that carries the columns a feature needs."""
-    if "taker_buy_base" in feature_requires:
-        return flow
-    if any(c.startswith(("bid_", "ask_")) for c in feature_requires):
-        return book
-    return real

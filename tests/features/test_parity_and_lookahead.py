@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from feature_samples import bars_for
 
-from conftest import bars_for
 from tessera.config.models import FeatureConfig, FeatureSpec
 from tessera.features import (
     FeatureError,
