@@ -170,13 +170,20 @@ class ParquetStore:
                 part = table.filter(pa.array(days == day_num))
                 day = str(np.datetime64(day_num, "D"))
                 known = self._known_keys(dataset, symbol, day)
-                keep = []
-                for k in self._key_values(dataset, part):
-                    new = k not in known
-                    keep.append(new)
-                    if new:
-                        known.add(k)  # also drops duplicates inside this batch
-                fresh = part.filter(pa.array(keep, type=pa.bool_()))
+                keys = self._key_values(dataset, part)
+                batch = set(keys)
+                if len(batch) == len(keys) and known.isdisjoint(batch):
+                    # the common case, checked in C: all new, no repeats inside the batch
+                    known.update(batch)
+                    fresh = part
+                else:
+                    keep = []
+                    for k in keys:
+                        new = k not in known
+                        keep.append(new)
+                        if new:
+                            known.add(k)  # also drops duplicates inside this batch
+                    fresh = part.filter(pa.array(keep, type=pa.bool_()))
                 if fresh.num_rows == 0:
                     continue
                 name = f"part-{time.time_ns():020d}-{secrets.token_hex(3)}.parquet"

@@ -10,6 +10,11 @@ overlap is deduplicated by id.
 
 Malformed frames are counted (`tessera_ws_malformed_total`), logged once per kind with the raw
 payload truncated, and skipped. `stop()` (SIGINT/SIGTERM) flushes everything buffered.
+
+Trades, aggregate trades and best bid/ask (the high-rate streams) take the batch path of
+`fastpath.py`: the receive loop keeps their raw frames and everything else — typed decoding,
+dedup and gap checks by id, metrics, Arrow conversion — happens once per flush. Depth diffs
+and klines are handled per message (the order book must follow every diff as it arrives).
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import websockets
-from websockets.exceptions import ConnectionClosed
 
 from tessera import metrics
 from tessera.data.ingest.book import BookState, Diff, OrderBook
+from tessera.data.ingest.fastpath import (
+    DATASETS,
+    MSG_TYPES,
+    Converted,
+    convert_batch,
+    frame_stream,
+    warm_up,
+)
 from tessera.data.ingest.messages import (
     MS,
     MalformedMessageError,
@@ -119,6 +130,41 @@ class RestClient:
         raise RuntimeError(f"GET {path}: retries exhausted")
 
 
+# Lag observations per stream and flush on the batch path: the histogram's shape needs a sample,
+# not every message (an observe costs about as much as receiving the frame).
+LAG_SAMPLES = 64
+
+
+TEXT, BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+_T = aiohttp.WSMsgType
+CLOSED_TYPES = frozenset({_T.CLOSE, _T.CLOSING, _T.CLOSED, _T.ERROR})
+
+
+class ConnectionClosedError(ConnectionError):
+    """The websocket closed (or failed) while we were reading it."""
+
+
+async def _recv_text(ws: aiohttp.ClientWebSocketResponse) -> str | bytes:
+    """The next data frame; `ConnectionClosedError` when the connection ends instead."""
+    while True:
+        msg = await ws.receive()
+        if msg.type in (TEXT, BINARY):
+            data: str | bytes = msg.data
+            return data
+        if msg.type in CLOSED_TYPES:
+            raise ConnectionClosedError(f"websocket closed ({msg.type.name})")
+
+
+@dataclass
+class _RawBuffer:
+    """Raw frames of one high-rate stream awaiting the next flush."""
+
+    kind: str
+    symbol: str
+    frames: list[str] = field(default_factory=list)
+    recv_ns: list[int] = field(default_factory=list)
+
+
 @dataclass
 class IngestStats:
     messages: int = 0
@@ -165,6 +211,13 @@ class IngestService:
         self.books = {s: OrderBook(s) for s in self.symbols}
         self._buffers: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         self._buffered = 0
+        # stream name -> raw frames of the batch path; decoded tables wait in _tables
+        self._fast: dict[str, _RawBuffer] = {
+            name: _RawBuffer(stream_kind(name), name.split("@", 1)[0].upper())
+            for name in self.streams
+            if stream_kind(name) in MSG_TYPES
+        }
+        self._flush_task: asyncio.Task[int] | None = None
         self._last_flush = clock()
         self._last_trade: dict[str, int] = {}
         self._last_agg: dict[str, int] = {}
@@ -186,6 +239,7 @@ class IngestService:
     async def run(self, duration_s: float | None = None) -> IngestStats:
         """Ingest until `stop()` (or ``duration_s``); always flushes before returning."""
         self._restore_positions()
+        warm_up()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             self._session = session
             self.rest = RestClient(self.rest_url, session, api_key=self.api_key)
@@ -204,6 +258,9 @@ class IngestService:
                         await t
                 if self._backfills:
                     await asyncio.gather(*self._backfills, return_exceptions=True)
+                if self._flush_task is not None:
+                    with contextlib.suppress(Exception):
+                        await self._flush_task
                 await self.flush()
                 metrics.WS_CONNECTED.set(0)
         return self.stats
@@ -220,9 +277,16 @@ class IngestService:
     def _url(self) -> str:
         return f"{self.ws_url}/stream?streams={'/'.join(self.streams)}"
 
-    async def _connect(self) -> Any:
-        return await websockets.connect(
-            self._url(), max_size=1 << 24, ping_interval=20, ping_timeout=20, open_timeout=10
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        # aiohttp's websocket client (its frame reader is compiled) receives several times
+        # faster than the `websockets` package on this workload; see docs/benchmarks.md.
+        assert self._session is not None
+        return await self._session.ws_connect(
+            self._url(),
+            max_msg_size=1 << 24,
+            heartbeat=20.0,  # ping every 20 s; no pong in time closes the connection
+            timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            autoping=True,
         )
 
     async def _connection_loop(self) -> None:
@@ -236,6 +300,7 @@ class IngestService:
                     metrics.WS_CONNECTED.set(1)
                     self.connected.set()
                     backoff = 0.5
+                    await self.flush()  # so that the catch-up starts after the last trade held
                     for sym in self.symbols:  # a fresh connection starts a fresh book sync
                         if "depth" in self._kinds():
                             self._resync_book(sym, reset=True)
@@ -247,7 +312,7 @@ class IngestService:
                     self.stats.reconnects += 1
                     metrics.WS_RECONNECTS.labels(reason="planned").inc()
                     continue
-            except (TimeoutError, OSError, ConnectionClosed, websockets.InvalidHandshake) as exc:
+            except (TimeoutError, OSError, aiohttp.ClientError, ConnectionClosedError) as exc:
                 reason = "error"
                 log.warning("websocket connection failed", error=str(exc)[:200])
             if ws is not None:
@@ -277,7 +342,7 @@ class IngestService:
         """
         new = await self._connect()
         try:
-            first_new = await asyncio.wait_for(new.recv(), 30)
+            first_new = await asyncio.wait_for(_recv_text(new), 30)
         except TimeoutError:  # a quiet market: nothing in flight to lose
             with contextlib.suppress(Exception):
                 await old.close()
@@ -286,8 +351,10 @@ class IngestService:
         try:
             while time.monotonic() < deadline:
                 try:
-                    raw = await asyncio.wait_for(old.recv(), max(deadline - time.monotonic(), 0.01))
-                except (TimeoutError, ConnectionClosed):
+                    raw = await asyncio.wait_for(
+                        _recv_text(old), max(deadline - time.monotonic(), 0.01)
+                    )
+                except (TimeoutError, ConnectionClosedError):
                     break
                 if raw == first_new:
                     break
@@ -304,23 +371,44 @@ class IngestService:
 
     async def _read(self, ws: Any) -> str:
         opened = self.clock()
-        async for raw in ws:
+        while True:
+            msg = await ws.receive()
             recv_ns = time.time_ns()
+            if msg.type is TEXT or msg.type is BINARY:
+                raw = msg.data
+            elif msg.type in CLOSED_TYPES:
+                if msg.type is aiohttp.WSMsgType.ERROR:
+                    raise ConnectionClosedError(f"websocket error: {ws.exception()!r}")
+                return "closed"
+            else:
+                continue  # ping/pong are answered by aiohttp
             self.on_frame(raw, recv_ns)
             if self._buffered >= self.flush_rows:
-                await self.flush()
+                running = self._flush_task
+                if running is None or running.done():
+                    # in the background: this loop keeps receiving while the batch is written
+                    self._flush_task = asyncio.get_running_loop().create_task(self.flush())
+                elif self._buffered >= 4 * self.flush_rows:
+                    await running  # backpressure: never more than a few batches behind
             if self.clock() - opened >= self.planned_reconnect_s:
                 # Binance cuts connections at 24 h: reconnect on our terms, the id-based
                 # dedup makes the overlap harmless.
                 return "planned"
             if self._stop.is_set():
                 return "closed"
-        return "closed"
 
     # --- frames ---------------------------------------------------------------------------------
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         self.stats.messages += 1
+        if type(raw) is str:
+            name = frame_stream(raw)
+            buf = self._fast.get(name) if name is not None else None
+            if buf is not None:  # a high-rate stream: decoded in batch at flush
+                buf.frames.append(raw)
+                buf.recv_ns.append(recv_ns)
+                self._buffered += 1
+                return
         metrics.WS_BYTES.inc(len(raw))
         try:
             stream, data = decode(raw)
@@ -423,6 +511,28 @@ class IngestService:
                     self._resync_book(symbol)
         elif kind == "bookTicker":
             self._add("book_ticker", symbol, book_ticker_row(d, recv_ns))
+
+    def _apply(self, buf: _RawBuffer, frames: list[str], conv: Converted) -> None:
+        """Book-keeping of a converted batch, on the event loop: ids, gaps, metrics, logs."""
+        kind, symbol = buf.kind, buf.symbol
+        metrics.WS_BYTES.inc(sum(map(len, frames)))
+        metrics.WS_MESSAGES.labels(stream_type=kind).inc(conv.decoded)
+        self.stats.by_stream[kind] += conv.decoded
+        for i, reason in conv.malformed:
+            self._malformed(kind, frames[i], reason)
+        if conv.last_id is not None:
+            last = self._last_trade if kind == "trade" else self._last_agg
+            last[symbol] = max(conv.last_id, last.get(symbol, conv.last_id))
+        for first, end in conv.gaps:
+            if kind == "trade":
+                self._gap("trades", symbol, first, end)
+            else:  # aggregate ids are not backfilled: trades carry the same information
+                self.stats.gaps_found += 1
+                metrics.WS_GAPS.labels(dataset="agg_trades", action="found").inc()
+        for recv_ns, event_ns in conv.lag_samples:
+            self._lag(kind, symbol, recv_ns, event_ns)
+        if conv.last_event_ms is not None:
+            metrics.MARKET_DATA_LAST_EVENT.labels(symbol=symbol).set(conv.last_event_ms / 1e3)
 
     def _lag(self, kind: str, symbol: str, recv_ns: int, event_ns: int) -> None:
         metrics.WS_LAG.labels(stream_type=kind).observe(max((recv_ns - event_ns) / 1e9, 0.0))
@@ -597,12 +707,34 @@ class IngestService:
         """
         return await asyncio.shield(self._flush())
 
+    def _convert_and_write(
+        self, kind: str, symbol: str, frames: list[str], recv: list[int], last: int | None
+    ) -> tuple[Converted, int]:
+        conv = convert_batch(kind, frames, recv, last if kind != "bookTicker" else None)
+        return conv, self.store.write(DATASETS[kind], symbol, conv.table)
+
     async def _flush(self) -> int:
         async with self._flush_lock:
+            jobs: list[tuple[_RawBuffer, list[str], list[int]]] = []
+            for buf in self._fast.values():
+                if buf.frames:
+                    jobs.append((buf, buf.frames, buf.recv_ns))
+                    buf.frames, buf.recv_ns = [], []
             buffers, self._buffers = self._buffers, defaultdict(list)
             self._buffered = 0
             self._last_flush = self.clock()
             total = 0
+            for buf, frames, recv in jobs:
+                dataset = DATASETS[buf.kind]
+                last = (self._last_trade if buf.kind == "trade" else self._last_agg).get(buf.symbol)
+                # parse, check and write in a worker thread: Arrow and Parquet release the GIL,
+                # so the event loop keeps receiving meanwhile
+                conv, written = await asyncio.to_thread(
+                    self._convert_and_write, buf.kind, buf.symbol, frames, recv, last
+                )
+                self._apply(buf, frames, conv)
+                self.stats.rows_written[dataset] += written
+                total += written
             for (dataset, symbol), rows in buffers.items():
                 if not rows:
                     continue
