@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -59,6 +60,67 @@ def _load_series(bars: Path | None, symbol: str) -> tuple[BarSeries, Path]:
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     return BarSeries.from_frame(symbol, frame), path
+
+
+def _with_scores(
+    app: AppContext,
+    series: BarSeries,
+    path: Path,
+    model: str | None,
+    windows: int | None,
+    model_config: Path | None,
+    min_train_bars: int,
+) -> tuple[BarSeries, dict[str, str]]:
+    """Attach model scores to the bars: one registered model, or walk-forward retraining."""
+    from tessera.backtest.walkforward import scores_from_model, walk_forward_scores
+    from tessera.config import ModelConfig
+    from tessera.models.cli import registry_root
+    from tessera.models.registry import RegistryError
+
+    frame = read_bar_file(path)
+    mcfg = load_yaml(model_config, ModelConfig) if model_config else app.settings.model
+    registry = registry_root(app, mcfg)
+    if model:
+        try:
+            scores = scores_from_model(model, frame, registry)
+        except (RegistryError, ValueError) as exc:
+            raise ConfigError(str(exc)) from exc
+        out.print(f"scores: [bold]{model}[/] on {int(np.isfinite(scores).sum()):,} bars")
+        return series.with_predictions(scores), {"model": model}
+    assert windows is not None
+    mcfg = mcfg.model_copy(update={"name": f"{mcfg.name}-wf-{app.run_id}"})
+    table = Table(title=f"walk-forward: {windows} windows, retrained on the past only")
+    for col in ("window", "model", "trained through", "scores from", "bars", "train CV IC"):
+        table.add_column(col)
+    try:
+        scores, wins = walk_forward_scores(
+            frame,
+            mcfg,
+            app.settings.features,
+            registry,
+            windows=windows,
+            min_train_bars=min_train_bars,
+            seed=app.settings.seed,
+            on_window=lambda w: out.print(
+                f"  window {w.index}: {w.model} trained through {w.trained_through[:16]}"
+            ),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    for w in wins:
+        table.add_row(
+            str(w.index),
+            w.model,
+            w.trained_through[:16],
+            w.test_from[:16],
+            f"{w.test_end - w.test_start:,}",
+            f"{w.oos_ic:+.4f}",
+        )
+    out.print(table)
+    notes = {"walk-forward": f"{windows} windows from bar {min_train_bars}, models {mcfg.name}"}
+    # the backtest (and its buy & hold baseline) covers the scored windows only
+    scored = series.with_predictions(scores)
+    return scored.slice(min_train_bars, len(scored)), notes
 
 
 def _summary(results: dict[str, BacktestResult], elapsed: float, bars: int) -> Table:
@@ -128,14 +190,54 @@ def backtest(
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Also run buy & hold for comparison")
     ] = True,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Trade the scores of this registered model (NAME or NAME:VERSION; see "
+            "`tessera models list`) with the model_signal strategy",
+        ),
+    ] = None,
+    walk_forward: Annotated[
+        int | None,
+        typer.Option(
+            "--walk-forward",
+            metavar="WINDOWS",
+            help="Retrain per window: WINDOWS consecutive test windows, each scored by a model "
+            "trained (and registered) on the bars before it only",
+        ),
+    ] = None,
+    model_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-config", help="Model YAML for --walk-forward (default: configs/model.yaml)"
+        ),
+    ] = None,
+    min_train_bars: Annotated[
+        int, typer.Option("--min-train-bars", help="Bars before the first walk-forward window")
+    ] = 10_000,
 ) -> None:
-    """Run an event-driven backtest: same strategy, risk and execution code as live."""
+    """Run an event-driven backtest: same strategy, risk and execution code as live.
+
+    With --model or --walk-forward the strategy is model_signal (long when the score is above
+    long_threshold, default 0; set it with -p long_threshold=0.0005).
+    """
     app = _ctx(ctx)
     cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
     symbol = cfg.symbols[0]
     series, path = _load_series(bars, symbol)
-    name = strategy or cfg.strategy.name
-    params = {**(cfg.strategy.params if not strategy else {}), **_parse_params(param or [])}
+    if model and walk_forward:
+        raise ConfigError("--model and --walk-forward exclude each other")
+    uses_model = bool(model or walk_forward)
+    name = strategy or ("model_signal" if uses_model else cfg.strategy.name)
+    base_params = cfg.strategy.params if not strategy and not uses_model else {}
+    params = {**base_params, **_parse_params(param or [])}
+    notes_extra: dict[str, str] = {}
+    if uses_model:
+        series, notes_extra = _with_scores(
+            app, series, path, model, walk_forward, model_config, min_train_bars
+        )
     try:
         strat = strategy_class(name)([symbol], **params)
     except (KeyError, ValueError, TypeError) as exc:
@@ -167,6 +269,7 @@ def backtest(
                 "slippage": f"{cfg.slippage.kind} {cfg.slippage.bps} bps",
                 "fill": cfg.fill_at,
                 "run_id": app.run_id,
+                **notes_extra,
             },
         )
         out.print(f"report: [bold]{report}[/]")
