@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tessera needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,ml,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,ml,bench,ray]"
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install Tessera with its dev and ml extras
+setup: $(STAMP)  ## create .venv and install Tessera with its dev, ml, bench and ray extras
 
 services:  ## start PostgreSQL and Redis on 127.0.0.1 if they are down (needed by the paper/live tests)
 	@bash scripts/services.sh

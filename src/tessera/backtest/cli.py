@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import polars as pl
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
@@ -284,39 +285,138 @@ def backtest(
 
 def sweep(
     ctx: typer.Context,
-    fast: Annotated[str, typer.Option(help="Fast SMA windows: start:stop:step")] = "5:50:5",
-    slow: Annotated[str, typer.Option(help="Slow SMA windows: start:stop:step")] = "20:200:20",
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", help="Strategy to sweep (see the registry)")
+    ] = "sma_cross",
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            "-g",
+            help="Parameter values: name=start:stop:step or name=a,b,c (repeatable). "
+            "Default for sma_cross: fast=5:50:5 slow=20:200:20",
+        ),
+    ] = None,
+    random_n: Annotated[
+        int | None,
+        typer.Option("--random", metavar="N", help="Random search: N points of the grid"),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="vectorized (sma_cross only: the fast path, same fills) or event (any "
+            "strategy: the full event engine with risk checks)"
+        ),
+    ] = "auto",
     bars: Annotated[Path | None, typer.Option("--bars", help="Bars file; default: bundled")] = None,
     workers: Annotated[int, typer.Option(help="Local worker processes")] = 2,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run on Ray: 'local' (a private Ray here), 'auto' (the running cluster) or "
+            "ray://host:10001. Needs the ray extra",
+        ),
+    ] = None,
+    sort_by: Annotated[str, typer.Option(help="Metric to rank by")] = "sharpe",
     top: Annotated[int, typer.Option(help="Rows to show")] = 10,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write all rows (.csv/.parquet)")
     ] = None,
 ) -> None:
-    """Grid-search SmaCross windows with the vectorized path (same fills as the event engine)."""
+    """Grid or random search over a strategy's parameters, in parallel (local or Ray).
+
+    Examples:
+
+      tessera sweep                                          # SmaCross grid, vectorized
+
+      tessera sweep -s mean_reversion -g window=20:120:20 -g entry_z=1.5,2,2.5
+
+      tessera sweep -s sma_cross -g fast=5:60:5 -g slow=30:300:30 --random 40 --engine event
+
+      tessera sweep -s mean_reversion -g window=20:200:10 --ray-address local
+    """
+    from tessera.backtest.sweep import grid_points, parse_values, random_points, run_sweep
+
     app = _ctx(ctx)
     cfg = app.settings.backtest
+    try:
+        strategy_class(strategy)
+    except KeyError as exc:
+        raise ConfigError(str(exc).strip("\"'")) from exc
     series, _ = _load_series(bars, cfg.symbols[0])
-
-    def rng(spec: str) -> range:
+    specs = grid or (["fast=5:50:5", "slow=20:200:20"] if strategy == "sma_cross" else [])
+    if not specs:
+        raise ConfigError(f"--grid: give the parameters of {strategy!r} to sweep")
+    space: dict[str, list[Any]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--grid {spec!r}: expected name=start:stop:step or name=a,b,c")
         try:
-            a, b, c = (int(x) for x in spec.split(":"))
+            space[key] = parse_values(values)
         except ValueError as exc:
-            raise ConfigError(f"window range {spec!r}: expected start:stop:step") from exc
-        return range(a, b, c)
-
-    grid = [(f, s) for f, s in itertools.product(rng(fast), rng(slow)) if f < s]
+            raise ConfigError(f"--grid {spec!r}: {exc}") from exc
+    points = random_points(space, random_n, app.settings.seed) if random_n else grid_points(space)
+    if strategy == "sma_cross":
+        points = [p for p in points if p.get("fast", 0) < p.get("slow", 1)]
+    if engine == "auto":
+        engine = "vectorized" if strategy == "sma_cross" and not ray_address else "event"
+    if engine not in ("vectorized", "event"):
+        raise ConfigError(f"--engine {engine!r}: use vectorized or event")
+    if engine == "vectorized" and (strategy != "sma_cross" or set(space) - {"fast", "slow"}):
+        raise ConfigError("--engine vectorized sweeps sma_cross fast/slow only; use --engine event")
+    if not points:
+        raise ConfigError("the sweep has no points (is every fast < slow?)")
+    try:  # a bad parameter name fails here, once, not in every worker
+        strategy_class(strategy)([series.symbol], **points[0])
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--grid: {exc}") from exc
     t0 = time.perf_counter()
-    frame = sweep_sma_cross(series, grid, cfg, workers=workers)
+    if engine == "vectorized":
+        pairs = [(int(p["fast"]), int(p["slow"])) for p in points]
+        frame = sweep_sma_cross(series, pairs, cfg, workers=workers)
+    else:
+        where = f"Ray ({ray_address})" if ray_address else f"{workers} local workers"
+        with Progress(
+            TextColumn(f"[bold]{strategy}[/] on {where}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=len(points))
+            try:
+                frame = run_sweep(
+                    series,
+                    strategy,
+                    points,
+                    cfg,
+                    app.settings.risk,
+                    workers=workers,
+                    ray_address=ray_address,
+                    sort_by=sort_by,
+                    on_result=lambda _row: progress.advance(task),
+                )
+            except RuntimeError as exc:
+                raise ConfigError(str(exc)) from exc
     elapsed = time.perf_counter() - t0
-    table = Table(
-        title=f"SmaCross sweep: {len(grid)} points x {len(series):,} bars in {elapsed:.2f} s"
+    title = (
+        f"{strategy} sweep ({engine}): {len(points)} points x {len(series):,} bars "
+        f"in {elapsed:.2f} s"
     )
-    for col in frame.columns:
+    table = Table(title=title)
+    shown = [c for c in frame.columns if c not in ("error", "halted")]
+    for col in shown:
         table.add_column(col, justify="right")
-    for row in frame.head(top).iter_rows():
-        table.add_row(*(f"{v:,.4g}" for v in row))
+    for row in frame.select(shown).head(top).iter_rows():
+        table.add_row(*(f"{v:,.4g}" if isinstance(v, int | float) else str(v) for v in row))
     out.print(table)
+    if "error" in frame.columns:
+        failed = frame.filter(pl.col("error") != "")
+        if len(failed):
+            out.print(f"[yellow]{len(failed)} point(s) failed[/]: {failed['error'][0]}")
     if out_file:
         if out_file.suffix == ".parquet":
             frame.write_parquet(out_file)

@@ -114,8 +114,18 @@ class Strategy(ABC):  # noqa: B024 - every callback is optional, so none is abst
     """Base class: override the callbacks you need. ``params`` come from config."""
 
     name: ClassVar[str] = "strategy"
+    # Parameter names the strategy reads; None accepts anything. A typo in a config or a sweep
+    # grid must fail loudly, not run the defaults under a wrong label.
+    known_params: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        known = type(self).known_params
+        if known is not None and set(params) - known:
+            unknown = ", ".join(sorted(set(params) - known))
+            raise ValueError(
+                f"unknown parameter(s) {unknown} for {type(self).name} "
+                f"(known: {', '.join(sorted(known))})"
+            )
         self.symbols = list(symbols)
         # Orders, fills and positions are attributed to this id; two instances of one class
         # (say two SmaCross parameter sets) need distinct ids.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
 
@@ -20,8 +20,13 @@ ZERO = Decimal(0)
 SIZING_BUFFER = Decimal("0.99")
 
 
+SIZING = frozenset({"size", "qty", "allow_short", "qty_step"})
+
+
 class _Sized(Strategy):
     """Turns a direction (-1, 0, +1) into a target position."""
+
+    known_params: ClassVar[frozenset[str] | None] = SIZING
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
@@ -120,6 +125,7 @@ class SmaCross(_Sized):
     """
 
     name = "sma_cross"
+    known_params = SIZING | {"fast", "slow"}
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
@@ -164,6 +170,7 @@ class BollingerMeanReversion(_Sized):
     """Buy when the close is ``entry_z`` std below its rolling mean; exit back at ``exit_z``."""
 
     name = "mean_reversion"
+    known_params = SIZING | {"window", "entry_z", "exit_z"}
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
@@ -201,6 +208,7 @@ class ModelSignalStrategy(_Sized):
     so a noisy score near a threshold does not churn fees."""
 
     name = "model_signal"
+    known_params = SIZING | {"long_threshold", "short_threshold"}
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)

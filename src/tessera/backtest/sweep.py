@@ -1,0 +1,203 @@
+"""Parameter sweeps of any strategy on the event engine: grid or random, local or on Ray.
+
+A sweep point is a strategy name plus parameters; each point is one full event-driven backtest
+(same engine, risk and fills as `tessera backtest`), so sweep figures and single runs agree
+exactly. Points run in parallel:
+
+* locally in worker processes (the default; the bars are sent to each worker once);
+* on a Ray cluster with ``ray_address`` (``"local"`` starts a private Ray on this machine,
+  ``"auto"`` joins the running cluster, ``"ray://host:10001"`` a remote one). The bars are put
+  in Ray's object store once and shared by every task. Ray is an optional extra
+  (``pip install tessera[ray]``).
+
+Results are a polars frame, one row per point, best first by the chosen metric.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import polars as pl
+
+from tessera.backtest.data import BarSeries
+from tessera.backtest.engine import BacktestEngine
+from tessera.config import BacktestConfig, RiskConfig
+from tessera.logging import get_logger
+from tessera.strategies import strategy_class
+
+log = get_logger(__name__)
+
+Point = dict[str, Any]
+# metrics copied into each result row
+ROW_METRICS = (
+    "total_return",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "trades",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+)
+
+
+def parse_values(spec: str) -> list[Any]:
+    """``"5:50:5"`` (start:stop:step, ints or floats), ``"a,b,c"``, or one value."""
+
+    def number(text: str) -> Any:
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                continue
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        return text
+
+    if spec.count(":") == 2:
+        a, b, c = (number(x) for x in spec.split(":"))
+        if not all(isinstance(v, int | float) for v in (a, b, c)) or not c > 0:
+            raise ValueError(f"{spec!r}: start:stop:step needs numbers and a positive step")
+        if all(isinstance(v, int) for v in (a, b, c)):
+            return list(range(a, b, c))
+        n = math.ceil((b - a) / c - 1e-9)  # stop excluded, as in range()
+        return [round(a + i * c, 12) for i in range(max(n, 0))]
+    return [number(x) for x in spec.split(",") if x != ""]
+
+
+def grid_points(space: Mapping[str, Sequence[Any]]) -> list[Point]:
+    """Every combination of the parameter values (the cartesian product), in a stable order."""
+    keys = sorted(space)
+    combos = itertools.product(*(space[k] for k in keys))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+
+def random_points(space: Mapping[str, Sequence[Any]], n: int, seed: int) -> list[Point]:
+    """``n`` distinct points drawn from the grid without replacement (all if the grid is small)."""
+    grid = grid_points(space)
+    if n >= len(grid):
+        return grid
+    return random.Random(seed).sample(grid, n)
+
+
+def _run_point(
+    series: BarSeries,
+    strategy: str,
+    params: Point,
+    config: BacktestConfig,
+    risk: RiskConfig | None,
+) -> dict[str, Any]:
+    row: dict[str, Any] = dict(params)
+    try:
+        strat = strategy_class(strategy)([series.symbol], **params)
+    except (KeyError, ValueError, TypeError) as exc:
+        row["error"] = str(exc)
+        return row
+    result = BacktestEngine(config, risk).run([series], [strat])
+    for k in ROW_METRICS:
+        row[k] = float(result.metrics.get(k, math.nan))
+    row["final_equity"] = float(result.equity[-1])
+    row["halted"] = result.halted_at is not None
+    row["error"] = ""
+    return row
+
+
+# Local workers receive the bars once, through the pool initializer, not with every point.
+_WORKER_SERIES: BarSeries | None = None
+
+
+def _init_worker(series: BarSeries) -> None:
+    global _WORKER_SERIES
+    _WORKER_SERIES = series
+
+
+def _local_point(args: tuple[str, Point, BacktestConfig, RiskConfig | None]) -> dict[str, Any]:
+    assert _WORKER_SERIES is not None
+    return _run_point(_WORKER_SERIES, *args)
+
+
+def run_sweep(
+    series: BarSeries,
+    strategy: str,
+    points: Sequence[Point],
+    config: BacktestConfig,
+    risk: RiskConfig | None = None,
+    *,
+    workers: int = 2,
+    ray_address: str | None = None,
+    sort_by: str = "sharpe",
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> pl.DataFrame:
+    """Backtest every point; rows sorted by ``sort_by`` (descending), failed points last."""
+    if not points:
+        raise ValueError("the sweep has no points")
+    if ray_address:
+        rows = _run_ray(series, strategy, points, config, risk, ray_address, on_result)
+    elif workers > 1 and len(points) > 1:
+        jobs = [(strategy, p, config, risk) for p in points]
+        rows = []
+        with ProcessPoolExecutor(
+            max_workers=workers, initializer=_init_worker, initargs=(series,)
+        ) as pool:
+            for row in pool.map(_local_point, jobs):
+                rows.append(row)
+                if on_result:
+                    on_result(row)
+    else:
+        rows = []
+        for p in points:
+            row = _run_point(series, strategy, p, config, risk)
+            rows.append(row)
+            if on_result:
+                on_result(row)
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    if sort_by in frame.columns:
+        frame = frame.sort(sort_by, descending=True, nulls_last=True)
+    return frame
+
+
+def _run_ray(
+    series: BarSeries,
+    strategy: str,
+    points: Iterable[Point],
+    config: BacktestConfig,
+    risk: RiskConfig | None,
+    address: str,
+    on_result: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError(
+            "--ray-address needs Ray: pip install 'tessera[ray]' (or pip install ray)"
+        ) from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(_run_point)
+        ref = ray.put(series)  # once into the object store, shared by every task
+        pending = [remote.remote(ref, strategy, p, config, risk) for p in points]
+        by_ref = {id(r): i for i, r in enumerate(pending)}
+        rows: list[dict[str, Any] | None] = [None] * len(pending)
+        waiting = list(pending)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            for r in done:
+                row = ray.get(r)
+                rows[by_ref[id(r)]] = row
+                if on_result:
+                    on_result(row)
+        log.info("ray sweep done", points=len(rows), address=address)
+        return [r for r in rows if r is not None]
+    finally:
+        if started_here:
+            ray.shutdown()
