@@ -70,6 +70,20 @@ def serve(
             "--loop/--no-loop", help="Start the replay over when it reaches the end of the data."
         ),
     ] = True,
+    trading: Annotated[
+        bool,
+        typer.Option(
+            "--trading/--no-trading",
+            help="Serve the signed order endpoints (order, openOrders, account, myTrades) with "
+            "a matching engine against the replayed market.",
+        ),
+    ] = True,
+    api_key: Annotated[
+        str, typer.Option("--api-key", help="API key the order endpoints accept.")
+    ] = "tessera-sim-key",
+    api_secret: Annotated[
+        str, typer.Option("--api-secret", help="Secret that signs requests (HMAC-SHA256).")
+    ] = "tessera-sim-secret",
     start_now: Annotated[
         bool,
         typer.Option(
@@ -99,10 +113,16 @@ def serve(
         ctx.obj.start_metrics()
     market = SimMarket.from_recording(paths)
     sim = ExchangeSimulator(market, speed=factor, loop_replay=loop, autostart=not start_now)
-    asyncio.run(_serve(sim, host, port, speed, start_now))
+    if trading:
+        from tessera.sim.trading import TradingConfig, TradingEngine
+
+        TradingEngine(sim, TradingConfig(api_key=api_key, api_secret=api_secret))
+    asyncio.run(_serve(sim, host, port, speed, start_now, api_key if trading else None))
 
 
-async def _serve(sim: ExchangeSimulator, host: str, port: int, speed: str, start_now: bool) -> None:
+async def _serve(
+    sim: ExchangeSimulator, host: str, port: int, speed: str, start_now: bool, key: str | None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,6 +136,8 @@ async def _serve(sim: ExchangeSimulator, host: str, port: int, speed: str, start
         out.print(f"  combined   [cyan]{sim.ws_url}/stream?streams=<a>/<b>[/]")
         out.print(f"  ccxt.pro   urls['api']['ws']['spot'] = [cyan]{sim.ws_url}/stream/ws[/]")
         out.print(f"  streams    {streams} (+ @aggTrade, @kline_<interval>, @depth)")
+        if key:
+            out.print(f"  trading    POST/GET/DELETE /api/v3/order ... signed with key {key}")
         out.print(
             f"  speed {speed}; replay "
             + ("started" if start_now else "starts with the first subscription")

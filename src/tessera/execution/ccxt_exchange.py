@@ -1,0 +1,333 @@
+"""`CcxtExchange`: ccxt's async Binance client behind our `Exchange` interface.
+
+ccxt signs requests and speaks the REST API; we keep the parts where mistakes lose orders:
+
+* **Error mapping.** ccxt picks exception classes from Binance's error codes by URL prefix, so
+  pointed at the simulator or a proxy it only has its generic mappings. We read Binance's
+  ``{"code": ..., "msg": ...}`` body out of the exception ourselves and map the codes that
+  matter (-1013, -2010 -> rejected; -2011, -2013 -> unknown order; -1021 -> clock skew; -1022,
+  -2014, -2015 -> auth; -1003, -1015, 429, 418 -> rate limited). Anything without an exchange
+  answer — a timeout, a dropped connection, a 5xx — is `OutcomeUnknownError`, never a rejection.
+* **Exact numbers.** Quantities and prices come from the raw Binance payload (``info``) as
+  ``Decimal``, not from ccxt's floats.
+* **Idempotent submits.** Orders carry our deterministic ``newClientOrderId``; `submit_resolved`
+  turns an unknown outcome into a known one by querying that id, and resubmits (same id) only
+  when the exchange says the order does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from decimal import Decimal
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+import orjson
+
+from tessera.execution.exchange import (
+    AuthError,
+    Balance,
+    ClockSkewError,
+    ExchangeError,
+    ExchangeOrder,
+    OrderRejectedError,
+    OutcomeUnknownError,
+    RateLimitedError,
+    UnknownOrderError,
+)
+from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
+
+MS = 1_000_000
+REJECTED_CODES = {-1013, -2010, -1100, -1102, -1106, -1111, -1115, -1116, -1121, -2026}
+UNKNOWN_ORDER_CODES = {-2011, -2013}
+AUTH_CODES = {-1022, -2014, -2015}
+RATE_CODES = {-1003, -1015}
+STATUS = {
+    "NEW": OrderStatus.ACCEPTED,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+_BODY = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def binance_error(exc: Exception, last_json: Any = None) -> tuple[int, str] | None:
+    """Binance's (code, msg): from the exception's message, or from the last response body
+    when ccxt matched the message text and dropped the body (only if the messages agree)."""
+    if (
+        isinstance(last_json, dict)
+        and isinstance(last_json.get("code"), int)
+        and str(last_json.get("msg", "")) in str(exc)
+    ):
+        return int(last_json["code"]), str(last_json.get("msg", ""))
+    m = _BODY.search(str(exc))
+    if m is None:
+        return None
+    try:
+        doc = orjson.loads(m.group(0))
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("code"), int):
+        return int(doc["code"]), str(doc.get("msg", ""))
+    return None
+
+
+def map_error(exc: Exception, last_json: Any = None) -> Exception:
+    """A ccxt exception -> ours (see the module docstring)."""
+    body = binance_error(exc, last_json)
+    if body is not None:
+        code, msg = body
+        if code in REJECTED_CODES:
+            return OrderRejectedError(msg, code)
+        if code in UNKNOWN_ORDER_CODES:
+            return UnknownOrderError(msg, code)
+        if code == -1021:
+            return ClockSkewError(msg, code)
+        if code in AUTH_CODES:
+            return AuthError(msg, code)
+        if code in RATE_CODES:
+            return RateLimitedError(msg, code)
+        if code == -1001:  # "internal error; unable to process": the request may have happened
+            return OutcomeUnknownError(f"{code} {msg}")
+    # ccxt matched the message text instead (its "broad" table) and kept no body
+    if isinstance(exc, ccxt_async.InsufficientFunds):
+        return OrderRejectedError(str(exc)[:300], -2010)
+    if isinstance(exc, ccxt_async.OrderNotFound):
+        return UnknownOrderError(str(exc)[:300], -2013)
+    if isinstance(exc, ccxt_async.InvalidOrder):
+        return OrderRejectedError(str(exc)[:300])
+    if isinstance(exc, ccxt_async.RateLimitExceeded | ccxt_async.DDoSProtection):
+        return RateLimitedError(str(exc)[:300])
+    if isinstance(exc, ccxt_async.AuthenticationError | ccxt_async.PermissionDenied):
+        return AuthError(str(exc)[:300])
+    if isinstance(exc, ccxt_async.NetworkError):  # timeouts, disconnects, 5xx
+        return OutcomeUnknownError(str(exc)[:300])
+    if body is not None:
+        return ExchangeError(body[1], body[0])
+    return ExchangeError(str(exc)[:300])
+
+
+class CcxtExchange:
+    """Binance spot through ccxt; ``rest_url`` points it at the simulator, testnet or Binance."""
+
+    def __init__(
+        self,
+        rest_url: str | None = None,
+        api_key: str = "",
+        api_secret: str = "",
+        *,
+        exchange_id: str = "binance",
+        timeout_ms: int = 10_000,
+        recv_window_ms: int = 5_000,
+    ) -> None:
+        cls = getattr(ccxt_async, exchange_id)
+        self.client: Any = cls(
+            {
+                "apiKey": api_key,
+                "secret": api_secret,
+                "timeout": timeout_ms,
+                "enableRateLimit": False,  # our own limiter (tessera.live.ratelimit) paces us
+                # keep the last body: ccxt drops Binance's code when it matches by message
+                "enableLastJsonResponse": True,
+                "options": {
+                    "fetchMarkets": {"types": ["spot"]},
+                    "fetchCurrencies": False,
+                    "fetchMargins": False,  # spot only: no sapi margin-pair lookups
+                    "recvWindow": recv_window_ms,
+                    "adjustForTimeDifference": False,
+                },
+            }
+        )
+        if rest_url:
+            base = rest_url.rstrip("/")
+            for key in ("public", "private"):
+                self.client.urls["api"][key] = f"{base}/api/v3"
+            self.client.urls["api"]["v1"] = f"{base}/api/v1"
+        self._markets_loaded = False
+        self._ccxt_symbols: dict[str, str] = {}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def _call(self, method: str, *args: Any, **kw: Any) -> Any:
+        if not self._markets_loaded:
+            try:
+                await self.client.load_markets()
+            except Exception as exc:
+                raise map_error(exc) from exc
+            self._ccxt_symbols = {m["id"]: m["symbol"] for m in self.client.markets.values()}
+            self._markets_loaded = True
+        try:
+            return await getattr(self.client, method)(*args, **kw)
+        except Exception as exc:
+            raise map_error(exc, getattr(self.client, "last_json_response", None)) from exc
+
+    def unified(self, symbol: str) -> str:
+        return self._ccxt_symbols.get(symbol, symbol)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        """Place ``order`` (raises `OrderRejectedError`, `OutcomeUnknownError`, ...)."""
+        params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
+        otype = "market" if order.type is OrderType.MARKET else "limit"
+        if order.type is OrderType.LIMIT:
+            params["timeInForce"] = order.time_in_force.value
+        if order.type is OrderType.LIMIT_MAKER:
+            params["postOnly"] = True  # ccxt's unified flag: LIMIT_MAKER on Binance spot
+        await self._call("load_markets")
+        try:
+            raw = await self._call(
+                "create_order",
+                self.unified(order.symbol),
+                otype,
+                order.side.value.lower(),
+                float(order.qty),
+                float(order.price) if order.price is not None else None,
+                params,
+            )
+        except OrderRejectedError as exc:
+            if "Duplicate order" not in str(exc):
+                raise
+            # An order with this client id exists: ours, sent before (a retry of a request
+            # whose answer was lost, possibly by the HTTP client itself). Not a rejection.
+            found = await self.query(order.symbol, order.client_order_id)
+            if found is None:
+                raise OutcomeUnknownError(
+                    f"{order.client_order_id}: duplicate, yet not found"
+                ) from exc
+            log.warning("submit was a duplicate; the order exists", cid=order.client_order_id)
+            return found
+        return self._parse(raw, order.side)
+
+    async def submit_resolved(self, order: Order, attempts: int = 5) -> ExchangeOrder:
+        """Submit; after an unknown outcome, find out by client order id (resubmit only on a
+        definite "does not exist"), so that one intent gives exactly one exchange order."""
+        delay = 0.2
+        for attempt in range(attempts):
+            try:
+                return await self.submit(order)
+            except OutcomeUnknownError as exc:
+                log.warning(
+                    "order outcome unknown; querying",
+                    client_order_id=order.client_order_id,
+                    error=str(exc)[:200],
+                    attempt=attempt,
+                )
+            await asyncio.sleep(delay)
+            found = await self._query_until_known(order)
+            if found is not None:
+                return found
+            delay = min(delay * 2, 5.0)
+        raise OutcomeUnknownError(
+            f"{order.client_order_id}: still unknown after {attempts} attempts"
+        )
+
+    async def _query_until_known(self, order: Order) -> ExchangeOrder | None:
+        for _ in range(5):
+            try:
+                return await self.query(order.symbol, order.client_order_id)
+            except OutcomeUnknownError:
+                await asyncio.sleep(0.2)
+        raise OutcomeUnknownError(f"{order.client_order_id}: the exchange does not answer queries")
+
+    async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        raw = await self._call(
+            "cancel_order", None, self.unified(symbol), {"origClientOrderId": client_order_id}
+        )
+        return self._parse(raw, None)
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        """The order by client id, or None if the exchange says it does not exist."""
+        try:
+            raw = await self._call(
+                "fetch_order", None, self.unified(symbol), {"origClientOrderId": client_order_id}
+            )
+        except UnknownOrderError:
+            return None
+        except ExchangeError as exc:
+            if "does not exist" in str(exc) or isinstance(exc, OrderRejectedError):
+                return None
+            raise
+        return self._parse(raw, None)
+
+    async def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
+        raw = await self._call("fetch_open_orders", self.unified(symbol) if symbol else None)
+        return [self._parse(r, None) for r in raw]
+
+    async def balances(self) -> dict[str, Balance]:
+        raw = await self._call("fetch_balance")
+        out: dict[str, Balance] = {}
+        for b in raw["info"].get("balances", []):
+            out[b["asset"]] = Balance(b["asset"], Decimal(b["free"]), Decimal(b["locked"]))
+        return out
+
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[Fill]:
+        params = {"fromId": from_id} if from_id is not None else {}
+        raw = await self._call("fetch_my_trades", self.unified(symbol), None, 1000, params)
+        fills: list[Fill] = []
+        for t in raw:
+            info = t["info"]
+            fills.append(
+                Fill(
+                    trade_id=str(info["id"]),
+                    client_order_id=str(t.get("clientOrderId") or info.get("clientOrderId") or ""),
+                    symbol=info["symbol"],
+                    side=OrderSide.BUY if info["isBuyer"] else OrderSide.SELL,
+                    price=Decimal(info["price"]),
+                    qty=Decimal(info["qty"]),
+                    fee=Decimal(info["commission"]),
+                    fee_asset=info["commissionAsset"],
+                    liquidity=Liquidity.MAKER if info["isMaker"] else Liquidity.TAKER,
+                    ts_event=int(info["time"]) * MS,
+                )
+            )
+        return fills
+
+    # --- parsing --------------------------------------------------------------------------------
+
+    def _parse(self, raw: dict[str, Any], side: OrderSide | None) -> ExchangeOrder:
+        info = raw.get("info") or raw
+        status = STATUS.get(str(info.get("status", "NEW")), OrderStatus.ACCEPTED)
+        order_side = side or (OrderSide.BUY if info.get("side") == "BUY" else OrderSide.SELL)
+        cid = str(info.get("clientOrderId") or "")
+        if info.get("origClientOrderId"):  # a cancel answers with the original id here
+            cid = str(info["origClientOrderId"])
+        ts_ms = info.get("transactTime") or info.get("updateTime") or info.get("time") or 0
+        fills = []
+        for f in info.get("fills", []) or []:
+            fills.append(
+                Fill(
+                    trade_id=str(f["tradeId"]),
+                    client_order_id=cid,
+                    symbol=str(info["symbol"]),
+                    side=order_side,
+                    price=Decimal(f["price"]),
+                    qty=Decimal(f["qty"]),
+                    fee=Decimal(f["commission"]),
+                    fee_asset=str(f["commissionAsset"]),
+                    liquidity=Liquidity.TAKER,  # immediate fills of a new order take
+                    ts_event=int(ts_ms) * MS,
+                )
+            )
+        price = Decimal(str(info["price"])) if info.get("price") not in (None, "") else None
+        return ExchangeOrder(
+            client_order_id=cid,
+            exchange_order_id=str(info.get("orderId", "")),
+            symbol=str(info.get("symbol", "")),
+            status=status,
+            qty=Decimal(str(info.get("origQty", "0"))),
+            filled_qty=Decimal(str(info.get("executedQty", "0"))),
+            filled_notional=Decimal(str(info.get("cummulativeQuoteQty", "0"))),
+            price=price if price else None,
+            ts_update=int(ts_ms) * MS,
+            fills=fills,
+        )

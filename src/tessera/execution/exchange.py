@@ -1,0 +1,100 @@
+"""What an exchange adapter promises, and what can go wrong, said so that nothing is lost.
+
+The failure that loses orders in other systems is treating "I did not hear back" as "it
+failed". Here the two are different exceptions:
+
+* `OrderRejectedError`: the exchange answered and refused (a filter, the balance, a duplicate id).
+  Definitive: the order never existed.
+* `OutcomeUnknownError`: a timeout, a dropped connection, a 5xx. The order may or may not exist; it
+  stays in flight until a query by client order id (`Exchange.query`), the user-data stream or
+  reconciliation says which. Because client order ids are deterministic, resubmitting after a
+  "not found" can never create a second order.
+
+Other errors say what to do: `RateLimitedError` (wait ``retry_after_s``), `ClockSkewError`
+(resync the clock, -1021), `AuthError` (stop: keys or permissions), `UnknownOrderError`
+(-2011/-2013).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+from tessera.execution.orders import Fill, Order, OrderStatus
+
+
+class ExchangeError(Exception):
+    """An error the exchange answered with; ``code`` is Binance's (or 0 if none)."""
+
+    def __init__(self, message: str, code: int = 0, status: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class OrderRejectedError(ExchangeError):
+    """Definitively refused: the order does not exist on the exchange."""
+
+
+class UnknownOrderError(ExchangeError):
+    """The exchange does not know this order (-2011 on cancel, -2013 on query)."""
+
+
+class RateLimitedError(ExchangeError):
+    def __init__(self, message: str, code: int = 0, status: int = 429, retry_after_s: float = 1.0):
+        super().__init__(message, code, status)
+        self.retry_after_s = retry_after_s
+
+
+class ClockSkewError(ExchangeError):
+    """-1021: our timestamp is outside the exchange's recvWindow."""
+
+
+class AuthError(ExchangeError):
+    """-1022 / -2014 / -2015: signature, key or permissions."""
+
+
+class OutcomeUnknownError(Exception):
+    """No answer we can trust (timeout, disconnect, 5xx): the request may have taken effect."""
+
+
+@dataclass
+class ExchangeOrder:
+    """An order as the exchange reports it."""
+
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    status: OrderStatus
+    qty: Decimal
+    filled_qty: Decimal
+    filled_notional: Decimal
+    price: Decimal | None = None
+    ts_update: int = 0  # ns
+    fills: list[Fill] = field(default_factory=list)  # when the response carries them
+
+
+@dataclass(frozen=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+
+class Exchange(Protocol):
+    """The adapter interface: the same calls for the simulator, testnet and the real exchange."""
+
+    async def submit(self, order: Order) -> ExchangeOrder: ...
+
+    async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder: ...
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None: ...
+
+    async def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]: ...
+
+    async def balances(self) -> dict[str, Balance]: ...
+
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[Fill]: ...
+
+    async def close(self) -> None: ...

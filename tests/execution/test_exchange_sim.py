@@ -1,0 +1,205 @@
+"""`CcxtExchange` (ccxt, signed REST) against the simulator's private API, over real sockets.
+
+The market is the real BTCUSDT recording, stepped by hand so that each test knows the book and
+which replayed trades come next. The order life cycles, Binance's error codes as ccxt sees them
+through a local URL, and a submit whose response is lost (exactly one order results).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tessera.execution.ccxt_exchange import CcxtExchange
+from tessera.execution.exchange import (
+    AuthError,
+    OrderRejectedError,
+    OutcomeUnknownError,
+    UnknownOrderError,
+)
+from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from tessera.sim import ExchangeSimulator, SimMarket
+from tessera.sim.state import MarketState
+from tessera.sim.trading import TradingConfig, TradingEngine
+
+BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
+KEY, SECRET = "test-key", "test-secret"
+
+
+@pytest.fixture(scope="module")
+def market() -> SimMarket:
+    return SimMarket.from_recording([BTC_0808])
+
+
+@pytest.fixture
+async def venue(market: SimMarket) -> AsyncIterator[tuple[ExchangeSimulator, TradingEngine]]:
+    sim = ExchangeSimulator(market, speed=None, autostart=False)
+    engine = TradingEngine(sim, TradingConfig(api_key=KEY, api_secret=SECRET))
+    async with sim:
+        sim.release(4000)  # a live book: the recorded snapshot plus the first diffs
+        yield sim, engine
+
+
+@pytest.fixture
+async def ex(venue: tuple[ExchangeSimulator, TradingEngine]) -> AsyncIterator[CcxtExchange]:
+    sim, _ = venue
+    client = CcxtExchange(sim.rest_url, KEY, SECRET)
+    yield client
+    await client.close()
+
+
+def order(cid: str, side: str, otype: str, qty: str, price: str | None = None,
+          tif: TimeInForce = TimeInForce.GTC) -> Order:  # fmt: skip
+    return Order(
+        client_order_id=cid,
+        symbol="BTCUSDT",
+        side=OrderSide(side),
+        type=OrderType(otype),
+        qty=Decimal(qty),
+        price=Decimal(price) if price else None,
+        time_in_force=tif,
+    )
+
+
+def best(sim: ExchangeSimulator) -> tuple[Decimal, Decimal]:
+    sim.state.advance_to(sim.head)
+    book = sim.state.books["BTCUSDT"]
+    return max(book.bids), min(book.asks)
+
+
+async def test_market_order_walks_the_book_and_moves_balances(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, _ = venue
+    _, ask = best(sim)
+    before = await ex.balances()
+    got = await ex.submit(order("t-mkt-1", "BUY", "MARKET", "0.01000"))
+    assert got.status is OrderStatus.FILLED and got.filled_qty == Decimal("0.01")
+    assert got.client_order_id == "t-mkt-1" and got.fills
+    assert got.fills[0].price == ask  # best ask first
+    assert sum(f.qty for f in got.fills) == Decimal("0.01")
+    assert got.filled_notional == sum(f.price * f.qty for f in got.fills)
+    after = await ex.balances()
+    fee = sum(f.fee for f in got.fills)
+    assert after["BTC"].free == before["BTC"].free + Decimal("0.01") - fee
+    assert after["USDT"].free == before["USDT"].free - got.filled_notional
+    trades = await ex.my_trades("BTCUSDT")
+    assert [t.trade_id for t in trades] == [f.trade_id for f in got.fills]
+    assert all(t.liquidity.value == "taker" for t in trades)
+
+
+async def test_resting_limit_fills_as_replayed_trades_cross_it(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, engine = venue
+    bid, _ = best(sim)
+    seen = len(sim.state.trades("BTCUSDT"))
+    # peek at what the market will trade next (a separate state: ours must not move yet)
+    peek = MarketState(sim.market)
+    peek.advance_to(len(sim.market.frames))
+    upcoming = peek.trades("BTCUSDT")[seen:]
+    low = min(min(Decimal(t.price) for t in upcoming[:2000]), bid)
+    placed = await ex.submit(order("t-lim-1", "BUY", "LIMIT", "0.00100", f"{low:.2f}"))
+    assert placed.status is OrderStatus.ACCEPTED and placed.filled_qty == 0
+    assert [o.client_order_id for o in await ex.open_orders("BTCUSDT")] == ["t-lim-1"]
+    locked = (await ex.balances())["USDT"].locked
+    assert locked == low * Decimal("0.001")
+    sim.release(len(sim.market.frames))  # the market moves on through our price
+    engine.match_resting()
+    done = await ex.query("BTCUSDT", "t-lim-1")
+    assert done is not None and done.status is OrderStatus.FILLED
+    assert done.filled_notional == low * Decimal("0.001")  # at our limit: maker
+    fills = await ex.my_trades("BTCUSDT")
+    assert fills and all(f.liquidity.value == "maker" and f.price == low for f in fills)
+    assert (await ex.balances())["USDT"].locked == 0
+
+
+async def test_cancel_and_unknown_orders(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, _ = venue
+    bid, _ = best(sim)
+    far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+    await ex.submit(order("t-cxl-1", "BUY", "LIMIT", "0.00100", str(far)))
+    canceled = await ex.cancel("BTCUSDT", "t-cxl-1")
+    assert canceled.status is OrderStatus.CANCELED and canceled.client_order_id == "t-cxl-1"
+    with pytest.raises(UnknownOrderError) as cancel_again:
+        await ex.cancel("BTCUSDT", "t-cxl-1")
+    assert cancel_again.value.code == -2011
+    assert await ex.query("BTCUSDT", "never-sent") is None
+    assert (await ex.balances())["USDT"].locked == 0
+
+
+async def test_rejections_carry_binance_codes(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, _ = venue
+    bid, ask = best(sim)
+    cases = [
+        # (ccxt rounds amounts and prices to the market's steps itself, so the filters are
+        # reached through their bounds)
+        (order("t-rej-1", "BUY", "LIMIT", "9001", str(bid)), -1013, "LOT_SIZE"),
+        (order("t-rej-2", "BUY", "LIMIT", "0.00001", str(bid)), -1013, "MIN_NOTIONAL"),
+        (order("t-rej-3", "BUY", "LIMIT", "0.00100", "2000000"), -1013, "PRICE_FILTER"),
+        (order("t-rej-4", "BUY", "MARKET", "50"), -2010, "insufficient balance"),
+        (order("t-rej-5", "BUY", "LIMIT_MAKER", "0.00100", str(ask)), -2010, "immediately match"),
+    ]
+    for o, code, text in cases:
+        with pytest.raises(OrderRejectedError) as err:
+            await ex.submit(o)
+        assert err.value.code == code and text in str(err.value), o.client_order_id
+    assert await ex.open_orders("BTCUSDT") == []
+
+
+async def test_ioc_and_fok(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, _ = venue
+    _, ask = best(sim)
+    book = sim.state.books["BTCUSDT"]
+    at_best = Decimal(book.asks[ask])
+    big = (at_best + Decimal("0.5")).quantize(Decimal("0.00001"))
+    ioc = await ex.submit(order("t-ioc", "BUY", "LIMIT", str(big), str(ask), TimeInForce.IOC))
+    assert ioc.status is OrderStatus.EXPIRED and ioc.filled_qty == at_best  # the rest expired
+    fok = await ex.submit(order("t-fok", "BUY", "LIMIT", str(big), str(ask), TimeInForce.FOK))
+    assert fok.status is OrderStatus.EXPIRED and fok.filled_qty == 0 and not fok.fills
+
+
+async def test_bad_credentials_are_auth_errors(
+    venue: tuple[ExchangeSimulator, TradingEngine],
+) -> None:
+    sim, _ = venue
+    for key, secret, code in ((KEY, "wrong", -1022), ("other-key", SECRET, -2015)):
+        client = CcxtExchange(sim.rest_url, key, secret)
+        try:
+            with pytest.raises(AuthError) as err:
+                await client.balances()
+            assert err.value.code == code
+        finally:
+            await client.close()
+
+
+async def test_a_lost_response_ends_with_exactly_one_order(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, engine = venue
+    bid, _ = best(sim)
+    price = str(bid * Decimal("0.95")).split(".")[0]
+    for n, cid in enumerate(("t-lost-1", "t-lost-2", "t-lost-3"), 1):
+        engine.config.lose_responses = 1  # the order is placed, its response never arrives
+        o = order(cid, "BUY", "LIMIT", "0.00100", price)
+        try:
+            got = await ex.submit(o)  # may learn of it through a duplicate answer ...
+        except OutcomeUnknownError:
+            got = await ex.submit_resolved(o)  # ... or resolves it by client order id
+        assert sim.stats.faults["lost_order_response"] == n
+        assert got.client_order_id == cid and got.status is OrderStatus.ACCEPTED
+        assert sum(1 for x in engine.orders.values() if x.client_order_id == cid) == 1
+    engine.config.lose_responses = 1
+    got = await ex.submit_resolved(order("t-lost-4", "SELL", "MARKET", "0.00100"))
+    assert got.status is OrderStatus.FILLED
+    assert sum(1 for x in engine.orders.values() if x.client_order_id == "t-lost-4") == 1
+    assert len(await ex.open_orders("BTCUSDT")) == 3
