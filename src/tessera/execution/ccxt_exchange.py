@@ -31,6 +31,7 @@ from tessera.execution.exchange import (
     ClockSkewError,
     ExchangeError,
     ExchangeOrder,
+    ExchangeTrade,
     OrderRejectedError,
     OutcomeUnknownError,
     RateLimitedError,
@@ -270,26 +271,25 @@ class CcxtExchange:
             out[b["asset"]] = Balance(b["asset"], Decimal(b["free"]), Decimal(b["locked"]))
         return out
 
-    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[Fill]:
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[ExchangeTrade]:
         params = {"fromId": from_id} if from_id is not None else {}
         raw = await self._call("fetch_my_trades", self.unified(symbol), None, 1000, params)
-        fills: list[Fill] = []
+        fills: list[ExchangeTrade] = []
         for t in raw:
             info = t["info"]
-            fills.append(
-                Fill(
-                    trade_id=str(info["id"]),
-                    client_order_id=str(t.get("clientOrderId") or info.get("clientOrderId") or ""),
-                    symbol=info["symbol"],
-                    side=OrderSide.BUY if info["isBuyer"] else OrderSide.SELL,
-                    price=Decimal(info["price"]),
-                    qty=Decimal(info["qty"]),
-                    fee=Decimal(info["commission"]),
-                    fee_asset=info["commissionAsset"],
-                    liquidity=Liquidity.MAKER if info["isMaker"] else Liquidity.TAKER,
-                    ts_event=int(info["time"]) * MS,
-                )
+            fill = Fill(
+                trade_id=str(info["id"]),
+                client_order_id="",  # Binance lists trades by orderId only
+                symbol=info["symbol"],
+                side=OrderSide.BUY if info["isBuyer"] else OrderSide.SELL,
+                price=Decimal(info["price"]),
+                qty=Decimal(info["qty"]),
+                fee=Decimal(info["commission"]),
+                fee_asset=info["commissionAsset"],
+                liquidity=Liquidity.MAKER if info["isMaker"] else Liquidity.TAKER,
+                ts_event=int(info["time"]) * MS,
             )
+            fills.append(ExchangeTrade(str(info["orderId"]), fill))
         return fills
 
     # --- parsing --------------------------------------------------------------------------------

@@ -76,6 +76,14 @@ class ExchangeOrder:
 
 
 @dataclass(frozen=True)
+class ExchangeTrade:
+    """One of our trades as the exchange lists it; the exchange knows orders by its own id."""
+
+    exchange_order_id: str
+    fill: Fill
+
+
+@dataclass(frozen=True)
 class Balance:
     asset: str
     free: Decimal
@@ -95,6 +103,6 @@ class Exchange(Protocol):
 
     async def balances(self) -> dict[str, Balance]: ...
 
-    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[Fill]: ...
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[ExchangeTrade]: ...
 
     async def close(self) -> None: ...

@@ -201,6 +201,7 @@ class TradingConfig:
     taker_fee: Decimal = Decimal("0.001")
     max_orders_10s: int = 50
     lose_responses: int = 0  # process the next K order requests, then drop the connection
+    response_delay_s: float = 0.0  # place orders at once, answer this much later
 
 
 class TradingEngine:
@@ -350,6 +351,14 @@ class TradingEngine:
             resp.headers[ORDER_COUNT_HEADER] = str(count)
             return resp
         order, fills = self.place(params)
+        if self.config.response_delay_s:
+            # hold the answer back; stop waiting if the client goes away meanwhile
+            loop = asyncio.get_running_loop()
+            until = loop.time() + self.config.response_delay_s
+            while loop.time() < until:
+                if request.transport is None or request.transport.is_closing():
+                    break
+                await asyncio.sleep(0.05)
         resp_type = params.get("newOrderRespType") or (
             "FULL" if order.type in ("MARKET", "LIMIT") else "ACK"
         )

@@ -1,0 +1,232 @@
+"""`OrderManager`: orders from intent to final state, persisted at every step, crash-safe.
+
+The sequence for each order, each step committed before the next:
+
+1. the **intent** (status INITIALIZED) with its deterministic client order id;
+2. SUBMITTED — the request is about to go on the wire;
+3. the exchange's answer: ACCEPTED / fills / FILLED / EXPIRED, or REJECTED only on a definitive
+   refusal. An unknown outcome leaves the order SUBMITTED (in flight) and resolves it by
+   querying the client order id.
+
+`recover()` runs on start (and after reconnects): every order the store holds as possibly live
+is looked up on the exchange by client order id. Found: its state and its fills (by exchange
+trade id: imported once, however often recovery runs) are brought up to date. Not found: an
+INITIALIZED or SUBMITTED order never reached the exchange — it is closed as CANCELED, never
+silently resent (the strategy decides again on current data). A process killed anywhere in
+the sequence therefore restarts into the exchange's truth, with no order lost or doubled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+
+from tessera import __version__
+from tessera.execution.exchange import (
+    Exchange,
+    ExchangeOrder,
+    OrderRejectedError,
+    OutcomeUnknownError,
+)
+from tessera.execution.orders import Fill, Order, OrderStatus
+from tessera.execution.persistence import ExecutionStore
+from tessera.execution.position import Position
+from tessera.execution.state import (
+    InvalidTransitionError,
+    OrderEvent,
+    OrderEventKind,
+    OrderStateMachine,
+)
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass
+class RecoveryReport:
+    checked: int = 0
+    updated: list[str] = field(default_factory=list)
+    closed_unsent: list[str] = field(default_factory=list)
+    fills_imported: int = 0
+    unresolved: list[str] = field(default_factory=list)  # the exchange did not answer
+
+
+class OrderManager:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        exchange: Exchange,
+        run_id: str,
+        strategy: str = "",
+        mode: str = "live",
+    ) -> None:
+        # orders belong to a run; a restarted process continues its run
+        with contextlib.suppress(IntegrityError):
+            store.start_run(run_id, mode, __version__, [strategy] if strategy else [])
+        self.store = store
+        self.exchange = exchange
+        self.run_id = run_id
+        self.strategy = strategy
+        self.machine = OrderStateMachine()
+        self.positions: dict[tuple[str, str], Position] = {
+            (p.symbol, p.strategy): p for p in store.positions()
+        }
+
+    # --- the order path -------------------------------------------------------------------------
+
+    def record_intent(self, order: Order) -> bool:
+        """Step 1; False if the order's signal already produced an order (send nothing)."""
+        if not order.ts_created:
+            order.ts_created = now_ns()
+        # ids from `ClientOrderIdGenerator` end in their sequence; others take the next one
+        tail = order.client_order_id.rsplit("-", 1)[-1]
+        seq = int(tail) if tail.isdigit() else self.store.next_seq(self.run_id)
+        return self.store.record_intent(order, self.run_id, seq)
+
+    def mark_submitted(self, order: Order) -> None:
+        """Step 2: from here on, the order may exist on the exchange."""
+        self._event(order, OrderEvent(OrderEventKind.SUBMITTED, now_ns()))
+
+    async def submit(self, order: Order) -> Order:
+        """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
+        if not self.record_intent(order):
+            log.warning("signal already produced an order; not sending", cid=order.client_order_id)
+            existing = self.store.order_for_signal(order.signal_id)
+            return existing if existing is not None else order
+        self.mark_submitted(order)
+        try:
+            ack = await self.exchange.submit(order)
+        except OrderRejectedError as exc:
+            self._event(order, OrderEvent(OrderEventKind.REJECTED, now_ns(), reason=str(exc)))
+            return order
+        except OutcomeUnknownError as exc:
+            log.warning(
+                "order in flight: outcome unknown", cid=order.client_order_id, error=str(exc)
+            )
+            found = await self.exchange.query(order.symbol, order.client_order_id)
+            if found is None:
+                return order  # still SUBMITTED: recovery or the user-data stream will tell
+            ack = found
+        self.apply(order, ack)
+        return order
+
+    async def cancel(self, order: Order) -> Order:
+        self._event(order, OrderEvent(OrderEventKind.CANCEL_REQUESTED, now_ns()))
+        try:
+            ack = await self.exchange.cancel(order.symbol, order.client_order_id)
+        except OutcomeUnknownError:
+            return order  # PENDING_CANCEL until a query says otherwise
+        except Exception:
+            found = await self.exchange.query(order.symbol, order.client_order_id)
+            if found is None:
+                raise
+            ack = found
+        self.apply(order, ack)
+        return order
+
+    # --- applying what the exchange says --------------------------------------------------------
+
+    def apply(self, order: Order, ack: ExchangeOrder, fills: list[Fill] | None = None) -> None:
+        """Bring ``order`` to the exchange's state: acceptance, fills (once), final status."""
+        ts = ack.ts_update or now_ns()
+        if order.status in (OrderStatus.INITIALIZED,):
+            self._event(order, OrderEvent(OrderEventKind.SUBMITTED, ts))
+        if order.status is OrderStatus.SUBMITTED and ack.status is not OrderStatus.REJECTED:
+            self._event(
+                order,
+                OrderEvent(OrderEventKind.ACCEPTED, ts, exchange_order_id=ack.exchange_order_id),
+            )
+        for fill in fills if fills is not None else ack.fills:
+            self.apply_fill(order, fill)
+        final = {
+            OrderStatus.CANCELED: OrderEventKind.CANCELED,
+            OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
+            OrderStatus.REJECTED: OrderEventKind.REJECTED,
+        }.get(ack.status)
+        if final is not None and order.status is not ack.status:
+            try:
+                self._event(order, OrderEvent(final, ts, exchange_order_id=ack.exchange_order_id))
+            except InvalidTransitionError:
+                log.error(
+                    "exchange state not reachable", cid=order.client_order_id, status=ack.status
+                )
+
+    def apply_fill(self, order: Order, fill: Fill) -> bool:
+        """Record one fill (idempotent by trade id); returns whether it was new."""
+        fill = dataclasses.replace(
+            fill, client_order_id=order.client_order_id, strategy=order.strategy or fill.strategy
+        )
+        if fill.trade_id in order.trade_ids or self.store.has_fill(fill.symbol, fill.trade_id):
+            order.trade_ids.add(fill.trade_id)
+            return False
+        event = OrderEvent(OrderEventKind.FILLED, fill.ts_event or now_ns(), fill=fill)
+        self.machine.apply(order, event)
+        key = (fill.symbol, order.strategy)
+        position = self.positions.setdefault(key, Position(fill.symbol, order.strategy))
+        position.apply_fill(fill)
+        return self.store.record_fill(order, event, position)
+
+    def _event(self, order: Order, event: OrderEvent) -> None:
+        self.machine.apply(order, event)
+        self.store.record_event(order, event)
+
+    # --- recovery -------------------------------------------------------------------------------
+
+    async def recover(self) -> RecoveryReport:
+        """Reconcile every possibly-live order with the exchange (see the module docstring)."""
+        report = RecoveryReport()
+        for order in self.store.open_orders():
+            report.checked += 1
+            try:
+                found = await self.exchange.query(order.symbol, order.client_order_id)
+            except OutcomeUnknownError:
+                report.unresolved.append(order.client_order_id)
+                continue
+            if found is None:
+                if order.status in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED):
+                    self._event(
+                        order,
+                        OrderEvent(
+                            OrderEventKind.CANCELED, now_ns(), reason="never reached the exchange"
+                        ),
+                    )
+                    report.closed_unsent.append(order.client_order_id)
+                else:
+                    report.unresolved.append(order.client_order_id)
+                    log.error("a live order is unknown to the exchange", cid=order.client_order_id)
+                continue
+            before = (order.status, order.filled_qty)
+            fills = await self._fills_of(order, found)
+            n_before = len(order.trade_ids)
+            self.apply(order, found, fills)
+            report.fills_imported += len(order.trade_ids) - n_before
+            if (order.status, order.filled_qty) != before:
+                report.updated.append(order.client_order_id)
+        log.info(
+            "recovery done",
+            checked=report.checked,
+            updated=len(report.updated),
+            closed_unsent=len(report.closed_unsent),
+            fills_imported=report.fills_imported,
+            unresolved=len(report.unresolved),
+        )
+        return report
+
+    async def _fills_of(self, order: Order, found: ExchangeOrder) -> list[Fill]:
+        if found.filled_qty == Decimal(0):
+            return []
+        trades = await self.exchange.my_trades(order.symbol)
+        return [
+            dataclasses.replace(t.fill, client_order_id=order.client_order_id)
+            for t in trades
+            if t.exchange_order_id == found.exchange_order_id
+        ]

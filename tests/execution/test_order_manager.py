@@ -1,0 +1,203 @@
+"""`OrderManager` end to end: real sockets to the simulator, real SQLite and PostgreSQL.
+
+Life cycles with every step persisted; a lost response; a process killed with SIGKILL between
+sending an order and recording its answer; fills made while the process was down, imported once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tessera.execution.ccxt_exchange import CcxtExchange
+from tessera.execution.manager import OrderManager
+from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.persistence import ExecutionStore
+from tessera.sim import ExchangeSimulator, SimMarket
+from tessera.sim.server import SimulatorThread
+from tessera.sim.state import MarketState
+from tessera.sim.trading import TradingConfig, TradingEngine
+
+BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
+KEY, SECRET = "test-key", "test-secret"
+RUN = "run-om"
+
+
+@pytest.fixture(scope="module")
+def market() -> SimMarket:
+    return SimMarket.from_recording([BTC_0808])
+
+
+def limit_buy(cid: str, price: Decimal, qty: str = "0.00100") -> Order:
+    return Order(cid, "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal(qty), price=price)
+
+
+def resting_price(sim: ExchangeSimulator) -> Decimal:
+    """A buy price below the book that the rest of the replay trades through."""
+    sim.state.advance_to(sim.head)
+    seen = len(sim.state.trades("BTCUSDT"))
+    bid = max(sim.state.books["BTCUSDT"].bids)
+    peek = MarketState(sim.market)
+    peek.advance_to(len(sim.market.frames))
+    low = min(Decimal(t.price) for t in peek.trades("BTCUSDT")[seen : seen + 2000])
+    return min(low, bid - Decimal("1"))
+
+
+@pytest.fixture
+async def venue(market: SimMarket) -> AsyncIterator[tuple[ExchangeSimulator, TradingEngine]]:
+    sim = ExchangeSimulator(market, speed=None, autostart=False)
+    engine = TradingEngine(sim, TradingConfig(api_key=KEY, api_secret=SECRET))
+    async with sim:
+        sim.release(4000)
+        yield sim, engine
+
+
+async def test_life_cycle_is_persisted_and_recovery_is_idempotent(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    try:
+        om = OrderManager(store, ex, RUN, strategy="s1")
+        price = resting_price(sim)
+        order = await om.submit(limit_buy("t-om-1", price))
+        assert order.status is OrderStatus.ACCEPTED and order.exchange_order_id
+        assert store.get_order("t-om-1").status is OrderStatus.ACCEPTED  # type: ignore[union-attr]
+        market = await om.submit(
+            Order("t-om-2", "BTCUSDT", OrderSide.SELL, OrderType.MARKET, Decimal("0.002"))
+        )
+        assert market.status is OrderStatus.FILLED and len(store.list_fills()) >= 1
+        rejected = await om.submit(limit_buy("t-om-3", price, qty="9001"))
+        assert rejected.status is OrderStatus.REJECTED
+        assert "LOT_SIZE" in (store.get_order("t-om-3").reject_reason or "")  # type: ignore[union-attr]
+
+        sim.release(len(sim.market.frames))  # the market trades through our resting buy
+        engine.match_resting()
+        fresh = OrderManager(ExecutionStore(database_url), ex, RUN)
+        report = await fresh.recover()
+        assert report.updated == ["t-om-1"] and report.fills_imported >= 1
+        stored = store.get_order("t-om-1")
+        assert stored is not None and stored.status is OrderStatus.FILLED
+        assert stored.filled_qty == Decimal("0.001")
+        n_fills = len(store.list_fills(limit=1000))
+        again = await OrderManager(ExecutionStore(database_url), ex, RUN).recover()
+        assert again.fills_imported == 0 and len(store.list_fills(limit=1000)) == n_fills
+        (pos,) = [p for p in store.positions() if p.symbol == "BTCUSDT"]
+        assert pos.qty == Decimal("0.001") - Decimal("0.002")  # bought 0.001, sold 0.002
+    finally:
+        await ex.close()
+        store.close()
+
+
+async def test_lost_response_and_unsent_intent(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    try:
+        om = OrderManager(store, ex, RUN)
+        price = resting_price(sim)
+        engine.config.lose_responses = 1
+        order = await om.submit(limit_buy("t-lost-a", price))
+        assert order.status is OrderStatus.ACCEPTED
+        assert sum(1 for o in engine.orders.values() if o.client_order_id == "t-lost-a") == 1
+        # an intent recorded by a process that died before sending it
+        unsent = limit_buy("t-unsent", price)
+        assert om.record_intent(unsent)
+        report = await OrderManager(ExecutionStore(database_url), ex, RUN).recover()
+        assert report.closed_unsent == ["t-unsent"]
+        assert store.get_order("t-unsent").status is OrderStatus.CANCELED  # type: ignore[union-attr]
+        assert not any(o.client_order_id == "t-unsent" for o in engine.orders.values())
+    finally:
+        await ex.close()
+        store.close()
+
+
+CHILD = """
+import asyncio, sys
+from decimal import Decimal
+from tessera.execution.ccxt_exchange import CcxtExchange
+from tessera.execution.manager import OrderManager
+from tessera.execution.orders import Order, OrderSide, OrderType
+from tessera.execution.persistence import ExecutionStore
+
+async def main():
+    url, rest, price = sys.argv[1], sys.argv[2], Decimal(sys.argv[3])
+    ex = CcxtExchange(rest, "test-key", "test-secret")
+    om = OrderManager(ExecutionStore(url), ex, "run-kill")
+    order = Order("t-kill-1", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.001"),
+                  price=price)
+    await om.submit(order)  # the simulator holds the answer back: we are killed meanwhile
+    print("answered", order.status, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_killed_between_send_and_answer_recovers_to_the_exchange_state(
+    market: SimMarket, database_url: str, tmp_path: Path
+) -> None:
+    sim = ExchangeSimulator(market, speed=None, autostart=False)
+    engine = TradingEngine(
+        sim, TradingConfig(api_key=KEY, api_secret=SECRET, response_delay_s=30.0)
+    )
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD))
+    thread = SimulatorThread(sim)
+    running = thread.start()
+    try:
+
+        async def step(n: int) -> None:
+            running.release(n)
+
+        thread.call(step(4000))
+        price = resting_price(running)
+        child = subprocess.Popen(
+            [sys.executable, str(script), database_url, running.rest_url, str(price)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            o.client_order_id == "t-kill-1" for o in list(engine.orders.values())
+        ):
+            time.sleep(0.05)
+        assert any(o.client_order_id == "t-kill-1" for o in engine.orders.values())
+        os.kill(child.pid, signal.SIGKILL)  # the order is on the exchange; the answer is not here
+        out, _ = child.communicate(timeout=30)
+        assert child.returncode == -signal.SIGKILL and "answered" not in out
+
+        store = ExecutionStore(database_url)
+        assert store.get_order("t-kill-1").status is OrderStatus.SUBMITTED  # type: ignore[union-attr]
+        engine.config.response_delay_s = 0.0
+
+        async def recover() -> object:
+            ex = CcxtExchange(running.rest_url, KEY, SECRET)
+            try:
+                return await OrderManager(store, ex, "run-kill").recover()
+            finally:
+                await ex.close()
+
+        report = asyncio.run(recover())  # a new process would do exactly this on start
+        assert report.updated == ["t-kill-1"]  # type: ignore[attr-defined]
+        stored = store.get_order("t-kill-1")
+        assert stored is not None and stored.status is OrderStatus.ACCEPTED
+        assert stored.exchange_order_id is not None
+        assert sum(1 for o in engine.orders.values() if o.client_order_id == "t-kill-1") == 1
+        store.close()
+    finally:
+        thread.stop()
