@@ -87,8 +87,9 @@ async def test_market_order_walks_the_book_and_moves_balances(
     assert after["BTC"].free == before["BTC"].free + Decimal("0.01") - fee
     assert after["USDT"].free == before["USDT"].free - got.filled_notional
     trades = await ex.my_trades("BTCUSDT")
-    assert [t.trade_id for t in trades] == [f.trade_id for f in got.fills]
-    assert all(t.liquidity.value == "taker" for t in trades)
+    assert [t.fill.trade_id for t in trades] == [f.trade_id for f in got.fills]
+    assert all(t.fill.liquidity.value == "taker" for t in trades)
+    assert {t.exchange_order_id for t in trades} == {got.exchange_order_id}
 
 
 async def test_resting_limit_fills_as_replayed_trades_cross_it(
@@ -113,7 +114,7 @@ async def test_resting_limit_fills_as_replayed_trades_cross_it(
     assert done is not None and done.status is OrderStatus.FILLED
     assert done.filled_notional == low * Decimal("0.001")  # at our limit: maker
     fills = await ex.my_trades("BTCUSDT")
-    assert fills and all(f.liquidity.value == "maker" and f.price == low for f in fills)
+    assert fills and all(t.fill.liquidity.value == "maker" and t.fill.price == low for t in fills)
     assert (await ex.balances())["USDT"].locked == 0
 
 

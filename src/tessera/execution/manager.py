@@ -42,6 +42,7 @@ from tessera.execution.state import (
     OrderEventKind,
     OrderStateMachine,
 )
+from tessera.execution.userdata import ExecutionReport
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -80,6 +81,8 @@ class OrderManager:
         self.positions: dict[tuple[str, str], Position] = {
             (p.symbol, p.strategy): p for p in store.positions()
         }
+        # orders this process sent: the REST answer and the user-data stream update one object
+        self.live: dict[str, Order] = {}
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class OrderManager:
             log.warning("signal already produced an order; not sending", cid=order.client_order_id)
             existing = self.store.order_for_signal(order.signal_id)
             return existing if existing is not None else order
+        self.live[order.client_order_id] = order
         self.mark_submitted(order)
         try:
             ack = await self.exchange.submit(order)
@@ -178,6 +182,38 @@ class OrderManager:
     def _event(self, order: Order, event: OrderEvent) -> None:
         self.machine.apply(order, event)
         self.store.record_event(order, event)
+
+    # --- the user-data stream -------------------------------------------------------------------
+
+    def on_execution_report(self, report: ExecutionReport) -> None:
+        """Apply a pushed order update (idempotent: a fill already known is ignored)."""
+        order = self.live.get(report.client_order_id) or self.store.get_order(
+            report.client_order_id
+        )
+        if order is None:
+            log.info("execution report for an order not ours", cid=report.client_order_id)
+            return
+        self.live.setdefault(order.client_order_id, order)
+        ts = report.event_ms * 1_000_000
+        if order.status is OrderStatus.SUBMITTED and report.status is not OrderStatus.REJECTED:
+            accepted = OrderEvent(
+                OrderEventKind.ACCEPTED, ts, exchange_order_id=report.exchange_order_id
+            )
+            self._event(order, accepted)
+        if report.fill is not None:
+            self.apply_fill(order, report.fill)
+        final = {
+            OrderStatus.CANCELED: OrderEventKind.CANCELED,
+            OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
+            OrderStatus.REJECTED: OrderEventKind.REJECTED,
+        }.get(report.status)
+        if final is not None and order.status is not report.status:
+            try:
+                self._event(order, OrderEvent(final, ts, reason=report.reject_reason))
+            except InvalidTransitionError:
+                log.error("unreachable state", cid=order.client_order_id, status=report.status)
+        if order.status.is_terminal:
+            self.live.pop(order.client_order_id, None)
 
     # --- recovery -------------------------------------------------------------------------------
 

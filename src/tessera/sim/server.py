@@ -152,10 +152,11 @@ class ExchangeSimulator:
             return await handle(self, request)
 
         self.rest.register(app)
-        for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
-            app.router.add_get(path, ws_handler)
+        # extra routes first: they may claim paths under /ws (user-data listen keys)
         for register in self._extra_routes:
             register(app)
+        for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
+            app.router.add_get(path, ws_handler)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> ExchangeSimulator:

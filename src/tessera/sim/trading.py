@@ -27,8 +27,10 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
@@ -223,7 +225,9 @@ class TradingEngine:
         self._seen_trades: dict[str, int] = defaultdict(int)
         self._order_times: list[float] = []
         self._matcher: asyncio.Task[None] | None = None
-        self.listeners: list[Any] = []  # callables(event dict): the user-data stream
+        # user-data stream: listen key -> expiry (unix s); connected websockets get every event
+        self.listen_keys: dict[str, float] = {}
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         sim.add_routes(self._register)
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -241,6 +245,14 @@ class TradingEngine:
         ):
             rest.weights[path] = weight
             app.router.add_route(method, path, self._signed(handler))
+        for method, handler in (
+            ("POST", self.new_listen_key),
+            ("PUT", self.keepalive_listen_key),
+            ("DELETE", self.close_listen_key),
+        ):
+            rest.weights["/api/v3/userDataStream"] = 2
+            app.router.add_route(method, "/api/v3/userDataStream", self._keyed(handler))
+        app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
         app.on_startup.append(self._start_matcher)
         app.on_cleanup.append(self._stop_matcher)
 
@@ -256,6 +268,137 @@ class TradingEngine:
         while True:
             await asyncio.sleep(0.02)
             self.match_resting()
+
+    # --- the user-data stream --------------------------------------------------------------------
+
+    LISTEN_KEY_TTL_S = 3600.0  # Binance: a listen key expires 60 minutes after its last keepalive
+
+    def _keyed(self, handler: Any) -> Any:
+        """API key only, no signature: how Binance guards the listen-key endpoints."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            key = request.headers.get("X-MBX-APIKEY")
+            if not key:
+                raise BinanceError(BAD_API_KEY_FORMAT, 401)
+            if not hmac.compare_digest(key, self.config.api_key):
+                raise BinanceError(REJECTED_API_KEY, 401)
+            body = (await request.text()) if request.can_read_body else ""
+            params = dict(parse_qsl(request.query_string, keep_blank_values=True))
+            params.update(parse_qsl(body, keep_blank_values=True))
+            return await handler(request, params)  # type: ignore[no-any-return]
+
+        return wrapped
+
+    def _listen_key(self, params: dict[str, str]) -> str:
+        key = params.get("listenKey", "")
+        if not key:
+            raise BinanceError(binance.missing_param("listenKey"))
+        if self.listen_keys.get(key, 0.0) < time.time():
+            raise BinanceError(binance.error(-1125, "This listenKey does not exist."))
+        return key
+
+    async def new_listen_key(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        # Binance answers an account's existing key while it is valid
+        live = [k for k, exp in self.listen_keys.items() if exp > time.time()]
+        key = (
+            live[0] if live else secrets.token_urlsafe(45).replace("-", "a").replace("_", "b")[:60]
+        )
+        self.listen_keys[key] = time.time() + self.LISTEN_KEY_TTL_S
+        return json_response({"listenKey": key})
+
+    async def keepalive_listen_key(
+        self, request: web.Request, params: dict[str, str]
+    ) -> web.Response:
+        key = self._listen_key(params)
+        self.listen_keys[key] = time.time() + self.LISTEN_KEY_TTL_S
+        return json_response({})
+
+    async def close_listen_key(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        key = self._listen_key(params)
+        del self.listen_keys[key]
+        return json_response({})
+
+    async def user_data_ws(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["listen_key"]
+        if self.listen_keys.get(key, 0.0) < time.time():
+            raise web.HTTPNotFound(text="unknown or expired listen key")
+        ws = web.WebSocketResponse(heartbeat=self.sim.ping_interval_s)
+        await ws.prepare(request)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.listeners.append(queue.put_nowait)
+        sender = asyncio.get_running_loop().create_task(self._send_events(ws, queue))
+        try:
+            async for _ in ws:  # the client sends nothing we act on; pings are automatic
+                pass
+        finally:
+            self.listeners.remove(queue.put_nowait)
+            sender.cancel()
+        return ws
+
+    @staticmethod
+    async def _send_events(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        import orjson
+
+        while True:
+            event = await queue.get()
+            await ws.send_str(orjson.dumps(event).decode())
+
+    def _report(
+        self, order: SimOrder, exec_type: str, fill: SimFill | None = None
+    ) -> dict[str, Any]:
+        """An ``executionReport`` as Binance sends it (see samples/binance-api/spot-user-data)."""
+        now = int(time.time() * 1000)
+        return {
+            "e": "executionReport",
+            "E": now,
+            "s": order.symbol,
+            "c": order.client_order_id,
+            "S": order.side,
+            "o": order.type,
+            "f": order.time_in_force,
+            "q": fmt8(order.orig_qty),
+            "p": fmt8(order.price),
+            "P": fmt8(ZERO),
+            "F": fmt8(ZERO),
+            "g": -1,
+            "C": order.client_order_id if exec_type == "CANCELED" else "",
+            "x": exec_type,
+            "X": order.status,
+            "r": "NONE",
+            "i": order.order_id,
+            "l": fmt8(fill.qty if fill else ZERO),
+            "z": fmt8(order.executed_qty),
+            "L": fmt8(fill.price if fill else ZERO),
+            "n": fmt8(fill.commission) if fill else "0",
+            "N": fill.commission_asset if fill else None,
+            "T": fill.time_ms if fill else (order.update_ms or order.time_ms),
+            "t": fill.trade_id if fill else -1,
+            "I": 0,
+            "w": order.is_open,
+            "m": fill.is_maker if fill else False,
+            "M": False,
+            "O": order.time_ms,
+            "Z": fmt8(order.cum_quote),
+            "Y": fmt8(fill.price * fill.qty) if fill else fmt8(ZERO),
+            "Q": fmt8(ZERO),
+            "W": order.time_ms,
+            "V": "NONE",
+        }
+
+    def _account_position(self) -> dict[str, Any]:
+        now = int(time.time() * 1000)
+        assets = sorted(set(self.free) | set(self.locked))
+        return {
+            "e": "outboundAccountPosition",
+            "E": now,
+            "u": now,
+            "B": [{"a": a, "f": fmt8(self.free[a]), "l": fmt8(self.locked[a])} for a in assets],
+        }
+
+    def _publish(self, *events: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            for event in events:
+                listener(event)
 
     # --- authentication -------------------------------------------------------------------------
 
@@ -527,6 +670,7 @@ class TradingEngine:
         order.locked = need
         self.free[asset] -= need
         self.locked[asset] += need
+        self._publish(self._report(order, "NEW"), self._account_position())
         fills: list[SimFill] = []
         available = sum((q for _, q in walk), ZERO)
         if otype == "LIMIT" and tif == "FOK" and available < qty:
@@ -534,14 +678,8 @@ class TradingEngine:
             return order, fills
         for p, q in walk:
             fills.append(self._fill(order, p, q, is_maker=False))
-        if order.remaining == 0:
-            order.status = "FILLED"
-            self._release(order)
-        elif otype == "MARKET" or tif == "IOC":
+        if order.remaining > 0 and (otype == "MARKET" or tif == "IOC"):
             self._close(order, "EXPIRED")
-        elif order.executed_qty > 0:
-            order.status = "PARTIALLY_FILLED"
-        self._emit(order, fills)
         return order, fills
 
     @staticmethod
@@ -605,6 +743,12 @@ class TradingEngine:
             next(self._trade_ids), order, price, qty, commission, asset, order.update_ms, is_maker
         )
         self.fills.append(fill)
+        if order.remaining == 0:
+            order.status = "FILLED"
+            self._release(order)
+        else:
+            order.status = "PARTIALLY_FILLED"
+        self._publish(self._report(order, "TRADE", fill), self._account_position())
         return fill
 
     def _release(self, order: SimOrder) -> None:
@@ -620,7 +764,7 @@ class TradingEngine:
         order.status = status
         order.update_ms = int(time.time() * 1000)
         self._release(order)
-        self._emit(order, [])
+        self._publish(self._report(order, status), self._account_position())
 
     def match_resting(self) -> int:
         """Fill resting limit orders against replayed trades released since the last call."""
@@ -648,24 +792,14 @@ class TradingEngine:
                     if left <= 0:
                         break
                     q = min(left, o.remaining)
-                    fill = self._fill(o, o.price, q, is_maker=True)
+                    self._fill(o, o.price, q, is_maker=True)
                     left -= q
                     filled += 1
-                    if o.remaining == 0:
-                        o.status = "FILLED"
-                        self._release(o)
-                    else:
-                        o.status = "PARTIALLY_FILLED"
-                    self._emit(o, [fill])
         # symbols without open orders: nothing rests, just move the cursor on
         for sym in self.sim.market.symbols:
             if not any(o.is_open and o.symbol == sym for o in self.orders.values()):
                 self._seen_trades[sym] = len(state.trades(sym))
         return filled
-
-    def _emit(self, order: SimOrder, fills: list[SimFill]) -> None:
-        for listener in list(self.listeners):
-            listener(order, fills)
 
 
 def _without_signature(total: str) -> str:
