@@ -82,8 +82,9 @@ async def test_unexplained_orders_and_balances_halt_trading(
     engine.place({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001",
                   "newClientOrderId": "manual-1"})  # fmt: skip
     engine.free["BTC"] += Decimal("0.5")
-    engine.place({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
-                  "quantity": "0.001", "price": "30000.00", "newClientOrderId": "manual-2"})  # fmt: skip
+    resting = {"type": "LIMIT", "timeInForce": "GTC", "price": "30000.00"}
+    engine.place({"symbol": "BTCUSDT", "side": "BUY", "quantity": "0.001",
+                  "newClientOrderId": "manual-2", **resting})  # fmt: skip
     report = await rec.run()
     assert not report.ok
     text = " | ".join(report.problems)
