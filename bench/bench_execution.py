@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/bench_execution.py [--orders 2000] [--latency-orders 300]
 
-1. Persistence: each order goes through `OrderManager`'s durable path — intent, SUBMITTED,
-   ACCEPTED and one fill (with its position) as four separate transactions, each committed
-   before the next — on SQLite (the embedded default, WAL, synchronous=FULL) and on the local
-   PostgreSQL. The ceiling: a bare psycopg ``executemany`` of the same order and fill rows into
+1. Persistence: each order goes through `OrderManager`'s durable path — intent and SUBMITTED
+   committed together before the request is sent, then the answer (ACCEPTED, one fill with its
+   position, FILLED) committed as one transaction — on SQLite (the embedded default, WAL,
+   synchronous=FULL) and on the local PostgreSQL. The ceiling: a bare psycopg ``executemany`` of the same order and fill rows into
    plain tables, in one transaction (no intermediate durability: the most a driver can do).
 2. Submit-to-ack latency through `CcxtExchange` (ccxt, signed REST) against the simulator on
    loopback: market orders, median and p99.
@@ -168,7 +168,7 @@ def main() -> None:
     args = ap.parse_args()
     n = args.orders
 
-    print(f"\n1. Durable order+fill records, {n:,} orders (4 commits each)\n")
+    print(f"\n1. Durable order+fill records, {n:,} orders (2 commits each)\n")
     print("| store | orders+fills/s |")
     print("|---|---:|")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,6 +19,7 @@ the sequence therefore restarts into the exchange's truth, with no order lost or
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -101,12 +102,18 @@ class OrderManager:
 
     async def submit(self, order: Order) -> Order:
         """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
-        if not self.record_intent(order):
-            log.warning("signal already produced an order; not sending", cid=order.client_order_id)
-            existing = self.store.order_for_signal(order.signal_id)
-            return existing if existing is not None else order
+        try:  # intent and SUBMITTED in one commit: nothing happens outside between them
+            with self.store.batch():
+                self.record_intent(order)
+                self.mark_submitted(order)
+        except IntegrityError:
+            order.status = OrderStatus.INITIALIZED
+            if not self.record_intent(order):
+                log.warning("signal already produced an order", cid=order.client_order_id)
+                existing = self.store.order_for_signal(order.signal_id)
+                return existing if existing is not None else order
+            self.mark_submitted(order)
         self.live[order.client_order_id] = order
-        self.mark_submitted(order)
         try:
             ack = await self.exchange.submit(order)
         except OrderRejectedError as exc:
@@ -120,8 +127,28 @@ class OrderManager:
             if found is None:
                 return order  # still SUBMITTED: recovery or the user-data stream will tell
             ack = found
-        self.apply(order, ack)
+        self.apply_batched(order, ack)
         return order
+
+    def apply_batched(
+        self, order: Order, ack: ExchangeOrder, fills: list[Fill] | None = None
+    ) -> None:
+        """`apply` in one transaction; redone write by write if the batch hits a constraint
+        (another writer recorded one of these fills first)."""
+        saved = copy.deepcopy(order)
+        key = (order.symbol, order.strategy)  # the one position these fills can move
+        saved_position = copy.deepcopy(self.positions.get(key))
+        try:
+            with self.store.batch():
+                self.apply(order, ack, fills)
+        except IntegrityError:
+            for f in dataclasses.fields(Order):
+                setattr(order, f.name, getattr(saved, f.name))
+            if saved_position is None:
+                self.positions.pop(key, None)
+            else:
+                self.positions[key] = saved_position
+            self.apply(order, ack, fills)
 
     async def cancel(self, order: Order) -> Order:
         self._event(order, OrderEvent(OrderEventKind.CANCEL_REQUESTED, now_ns()))

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -110,14 +111,38 @@ class ExecutionStore:
         self.url = url
         self.exchange = exchange
         self.engine = make_engine(url)
+        self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
+        batch = self._batch.get()
+        if batch is not None:  # part of the enclosing batch's transaction
+            yield batch
+            return
         with self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several store calls as one transaction: all of them are committed, or none.
+
+        Used where a sequence of writes has no outside effect in between (an exchange answer:
+        acceptance, fills, final state), to pay one commit instead of one per write. Inside a
+        batch, a constraint violation propagates (the transaction is lost): callers redo the
+        writes one by one.
+        """
+        if self._batch.get() is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            token = self._batch.set(conn)
+            try:
+                yield
+            finally:
+                self._batch.reset(token)
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -191,6 +216,8 @@ class ExecutionStore:
                     )
                 )
         except IntegrityError:
+            if self._batch.get() is not None:
+                raise  # the batch's transaction is lost; the caller redoes it step by step
             if order.signal_id and self.order_for_signal(order.signal_id) is not None:
                 return False
             raise
@@ -264,6 +291,8 @@ class ExecutionStore:
                 if position is not None:
                     self._upsert_position(c, position)
         except IntegrityError:
+            if self._batch.get() is not None:
+                raise
             if self.has_fill(fill.symbol, fill.trade_id):
                 return False
             raise
