@@ -5,8 +5,9 @@
 1. Persistence: each order goes through `OrderManager`'s durable path — intent and SUBMITTED
    committed together before the request is sent, then the answer (ACCEPTED, one fill with its
    position, FILLED) committed as one transaction — on SQLite (the embedded default, WAL,
-   synchronous=FULL) and on the local PostgreSQL. The ceiling: a bare psycopg ``executemany`` of the same order and fill rows into
-   plain tables, in one transaction (no intermediate durability: the most a driver can do).
+   synchronous=FULL) and on the local PostgreSQL. The ceiling: a bare psycopg ``executemany``
+   of the same order and fill rows into plain tables, in one transaction (no intermediate
+   durability: the most a driver can do).
 2. Submit-to-ack latency through `CcxtExchange` (ccxt, signed REST) against the simulator on
    loopback: market orders, median and p99.
 3. The simulator's matching throughput: `TradingEngine.place` called directly (market and
