@@ -204,3 +204,86 @@ async def test_a_lost_response_ends_with_exactly_one_order(
     assert got.status is OrderStatus.FILLED
     assert sum(1 for x in engine.orders.values() if x.client_order_id == "t-lost-4") == 1
     assert len(await ex.open_orders("BTCUSDT")) == 3
+
+
+HTTP = Path(__file__).resolve().parents[2] / "samples/binance-api/spot-http"
+
+
+def _keys(path: str) -> set[str]:
+    import json
+
+    doc = json.loads((HTTP / path).read_text())
+    return set((doc[0] if isinstance(doc, list) else doc).keys())
+
+
+async def test_responses_have_the_real_payloads_fields(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    """Every field of the recorded real responses is present, with the same JSON types."""
+    sim, _ = venue
+    bid, _ = best(sim)
+    full = await ex.client.private_post_order(
+        {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001",
+         "newOrderRespType": "FULL"}
+    )  # fmt: skip
+    assert _keys("new_order_full_response.json") <= set(full)
+    assert isinstance(full["orderId"], int) and isinstance(full["transactTime"], int)
+    assert isinstance(full["fills"][0]["tradeId"], int) and isinstance(full["price"], str)
+    await ex.submit(order("t-shape", "BUY", "LIMIT", "0.00100", str(bid - 100)))
+    queried = await ex.client.private_get_order(
+        {"symbol": "BTCUSDT", "origClientOrderId": "t-shape"}
+    )
+    assert _keys("order_response.json") <= set(queried)
+    canceled = await ex.client.private_delete_order(
+        {"symbol": "BTCUSDT", "origClientOrderId": "t-shape"}
+    )
+    assert _keys("cancel_order_response.json") <= set(canceled)
+    account = await ex.client.private_get_account()
+    assert _keys("account_response.json") - {"balances"} <= set(account)
+    trades = await ex.client.private_get_mytrades({"symbol": "BTCUSDT"})
+    assert _keys("account_trades_response.json") <= set(trades[0])
+
+
+async def test_partial_fill_then_cancel(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    """A resting order partly filled by a print, then canceled: the fill stays, the rest ends."""
+    sim, engine = venue
+    bid, _ = best(sim)
+    sim.state.advance_to(sim.head)
+    seen = len(sim.state.trades("BTCUSDT"))
+    peek = MarketState(sim.market)
+    peek.advance_to(len(sim.market.frames))
+    upcoming = peek.trades("BTCUSDT")[seen:]
+    price = min(min(Decimal(t.price) for t in upcoming[:2000]), bid - 1)
+    await ex.submit(order("t-part", "BUY", "LIMIT", "1.00000", str(price)))
+    (ours,) = [o for o in engine.orders.values() if o.client_order_id == "t-part"]
+    # step the replay until the first prints reach our price: real prints are smaller than 1 BTC
+    n = sim.head
+    while ours.executed_qty == 0 and n < len(sim.market.frames):
+        n = min(n + 20, len(sim.market.frames))
+        sim.release(n)
+        engine.match_resting()
+    filled = ours.executed_qty
+    assert 0 < filled < 1
+    mid = await ex.query("BTCUSDT", "t-part")
+    assert mid is not None and mid.status is OrderStatus.PARTIALLY_FILLED
+    assert mid.filled_qty == filled
+    done = await ex.cancel("BTCUSDT", "t-part")
+    assert done.status is OrderStatus.CANCELED and done.filled_qty == filled
+    assert (await ex.balances())["USDT"].locked == 0
+
+
+async def test_order_rate_limit_answers_429(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    from tessera.execution.exchange import RateLimitedError
+
+    sim, engine = venue
+    engine.config.max_orders_10s = 3
+    bid, _ = best(sim)
+    for i in range(3):
+        await ex.submit(order(f"t-rate-{i}", "BUY", "LIMIT", "0.00100", str(bid - 100)))
+    with pytest.raises(RateLimitedError) as err:
+        await ex.submit(order("t-rate-3", "BUY", "LIMIT", "0.00100", str(bid - 100)))
+    assert err.value.code == -1015
