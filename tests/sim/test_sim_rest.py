@@ -285,6 +285,17 @@ async def test_too_much_weight_is_refused_with_retry_after(btc_market: SimMarket
     assert headers["X-MBX-USED-WEIGHT-1M"] == "40"
 
 
+async def test_calling_on_after_a_429_is_banned_with_418(btc_market: SimMarket) -> None:
+    async with ExchangeSimulator(btc_market, speed=None, weight_limit=30) as sim:
+        await get(sim, "/api/v3/exchangeInfo")
+        first, _, _ = await get(sim, "/api/v3/exchangeInfo")  # 429: told to wait
+        second, _, _ = await get(sim, "/api/v3/exchangeInfo")  # did not wait: banned
+        status, headers, body = await get(sim, "/api/v3/ping")  # still banned
+    assert (first, second, status) == (429, 418, 418)
+    assert body["code"] == -1003 and "IP banned until" in body["msg"]
+    assert 100 <= int(headers["Retry-After"]) <= 120
+
+
 @pytest.mark.parametrize(
     ("path", "code"),
     [

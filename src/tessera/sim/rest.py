@@ -72,12 +72,16 @@ def exchange_info_limit(info: dict[str, Any]) -> int | None:
 class RestApi:
     """Routes, weights and Binance's parameter rules; answers from ``sim.state``."""
 
+    BAN_S = 120.0  # Binance's first ban lasts 2 minutes (and grows for repeat offenders)
+
     def __init__(self, sim: ExchangeSimulator, weight_limit: int | None) -> None:
         self.sim = sim
         self.weight_limit = weight_limit
         self.weights: dict[str, Weight] = {}
         self._routes: list[tuple[str, str, Handler]] = []
         self._used: dict[tuple[str, int], int] = {}
+        self._told_until: dict[str, float] = {}  # ip -> end of its last Retry-After
+        self._banned_until: dict[str, float] = {}  # ip -> end of its 418 ban
         for path, handler, weight in (
             ("/api/v3/ping", self.ping, 1),
             ("/api/v3/time", self.server_time, 1),
@@ -132,9 +136,25 @@ class RestApi:
         used = self._used[(ip, minute)] = self._used.get((ip, minute), 0) + weight
         if len(self._used) > 1024:  # forget past minutes
             self._used = {k: v for k, v in self._used.items() if k[1] == minute}
-        if self.weight_limit is not None and used > self.weight_limit:
-            resp = json_response(binance.too_much_weight(self.weight_limit), 429)
-            resp.headers["Retry-After"] = str(max(1, math.ceil((minute + 1) * 60 - now)))
+        over = self.weight_limit is not None and used > self.weight_limit
+        if over and self._told_until.get(ip, 0.0) > now:  # inside its Retry-After window
+            self._banned_until[ip] = max(self._banned_until.get(ip, 0.0), now + self.BAN_S)
+        banned = self._banned_until.get(ip, 0.0)
+        if banned > now:
+            # kept calling after being told to back off: Binance bans the IP (418)
+            until_ms = int(banned * 1000)
+            resp = json_response(
+                binance.error(-1003, f"Way too much request weight used; IP banned until "
+                              f"{until_ms}. Please use WebSocket Streams for live updates to "
+                              "avoid bans."),
+                418,
+            )  # fmt: skip
+            resp.headers["Retry-After"] = str(max(1, math.ceil(banned - now)))
+        elif over:
+            retry = max(1, math.ceil((minute + 1) * 60 - now))
+            self._told_until[ip] = now + retry
+            resp = json_response(binance.too_much_weight(self.weight_limit or 0), 429)
+            resp.headers["Retry-After"] = str(retry)
         else:
             sim.state.advance_to(sim.head)
             try:
