@@ -94,3 +94,5 @@ async def test_unexplained_orders_and_balances_halt_trading(
     halt = om.store.load_halt("acct")
     assert halt is not None and "reconciliation" in halt["reason"]
     assert metrics.TRADING_STATE.labels(state="HALTED")._value.get() == 1.0
+    metrics.set_trading_state("ACTIVE")  # process-wide gauges: leave them as found
+    metrics.KILL_SWITCH_ENGAGED.set(0)

@@ -140,6 +140,8 @@ def test_manual_halt_needs_reason() -> None:
 
 
 def test_metrics_listener_feeds_the_gauges() -> None:
+    metrics.KILL_SWITCH_ENGAGED.set(0)  # gauges are process-wide: start from a known state
+    metrics.set_trading_state("ACTIVE")
     eng = RiskEngine(cfg(), listener=MetricsRiskListener())
     eng.update_equity(D("1000"), 1)
     eng.update_equity(D("950"), 2)
