@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from venue_helpers import resting_price
 
 from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import (
@@ -22,7 +23,6 @@ from tessera.execution.exchange import (
 )
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from tessera.sim import ExchangeSimulator, SimMarket
-from tessera.sim.state import MarketState
 from tessera.sim.trading import TradingConfig, TradingEngine
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
@@ -96,13 +96,7 @@ async def test_resting_limit_fills_as_replayed_trades_cross_it(
     venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
 ) -> None:
     sim, engine = venue
-    bid, _ = best(sim)
-    seen = len(sim.state.trades("BTCUSDT"))
-    # peek at what the market will trade next (a separate state: ours must not move yet)
-    peek = MarketState(sim.market)
-    peek.advance_to(len(sim.market.frames))
-    upcoming = peek.trades("BTCUSDT")[seen:]
-    low = min(min(Decimal(t.price) for t in upcoming[:2000]), bid)
+    low = resting_price(sim)
     placed = await ex.submit(order("t-lim-1", "BUY", "LIMIT", "0.00100", f"{low:.2f}"))
     assert placed.status is OrderStatus.ACCEPTED and placed.filled_qty == 0
     assert [o.client_order_id for o in await ex.open_orders("BTCUSDT")] == ["t-lim-1"]
@@ -249,13 +243,7 @@ async def test_partial_fill_then_cancel(
 ) -> None:
     """A resting order partly filled by a print, then canceled: the fill stays, the rest ends."""
     sim, engine = venue
-    bid, _ = best(sim)
-    sim.state.advance_to(sim.head)
-    seen = len(sim.state.trades("BTCUSDT"))
-    peek = MarketState(sim.market)
-    peek.advance_to(len(sim.market.frames))
-    upcoming = peek.trades("BTCUSDT")[seen:]
-    price = min(min(Decimal(t.price) for t in upcoming[:2000]), bid - 1)
+    price = resting_price(sim)
     await ex.submit(order("t-part", "BUY", "LIMIT", "1.00000", str(price)))
     (ours,) = [o for o in engine.orders.values() if o.client_order_id == "t-part"]
     # step the replay until the first prints reach our price: real prints are smaller than 1 BTC

@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from venue_helpers import resting_price
 
 from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
@@ -25,7 +26,6 @@ from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.server import SimulatorThread
-from tessera.sim.state import MarketState
 from tessera.sim.trading import TradingConfig, TradingEngine
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
@@ -40,17 +40,6 @@ def market() -> SimMarket:
 
 def limit_buy(cid: str, price: Decimal, qty: str = "0.00100") -> Order:
     return Order(cid, "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal(qty), price=price)
-
-
-def resting_price(sim: ExchangeSimulator) -> Decimal:
-    """A buy price below the book that the rest of the replay trades through."""
-    sim.state.advance_to(sim.head)
-    seen = len(sim.state.trades("BTCUSDT"))
-    bid = max(sim.state.books["BTCUSDT"].bids)
-    peek = MarketState(sim.market)
-    peek.advance_to(len(sim.market.frames))
-    low = min(Decimal(t.price) for t in peek.trades("BTCUSDT")[seen : seen + 2000])
-    return min(low, bid - Decimal("1"))
 
 
 @pytest.fixture

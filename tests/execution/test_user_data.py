@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from venue_helpers import resting_price
 
 from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
@@ -24,7 +25,6 @@ from tessera.execution.userdata import (
     parse_user_event,
 )
 from tessera.sim import ExchangeSimulator, SimMarket
-from tessera.sim.state import MarketState
 from tessera.sim.trading import TradingConfig, TradingEngine
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -93,13 +93,7 @@ async def test_pushed_updates_fill_the_order_without_polling(
     task = asyncio.create_task(stream.run())
     try:
         await asyncio.wait_for(stream.connected.wait(), 10)
-        sim.state.advance_to(sim.head)
-        seen = len(sim.state.trades("BTCUSDT"))
-        bid = max(sim.state.books["BTCUSDT"].bids)
-        peek = MarketState(sim.market)
-        peek.advance_to(len(sim.market.frames))
-        low = min(Decimal(t.price) for t in peek.trades("BTCUSDT")[seen : seen + 2000])
-        price = min(low, bid - 1)
+        price = resting_price(sim)
         order = Order("t-uds-1", "BTCUSDT", OrderSide.BUY, OrderType.LIMIT, Decimal("0.002"),
                       price=price)  # fmt: skip
         await om.submit(order)

@@ -26,6 +26,7 @@ import ccxt.async_support as ccxt_async
 import orjson
 
 from tessera.execution.exchange import (
+    BINANCE_STATUS,
     AuthError,
     Balance,
     ClockSkewError,
@@ -47,16 +48,7 @@ REJECTED_CODES = {-1013, -2010, -1100, -1102, -1106, -1111, -1115, -1116, -1121,
 UNKNOWN_ORDER_CODES = {-2011, -2013}
 AUTH_CODES = {-1022, -2014, -2015}
 RATE_CODES = {-1003, -1015}
-STATUS = {
-    "NEW": OrderStatus.ACCEPTED,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
-    "REJECTED": OrderStatus.REJECTED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
-}
+STATUS = BINANCE_STATUS
 _BODY = re.compile(r"\{.*\}", re.DOTALL)
 
 

@@ -23,6 +23,18 @@ from typing import Protocol
 
 from tessera.execution.orders import Fill, Order, OrderStatus
 
+# Binance order status -> ours (PENDING_NEW and friends never reach a spot client).
+BINANCE_STATUS = {
+    "NEW": OrderStatus.ACCEPTED,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+
 
 class ExchangeError(Exception):
     """An error the exchange answered with; ``code`` is Binance's (or 0 if none)."""

@@ -49,6 +49,13 @@ from tessera.logging import get_logger
 log = get_logger(__name__)
 
 
+FINAL_EVENTS = {
+    OrderStatus.CANCELED: OrderEventKind.CANCELED,
+    OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
+    OrderStatus.REJECTED: OrderEventKind.REJECTED,
+}
+
+
 def now_ns() -> int:
     return time.time_ns()
 
@@ -171,25 +178,32 @@ class OrderManager:
         ts = ack.ts_update or now_ns()
         if order.status in (OrderStatus.INITIALIZED,):
             self._event(order, OrderEvent(OrderEventKind.SUBMITTED, ts))
-        if order.status is OrderStatus.SUBMITTED and ack.status is not OrderStatus.REJECTED:
-            self._event(
-                order,
-                OrderEvent(OrderEventKind.ACCEPTED, ts, exchange_order_id=ack.exchange_order_id),
-            )
-        for fill in fills if fills is not None else ack.fills:
+        fills = fills if fills is not None else ack.fills
+        self._apply_update(order, ack.status, ts, ack.exchange_order_id, fills, None)
+
+    def _apply_update(
+        self,
+        order: Order,
+        status: OrderStatus,
+        ts: int,
+        exchange_order_id: str,
+        fills: list[Fill],
+        reason: str | None,
+    ) -> None:
+        """The exchange says ``order`` is in ``status`` with ``fills``: acceptance first (if we
+        had not heard it), then the fills (once each), then a final state."""
+        if order.status is OrderStatus.SUBMITTED and status is not OrderStatus.REJECTED:
+            accepted = OrderEvent(OrderEventKind.ACCEPTED, ts, exchange_order_id=exchange_order_id)
+            self._event(order, accepted)
+        for fill in fills:
             self.apply_fill(order, fill)
-        final = {
-            OrderStatus.CANCELED: OrderEventKind.CANCELED,
-            OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
-            OrderStatus.REJECTED: OrderEventKind.REJECTED,
-        }.get(ack.status)
-        if final is not None and order.status is not ack.status:
+        final = FINAL_EVENTS.get(status)
+        if final is not None and order.status is not status:
             try:
-                self._event(order, OrderEvent(final, ts, exchange_order_id=ack.exchange_order_id))
+                event = OrderEvent(final, ts, exchange_order_id=exchange_order_id, reason=reason)
+                self._event(order, event)
             except InvalidTransitionError:
-                log.error(
-                    "exchange state not reachable", cid=order.client_order_id, status=ack.status
-                )
+                log.error("exchange state not reachable", cid=order.client_order_id, status=status)
 
     def apply_fill(self, order: Order, fill: Fill) -> bool:
         """Record one fill (idempotent by trade id); returns whether it was new."""
@@ -222,23 +236,10 @@ class OrderManager:
             return
         self.live.setdefault(order.client_order_id, order)
         ts = report.event_ms * 1_000_000
-        if order.status is OrderStatus.SUBMITTED and report.status is not OrderStatus.REJECTED:
-            accepted = OrderEvent(
-                OrderEventKind.ACCEPTED, ts, exchange_order_id=report.exchange_order_id
-            )
-            self._event(order, accepted)
-        if report.fill is not None:
-            self.apply_fill(order, report.fill)
-        final = {
-            OrderStatus.CANCELED: OrderEventKind.CANCELED,
-            OrderStatus.EXPIRED: OrderEventKind.EXPIRED,
-            OrderStatus.REJECTED: OrderEventKind.REJECTED,
-        }.get(report.status)
-        if final is not None and order.status is not report.status:
-            try:
-                self._event(order, OrderEvent(final, ts, reason=report.reject_reason))
-            except InvalidTransitionError:
-                log.error("unreachable state", cid=order.client_order_id, status=report.status)
+        fills = [report.fill] if report.fill is not None else []
+        self._apply_update(
+            order, report.status, ts, report.exchange_order_id, fills, report.reject_reason
+        )
         if order.status.is_terminal:
             self.live.pop(order.client_order_id, None)
 

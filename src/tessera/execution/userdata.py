@@ -26,22 +26,14 @@ import aiohttp
 import orjson
 
 from tessera import metrics
+from tessera.execution.exchange import BINANCE_STATUS
 from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderStatus
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
 MS = 1_000_000
 
-STATUS = {
-    "NEW": OrderStatus.ACCEPTED,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
-    "REJECTED": OrderStatus.REJECTED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
-}
+STATUS = BINANCE_STATUS
 
 
 class MalformedEventError(ValueError):
