@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services tools lint typecheck unit test demo bench clean
+.PHONY: help setup services tools lint typecheck docs unit test demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tessera needs Python >= 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,ml,bench,ray]"
+	$(PY) -m pip install --quiet -e ".[dev,ml,bench,ray,docs]"
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv and install Tessera with its dev, ml, bench and ray extras
+setup: $(STAMP)  ## create .venv and install Tessera with its dev, ml, bench, ray and docs extras
 
 services:  ## start PostgreSQL and Redis on 127.0.0.1 if they are down (needed by the paper/live tests)
 	@bash scripts/services.sh
@@ -35,10 +35,13 @@ lint: setup  ## ruff check + ruff format --check
 typecheck: setup  ## mypy --strict on src/
 	$(BIN)/mypy --strict src/
 
+docs: setup  ## build the documentation site into site/ (strict: broken links fail)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 unit: setup  ## pytest only
 	$(BIN)/pytest -q
 
-test: setup services tools lint typecheck  ## everything CI runs: lint, types, the full test suite
+test: setup services tools lint typecheck docs  ## everything CI runs: lint, types, docs, the full test suite
 	$(BIN)/pytest -q
 
 demo: setup  ## the main job end to end on the bundled real data
@@ -48,4 +51,4 @@ bench: setup  ## runnable benchmarks; figures go to docs/benchmarks.md by hand
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:  ## remove the venv and caches (keeps data/)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
