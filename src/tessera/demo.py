@@ -41,6 +41,7 @@ class DemoState:
     series: BarSeries | None = None
     results: dict[str, BacktestResult] = field(default_factory=dict)
     best: tuple[int, int] = (20, 120)
+    frame: Any = None  # the bars as read (polars), for the stages that need columns
     scores: Any = None  # walk-forward model scores, one per bar (NaN before the held-out part)
 
     def note(self, key: str, value: str) -> None:
@@ -49,6 +50,7 @@ class DemoState:
 
 def stage_data(state: DemoState) -> None:
     frame = read_bar_file(SAMPLE_BARS)
+    state.frame = frame
     state.series = BarSeries.from_frame("BTCUSDT", frame)
     first, last = frame["open_time"][0], frame["open_time"][-1]
     state.note(
@@ -145,7 +147,7 @@ def stage_model(state: DemoState) -> None:
         ValidationConfig,
     )
 
-    frame = read_bar_file(SAMPLE_BARS)
+    frame = state.frame
     cut = int(len(frame) * 0.7)
     config = ModelConfig(
         name="demo-lightgbm",

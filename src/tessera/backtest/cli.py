@@ -54,19 +54,23 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _load_series(bars: Path | None, symbol: str) -> tuple[BarSeries, Path]:
+def _load_frame(bars: Path | None) -> tuple[pl.DataFrame, Path]:
     path = bars or SAMPLE_BARS
     try:
-        frame = read_bar_file(path)
+        return read_bar_file(path), path
     except (FileNotFoundError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _load_series(bars: Path | None, symbol: str) -> tuple[BarSeries, Path]:
+    frame, path = _load_frame(bars)
     return BarSeries.from_frame(symbol, frame), path
 
 
 def _with_scores(
     app: AppContext,
     series: BarSeries,
-    path: Path,
+    frame: pl.DataFrame,
     model: str | None,
     windows: int | None,
     model_config: Path | None,
@@ -78,7 +82,6 @@ def _with_scores(
     from tessera.models.cli import registry_root
     from tessera.models.registry import RegistryError
 
-    frame = read_bar_file(path)
     mcfg = load_yaml(model_config, ModelConfig) if model_config else app.settings.model
     registry = registry_root(app, mcfg)
     if model:
@@ -227,7 +230,8 @@ def backtest(
     app = _ctx(ctx)
     cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
     symbol = cfg.symbols[0]
-    series, path = _load_series(bars, symbol)
+    frame, path = _load_frame(bars)
+    series = BarSeries.from_frame(symbol, frame)
     if model and walk_forward:
         raise ConfigError("--model and --walk-forward exclude each other")
     uses_model = bool(model or walk_forward)
@@ -237,7 +241,7 @@ def backtest(
     notes_extra: dict[str, str] = {}
     if uses_model:
         series, notes_extra = _with_scores(
-            app, series, path, model, walk_forward, model_config, min_train_bars
+            app, series, frame, model, walk_forward, model_config, min_train_bars
         )
     try:
         strat = strategy_class(name)([symbol], **params)

@@ -176,7 +176,6 @@ class CcxtExchange:
             params["timeInForce"] = order.time_in_force.value
         if order.type is OrderType.LIMIT_MAKER:
             params["postOnly"] = True  # ccxt's unified flag: LIMIT_MAKER on Binance spot
-        await self._call("load_markets")
         try:
             raw = await self._call(
                 "create_order",

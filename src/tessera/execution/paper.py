@@ -112,6 +112,8 @@ class PaperExchange:
             self._fill(r, result.match.price, q, Liquidity.MAKER)
             left -= q
             done += 1
+        if done:
+            self._persist()
         return done
 
     # --- the Exchange interface -----------------------------------------------------------------
@@ -232,7 +234,6 @@ class PaperExchange:
         else:
             r.status = OrderStatus.PARTIALLY_FILLED
         self._report(r, "TRADE", fill)
-        self._persist()
 
     def _release(self, r: _Resting) -> None:
         if r.held:

@@ -80,12 +80,9 @@ class Reconciler:
         report.fills_imported = report.recovery.fills_imported
         for cid in report.recovery.unresolved:
             report.problems.append(f"order {cid}: its state on the exchange is unknown")
-        known = {o.client_order_id for o in self.store.list_orders(limit=1_000_000)}
-        by_exchange_id = {
-            o.exchange_order_id: o
-            for o in self.store.list_orders(limit=1_000_000)
-            if o.exchange_order_id
-        }
+        ours = self.store.list_orders(limit=1_000_000)
+        known = {o.client_order_id for o in ours}
+        by_exchange_id = {o.exchange_order_id: o for o in ours if o.exchange_order_id}
         for symbol in self.symbols:  # per symbol: Binance weighs the all-symbols query 40x
             for eo in await self.exchange.open_orders(symbol):
                 if eo.client_order_id not in known:

@@ -124,10 +124,6 @@ class SeededEma:
 # --- batch twins ------------------------------------------------------------------------------
 
 
-def index() -> pl.Expr:
-    return pl.int_range(pl.len(), dtype=pl.Int64)
-
-
 def seeded_ema(x: pl.Expr, period: int, alpha: float, start: int = 0) -> pl.Expr:
     """Batch twin of `SeededEma` fed from row ``start`` on (``x`` defined from there).
 

@@ -36,6 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import orjson
 from aiohttp import web
 
 from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
@@ -245,12 +246,12 @@ class TradingEngine:
         ):
             rest.weights[path] = weight
             app.router.add_route(method, path, self._signed(handler))
+        rest.weights["/api/v3/userDataStream"] = 2
         for method, handler in (
             ("POST", self.new_listen_key),
             ("PUT", self.keepalive_listen_key),
             ("DELETE", self.close_listen_key),
         ):
-            rest.weights["/api/v3/userDataStream"] = 2
             app.router.add_route(method, "/api/v3/userDataStream", self._keyed(handler))
         app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
         app.on_startup.append(self._start_matcher)
@@ -277,14 +278,7 @@ class TradingEngine:
         """API key only, no signature: how Binance guards the listen-key endpoints."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
-            key = request.headers.get("X-MBX-APIKEY")
-            if not key:
-                raise BinanceError(BAD_API_KEY_FORMAT, 401)
-            if not hmac.compare_digest(key, self.config.api_key):
-                raise BinanceError(REJECTED_API_KEY, 401)
-            body = (await request.text()) if request.can_read_body else ""
-            params = dict(parse_qsl(request.query_string, keep_blank_values=True))
-            params.update(parse_qsl(body, keep_blank_values=True))
+            params, _ = await self._keyed_params(request)
             return await handler(request, params)  # type: ignore[no-any-return]
 
         return wrapped
@@ -337,8 +331,6 @@ class TradingEngine:
 
     @staticmethod
     async def _send_events(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        import orjson
-
         while True:
             event = await queue.get()
             await ws.send_str(orjson.dumps(event).decode())
@@ -409,16 +401,20 @@ class TradingEngine:
 
         return wrapped
 
-    async def _authenticate(self, request: web.Request) -> dict[str, str]:
+    async def _keyed_params(self, request: web.Request) -> tuple[dict[str, str], str]:
+        """Check the ``X-MBX-APIKEY`` header; the parameters (query, then body) and their text."""
         key = request.headers.get("X-MBX-APIKEY")
         if not key:
-            raise BinanceError(binance.error(-2014, "API-key format invalid."), 401)
+            raise BinanceError(BAD_API_KEY_FORMAT, 401)
         if not hmac.compare_digest(key, self.config.api_key):
             raise BinanceError(REJECTED_API_KEY, 401)
         body = (await request.text()) if request.can_read_body else ""
-        total = request.query_string + body
         params = dict(parse_qsl(request.query_string, keep_blank_values=True))
         params.update(parse_qsl(body, keep_blank_values=True))
+        return params, request.query_string + body
+
+    async def _authenticate(self, request: web.Request) -> dict[str, str]:
+        params, total = await self._keyed_params(request)
         signature = params.pop("signature", "")
         signed_part = _without_signature(total)
         want = hmac.new(

@@ -30,6 +30,8 @@ from tessera.data.schemas import SCHEMAS
 # What Binance sends: plain digits with at most 8 decimals (the store's scale). Anything else
 # ("1e-5", "-1", "0.123456789", "") cannot be stored exactly and is rejected, not rounded.
 EXACT_DECIMAL = r"^[0-9]{1,30}(\.[0-9]{1,8})?$"
+_STR = pa.string()
+_I64 = pa.int64()
 STREAM_PREFIX = '{"stream":"'
 
 
@@ -129,12 +131,14 @@ class Built:
     rejected: list[int] = field(default_factory=list)  # input positions of dropped rows
 
 
-def build_table(
-    dataset: str, columns: Mapping[str, Sequence[Any]], ms_columns: tuple[str, ...] = ()
-) -> Built:
-    """Columns (Python values; decimals as strings; times as int ms or ns) -> a store table."""
+def build_table(dataset: str, columns: Mapping[str, Any]) -> Built:
+    """Columns -> a store table: Arrow arrays or Python sequences, decimals as strings, times
+    as integer ms except ``recv_time`` (ns). Columns of the schema not given are null.
+
+    A row whose decimal is not exact to 8 places is dropped and reported in ``rejected``.
+    """
     schema = SCHEMAS[dataset]
-    n = len(next(iter(columns.values())))
+    n = len(columns["recv_time"])
     if n == 0:
         return Built(schema.empty_table())
     arrays: list[pa.Array] = []
@@ -142,21 +146,21 @@ def build_table(
     bad: pa.Array | None = None
     for i, f in enumerate(schema):
         values = columns.get(f.name)
+        decimal, stamp = pa.types.is_decimal(f.type), pa.types.is_timestamp(f.type)
+        if values is not None and not isinstance(values, pa.Array | pa.ChunkedArray):
+            values = pa.array(values, _STR if decimal else _I64 if stamp else f.type)
         if values is None:
             arrays.append(pa.nulls(n, f.type))
-        elif pa.types.is_decimal(f.type):
-            text = pa.array(values, pa.string())
-            ok = pc.fill_null(pc.match_substring_regex(text, EXACT_DECIMAL), False)
+        elif decimal:
+            ok = pc.fill_null(pc.match_substring_regex(values, EXACT_DECIMAL), False)
             bad = pc.invert(ok) if bad is None else pc.or_(bad, pc.invert(ok))
-            arrays.append(text)
+            arrays.append(values)
             decimals.append(i)
-        elif pa.types.is_timestamp(f.type):
-            ints = pa.array(values, pa.int64())
-            if f.name in ms_columns:
-                ints = pc.multiply(ints, MS)
+        elif stamp:
+            ints = values if f.name == "recv_time" else pc.multiply(values, MS)
             arrays.append(ints.cast(f.type))
         else:
-            arrays.append(pa.array(values, f.type))
+            arrays.append(values.cast(f.type))
     rejected: list[int] = []
     if bad is not None and pc.any(bad).as_py():
         rejected = pc.indices_nonzero(bad).to_pylist()
@@ -178,7 +182,7 @@ def table_of(kind: str, msgs: Sequence[Any], recv_ns: Sequence[int]) -> Built:
         cols["trade_time"] = list(map(attrgetter("trade_ms"), msgs))
         cols["event_time"] = list(map(attrgetter("event_ms"), msgs))
         cols["recv_time"] = list(recv_ns)
-        return build_table("trades", cols, ("trade_time", "event_time"))
+        return build_table("trades", cols)
     if kind == "aggTrade":
         cols = _cols(
             msgs, "agg_id", "price", "qty", "first_trade_id", "last_trade_id", "is_buyer_maker"
@@ -186,11 +190,11 @@ def table_of(kind: str, msgs: Sequence[Any], recv_ns: Sequence[int]) -> Built:
         cols["trade_time"] = list(map(attrgetter("trade_ms"), msgs))
         cols["event_time"] = list(map(attrgetter("event_ms"), msgs))
         cols["recv_time"] = list(recv_ns)
-        return build_table("agg_trades", cols, ("trade_time", "event_time"))
+        return build_table("agg_trades", cols)
     cols = _cols(msgs, "update_id", "bid_price", "bid_qty", "ask_price", "ask_qty")
     cols["event_time"] = list(map(attrgetter("event_ms"), msgs))
     cols["recv_time"] = list(recv_ns)
-    return build_table("book_ticker", cols, ("event_time",))
+    return build_table("book_ticker", cols)
 
 
 def warm_up() -> None:
@@ -203,9 +207,6 @@ def warm_up() -> None:
 
 
 # --- the Arrow JSON path: the whole batch parsed in C++, off the event loop's GIL -----------------
-
-_STR = pa.string()
-_I64 = pa.int64()
 
 
 def _data(*fields: tuple[str, pa.DataType]) -> pa.Schema:
@@ -356,7 +357,7 @@ def convert_batch(
             index = pc.filter(index, mask)
     out: dict[str, Any] = {COLUMNS[kind][k]: v for k, v in cols.items()}
     out["recv_time"] = recv
-    built = _arrow_table(DATASETS[kind], out)
+    built = build_table(DATASETS[kind], out)
     for i in built.rejected:
         src = i if index is None else index[i].as_py()
         malformed.append((src, "a decimal is not exact to 8 places"))
@@ -370,39 +371,6 @@ def convert_batch(
     ]
     last_event = events[m - 1].as_py() if m else None
     return Converted(built.table, decoded, malformed, gaps, new_last, samples, last_event)
-
-
-def _arrow_table(dataset: str, columns: dict[str, Any]) -> Built:
-    """Arrow columns (decimals as strings, times as int ms, recv ns) -> a store table."""
-    schema = SCHEMAS[dataset]
-    n = len(columns["recv_time"])
-    if n == 0:
-        return Built(schema.empty_table())
-    arrays: list[pa.Array] = []
-    decimals: list[int] = []
-    bad: pa.Array | None = None
-    for i, f in enumerate(schema):
-        values = columns.get(f.name)
-        if values is None:
-            arrays.append(pa.nulls(n, f.type))
-        elif pa.types.is_decimal(f.type):
-            ok = pc.fill_null(pc.match_substring_regex(values, EXACT_DECIMAL), False)
-            bad = pc.invert(ok) if bad is None else pc.or_(bad, pc.invert(ok))
-            arrays.append(values)
-            decimals.append(i)
-        elif pa.types.is_timestamp(f.type):
-            ints = values if f.name == "recv_time" else pc.multiply(values, MS)
-            arrays.append(ints.cast(f.type))
-        else:
-            arrays.append(values.cast(f.type))
-    rejected: list[int] = []
-    if bad is not None and pc.any(bad).as_py():
-        rejected = pc.indices_nonzero(bad).to_pylist()
-        keep = pc.invert(bad)
-        arrays = [pc.filter(a, keep) for a in arrays]
-    for i in decimals:
-        arrays[i] = pc.cast(arrays[i], schema.field(i).type)
-    return Built(pa.Table.from_arrays(arrays, schema=schema), rejected)
 
 
 def _convert_slow(

@@ -56,14 +56,6 @@ from tessera.logging import get_logger
 
 log = get_logger(__name__)
 
-KIND_TO_DATASET = {
-    "trade": "trades",
-    "aggTrade": "agg_trades",
-    "kline": "klines",
-    "depth": "book_updates",
-    "bookTicker": "book_ticker",
-}
-
 
 def stream_names(
     symbols: Sequence[str], kinds: Sequence[str], intervals: Sequence[str]
