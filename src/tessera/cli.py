@@ -280,6 +280,9 @@ def _mount_commands() -> None:
     app.command("train")(models_cli.train)
     app.command("predict")(models_cli.predict)
     app.add_typer(models_cli.models_app, name="models")
+    from tessera.live import cli as live_cli
+
+    app.command("run")(live_cli.run)
 
 
 _mount_commands()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
 import orjson
@@ -41,6 +41,9 @@ from tessera.execution.exchange import (
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.logging import get_logger
 
+if TYPE_CHECKING:
+    from tessera.live.ratelimit import RateLimiter
+
 log = get_logger(__name__)
 
 MS = 1_000_000
@@ -49,6 +52,16 @@ UNKNOWN_ORDER_CODES = {-2011, -2013}
 AUTH_CODES = {-1022, -2014, -2015}
 RATE_CODES = {-1003, -1015}
 STATUS = BINANCE_STATUS
+# (request weight, orders) of each ccxt call on Binance spot, as the exchange meters them
+REQUEST_COST: dict[str, tuple[int, int]] = {
+    "load_markets": (20, 0),  # GET /api/v3/exchangeInfo
+    "create_order": (1, 1),
+    "cancel_order": (1, 0),
+    "fetch_order": (4, 0),
+    "fetch_open_orders": (6, 0),  # one symbol; 80 for all, see open_orders
+    "fetch_balance": (20, 0),
+    "fetch_my_trades": (20, 0),
+}
 _BODY = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -120,8 +133,10 @@ class CcxtExchange:
         exchange_id: str = "binance",
         timeout_ms: int = 10_000,
         recv_window_ms: int = 5_000,
+        limiter: RateLimiter | None = None,
     ) -> None:
         cls = getattr(ccxt_async, exchange_id)
+        self.limiter = limiter
         self.client: Any = cls(
             {
                 "apiKey": api_key,
@@ -152,16 +167,43 @@ class CcxtExchange:
 
     async def _call(self, method: str, *args: Any, **kw: Any) -> Any:
         if not self._markets_loaded:
-            try:
-                await self.client.load_markets()
-            except Exception as exc:
-                raise map_error(exc) from exc
+            await self._metered("load_markets")
             self._ccxt_symbols = {m["id"]: m["symbol"] for m in self.client.markets.values()}
             self._markets_loaded = True
+        return await self._metered(method, *args, **kw)
+
+    async def _metered(self, method: str, *args: Any, **kw: Any) -> Any:
+        """One request: paced by the shared limiter, its usage headers fed back to it, a 429
+        or 418 turned into a back-off or a stop that every process sharing the key obeys."""
+        weight, orders = REQUEST_COST.get(method, (1, 0))
+        if self.limiter is not None:
+            await self.limiter.acquire(weight, orders)
         try:
-            return await getattr(self.client, method)(*args, **kw)
+            result = await getattr(self.client, method)(*args, **kw)
         except Exception as exc:
-            raise map_error(exc, getattr(self.client, "last_json_response", None)) from exc
+            mapped = map_error(exc, getattr(self.client, "last_json_response", None))
+            if isinstance(mapped, RateLimitedError):
+                await self._throttled(mapped)
+            raise mapped from exc
+        finally:
+            headers = getattr(self.client, "last_response_headers", None)
+            if self.limiter is not None and headers:
+                await self.limiter.observe_headers(headers)
+        return result
+
+    async def _throttled(self, err: RateLimitedError) -> None:
+        headers = getattr(self.client, "last_response_headers", None) or {}
+        retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        if retry is not None:
+            err.retry_after_s = float(retry)
+        banned = "banned" in str(err).lower() or err.status == 418
+        log.error("exchange rate limit hit", banned=banned, retry_after_s=err.retry_after_s)
+        if self.limiter is None:
+            return
+        if banned:
+            await self.limiter.on_418(err.retry_after_s)
+        else:
+            await self.limiter.on_429(err.retry_after_s)
 
     def unified(self, symbol: str) -> str:
         return self._ccxt_symbols.get(symbol, symbol)

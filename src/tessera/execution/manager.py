@@ -34,6 +34,7 @@ from tessera.execution.exchange import (
     OrderRejectedError,
     OutcomeUnknownError,
 )
+from tessera.execution.observers import NullObserver, OrderObserver
 from tessera.execution.orders import Fill, Order, OrderStatus
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.position import Position
@@ -77,6 +78,7 @@ class OrderManager:
         run_id: str,
         strategy: str = "",
         mode: str = "live",
+        observer: OrderObserver | None = None,
     ) -> None:
         # orders belong to a run; a restarted process continues its run
         with contextlib.suppress(IntegrityError):
@@ -86,6 +88,7 @@ class OrderManager:
         self.run_id = run_id
         self.strategy = strategy
         self.machine = OrderStateMachine()
+        self.observer: OrderObserver = observer or NullObserver()
         self.positions: dict[tuple[str, str], Position] = {
             (p.symbol, p.strategy): p for p in store.positions()
         }
@@ -218,11 +221,15 @@ class OrderManager:
         key = (fill.symbol, order.strategy)
         position = self.positions.setdefault(key, Position(fill.symbol, order.strategy))
         position.apply_fill(fill)
-        return self.store.record_fill(order, event, position)
+        new = self.store.record_fill(order, event, position)
+        if new:
+            self.observer.on_event(order, event, len(self.live))
+        return new
 
     def _event(self, order: Order, event: OrderEvent) -> None:
         self.machine.apply(order, event)
         self.store.record_event(order, event)
+        self.observer.on_event(order, event, len(self.live))
 
     # --- the user-data stream -------------------------------------------------------------------
 

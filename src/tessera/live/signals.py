@@ -200,3 +200,7 @@ class LocalSignalQueue:
 
     async def pending(self) -> int:
         return len(self._pending)
+
+    def backlog(self) -> int:
+        """Signals published and not yet acknowledged (queued or being executed)."""
+        return self._new.qsize() + len(self._pending)

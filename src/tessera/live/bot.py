@@ -1,0 +1,854 @@
+"""`TradingBot`: ``Exchange WS -> Features -> Model -> Strategy -> Signal -> Risk -> Execution``.
+
+One asyncio process. The strategies, features, model, risk engine and order manager are the
+objects the backtest and research use; only the adapters differ (a websocket feed instead of a
+bar file, `CcxtExchange` or `PaperExchange` instead of the backtest's matcher).
+
+Per closed bar: features are updated incrementally, the model scores them, every strategy sees
+the bar and may set a target position, which is published as a `Signal` (Redis stream or the
+in-process queue). The executor consumes signals, trades the difference between target and
+held position after the pre-trade risk checks, and acknowledges the signal once the order
+intent is durable. Marks (trades, book tops) update equity, drawdown and the kill-switch.
+
+Crash safety comes from the layers below: the order path persists before it sends and
+recovers by client order id on start; signals are idempotent by ``signal_id``; a halt is
+persisted and restored. Start-up therefore always runs recovery (and in live/dev mode a full
+reconciliation) before any new order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal as os_signal
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tessera import __version__, metrics
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.execution.exchange import (
+    Balance,
+    Exchange,
+    ExchangeError,
+    ExchangeOrder,
+    ExchangeTrade,
+)
+from tessera.execution.fees import FeeSchedule
+from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
+from tessera.execution.ids import ClientOrderIdGenerator
+from tessera.execution.manager import OrderManager
+from tessera.execution.observers import MetricsOrderObserver
+from tessera.execution.orders import Order, OrderSide, OrderType
+from tessera.execution.persistence import ExecutionStore
+from tessera.execution.reconcile import Reconciler
+from tessera.execution.state import OrderEvent, OrderEventKind
+from tessera.live.account import AccountBook
+from tessera.live.context import LiveContext
+from tessera.live.feed import MarketFeed, bar_from_rest
+from tessera.live.ratelimit import (
+    LocalRateLimiter,
+    RateLimitBannedError,
+    RateLimiter,
+    RedisRateLimiter,
+    limits_from_exchange_info,
+)
+from tessera.live.signals import Delivery, LocalSignalQueue, RedisSignalQueue, Signal, SignalQueue
+from tessera.logging import bind_context, get_logger
+from tessera.metrics import HealthState
+from tessera.risk.engine import AccountView, HaltRecord, OrderIntent, RiskAction, RiskEngine
+from tessera.risk.listeners import MetricsRiskListener
+from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick, strategy_class
+
+log = get_logger(__name__)
+ZERO = Decimal(0)
+ACCOUNT = "main"  # the account name `tessera risk halt|reset|status` use
+MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyTrace:
+    """Wall-clock ns of one signal's way from the market event to the exchange's answer."""
+
+    recv: int  # market event received
+    model: int  # features updated and model scored
+    signal: int  # strategy emitted the target
+    consumed: int  # executor took it off the queue
+    checked: int  # risk and exchange filters passed
+    sent: int  # order request on the wire (after the intent was made durable)
+    acked: int  # the exchange's answer applied
+
+    def stages_us(self) -> dict[str, float]:
+        """Stage durations in µs: features+model, strategy, queue, risk, persist, exchange."""
+        points = [self.recv, self.model, self.signal, self.consumed, self.checked, self.sent]
+        names = ["features_model", "strategy", "queue", "risk_filters", "persist_intent"]
+        out = {n: (b - a) / 1e3 for n, a, b in zip(names, points, points[1:], strict=False)}
+        out["tick_to_order"] = (self.sent - self.recv) / 1e3
+        out["exchange_ack"] = (self.acked - self.sent) / 1e3
+        return out
+
+
+class WireTimedExchange:
+    """Delegates to an `Exchange`, noting when each order request goes on the wire (after
+    the order manager has made its intent durable): the end of tick-to-order."""
+
+    def __init__(self, inner: Exchange) -> None:
+        self.inner = inner
+        self.wire_ns: dict[str, int] = {}
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        self.wire_ns[order.client_order_id] = time.time_ns()
+        return await self.inner.submit(order)
+
+    async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        return await self.inner.cancel(symbol, client_order_id)
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        return await self.inner.query(symbol, client_order_id)
+
+    async def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
+        return await self.inner.open_orders(symbol)
+
+    async def balances(self) -> dict[str, Balance]:
+        return await self.inner.balances()
+
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[ExchangeTrade]:
+        return await self.inner.my_trades(symbol, from_id)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class LiveRefusedError(RuntimeError):
+    """The bot will not start (live-trading safety checks)."""
+
+
+@dataclass
+class BotOptions:
+    mode: str  # dev | paper | live
+    strategies: Sequence[StrategyRef]
+    symbols: Sequence[str]
+    interval: str
+    rest_url: str
+    ws_url: str
+    database_url: str
+    run_id: str
+    risk: RiskConfig
+    redis_url: str | None = None
+    api_key: str = ""
+    api_secret: str = ""
+    model_ref: str | None = None
+    registry_dir: Path | None = None
+    quote_asset: str = "USDT"
+    paper_balances: Mapping[str, str] = field(default_factory=lambda: {"USDT": "10000"})
+    fees: FeeSchedule = field(default_factory=FeeSchedule)
+    signal_stream: str = "tessera:signals"
+    signal_maxlen: int = 100_000
+    consumer_group: str = "executors"
+    claim_idle_ms: int = 30_000
+    max_signal_age_s: float = 60.0
+    reconcile_interval_s: float = 60.0
+    mark_interval_s: float = 0.25
+    ingest_store: Path | None = None  # persist the market data too (an embedded ingest)
+    duration_s: float | None = None
+    consumer: str = "bot"
+
+
+def bar_row(bar: Bar) -> dict[str, Any]:
+    """A `Bar` as the feature library's row mapping."""
+    return {
+        "open_time": datetime.fromtimestamp(bar.open_time / 1e9, UTC),
+        "open": bar.open,
+        "high": bar.high,
+        "low": bar.low,
+        "close": bar.close,
+        "volume": bar.volume,
+        "quote_volume": bar.quote_volume,
+        "taker_buy_base": bar.taker_buy_volume,
+    }
+
+
+class _ModelScorer:
+    """A registered model applied to incrementally computed features, one state per symbol."""
+
+    def __init__(self, ref: str, registry_dir: Path, symbols: Sequence[str]) -> None:
+        from tessera.features.engine import IncrementalFeatures
+        from tessera.models import load_artifact
+        from tessera.models.featureset import spec_from_document
+        from tessera.models.pipeline import check_feature_code
+        from tessera.models.registry import ModelRegistry
+
+        self.artifact = load_artifact(ModelRegistry(registry_dir).resolve_ref(ref))
+        warning = check_feature_code(self.artifact)
+        if warning:
+            log.warning("model features drifted", detail=warning)
+        spec = spec_from_document(self.artifact.manifest["features"]["spec"])
+        self.columns = self.artifact.feature_columns
+        self.states = {s: IncrementalFeatures(spec) for s in symbols}
+        self.warmup = next(iter(self.states.values())).warmup if self.states else 0
+        self.name = f"{self.artifact.ref.name}:{self.artifact.ref.version}"
+
+    def update(self, bar: Bar) -> tuple[dict[str, float], float | None]:
+        import math
+
+        import numpy as np
+
+        feats = self.states[bar.symbol].update(bar_row(bar))
+        x = [feats.get(c, math.nan) for c in self.columns]
+        if not all(math.isfinite(v) for v in x):
+            return feats, None
+        score = float(self.artifact.model.predict(np.asarray([x], dtype=np.float64))[0])
+        return feats, score
+
+
+class TradingBot:
+    def __init__(self, options: BotOptions) -> None:
+        self.o = options
+        self.symbols = [s.upper() for s in options.symbols]
+        self.health = HealthState()
+        self.stopping = asyncio.Event()
+        self.last_prices: dict[str, Decimal] = {}
+        self.latest_features: dict[str, dict[str, float]] = {}
+        self.predictions: dict[str, float] = {}
+        self.warming = True
+        self.now_ns = time.time_ns()
+        self._event_ts: dict[str, tuple[int, int]] = {}  # symbol -> (event ns, receive ns)
+        self._last_bar: dict[str, int] = {}
+        self._booked: set[str] = set()  # symbols with a book-top stream
+        self._t_model: dict[str, int] = {}
+        self.traces: deque[LatencyTrace] = deque(maxlen=100_000)
+        self._pending_signals: list[Signal] = []
+        self._signal_seq = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._halt_seen: float | None = None
+        self.signals_published = 0
+        self.orders_sent = 0
+
+    # --- set-up ---------------------------------------------------------------------------------
+
+    async def _setup(self) -> None:
+        o = self.o
+        if o.mode == "live" and not (o.api_key and o.api_secret):
+            raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
+        self.store = ExecutionStore(o.database_url)
+        with contextlib.suppress(Exception):
+            self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
+        info = await self._rest("/api/v3/exchangeInfo", {})
+        self.filters: dict[str, SymbolFilters] = filters_by_symbol(info)
+        missing = [s for s in self.symbols if s not in self.filters]
+        if missing:
+            raise LiveRefusedError(f"the exchange does not list {missing}")
+        limits = limits_from_exchange_info(info)
+        self.redis: Any = None
+        if o.redis_url:
+            from redis.asyncio import Redis
+
+            self.redis = Redis.from_url(o.redis_url)
+            self.limiter: RateLimiter = RedisRateLimiter(self.redis, limits, api_key=o.api_key)
+            self.queue: SignalQueue = RedisSignalQueue(
+                self.redis, o.signal_stream, o.consumer_group, o.signal_maxlen
+            )
+        else:
+            self.limiter = LocalRateLimiter(limits)
+            self.queue = LocalSignalQueue(o.signal_maxlen)
+        for lim in limits:
+            metrics.RATE_LIMIT_LIMIT.labels(
+                scope=metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
+            ).set(lim.limit)
+        self.exchange: Exchange
+        if o.mode == "paper":
+            from tessera.execution.paper import PaperExchange
+
+            self.paper: Any = PaperExchange(
+                self.filters,
+                self.store,
+                initial_balances=o.paper_balances,
+                fees=o.fees,
+                on_report=self._on_report,
+            )
+            self.exchange = self.paper
+        else:
+            from tessera.execution.ccxt_exchange import CcxtExchange
+
+            self.paper = None
+            self.exchange = CcxtExchange(o.rest_url, o.api_key, o.api_secret, limiter=self.limiter)
+        self.observer = MetricsOrderObserver(o.quote_asset)
+        self.wire = WireTimedExchange(self.exchange)
+        self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
+        self.ids = ClientOrderIdGenerator(o.run_id, self.store.next_seq(o.run_id))
+        self.account = AccountBook(self.filters, o.quote_asset)
+        self.risk = RiskEngine(o.risk, MetricsRiskListener())
+        metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct)
+        metrics.set_trading_state("ACTIVE")
+        metrics.KILL_SWITCH_ENGAGED.set(0)
+        self._restore_halt()
+        self.scorer: _ModelScorer | None = None
+        if o.model_ref:
+            if o.registry_dir is None:
+                raise LiveRefusedError("a model needs a registry directory")
+            self.scorer = _ModelScorer(o.model_ref, o.registry_dir, self.symbols)
+            log.info("model loaded", model=self.scorer.name, features=len(self.scorer.columns))
+        self.strategies: list[Strategy] = []
+        self.contexts: dict[str, LiveContext] = {}
+        for ref in o.strategies:
+            sid = ref.name if ref.name not in self.contexts else f"{ref.name}-{len(self.contexts)}"
+            try:
+                strat = strategy_class(ref.name)(list(self.symbols), strategy_id=sid, **ref.params)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise LiveRefusedError(f"strategy {ref.name}: {exc}") from exc
+            self.strategies.append(strat)
+            self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id, self._emit)
+        if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
+            raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
+
+    async def _rest(self, path: str, params: Mapping[str, Any]) -> Any:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session,
+            session.get(self.o.rest_url.rstrip("/") + path, params=dict(params)) as resp,
+        ):
+            if resp.status != 200:
+                raise ExchangeError(f"GET {path}: HTTP {resp.status}: {(await resp.text())[:200]}")
+            return await resp.json(content_type=None)
+
+    def _restore_halt(self) -> None:
+        halt = self.store.load_halt(ACCOUNT)
+        if halt is not None:
+            record = HaltRecord(str(halt["reason"]), int(halt["ts"]), float(halt["drawdown_pct"]))
+            self.risk.restore(record, Decimal(str(halt["equity_peak"] or 0)))
+            self._halt_seen = float(halt["ts"])
+            log.error("trading is halted (persisted)", reason=record.reason)
+
+    async def _reconcile(self, first: bool) -> bool:
+        """Orders, fills and balances against the exchange; False if something is unexplained."""
+        if self.paper is not None:
+            await self.manager.recover()
+            return True
+        report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
+        if not report.ok:
+            self._restore_halt()
+        return report.ok
+
+    async def _load_balances(self) -> None:
+        balances = await self.exchange.balances()
+        self.account.reset({a: b.free + b.locked for a, b in balances.items()})
+
+    async def _warm_up(self) -> None:
+        """Recent closed bars over REST, through features, model and strategies, without
+        trading; afterwards each strategy's current target is published once."""
+        need = max([s.warmup_bars for s in self.strategies] + [0])
+        if self.scorer is not None:
+            need = max(need, self.scorer.warmup + 1)
+        limit = min(max(need + 5, 10), 1000)
+        warm = 0
+        for sym in self.symbols:
+            rows = await self._rest(
+                "/api/v3/klines", {"symbol": sym, "interval": self.o.interval, "limit": limit}
+            )
+            for row in rows[:-1]:  # the newest bar is still open
+                self._on_closed_bar(bar_from_rest(sym, row), 0, 0)
+                warm += 1
+        self.warming = False
+        for ctx in self.contexts.values():
+            for sym, target in ctx.targets.items():
+                self._emit(ctx._strategy, sym, target)
+        log.info("warm-up done", bars=warm, needed=need)
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or ``duration_s``); returns the exit code."""
+        o = self.o
+        bind_context(run_id=o.run_id, strategy=",".join(s.name for s in o.strategies))
+        await self._setup()
+        loop = asyncio.get_running_loop()
+        for sig in (os_signal.SIGTERM, os_signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._request_stop, sig.name)
+        self.health.checks = {
+            "market_data": lambda: self.feed.connected.is_set(),
+            "warmed_up": lambda: not self.warming,
+        }
+        try:
+            await self._load_balances()
+            ok = await self._reconcile(first=True)
+            if not ok and o.mode == "live":
+                raise LiveRefusedError(
+                    "reconciliation failed (see the log); trading stays halted until a person "
+                    "checks the account and runs `tessera risk reset --by NAME`"
+                )
+            await self._load_balances()
+            self.feed = MarketFeed(
+                o.ws_url,
+                self.symbols,
+                o.interval,
+                self,
+                on_reconnect=self._on_feed_reconnect,
+                count_metrics=o.ingest_store is None,
+            )
+            self._spawn(self.feed.run(), "feed")
+            await asyncio.wait_for(self.feed.connected.wait(), 30)
+            await self._warm_up()
+            self._spawn(self._executor_loop(), "executor")
+            self._spawn(self._mark_loop(), "marks")
+            self._spawn(self._halt_watch(), "halt-watch")
+            self._spawn(self._periodic_reconcile(), "reconcile")
+            if o.redis_url:
+                self._spawn(self._claim_loop(), "claim")
+            if self.paper is None:
+                self._spawn(self._user_data(), "user-data")
+            if o.ingest_store is not None:
+                self._spawn(self._ingest(o.ingest_store), "ingest")
+            self.health.ready = True
+            log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
+            await self._wait_stop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    def _request_stop(self, why: str = "") -> None:
+        if not self.stopping.is_set():
+            log.info("stop requested", signal=why)
+            self.stopping.set()
+
+    async def _wait_stop(self) -> None:
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.stopping.wait())]
+        waits += [t for t in self._tasks if t.get_name() in ("feed", "executor")]
+        done, _ = await asyncio.wait(
+            waits, timeout=self.o.duration_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for t in done:
+            if t is not waits[0] and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+        waits[0].cancel()
+
+    async def _shutdown(self) -> None:
+        """Graceful: no new signals, the queued ones executed, in-flight orders resolved,
+        market data flushed, then exit."""
+        self.stopping.set()
+        self.health.ready = False
+        feed = getattr(self, "feed", None)
+        if feed is not None:
+            feed.stop()
+        self.warming = True  # strategies may still see a bar; nothing new is published
+        executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
+        if executor is not None and not executor.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain(), 10)
+        for t in self._tasks:
+            if t.get_name() == "ingest":
+                self._ingest_service.stop()
+                with contextlib.suppress(TimeoutError, Exception):
+                    await asyncio.wait_for(t, 15)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if hasattr(self, "store"):
+            with contextlib.suppress(Exception):
+                self.store.stop_run(self.o.run_id)
+            if hasattr(self, "exchange"):
+                with contextlib.suppress(Exception):
+                    await self.exchange.close()
+            self.store.close()
+        if getattr(self, "redis", None) is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        log.info("bot stopped", signals=self.signals_published, orders=self.orders_sent)
+
+    async def _drain(self) -> None:
+        # Polled: "drained" spans three owners (emitter, queue, executor) with no common event.
+        while self._pending_signals or self._executing or await self._queued():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+    async def _queued(self) -> int:
+        if isinstance(self.queue, LocalSignalQueue):
+            return self.queue.backlog()
+        return 0  # Redis keeps what is left for the next executor
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    # --- market data ----------------------------------------------------------------------------
+
+    def on_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
+        self._on_closed_bar(bar, event_ns, recv_ns)
+
+    def _on_closed_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
+        if bar.open_time <= self._last_bar.get(bar.symbol, -1):
+            return  # already seen (warm-up overlap or a replayed frame)
+        self._last_bar[bar.symbol] = bar.open_time
+        self._event_ts[bar.symbol] = (event_ns, recv_ns)
+        self.now_ns = bar.close_time if self.warming else time.time_ns()
+        price = Decimal(repr(bar.close))
+        self.last_prices[bar.symbol] = price
+        if self.paper is not None and bar.symbol not in self._booked:
+            self.paper.on_quote(bar.symbol, price, price)  # no book data: quote the close
+        if self.scorer is not None:
+            feats, score = self.scorer.update(bar)
+            self.latest_features[bar.symbol] = feats
+            if score is None:
+                self.predictions.pop(bar.symbol, None)
+            else:
+                self.predictions[bar.symbol] = score
+        self._t_model[bar.symbol] = time.time_ns()
+        for strat in self.strategies:
+            strat.on_bar(bar, self.contexts[strat.strategy_id])
+
+    def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
+        price = Decimal(repr(tick.price))
+        self.last_prices[tick.symbol] = price
+        if self.paper is not None:
+            self.paper.on_trade(tick.symbol, price, Decimal(repr(tick.qty)))
+
+    def on_book(self, book: BookTop, recv_ns: int) -> None:
+        self._booked.add(book.symbol)
+        if self.paper is not None:
+            self.paper.on_quote(book.symbol, Decimal(repr(book.bid)), Decimal(repr(book.ask)))
+
+    async def _on_feed_reconnect(self) -> None:
+        """Bars missed while disconnected come over REST; orders are reconciled."""
+        log.info("market feed reconnected: recovering orders and missed bars")
+        await self.manager.recover()
+        for sym in self.symbols:
+            rows = await self._rest(
+                "/api/v3/klines", {"symbol": sym, "interval": self.o.interval, "limit": 100}
+            )
+            now_ms = time.time_ns() // MS
+            for row in rows:
+                if int(row[6]) < now_ms:
+                    bar = bar_from_rest(sym, row)
+                    self._on_closed_bar(bar, bar.close_time, time.time_ns())
+
+    # --- signals --------------------------------------------------------------------------------
+
+    def _emit(self, strategy: str, symbol: str, target: Decimal) -> None:
+        if self.warming:
+            return
+        event_ns, recv_ns = self._event_ts.get(symbol, (0, 0))
+        now = time.time_ns()
+        bar_time = self._last_bar.get(symbol, 0)
+        self._signal_seq += 1
+        sig = Signal(
+            # unique per emission; a redelivery carries the same id (the executor dedups on it)
+            signal_id=f"{self.o.run_id}:{strategy}:{symbol}:{bar_time}:{self._signal_seq}",
+            strategy=strategy,
+            symbol=symbol,
+            target_qty=str(target),
+            ts_event=event_ns,
+            ts_recv=recv_ns or now,
+            ts_signal=now,
+            meta={"t_model": str(self._t_model.get(symbol, now))},
+        )
+        if recv_ns:
+            metrics.SIGNAL_LATENCY.labels(strategy=strategy).observe((now - recv_ns) / 1e9)
+            metrics.ORDER_LATENCY.labels(stage="event_to_signal").observe((now - recv_ns) / 1e9)
+        metrics.SIGNALS.labels(strategy=strategy).inc()
+        self._pending_signals.append(sig)
+        if len(self._pending_signals) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_signals)
+
+    def _flush_signals(self) -> None:
+        batch, self._pending_signals = self._pending_signals, []
+        for sig in batch:
+            self._publish_task = asyncio.ensure_future(self._publish(sig))
+
+    async def _publish(self, sig: Signal) -> None:
+        for attempt in range(50):
+            try:
+                await self.queue.publish(sig)
+                self.signals_published += 1
+                return
+            except Exception as exc:  # Redis restarting: keep the signal, retry
+                log.warning("signal publish failed; retrying", error=str(exc)[:200], n=attempt)
+                await asyncio.sleep(0.2)
+        log.error("signal dropped: the queue is unreachable", signal_id=sig.signal_id)
+
+    # --- execution ------------------------------------------------------------------------------
+
+    _executing = False
+
+    async def _executor_loop(self) -> None:
+        while True:
+            try:
+                deliveries = await self.queue.consume(self.o.consumer, count=16, block_ms=50)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("signal queue unavailable; retrying", error=str(exc)[:200])
+                await asyncio.sleep(0.5)
+                continue
+            for d in deliveries:
+                self._executing = True
+                try:
+                    await self._execute(d)
+                finally:
+                    self._executing = False
+
+    async def _claim_loop(self) -> None:
+        """Take over signals a dead executor left pending (Redis only)."""
+        while True:
+            await asyncio.sleep(max(self.o.claim_idle_ms / 2000, 0.5))
+            try:
+                claimed = await self.queue.claim_stale(self.o.consumer, self.o.claim_idle_ms)
+            except Exception as exc:
+                log.warning("claiming stale signals failed", error=str(exc)[:200])
+                continue
+            for d in claimed:
+                log.info("claimed a pending signal", signal_id=d.signal.signal_id)
+                self._executing = True
+                try:
+                    await self._execute(d)
+                finally:
+                    self._executing = False
+
+    async def _execute(self, d: Delivery) -> None:
+        sig = d.signal
+        ack = True
+        try:
+            ack = await self._execute_signal(sig)
+        except Exception as exc:
+            ack = False
+            log.error("signal execution failed", signal_id=sig.signal_id, error=str(exc)[:300])
+        if ack:
+            with contextlib.suppress(Exception):
+                await self.queue.ack(d.entry_id)
+
+    async def _execute_signal(self, sig: Signal) -> bool:
+        """Returns whether the signal is done with (ack it); False leaves it pending."""
+        t_consumed = time.time_ns()
+        if self.store.order_for_signal(sig.signal_id) is not None:
+            log.info("signal already executed", signal_id=sig.signal_id)
+            return True
+        age = (time.time_ns() - sig.ts_signal) / 1e9
+        if age > self.o.max_signal_age_s:
+            log.warning("stale signal dropped", signal_id=sig.signal_id, age_s=round(age, 1))
+            return True
+        if sig.strategy not in self.contexts or sig.symbol not in self.filters:
+            log.warning("signal for an unknown strategy/symbol", signal_id=sig.signal_id)
+            return True
+        filters = self.filters[sig.symbol]
+        held = self.position(sig.symbol, sig.strategy) + self._in_flight(sig.symbol, sig.strategy)
+        delta = Decimal(sig.target_qty) - held
+        qty = filters.round_qty(abs(delta), market=True)
+        if qty == 0:
+            return True
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        intent = OrderIntent(sig.symbol, side, qty, OrderType.MARKET, None, sig.strategy)
+        now = time.time_ns()
+        decision = self.risk.check(intent, self._account_view(), now)
+        if not decision.allowed:
+            metrics.record_order_rejected(sig.symbol, side.value.lower(), "market", "risk")
+            return True
+        price = self.last_prices.get(sig.symbol)
+        try:
+            filters.check(OrderType.MARKET, qty, None, price)
+        except FilterViolationError as exc:
+            log.info("order below exchange filters; skipped", detail=str(exc), symbol=sig.symbol)
+            return True
+        order = Order(
+            client_order_id=self.ids.next(),
+            symbol=sig.symbol,
+            side=side,
+            type=OrderType.MARKET,
+            qty=qty,
+            strategy=sig.strategy,
+            signal_id=sig.signal_id,
+        )
+        self.risk.record_sent(now)
+        t_checked = time.time_ns()
+        try:
+            await self.limiter.acquire(0, 0)  # a ban (418) stops orders before the request
+        except RateLimitBannedError as exc:
+            log.error("rate-limit ban: not sending", until_ms=exc.until_ms)
+            return False
+        t_send = time.time_ns()
+        metrics.ORDER_LATENCY.labels(stage="signal_to_send").observe((t_send - sig.ts_signal) / 1e9)
+        self.orders_sent += 1
+        try:
+            await self.manager.submit(order)
+        except Exception as exc:
+            # The intent is durable (or was never written): recovery resolves it either way.
+            log.error("submit failed", cid=order.client_order_id, error=str(exc)[:300])
+            # nothing recorded: leave the signal pending so that it is retried
+            return self.store.order_for_signal(sig.signal_id) is not None
+        t_ack = time.time_ns()
+        t_wire = self.wire.wire_ns.pop(order.client_order_id, t_send)
+        metrics.ORDER_LATENCY.labels(stage="send_to_ack").observe((t_ack - t_wire) / 1e9)
+        if sig.ts_recv:
+            metrics.ORDER_LATENCY.labels(stage="tick_to_order").observe(
+                (t_wire - sig.ts_recv) / 1e9
+            )
+            t_model = int(sig.meta.get("t_model", sig.ts_signal))
+            trace = LatencyTrace(
+                sig.ts_recv, t_model, sig.ts_signal, t_consumed, t_checked, t_wire, t_ack
+            )
+            self.traces.append(trace)
+        return True
+
+    def position(self, symbol: str, strategy: str) -> Decimal:
+        p = self.manager.positions.get((symbol, strategy))
+        return p.qty if p is not None else ZERO
+
+    def _in_flight(self, symbol: str, strategy: str) -> Decimal:
+        return sum(
+            (
+                o.remaining_qty * o.side.sign
+                for o in self.manager.live.values()
+                if o.symbol == symbol and o.strategy == strategy and o.status.is_open
+            ),
+            ZERO,
+        )
+
+    def _account_view(self) -> AccountView:
+        positions: dict[str, Decimal] = {}
+        for (sym, _), p in self.manager.positions.items():
+            positions[sym] = positions.get(sym, ZERO) + p.qty
+        open_orders = sum(1 for o in self.manager.live.values() if o.status.is_open)
+        return AccountView(positions, dict(self.last_prices), open_orders)
+
+    # --- order events (the manager's observer) --------------------------------------------------
+
+    def on_event(self, order: Order, event: OrderEvent, live_orders: int) -> None:
+        self.observer.on_event(order, event, live_orders)
+        if event.kind is OrderEventKind.FILLED and event.fill is not None:
+            self.account.apply_fill(event.fill)
+            strat = next((s for s in self.strategies if s.strategy_id == order.strategy), None)
+            if strat is not None:
+                strat.on_fill(event.fill, self.contexts[strat.strategy_id])
+        if order.status.is_terminal:
+            self.manager.live.pop(order.client_order_id, None)
+
+    def _on_report(self, report: Any) -> None:
+        self.manager.on_execution_report(report)
+
+    async def _user_data(self) -> None:
+        from tessera.execution.userdata import UserDataStream
+
+        stream = UserDataStream(
+            self.o.rest_url,
+            self.o.ws_url,
+            self.o.api_key,
+            on_report=self.manager.on_execution_report,
+            on_reconnect=self.manager.recover,
+        )
+        try:
+            await stream.run()
+        finally:
+            stream.stop()
+
+    # --- marks, drawdown and the kill-switch ----------------------------------------------------
+
+    def equity(self) -> Decimal:
+        return self.account.equity(self.last_prices)
+
+    async def _mark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.o.mark_interval_s)
+            await self.mark()
+
+    async def mark(self) -> None:
+        if not self.last_prices:
+            return
+        equity = self.equity()
+        actions = self.risk.update_equity(equity, time.time_ns())
+        gross = ZERO
+        for (sym, strat), p in self.manager.positions.items():
+            metrics.POSITION_SIZE.labels(symbol=sym, strategy=strat).set(float(p.qty))
+            price = self.last_prices.get(sym)
+            if price is not None:
+                gross += abs(p.qty) * price
+        by_symbol: dict[str, Decimal] = {}
+        for (sym, _), p in self.manager.positions.items():
+            by_symbol[sym] = by_symbol.get(sym, ZERO) + p.qty
+        for sym, qty in by_symbol.items():
+            price = self.last_prices.get(sym)
+            if price is not None:
+                metrics.POSITION_NOTIONAL.labels(symbol=sym).set(float(qty * price))
+        metrics.GROSS_EXPOSURE.set(float(gross))
+        if actions:
+            await self._on_halt(actions)
+
+    async def _on_halt(self, actions: Sequence[RiskAction]) -> None:
+        halt = self.risk.halt
+        if halt is None:
+            return
+        log.error("kill-switch engaged", reason=halt.reason, drawdown_pct=halt.drawdown_pct)
+        self.store.save_halt(
+            ACCOUNT, halt.reason, halt.ts, halt.drawdown_pct, self.risk.equity_peak
+        )
+        self._halt_seen = float(halt.ts)
+        await self._carry_out(actions)
+
+    async def _carry_out(self, actions: Sequence[RiskAction]) -> None:
+        if RiskAction.CANCEL_ALL in actions:
+            for order in [o for o in self.manager.live.values() if o.status.is_open]:
+                try:
+                    await self.manager.cancel(order)
+                except Exception as exc:
+                    log.error("cancel failed", cid=order.client_order_id, error=str(exc)[:200])
+        if RiskAction.FLATTEN in actions:
+            for (sym, strat), p in list(self.manager.positions.items()):
+                qty = self.filters[sym].round_qty(abs(p.qty), market=True)
+                if qty == 0:
+                    continue
+                order = Order(
+                    client_order_id=self.ids.next(),
+                    symbol=sym,
+                    side=OrderSide.SELL if p.qty > 0 else OrderSide.BUY,
+                    type=OrderType.MARKET,
+                    qty=qty,
+                    strategy=strat,
+                    signal_id=f"flatten:{strat}:{sym}:{time.time_ns()}",
+                )
+                try:
+                    await self.manager.submit(order)
+                except Exception as exc:
+                    log.error("flatten failed", symbol=sym, error=str(exc)[:200])
+
+    async def _halt_watch(self) -> None:
+        """Follow halts set from outside (`tessera risk halt`, another bot, reconciliation)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                halt = await asyncio.to_thread(self.store.load_halt, ACCOUNT)
+            except Exception as exc:  # the database is down: the order path refuses anyway
+                log.warning("cannot read the halt state", error=str(exc)[:200])
+                continue
+            if halt is not None and self._halt_seen != float(halt["ts"]):
+                self._halt_seen = float(halt["ts"])
+                actions = self.risk.manual_halt(str(halt["reason"]), int(halt["ts"]))
+                await self._carry_out(actions)
+            elif halt is None and self.risk.halt is not None:
+                log.warning("halt cleared by a person; trading resumes")
+                self._halt_seen = None
+                self.risk.reset(self.equity())
+
+    async def _periodic_reconcile(self) -> None:
+        while True:
+            await asyncio.sleep(self.o.reconcile_interval_s)
+            try:
+                await self._reconcile(first=False)
+            except Exception as exc:
+                log.warning("periodic reconciliation failed", error=str(exc)[:200])
+
+    async def _ingest(self, store_dir: Path) -> None:
+        from tessera.data.ingest.service import IngestService
+        from tessera.data.store import ParquetStore
+
+        self._ingest_service = IngestService(
+            ParquetStore(store_dir),
+            self.o.ws_url,
+            self.o.rest_url,
+            self.symbols,
+            kinds=("trade", "kline"),
+            intervals=(self.o.interval,),
+        )
+        await self._ingest_service.run()

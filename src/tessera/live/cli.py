@@ -1,0 +1,215 @@
+"""`tessera run`: the long-running trading bot (dev, paper or live)."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from tessera.bootstrap import AppContext
+from tessera.config.errors import ConfigError
+from tessera.config.models import ParamValue, StrategyRef
+from tessera.logging import configure_logging, get_logger, register_secret, scrub
+
+if TYPE_CHECKING:
+    from tessera.sim.server import SimulatorThread
+
+out = Console(stderr=True)
+log = get_logger(__name__)
+
+SIM_KEY = "tessera-sim-key"
+SIM_SECRET = "tessera-sim-secret"
+
+
+class RunMode(str, Enum):
+    dev = "dev"
+    paper = "paper"
+    live = "live"
+
+
+def parse_strategy(text: str) -> StrategyRef:
+    """``NAME`` or ``NAME:key=value,key=value`` -> `StrategyRef` (values typed like YAML)."""
+    name, _, rest = text.partition(":")
+    params: dict[str, ParamValue] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise typer.BadParameter(f"{item!r}: parameters are key=value", param_hint="--strategy")
+        params[key.strip()] = _typed(raw.strip())
+    return StrategyRef(name=name.strip(), params=params)
+
+
+def _typed(raw: str) -> ParamValue:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for conv in (int, float):
+        try:
+            return conv(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def run(
+    ctx: typer.Context,
+    mode: Annotated[
+        RunMode | None,
+        typer.Option(
+            "--mode",
+            help="dev: an in-process simulator replays real recorded data and the bot trades it "
+            "through its signed API; paper: real market data from the configured exchange, "
+            "fills simulated locally; live: real orders with real money. Default: the "
+            "configured mode.",
+        ),
+    ] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            metavar="NAME[:k=v,...]",
+            help="Strategy to run; repeat for several. They share one account, risk engine, "
+            "rate limiter and kill-switch; every order, fill and position is attributed to its "
+            "strategy. Default: the strategies of configs/live.yaml.",
+        ),
+    ] = None,
+    symbol: Annotated[
+        list[str] | None, typer.Option("--symbol", help="Symbol to trade; repeat for several")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Bar interval the strategies and features run on")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Registered model (NAME or NAME:VERSION) scoring every closed bar"
+        ),
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C)")
+    ] = None,
+    paper_cash: Annotated[
+        str, typer.Option(help="Paper mode: starting quote balance of a new paper account")
+    ] = "10000",
+    ingest: Annotated[
+        bool,
+        typer.Option("--ingest/--no-ingest", help="Also persist the market data to the store"),
+    ] = True,
+    speed: Annotated[
+        str, typer.Option(help="Dev mode: replay speed of the in-process simulator (e.g. 10x)")
+    ] = "10x",
+    i_understand_live_trading: Annotated[
+        bool,
+        typer.Option(
+            "--i-understand-live-trading",
+            help="Required for --mode live (or live.i_understand_live_trading: true)",
+        ),
+    ] = False,
+) -> None:
+    """Run the trading bot: market data -> features -> model -> strategies -> signals -> risk
+    -> orders, until Ctrl-C / SIGTERM (graceful: queued signals are executed, in-flight
+    orders resolved, data flushed) or --duration.
+
+    /metrics, /healthz and /readyz are served on the metrics port. Live mode refuses to start
+    without credentials, without --i-understand-live-trading, or when reconciliation with the
+    exchange finds anything unexplained.
+    """
+    from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+
+    app = ctx.find_root().obj
+    assert isinstance(app, AppContext)
+    s = app.settings
+    chosen = (mode.value if mode else s.mode) or "dev"
+    if chosen != s.mode and s.log_json is None:
+        configure_logging(s.log_level, json=chosen != "dev")
+    refs = [parse_strategy(t) for t in strategy] if strategy else list(s.live.strategies)
+    if model is None and not strategy:
+        refs = [r for r in refs if r.name != "model_signal"] or refs
+    symbols = [x.upper() for x in symbol] if symbol else list(s.live.symbols)
+    api_key = s.exchange.api_key.get_secret_value() if s.exchange.api_key else ""
+    api_secret = s.exchange.api_secret.get_secret_value() if s.exchange.api_secret else ""
+    rest_url = s.exchange.rest_url or s.data.rest_url
+    ws_url = s.exchange.ws_url or s.data.ws_url
+    if chosen == "live" and not (i_understand_live_trading or s.live.i_understand_live_trading):
+        raise ConfigError(
+            "live mode trades real money: pass --i-understand-live-trading "
+            "(or set live.i_understand_live_trading: true in configs/live.yaml)"
+        )
+    from tessera.models.cli import registry_root
+
+    sim_thread: SimulatorThread | None = None
+    if chosen == "dev" and not s.exchange.rest_url:
+        sim_thread, rest_url, ws_url = _start_dev_simulator(speed)
+        api_key, api_secret = SIM_KEY, SIM_SECRET
+        register_secret(SIM_SECRET)
+    options = BotOptions(
+        mode=chosen,
+        strategies=refs,
+        symbols=symbols,
+        interval=interval or s.features.interval,
+        rest_url=rest_url,
+        ws_url=ws_url,
+        database_url=_database_url(app, sim_thread is not None),
+        run_id=app.run_id,
+        risk=s.risk,
+        redis_url=s.redis_url,
+        api_key=api_key,
+        api_secret=api_secret,
+        model_ref=model,
+        registry_dir=registry_root(app, None),
+        paper_balances={"USDT": str(Decimal(paper_cash))},
+        signal_stream=s.live.signal_stream,
+        signal_maxlen=s.live.signal_maxlen,
+        consumer_group=s.live.consumer_group,
+        claim_idle_ms=s.live.claim_idle_ms,
+        reconcile_interval_s=s.live.reconcile_interval_s,
+        ingest_store=(s.data.store_dir or s.data_dir / "store") if ingest else None,
+        duration_s=duration,
+        consumer=f"bot-{app.run_id}",
+    )
+    bot = TradingBot(options)
+    server = app.start_metrics()
+    bot.health = server.health  # the endpoint's handler reads this object: /readyz is the bot's
+    out.print(
+        f"[bold]tessera run[/] mode={chosen} strategies={[r.name for r in refs]} "
+        f"symbols={symbols} exchange={scrub(rest_url)} db={scrub(options.database_url)} "
+        f"metrics={server.url}"
+    )
+    try:
+        asyncio.run(bot.run())
+    except LiveRefusedError as exc:
+        out.print(f"[bold red]refused:[/] {exc}")
+        raise typer.Exit(3) from exc
+    finally:
+        if sim_thread is not None:
+            sim_thread.stop()
+    out.print(f"stopped: {bot.signals_published} signals, {bot.orders_sent} orders sent")
+
+
+def _database_url(app: AppContext, fresh_exchange: bool) -> str:
+    """The configured database; with the embedded dev simulator (a new exchange account every
+    run) a database of the run's own, unless one is configured explicitly: an old ledger
+    would not reconcile with a new exchange."""
+    s = app.settings
+    if fresh_exchange and s.sources().get("database_url", "default").startswith("default"):
+        path = s.data_dir / "dev" / f"tessera-{app.run_id}.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    return s.database_url or f"sqlite:///{s.data_dir / 'tessera.db'}"
+
+
+def _start_dev_simulator(speed: str) -> tuple[SimulatorThread, str, str]:
+    from tessera.sim.cli import parse_speed
+    from tessera.sim.server import ExchangeSimulator, SimulatorThread
+    from tessera.sim.trading import TradingConfig, TradingEngine
+
+    sim = ExchangeSimulator(speed=parse_speed(speed), loop_replay=True)
+    TradingEngine(sim, TradingConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
+    thread = SimulatorThread(sim)
+    started = thread.start()
+    log.info("dev simulator started", rest=started.rest_url, speed=speed)
+    return thread, started.rest_url, started.ws_url
