@@ -46,7 +46,7 @@ from tessera.execution.filters import FilterViolationError, SymbolFilters, filte
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
-from tessera.execution.orders import Order, OrderSide, OrderType
+from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.execution.state import OrderEvent, OrderEventKind
@@ -71,6 +71,8 @@ log = get_logger(__name__)
 ZERO = Decimal(0)
 ACCOUNT = "main"  # the account name `tessera risk halt|reset|status` use
 MS = 1_000_000
+# recvWindow (5 s, Binance's default and ours) plus a margin for clock skew
+UNKNOWN_AFTER_NS = 7_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,34 @@ class BotOptions:
     consumer: str = "bot"
 
 
+def zero_counters(symbols: Sequence[str]) -> None:
+    """Create the counter series of the events the dashboards and alerts count with
+    ``increase()``/``rate()`` at 0: a series born at 1 hides its first event (those functions
+    need a sample before it), so the first reconnect, denial or rejection would show as 0."""
+    for reason in metrics.RECONNECT_REASONS:
+        metrics.WS_RECONNECTS.labels(reason=reason)
+    for kind in metrics.STREAM_TYPES:
+        metrics.WS_MALFORMED.labels(stream_type=kind)
+    for dataset in metrics.DATASETS:
+        for action in metrics.GAP_ACTIONS:
+            metrics.WS_GAPS.labels(dataset=dataset, action=action)
+    for reason in metrics.RISK_DENIAL_REASONS:
+        metrics.RISK_DENIALS.labels(reason=reason)
+    for sym in symbols:
+        for side in metrics.SIDES:
+            order = {"symbol": sym, "side": side, "type": "market"}  # what the bot sends
+            for counter in (
+                metrics.ORDERS_SUBMITTED,
+                metrics.ORDERS_ACKED,
+                metrics.ORDERS_CANCELED,
+            ):
+                counter.labels(**order)
+            for reason in metrics.REJECT_REASONS:
+                metrics.ORDERS_REJECTED.labels(**order, reason=reason)
+            for liquidity in metrics.LIQUIDITY:
+                metrics.FILLS.labels(symbol=sym, side=side, liquidity=liquidity)
+
+
 def bar_row(bar: Bar) -> dict[str, Any]:
     """A `Bar` as the feature library's row mapping."""
     return {
@@ -223,6 +253,7 @@ class TradingBot:
         self._last_bar: dict[str, int] = {}
         self._booked: set[str] = set()  # symbols with a book-top stream
         self._t_model: dict[str, int] = {}
+        self._db_failed = False
         self.traces: deque[LatencyTrace] = deque(maxlen=100_000)
         self._pending_signals: list[Signal] = []
         self._signal_seq = 0
@@ -282,12 +313,15 @@ class TradingBot:
         self.observer = MetricsOrderObserver(o.quote_asset)
         self.wire = WireTimedExchange(self.exchange)
         self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
+        # the ledger's realized PnL at start: tessera_pnl_realized counts from the run's start
+        self._pnl_base = {k: p.realized_pnl for k, p in self.manager.positions.items()}
         self.ids = ClientOrderIdGenerator(o.run_id, self.store.next_seq(o.run_id))
         self.account = AccountBook(self.filters, o.quote_asset)
         self.risk = RiskEngine(o.risk, MetricsRiskListener())
         metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct)
         metrics.set_trading_state("ACTIVE")
         metrics.KILL_SWITCH_ENGAGED.set(0)
+        zero_counters(self.symbols)
         self._restore_halt()
         self.scorer: _ModelScorer | None = None
         if o.model_ref:
@@ -399,6 +433,8 @@ class TradingBot:
             self._spawn(self._mark_loop(), "marks")
             self._spawn(self._halt_watch(), "halt-watch")
             self._spawn(self._periodic_reconcile(), "reconcile")
+            self._spawn(self._db_watch(), "db-watch")
+            self._spawn(self._resolve_unknown(), "resolve-unknown")
             if o.redis_url:
                 self._spawn(self._claim_loop(), "claim")
             if self.paper is None:
@@ -441,6 +477,9 @@ class TradingBot:
         if executor is not None and not executor.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain(), 10)
+        if hasattr(self, "manager"):
+            with contextlib.suppress(Exception):  # in-flight orders resolved before exit
+                await asyncio.wait_for(self.manager.recover(), 15)
         for t in self._tasks:
             if t.get_name() == "ingest":
                 self._ingest_service.stop()
@@ -479,7 +518,19 @@ class TradingBot:
     # --- market data ----------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
-        self._on_closed_bar(bar, event_ns, recv_ns)
+        try:
+            self._on_closed_bar(bar, event_ns, recv_ns)
+        except Exception as exc:  # a failing strategy or store must not stop the market feed
+            self._failed("bar", exc)
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        """An error outside the order path: logged; a database error marks the store suspect
+        so that it is reconciled as soon as it answers again."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if isinstance(exc, SQLAlchemyError):
+            self._db_failed = True
+        log.error("handler failed", where=where, error=str(exc)[:300], kind=type(exc).__name__)
 
     def _on_closed_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
         if bar.open_time <= self._last_bar.get(bar.symbol, -1):
@@ -506,7 +557,10 @@ class TradingBot:
         price = Decimal(repr(tick.price))
         self.last_prices[tick.symbol] = price
         if self.paper is not None:
-            self.paper.on_trade(tick.symbol, price, Decimal(repr(tick.qty)))
+            try:
+                self.paper.on_trade(tick.symbol, price, Decimal(repr(tick.qty)))
+            except Exception as exc:
+                self._failed("paper trade", exc)
 
     def on_book(self, book: BookTop, recv_ns: int) -> None:
         self._booked.add(book.symbol)
@@ -616,7 +670,7 @@ class TradingBot:
             ack = await self._execute_signal(sig)
         except Exception as exc:
             ack = False
-            log.error("signal execution failed", signal_id=sig.signal_id, error=str(exc)[:300])
+            self._failed("signal execution", exc)
         if ack:
             with contextlib.suppress(Exception):
                 await self.queue.ack(d.entry_id)
@@ -638,6 +692,7 @@ class TradingBot:
         held = self.position(sig.symbol, sig.strategy) + self._in_flight(sig.symbol, sig.strategy)
         delta = Decimal(sig.target_qty) - held
         qty = filters.round_qty(abs(delta), market=True)
+        log.debug("signal", target=sig.target_qty, held=str(held), qty=str(qty))
         if qty == 0:
             return True
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
@@ -676,7 +731,8 @@ class TradingBot:
             await self.manager.submit(order)
         except Exception as exc:
             # The intent is durable (or was never written): recovery resolves it either way.
-            log.error("submit failed", cid=order.client_order_id, error=str(exc)[:300])
+            self.wire.wire_ns.pop(order.client_order_id, None)
+            self._failed("submit", exc)
             # nothing recorded: leave the signal pending so that it is retried
             return self.store.order_for_signal(sig.signal_id) is not None
         t_ack = time.time_ns()
@@ -727,7 +783,10 @@ class TradingBot:
             self.manager.live.pop(order.client_order_id, None)
 
     def _on_report(self, report: Any) -> None:
-        self.manager.on_execution_report(report)
+        try:
+            self.manager.on_execution_report(report)
+        except Exception as exc:  # recovery applies it once the store answers again
+            self._failed("execution report", exc)
 
     async def _user_data(self) -> None:
         from tessera.execution.userdata import UserDataStream
@@ -736,7 +795,7 @@ class TradingBot:
             self.o.rest_url,
             self.o.ws_url,
             self.o.api_key,
-            on_report=self.manager.on_execution_report,
+            on_report=self._on_report,
             on_reconnect=self.manager.recover,
         )
         try:
@@ -773,8 +832,31 @@ class TradingBot:
             if price is not None:
                 metrics.POSITION_NOTIONAL.labels(symbol=sym).set(float(qty * price))
         metrics.GROSS_EXPOSURE.set(float(gross))
+        self._publish_pnl()
+        self._publish_rate_limits()
         if actions:
             await self._on_halt(actions)
+
+    def _publish_pnl(self) -> None:
+        """Realized (since run start, before fees) and unrealized PnL per strategy."""
+        realized = {s.strategy_id: ZERO for s in self.strategies}
+        unrealized = dict(realized)
+        for (sym, strat), p in self.manager.positions.items():
+            base = self._pnl_base.get((sym, strat), ZERO)
+            realized[strat] = realized.get(strat, ZERO) + p.realized_pnl - base
+            price = self.last_prices.get(sym)
+            if price is not None and p.qty:
+                unrealized[strat] = unrealized.get(strat, ZERO) + p.unrealized_pnl(price)
+        for strat, value in realized.items():
+            metrics.PNL_REALIZED.labels(strategy=strat).set(float(value))
+            metrics.PNL_UNREALIZED.labels(strategy=strat).set(float(unrealized.get(strat, ZERO)))
+
+    def _publish_rate_limits(self) -> None:
+        """Usage of the embedded limiter (the Redis one publishes what it observes itself)."""
+        if isinstance(self.limiter, LocalRateLimiter):
+            for lim in self.limiter.limits:
+                scope = metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
+                metrics.RATE_LIMIT_USED.labels(scope=scope).set(self.limiter.used(lim.scope))
 
     async def _on_halt(self, actions: Sequence[RiskAction]) -> None:
         halt = self.risk.halt
@@ -820,7 +902,7 @@ class TradingBot:
             try:
                 halt = await asyncio.to_thread(self.store.load_halt, ACCOUNT)
             except Exception as exc:  # the database is down: the order path refuses anyway
-                log.warning("cannot read the halt state", error=str(exc)[:200])
+                self._failed("halt watch", exc)
                 continue
             if halt is not None and self._halt_seen != float(halt["ts"]):
                 self._halt_seen = float(halt["ts"])
@@ -830,6 +912,40 @@ class TradingBot:
                 log.warning("halt cleared by a person; trading resumes")
                 self._halt_seen = None
                 self.risk.reset(self.equity())
+
+    async def _resolve_unknown(self) -> None:
+        """Orders whose outcome is unknown (the answer was lost, a 5xx) are looked up by client
+        order id once the exchange's recvWindow has passed: a request older than that can no
+        longer be accepted, so "not found" is then final and the order is closed."""
+        while True:
+            await asyncio.sleep(1.0)
+            cutoff = time.time_ns() - UNKNOWN_AFTER_NS
+            if any(
+                o.status is OrderStatus.SUBMITTED and (o.ts_last or o.ts_created) < cutoff
+                for o in list(self.manager.live.values())
+            ):
+                try:
+                    await self.manager.recover()
+                except Exception as exc:
+                    self._failed("resolving unknown orders", exc)
+
+    async def _db_watch(self) -> None:
+        """After a database error: once the store answers again, reconcile (answers that
+        could not be written while it was down are applied from the exchange's truth)."""
+        while True:
+            await asyncio.sleep(1.0)
+            if not self._db_failed:
+                continue
+            try:
+                await asyncio.to_thread(self.store.load_halt, ACCOUNT)
+            except Exception:
+                continue
+            log.warning("the database answers again: reconciling")
+            self._db_failed = False
+            try:
+                await self._reconcile(first=False)
+            except Exception as exc:
+                self._failed("reconcile after database outage", exc)
 
     async def _periodic_reconcile(self) -> None:
         while True:

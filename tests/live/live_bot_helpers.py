@@ -1,0 +1,88 @@
+"""Shared by the live-bot tests: the bot's environment and the ledger check against the
+simulator's own books."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from tessera.execution.orders import OrderSide, OrderStatus
+from tessera.execution.persistence import ExecutionStore
+from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingConfig, TradingEngine
+
+KEY, SECRET = "e2e-key-7f3a", "e2e-secret-b81c9d"
+TESSERA = str(Path(sys.executable).with_name("tessera"))
+
+
+def bot_env(tmp_path: Path, db: str, sim: ExchangeSimulator, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update(
+        TESSERA_DATA_DIR=str(tmp_path / "data"),
+        TESSERA_DATABASE_URL=db,
+        TESSERA_EXCHANGE__REST_URL=sim.rest_url,
+        TESSERA_EXCHANGE__WS_URL=sim.ws_url,
+        TESSERA_DATA__REST_URL=sim.rest_url,
+        TESSERA_DATA__WS_URL=sim.ws_url,
+        TESSERA_EXCHANGE__API_KEY=KEY,
+        TESSERA_EXCHANGE__API_SECRET=SECRET,
+    )
+    env.update(extra)
+    return env
+
+
+def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[str, Any]:
+    """Our database against the simulator's ledger, unit for unit."""
+    ours = {o.client_order_id: o for o in store.list_orders(limit=1_000_000)}
+    theirs = {o.client_order_id: o for o in engine.orders.values()}
+    assert theirs, "the bot placed no order"
+    assert set(theirs) <= set(ours), (
+        f"orders on the exchange we do not know: {set(theirs) - set(ours)}"
+    )
+    for cid, o in ours.items():
+        ex = theirs.get(cid)
+        if ex is None:  # never reached the exchange: must be closed, never left open
+            assert o.status is OrderStatus.CANCELED, (cid, o.status)
+            continue
+        assert o.filled_qty == ex.executed_qty, (cid, o.filled_qty, ex.executed_qty)
+        assert o.status.value == {"PARTIALLY_FILLED": "PARTIALLY_FILLED"}.get(
+            ex.status, {"NEW": "ACCEPTED"}.get(ex.status, ex.status)
+        ), (cid, o.status, ex.status)
+    signal_ids = [o.signal_id for o in ours.values() if o.signal_id]
+    assert len(signal_ids) == len(set(signal_ids)), "a signal produced two orders"
+
+    fills = {f.trade_id: f for f in store.all_fills()}
+    sim_fills = {str(f.trade_id): f for f in engine.fills}
+    assert set(fills) == set(sim_fills), "fills differ from the exchange's trades"
+    for tid, f in fills.items():
+        sf = sim_fills[tid]
+        assert (f.price, f.qty, f.fee, f.fee_asset) == (
+            sf.price,
+            sf.qty,
+            sf.commission,
+            sf.commission_asset,
+        ), tid
+        assert f.client_order_id == sf.order.client_order_id
+
+    # positions and balances: what our fills explain is exactly what the exchange holds
+    start = {a: Decimal(v) for a, v in TradingConfig().balances.items()}
+    delta: dict[str, Decimal] = defaultdict(Decimal)
+    for f in fills.values():
+        sign = 1 if f.side is OrderSide.BUY else -1
+        delta["BTC"] += sign * f.qty
+        delta["USDT"] -= sign * f.qty * f.price
+        delta[f.fee_asset] -= f.fee
+    for asset in ("BTC", "USDT"):
+        held = engine.free[asset] + engine.locked[asset]
+        assert held == start[asset] + delta[asset], (asset, held, start[asset] + delta[asset])
+    position = sum((p.qty for p in store.positions() if p.symbol == "BTCUSDT"), Decimal(0))
+    base_fees = sum((f.fee for f in fills.values() if f.fee_asset == "BTC"), Decimal(0))
+    assert position - base_fees == delta["BTC"]
+    by_strategy: dict[str, int] = defaultdict(int)
+    for o in ours.values():
+        by_strategy[o.strategy] += 1
+    return {"orders": len(ours), "fills": len(fills), "by_strategy": dict(by_strategy)}
