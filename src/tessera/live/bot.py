@@ -255,7 +255,9 @@ class TradingBot:
         self._t_model: dict[str, int] = {}
         self._db_failed = False
         self.traces: deque[LatencyTrace] = deque(maxlen=100_000)
-        self._pending_signals: list[Signal] = []
+        # one publisher, in emission order: two targets of one strategy must not swap places
+        self._outbox: asyncio.Queue[Signal] = asyncio.Queue()
+        self._publishing = False
         self._signal_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._halt_seen: float | None = None
@@ -429,6 +431,7 @@ class TradingBot:
             self._spawn(self.feed.run(), "feed")
             await asyncio.wait_for(self.feed.connected.wait(), 30)
             await self._warm_up()
+            self._spawn(self._publisher(), "publisher")
             self._spawn(self._executor_loop(), "executor")
             self._spawn(self._mark_loop(), "marks")
             self._spawn(self._halt_watch(), "halt-watch")
@@ -504,7 +507,9 @@ class TradingBot:
 
     async def _drain(self) -> None:
         # Polled: "drained" spans three owners (emitter, queue, executor) with no common event.
-        while self._pending_signals or self._executing or await self._queued():  # noqa: ASYNC110
+        while (  # noqa: ASYNC110
+            not self._outbox.empty() or self._publishing or self._executing or await self._queued()
+        ):
             await asyncio.sleep(0.02)
 
     async def _queued(self) -> int:
@@ -605,14 +610,16 @@ class TradingBot:
             metrics.SIGNAL_LATENCY.labels(strategy=strategy).observe((now - recv_ns) / 1e9)
             metrics.ORDER_LATENCY.labels(stage="event_to_signal").observe((now - recv_ns) / 1e9)
         metrics.SIGNALS.labels(strategy=strategy).inc()
-        self._pending_signals.append(sig)
-        if len(self._pending_signals) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_signals)
+        self._outbox.put_nowait(sig)
 
-    def _flush_signals(self) -> None:
-        batch, self._pending_signals = self._pending_signals, []
-        for sig in batch:
-            self._publish_task = asyncio.ensure_future(self._publish(sig))
+    async def _publisher(self) -> None:
+        while True:
+            sig = await self._outbox.get()
+            self._publishing = True
+            try:
+                await self._publish(sig)
+            finally:
+                self._publishing = False
 
     async def _publish(self, sig: Signal) -> None:
         for attempt in range(50):
@@ -667,7 +674,7 @@ class TradingBot:
         sig = d.signal
         ack = True
         try:
-            ack = await self._execute_signal(sig)
+            ack = await self._execute_signal(sig, redelivered=d.deliveries > 1)
         except Exception as exc:
             ack = False
             self._failed("signal execution", exc)
@@ -675,10 +682,13 @@ class TradingBot:
             with contextlib.suppress(Exception):
                 await self.queue.ack(d.entry_id)
 
-    async def _execute_signal(self, sig: Signal) -> bool:
-        """Returns whether the signal is done with (ack it); False leaves it pending."""
+    async def _execute_signal(self, sig: Signal, redelivered: bool = False) -> bool:
+        """Returns whether the signal is done with (ack it); False leaves it pending.
+
+        A first delivery skips the lookup of an order for the signal: the unique signal id
+        of the order intent refuses a second order anyway (`OrderManager.submit`)."""
         t_consumed = time.time_ns()
-        if self.store.order_for_signal(sig.signal_id) is not None:
+        if redelivered and self.store.order_for_signal(sig.signal_id) is not None:
             log.info("signal already executed", signal_id=sig.signal_id)
             return True
         age = (time.time_ns() - sig.ts_signal) / 1e9

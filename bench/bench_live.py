@@ -1,0 +1,198 @@
+"""Tick-to-order latency of the live bot, with the in-process queue and through Redis.
+
+    .venv/bin/python bench/bench_live.py [--seconds 60] [--speed 5]
+
+Tick-to-order: a closed-kline websocket frame received by the bot -> the order request on the
+wire to the exchange. In between: JSON decode, incremental features, the default LightGBM
+model (300 trees, the default feature set, trained here on the bundled real 1m bars), the
+strategy, the signal queue, the pre-trade risk checks and exchange filters, and the durable
+order intent (the order manager commits it before sending). The exchange's answer (ack) is
+reported separately.
+
+The exchange is the simulator in its own process (`tessera sim serve`) replaying the bundled
+real Binance recordings; the bot trades it in live mode through ccxt and the signed REST API.
+The bench strategy alternates its target on every bar the model has scored, so that every bar
+yields an order to time: a latency sample, not a strategy.
+
+Configurations: (1) embedded: in-process queue, SQLite; (2) production stack: Redis Streams
+queue and shared rate limiter, PostgreSQL. The share of each stage is reported from the bot's
+own per-signal traces (`TradingBot.traces`).
+
+Peers, for scale: freqtrade decides once per candle loop (seconds), hummingbot once per 1 s
+clock tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+
+from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
+from tessera.config.models import ModelConfig, RiskConfig, StrategyRef
+from tessera.live.bot import BotOptions, TradingBot
+from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+KEY, SECRET = "bench-key", "bench-secret"
+
+
+@register_strategy
+class FlipOnScore(Strategy):
+    """Alternates long/flat on every bar the model has scored: every bar becomes an order to
+    time (the model is still evaluated on every bar, its cost is in the figures)."""
+
+    name = "bench_flip_on_score"
+    known_params: ClassVar[frozenset[str] | None] = frozenset()
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        self.long = False
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        score = ctx.prediction(bar.symbol)
+        if score is None:
+            return
+        self.long = not self.long
+        ctx.target_position(bar.symbol, Decimal("0.001") if self.long else Decimal(0))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sim(port: int, speed: float) -> subprocess.Popen[bytes]:
+    tessera = str(Path(sys.executable).with_name("tessera"))
+    proc = subprocess.Popen(
+        [tessera, "--metrics-port", "0", "sim", "serve", "--port", str(port), "--speed",
+         f"{speed}x", "--api-key", KEY, "--api-secret", SECRET, "--start-now"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.1)
+    raise RuntimeError("the simulator did not start")
+
+
+def train_default_model(registry: Path) -> None:
+    from tessera.models import train
+
+    bars = read_bar_file(SAMPLE_BARS)
+    print(f"training the default LightGBM model on {len(bars):,} real 1m bars ...", flush=True)
+    train(bars, ModelConfig(name="default"), registry_dir=registry)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def run_config(
+    label: str, db: str, redis_url: str | None, port: int, registry: Path, seconds: float
+) -> dict[str, list[float]]:
+    options = BotOptions(
+        mode="live",
+        strategies=[StrategyRef(name="bench_flip_on_score")],
+        symbols=["BTCUSDT"],
+        interval="1s",
+        rest_url=f"http://127.0.0.1:{port}",
+        ws_url=f"ws://127.0.0.1:{port}",
+        database_url=db,
+        run_id=f"bench{secrets.token_hex(3)}",
+        risk=RiskConfig(max_orders_per_second=100),
+        redis_url=redis_url,
+        api_key=KEY,
+        api_secret=SECRET,
+        model_ref="default",
+        registry_dir=registry,
+        signal_stream=f"tessera:bench:{secrets.token_hex(3)}",
+        duration_s=seconds,
+    )
+    bot = TradingBot(options)
+    print(f"[{label}] running the bot for {seconds:.0f} s ...", flush=True)
+    asyncio.run(bot.run())
+    stages: dict[str, list[float]] = {}
+    for trace in bot.traces:
+        for name, us in trace.stages_us().items():
+            stages.setdefault(name, []).append(us)
+    return stages
+
+
+def report(label: str, stages: dict[str, list[float]]) -> None:
+    n = len(stages.get("tick_to_order", []))
+    print(f"\n{label}: {n} orders")
+    total = statistics.median(stages["tick_to_order"]) if n else 0.0
+    print(f"  {'stage':<18}{'median µs':>11}{'p99 µs':>11}{'share of median':>17}")
+    for name in (
+        "features_model",
+        "strategy",
+        "queue",
+        "risk_filters",
+        "persist_intent",
+        "tick_to_order",
+        "exchange_ack",
+    ):
+        v = stages.get(name, [])
+        if not v:
+            continue
+        med = statistics.median(v)
+        share = (
+            f"{med / total * 100:5.1f}%" if name not in ("tick_to_order", "exchange_ack") else ""
+        )
+        print(f"  {name:<18}{med:>11.0f}{pct(v, 0.99):>11.0f}{share:>17}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=60.0, help="bot run per configuration")
+    ap.add_argument("--speed", type=float, default=5.0, help="replay speed (1s bars per second)")
+    args = ap.parse_args()
+    os.environ.setdefault("TESSERA_LOG_LEVEL", "WARNING")
+    from tessera.logging import configure_logging
+
+    configure_logging("WARNING")
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-live-"))
+    registry = work / "models"
+    train_default_model(registry)
+    results = {}
+    for label, use_redis in (("embedded (in-process queue, SQLite)", False),
+                             ("production (Redis Streams, PostgreSQL)", True)):  # fmt: skip
+        port = free_port()
+        sim = start_sim(port, args.speed)
+        try:
+            if use_redis:
+                name = f"tessera_bench_{secrets.token_hex(3)}"
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                db = f"postgresql://postgres@127.0.0.1:5432/{name}"
+                redis_url: str | None = "redis://127.0.0.1:6379/0"
+            else:
+                db, redis_url = f"sqlite:///{work / 'bench.db'}", None
+            results[label] = run_config(label, db, redis_url, port, registry, args.seconds)
+        finally:
+            sim.terminate()
+            sim.wait()
+    for label, stages in results.items():
+        report(label, stages)
+
+
+if __name__ == "__main__":
+    main()
