@@ -273,7 +273,7 @@ class TradingBot:
         self.store = ExecutionStore(o.database_url)
         with contextlib.suppress(Exception):
             self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
-        info = await self._rest("/api/v3/exchangeInfo", {})
+        info = await self._rest("/api/v3/exchangeInfo", {}, weight=20)
         self.filters: dict[str, SymbolFilters] = filters_by_symbol(info)
         missing = [s for s in self.symbols if s not in self.filters]
         if missing:
@@ -344,7 +344,12 @@ class TradingBot:
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
 
-    async def _rest(self, path: str, params: Mapping[str, Any]) -> Any:
+    async def _rest(self, path: str, params: Mapping[str, Any], weight: int = 2) -> Any:
+        """A public REST call (klines, exchangeInfo), paced by the shared limiter once it
+        exists (the first call, exchangeInfo, is what the limiter is configured from)."""
+        limiter = getattr(self, "limiter", None)
+        if limiter is not None:
+            await limiter.acquire(weight, 0)
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session,
             session.get(self.o.rest_url.rstrip("/") + path, params=dict(params)) as resp,

@@ -1,0 +1,107 @@
+"""The bot's pure parts: frame decoding, the account's marks, strategy targets as signals,
+the `--strategy` syntax."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+import typer
+
+from tessera.execution.filters import filters_by_symbol
+from tessera.execution.orders import Fill, Liquidity, OrderSide
+from tessera.live.account import AccountBook
+from tessera.live.cli import parse_strategy
+from tessera.live.feed import MarketFeed, bar_from_rest, parse_kline
+from tessera.strategies.base import Bar, BookTop, TradeTick
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "binance-api"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.bars: list[Bar] = []
+        self.trades: list[TradeTick] = []
+        self.books: list[BookTop] = []
+
+    def on_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
+        self.bars.append(bar)
+
+    def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
+        self.trades.append(tick)
+
+    def on_book(self, book: BookTop, recv_ns: int) -> None:
+        self.books.append(book)
+
+
+def test_closed_kline_of_a_real_payload_becomes_a_bar_and_an_open_one_does_not() -> None:
+    closed = json.loads((SAMPLES / "futures-market-data/kline_stream_closed.json").read_text())
+    bar = parse_kline(closed)
+    assert bar is not None
+    assert (bar.open_time, bar.close_time) == (1638747660000 * 10**6, 1638747720000 * 10**6)
+    assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
+        0.001,
+        0.0025,
+        0.001,
+        0.002,
+        1000,
+    )
+    assert bar.taker_buy_volume == 500
+    opened = json.loads((SAMPLES / "futures-market-data/kline_stream_open.json").read_text())
+    assert parse_kline(opened) is None
+
+
+def test_rest_kline_row_matches_the_websocket_bar() -> None:
+    rows = json.loads((SAMPLES / "spot-http/klines_response.json").read_text())
+    bar = bar_from_rest("BTCUSDT", rows[0])
+    assert bar.open_time == int(rows[0][0]) * 10**6
+    assert bar.close_time == (int(rows[0][6]) + 1) * 10**6
+    assert bar.close == float(rows[0][4])
+
+
+def test_feed_dispatches_frames_and_counts_malformed_ones_without_stopping() -> None:
+    rec = Recorder()
+    feed = MarketFeed("ws://unused", ["BTCUSDT"], "1m", rec)
+    closed = json.loads((SAMPLES / "futures-market-data/kline_stream_closed.json").read_text())
+    trade = {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "61000.5", "q": "0.01",
+             "T": 2, "m": True}  # fmt: skip
+    book = {"u": 1, "s": "BTCUSDT", "b": "61000", "B": "1", "a": "61001", "A": "2"}
+    frames = [
+        {"stream": "btcusdt@kline_1m", "data": closed},
+        {"stream": "btcusdt@trade", "data": trade},
+        {"stream": "btcusdt@bookTicker", "data": book},
+        {"stream": "btcusdt@trade", "data": {**trade, "p": None}},  # bad field
+    ]
+    for f in frames:
+        feed.on_frame(orjson.dumps(f), 0)
+    feed.on_frame(b'{"stream": "btcusdt@trade", "da', 0)  # truncated
+    feed.on_frame(b'{"result": null, "id": 1}', 0)  # a SUBSCRIBE answer
+    assert len(rec.bars) == 1 and len(rec.books) == 1 and len(rec.trades) == 1
+    assert rec.trades[0].price == 61000.5 and rec.books[0].ask == 61001.0
+    assert feed.stats.malformed == 2
+
+
+def test_account_equity_follows_fills_exactly() -> None:
+    info = json.loads((SAMPLES / "spot-http/exchange_info_response.json").read_text())
+    filters = filters_by_symbol(info)
+    sym = next(iter(filters))
+    f = filters[sym]
+    book = AccountBook(filters, f.quote_asset, {f.quote_asset: Decimal("1000")})
+    fill = Fill("1", "c1", sym, OrderSide.BUY, Decimal("2.5"), Decimal("4"), Decimal("0.01"),
+                f.quote_asset, Liquidity.TAKER, 1)  # fmt: skip
+    book.apply_fill(fill)
+    assert book.cash() == Decimal("1000") - Decimal("10") - Decimal("0.01")
+    assert book.balances[f.base_asset] == Decimal("4")
+    assert book.equity({sym: Decimal("3")}) == Decimal("1001.99")
+
+
+def test_strategy_option_syntax() -> None:
+    ref = parse_strategy("sma_cross:fast=5,slow=20,qty=0.01,allow_short=true")
+    assert ref.name == "sma_cross"
+    assert ref.params == {"fast": 5, "slow": 20, "qty": 0.01, "allow_short": True}
+    assert parse_strategy("model_signal").params == {}
+    with pytest.raises(typer.BadParameter):
+        parse_strategy("sma_cross:fast")
