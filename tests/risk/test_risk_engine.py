@@ -67,6 +67,8 @@ def intent(
         (intent(qty="6"), acct({"BTCUSDT": "15"}), DenialReason.MAX_POSITION),
         (intent(qty="9"), acct({"ETHUSDT": "250"}), DenialReason.MAX_GROSS_EXPOSURE),
         (intent(SELL, qty="6"), acct({"BTCUSDT": "25"}), None),  # reducing passes the limits
+        (intent(SELL, qty="20"), acct({"BTCUSDT": "25"}), None),  # an exit above the order cap
+        (intent(SELL, qty="30"), acct({"BTCUSDT": "25"}), DenialReason.MAX_ORDER_NOTIONAL),
         (intent(qty="1"), acct(open_orders=3), DenialReason.MAX_OPEN_ORDERS),
         (intent(symbol="XRPUSDT"), acct(), DenialReason.PRICE_BAND),  # no price known
     ],

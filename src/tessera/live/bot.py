@@ -252,8 +252,13 @@ class TradingBot:
         self._event_ts: dict[str, tuple[int, int]] = {}  # symbol -> (event ns, receive ns)
         self._last_bar: dict[str, int] = {}
         self._booked: set[str] = set()  # symbols with a book-top stream
+        # bars from the websocket while the REST warm-up runs: applied after it, in order
+        self._early_bars: list[tuple[Bar, int, int]] | None = []
         self._t_model: dict[str, int] = {}
         self._db_failed = False
+        # held while a signal is turned into an order and while the ledgers are reconciled: a
+        # reconciliation must not see an order the exchange has and our records do not yet
+        self._order_lock = asyncio.Lock()
         self.traces: deque[LatencyTrace] = deque(maxlen=100_000)
         # one publisher, in emission order: two targets of one strategy must not swap places
         self._outbox: asyncio.Queue[Signal] = asyncio.Queue()
@@ -371,7 +376,8 @@ class TradingBot:
         if self.paper is not None:
             await self.manager.recover()
             return True
-        report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
+        async with self._order_lock:
+            report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
         if not report.ok:
             self._restore_halt()
         return report.ok
@@ -392,9 +398,14 @@ class TradingBot:
             rows = await self._rest(
                 "/api/v3/klines", {"symbol": sym, "interval": self.o.interval, "limit": limit}
             )
-            for row in rows[:-1]:  # the newest bar is still open
-                self._on_closed_bar(bar_from_rest(sym, row), 0, 0)
-                warm += 1
+            now_ms = time.time_ns() // MS
+            for row in rows:
+                if int(row[6]) < now_ms:  # Binance's newest row is the bar still open
+                    self._on_closed_bar(bar_from_rest(sym, row), 0, 0)
+                    warm += 1
+        early, self._early_bars = self._early_bars or [], None
+        for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
+            self._on_closed_bar(bar, event_ns, recv_ns)
         self.warming = False
         for ctx in self.contexts.values():
             for sym, target in ctx.targets.items():
@@ -485,9 +496,6 @@ class TradingBot:
         if executor is not None and not executor.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain(), 10)
-        if hasattr(self, "manager"):
-            with contextlib.suppress(Exception):  # in-flight orders resolved before exit
-                await asyncio.wait_for(self.manager.recover(), 15)
         for t in self._tasks:
             if t.get_name() == "ingest":
                 self._ingest_service.stop()
@@ -498,6 +506,11 @@ class TradingBot:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        if hasattr(self, "manager"):
+            # in-flight orders resolved before exit; after the executor is stopped, so that a
+            # submit the drain gave up on (say, waiting for the rate limiter) is settled too
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.manager.recover(), 15)
         if hasattr(self, "store"):
             with contextlib.suppress(Exception):
                 self.store.stop_run(self.o.run_id)
@@ -528,6 +541,9 @@ class TradingBot:
     # --- market data ----------------------------------------------------------------------------
 
     def on_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
+        if self._early_bars is not None:  # warm-up over REST still running: keep for after it
+            self._early_bars.append((bar, event_ns, recv_ns))
+            return
         try:
             self._on_closed_bar(bar, event_ns, recv_ns)
         except Exception as exc:  # a failing strategy or store must not stop the market feed
@@ -679,7 +695,8 @@ class TradingBot:
         sig = d.signal
         ack = True
         try:
-            ack = await self._execute_signal(sig, redelivered=d.deliveries > 1)
+            async with self._order_lock:
+                ack = await self._execute_signal(sig, redelivered=d.deliveries > 1)
         except Exception as exc:
             ack = False
             self._failed("signal execution", exc)

@@ -159,7 +159,8 @@ class RiskEngine:
         if price is None:
             return RiskDecision.deny(DenialReason.PRICE_BAND, f"no price known for {intent.symbol}")
         notional = intent.qty * price
-        if notional > cfg.max_order_notional:
+        # a reducing order is never capped: refusing an exit would hold the risk it removes
+        if notional > cfg.max_order_notional and not reduces:
             return RiskDecision.deny(
                 DenialReason.MAX_ORDER_NOTIONAL,
                 f"order notional {notional} > {cfg.max_order_notional}",
