@@ -241,26 +241,9 @@ PAPER_CASH = Decimal("10000")
 
 
 def _kline_table(frame: Any) -> Any:
-    """The bundled bars (OHLCV) as a ``KLINES`` Arrow table for `SimMarket.from_tables`.
+    from tessera.sim.bars import kline_table
 
-    The file has no quote volume, trade count or taker volume: quote volume is volume x close,
-    the others 0 (no feature of the demo model uses them).
-    """
-    import polars as pl
-
-    dec = pl.Decimal(38, 8)
-    return frame.select(
-        pl.lit("1m").alias("interval"),
-        pl.col("open_time"),
-        (pl.col("open_time") + pl.duration(milliseconds=59_999))
-        .cast(pl.Datetime("ns", "UTC"))  # the schema's unit (the sum would be in µs)
-        .alias("close_time"),
-        *(pl.col(c).cast(dec) for c in ("open", "high", "low", "close", "volume")),
-        (pl.col("volume") * pl.col("close")).round(8).cast(dec).alias("quote_volume"),
-        pl.lit(0, dtype=pl.Int64).alias("trades"),
-        pl.lit(0).cast(dec).alias("taker_buy_base"),
-        pl.lit(0).cast(dec).alias("taker_buy_quote"),
-    ).to_arrow()
+    return kline_table(frame)
 
 
 class _StatsProgress(Progress):

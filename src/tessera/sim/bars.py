@@ -1,0 +1,51 @@
+"""OHLCV bar files as data the simulator replays (closed ``@kline_1m`` events and REST klines).
+
+For bar data without trades or a book: research bars (the bundled month of 1m BTC bars, any
+exported store query) replayed so that the bot's 1m strategies and models can run on them in
+paper mode. The simulator's matching engine needs a book, so such a market serves market data
+only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from tessera.backtest.bars_io import read_bar_file
+from tessera.sim.market import SimMarket
+
+
+def kline_table(frame: pl.DataFrame) -> pa.Table:
+    """1m OHLCV bars as a ``KLINES`` Arrow table for `SimMarket.from_tables`.
+
+    Columns a generic bar file lacks are derived or zero: quote volume = volume x close,
+    trade count and taker volumes 0.
+    """
+    dec = pl.Decimal(38, 8)
+    cols = set(frame.columns)
+    quote = (
+        pl.col("quote_volume").cast(dec)
+        if "quote_volume" in cols
+        else (pl.col("volume") * pl.col("close")).round(8).cast(dec)
+    )
+    return frame.select(
+        pl.lit("1m").alias("interval"),
+        pl.col("open_time").cast(pl.Datetime("ns", "UTC")),
+        (pl.col("open_time") + pl.duration(milliseconds=59_999))
+        .cast(pl.Datetime("ns", "UTC"))  # the schema's unit (the sum would be in µs)
+        .alias("close_time"),
+        *(pl.col(c).cast(dec) for c in ("open", "high", "low", "close", "volume")),
+        quote.alias("quote_volume"),
+        pl.lit(0, dtype=pl.Int64).alias("trades"),
+        pl.lit(0).cast(dec).alias("taker_buy_base"),
+        pl.lit(0).cast(dec).alias("taker_buy_quote"),
+    ).to_arrow()
+
+
+def market_from_bar_file(path: Path, symbol: str) -> SimMarket:
+    """A market replaying the 1m bars of ``path`` as ``symbol`` (a symbol exchangeInfo lists)."""
+    frame = read_bar_file(path).drop_nulls(["open", "high", "low", "close"])
+    frame = frame.with_columns(pl.col("volume").fill_null(0.0))
+    return SimMarket.from_tables(klines={symbol.upper(): kline_table(frame)})
