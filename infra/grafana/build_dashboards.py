@@ -17,7 +17,14 @@ HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}  # = provisioning/datasources uid
 SCHEMA_VERSION = 39
 
-Panel = tuple[str, str, list[tuple[str, str]], dict[str, Any]]  # title, type, [(expr, legend)], opts
+# title, type, [(expr, legend)], options
+Panel = tuple[str, str, list[tuple[str, str]], dict[str, Any]]
+
+
+def or0(expr: str) -> str:
+    """``expr``, or a single 0 while it has no series (a counter that never moved yet: no
+    rejection, reconnect, gap since start). ``on()`` keeps the 0 out once real series exist."""
+    return f"{expr} or on() vector(0)"
 
 
 def _panel(pid: int, x: int, y: int, w: int, h: int, spec: Panel) -> dict[str, Any]:
@@ -86,16 +93,18 @@ TRADING: list[Panel] = [
      [("tessera_gross_exposure", "gross"),
       ("sum by (symbol) (tessera_position_notional)", "{{symbol}} net")],
      {"unit": "currencyUSD"}),
-    ("Fees paid", "timeseries", [("sum by (symbol) (tessera_fees_paid_total)", "{{symbol}}")],
-     {"unit": "currencyUSD"}),
+    ("Fees paid", "timeseries",
+     [(or0("sum by (symbol) (tessera_fees_paid_total)"), "{{symbol}}")], {"unit": "currencyUSD"}),
+    ("Signals per minute by strategy", "timeseries",
+     [("sum by (strategy) (rate(tessera_signals_total[5m])) * 60", "{{strategy}}")], {}),
 ]
 
 EXECUTION: list[Panel] = [
     ("Order flow (per second)", "timeseries",
-     [("sum(rate(tessera_orders_submitted_total[1m]))", "submitted"),
-      ("sum(rate(tessera_orders_acked_total[1m]))", "acked"),
-      ("sum(rate(tessera_orders_canceled_total[1m]))", "canceled/expired"),
-      ("sum(rate(tessera_orders_rejected_total[1m]))", "rejected")], {"unit": "ops"}),
+     [(or0("sum(rate(tessera_orders_submitted_total[1m]))"), "submitted"),
+      (or0("sum(rate(tessera_orders_acked_total[1m]))"), "acked"),
+      (or0("sum(rate(tessera_orders_canceled_total[1m]))"), "canceled/expired"),
+      (or0("sum(rate(tessera_orders_rejected_total[1m]))"), "rejected")], {"unit": "ops"}),
     ("Fill ratio", "timeseries", [("tessera_fill_ratio", "{{symbol}}")], {"unit": "percentunit"}),
     ("Signal latency (event -> signal)", "timeseries",
      [("histogram_quantile(0.5, sum by (le) (rate(tessera_signal_latency_seconds_bucket[5m])))",
@@ -106,7 +115,8 @@ EXECUTION: list[Panel] = [
      [("tessera:order_latency_seconds:p50_5m", "{{stage}} p50"),
       ("tessera:order_latency_seconds:p99_5m", "{{stage}} p99")], {"unit": "s"}),
     ("Rejections by reason (5 m)", "timeseries",
-     [("sum by (reason) (increase(tessera_orders_rejected_total[5m]))", "{{reason}}")], {}),
+     [(or0("sum by (reason) (increase(tessera_orders_rejected_total[5m]))"), "{{reason}}")],
+     {}),
     ("Rate-limit usage", "timeseries",
      [("tessera_rate_limit_used / tessera_rate_limit_limit", "{{scope}}")],
      {"unit": "percentunit"}),
@@ -122,21 +132,25 @@ MARKET_DATA: list[Panel] = [
     ("Bytes per second", "timeseries", [("rate(tessera_ws_bytes_total[1m])", "bytes")],
      {"unit": "Bps"}),
     ("Lag (receive - event time), p99", "timeseries",
-     [("histogram_quantile(0.99, sum by (le, stream_type) (rate(tessera_ws_lag_seconds_bucket[5m])))",
+     [("histogram_quantile(0.99, "
+       "sum by (le, stream_type) (rate(tessera_ws_lag_seconds_bucket[5m])))",
        "{{stream_type}}")], {"unit": "s"}),
     ("Age of the newest event", "timeseries",
      [("tessera:market_data_age_seconds", "{{symbol}}")], {"unit": "s"}),
     ("Reconnects (15 m)", "timeseries",
-     [("sum by (reason) (increase(tessera_ws_reconnects_total[15m]))", "{{reason}}")], {}),
+     [(or0("sum by (reason) (increase(tessera_ws_reconnects_total[15m]))"), "{{reason}}")],
+     {}),
     ("Gaps found / filled (15 m)", "timeseries",
-     [("sum by (dataset, action) (increase(tessera_ws_gaps_total[15m]))",
+     [(or0("sum by (dataset, action) (increase(tessera_ws_gaps_total[15m]))"),
        "{{dataset}} {{action}}")], {}),
     ("Malformed messages skipped (15 m)", "timeseries",
-     [("sum by (stream_type) (increase(tessera_ws_malformed_total[15m]))", "{{stream_type}}")],
-     {}),
+     [(or0("sum by (stream_type) (increase(tessera_ws_malformed_total[15m]))"),
+       "{{stream_type}}")], {}),
     ("Rows written per second", "timeseries",
      [("sum by (dataset) (rate(tessera_rows_written_total[1m]))", "{{dataset}}")],
      {"unit": "ops"}),
+    ("Websocket connected", "timeseries", [("tessera_ws_connected", "{{instance}}")],
+     {"description": "1 while the market-data websocket is connected"}),
 ]
 
 RISK: list[Panel] = [
@@ -147,7 +161,7 @@ RISK: list[Panel] = [
      {"unit": "percentunit", "thresholds": [(None, "green"), (0.8, "orange"), (1, "red")]}),
     ("Trading state", "timeseries", [("tessera_trading_state", "{{state}}")], {}),
     ("Denials by reason (5 m)", "timeseries",
-     [("sum by (reason) (increase(tessera_risk_denials_total[5m]))", "{{reason}}")], {}),
+     [(or0("sum by (reason) (increase(tessera_risk_denials_total[5m]))"), "{{reason}}")], {}),
     ("Kill-switch history", "timeseries",
      [("max_over_time(tessera_kill_switch_engaged[5m])", "engaged")], {}),
     ("Drawdown", "timeseries", [("tessera_drawdown_pct", "drawdown %")], {"unit": "percent"}),

@@ -72,7 +72,7 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     (work / ".env").write_text("TESSERA_LOG_LEVEL=INFO\n")
     for name in ("postgres_password", "grafana_admin_password"):
         (work / "secrets" / name).write_text("x\n")
-    res = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", cwd=work)
+    res = run(*compose_cmd(), "-f", "docker-compose.yml", "config", "-q", cwd=work)
     assert res.returncode == 0, res.stderr
     doc = yaml.safe_load((INFRA / "docker-compose.yml").read_text())
     assert set(doc["services"]) == {"bot", "redis", "postgres", "prometheus", "grafana"}
@@ -80,8 +80,39 @@ def test_compose_file_validates(tmp_path: Path) -> None:
         assert "healthcheck" in svc, name
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), (name, port)
-    assert doc["services"]["bot"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    bot = doc["services"]["bot"]
+    for dep in ("postgres", "redis"):
+        assert bot["depends_on"][dep]["condition"] == "service_healthy", dep
+    assert ".env" in bot["env_file"], "secrets reach the bot through an env file"
+    assert set(doc["volumes"]) >= {"pgdata", "redisdata", "promdata", "grafanadata"}
+    command = bot["command"]
+    assert command[:2] == ["tessera", "run"], command
+    if "model_signal" in command:
+        assert "--model" in command, "model_signal refuses to start without --model"
     assert "API_SECRET=" not in (INFRA / "Dockerfile").read_text()
+
+
+def compose_cmd() -> list[str]:
+    """`docker compose` (v2 plugin) where the docker client has it, else `docker-compose`."""
+    if shutil.which("docker"):
+        probe = run("docker", "compose", "version")
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"]
+
+
+def test_dockerfile_is_multistage_slim_nonroot_with_a_small_context() -> None:
+    text = (INFRA / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert len(stages) >= 2 and all("slim" in s for s in stages), stages
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0"), users
+    # The build context is the repository root: without this, .venv and data/ would be sent.
+    ignore = (INFRA / "Dockerfile.dockerignore").read_text().splitlines()
+    assert "**" in ignore
+    for needed in re.findall(r"^COPY\s+(?!--from)(.+)\s+\S+$", text, re.M):
+        for path in needed.split():
+            assert f"!{path.rstrip('/')}/" in ignore or f"!{path}" in ignore, path
 
 
 def test_dashboards_are_generated_valid_and_reference_real_metrics() -> None:

@@ -124,8 +124,15 @@ def run(
     assert isinstance(app, AppContext)
     s = app.settings
     chosen = (mode.value if mode else s.mode) or "dev"
-    if chosen != s.mode and s.log_json is None:
-        configure_logging(s.log_level, json=chosen != "dev")
+    if chosen != s.mode:
+        if s.log_json is None:
+            configure_logging(s.log_level, json=chosen != "dev")
+        import platform
+
+        from tessera import __version__
+        from tessera.metrics import set_build_info
+
+        set_build_info(__version__, platform.python_version(), chosen)
     refs = [parse_strategy(t) for t in strategy] if strategy else list(s.live.strategies)
     if model is None and not strategy:
         refs = [r for r in refs if r.name != "model_signal"] or refs
