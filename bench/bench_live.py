@@ -147,6 +147,7 @@ def report(label: str, stages: dict[str, list[float]]) -> None:
         "queue",
         "risk_filters",
         "persist_intent",
+        "tick_to_decision",
         "tick_to_order",
         "exchange_ack",
     ):

@@ -94,6 +94,8 @@ class OrderManager:
         }
         # orders this process sent: the REST answer and the user-data stream update one object
         self.live: dict[str, Order] = {}
+        # client ids whose submit request is still awaiting its answer: that answer settles them
+        self._submitting: set[str] = set()
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class OrderManager:
                 return existing if existing is not None else order
             self.mark_submitted(order)
         self.live[order.client_order_id] = order
+        self._submitting.add(order.client_order_id)
         try:
             ack = await self.exchange.submit(order)
         except OrderRejectedError as exc:
@@ -137,6 +140,8 @@ class OrderManager:
             if found is None:
                 return order  # still SUBMITTED: recovery or the user-data stream will tell
             ack = found
+        finally:
+            self._submitting.discard(order.client_order_id)
         self.apply_batched(order, ack)
         return order
 
@@ -210,6 +215,9 @@ class OrderManager:
 
     def apply_fill(self, order: Order, fill: Fill) -> bool:
         """Record one fill (idempotent by trade id); returns whether it was new."""
+        # one object per order: a copy read from the store (reconciliation) must not diverge
+        # from the order this process is working with
+        order = self.live.get(order.client_order_id, order)
         fill = dataclasses.replace(
             fill, client_order_id=order.client_order_id, strategy=order.strategy or fill.strategy
         )
@@ -220,7 +228,8 @@ class OrderManager:
         self.machine.apply(order, event)
         key = (fill.symbol, order.strategy)
         position = self.positions.setdefault(key, Position(fill.symbol, order.strategy))
-        position.apply_fill(fill)
+        # a fee charged in the symbol's quote asset is a cost of the position (BTCUSDT: USDT)
+        position.apply_fill(fill, fill.fee_asset if fill.symbol.endswith(fill.fee_asset) else None)
         new = self.store.record_fill(order, event, position)
         if new:
             self.observer.on_event(order, event, len(self.live))
@@ -255,7 +264,11 @@ class OrderManager:
     async def recover(self) -> RecoveryReport:
         """Reconcile every possibly-live order with the exchange (see the module docstring)."""
         report = RecoveryReport()
-        for order in self.store.open_orders():
+        for stored in self.store.open_orders():
+            if stored.client_order_id in self._submitting:
+                continue  # on its way to the exchange: not "never sent"; its answer settles it
+            # the object the REST answer and the user-data stream update, if this process sent it
+            order = self.live.get(stored.client_order_id, stored)
             report.checked += 1
             try:
                 found = await self.exchange.query(order.symbol, order.client_order_id)

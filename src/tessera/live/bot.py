@@ -92,6 +92,7 @@ class LatencyTrace:
         points = [self.recv, self.model, self.signal, self.consumed, self.checked, self.sent]
         names = ["features_model", "strategy", "queue", "risk_filters", "persist_intent"]
         out = {n: (b - a) / 1e3 for n, a, b in zip(names, points, points[1:], strict=False)}
+        out["tick_to_decision"] = (self.checked - self.recv) / 1e3  # before the durable write
         out["tick_to_order"] = (self.sent - self.recv) / 1e3
         out["exchange_ack"] = (self.acked - self.sent) / 1e3
         return out
@@ -426,6 +427,8 @@ class TradingBot:
         self.health.checks = {
             "market_data": lambda: self.feed.connected.is_set(),
             "warmed_up": lambda: not self.warming,
+            # a halted bot (kill-switch, `tessera risk halt`) is alive but will not trade
+            "not_halted": lambda: self.risk.halt is None,
         }
         try:
             await self._load_balances()
@@ -728,6 +731,13 @@ class TradingBot:
         if qty == 0:
             return True
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        if side is OrderSide.SELL:
+            # spot: sell at most what the account holds; a buy's commission paid in the base
+            # asset leaves less than the position, and the exchange refuses the rest
+            held_base = max(self.account.balances.get(filters.base_asset, ZERO), ZERO)
+            qty = min(qty, filters.round_qty(held_base, market=True))
+            if qty == 0:
+                return True
         intent = OrderIntent(sig.symbol, side, qty, OrderType.MARKET, None, sig.strategy)
         now = time.time_ns()
         decision = self.risk.check(intent, self._account_view(), now)
@@ -909,8 +919,16 @@ class TradingBot:
                 except Exception as exc:
                     log.error("cancel failed", cid=order.client_order_id, error=str(exc)[:200])
         if RiskAction.FLATTEN in actions:
+            held = dict(self.account.balances)  # what the account holds, commissions paid
             for (sym, strat), p in list(self.manager.positions.items()):
-                qty = self.filters[sym].round_qty(abs(p.qty), market=True)
+                size = abs(p.qty)
+                if p.qty > 0:
+                    # a buy's commission may have been paid in the base asset: the account
+                    # holds less than the position, and selling the position would be refused
+                    base = self.filters[sym].base_asset
+                    size = min(size, max(held.get(base, ZERO), ZERO))
+                    held[base] = held.get(base, ZERO) - size
+                qty = self.filters[sym].round_qty(size, market=True)
                 if qty == 0:
                     continue
                 order = Order(
@@ -923,14 +941,18 @@ class TradingBot:
                     signal_id=f"flatten:{strat}:{sym}:{time.time_ns()}",
                 )
                 try:
-                    await self.manager.submit(order)
+                    placed = await self.manager.submit(order)
                 except Exception as exc:
                     log.error("flatten failed", symbol=sym, error=str(exc)[:200])
+                    continue
+                if placed.reject_reason:
+                    log.error("flatten failed", symbol=sym, error=placed.reject_reason[:200])
 
     async def _halt_watch(self) -> None:
         """Follow halts set from outside (`tessera risk halt`, another bot, reconciliation)."""
         while True:
             await asyncio.sleep(1.0)
+            read_at = time.time_ns()
             try:
                 halt = await asyncio.to_thread(self.store.load_halt, ACCOUNT)
             except Exception as exc:  # the database is down: the order path refuses anyway
@@ -940,7 +962,9 @@ class TradingBot:
                 self._halt_seen = float(halt["ts"])
                 actions = self.risk.manual_halt(str(halt["reason"]), int(halt["ts"]))
                 await self._carry_out(actions)
-            elif halt is None and self.risk.halt is not None:
+            # "no halt" only clears a halt that was there before the read: the kill-switch may
+            # have fired (and saved its halt) while the read was in flight
+            elif halt is None and self.risk.halt is not None and self.risk.halt.ts < read_at:
                 log.warning("halt cleared by a person; trading resumes")
                 self._halt_seen = None
                 self.risk.reset(self.equity())
