@@ -190,3 +190,34 @@ def test_killed_between_send_and_answer_recovers_to_the_exchange_state(
         store.close()
     finally:
         thread.stop()
+
+
+async def test_rate_limited_submit_is_rejected_and_a_recent_unknown_order_is_not_closed(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    """A 429 on submit is a refusal (Binance did not process it); an in-flight order the
+    exchange does not know yet stays open while its request may still be processed."""
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    try:
+        manager = OrderManager(store, ex, RUN)
+        sim.faults.rest_429 = 1
+        refused = await manager.submit(limit_buy(f"{RUN}-1", resting_price(sim)))
+        assert refused.status is OrderStatus.REJECTED
+        assert not engine.orders
+
+        manager.settle_ns = 60 * 10**9
+        unsent = limit_buy(f"{RUN}-2", resting_price(sim))
+        with store.batch():
+            manager.record_intent(unsent)
+            manager.mark_submitted(unsent)
+        report = await manager.recover()
+        assert report.settling == [unsent.client_order_id] and not report.closed_unsent
+        assert store.get_order(unsent.client_order_id).status is OrderStatus.SUBMITTED  # type: ignore[union-attr]
+        manager.settle_ns = 0
+        report = await manager.recover()
+        assert report.closed_unsent == [unsent.client_order_id]
+    finally:
+        await ex.close()
+        store.close()

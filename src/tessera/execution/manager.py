@@ -33,6 +33,7 @@ from tessera.execution.exchange import (
     ExchangeOrder,
     OrderRejectedError,
     OutcomeUnknownError,
+    RateLimitedError,
 )
 from tessera.execution.observers import NullObserver, OrderObserver
 from tessera.execution.orders import Fill, Order, OrderStatus
@@ -68,6 +69,7 @@ class RecoveryReport:
     closed_unsent: list[str] = field(default_factory=list)
     fills_imported: int = 0
     unresolved: list[str] = field(default_factory=list)  # the exchange did not answer
+    settling: list[str] = field(default_factory=list)  # unknown yet, but too recent to close
 
 
 class OrderManager:
@@ -96,6 +98,10 @@ class OrderManager:
         self.live: dict[str, Order] = {}
         # client ids whose submit request is still awaiting its answer: that answer settles them
         self._submitting: set[str] = set()
+        # A SUBMITTED order the exchange does not know is closed as "never reached the exchange"
+        # only once it is this old: a request may still be processed within the exchange's
+        # recvWindow. 0 at start-up (the process that sent it is gone); a running bot sets it.
+        self.settle_ns = 0
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -129,7 +135,8 @@ class OrderManager:
         self._submitting.add(order.client_order_id)
         try:
             ack = await self.exchange.submit(order)
-        except OrderRejectedError as exc:
+        except (OrderRejectedError, RateLimitedError) as exc:
+            # 429/-1015 (and 418): the exchange refused the request without processing it
             self._event(order, OrderEvent(OrderEventKind.REJECTED, now_ns(), reason=str(exc)))
             return order
         except OutcomeUnknownError as exc:
@@ -276,6 +283,10 @@ class OrderManager:
                 report.unresolved.append(order.client_order_id)
                 continue
             if found is None:
+                sent_ns = order.ts_last or order.ts_created
+                if order.status is OrderStatus.SUBMITTED and now_ns() - sent_ns < self.settle_ns:
+                    report.settling.append(order.client_order_id)  # may still be processed
+                    continue
                 if order.status in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED):
                     self._event(
                         order,

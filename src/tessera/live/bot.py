@@ -439,6 +439,7 @@ class TradingBot:
                     "checks the account and runs `tessera risk reset --by NAME`"
                 )
             await self._load_balances()
+            self.manager.settle_ns = UNKNOWN_AFTER_NS  # from now on this process sends orders
             self.feed = MarketFeed(
                 o.ws_url,
                 self.symbols,
