@@ -26,7 +26,17 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from tessera.execution.orders import (
@@ -183,37 +193,42 @@ class ExecutionStore:
         try:
             with self.tx() as c:
                 c.execute(
-                    insert(orders).values(
-                        client_order_id=order.client_order_id,
-                        run_id=run_id,
-                        seq=seq,
-                        strategy=order.strategy,
-                        signal_id=order.signal_id or None,
-                        exchange=self.exchange,
-                        symbol=order.symbol,
-                        side=order.side.value,
-                        type=order.type.value,
-                        time_in_force=order.time_in_force.value,
-                        qty=order.qty,
-                        price=order.price,
-                        stop_price=order.stop_price,
-                        status=order.status.value,
-                        exchange_order_id=order.exchange_order_id,
-                        filled_qty=order.filled_qty,
-                        filled_notional=order.filled_notional,
-                        overfilled=False,
-                        late_fill=False,
-                        ts_created=order.ts_created,
-                        ts_last=order.ts_created,
-                    )
+                    self._INSERT_ORDER,
+                    {
+                        "client_order_id": order.client_order_id,
+                        "run_id": run_id,
+                        "seq": seq,
+                        "strategy": order.strategy,
+                        "signal_id": order.signal_id or None,
+                        "exchange": self.exchange,
+                        "symbol": order.symbol,
+                        "side": order.side.value,
+                        "type": order.type.value,
+                        "time_in_force": order.time_in_force.value,
+                        "qty": order.qty,
+                        "price": order.price,
+                        "stop_price": order.stop_price,
+                        "status": order.status.value,
+                        "exchange_order_id": order.exchange_order_id,
+                        "filled_qty": order.filled_qty,
+                        "filled_notional": order.filled_notional,
+                        "overfilled": False,
+                        "late_fill": False,
+                        "ts_created": order.ts_created,
+                        "ts_last": order.ts_created,
+                    },
                 )
                 c.execute(
-                    insert(order_events).values(
-                        client_order_id=order.client_order_id,
-                        kind="intent",
-                        status_after=order.status.value,
-                        ts=order.ts_created,
-                    )
+                    self._INSERT_EVENT,
+                    {
+                        "client_order_id": order.client_order_id,
+                        "kind": "intent",
+                        "status_after": order.status.value,
+                        "ts": order.ts_created,
+                        "exchange_order_id": None,
+                        "reason": None,
+                        "trade_id": None,
+                    },
                 )
         except IntegrityError:
             if self._batch.get() is not None:
@@ -229,33 +244,53 @@ class ExecutionStore:
             self._append_event(c, order, event)
             self._update_order(c, order)
 
+    # The order path's statements are built once, values passed as parameters: building a
+    # statement per call (``.values(...)``) cost more CPU than the commit's fsync.
+    _INSERT_ORDER = insert(orders)
+    _INSERT_EVENT = insert(order_events)
+    _UPDATE_ORDER = (
+        update(orders)
+        .where(orders.c.client_order_id == bindparam("cid"))
+        .values(
+            status=bindparam("status"),
+            exchange_order_id=bindparam("exchange_order_id"),
+            filled_qty=bindparam("filled_qty"),
+            filled_notional=bindparam("filled_notional"),
+            reject_reason=bindparam("reject_reason"),
+            overfilled=bindparam("overfilled"),
+            late_fill=bindparam("late_fill"),
+            ts_last=bindparam("ts_last"),
+        )
+    )
+
     def _append_event(self, c: Connection, order: Order, event: OrderEvent) -> None:
         c.execute(
-            insert(order_events).values(
-                client_order_id=order.client_order_id,
-                kind=event.kind.value,
-                status_after=order.status.value,
-                ts=event.ts,
-                exchange_order_id=event.exchange_order_id,
-                reason=event.reason,
-                trade_id=event.fill.trade_id if event.fill else None,
-            )
+            self._INSERT_EVENT,
+            {
+                "client_order_id": order.client_order_id,
+                "kind": event.kind.value,
+                "status_after": order.status.value,
+                "ts": event.ts,
+                "exchange_order_id": event.exchange_order_id,
+                "reason": event.reason,
+                "trade_id": event.fill.trade_id if event.fill else None,
+            },
         )
 
     def _update_order(self, c: Connection, order: Order) -> None:
         c.execute(
-            update(orders)
-            .where(orders.c.client_order_id == order.client_order_id)
-            .values(
-                status=order.status.value,
-                exchange_order_id=order.exchange_order_id,
-                filled_qty=order.filled_qty,
-                filled_notional=order.filled_notional,
-                reject_reason=order.reject_reason,
-                overfilled=order.overfilled,
-                late_fill=order.late_fill,
-                ts_last=order.ts_last,
-            )
+            self._UPDATE_ORDER,
+            {
+                "cid": order.client_order_id,
+                "status": order.status.value,
+                "exchange_order_id": order.exchange_order_id,
+                "filled_qty": order.filled_qty,
+                "filled_notional": order.filled_notional,
+                "reject_reason": order.reject_reason,
+                "overfilled": order.overfilled,
+                "late_fill": order.late_fill,
+                "ts_last": order.ts_last,
+            },
         )
 
     def record_fill(
