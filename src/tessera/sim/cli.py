@@ -84,6 +84,33 @@ def serve(
     api_secret: Annotated[
         str, typer.Option("--api-secret", help="Secret that signs requests (HMAC-SHA256).")
     ] = "tessera-sim-secret",
+    max_orders_10s: Annotated[
+        int,
+        typer.Option(
+            "--max-orders-10s",
+            min=1,
+            help="New orders per 10 seconds before 429 / -1015 (advertised in exchangeInfo).",
+        ),
+    ] = 50,
+    bars: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Replay a file of 1m OHLCV bars (.csv, .csv.gz, .parquet; e.g. the bundled "
+            "samples/bars/btc-perp-20211231-20220201_1m.csv.gz) as closed @kline_1m events and "
+            "REST klines, instead of the recordings. Market data only: no book, no --trading.",
+        ),
+    ] = None,
+    symbol: Annotated[
+        str, typer.Option(help="With --bars: the symbol the bars are served as")
+    ] = "BTCUSDT",
+    history: Annotated[
+        int,
+        typer.Option(
+            help="With --bars: bars already visible over REST before the replay starts (the "
+            "history a bot warms up on)",
+        ),
+    ] = 200,
     start_now: Annotated[
         bool,
         typer.Option(
@@ -105,18 +132,36 @@ def serve(
     from tessera.bootstrap import AppContext
 
     factor = parse_speed(speed)
-    try:
-        paths = recording_paths(recording)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--recording") from exc
+    if bars is not None:
+        from tessera.sim.bars import market_from_bar_file
+
+        try:
+            market = market_from_bar_file(bars, symbol)
+        except (FileNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--bars") from exc
+        trading = False  # the matching engine needs a book; bars have none
+    else:
+        try:
+            market = SimMarket.from_recording(recording_paths(recording))
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--recording") from exc
     if isinstance(ctx.obj, AppContext):
         ctx.obj.start_metrics()
-    market = SimMarket.from_recording(paths)
+    if trading:
+        from tessera.sim.trading import with_order_limit
+
+        # this market is the command's own: it may advertise the limit the engine enforces
+        market.exchange_info = with_order_limit(market.exchange_info, max_orders_10s)
     sim = ExchangeSimulator(market, speed=factor, loop_replay=loop, autostart=not start_now)
+    if bars is not None and history > 0:
+        sim.release(min(history, len(market.frames)))
     if trading:
         from tessera.sim.trading import TradingConfig, TradingEngine
 
-        TradingEngine(sim, TradingConfig(api_key=api_key, api_secret=api_secret))
+        TradingEngine(
+            sim,
+            TradingConfig(api_key=api_key, api_secret=api_secret, max_orders_10s=max_orders_10s),
+        )
     asyncio.run(_serve(sim, host, port, speed, start_now, api_key if trading else None))
 
 
@@ -127,7 +172,11 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await sim.start(host, port)
+    try:
+        await sim.start(host, port)
+    except OSError as exc:
+        out.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
     try:
         streams = ", ".join(sim.market.base_streams())
         out.print(f"[bold]Binance spot simulator[/] replaying {len(sim.market.frames):,} frames")

@@ -207,6 +207,19 @@ class TradingConfig:
     response_delay_s: float = 0.0  # place orders at once, answer this much later
 
 
+def with_order_limit(info: dict[str, Any], max_orders_10s: int) -> dict[str, Any]:
+    """A copy of ``exchangeInfo`` that advertises ``max_orders_10s`` as its ORDERS limit per
+    10 seconds: what the trading engine enforces is what clients read (as on Binance)."""
+    limits = [
+        {**rl, "limit": max_orders_10s}
+        if (rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum"))
+        == ("ORDERS", "SECOND", 10)
+        else dict(rl)
+        for rl in info.get("rateLimits", [])
+    ]
+    return {**info, "rateLimits": limits}
+
+
 class TradingEngine:
     """Accounts, our orders and their matching; registered on an `ExchangeSimulator`."""
 
@@ -225,6 +238,7 @@ class TradingEngine:
         self._trade_ids = itertools.count(1)
         self._seen_trades: dict[str, int] = defaultdict(int)
         self._order_times: list[float] = []
+        self.rate_limited = 0  # new orders answered 429 / -1015
         self._matcher: asyncio.Task[None] | None = None
         # user-data stream: listen key -> expiry (unix s); connected websockets get every event
         self.listen_keys: dict[str, float] = {}
@@ -480,9 +494,12 @@ class TradingEngine:
 
     async def new_order(self, request: web.Request, params: dict[str, str]) -> web.StreamResponse:
         now = time.time()
-        self._order_times = [t for t in self._order_times if now - t < 10] + [now]
+        # fixed 10 s windows aligned to the epoch, as Binance counts (and our limiter meters)
+        window = now - now % 10
+        self._order_times = [t for t in self._order_times if t >= window] + [now]
         count = len(self._order_times)
         if count > self.config.max_orders_10s:
+            self.rate_limited += 1
             body = dict(TOO_MANY_ORDERS)
             body["msg"] = str(body["msg"]) % self.config.max_orders_10s
             resp = json_response(body, 429)
