@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tessera.config.models import LightGBMParams
 from tessera.models.dataset import Dataset
@@ -80,3 +81,21 @@ def test_native_params_follow_the_config() -> None:
     assert p["num_threads"] == 1
     m = LightGBMModel("classification").native_params(3)
     assert m["objective"] == "multiclass" and m["num_class"] == 3
+
+
+@pytest.mark.parametrize("task", ["regression", "classification"])
+def test_single_row_fast_path_equals_batch_predict(task: str, tmp_path: Path) -> None:
+    """The live bot's one-row path (LightGBM's prepared predictor) gives the batch scores,
+    also after a save/load round trip."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(600, 5))
+    y = x[:, 0] * 0.5 + rng.normal(scale=0.1, size=600)
+    labels = y if task == "regression" else np.sign(np.round(y)).astype(np.int64)
+    model = LightGBMModel(task, LightGBMParams(n_estimators=20, min_child_samples=20))  # type: ignore[arg-type]
+    model.fit(x, labels)
+    model.save(tmp_path / "m")
+    loaded = LightGBMModel.load(tmp_path / "m")
+    batch = model.predict(x[:50])
+    for m in (model, loaded):
+        rows = np.array([m.predict_row(r) for r in x[:50]])
+        np.testing.assert_allclose(rows, batch, rtol=0, atol=1e-12)

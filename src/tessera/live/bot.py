@@ -235,7 +235,7 @@ class _ModelScorer:
         x = [feats.get(c, math.nan) for c in self.columns]
         if not all(math.isfinite(v) for v in x):
             return feats, None
-        score = float(self.artifact.model.predict(np.asarray([x], dtype=np.float64))[0])
+        score = self.artifact.model.predict_row(np.asarray(x, dtype=np.float64))
         return feats, score
 
 

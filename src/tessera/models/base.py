@@ -50,6 +50,13 @@ class Model(ABC):
             return self._predict_value(x)
         return score_from_proba(self._predict_proba(x), self._classes())
 
+    def predict_row(self, row: npt.ArrayLike) -> float:
+        """The score of one feature row (the live path: one call per closed bar).
+
+        Same value as ``predict`` on a one-row matrix; families override it with a faster
+        single-row path where they have one."""
+        return float(self.predict(np.asarray(row, dtype=np.float64).reshape(1, -1))[0])
+
     def predict_proba(self, features: npt.ArrayLike) -> FloatArray:
         """Class probabilities (rows, classes), columns in the order of ``classes_``."""
         if self.task != "classification":

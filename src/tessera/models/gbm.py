@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tessera.config.models import LightGBMParams
-from tessera.models.base import FloatArray, Model, Task
+from tessera.models.base import FloatArray, Model, Task, score_from_proba
 
 # Fixed, not os.cpu_count(): the same config must give the same model on any machine. One
 # thread: at ~45k rows the histograms are tiny, and on a 2-core box with another busy process
@@ -38,6 +38,7 @@ class LightGBMModel(Model):
         self.seed = seed
         self.num_threads = num_threads
         self.booster: Any = None  # lightgbm.Booster, imported lazily (1.5 s import)
+        self._fast: _SingleRowPredictor | None = None
 
     def native_params(self, n_classes: int = 0) -> dict[str, Any]:
         """The parameters handed to ``lightgbm.train``."""
@@ -85,6 +86,20 @@ class LightGBMModel(Model):
     def _predict_value(self, x: FloatArray) -> FloatArray:
         return self._raw(x)
 
+    def predict_row(self, row: npt.ArrayLike) -> float:
+        """LightGBM's prepared single-row predictor: the live bot scores one row per bar, and
+        ``Booster.predict`` rebuilds its predictor on every call (measured ~400 µs per call
+        from a cold cache against ~130 µs this way; ~20 µs against ~4 µs hot)."""
+        if self.booster is None:
+            raise RuntimeError("predict() before fit()")
+        if self._fast is None:
+            self._fast = _SingleRowPredictor(self.booster, int(self.n_features_ or 0))
+        out = self._fast.predict(np.asarray(row, dtype=np.float64).reshape(-1))
+        if self.task == "regression":
+            return float(out[0])
+        proba = np.column_stack([1.0 - out, out]) if len(out) == 1 else out.reshape(1, -1)
+        return float(score_from_proba(proba, self._classes())[0])
+
     def _predict_proba(self, x: FloatArray) -> FloatArray:
         raw = self._raw(x)
         if raw.ndim == 1:  # binary objective: P(second class)
@@ -120,3 +135,57 @@ class LightGBMModel(Model):
         )
         model.booster = lgb.Booster(model_file=str(directory / meta["file"]))
         return model
+
+
+class _SingleRowPredictor:
+    """``LGBM_BoosterPredictForMatSingleRowFast``: a predictor prepared once per booster."""
+
+    def __init__(self, booster: Any, n_features: int) -> None:
+        import ctypes
+        import importlib
+
+        # LightGBM's own ctypes handles (private names, stable across 3.x and 4.x)
+        basic = importlib.import_module("lightgbm.basic")
+        lib: Any = basic._LIB
+        c_str: Any = basic._c_str
+        safe_call: Any = basic._safe_call
+
+        self._lib = lib
+        self._booster = booster  # keeps the booster (and its handle) alive
+        self.n_features = n_features
+        n_out = max(int(booster.num_model_per_iteration()), 1)
+        self._row = np.zeros(n_features, dtype=np.float64)
+        self._out = np.zeros(n_out, dtype=np.float64)
+        self._out_len = ctypes.c_int64()
+        self._handle = ctypes.c_void_p()
+        safe_call(
+            lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),  # C_API_PREDICT_NORMAL
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(-1),  # all iterations
+                ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                ctypes.c_int32(n_features),
+                c_str("num_threads=1"),
+                ctypes.byref(self._handle),
+            )
+        )
+        self._args = (
+            self._handle,
+            self._row.ctypes.data_as(ctypes.c_void_p),
+            ctypes.byref(self._out_len),
+            self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        )
+        self._safe_call = safe_call
+
+    def predict(self, row: FloatArray) -> FloatArray:
+        if row.shape != (self.n_features,):
+            raise ValueError(f"expected {self.n_features} features, got {row.shape}")
+        self._row[:] = row
+        self._safe_call(self._lib.LGBM_BoosterPredictForMatSingleRowFast(*self._args))
+        return self._out.copy()
+
+    def __del__(self) -> None:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and handle.value:
+            self._lib.LGBM_FastConfigFree(handle)
