@@ -109,10 +109,12 @@ class OrderManager:
         """Step 1; False if the order's signal already produced an order (send nothing)."""
         if not order.ts_created:
             order.ts_created = now_ns()
+        return self.store.record_intent(order, self.run_id, self._seq(order))
+
+    def _seq(self, order: Order) -> int:
         # ids from `ClientOrderIdGenerator` end in their sequence; others take the next one
         tail = order.client_order_id.rsplit("-", 1)[-1]
-        seq = int(tail) if tail.isdigit() else self.store.next_seq(self.run_id)
-        return self.store.record_intent(order, self.run_id, seq)
+        return int(tail) if tail.isdigit() else self.store.next_seq(self.run_id)
 
     def mark_submitted(self, order: Order) -> None:
         """Step 2: from here on, the order may exist on the exchange."""
@@ -120,17 +122,17 @@ class OrderManager:
 
     async def submit(self, order: Order) -> Order:
         """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
-        try:  # intent and SUBMITTED in one commit: nothing happens outside between them
-            with self.store.batch():
-                self.record_intent(order)
-                self.mark_submitted(order)
-        except IntegrityError:
+        if not order.ts_created:
+            order.ts_created = now_ns()
+        submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
+        self.machine.apply(order, submitted)
+        # intent and SUBMITTED in one commit (two statements): nothing happens between them
+        if not self.store.record_submission(order, self.run_id, self._seq(order), submitted):
             order.status = OrderStatus.INITIALIZED
-            if not self.record_intent(order):
-                log.warning("signal already produced an order", cid=order.client_order_id)
-                existing = self.store.order_for_signal(order.signal_id)
-                return existing if existing is not None else order
-            self.mark_submitted(order)
+            log.warning("signal already produced an order", cid=order.client_order_id)
+            existing = self.store.order_for_signal(order.signal_id)
+            return existing if existing is not None else order
+        self.observer.on_event(order, submitted, len(self.live))
         self.live[order.client_order_id] = order
         self._submitting.add(order.client_order_id)
         try:

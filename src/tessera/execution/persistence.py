@@ -192,43 +192,12 @@ class ExecutionStore:
         """
         try:
             with self.tx() as c:
-                c.execute(
-                    self._INSERT_ORDER,
-                    {
-                        "client_order_id": order.client_order_id,
-                        "run_id": run_id,
-                        "seq": seq,
-                        "strategy": order.strategy,
-                        "signal_id": order.signal_id or None,
-                        "exchange": self.exchange,
-                        "symbol": order.symbol,
-                        "side": order.side.value,
-                        "type": order.type.value,
-                        "time_in_force": order.time_in_force.value,
-                        "qty": order.qty,
-                        "price": order.price,
-                        "stop_price": order.stop_price,
-                        "status": order.status.value,
-                        "exchange_order_id": order.exchange_order_id,
-                        "filled_qty": order.filled_qty,
-                        "filled_notional": order.filled_notional,
-                        "overfilled": False,
-                        "late_fill": False,
-                        "ts_created": order.ts_created,
-                        "ts_last": order.ts_created,
-                    },
-                )
+                c.execute(self._INSERT_ORDER, self._order_row(order, run_id, seq))
                 c.execute(
                     self._INSERT_EVENT,
-                    {
-                        "client_order_id": order.client_order_id,
-                        "kind": "intent",
-                        "status_after": order.status.value,
-                        "ts": order.ts_created,
-                        "exchange_order_id": None,
-                        "reason": None,
-                        "trade_id": None,
-                    },
+                    self._event_row(
+                        order.client_order_id, "intent", order.status.value, order.ts_created
+                    ),
                 )
         except IntegrityError:
             if self._batch.get() is not None:
@@ -237,6 +206,68 @@ class ExecutionStore:
                 return False
             raise
         return True
+
+    def record_submission(self, order: Order, run_id: str, seq: int, submitted: OrderEvent) -> bool:
+        """The intent and its SUBMITTED event in one transaction of two statements (the order
+        row already in its SUBMITTED state, both events in the log): what must be durable
+        before the request goes out, in as few round trips as the database allows.
+
+        Returns False if the order's signal already produced an order (send nothing).
+        """
+        row = self._order_row(order, run_id, seq)
+        events = [
+            self._event_row(order.client_order_id, "intent", "INITIALIZED", order.ts_created),
+            self._event_row(order.client_order_id, submitted.kind.value, order.status.value,
+                            submitted.ts),
+        ]  # fmt: skip
+        try:
+            with self.tx() as c:
+                c.execute(self._INSERT_ORDER, row)
+                c.execute(self._INSERT_EVENT, events)
+        except IntegrityError:
+            if self._batch.get() is not None:
+                raise
+            if order.signal_id and self.order_for_signal(order.signal_id) is not None:
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _event_row(cid: str, kind: str, status_after: str, ts: int) -> dict[str, Any]:
+        return {
+            "client_order_id": cid,
+            "kind": kind,
+            "status_after": status_after,
+            "ts": ts,
+            "exchange_order_id": None,
+            "reason": None,
+            "trade_id": None,
+        }
+
+    def _order_row(self, order: Order, run_id: str, seq: int) -> dict[str, Any]:
+        return {
+            "client_order_id": order.client_order_id,
+            "run_id": run_id,
+            "seq": seq,
+            "strategy": order.strategy,
+            "signal_id": order.signal_id or None,
+            "exchange": self.exchange,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.type.value,
+            "time_in_force": order.time_in_force.value,
+            "qty": order.qty,
+            "price": order.price,
+            "stop_price": order.stop_price,
+            "status": order.status.value,
+            "exchange_order_id": order.exchange_order_id,
+            "filled_qty": order.filled_qty,
+            "filled_notional": order.filled_notional,
+            "overfilled": False,
+            "late_fill": False,
+            "ts_created": order.ts_created,
+            "ts_last": order.ts_last or order.ts_created,
+        }
 
     def record_event(self, order: Order, event: OrderEvent) -> None:
         """Append ``event`` and store the order's state after it (same transaction)."""
