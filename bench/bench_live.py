@@ -83,7 +83,8 @@ def start_sim(port: int, speed: float) -> subprocess.Popen[bytes]:
     tessera = str(Path(sys.executable).with_name("tessera"))
     proc = subprocess.Popen(
         [tessera, "--metrics-port", "0", "sim", "serve", "--port", str(port), "--speed",
-         f"{speed}x", "--api-key", KEY, "--api-secret", SECRET, "--start-now", "--max-orders-10s", "1000"],
+         f"{speed}x", "--api-key", KEY, "--api-secret", SECRET, "--start-now",
+         "--max-orders-10s", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 30
