@@ -51,3 +51,18 @@ def test_two_strategies_net_on_one_symbol() -> None:
     assert p.strategy_position("BTCUSDT", "b").qty == D("-0.004")
     assert p.position("BTCUSDT").realized_pnl == D("0.040")
     assert p.cash["USDT"] == D("1000") - D("1.00") + D("0.440")
+
+
+def test_position_books_a_base_asset_fee_as_units_the_account_no_longer_holds() -> None:
+    """Binance takes a buy's commission in the base asset: the position is what is held."""
+    from tessera.execution.position import Position
+
+    p = Position("BTCUSDT", "s")
+    p.apply_fill(f("BTCUSDT", OrderSide.BUY, "0.1", "50000", "0.0001", "BTC"), "USDT", "BTC")
+    assert p.qty == Decimal("0.0999")
+    assert p.fees_quote == Decimal("5.0000")  # 0.0001 BTC at the fill price
+    assert p.turnover == Decimal("5000.0")
+    p.apply_fill(f("BTCUSDT", OrderSide.SELL, "0.0999", "51000", "5.0949", "USDT"), "USDT", "BTC")
+    assert p.qty == 0
+    assert p.realized_pnl == Decimal("0.0999") * 1000
+    assert p.fees_quote == Decimal("5.0000") + Decimal("5.0949")

@@ -237,8 +237,13 @@ class OrderManager:
         self.machine.apply(order, event)
         key = (fill.symbol, order.strategy)
         position = self.positions.setdefault(key, Position(fill.symbol, order.strategy))
-        # a fee charged in the symbol's quote asset is a cost of the position (BTCUSDT: USDT)
-        position.apply_fill(fill, fill.fee_asset if fill.symbol.endswith(fill.fee_asset) else None)
+        # which asset the fee is in, from the symbol's name (BTCUSDT: USDT quote, BTC base)
+        asset = fill.fee_asset
+        position.apply_fill(
+            fill,
+            quote_asset=asset if fill.symbol.endswith(asset) else None,
+            base_asset=asset if fill.symbol.startswith(asset) else None,
+        )
         new = self.store.record_fill(order, event, position)
         if new:
             self.observer.on_event(order, event, len(self.live))

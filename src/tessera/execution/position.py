@@ -53,10 +53,24 @@ class Position:
     def unrealized_pnl(self, mark: Decimal) -> Decimal:
         return self.qty * mark - self.cost
 
-    def apply_fill(self, fill: Fill, quote_asset: str | None = None) -> Decimal:
-        """Apply a fill; returns the PnL it realized (quote currency, before fees)."""
+    def apply_fill(
+        self, fill: Fill, quote_asset: str | None = None, base_asset: str | None = None
+    ) -> Decimal:
+        """Apply a fill; returns the PnL it realized (quote currency, before fees).
+
+        A fee in the quote asset is a cost beside the position. A fee in the base asset (what
+        Binance takes on a buy without BNB) leaves the account holding that much less: those
+        units leave the position at the fill price (their value counted as a fee), so that
+        the position is what the exchange holds.
+        """
         fee = fill.fee if fill.fee_asset == quote_asset else ZERO
-        return self.apply(fill.qty * fill.side.sign, fill.price, fill.ts_event, fee_quote=fee)
+        realized = self.apply(fill.qty * fill.side.sign, fill.price, fill.ts_event, fee_quote=fee)
+        if fill.fee and fill.fee_asset == base_asset:
+            realized += self.apply(
+                -fill.fee, fill.price, fill.ts_event, fee_quote=fill.fee * fill.price
+            )
+            self.turnover -= fill.fee * fill.price  # a fee, not a trade
+        return realized
 
     def apply(
         self, signed_qty: Decimal, price: Decimal, ts: int = 0, fee_quote: Decimal = ZERO

@@ -796,6 +796,17 @@ class TradingBot:
         p = self.manager.positions.get((symbol, strategy))
         return p.qty if p is not None else ZERO
 
+    def tradeable_position(self, symbol: str, strategy: str) -> Decimal:
+        qty = self.position(symbol, strategy)
+        f = self.filters.get(symbol)
+        if not qty or f is None:
+            return qty
+        tradeable = f.round_qty(abs(qty), market=True)
+        price = self.last_prices.get(symbol)
+        if price is not None and f.min_notional and tradeable * price < f.min_notional:
+            return ZERO
+        return tradeable if qty > 0 else -tradeable
+
     def _in_flight(self, symbol: str, strategy: str) -> Decimal:
         return sum(
             (

@@ -35,7 +35,10 @@ class LiveContext:
         return self._bot.now_ns
 
     def position(self, symbol: str) -> Decimal:
-        return self._bot.position(symbol, self._strategy)
+        """What the strategy holds and could trade: dust the exchange would not accept in an
+        order (below the lot step or the minimum notional, e.g. left by base-asset fees) is
+        flat, or a strategy asking "am I in a position?" would never trade again."""
+        return self._bot.tradeable_position(symbol, self._strategy)
 
     def equity(self) -> Decimal:
         return self._bot.equity()
