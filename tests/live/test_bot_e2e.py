@@ -221,12 +221,17 @@ def test_sigterm_stops_gracefully_with_nothing_in_flight(
          "--interval", "1s", "--no-ingest", "--strategy", "sma_cross:fast=2,slow=5,qty=0.001"],
         env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not engine.orders and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert engine.orders, "no order within 60 s"
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while not engine.orders and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert engine.orders, "no order within 60 s"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the bot running
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     assert "bot stopped" in out + err
     store = ExecutionStore(fresh_postgres_url)

@@ -39,13 +39,29 @@ def sim_thread() -> Iterator[tuple[SimulatorThread, ExchangeSimulator, TradingEn
         thread.stop()
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_orphan_bots() -> Iterator[None]:
+    """A failed assertion must not leave its bot running after the test."""
+    yield
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _started.clear()
+
+
 def start_bot(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     log = (tmp_path / "bot.log").open("a")
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [TESSERA, "--metrics-port", "0", "run", "--mode", "live", "--i-understand-live-trading",
          "--interval", "1s", "--no-ingest", *FAST, *args],
         env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    _started.append(proc)
+    return proc
 
 
 def wait_orders(engine: TradingEngine, n: int, timeout: float = 60) -> None:
