@@ -4,8 +4,11 @@ simulator's own books."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,3 +89,25 @@ def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[
     for o in ours.values():
         by_strategy[o.strategy] += 1
     return {"orders": len(ours), "fills": len(fills), "by_strategy": dict(by_strategy)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 30.0,
+    detail: Callable[[], object] = lambda: "",
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {detail()}")

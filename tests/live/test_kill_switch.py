@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_bot_helpers import free_port, wait_for
 
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim.market import SimMarket
@@ -39,27 +39,6 @@ TESSERA = [sys.executable, "-m", "tessera.cli"]
 KEY, SECRET = "ks-test-key", "ks-test-secret"
 BUY_AND_HOLD = "buy_and_hold:qty=0.1"
 BUSY = "sma_cross:fast=1,slow=2,qty=0.01"  # trades on nearly every turn of the price
-
-
-def wait_for(
-    what: str,
-    check: Callable[[], Any],
-    timeout: float = 30.0,
-    detail: Callable[[], object] = lambda: "",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {detail()}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str) -> tuple[int, str]:

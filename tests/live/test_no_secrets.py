@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from live_bot_helpers import free_port
 from sqlalchemy import MetaData, select
 
 from tessera.execution.persistence import make_engine
@@ -40,12 +40,6 @@ def venue() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
     thread.start()
     yield sim, engine
     thread.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> str:

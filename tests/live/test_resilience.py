@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_bot_helpers import KEY, SECRET, TESSERA, assert_ledger_matches, bot_env
+from live_bot_helpers import KEY, SECRET, TESSERA, assert_ledger_matches, bot_env, free_port
 
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim.faults import FaultPlan
@@ -108,12 +108,6 @@ def test_websocket_drops_and_rest_storms(
     out = stop(proc, tmp_path)
     assert "market feed reconnected" in out
     check(fresh_postgres_url, engine)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_redis_restart_loses_and_doubles_no_signal(

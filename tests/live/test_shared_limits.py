@@ -13,20 +13,20 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from live_bot_helpers import free_port, wait_for
 
 from tessera.sim.market import SimMarket
 from tessera.sim.recording import BUNDLED_RECORDINGS
@@ -41,24 +41,6 @@ SECRET = "shared-test-secret"
 ORDER_LIMIT = 10  # orders per 10 s
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BUSY = "sma_cross:fast=1,slow=2,qty=0.01"  # trades on nearly every turn of the price
-
-
-def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 30.0, detail: Callable[[], object] = str
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {detail()}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_get(url: str) -> str:

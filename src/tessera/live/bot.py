@@ -396,14 +396,9 @@ class TradingBot:
         limit = min(max(need + 5, 10), 1000)
         warm = 0
         for sym in self.symbols:
-            rows = await self._rest(
-                "/api/v3/klines", {"symbol": sym, "interval": self.o.interval, "limit": limit}
-            )
-            now_ms = time.time_ns() // MS
-            for row in rows:
-                if int(row[6]) < now_ms:  # Binance's newest row is the bar still open
-                    self._on_closed_bar(bar_from_rest(sym, row), 0, 0)
-                    warm += 1
+            for bar in await self._closed_bars(sym, limit):
+                self._on_closed_bar(bar, 0, 0)
+                warm += 1
         early, self._early_bars = self._early_bars or [], None
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
             self._on_closed_bar(bar, event_ns, recv_ns)
@@ -602,14 +597,16 @@ class TradingBot:
         log.info("market feed reconnected: recovering orders and missed bars")
         await self.manager.recover()
         for sym in self.symbols:
-            rows = await self._rest(
-                "/api/v3/klines", {"symbol": sym, "interval": self.o.interval, "limit": 100}
-            )
-            now_ms = time.time_ns() // MS
-            for row in rows:
-                if int(row[6]) < now_ms:
-                    bar = bar_from_rest(sym, row)
-                    self._on_closed_bar(bar, bar.close_time, time.time_ns())
+            for bar in await self._closed_bars(sym, 100):
+                self._on_closed_bar(bar, bar.close_time, time.time_ns())
+
+    async def _closed_bars(self, symbol: str, limit: int) -> list[Bar]:
+        """The newest closed bars over REST (Binance's newest row is the bar still open)."""
+        rows = await self._rest(
+            "/api/v3/klines", {"symbol": symbol, "interval": self.o.interval, "limit": limit}
+        )
+        now_ms = time.time_ns() // MS
+        return [bar_from_rest(symbol, row) for row in rows if int(row[6]) < now_ms]
 
     # --- signals --------------------------------------------------------------------------------
 
