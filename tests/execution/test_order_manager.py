@@ -16,14 +16,17 @@ import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from venue_helpers import resting_price
 
 from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
+from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.server import SimulatorThread
 from tessera.sim.trading import TradingConfig, TradingEngine
@@ -220,6 +223,65 @@ async def test_rate_limited_submit_is_rejected_and_a_recent_unknown_order_is_not
         manager.settle_ns = 0
         report = await manager.recover()
         assert report.closed_unsent == [unsent.client_order_id]
+    finally:
+        await ex.close()
+        store.close()
+
+
+class OutageStore(ExecutionStore):
+    """The real store, with the database "unavailable" for the next ``outage`` fill writes."""
+
+    outage = 0
+
+    def record_fill(self, *args: Any, **kwargs: Any) -> bool:
+        if self.outage:
+            self.outage -= 1
+            raise OperationalError("INSERT INTO fills", {}, ConnectionError("database down"))
+        return super().record_fill(*args, **kwargs)
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.kinds: list[OrderEventKind] = []
+
+    def on_event(self, order: Order, event: OrderEvent, live_orders: int) -> None:
+        self.kinds.append(event.kind)
+
+
+async def test_a_fill_the_store_could_not_write_is_applied_exactly_once_later(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    """While the database cannot take a fill, the order and position in memory stay as the
+    store has them and observers hear nothing; recovery later applies every fill once."""
+    _, engine = venue
+    store = OutageStore(database_url)
+    ex = CcxtExchange(venue[0].rest_url, KEY, SECRET)
+    events = EventLog()
+    try:
+        om = OrderManager(store, ex, RUN, strategy="s1", observer=events)
+        order = Order("t-om-out", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, Decimal("0.003"))
+        store.outage = 1
+        with pytest.raises(OperationalError):  # the answer's batch (acceptance + fills) fails
+            await om.submit(order)
+        assert engine.orders  # the exchange filled it
+        assert order.status is OrderStatus.SUBMITTED and not order.trade_ids
+        assert order.filled_qty == 0 and not om.positions
+        assert OrderEventKind.FILLED not in events.kinds
+
+        store.outage = 1  # still down for recovery's first write, one by one this time
+        with pytest.raises(OperationalError):
+            await om.recover()
+        assert order.status is OrderStatus.ACCEPTED and not order.trade_ids and not om.positions
+
+        report = await om.recover()  # the database answers again
+        assert report.updated == ["t-om-out"] and order.status is OrderStatus.FILLED
+        sim_fills = [f for f in engine.fills if f.order.client_order_id == "t-om-out"]
+        assert len(store.all_fills()) == len(sim_fills) == report.fills_imported
+        base_fees = sum((f.commission for f in sim_fills), Decimal(0))
+        (pos,) = store.positions()
+        held = om.positions[("BTCUSDT", order.strategy)]
+        assert pos.qty == held.qty == Decimal("0.003") - base_fees
+        assert events.kinds.count(OrderEventKind.FILLED) == len(sim_fills)
     finally:
         await ex.close()
         store.close()

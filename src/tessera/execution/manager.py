@@ -62,6 +62,19 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def _snapshot(order: Order) -> Order:
+    """A copy of ``order`` to put back if the write of its next step fails."""
+    snap = copy.copy(order)
+    snap.fees = dict(order.fees)
+    snap.trade_ids = set(order.trade_ids)
+    return snap
+
+
+def _restore(order: Order, snap: Order) -> None:
+    for f in dataclasses.fields(Order):
+        setattr(order, f.name, getattr(snap, f.name))
+
+
 @dataclass
 class RecoveryReport:
     checked: int = 0
@@ -102,6 +115,8 @@ class OrderManager:
         # only once it is this old: a request may still be processed within the exchange's
         # recvWindow. 0 at start-up (the process that sent it is gone); a running bot sets it.
         self.settle_ns = 0
+        # events of an open `apply_batched` transaction, told to observers once it commits
+        self._deferred: list[tuple[Order, OrderEvent]] | None = None
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -127,7 +142,12 @@ class OrderManager:
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
         self.machine.apply(order, submitted)
         # intent and SUBMITTED in one commit (two statements): nothing happens between them
-        if not self.store.record_submission(order, self.run_id, self._seq(order), submitted):
+        try:
+            recorded = self.store.record_submission(order, self.run_id, self._seq(order), submitted)
+        except Exception:
+            order.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
+            raise
+        if not recorded:
             order.status = OrderStatus.INITIALIZED
             log.warning("signal already produced an order", cid=order.client_order_id)
             existing = self.store.order_for_signal(order.signal_id)
@@ -157,22 +177,33 @@ class OrderManager:
     def apply_batched(
         self, order: Order, ack: ExchangeOrder, fills: list[Fill] | None = None
     ) -> None:
-        """`apply` in one transaction; redone write by write if the batch hits a constraint
-        (another writer recorded one of these fills first)."""
-        saved = copy.deepcopy(order)
+        """`apply` in one transaction. If the transaction fails, the order and its position in
+        memory are put back as they were (memory never runs ahead of the store) and observers
+        hear nothing; on a constraint violation (another writer recorded one of these fills
+        first) the writes are redone one by one."""
+        order = self.live.get(order.client_order_id, order)
+        saved = _snapshot(order)
         key = (order.symbol, order.strategy)  # the one position these fills can move
         saved_position = copy.deepcopy(self.positions.get(key))
+        self._deferred = []
         try:
             with self.store.batch():
                 self.apply(order, ack, fills)
-        except IntegrityError:
-            for f in dataclasses.fields(Order):
-                setattr(order, f.name, getattr(saved, f.name))
+        except Exception as exc:
+            _restore(order, saved)
             if saved_position is None:
                 self.positions.pop(key, None)
             else:
                 self.positions[key] = saved_position
+            if not isinstance(exc, IntegrityError):
+                raise
+            self._deferred = None
             self.apply(order, ack, fills)
+            return
+        finally:
+            deferred, self._deferred = self._deferred, None
+        for o, event in deferred or ():  # committed: now the observers may act on it
+            self.observer.on_event(o, event, len(self.live))
 
     async def cancel(self, order: Order) -> Order:
         self._event(order, OrderEvent(OrderEventKind.CANCEL_REQUESTED, now_ns()))
@@ -234,9 +265,12 @@ class OrderManager:
             order.trade_ids.add(fill.trade_id)
             return False
         event = OrderEvent(OrderEventKind.FILLED, fill.ts_event or now_ns(), fill=fill)
-        self.machine.apply(order, event)
+        saved = _snapshot(order)
         key = (fill.symbol, order.strategy)
-        position = self.positions.setdefault(key, Position(fill.symbol, order.strategy))
+        previous = self.positions.get(key)
+        # the fill moves a copy: the position in memory changes only once the store has it
+        position = copy.deepcopy(previous) if previous else Position(fill.symbol, order.strategy)
+        self.machine.apply(order, event)
         # which asset the fee is in, from the symbol's name (BTCUSDT: USDT quote, BTC base)
         asset = fill.fee_asset
         position.apply_fill(
@@ -244,15 +278,33 @@ class OrderManager:
             quote_asset=asset if fill.symbol.endswith(asset) else None,
             base_asset=asset if fill.symbol.startswith(asset) else None,
         )
-        new = self.store.record_fill(order, event, position)
+        try:
+            new = self.store.record_fill(order, event, position)
+        except Exception:
+            _restore(order, saved)  # a later recovery applies this fill, exactly once
+            raise
+        # stored now, by us or (not new) by another writer that recorded it first
+        self.positions[key] = position
         if new:
-            self.observer.on_event(order, event, len(self.live))
+            self._notify(order, event)
         return new
 
     def _event(self, order: Order, event: OrderEvent) -> None:
+        saved = _snapshot(order)
         self.machine.apply(order, event)
-        self.store.record_event(order, event)
-        self.observer.on_event(order, event, len(self.live))
+        try:
+            self.store.record_event(order, event)
+        except Exception:
+            _restore(order, saved)  # memory never runs ahead of the store
+            raise
+        self._notify(order, event)
+
+    def _notify(self, order: Order, event: OrderEvent) -> None:
+        # inside `apply_batched`, observers hear of an event only once its transaction commits
+        if self._deferred is not None:
+            self._deferred.append((order, event))
+        else:
+            self.observer.on_event(order, event, len(self.live))
 
     # --- the user-data stream -------------------------------------------------------------------
 
