@@ -83,7 +83,9 @@ TRADING_STATES: Final = ("ACTIVE", "REDUCING", "HALTED")
 LATENCY_STAGES: Final = frozenset(
     {"event_to_signal", "signal_to_send", "send_to_ack", "tick_to_order"}
 )
-RATE_LIMIT_SCOPES: Final = frozenset({"request_weight_1m", "orders_10s", "orders_1d"})
+RATE_LIMIT_SCOPES: Final = frozenset(
+    {"request_weight_1m", "orders_10s", "orders_1d", "exchange_backoff"}
+)
 OTHER: Final = "other"
 
 

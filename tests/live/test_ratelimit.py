@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tessera.live.ratelimit import (
     BINANCE_SPOT_LIMITS,
@@ -21,6 +22,14 @@ from tessera.live.ratelimit import (
     RedisRateLimiter,
     limits_from_exchange_info,
 )
+
+
+def backoff_waits() -> float:
+    value = REGISTRY.get_sample_value(
+        "tessera_rate_limit_waits_total", {"scope": "exchange_backoff"}
+    )
+    return value or 0.0
+
 
 FAST = (
     Limit("request_weight_1m", 500, 20, "x-mbx-used-weight-1m"),
@@ -39,7 +48,7 @@ WORKER = textwrap.dedent("""
         grants = []
         for _ in range(n):
             while True:
-                status, info = await lim.try_acquire(weight=2, orders=1)
+                status, info, _ = await lim.try_acquire(weight=2, orders=1)
                 if status == 0:
                     grants.append(info)
                     break
@@ -78,8 +87,8 @@ async def test_headers_raise_our_count(redis_client: Any) -> None:
     assert (await lim.try_acquire(weight=1))[0] == 0
     await lim.observe_headers({"X-MBX-USED-WEIGHT-1M": "19"})  # another client used the key
     assert await lim.used("request_weight_1m") == 19
-    status, wait = await lim.try_acquire(weight=2)
-    assert status == 1 and 0 < wait <= 500
+    status, wait, scope = await lim.try_acquire(weight=2)
+    assert status == 1 and 0 < wait <= 500 and scope == "request_weight_1m"
 
 
 async def test_429_backs_off_everyone_and_418_stops(redis_client: Any) -> None:
@@ -89,8 +98,10 @@ async def test_429_backs_off_everyone_and_418_stops(redis_client: Any) -> None:
     await a.on_429(0.3)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
+    backoffs = backoff_waits()
     waited = await b.acquire(weight=1)  # the other limiter honours the shared back-off
     assert waited >= 0.25 and loop.time() - t0 >= 0.25
+    assert backoff_waits() > backoffs  # counted as the exchange's back-off, not our windows
     await a.on_418(5)
     with pytest.raises(RateLimitBannedError):
         await b.acquire(weight=1)
@@ -113,8 +124,8 @@ def test_local_limiter_same_rules() -> None:
     while lim.try_acquire(weight=2, orders=1)[0] == 0:
         granted += 1
     assert granted == 6
-    status, wait = lim.try_acquire(weight=2, orders=1)
-    assert status == 1 and wait == 500
+    status, wait, scope = lim.try_acquire(weight=2, orders=1)
+    assert status == 1 and wait == 500 and scope == "orders_10s"
     now[0] += 500
     assert lim.try_acquire(weight=2, orders=1)[0] == 0
     asyncio.run(lim.observe_headers({"x-mbx-used-weight-1m": "20"}))

@@ -89,6 +89,13 @@ class RateLimiter(Protocol):
     async def on_418(self, retry_after_s: float) -> None: ...
 
 
+BACKOFF = "exchange_backoff"  # the wait is the exchange's 429 Retry-After, not one of our windows
+
+
+def _count_wait(scope: str) -> None:
+    metrics.RATE_LIMIT_WAITS.labels(scope=metrics.bounded(scope, metrics.RATE_LIMIT_SCOPES)).inc()
+
+
 def _costs(limits: Sequence[Limit], weight: int, orders: int) -> list[int]:
     return [weight if lim.kind == "weight" else orders for lim in limits]
 
@@ -100,19 +107,20 @@ def key_prefix(api_key: str | None, namespace: str = "tessera:rl") -> str:
 
 
 # KEYS: [ban key, window key 1, ...]; ARGV: [n, interval_1, limit_1, cost_1, ...]
-# Returns {0, window start of the first limit} when reserved, {1, wait_ms} when it must wait,
-# {2, wait_ms} when banned.
+# Returns {0, window start of the first limit, 0} when reserved, {1, wait_ms, i} when it must
+# wait (i: the 1-based limit that binds, 0: the exchange's back-off), {2, wait_ms, 0} if banned.
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ban = redis.call('PTTL', KEYS[1])
 if ban > 0 then
   local kind = redis.call('GET', KEYS[1])
-  if kind == '418' then return {2, ban} end
-  return {1, ban}
+  if kind == '418' then return {2, ban, 0} end
+  return {1, ban, 0}
 end
 local n = tonumber(ARGV[1])
 local wait = 0
+local binding = 0
 local keys = {}
 for i = 1, n do
   local interval = tonumber(ARGV[2 + (i - 1) * 3])
@@ -125,11 +133,14 @@ for i = 1, n do
     local used = tonumber(redis.call('GET', key) or '0')
     if used + cost > limit then
       local w = interval - (now - start)
-      if w > wait then wait = w end
+      if w > wait then
+        wait = w
+        binding = i
+      end
     end
   end
 end
-if wait > 0 then return {1, wait} end
+if wait > 0 then return {1, wait, binding} end
 local first = now - (now % tonumber(ARGV[2]))
 for i = 1, n do
   if keys[i][2] > 0 then
@@ -137,7 +148,7 @@ for i = 1, n do
     redis.call('PEXPIRE', keys[i][1], keys[i][3] + 1000)
   end
 end
-return {0, first}
+return {0, first, 0}
 """
 
 # KEYS: [window key base]; ARGV: [interval, used]: raise our count to what the exchange reports.
@@ -180,26 +191,27 @@ class RedisRateLimiter:
     def _keys(self) -> list[str]:
         return [f"{self.prefix}:ban", *(f"{self.prefix}:{lim.scope}" for lim in self.limits)]
 
-    async def try_acquire(self, weight: int = 1, orders: int = 0) -> tuple[int, int]:
-        """One atomic attempt: (0, window_start_ms) reserved, (1, wait_ms) must wait,
-        (2, wait_ms) banned."""
+    async def try_acquire(self, weight: int = 1, orders: int = 0) -> tuple[int, int, str]:
+        """One atomic attempt: (0, window_start_ms, "") reserved, (1, wait_ms, scope) must wait
+        for ``scope`` (BACKOFF: the exchange's 429), (2, wait_ms, BACKOFF) banned."""
         argv: list[int] = [len(self.limits)]
         for lim, cost in zip(self.limits, _costs(self.limits, weight, orders), strict=True):
             argv += [lim.interval_ms, lim.limit, cost]
-        status, wait = await self._acquire(keys=self._keys(), args=argv)
-        return int(status), int(wait)
+        status, wait, binding = await self._acquire(keys=self._keys(), args=argv)
+        if int(status) == 0:
+            return 0, int(wait), ""
+        scope = self.limits[int(binding) - 1].scope if int(binding) else BACKOFF
+        return int(status), int(wait), scope
 
     async def acquire(self, weight: int = 1, orders: int = 0) -> float:
         waited = 0.0
         while True:
-            status, wait_ms = await self.try_acquire(weight, orders)
+            status, wait_ms, scope = await self.try_acquire(weight, orders)
             if status == 0:
                 return waited
             if status == 2:
                 raise RateLimitBannedError(int(time.time() * 1000) + wait_ms)
-            metrics.RATE_LIMIT_WAITS.labels(
-                scope="request_weight_1m" if weight else "orders_10s"
-            ).inc()
+            _count_wait(scope)
             delay = max(wait_ms, 1) / 1000
             await asyncio.sleep(delay)
             waited += delay
@@ -249,25 +261,28 @@ class LocalRateLimiter:
         self._ban_kind = ""
         self._lock = threading.Lock()
 
-    def try_acquire(self, weight: int = 1, orders: int = 0) -> tuple[int, int]:
+    def try_acquire(self, weight: int = 1, orders: int = 0) -> tuple[int, int, str]:
+        """As `RedisRateLimiter.try_acquire` (the reserved case returns wait 0)."""
         with self._lock:
             now = self.clock_ms()
             if self._ban_until > now:
-                return (2 if self._ban_kind == "418" else 1), self._ban_until - now
-            wait = 0
+                return (2 if self._ban_kind == "418" else 1), self._ban_until - now, BACKOFF
+            wait, binding = 0, ""
             costs = _costs(self.limits, weight, orders)
             for lim, cost in zip(self.limits, costs, strict=True):
                 start = now - now % lim.interval_ms
-                if cost and self._used.get((lim.scope, start), 0) + cost > lim.limit:
-                    wait = max(wait, lim.interval_ms - (now - start))
+                left = lim.interval_ms - (now - start)
+                over = cost and self._used.get((lim.scope, start), 0) + cost > lim.limit
+                if over and left > wait:
+                    wait, binding = left, lim.scope
             if wait:
-                return 1, wait
+                return 1, wait, binding
             for lim, cost in zip(self.limits, costs, strict=True):
                 if cost:
                     start = now - now % lim.interval_ms
                     self._used[(lim.scope, start)] = self._used.get((lim.scope, start), 0) + cost
             self._prune(now)
-            return 0, 0
+            return 0, 0, ""
 
     def _prune(self, now: int) -> None:
         if len(self._used) > 64:
@@ -277,11 +292,12 @@ class LocalRateLimiter:
     async def acquire(self, weight: int = 1, orders: int = 0) -> float:
         waited = 0.0
         while True:
-            status, wait_ms = self.try_acquire(weight, orders)
+            status, wait_ms, scope = self.try_acquire(weight, orders)
             if status == 0:
                 return waited
             if status == 2:
                 raise RateLimitBannedError(self.clock_ms() + wait_ms)
+            _count_wait(scope)
             delay = max(wait_ms, 1) / 1000
             await asyncio.sleep(delay)
             waited += delay
