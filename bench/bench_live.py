@@ -1,6 +1,6 @@
 """Tick-to-order latency of the live bot, with the in-process queue and through Redis.
 
-    .venv/bin/python bench/bench_live.py [--seconds 60] [--speed 5]
+    .venv/bin/python bench/bench_live.py [--seconds 60] [--speed 5] [--sync full,normal]
 
 Tick-to-order: a closed-kline websocket frame received by the bot -> the order request on the
 wire to the exchange. In between: JSON decode, incremental features, the default LightGBM
@@ -18,8 +18,10 @@ The simulator advertises (and enforces) 1000 orders per 10 s, so that the shared
 limiter, which would rightly hold orders back at Binance's 50, does not enter the figures.
 
 Configurations: (1) embedded: in-process queue, SQLite; (2) production stack: Redis Streams
-queue and shared rate limiter, PostgreSQL. The share of each stage is reported from the bot's
-own per-signal traces (`TradingBot.traces`).
+queue and shared rate limiter, PostgreSQL; each with ``database_sync=full`` (the intent's commit
+is fsynced: it survives a power loss) and ``normal`` (it survives a kill of the bot, not the
+machine going down). The share of each stage is reported from the bot's own per-signal traces
+(`TradingBot.traces`).
 
 Peers, for scale: freqtrade decides once per candle loop (seconds), hummingbot once per 1 s
 clock tick.
@@ -45,6 +47,7 @@ import psycopg
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
 from tessera.config.models import ModelConfig, RiskConfig, StrategyRef
+from tessera.execution.persistence import DatabaseSync
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
 
@@ -110,7 +113,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_config(
-    label: str, db: str, redis_url: str | None, port: int, registry: Path, seconds: float
+    label: str,
+    db: str,
+    redis_url: str | None,
+    port: int,
+    registry: Path,
+    seconds: float,
+    sync: DatabaseSync,
 ) -> dict[str, list[float]]:
     options = BotOptions(
         mode="live",
@@ -123,6 +132,7 @@ def run_config(
         run_id=f"bench{secrets.token_hex(3)}",
         risk=RiskConfig(max_orders_per_second=100),
         redis_url=redis_url,
+        database_sync=sync,
         api_key=KEY,
         api_secret=SECRET,
         model_ref="default",
@@ -169,7 +179,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60.0, help="bot run per configuration")
     ap.add_argument("--speed", type=float, default=5.0, help="replay speed (1s bars per second)")
+    ap.add_argument(
+        "--sync", default="full,normal", help="database_sync values to run (comma-separated)"
+    )
     args = ap.parse_args()
+    syncs: list[DatabaseSync] = []
+    for value in args.sync.split(","):
+        if value not in ("full", "normal"):
+            ap.error(f"--sync: {value!r} is neither full nor normal")
+        syncs.append("full" if value == "full" else "normal")
     os.environ.setdefault("TESSERA_LOG_LEVEL", "WARNING")
     from tessera.logging import configure_logging
 
@@ -178,8 +196,15 @@ def main() -> None:
     registry = work / "models"
     train_default_model(registry)
     results = {}
-    for label, use_redis in (("embedded (in-process queue, SQLite)", False),
-                             ("production (Redis Streams, PostgreSQL)", True)):  # fmt: skip
+    configs = [
+        (f"{name}, database_sync={sync}", use_redis, sync)
+        for name, use_redis in (
+            ("embedded (in-process queue, SQLite)", False),
+            ("production (Redis Streams, PostgreSQL)", True),
+        )
+        for sync in syncs
+    ]
+    for label, use_redis, sync in configs:
         port = free_port()
         sim = start_sim(port, args.speed)
         try:
@@ -190,8 +215,8 @@ def main() -> None:
                 db = f"postgresql://postgres@127.0.0.1:5432/{name}"
                 redis_url: str | None = "redis://127.0.0.1:6379/0"
             else:
-                db, redis_url = f"sqlite:///{work / 'bench.db'}", None
-            results[label] = run_config(label, db, redis_url, port, registry, args.seconds)
+                db, redis_url = f"sqlite:///{work / f'bench-{sync}.db'}", None
+            results[label] = run_config(label, db, redis_url, port, registry, args.seconds, sync)
         finally:
             sim.terminate()
             sim.wait()

@@ -22,7 +22,7 @@ from tessera.execution import (
     OrderType,
     Position,
 )
-from tessera.execution.persistence import ExecutionStore, make_engine, migrate
+from tessera.execution.persistence import DatabaseSync, ExecutionStore, make_engine, migrate
 from tessera.execution.schema import metadata
 
 D = Decimal
@@ -195,3 +195,20 @@ def test_balances_snapshot(store: ExecutionStore) -> None:
     )
     store.snapshot_balances("paper", {"USDT": (D("90"), D("10.5"))}, ts=6)
     assert store.latest_balances("paper") == {"USDT": (D("90"), D("10.5"))}
+
+
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_database_sync_reaches_the_database(database_url: str, sync: DatabaseSync) -> None:
+    """`database_sync`: fsync on every commit, or only a handover to the operating system."""
+    store = ExecutionStore(database_url, sync=sync)
+    try:
+        with store.engine.connect() as c:
+            if database_url.startswith("sqlite"):
+                level = c.exec_driver_sql("PRAGMA synchronous").scalar()
+                assert level == {"full": 2, "normal": 1}[sync]
+                assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            else:
+                value = c.exec_driver_sql("SHOW synchronous_commit").scalar()
+                assert value == {"full": "on", "normal": "off"}[sync]
+    finally:
+        store.close()

@@ -7,7 +7,9 @@ exchange's answer — and restarted each time: a new process and a new run id, o
 PostgreSQL database. A fast SMA cross on 1s bars trades every few seconds on both symbols. The
 venue answers orders 0.3 s late (REST and user-data stream, see `chaos_procs`), so that about
 half the kills leave an order on the exchange that our database still has as SUBMITTED; the
-periodic reconciliation runs every 1.5 s, so that it also meets orders in flight. A final run
+periodic reconciliation runs every 1.5 s, so that it also meets orders in flight. Every other
+run commits with ``database_sync=normal`` (no fsync: a kill of the bot must lose nothing
+either way; only the machine going down may lose the last commits). A final run
 is stopped with SIGTERM and must exit 0. ``TESSERA_CHAOS_SEED`` picks another sequence of kills.
 
 Then our database is held against the simulator's own ledger, read over its signed REST API:
@@ -121,6 +123,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         for cycle in range(CYCLES):
             log = tmp_path / f"bot-{cycle:02d}.log"
             logs.append(log)
+            env["TESSERA_DATABASE_SYNC"] = "normal" if cycle % 2 else "full"
             bot = _bot(tmp_path, env, log)
             bots.append(bot)
             time.sleep(rng.uniform(*KILL_AFTER_S))

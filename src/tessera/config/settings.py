@@ -99,6 +99,11 @@ class TesseraSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/tessera.db"
     )
+    database_sync: Literal["full", "normal"] = Field(
+        "full",
+        description="full: every commit fsynced (survives power loss); normal: survives a kill "
+        "of the bot, the last commits may be lost if the machine goes down",
+    )
     redis_url: str | None = Field(None, description="Redis URL; none = in-process queue/limiter")
     exchange: ExchangeSettings = Field(default_factory=ExchangeSettings, description="Exchange")
     data: DataConfig = Field(default_factory=DataConfig, description="configs/data.yaml")

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command
 from alembic.config import Config
@@ -79,7 +79,15 @@ def migrate(url: str) -> None:
         engine.dispose()
 
 
-def make_engine(url: str) -> Engine:
+DatabaseSync = Literal["full", "normal"]
+
+
+def make_engine(url: str, sync: DatabaseSync = "full") -> Engine:
+    """An engine for ``url``. ``sync`` is how durable a commit is: ``full`` — on disk (fsync)
+    before the commit returns, it survives a power loss; ``normal`` — handed to the operating
+    system, it survives a crash or kill of the process but the last commits may be lost if the
+    machine itself goes down (SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
+    ``synchronous_commit=off``: both stay consistent, neither corrupts)."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) not in ("", ":memory:"):
@@ -89,15 +97,19 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
             cur = dbapi_conn.cursor()
-            # WAL: readers (the CLI) never block the bot; FULL sync: a commit survives power loss.
+            # WAL: readers (the CLI) never block the bot
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={sync.upper()}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("postgresql+psycopg://"):
+        commit = {"full": "on", "normal": "off"}[sync]
+        args = {"options": f"-c synchronous_commit={commit}"}
+        return create_engine(url, pool_pre_ping=True, connect_args=args)
     return create_engine(url, pool_pre_ping=True)
 
 
@@ -115,12 +127,18 @@ class StoredFill:
 class ExecutionStore:
     """Thread-safe (one connection per call) repository over the execution tables."""
 
-    def __init__(self, url: str, exchange: str = "binance", run_migrations: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        exchange: str = "binance",
+        run_migrations: bool = True,
+        sync: DatabaseSync = "full",
+    ) -> None:
         if run_migrations:
             migrate(url)
         self.url = url
         self.exchange = exchange
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, sync)
         self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
 
     def close(self) -> None:

@@ -47,7 +47,7 @@ from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
-from tessera.execution.persistence import ExecutionStore
+from tessera.execution.persistence import DatabaseSync, ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
@@ -145,6 +145,7 @@ class BotOptions:
     run_id: str
     risk: RiskConfig
     redis_url: str | None = None
+    database_sync: DatabaseSync = "full"  # see `make_engine`
     api_key: str = ""
     api_secret: str = ""
     model_ref: str | None = None
@@ -276,7 +277,7 @@ class TradingBot:
         o = self.o
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
-        self.store = ExecutionStore(o.database_url)
+        self.store = ExecutionStore(o.database_url, sync=o.database_sync)
         with contextlib.suppress(Exception):
             self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
         info = await self._rest("/api/v3/exchangeInfo", {}, weight=20)

@@ -161,6 +161,7 @@ def run(
         rest_url=rest_url,
         ws_url=ws_url,
         database_url=_database_url(app, sim_thread is not None),
+        database_sync=s.database_sync,
         run_id=app.run_id,
         risk=s.risk,
         redis_url=s.redis_url,
