@@ -256,6 +256,13 @@ MARKET_DATA_LAST_EVENT = Gauge(
     "Exchange event time of the newest market-data message, unix seconds",
     ["symbol"],
 )
+# Our clock, not the exchange's: "nothing arrives" is told apart from "what arrives is old"
+# (a replay of recorded data is old but not silent).
+MARKET_DATA_LAST_RECEIVED = Gauge(
+    "tessera_market_data_last_received_timestamp_seconds",
+    "Receive time (our clock) of the newest market-data message, unix seconds",
+    ["symbol"],
+)
 ROWS_WRITTEN = Counter("tessera_rows_written", "Rows written to the Parquet store", ["dataset"])
 BOOK_RESYNCS = Counter(
     "tessera_book_resyncs", "Order-book resynchronisations from a REST snapshot", ["symbol"]
