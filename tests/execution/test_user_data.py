@@ -100,8 +100,13 @@ async def test_pushed_updates_fill_the_order_without_polling(
         assert order.status is OrderStatus.ACCEPTED
         sim.release(len(sim.market.frames))
         engine.match_resting()  # fills happen on the exchange: we only listen
-        for _ in range(100):
-            if order.status is OrderStatus.FILLED:
+
+        def settled() -> bool:  # the fill's executionReport and the balance update after it
+            unlocked = bool(balances) and balances[-1].balances["USDT"][1] == 0
+            return order.status is OrderStatus.FILLED and unlocked
+
+        for _ in range(200):
+            if settled():
                 break
             await asyncio.sleep(0.05)
         stored = store.get_order("t-uds-1")
