@@ -50,6 +50,7 @@ def test_version() -> None:
     res = run("version")
     assert res.returncode == 0
     assert "tessera" in res.stdout and "python" in res.stdout
+    assert "lightgbm" in res.stdout and "not installed" not in res.stdout
 
 
 def test_paper_mode_logs_json_with_run_id_and_never_the_secret() -> None:
