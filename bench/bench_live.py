@@ -1,6 +1,6 @@
 """Tick-to-order latency of the live bot, with the in-process queue and through Redis.
 
-    .venv/bin/python bench/bench_live.py [--seconds 60] [--speed 5] [--sync full,normal]
+    .venv/bin/python bench/bench_live.py [--seconds 60] [--speed 5] [--sync full normal]
 
 Tick-to-order: a closed-kline websocket frame received by the bot -> the order request on the
 wire to the exchange. In between: JSON decode, incremental features, the default LightGBM
@@ -41,13 +41,13 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import psycopg
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
 from tessera.config.models import ModelConfig, RiskConfig, StrategyRef
-from tessera.execution.persistence import DatabaseSync
+from tessera.config.settings import DatabaseSync
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
 
@@ -180,14 +180,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="bot run per configuration")
     ap.add_argument("--speed", type=float, default=5.0, help="replay speed (1s bars per second)")
     ap.add_argument(
-        "--sync", default="full,normal", help="database_sync values to run (comma-separated)"
+        "--sync",
+        nargs="+",
+        choices=get_args(DatabaseSync),
+        default=list(get_args(DatabaseSync)),
+        help="database_sync values to run",
     )
     args = ap.parse_args()
-    syncs: list[DatabaseSync] = []
-    for value in args.sync.split(","):
-        if value not in ("full", "normal"):
-            ap.error(f"--sync: {value!r} is neither full nor normal")
-        syncs.append("full" if value == "full" else "normal")
+    syncs: list[DatabaseSync] = args.sync
     os.environ.setdefault("TESSERA_LOG_LEVEL", "WARNING")
     from tessera.logging import configure_logging
 

@@ -263,6 +263,14 @@ MARKET_DATA_LAST_RECEIVED = Gauge(
     "Receive time (our clock) of the newest market-data message, unix seconds",
     ["symbol"],
 )
+
+
+def market_data_seen(symbol: str, event_ns: int, recv_ns: int) -> None:
+    """The newest market-data message of ``symbol``: exchange event time and our receive time."""
+    MARKET_DATA_LAST_EVENT.labels(symbol=symbol).set(event_ns / 1e9)
+    MARKET_DATA_LAST_RECEIVED.labels(symbol=symbol).set(recv_ns / 1e9)
+
+
 ROWS_WRITTEN = Counter("tessera_rows_written", "Rows written to the Parquet store", ["dataset"])
 BOOK_RESYNCS = Counter(
     "tessera_book_resyncs", "Order-book resynchronisations from a REST snapshot", ["symbol"]

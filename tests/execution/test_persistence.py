@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from tessera.config.settings import DatabaseSync
 from tessera.execution import (
     ClientOrderIdGenerator,
     Fill,
@@ -22,7 +23,7 @@ from tessera.execution import (
     OrderType,
     Position,
 )
-from tessera.execution.persistence import DatabaseSync, ExecutionStore, make_engine, migrate
+from tessera.execution.persistence import ExecutionStore, make_engine, migrate
 from tessera.execution.schema import metadata
 
 D = Decimal

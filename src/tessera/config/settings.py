@@ -48,6 +48,7 @@ from tessera.config.models import (
 )
 
 Mode = Literal["dev", "paper", "live"]
+DatabaseSync = Literal["full", "normal"]  # how durable a commit is: see `make_engine`
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENV_PREFIX = "TESSERA_"
 _SECRETISH = re.compile(r"secret|password|passwd|api_key|token|exchange$", re.IGNORECASE)
@@ -99,7 +100,7 @@ class TesseraSettings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/tessera.db"
     )
-    database_sync: Literal["full", "normal"] = Field(
+    database_sync: DatabaseSync = Field(
         "full",
         description="full: every commit fsynced (survives power loss); normal: survives a kill "
         "of the bot, the last commits may be lost if the machine goes down",

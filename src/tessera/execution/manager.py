@@ -184,12 +184,14 @@ class OrderManager:
         order = self.live.get(order.client_order_id, order)
         saved = _snapshot(order)
         key = (order.symbol, order.strategy)  # the one position these fills can move
-        saved_position = copy.deepcopy(self.positions.get(key))
+        # `apply_fill` replaces a position, never changes it in place: the reference suffices
+        saved_position = self.positions.get(key)
         self._deferred = []
         try:
             with self.store.batch():
                 self.apply(order, ack, fills)
         except Exception as exc:
+            self._deferred = None
             _restore(order, saved)
             if saved_position is None:
                 self.positions.pop(key, None)
@@ -197,12 +199,10 @@ class OrderManager:
                 self.positions[key] = saved_position
             if not isinstance(exc, IntegrityError):
                 raise
-            self._deferred = None
             self.apply(order, ack, fills)
             return
-        finally:
-            deferred, self._deferred = self._deferred, None
-        for o, event in deferred or ():  # committed: now the observers may act on it
+        deferred, self._deferred = self._deferred, None
+        for o, event in deferred:  # committed: now the observers may act on it
             self.observer.on_event(o, event, len(self.live))
 
     async def cancel(self, order: Order) -> Order:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from tessera.config.settings import DatabaseSync
 from tessera.execution.orders import (
     Fill,
     Liquidity,
@@ -77,9 +78,6 @@ def migrate(url: str) -> None:
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
-
-
-DatabaseSync = Literal["full", "normal"]
 
 
 def make_engine(url: str, sync: DatabaseSync = "full") -> Engine:

@@ -34,6 +34,7 @@ import aiohttp
 
 from tessera import __version__, metrics
 from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.settings import DatabaseSync
 from tessera.execution.exchange import (
     Balance,
     Exchange,
@@ -47,7 +48,7 @@ from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
-from tessera.execution.persistence import DatabaseSync, ExecutionStore
+from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook

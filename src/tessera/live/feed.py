@@ -197,8 +197,7 @@ class MarketFeed:
                 if bar is not None:
                     self.stats.bars += 1
                     event_ns = int(d["E"]) * MS
-                    metrics.MARKET_DATA_LAST_EVENT.labels(symbol=bar.symbol).set(event_ns / 1e9)
-                    metrics.MARKET_DATA_LAST_RECEIVED.labels(symbol=bar.symbol).set(recv_ns / 1e9)
+                    metrics.market_data_seen(bar.symbol, event_ns, recv_ns)
                     self.handler.on_bar(bar, event_ns, recv_ns)
             elif kind == "trade":
                 tick = TradeTick(
@@ -209,8 +208,7 @@ class MarketFeed:
                     is_buyer_maker=bool(d["m"]),
                 )
                 if self.count_metrics:
-                    metrics.MARKET_DATA_LAST_EVENT.labels(symbol=tick.symbol).set(int(d["E"]) / 1e3)
-                    metrics.MARKET_DATA_LAST_RECEIVED.labels(symbol=tick.symbol).set(recv_ns / 1e9)
+                    metrics.market_data_seen(tick.symbol, int(d["E"]) * MS, recv_ns)
                 self.handler.on_trade(tick, recv_ns)
             elif kind == "bookTicker":
                 book = BookTop(

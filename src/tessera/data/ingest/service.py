@@ -524,14 +524,12 @@ class IngestService:
         for recv_ns, event_ns in conv.lag_samples:
             self._lag(kind, symbol, recv_ns, event_ns)
         if conv.last_event_ms is not None:
-            metrics.MARKET_DATA_LAST_EVENT.labels(symbol=symbol).set(conv.last_event_ms / 1e3)
             recv_ns = conv.lag_samples[-1][0] if conv.lag_samples else time.time_ns()
-            metrics.MARKET_DATA_LAST_RECEIVED.labels(symbol=symbol).set(recv_ns / 1e9)
+            metrics.market_data_seen(symbol, conv.last_event_ms * 1_000_000, recv_ns)
 
     def _lag(self, kind: str, symbol: str, recv_ns: int, event_ns: int) -> None:
         metrics.WS_LAG.labels(stream_type=kind).observe(max((recv_ns - event_ns) / 1e9, 0.0))
-        metrics.MARKET_DATA_LAST_EVENT.labels(symbol=symbol).set(event_ns / 1e9)
-        metrics.MARKET_DATA_LAST_RECEIVED.labels(symbol=symbol).set(recv_ns / 1e9)
+        metrics.market_data_seen(symbol, event_ns, recv_ns)
 
     def _add(self, dataset: str, symbol: str, row: dict[str, Any]) -> None:
         self._buffers[(dataset, symbol)].append(row)
