@@ -1,16 +1,32 @@
-"""Chaos: `tessera run` killed with SIGKILL at random moments, restarted each time.
+"""Chaos: `tessera run` killed with SIGKILL at chosen moments, restarted each time.
 
 One simulator process (the bundled real BTCUSDT/ETHUSDT recordings at 10x, signed trading
-endpoints) keeps running while the bot is killed ``CYCLES`` times at seeded random delays after
-its start — during start-up recovery, warm-up, or between an order's durable intent and the
-exchange's answer — and restarted each time: a new process and a new run id, on the same
-PostgreSQL database. A fast SMA cross on 1s bars trades every few seconds on both symbols. The
-venue answers orders 0.3 s late (REST and user-data stream, see `chaos_procs`), so that about
-half the kills leave an order on the exchange that our database still has as SUBMITTED; the
-periodic reconciliation runs every 1.5 s, so that it also meets orders in flight. Every other
-run commits with ``database_sync=normal`` (no fsync: a kill of the bot must lose nothing
-either way; only the machine going down may lose the last commits). A final run
-is stopped with SIGTERM and must exit 0. ``TESSERA_CHAOS_SEED`` picks another sequence of kills.
+endpoints) keeps running while the bot is killed ``CYCLES`` times and restarted each time: a
+new process and a new run id, on the same PostgreSQL database. A fast SMA cross on 1s bars
+trades every few seconds on both symbols. The venue answers orders 0.3 s late (REST and
+user-data stream, see `chaos_procs`), so that a kill can land while an order exists on the
+exchange that our database still has as SUBMITTED; the periodic reconciliation runs every
+1.5 s, so that it also meets orders in flight. Every other run commits with
+``database_sync=normal`` (no fsync: a kill of the bot must lose nothing either way; only the
+machine going down may lose the last commits). A final run is stopped with SIGTERM and must
+exit 0. ``TESSERA_CHAOS_SEED`` picks another sequence of kills.
+
+A kill is worth something only if it lands where it was aimed. A kill timed from the process
+start proves nothing on a loaded machine: the CLI can take seconds to start, and a kill before
+the bot connected tests nothing but an empty process (it happened: 24 kills, 24 empty logs, a
+green test). So every kill waits first for an observable point, then fires at a seeded random
+moment after it, and the test asserts where each one landed:
+
+* every kill falls after the run answered ``/readyz`` 200 (recovered, connected, warmed up,
+  trading); a run that is not ready within ``READY_TIMEOUT_S`` fails the test, naming it;
+* an ``in-flight`` kill also waits until the store shows one of this run's orders INITIALIZED
+  or SUBMITTED (durable intent, answer not yet recorded) and fires within ``IN_FLIGHT_KILL_S``,
+  well inside the venue's 0.3 s answer delay; a ``running`` kill fires anywhere in the first
+  ``RUNNING_KILL_S`` of trading;
+* after each kill (the process is dead: the store is frozen at the kill) the test reads which
+  of the run's orders were still in flight; over the run at least ``MIN_IN_FLIGHT_KILLS`` kills
+  must have hit an order in flight, and at least one such order must have reached the exchange
+  (the case recovery exists for: placed, filled, and unknown to our database).
 
 Then our database is held against the simulator's own ledger, read over its signed REST API:
 
@@ -29,14 +45,18 @@ The races this test found are pinned by the deterministic tests at the end of th
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import http.client
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,8 +80,14 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.schema import order_events
 
 SEED = int(os.environ.get("TESSERA_CHAOS_SEED", "20261130"))
-CYCLES = 24
-KILL_AFTER_S = (0.5, 4.5)  # after the process starts; it is trading ~1.5 s in
+CYCLES = 20
+IN_FLIGHT_PLANS = 12  # of the CYCLES kills, aimed at an order in flight; the rest anywhere
+MIN_IN_FLIGHT_KILLS = 10  # kills that must land with an order in flight (aimed or by chance)
+READY_TIMEOUT_S = 60.0  # generous: a loaded machine starts the CLI in ~5 s, warm-up is ~1 s
+ORDER_TIMEOUT_S = 30.0  # the strategy crosses every few 1s bars (0.1 s each at 10x)
+RUNNING_KILL_S = (0.0, 2.0)  # a `running` kill: this long after readiness
+BEFORE_ORDER_S = (0.0, 1.0)  # an `in-flight` kill: trade this long, then watch for an order
+IN_FLIGHT_KILL_S = (0.0, 0.12)  # ... and kill this long after seeing it (answer: 0.3 s)
 DOWN_S = (0.0, 0.5)  # the market moves on while the bot is down
 FINAL_RUN_S = 6.0
 ANSWER_DELAY_S = 0.3  # the exchange answers orders late: kills land mid-order
@@ -70,10 +96,44 @@ BASE = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
 QTY = Decimal("0.01")
 STRATEGY = f"sma_cross:fast=2,slow=5,qty={QTY}"  # long QTY or flat; crosses every few 1s bars
 NEVER_SENT = "never reached the exchange"
-IN_FLIGHT_QUERY = "SELECT 1 FROM orders WHERE status IN ('INITIALIZED', 'SUBMITTED') LIMIT 1"
+IN_FLIGHT_QUERY = (
+    "SELECT client_order_id, status FROM orders "
+    "WHERE run_id = %s AND status IN ('INITIALIZED', 'SUBMITTED') ORDER BY client_order_id"
+)
+METRICS_URL = re.compile(r"url=http://127\.0\.0\.1:(\d+)/metrics")
+
+
+@dataclass
+class Kill:
+    """Where one SIGKILL was aimed and where it landed (read from the store after the kill)."""
+
+    cycle: int
+    plan: str  # "in-flight" | "running"
+    sync: str
+    run_id: str = ""
+    ready_after_s: float = 0.0  # process start -> /readyz 200
+    killed_after_ready_s: float = 0.0
+    seen_in_flight: str = ""  # the order an in-flight kill waited for
+    in_flight: list[tuple[str, str]] = field(default_factory=list)  # at the kill
+    orders: int = 0  # this run's orders at the kill
+
+    @property
+    def landing(self) -> str:
+        if self.in_flight:
+            return "order in flight"
+        return "between orders" if self.orders else "before its first order"
+
+    def __str__(self) -> str:
+        return (
+            f"kill {self.cycle:2d} {self.plan:9s} sync={self.sync:6s} run={self.run_id} "
+            f"ready {self.ready_after_s:4.1f} s after start, "
+            f"killed {self.killed_after_ready_s:4.2f} s after ready: "
+            f"{self.landing} {self.in_flight or ''} ({self.orders} orders)"
+        )
 
 
 def _bot(cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    # --metrics-port 0: any free port, read back from the log; no collision with a neighbour
     cmd = [sys.executable, "-m", "tessera.cli", "--metrics-port", "0", "run", "--mode", "dev"]
     cmd += ["--strategy", STRATEGY, "--interval", "1s", "--no-ingest"]
     for sym in SYMBOLS:
@@ -92,12 +152,74 @@ def _rows(url: str, query: str) -> list[dict[str, Any]]:
         return list(cur.fetchall())
 
 
+def _ready(port: int) -> bool:
+    """/readyz answers 200. Refused, reset or 503 (not ready yet) are all "not yet"."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, http.client.HTTPException, OSError):
+        return False
+
+
+def _wait_ready(bot: subprocess.Popen[bytes], log: Path, what: str) -> float:
+    """Seconds from now until the bot answers /readyz 200; fails the test (naming ``what``)
+    if it exits first or is not ready within READY_TIMEOUT_S: a kill that cannot be placed
+    after readiness would test nothing, so it must not pass."""
+    t0 = time.monotonic()
+    port: int | None = None
+    while time.monotonic() - t0 < READY_TIMEOUT_S:
+        if bot.poll() is not None:
+            pytest.fail(f"{what} exited ({bot.returncode}) before it was ready:\n{_tail(log)}")
+        if port is None:
+            found = METRICS_URL.search(log.read_text(errors="replace"))
+            port = int(found.group(1)) if found else None
+        if port is not None and _ready(port):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    pytest.fail(
+        f"{what} was not ready (/readyz 200) within {READY_TIMEOUT_S:g} s of its start, so "
+        f"no kill could be placed after readiness:\n{_tail(log)}"
+    )
+
+
+def _new_run(watch: psycopg.Connection[Any], known: set[str]) -> str:
+    """The run id the just-started process registered (exactly one new `runs` row)."""
+    ids = [str(r[0]) for r in watch.execute("SELECT run_id FROM runs").fetchall()]
+    new = [i for i in ids if i not in known]
+    assert len(new) == 1, f"expected one new run, found {new}"
+    known.add(new[0])
+    return new[0]
+
+
+def _in_flight(watch: psycopg.Connection[Any], run_id: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in watch.execute(IN_FLIGHT_QUERY, (run_id,)).fetchall()]
+
+
+def _wait_in_flight(
+    watch: psycopg.Connection[Any], run_id: str, bot: subprocess.Popen[bytes], log: Path
+) -> str:
+    """The client id of an order of ``run_id`` that the store shows INITIALIZED/SUBMITTED."""
+    deadline = time.monotonic() + ORDER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert bot.poll() is None, f"run {run_id} exited by itself:\n{_tail(log)}"
+        rows = _in_flight(watch, run_id)
+        if rows:
+            return rows[0][0]
+        time.sleep(0.01)
+    pytest.fail(
+        f"run {run_id} put no order in flight within {ORDER_TIMEOUT_S:g} s of trading, so "
+        f"its in-flight kill could not be placed:\n{_tail(log)}"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
     rng = random.Random(SEED)
+    plans = ["in-flight"] * IN_FLIGHT_PLANS + ["running"] * (CYCLES - IN_FLIGHT_PLANS)
+    rng.shuffle(plans)
     port = free_port()
     rest_url = f"http://127.0.0.1:{port}"
     sim = start_simulator(port, tmp_path / "sim.log", ANSWER_DELAY_S)
@@ -114,26 +236,44 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     )
     logs: list[Path] = []
     bots: list[subprocess.Popen[bytes]] = []
-    in_flight = 0  # kills that left an order between durable intent and known outcome
+    kills: list[Kill] = []
+    runs_seen: set[str] = set()
     t0 = time.monotonic()
     try:
         ledger = SimLedger(rest_url)
         start_balances = ledger.balances()
 
-        for cycle in range(CYCLES):
+        for cycle, plan in enumerate(plans):
             log = tmp_path / f"bot-{cycle:02d}.log"
             logs.append(log)
-            env["TESSERA_DATABASE_SYNC"] = "normal" if cycle % 2 else "full"
+            kill = Kill(cycle, plan, "normal" if cycle % 2 else "full")
+            env["TESSERA_DATABASE_SYNC"] = kill.sync
             bot = _bot(tmp_path, env, log)
             bots.append(bot)
-            time.sleep(rng.uniform(*KILL_AFTER_S))
-            assert bot.poll() is None, f"run {cycle} exited by itself: {_tail(log)}"
-            os.kill(bot.pid, signal.SIGKILL)
-            bot.wait(10)
-            assert bot.returncode == -signal.SIGKILL
+            kill.ready_after_s = _wait_ready(bot, log, f"run {cycle} ({plan})")
+            ready_at = time.monotonic()
+            # autocommit: every poll sees the bot's latest commits
+            with psycopg.connect(db, autocommit=True) as watch:
+                kill.run_id = _new_run(watch, runs_seen)
+                if plan == "in-flight":
+                    time.sleep(rng.uniform(*BEFORE_ORDER_S))
+                    kill.seen_in_flight = _wait_in_flight(watch, kill.run_id, bot, log)
+                    time.sleep(rng.uniform(*IN_FLIGHT_KILL_S))
+                else:
+                    time.sleep(rng.uniform(*RUNNING_KILL_S))
+                assert bot.poll() is None, f"run {cycle} exited by itself: {_tail(log)}"
+                os.kill(bot.pid, signal.SIGKILL)
+                kill.killed_after_ready_s = time.monotonic() - ready_at
+                bot.wait(10)
+                assert bot.returncode == -signal.SIGKILL
+                # the process is dead: what the store holds now is what it held at the kill
+                kill.in_flight = _in_flight(watch, kill.run_id)
+                orders = watch.execute(
+                    "SELECT count(*) FROM orders WHERE run_id = %s", (kill.run_id,)
+                ).fetchone()
+                kill.orders = int(orders[0]) if orders else 0
+            kills.append(kill)
             assert sim.poll() is None, "the simulator died"
-            with contextlib.suppress(psycopg.errors.UndefinedTable):  # killed before migrating
-                in_flight += bool(_rows(db, IN_FLIGHT_QUERY))
             time.sleep(rng.uniform(*DOWN_S))
 
         log = tmp_path / "bot-final.log"
@@ -141,12 +281,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         bot = _bot(tmp_path, env, log)
         bots.append(bot)
         try:
-            deadline = time.monotonic() + 30
-            while "bot running" not in log.read_text() and time.monotonic() < deadline:
-                assert bot.poll() is None, f"the final run exited: {_tail(log)}"
-                time.sleep(0.1)
-            assert "bot running" in log.read_text(), _tail(log)
-            time.sleep(FINAL_RUN_S)
+            _wait_ready(bot, log, "the final run")
+            time.sleep(FINAL_RUN_S)  # trade on: the run's length, not a synchronisation
         finally:
             bot.send_signal(signal.SIGTERM)
             try:
@@ -168,6 +304,19 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
                 proc.wait(10)
         stop(sim)
     elapsed = time.monotonic() - t0
+    report = "\n".join(str(k) for k in kills)
+
+    # --- the kills landed where they were aimed ------------------------------------------------
+    assert len(kills) == CYCLES, report
+    for k in kills:  # after readiness, on a process of its own (one new run row each)
+        assert k.run_id and k.ready_after_s > 0 and k.killed_after_ready_s >= 0, str(k)
+        if k.plan == "in-flight":
+            assert k.seen_in_flight and k.orders >= 1, str(k)
+    hit = [k for k in kills if k.in_flight]
+    assert len(hit) >= MIN_IN_FLIGHT_KILLS, (
+        f"only {len(hit)} of {CYCLES} kills hit an order in flight (want at least "
+        f"{MIN_IN_FLIGHT_KILLS}):\n{report}"
+    )
 
     db_orders = {r["client_order_id"]: r for r in _rows(db, "SELECT * FROM orders")}
     db_fills = _rows(db, "SELECT * FROM fills")
@@ -213,6 +362,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
             row["status"] == "REJECTED" and row["reject_reason"]
         ), row
     assert not any(sim_open.values()), f"orders still open on the exchange: {sim_open}"
+    # the orders the kills caught in flight: those the exchange had placed (answer lost with
+    # the process) are the case recovery exists for; at least one kill must have made it
+    killed_in_flight = [cid for k in kills for cid, _ in k.in_flight]
+    placed = [cid for cid in killed_in_flight if cid in on_exchange]
+    assert placed, f"no kill caught an order the exchange had placed:\n{report}"
 
     # --- fills: the exchange's trades, each once -------------------------------------------------
     cid_of_order = {str(o.order_id): o.client_order_id for o in sim_orders}
@@ -300,13 +454,16 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     runs = _rows(db, "SELECT run_id, status FROM runs")
     late = [f for f in db_fills if f["ts_recorded"] - f["ts_event"] > 1_000_000_000]
     print(
-        f"\nchaos: seed={SEED} kills={CYCLES} (with an order in flight: {in_flight}) "
+        f"\nchaos: seed={SEED} kills={CYCLES}, all after readiness; with an order in flight: "
+        f"{len(hit)} (of {IN_FLIGHT_PLANS} aimed), their orders placed on the exchange: "
+        f"{len(placed)}, not placed: {len(killed_in_flight) - len(placed)}; "
         f"runs={len(runs)} in {elapsed:.0f} s; "
         f"exchange orders={len(sim_orders)} "
         f"statuses={dict(Counter(o.status for o in sim_orders))}; "
         f"db orders={len(db_orders)} never sent={len(never_sent)} "
         f"rejected={sum(r['status'] == 'REJECTED' for r in db_orders.values())}; "
-        f"fills={len(db_fills)} (recorded >1 s late, i.e. recovered after a kill: {len(late)})"
+        f"fills={len(db_fills)} (recorded >1 s late, i.e. recovered after a kill: {len(late)})\n"
+        f"{report}"
     )
 
 
