@@ -473,3 +473,14 @@ def all_metric_names(registry: CollectorRegistry = REGISTRY) -> list[str]:
     return sorted(
         {f.name for f in text_string_to_metric_families(text) if f.name.startswith("tessera_")}
     )
+
+
+# --- the execution ledger -------------------------------------------------------------------
+
+LEDGER_TABLES: Final = frozenset({"runs", "orders", "fills"})
+LEDGER_CONFLICTS = Counter(
+    "tessera_ledger_conflicts",
+    "Unique-key collisions in the execution store whose stored row differs from the new one "
+    "(a ledger error that is raised, never skipped as a duplicate)",
+    ["table"],
+)

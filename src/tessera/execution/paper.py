@@ -15,6 +15,11 @@ Balances are the paper account's own: snapshotted to the execution store after e
 (source ``paper``) and restored from it on start, so a restarted paper bot continues its
 account. Fills are pushed to ``on_report`` as `ExecutionReport` objects, like the user-data
 stream of a real exchange.
+
+Order and trade ids are unique across restarts and across processes on one database, as a real
+exchange's are: each paper exchange takes a session number from the store (a database sequence)
+and numbers its ids from ``session * PAPER_ID_SPAN``. Ids that restarted at 1 collided with the
+stored fills of the previous run, and the new fills were lost as "already recorded".
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from tessera.logging import get_logger
 log = get_logger(__name__)
 ZERO = Decimal(0)
 SOURCE = "paper"
+# ids per session: a trillion orders or trades each; sessions * span stays inside int64
+PAPER_ID_SPAN = 10**12
 
 
 @dataclass
@@ -85,8 +92,11 @@ class PaperExchange:
         self.quotes: dict[str, tuple[Decimal, Decimal]] = {}
         self.orders: dict[str, _Resting] = {}
         self.trades: list[ExchangeTrade] = []
-        self._ids = itertools.count(1)
-        self._trade_ids = itertools.count(1)
+        # without a store the account lives in memory only, and ids start at 1
+        self.session = store.new_paper_session() if store is not None else 0
+        base = self.session * PAPER_ID_SPAN
+        self._ids = itertools.count(base + 1)
+        self._trade_ids = itertools.count(base + 1)
 
     # --- market data ----------------------------------------------------------------------------
 

@@ -9,12 +9,26 @@ reconciliation asks the exchange about those by client order id.
 Fills are unique per (exchange, symbol, trade id): a fill seen twice — stream and REST, or
 before and after a restart — is stored once (`record_fill` returns False the second time).
 
+A unique key is a claim about identity, so a collision is checked, never assumed harmless: when
+an insert hits a unique key (a fill's trade id, an order's client id or signal id, a run id),
+the stored row is compared with the new one. The same content is a replay (skipped); different
+content is a `LedgerConflictError` naming the table, the key and the differing fields — logged,
+counted (``tessera_ledger_conflicts_total{table}``) and raised. Skipping it would drop a fill
+and leave the order and the position wrong (a restarted paper exchange reused trade ids).
+
+Strings longer than their column are refused before they reach the database, with the same
+`ValueTooLongError` on SQLite and PostgreSQL (see `tessera.execution.schema`).
+
 SQLite (the embedded default) and PostgreSQL run the same code and the same tests.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +36,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -35,10 +49,12 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
+from tessera import metrics
 from tessera.config.settings import DatabaseSync
 from tessera.execution.orders import (
     Fill,
@@ -51,33 +67,159 @@ from tessera.execution.orders import (
 )
 from tessera.execution.position import Position
 from tessera.execution.schema import (
+    ValueTooLongError,
     balances,
     fills,
     order_events,
     orders,
+    paper_sessions,
     positions,
     risk_events,
     risk_state,
     runs,
 )
 from tessera.execution.state import OrderEvent
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 ZERO = Decimal(0)
 
+__all__ = [
+    "ExecutionStore",
+    "LedgerConflictError",
+    "StoredFill",
+    "ValueTooLongError",
+    "advisory_key",
+    "make_engine",
+    "migrate",
+    "sqlite_path",
+]
+
+
+class LedgerConflictError(Exception):
+    """A unique key already names a *different* row: two facts claim one identity.
+
+    Never a duplicate to skip: the ledger would silently lose one of them. ``differences`` maps
+    each differing field to (stored, new).
+    """
+
+    def __init__(
+        self, table: str, key: dict[str, Any], differences: dict[str, tuple[Any, Any]]
+    ) -> None:
+        self.table = table
+        self.key = key
+        self.differences = differences
+        keys = ", ".join(f"{k}={v!r}" for k, v in key.items())
+        diffs = "; ".join(f"{f}: stored {a!r}, new {b!r}" for f, a, b in _triples(differences))
+        super().__init__(
+            f"ledger conflict in {table}: {keys} is already stored with different content "
+            f"({diffs}). Nothing was written; two writers produced the same identifier for "
+            f"different facts — find the second writer before trading on."
+        )
+
+
+def _triples(d: dict[str, tuple[Any, Any]]) -> list[tuple[str, Any, Any]]:
+    return [(k, a, b) for k, (a, b) in d.items()]
+
+
+def _conflict(
+    table: str, key: dict[str, Any], differences: dict[str, tuple[Any, Any]]
+) -> LedgerConflictError:
+    """The error for a conflicting row, logged and counted where it is found."""
+    err = LedgerConflictError(table, key, differences)
+    metrics.LEDGER_CONFLICTS.labels(table=metrics.bounded(table, metrics.LEDGER_TABLES)).inc()
+    log.error(
+        "ledger conflict",
+        table=table,
+        key={k: str(v) for k, v in key.items()},
+        differences={f: [str(a), str(b)] for f, (a, b) in differences.items()},
+    )
+    return err
+
+
+def _differences(stored: Any, new: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Fields whose stored value differs from the new one (decimals by value: 0.50 == 0.5)."""
+    out = {}
+    for f in fields:
+        a, b = stored[f], new[f]
+        if isinstance(b, Decimal) and a is not None:
+            a = Decimal(a)
+        if a != b:
+            out[f] = (a, b)
+    return out
+
+
+def advisory_key(name: str) -> int:
+    """A PostgreSQL advisory lock key (signed 64-bit) from a name, stable across processes."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+MIGRATION_LOCK = advisory_key("tessera:execution:migrations")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite ``url`` (None: in memory, or not SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
 
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (idempotent)."""
+    """Bring the database at ``url`` to the newest schema (idempotent, safe to race).
+
+    Several processes may start at once on a new database (two bots, a bot and the CLI); without
+    a lock both see no schema and the second fails creating it (PostgreSQL: UniqueViolation on
+    ``alembic_version``). So the upgrade runs under a lock: on PostgreSQL a transaction-scoped
+    advisory lock, on SQLite an exclusive file lock next to the database. The second process
+    waits, then finds the schema at head and does nothing.
+    """
     engine = make_engine(url)
     try:
+        if engine.dialect.name == "sqlite":
+            _migrate_sqlite(engine, url)
+            return
         with engine.begin() as conn:
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS))
-            cfg.set_main_option("sqlalchemy.url", url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+            _upgrade(conn, url)
     finally:
         engine.dispose()
+
+
+def _upgrade(conn: Connection, url: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
+def _migrate_sqlite(engine: Engine, url: str) -> None:
+    path = sqlite_path(url)
+    lock_fd = None
+    if path is not None:
+        lock_fd = os.open(f"{path}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # blocks until another migrating process is done
+    try:
+        with engine.connect() as conn:
+            # A column change rebuilds a table on SQLite (copy, drop, rename): with foreign keys
+            # on, dropping ``orders`` would fail on the fills that refer to it. The pragma only
+            # takes effect outside a transaction; the references are checked after the upgrade.
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            with conn.begin():
+                _upgrade(conn, url)
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+            if broken:
+                raise RuntimeError(f"the migration left broken references: {broken[:5]}")
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)  # closing releases the lock
 
 
 def make_engine(url: str, sync: DatabaseSync = "full") -> Engine:
@@ -148,7 +290,7 @@ class ExecutionStore:
         if batch is not None:  # part of the enclosing batch's transaction
             yield batch
             return
-        with self.engine.begin() as conn:
+        with _too_long_unwrapped(), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -163,7 +305,7 @@ class ExecutionStore:
         if self._batch.get() is not None:
             yield
             return
-        with self.engine.begin() as conn:
+        with _too_long_unwrapped(), self.engine.begin() as conn:
             token = self._batch.set(conn)
             try:
                 yield
@@ -173,17 +315,40 @@ class ExecutionStore:
     # --- runs -------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, mode: str, version: str, strategies: Sequence[str]) -> None:
+        """Record a run, or resume it: a restarted process continues its run id.
+
+        Resuming needs the same mode and strategies (another version is allowed: a fix
+        deployed mid-run); otherwise the run id names a different run — `LedgerConflictError`.
+        """
+        row = {"run_id": run_id, "mode": mode, "version": version,
+               "strategies": json.dumps(list(strategies))}  # fmt: skip
+        try:
+            with self.tx() as c:
+                c.execute(insert(runs).values(**row, started_at=now_ns(), status="running"))
+        except IntegrityError:
+            if self._batch.get() is not None:
+                raise
+            stored = self.get_run(run_id)
+            if stored is None:
+                raise
+            diffs = _differences(stored, row, ("mode", "strategies"))
+            if diffs:
+                raise _conflict("runs", {"run_id": run_id}, diffs) from None
+            log.info("run resumed", run_id=run_id, version=version, was=stored["version"])
+
+    def ensure_run(self, run_id: str, mode: str, version: str, strategies: Sequence[str]) -> None:
+        """The run exists — created if not — and is a run of ``mode`` (else
+        `LedgerConflictError`: orders of one mode must never land in a run of another)."""
+        stored = self.get_run(run_id)
+        if stored is None:
+            self.start_run(run_id, mode, version, strategies)
+        elif stored["mode"] != mode:
+            raise _conflict("runs", {"run_id": run_id}, {"mode": (stored["mode"], mode)})
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self.tx() as c:
-            c.execute(
-                insert(runs).values(
-                    run_id=run_id,
-                    mode=mode,
-                    version=version,
-                    strategies=json.dumps(list(strategies)),
-                    started_at=now_ns(),
-                    status="running",
-                )
-            )
+            row = c.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
 
     def stop_run(self, run_id: str, status: str = "stopped") -> None:
         with self.tx() as c:
@@ -218,9 +383,10 @@ class ExecutionStore:
         except IntegrityError:
             if self._batch.get() is not None:
                 raise  # the batch's transaction is lost; the caller redoes it step by step
-            if order.signal_id and self.order_for_signal(order.signal_id) is not None:
-                return False
-            raise
+            replayed = self._order_collision(order, run_id, seq)
+            if replayed is None:
+                raise  # no unique key explains it (a foreign key: the run is not recorded)
+            return replayed
         return True
 
     def record_submission(self, order: Order, run_id: str, seq: int, submitted: OrderEvent) -> bool:
@@ -243,10 +409,51 @@ class ExecutionStore:
         except IntegrityError:
             if self._batch.get() is not None:
                 raise
-            if order.signal_id and self.order_for_signal(order.signal_id) is not None:
-                return False
-            raise
+            replayed = self._order_collision(order, run_id, seq)
+            if replayed is None:
+                raise  # no unique key explains it (a foreign key: the run is not recorded)
+            return replayed
         return True
+
+    def _order_collision(self, order: Order, run_id: str, seq: int) -> bool | None:
+        """A new order hit a unique key; which one, and is it a replay or a conflict?
+
+        * its client order id is stored with the same content: the write was replayed (say,
+          after a commit whose answer was lost) — True, it is recorded;
+        * its signal already produced an order (a redelivered signal): False, send nothing —
+          if that order is for the same strategy and symbol; else the signal id is reused;
+        * anything else (the client id or the run's sequence number taken by another order):
+          `LedgerConflictError`;
+        * no stored order explains it: None (the caller re-raises the database's error).
+        """
+        row = self._order_row(order, run_id, seq)
+        with self.tx() as c:
+            by_cid = c.execute(
+                select(orders).where(orders.c.client_order_id == order.client_order_id)
+            ).mappings().first()  # fmt: skip
+            if by_cid is not None:
+                diffs = _differences(by_cid, row, [k for k in row if k != "ts_last"])
+                if diffs:
+                    key = {"client_order_id": order.client_order_id}
+                    raise _conflict("orders", key, diffs)
+                return True
+            by_signal = None
+            if order.signal_id:
+                by_signal = c.execute(
+                    select(orders).where(orders.c.signal_id == order.signal_id)
+                ).mappings().first()  # fmt: skip
+            if by_signal is not None:
+                diffs = _differences(by_signal, row, ("exchange", "strategy", "symbol"))
+                if diffs:
+                    raise _conflict("orders", {"signal_id": order.signal_id}, diffs)
+                return False
+            by_seq = c.execute(
+                select(orders).where(orders.c.run_id == run_id, orders.c.seq == seq)
+            ).mappings().first()  # fmt: skip
+            if by_seq is not None:
+                diffs = _differences(by_seq, row, ("client_order_id",))
+                raise _conflict("orders", {"run_id": run_id, "seq": seq}, diffs)
+        return None
 
     @staticmethod
     def _event_row(cid: str, kind: str, status_after: str, ts: int) -> dict[str, Any]:
@@ -351,23 +558,7 @@ class ExecutionStore:
         assert fill is not None
         try:
             with self.tx() as c:
-                c.execute(
-                    insert(fills).values(
-                        exchange=self.exchange,
-                        symbol=fill.symbol,
-                        trade_id=fill.trade_id,
-                        client_order_id=fill.client_order_id,
-                        strategy=fill.strategy,
-                        side=fill.side.value,
-                        price=fill.price,
-                        qty=fill.qty,
-                        fee=fill.fee,
-                        fee_asset=fill.fee_asset,
-                        liquidity=fill.liquidity.value,
-                        ts_event=fill.ts_event,
-                        ts_recorded=now_ns(),
-                    )
-                )
+                c.execute(insert(fills).values(**self._fill_row(fill), ts_recorded=now_ns()))
                 self._append_event(c, order, event)
                 self._update_order(c, order)
                 if position is not None:
@@ -375,12 +566,59 @@ class ExecutionStore:
         except IntegrityError:
             if self._batch.get() is not None:
                 raise
-            if self.has_fill(fill.symbol, fill.trade_id):
+            if self.fill_recorded(fill):  # raises LedgerConflictError if it differs
                 return False
             raise
         return True
 
+    # What identifies a fill's content. Not the liquidity or the time: an order's immediate
+    # fills (in the submit answer) carry the answer's time and "taker", the stream and REST
+    # the trade's own — the same trade, seen from two places.
+    FILL_CONTENT = ("client_order_id", "side", "price", "qty", "fee", "fee_asset")
+
+    def _fill_row(self, fill: Fill) -> dict[str, Any]:
+        return {
+            "exchange": self.exchange,
+            "symbol": fill.symbol,
+            "trade_id": fill.trade_id,
+            "client_order_id": fill.client_order_id,
+            "strategy": fill.strategy,
+            "side": fill.side.value,
+            "price": fill.price,
+            "qty": fill.qty,
+            "fee": fill.fee,
+            "fee_asset": fill.fee_asset,
+            "liquidity": fill.liquidity.value,
+            "ts_event": fill.ts_event,
+        }
+
+    def fill_recorded(self, fill: Fill) -> bool:
+        """Whether this fill is stored: False if its trade id is new, True if it is stored with
+        the same content; `LedgerConflictError` if the trade id is stored for a different fill
+        (another order, price, quantity or fee) — never a duplicate to skip."""
+        with self.tx() as c:
+            stored = (
+                c.execute(
+                    select(fills).where(
+                        fills.c.exchange == self.exchange,
+                        fills.c.symbol == fill.symbol,
+                        fills.c.trade_id == fill.trade_id,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if stored is None:
+            return False
+        diffs = _differences(stored, self._fill_row(fill), self.FILL_CONTENT)
+        if diffs:
+            key = {"exchange": self.exchange, "symbol": fill.symbol, "trade_id": fill.trade_id}
+            raise _conflict("fills", key, diffs)
+        return True
+
     def has_fill(self, symbol: str, trade_id: str) -> bool:
+        """Whether a fill with this trade id is stored (whatever its content: prefer
+        `fill_recorded`, which checks that it is the same fill)."""
         with self.tx() as c:
             row = c.execute(
                 select(fills.c.id).where(
@@ -408,6 +646,32 @@ class ExecutionStore:
             c.execute(insert(positions).values(symbol=p.symbol, strategy=p.strategy, **values))
 
     # --- reads ------------------------------------------------------------------------------
+
+    def order_for_exchange_id(self, symbol: str, exchange_order_id: str) -> Order | None:
+        with self.tx() as c:
+            row = (
+                c.execute(
+                    select(orders).where(
+                        orders.c.exchange == self.exchange,
+                        orders.c.symbol == symbol,
+                        orders.c.exchange_order_id == exchange_order_id,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return _order_from_row(row) if row else None
+
+    def new_paper_session(self) -> int:
+        """A number no other paper exchange on this database has had or will have (the
+        database's own sequence): the paper exchange's ids start from it."""
+        with self.tx() as c:
+            done = c.execute(
+                insert(paper_sessions).values(
+                    started_at=now_ns(), pid=os.getpid(), host=socket.gethostname()[:255]
+                )
+            )
+            return int(cast(Any, done.inserted_primary_key)[0])
 
     def order_for_signal(self, signal_id: str) -> Order | None:
         with self.tx() as c:
@@ -477,6 +741,11 @@ class ExecutionStore:
             q = q.where(fills.c.symbol == symbol)
         with self.tx() as c:
             return [_fill_from_row(r) for r in c.execute(q).mappings().all()]
+
+    def fill_count(self) -> int:
+        """How many fills are stored (fills are never deleted: a change means a new fill)."""
+        with self.tx() as c:
+            return int(c.execute(select(func.count()).select_from(fills)).scalar() or 0)
 
     def all_fills(self) -> list[Fill]:
         with self.tx() as c:
@@ -630,3 +899,14 @@ def _fill_from_row(r: Any) -> StoredFill:
         strategy=r["strategy"],
     )
     return StoredFill(fill, r["exchange"], r["ts_recorded"])
+
+
+@contextmanager
+def _too_long_unwrapped() -> Iterator[None]:
+    """A too-long value surfaces as itself (`ValueTooLongError`), not wrapped by SQLAlchemy."""
+    try:
+        yield
+    except StatementError as exc:
+        if isinstance(exc.orig, ValueTooLongError):
+            raise exc.orig from None
+        raise

@@ -4,12 +4,21 @@ SQLAlchemy Core tables, created and evolved by the Alembic migrations next to th
 (`tessera.execution.migrations`); a test checks that the migrations produce exactly these
 tables. Money and quantities are exact: NUMERIC(38, 18) on PostgreSQL, and decimal text on
 SQLite (whose NUMERIC is a float). Times are integer nanoseconds since the epoch (UTC).
+
+Every string column is a `Bounded` string: a value longer than the column is refused *before*
+it reaches the database, with the same `ValueTooLongError` on both backends. PostgreSQL would
+refuse it anyway (StringDataRightTruncation), but SQLite ignores VARCHAR lengths, so without
+this check the SQLite tests pass with identifiers that PostgreSQL rejects in production. The
+limits are exported (`MAX_*`, `LIMITS`) so that callers can validate what they generate — run
+ids, strategy ids — at start-up, not at the first order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -44,6 +53,60 @@ class DecimalText(TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
+# --- identifier limits -----------------------------------------------------------------------
+# Sized for what the code generates, with room: see tests/execution/test_schema_limits.py.
+MAX_RUN_ID: Final = 40  # `new_run_id` makes 20; a user-given run id may use the rest
+MAX_STRATEGY_ID: Final = 64
+MAX_SYMBOL: Final = 20  # Binance's longest symbols are ~15
+MAX_CLIENT_ORDER_ID: Final = 36  # Binance: newClientOrderId ^[.A-Z:/a-z0-9_-]{1,36}$
+MAX_EXCHANGE_ORDER_ID: Final = 40  # Binance order ids are int64: at most 20 characters
+MAX_TRADE_ID: Final = 64  # int64 trade ids, or `synthetic_trade_id` (26)
+MAX_EXCHANGE: Final = 32
+MAX_ASSET: Final = 16
+MAX_ACCOUNT: Final = 64
+MAX_VERSION: Final = 64  # a development version (0.1.dev312+g98fdc8b.d20261124) is ~30
+MAX_HOST: Final = 255
+# "<run_id>:<strategy>:<symbol>:<bar open ns, 19 digits>:<seq, up to 20 digits>" is at most
+# 40 + 64 + 20 + 19 + 20 + 4 = 167; "flatten:<strategy>:<symbol>:<ns>" at most 113.
+MAX_SIGNAL_ID: Final = 255
+# "baseline:<account>" (the reconciler's balance baseline) or "paper" / "exchange"
+MAX_BALANCE_SOURCE: Final = len("baseline:") + MAX_ACCOUNT + 23
+
+
+class ValueTooLongError(ValueError):
+    """A value longer than its column: refused identically on SQLite and PostgreSQL."""
+
+    def __init__(self, column: str, limit: int, value: str) -> None:
+        self.column = column
+        self.limit = limit
+        self.length = len(value)
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        super().__init__(
+            f"{column} holds at most {limit} characters; this value has {len(value)}: {shown!r}"
+        )
+
+
+class Bounded(TypeDecorator[str]):
+    """VARCHAR(length) that refuses a longer value on every backend, naming the column.
+
+    ``column`` ("table.column") is filled in for every table below by `_name_bounded_columns`,
+    so the table definitions read like plain ``String(n)``.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int, column: str = "") -> None:
+        super().__init__(length)
+        self.length = length
+        self.column = column
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is not None and len(value) > self.length:
+            raise ValueTooLongError(self.column or "a column", self.length, str(value))
+        return value  # type: ignore[no-any-return]
+
+
 def Money() -> Numeric[Decimal]:  # noqa: N802 - reads like a type in the table definitions
     return Numeric(38, 18, asdecimal=True).with_variant(DecimalText(), "sqlite")
 
@@ -60,34 +123,34 @@ metadata = MetaData(
 runs = Table(
     "runs",
     metadata,
-    Column("run_id", String(40), primary_key=True),
-    Column("mode", String(8), nullable=False),
-    Column("version", String(32), nullable=False),
+    Column("run_id", Bounded(MAX_RUN_ID), primary_key=True),
+    Column("mode", Bounded(8), nullable=False),
+    Column("version", Bounded(MAX_VERSION), nullable=False),
     Column("strategies", Text, nullable=False),  # JSON list
     Column("started_at", BigInteger, nullable=False),
     Column("stopped_at", BigInteger),
-    Column("status", String(16), nullable=False),  # running | stopped | crashed
+    Column("status", Bounded(16), nullable=False),  # running | stopped | crashed
 )
 
 orders = Table(
     "orders",
     metadata,
-    Column("client_order_id", String(36), primary_key=True),
-    Column("run_id", String(40), ForeignKey("runs.run_id"), nullable=False),
+    Column("client_order_id", Bounded(MAX_CLIENT_ORDER_ID), primary_key=True),
+    Column("run_id", Bounded(MAX_RUN_ID), ForeignKey("runs.run_id"), nullable=False),
     Column("seq", Integer, nullable=False),
-    Column("strategy", String(64), nullable=False),
+    Column("strategy", Bounded(MAX_STRATEGY_ID), nullable=False),
     # A signal produces at most one order: redelivered signals hit this constraint.
-    Column("signal_id", String(64), unique=True),
-    Column("exchange", String(32), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("side", String(4), nullable=False),
-    Column("type", String(20), nullable=False),
-    Column("time_in_force", String(3), nullable=False),
+    Column("signal_id", Bounded(MAX_SIGNAL_ID), unique=True),
+    Column("exchange", Bounded(MAX_EXCHANGE), nullable=False),
+    Column("symbol", Bounded(MAX_SYMBOL), nullable=False),
+    Column("side", Bounded(4), nullable=False),
+    Column("type", Bounded(20), nullable=False),
+    Column("time_in_force", Bounded(3), nullable=False),
     Column("qty", Money(), nullable=False),
     Column("price", Money()),
     Column("stop_price", Money()),
-    Column("status", String(20), nullable=False),
-    Column("exchange_order_id", String(40)),
+    Column("status", Bounded(20), nullable=False),
+    Column("exchange_order_id", Bounded(MAX_EXCHANGE_ORDER_ID)),
     Column("filled_qty", Money(), nullable=False),
     Column("filled_notional", Money(), nullable=False),
     Column("reject_reason", Text),
@@ -107,13 +170,18 @@ order_events = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("client_order_id", String(36), ForeignKey("orders.client_order_id"), nullable=False),
-    Column("kind", String(24), nullable=False),
-    Column("status_after", String(20), nullable=False),
+    Column(
+        "client_order_id",
+        Bounded(MAX_CLIENT_ORDER_ID),
+        ForeignKey("orders.client_order_id"),
+        nullable=False,
+    ),
+    Column("kind", Bounded(24), nullable=False),
+    Column("status_after", Bounded(20), nullable=False),
     Column("ts", BigInteger, nullable=False),
-    Column("exchange_order_id", String(40)),
+    Column("exchange_order_id", Bounded(MAX_EXCHANGE_ORDER_ID)),
     Column("reason", Text),
-    Column("trade_id", String(64)),
+    Column("trade_id", Bounded(MAX_TRADE_ID)),
     Index("ix_order_events_client_order_id", "client_order_id"),
 )
 
@@ -123,17 +191,22 @@ fills = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("exchange", String(32), nullable=False),
-    Column("symbol", String(20), nullable=False),
-    Column("trade_id", String(64), nullable=False),
-    Column("client_order_id", String(36), ForeignKey("orders.client_order_id"), nullable=False),
-    Column("strategy", String(64), nullable=False),
-    Column("side", String(4), nullable=False),
+    Column("exchange", Bounded(MAX_EXCHANGE), nullable=False),
+    Column("symbol", Bounded(MAX_SYMBOL), nullable=False),
+    Column("trade_id", Bounded(MAX_TRADE_ID), nullable=False),
+    Column(
+        "client_order_id",
+        Bounded(MAX_CLIENT_ORDER_ID),
+        ForeignKey("orders.client_order_id"),
+        nullable=False,
+    ),
+    Column("strategy", Bounded(MAX_STRATEGY_ID), nullable=False),
+    Column("side", Bounded(4), nullable=False),
     Column("price", Money(), nullable=False),
     Column("qty", Money(), nullable=False),
     Column("fee", Money(), nullable=False),
-    Column("fee_asset", String(16), nullable=False),
-    Column("liquidity", String(5), nullable=False),
+    Column("fee_asset", Bounded(MAX_ASSET), nullable=False),
+    Column("liquidity", Bounded(5), nullable=False),
     Column("ts_event", BigInteger, nullable=False),
     Column("ts_recorded", BigInteger, nullable=False),
     # The exchange's trade id identifies a fill: recording it twice is impossible.
@@ -144,8 +217,8 @@ fills = Table(
 positions = Table(
     "positions",
     metadata,
-    Column("symbol", String(20), primary_key=True),
-    Column("strategy", String(64), primary_key=True),
+    Column("symbol", Bounded(MAX_SYMBOL), primary_key=True),
+    Column("strategy", Bounded(MAX_STRATEGY_ID), primary_key=True),
     Column("qty", Money(), nullable=False),
     Column("cost", Money(), nullable=False),
     Column("realized_pnl", Money(), nullable=False),
@@ -160,8 +233,8 @@ balances = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("ts", BigInteger, nullable=False),
-    Column("source", String(16), nullable=False),  # exchange | paper
-    Column("asset", String(16), nullable=False),
+    Column("source", Bounded(MAX_BALANCE_SOURCE), nullable=False),  # paper | baseline:<account>
+    Column("asset", Bounded(MAX_ASSET), nullable=False),
     Column("free", Money(), nullable=False),
     Column("locked", Money(), nullable=False),
     Index("ix_balances_ts", "ts"),
@@ -174,8 +247,8 @@ risk_events = Table(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("ts", BigInteger, nullable=False),
-    Column("run_id", String(40)),
-    Column("kind", String(16), nullable=False),  # halt | reset | state | denial
+    Column("run_id", Bounded(MAX_RUN_ID)),
+    Column("kind", Bounded(16), nullable=False),  # halt | reset | state | denial
     Column("reason", Text, nullable=False),
     Column("detail", Text),
     Column("drawdown_pct", Numeric(12, 6, asdecimal=False)),
@@ -186,10 +259,55 @@ risk_events = Table(
 risk_state = Table(
     "risk_state",
     metadata,
-    Column("account", String(64), primary_key=True),
-    Column("state", String(12), nullable=False),
+    Column("account", Bounded(MAX_ACCOUNT), primary_key=True),
+    Column("state", Bounded(12), nullable=False),
     Column("reason", Text),
     Column("ts", BigInteger, nullable=False),
     Column("drawdown_pct", Numeric(12, 6, asdecimal=False)),
     Column("equity_peak", Money(), nullable=False),
 )
+
+# Ids for the paper exchange: each `PaperExchange` takes a session number from this table (the
+# database hands out each number once, whatever the number of processes), and its order and
+# trade ids are ``session * PAPER_ID_SPAN + n``: unique across restarts and across processes.
+paper_sessions = Table(
+    "paper_sessions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("started_at", BigInteger, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", Bounded(MAX_HOST), nullable=False),
+)
+
+# Who holds an account's trading lock (PostgreSQL; see `tessera.execution.lock`): the lock
+# itself is a session advisory lock, this row only lets a refused second process name the
+# holder. ``backend_pid`` is the holder's PostgreSQL session, to tell a current row from a stale
+# one.
+trading_locks = Table(
+    "trading_locks",
+    metadata,
+    Column("account", Bounded(MAX_ACCOUNT), primary_key=True),
+    Column("run_id", Bounded(MAX_RUN_ID), nullable=False),
+    Column("mode", Bounded(16), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("host", Bounded(MAX_HOST), nullable=False),
+    Column("since", BigInteger, nullable=False),
+    Column("backend_pid", Integer, nullable=False),
+)
+
+
+def _name_bounded_columns() -> dict[str, int]:
+    """Tell every `Bounded` column its name (for the error) and collect the limits."""
+    limits = {}
+    for table in metadata.tables.values():
+        for column in table.columns:
+            if isinstance(column.type, Bounded):
+                column.type.column = f"{table.name}.{column.name}"
+                limits[column.type.column] = column.type.length
+    return limits
+
+
+# "table.column" -> the longest value it holds, for every string column
+LIMITS: Mapping[str, int] = MappingProxyType(_name_bounded_columns())
