@@ -14,11 +14,19 @@ trade id: imported once, however often recovery runs) are brought up to date. No
 INITIALIZED or SUBMITTED order never reached the exchange — it is closed as CANCELED, never
 silently resent (the strategy decides again on current data). A process killed anywhere in
 the sequence therefore restarts into the exchange's truth, with no order lost or doubled.
+
+Recovery is called from several tasks (start-up, feed and user-data reconnects, the resolver
+of unknown outcomes, reconciliation). Two passes at once raced: one closed an order as never
+sent while the other, resuming after its query, reported the same order "unknown to the
+exchange" and reconciliation persisted a halt. So passes are serialised (a lock: a second
+caller waits, then runs its own pass on the state the first left), and after every ``await``
+the order is looked up again: if the submit's answer or the user-data stream moved it while
+the query was out, the query's answer is older than what we know and is not acted on.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import copy
 import dataclasses
 import time
@@ -83,6 +91,8 @@ class RecoveryReport:
     fills_imported: int = 0
     unresolved: list[str] = field(default_factory=list)  # the exchange did not answer
     settling: list[str] = field(default_factory=list)  # unknown yet, but too recent to close
+    # moved by something newer (the submit's answer, the stream) while the query was out
+    moved: list[str] = field(default_factory=list)
 
 
 class OrderManager:
@@ -95,9 +105,8 @@ class OrderManager:
         mode: str = "live",
         observer: OrderObserver | None = None,
     ) -> None:
-        # orders belong to a run; a restarted process continues its run
-        with contextlib.suppress(IntegrityError):
-            store.start_run(run_id, mode, __version__, [strategy] if strategy else [])
+        # orders belong to a run; a restarted process continues its run (of the same mode)
+        store.ensure_run(run_id, mode, __version__, [strategy] if strategy else [])
         self.store = store
         self.exchange = exchange
         self.run_id = run_id
@@ -117,6 +126,8 @@ class OrderManager:
         self.settle_ns = 0
         # events of an open `apply_batched` transaction, told to observers once it commits
         self._deferred: list[tuple[Order, OrderEvent]] | None = None
+        # one recovery pass at a time (see the module docstring)
+        self._recovering = asyncio.Lock()
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -206,6 +217,8 @@ class OrderManager:
             self.observer.on_event(o, event, len(self.live))
 
     async def cancel(self, order: Order) -> Order:
+        # the object the stream updates while the cancel is out, not a copy that goes stale
+        order = self.live.get(order.client_order_id, order)
         self._event(order, OrderEvent(OrderEventKind.CANCEL_REQUESTED, now_ns()))
         try:
             ack = await self.exchange.cancel(order.symbol, order.client_order_id)
@@ -261,7 +274,9 @@ class OrderManager:
         fill = dataclasses.replace(
             fill, client_order_id=order.client_order_id, strategy=order.strategy or fill.strategy
         )
-        if fill.trade_id in order.trade_ids or self.store.has_fill(fill.symbol, fill.trade_id):
+        # stored already: the same fill (skip), or another fill under this trade id — a
+        # `LedgerConflictError`, never skipped: it would leave the order without its fill
+        if fill.trade_id in order.trade_ids or self.store.fill_recorded(fill):
             order.trade_ids.add(fill.trade_id)
             return False
         event = OrderEvent(OrderEventKind.FILLED, fill.ts_event or now_ns(), fill=fill)
@@ -328,23 +343,40 @@ class OrderManager:
     # --- recovery -------------------------------------------------------------------------------
 
     async def recover(self) -> RecoveryReport:
-        """Reconcile every possibly-live order with the exchange (see the module docstring)."""
+        """Reconcile every possibly-live order with the exchange (see the module docstring).
+
+        One pass at a time: a caller that arrives during a pass waits for it, then runs its own.
+        """
+        async with self._recovering:
+            return await self._recover()
+
+    async def _recover(self) -> RecoveryReport:
         report = RecoveryReport()
         for stored in self.store.open_orders():
-            if stored.client_order_id in self._submitting:
+            cid = stored.client_order_id
+            if cid in self._submitting:
                 continue  # on its way to the exchange: not "never sent"; its answer settles it
             # the object the REST answer and the user-data stream update, if this process sent it
-            order = self.live.get(stored.client_order_id, stored)
+            order = self.live.get(cid, stored)
             report.checked += 1
+            seen = (order.status, order.filled_qty)
             try:
-                found = await self.exchange.query(order.symbol, order.client_order_id)
+                found = await self.exchange.query(order.symbol, cid)
             except OutcomeUnknownError:
-                report.unresolved.append(order.client_order_id)
+                if self._current(cid, seen) is not None:
+                    report.unresolved.append(cid)
+                else:
+                    report.moved.append(cid)
                 continue
+            current = self._current(cid, seen)
+            if current is None:
+                report.moved.append(cid)  # newer news arrived while we asked: not acted on
+                continue
+            order = current
             if found is None:
                 sent_ns = order.ts_last or order.ts_created
                 if order.status is OrderStatus.SUBMITTED and now_ns() - sent_ns < self.settle_ns:
-                    report.settling.append(order.client_order_id)  # may still be processed
+                    report.settling.append(cid)  # may still be processed
                     continue
                 if order.status in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED):
                     self._event(
@@ -353,18 +385,21 @@ class OrderManager:
                             OrderEventKind.CANCELED, now_ns(), reason="never reached the exchange"
                         ),
                     )
-                    report.closed_unsent.append(order.client_order_id)
+                    report.closed_unsent.append(cid)
                 else:
-                    report.unresolved.append(order.client_order_id)
-                    log.error("a live order is unknown to the exchange", cid=order.client_order_id)
+                    report.unresolved.append(cid)
+                    log.error("a live order is unknown to the exchange", cid=cid)
                 continue
             before = (order.status, order.filled_qty)
             fills = await self._fills_of(order, found)
+            # applying the exchange's answer is monotonic (fills once by trade id, states only
+            # forward), so it is safe after the await — but on the order as it is now
+            order = self.live.get(cid) or self.store.get_order(cid) or order
             n_before = len(order.trade_ids)
             self.apply(order, found, fills)
             report.fills_imported += len(order.trade_ids) - n_before
             if (order.status, order.filled_qty) != before:
-                report.updated.append(order.client_order_id)
+                report.updated.append(cid)
         log.info(
             "recovery done",
             checked=report.checked,
@@ -372,8 +407,22 @@ class OrderManager:
             closed_unsent=len(report.closed_unsent),
             fills_imported=report.fills_imported,
             unresolved=len(report.unresolved),
+            moved=len(report.moved),
         )
         return report
+
+    def _current(self, cid: str, seen: tuple[OrderStatus, Decimal]) -> Order | None:
+        """The order as it is now, after an ``await``; None if it moved since ``seen`` (the
+        submit's answer or the stream told us more than the query we awaited), if it is on its
+        way to the exchange, or if it is no longer open."""
+        if cid in self._submitting:
+            return None
+        order = self.live.get(cid) or self.store.get_order(cid)
+        if order is None or (order.status, order.filled_qty) != seen:
+            return None
+        if order.status.is_terminal:
+            return None
+        return order
 
     async def _fills_of(self, order: Order, found: ExchangeOrder) -> list[Fill]:
         if found.filled_qty == Decimal(0):
