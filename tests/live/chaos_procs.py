@@ -2,7 +2,8 @@
 
 * ``python chaos_procs.py PORT [DELAY]``: the Binance spot simulator as its own process — what
   ``tessera sim serve --port PORT --speed 10x --start-now`` runs (bundled real BTCUSDT/ETHUSDT
-  recordings, replay looped, signed trading endpoints), with two changes. Its exchangeInfo
+  recordings, replay looped, signed trading endpoints; PORT 0: any free port, named in its
+  banner), with two changes. Its exchangeInfo
   states (and it enforces) today's Binance REST weight limit, 6000 per minute, instead of the
   1200 of the bundled 2021 document: every bot start costs ~130 weight (exchangeInfo, markets,
   balances, trades, klines), and twenty-odd restarts a minute from one IP would otherwise spend
@@ -20,8 +21,8 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,32 +37,35 @@ from typing import Any
 SIM_KEY, SIM_SECRET = "tessera-sim-key", "tessera-sim-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_simulator(port: int, log: Path, answer_delay_s: float = 0.0) -> subprocess.Popen[bytes]:
-    """The simulator in a process of its own; returns once it answers."""
+def start_simulator(log: Path, answer_delay_s: float = 0.0) -> tuple[subprocess.Popen[bytes], int]:
+    """The simulator in a process of its own, on a port the kernel picks (no other test or
+    worker can take it between choosing and binding); returns it and its port once it
+    answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["COLUMNS"] = "200"  # its banner (which names the port) on one line per item
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, __file__, str(port), str(answer_delay_s)],
+            [sys.executable, __file__, "0", str(answer_delay_s)],
             env=env,
             cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
+    port: int | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the simulator exited: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(0.2)
+        if port is None:
+            found = re.search(r"REST\s+http://127\.0\.0\.1:(\d+)/", log.read_text())
+            port = int(found.group(1)) if found else None
+        if port is not None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=2):
+                    return proc, port
+            except OSError:
+                pass
+        time.sleep(0.2)
     stop(proc)
     raise RuntimeError(f"the simulator did not answer: {log.read_text()[-3000:]}")
 

@@ -63,7 +63,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from chaos_procs import SIM_KEY, SIM_SECRET, SimLedger, free_port, start_simulator, stop
+from chaos_procs import SIM_KEY, SIM_SECRET, SimLedger, start_simulator, stop
 from sqlalchemy import select
 
 from tessera.execution.exchange import BINANCE_STATUS, Balance, ExchangeOrder, ExchangeTrade
@@ -220,9 +220,8 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
     rng = random.Random(SEED)
     plans = ["in-flight"] * IN_FLIGHT_PLANS + ["running"] * (CYCLES - IN_FLIGHT_PLANS)
     rng.shuffle(plans)
-    port = free_port()
+    sim, port = start_simulator(tmp_path / "sim.log", ANSWER_DELAY_S)
     rest_url = f"http://127.0.0.1:{port}"
-    sim = start_simulator(port, tmp_path / "sim.log", ANSWER_DELAY_S)
     db = fresh_postgres_url
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(
