@@ -5,6 +5,7 @@ connection that has no plan of its own; ``connection.faults`` overrides it for o
 Message counts (``drop_after``, ``stall_after``, ``malformed_at``) are per connection: data
 messages that connection was sent. Sequence gaps count base frames of the whole replay (the N-th
 depth diff, the N-th trade), so every connection that carries them sees the same hole.
+``clock_skew_ms`` moves the server's wall clock (``sim.faults`` only: the clock is the server's).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class FaultPlan:
     retry_after_s: int = 1
     rest_5xx: int = 0  # answer the next K REST requests with a 5xx
     rest_5xx_status: int = 503
+    # The server's clock runs this many ms ahead of the host's (negative: behind): serverTime,
+    # the recvWindow check of signed requests and every timestamp the exchange stamps (orders,
+    # fills, user-data events). What a client with a drifting clock meets, from either side.
+    clock_skew_ms: int = 0
 
     def skips(self, market: SimMarket) -> dict[str, frozenset[int]]:
         """Stream kind -> base frame indices whose payloads are not sent."""

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from tessera.sim import payloads as binance
-from tessera.sim.payloads import INTERVAL_MS
+from tessera.sim.payloads import INTERVAL_MS, Kline, bucket_close, bucket_open
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
@@ -34,6 +34,43 @@ HOUR_MS = 3_600_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Weight = int | Callable[[web.Request], int]
+
+
+def server_time_ms(sim: ExchangeSimulator) -> int:
+    """The exchange's wall clock (ms): the host's, moved by the ``clock_skew_ms`` fault.
+
+    Everything the server stamps with "now" (serverTime, the recvWindow check, order and fill
+    times, user-data events) reads this, so a skew looks the same from every endpoint."""
+    return int(time.time() * 1000) + sim.faults.clock_skew_ms
+
+
+def with_forming_bars(
+    bars: list[Kline],
+    interval: str,
+    now_ms: int,
+    start: int | None,
+    end: int | None,
+    limit: int,
+) -> list[Kline]:
+    """``bars`` continued up to the bar that contains ``now_ms`` (the replay clock), as Binance
+    answers: intervals without trades are empty bars at the previous close, and the newest row
+    is the bar still forming, whose close time lies in the future. Bars are built from trades,
+    so without this the newest row would be the bar of the last trade, which may be long over.
+    A bar appears once the clock is past its first millisecond: a frame stamped exactly at a
+    boundary is the final event of the bar before it (how kline tables are replayed).
+    """
+    if not bars:
+        return bars
+    out = list(bars)
+    last = out[-1]
+    upto = now_ms if end is None else min(now_ms, end)
+    nxt = bucket_close(last.open_time, interval) + 1
+    while nxt < upto and bucket_open(nxt, interval) == nxt:
+        if start is not None and len(out) >= limit:
+            break  # a page from ``start`` is full; the client asks for the next one
+        out.append(Kline.empty(nxt, interval, out[-1].close))
+        nxt = bucket_close(nxt, interval) + 1
+    return out if start is not None else out[-limit:]
 
 
 class BinanceError(Exception):
@@ -196,11 +233,11 @@ class RestApi:
         return json_response({})
 
     async def server_time(self, request: web.Request) -> web.Response:
-        return json_response({"serverTime": int(time.time() * 1000)})
+        return json_response({"serverTime": server_time_ms(self.sim)})
 
     async def exchange_info(self, request: web.Request) -> web.Response:
         info = dict(self.sim.market.exchange_info)
-        info["serverTime"] = int(time.time() * 1000)
+        info["serverTime"] = server_time_ms(self.sim)
         one, many = request.query.get("symbol"), request.query.get("symbols")
         if one is not None and many is not None:
             raise BinanceError(binance.error(-1128, "Combination of optional parameters invalid."))
@@ -269,5 +306,13 @@ class RestApi:
         start, end = self.integer(request, "startTime"), self.integer(request, "endTime")
         if start is not None and end is not None and start > end:
             raise BinanceError(binance.START_AFTER_END)
-        bars = self.sim.state.klines(sym, interval, start, end, limit)
+        state = self.sim.state
+        bars = with_forming_bars(
+            state.klines(sym, interval, start, end, limit),
+            interval,
+            state.last_event_ms,  # the replay's clock: the exchange's "now" of this market
+            start,
+            end,
+            limit,
+        )
         return json_response([b.rest() for b in bars])

@@ -3,7 +3,8 @@
 Requests are authenticated as Binance does: the ``X-MBX-APIKEY`` header names the key, and
 ``signature`` is the HMAC-SHA256 (hex) of every parameter — query string then body — under the
 key's secret; ``timestamp`` must be within ``recvWindow`` (default 5000 ms) of the server
-clock. Failures answer with Binance's own codes and bodies (-2014, -2015, -1022, -1021).
+clock (`server_time_ms`: the host's, moved by the ``clock_skew_ms`` fault). Failures answer
+with Binance's own codes and bodies (-2014, -2015, -1022, -1021).
 
 Matching, against the replayed market:
 
@@ -43,7 +44,7 @@ from tessera.execution.filters import FilterViolationError, SymbolFilters, filte
 from tessera.execution.orders import OrderType
 from tessera.sim import payloads as binance
 from tessera.sim.payloads import fmt8
-from tessera.sim.rest import BinanceError, json_response
+from tessera.sim.rest import BinanceError, json_response, server_time_ms
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
@@ -353,7 +354,7 @@ class TradingEngine:
         self, order: SimOrder, exec_type: str, fill: SimFill | None = None
     ) -> dict[str, Any]:
         """An ``executionReport`` as Binance sends it (see samples/binance-api/spot-user-data)."""
-        now = int(time.time() * 1000)
+        now = server_time_ms(self.sim)
         return {
             "e": "executionReport",
             "E": now,
@@ -392,7 +393,7 @@ class TradingEngine:
         }
 
     def _account_position(self) -> dict[str, Any]:
-        now = int(time.time() * 1000)
+        now = server_time_ms(self.sim)
         assets = sorted(set(self.free) | set(self.locked))
         return {
             "e": "outboundAccountPosition",
@@ -443,7 +444,7 @@ class TradingEngine:
             raise BinanceError(binance.missing_param("timestamp")) from exc
         if window > 60_000:
             raise BinanceError(binance.error(-1131, "recvWindow must be less than 60000"))
-        now = int(time.time() * 1000)
+        now = server_time_ms(self.sim)
         if not (ts < now + 1000 and now - ts <= window):
             raise BinanceError(OUTSIDE_RECV_WINDOW)
         return params
@@ -587,7 +588,7 @@ class TradingEngine:
                 "brokered": False,
                 "requireSelfTradePrevention": False,
                 "preventSor": False,
-                "updateTime": int(time.time() * 1000),
+                "updateTime": server_time_ms(self.sim),
                 "accountType": "SPOT",
                 "balances": [
                     {"asset": a, "free": fmt8(self.free[a]), "locked": fmt8(self.locked[a])}
@@ -665,7 +666,7 @@ class TradingEngine:
             need, asset = qty, flt.base_asset
         if self.free[asset] < need:
             raise BinanceError(INSUFFICIENT_BALANCE)
-        now_ms = int(time.time() * 1000)
+        now_ms = server_time_ms(self.sim)
         oid = next(self._order_ids)
         order = SimOrder(
             oid,
@@ -751,7 +752,7 @@ class TradingEngine:
             self.free[quote] += quote_amt - commission
         order.executed_qty += qty
         order.cum_quote += quote_amt
-        order.update_ms = int(time.time() * 1000)
+        order.update_ms = server_time_ms(self.sim)
         fill = SimFill(
             next(self._trade_ids), order, price, qty, commission, asset, order.update_ms, is_maker
         )
@@ -775,7 +776,7 @@ class TradingEngine:
 
     def _close(self, order: SimOrder, status: str) -> None:
         order.status = status
-        order.update_ms = int(time.time() * 1000)
+        order.update_ms = server_time_ms(self.sim)
         self._release(order)
         self._publish(self._report(order, status), self._account_position())
 
