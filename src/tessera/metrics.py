@@ -475,6 +475,55 @@ def all_metric_names(registry: CollectorRegistry = REGISTRY) -> list[str]:
     )
 
 
+# --- market-data store and ingest failures (issue 14) -----------------------------------------
+
+INGEST_FLUSH_FAILURES = Counter(
+    "tessera_ingest_flush_failures",
+    "Failed attempts to write buffered market data to the Parquet store (rows kept, retried)",
+    ["dataset"],
+)
+INGEST_ROWS_DROPPED = Counter(
+    "tessera_ingest_rows_dropped",
+    "Market-data rows lost for good: buffer cap exceeded, unwritable at stop, or invalid",
+    ["dataset", "reason"],
+)
+INGEST_BUFFERED_ROWS = Gauge(
+    "tessera_ingest_buffered_rows",
+    "Market-data rows held in memory, not yet in the Parquet store",
+)
+INGEST_WRITE_OK = Gauge(
+    "tessera_ingest_write_ok",
+    "1 while the ingest's writes to the Parquet store succeed, 0 while a flush is failing",
+)
+STORE_FILES_QUARANTINED = Counter(
+    "tessera_store_files_quarantined",
+    "Corrupt Parquet files moved to the store's _quarantine folder",
+    ["dataset"],
+)
+INGEST_DROP_REASONS: Final = frozenset({"buffer_full", "unwritable_at_stop", "invalid"})
+
+# --- the exchange clock (issue 14, defect 10) -------------------------------------------------
+
+CLOCK_SYNC_REASONS: Final = frozenset({"startup", "periodic", "recv_window", "manual"})
+EXCHANGE_CLOCK_OFFSET_MS = Gauge(
+    "tessera_exchange_clock_offset_ms",
+    "Exchange clock minus local wall clock at the last sync, ms (positive: the exchange is ahead)",
+)
+EXCHANGE_CLOCK_UNCERTAINTY_MS = Gauge(
+    "tessera_exchange_clock_uncertainty_ms",
+    "Bound on the error of the measured offset (half the slowest sample's round trip), ms",
+)
+EXCHANGE_CLOCK_RESYNCS = Counter(
+    "tessera_exchange_clock_resyncs",
+    "Synchronisations with the exchange clock, by what asked for them",
+    ["reason"],
+)
+EXCHANGE_CLOCK_SYNC_FAILURES = Counter(
+    "tessera_exchange_clock_sync_failures",
+    "Synchronisations with the exchange clock that got no answer (the last offset is kept)",
+)
+
+
 # --- the execution ledger -------------------------------------------------------------------
 
 LEDGER_TABLES: Final = frozenset({"runs", "orders", "fills"})

@@ -7,7 +7,7 @@ import signal
 import time
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import duckdb
 import typer
@@ -26,7 +26,11 @@ from rich.table import Table
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError
 
+if TYPE_CHECKING:
+    from tessera.data.store import ParquetStore
+
 out = Console()
+err = Console(stderr=True)
 data_app = typer.Typer(
     help="The market-data store: coverage, SQL, import, download.", no_args_is_help=True
 )
@@ -42,15 +46,51 @@ def _store_root(app: AppContext) -> Path:
     return app.settings.data.store_dir or app.settings.data_dir / "store"
 
 
+def _open_store(app: AppContext) -> ParquetStore:
+    """The configured store; a root that cannot be created is a configuration error."""
+    from tessera.data.store import ParquetStore
+
+    root = _store_root(app)
+    try:
+        return ParquetStore(root)
+    except OSError as exc:
+        raise ConfigError(
+            f"data.store_dir: cannot open the market-data store at {root}: "
+            f"{exc.strerror or exc}. Set data.store_dir (or TESSERA_DATA__STORE_DIR) to a "
+            f"writable folder, or fix the path."
+        ) from exc
+
+
+def _report_quarantine(store: ParquetStore) -> None:
+    """Tell the user about corrupt files moved aside now, and about earlier ones still there.
+
+    Reads that succeeded on the rest of the store keep exit code 0; the message is the signal.
+    """
+    now = store.quarantined
+    for q in now:
+        err.print(f"[yellow]quarantined[/] {q.original} -> {q.moved_to}: {q.reason}")
+    if now:
+        err.print(
+            f"[yellow]{len(now)} corrupt file(s) quarantined[/] to {store.quarantine_dir}; "
+            "the results above are from the rest of the store. Re-import or re-download the "
+            "affected days (see docs/data.md, 'Failures')."
+        )
+    earlier = len(store.quarantine_contents()) - len(now)
+    if earlier > 0:
+        err.print(
+            f"note: {earlier} file(s) quarantined earlier are in {store.quarantine_dir} "
+            "(not read; see docs/data.md, 'Failures')"
+        )
+
+
 @data_app.command("info")
 def info(ctx: typer.Context) -> None:
     """Coverage per exchange/dataset/symbol/day: rows, time range, files, and gaps."""
-    from tessera.data.store import ParquetStore
-
-    store = ParquetStore(_store_root(_app(ctx)))
+    store = _open_store(_app(ctx))
     rows = store.coverage()
     if not rows:
         out.print(f"the store at {store.root} is empty: try `tessera data import --bundled`")
+        _report_quarantine(store)
         return
     table = Table(title=f"store: {store.root}")
     for col in (
@@ -78,6 +118,26 @@ def info(ctx: typer.Context) -> None:
             f"[red]{c.missing:,}[/]" if c.missing else "0",
         )
     out.print(table)
+    _report_quarantine(store)
+
+
+@data_app.command("check")
+def check(
+    ctx: typer.Context,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Check file footers only (fast) instead of every page")
+    ] = False,
+) -> None:
+    """Verify every Parquet file of the store; move corrupt ones to <store>/_quarantine.
+
+    Exit code 1 if a corrupt file was found (and quarantined), 0 if the store is sound.
+    """
+    store = _open_store(_app(ctx))
+    found = store.check(deep=not quick)
+    _report_quarantine(store)
+    if found:
+        raise typer.Exit(1)
+    out.print(f"store at {store.root}: every file is readable ({'footers' if quick else 'full'})")
 
 
 @data_app.command("query")
@@ -95,12 +155,13 @@ def query(
 ) -> None:
     """Run SQL (DuckDB) over the store and print a table or write CSV/Parquet."""
     from tessera.data.catalog import Catalog
-    from tessera.data.store import ParquetStore
 
-    catalog = Catalog(ParquetStore(_store_root(_app(ctx))))
+    store = _open_store(_app(ctx))
+    catalog = Catalog(store)
     try:
         result = catalog.query(sql)
     except duckdb.Error as exc:
+        _report_quarantine(store)
         raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from exc
     if out_file is not None:
         import pyarrow.csv as pacsv
@@ -111,6 +172,7 @@ def query(
         else:
             pacsv.write_csv(result, out_file)
         out.print(f"{result.num_rows:,} rows written to {out_file}")
+        _report_quarantine(store)
         return
     table = Table()
     for name in result.column_names:
@@ -120,6 +182,7 @@ def query(
     out.print(table)
     if result.num_rows > limit:
         out.print(f"… {result.num_rows - limit:,} more rows (use --out to save all)")
+    _report_quarantine(store)
 
 
 @data_app.command("compact")
@@ -129,10 +192,10 @@ def compact(
     symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
 ) -> None:
     """Merge each partition's small files into one (atomically; dedup preserved)."""
-    from tessera.data.store import ParquetStore
-
-    n = ParquetStore(_store_root(_app(ctx))).compact(dataset, symbol)
+    store = _open_store(_app(ctx))
+    n = store.compact(dataset, symbol)
     out.print(f"compacted {n} partition(s)")
+    _report_quarantine(store)
 
 
 @data_app.command("import")
@@ -152,9 +215,8 @@ def import_(
     """Import Binance bulk-data files, or the bundled real datasets (idempotent)."""
     from tessera.data.bulk import BulkDataError, import_file
     from tessera.data.importers import import_bundled
-    from tessera.data.store import ParquetStore
 
-    store = ParquetStore(_store_root(_app(ctx)))
+    store = _open_store(_app(ctx))
     if not bundled and not paths:
         raise ConfigError("nothing to import: give file paths or --bundled")
     with Progress(TextColumn("{task.description}"), BarColumn(), console=out) as progress:
@@ -193,7 +255,6 @@ def download(
     """Download Binance bulk files (resumable, checksum-verified) and import them."""
     from tessera.data.bulk import BulkDataError, periods
     from tessera.data.bulk import download as run_download
-    from tessera.data.store import ParquetStore
 
     app = _app(ctx)
     if kind not in ("klines", "trades", "aggTrades"):
@@ -202,7 +263,7 @@ def download(
         first, last = date.fromisoformat(start), date.fromisoformat(end or start)
     except ValueError as exc:
         raise ConfigError(f"--start/--end: {exc}") from exc
-    store = ParquetStore(_store_root(app))
+    store = _open_store(app)
     dest = app.settings.data_dir / "downloads"
     with Progress(
         TextColumn("{task.description}"),
@@ -258,16 +319,29 @@ def ingest(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Live console display")
     ] = True,
+    max_buffered_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rows held in memory while the store cannot be written (default 2,000,000); "
+            "beyond, the oldest are dropped (counted, logged, exit code 1)",
+        ),
+    ] = None,
 ) -> None:
-    """Stream market data into the store: reconnects, gap backfill, book sync, crash-safe writes."""
+    """Stream market data into the store: reconnects, gap backfill, book sync, crash-safe writes.
+
+    Exit code 1 if any row was lost (the store stayed unwritable past the buffer cap or at stop)
+    or the ingest failed; the last line says what was lost.
+    """
     from tessera.data.ingest import IngestService
-    from tessera.data.store import ParquetStore
+    from tessera.data.ingest.service import DEFAULT_MAX_BUFFERED_ROWS
 
     app = _app(ctx)
+    store = _open_store(app)
     app.start_metrics()
     s = app.settings
     svc = IngestService(
-        ParquetStore(_store_root(app)),
+        store,
         ws_url or s.exchange.ws_url or s.data.ws_url,
         rest_url or s.exchange.rest_url or s.data.rest_url,
         symbol or s.data.symbols,
@@ -280,6 +354,7 @@ def ingest(
         backfill=s.data.backfill,
         depth_limit=s.data.depth_snapshot_limit,
         api_key=s.exchange.api_key.get_secret_value() if s.exchange.api_key else None,
+        max_buffered_rows=max_buffered_rows or DEFAULT_MAX_BUFFERED_ROWS,
     )
 
     async def main() -> None:
@@ -295,13 +370,27 @@ def ingest(
                     live.update(_ingest_table(svc, time.monotonic() - t0))
         await task
 
-    asyncio.run(main())
+    failure: Exception | None = None
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # logged with its traceback by the service; said here in one line
+        failure = exc
     st = svc.stats
+    health = svc.health()
     out.print(
         f"ingest stopped: {st.messages:,} messages, {dict(st.rows_written)} rows written, "
         f"{st.reconnects} reconnects, {st.gaps_found} gaps ({st.gaps_filled} filled), "
         f"{st.malformed} malformed skipped"
     )
+    if store.quarantined:
+        _report_quarantine(store)
+    if failure is not None:
+        out.print(f"[red]ingest failed:[/] {failure!r:.300}; {health.summary()}", soft_wrap=True)
+        raise typer.Exit(1)
+    if health.data_lost:
+        out.print(f"[red]ingest lost data:[/] {health.summary()}", soft_wrap=True)
+        raise typer.Exit(1)
+    out.print(f"ingest complete: {health.summary()}", soft_wrap=True)
 
 
 def _ingest_table(svc: object, elapsed: float) -> Table:
@@ -320,4 +409,11 @@ def _ingest_table(svc: object, elapsed: float) -> Table:
         "reconnects / gaps", f"{st.reconnects} / {st.gaps_found} ({st.gaps_filled} filled)", ""
     )
     table.add_row("malformed skipped", f"{st.malformed}", "")
+    health = svc.health()
+    if not health.ok or health.data_lost:
+        table.add_row(
+            "[red]store writes failing[/]" if not health.ok else "store writes",
+            f"{health.buffered_rows:,} held / {health.rows_dropped:,} lost",
+            (health.last_error or "")[:60],
+        )
     return table

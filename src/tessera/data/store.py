@@ -9,19 +9,28 @@ Layout: ``<root>/exchange=<x>/dataset=<d>/symbol=<s>/date=<YYYY-MM-DD>/part-<ns>
   restarts (each partition's keys are loaded lazily from its files the first time it is written).
 - **Crash-safe**: every file is written to ``*.parquet.tmp`` in its final folder, fsynced, renamed
   and the folder fsynced; readers only glob ``*.parquet``. A crash leaves at most a temp file,
-  removed the next time the store is opened.
+  removed the next time the store is opened. A failed write (full disk, unwritable folder) removes
+  its temp file and raises `StoreWriteError` naming the file and the OS error; nothing is stored.
+- **Quarantine, never delete**: a file that is not valid Parquet (truncated by a disk or a copy,
+  overwritten) would break every reader of its dataset. Whoever meets it first — the writer
+  loading a partition's keys, `files()`/`scan()`, `coverage()`, the DuckDB catalog, `check()` —
+  moves it to ``<root>/_quarantine/<its relative path>`` with a ``.note.json`` saying why and
+  when, logs it, counts it (``tessera_store_files_quarantined_total``) and carries on with the
+  rest. Pages are written with CRC checksums so that `check()` finds damage inside a file too.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import shutil
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +47,41 @@ from tessera.logging import get_logger
 log = get_logger(__name__)
 
 NS_PER_DAY = 86_400_000_000_000
+QUARANTINE_DIR = "_quarantine"
 
 
 class StoreSchemaError(ValueError):
     """A table that cannot be stored exactly in its dataset's schema."""
+
+
+class StoreWriteError(OSError):
+    """A Parquet file could not be written (full disk, unwritable folder, ...); nothing of it
+    is stored. ``path`` is the file (or folder) that failed and ``errno`` the OS error number,
+    so that a caller can tell one failure from another and say which path to fix."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        errno = cause.errno if isinstance(cause, OSError) else None
+        reason = (
+            cause.strerror
+            if isinstance(cause, OSError) and cause.strerror
+            else (str(cause) or type(cause).__name__)
+        )
+        failed = getattr(cause, "filename", None) or path
+        super().__init__(errno, f"cannot write {failed}: {reason}")
+        self.path = Path(failed)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@dataclass(frozen=True)
+class QuarantinedFile:
+    """A corrupt file moved out of the store: where it was, where it is now, and why."""
+
+    original: Path
+    moved_to: Path
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -66,15 +106,66 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``table`` to ``path`` so that readers see all of it or nothing.
+
+    On failure the temp file is removed (a full disk must not stay fuller for the retry) and
+    `StoreWriteError` names the path; the caller still holds the rows and may retry.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        pq.write_table(table, fh, compression="zstd")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            # page checksums: damage inside a file is detected by `check`, not read as numbers
+            pq.write_table(table, fh, compression="zstd", write_page_checksum=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as cleanup:
+            log.warning(
+                "could not remove the temp file of a failed write",
+                path=str(tmp),
+                error=str(cleanup),
+            )
+        raise StoreWriteError(path, exc) from exc
+
+
+_OPEN_PREFIX = re.compile(r"^Could not open Parquet input source '[^']*': ")
+
+
+def _reason(exc: BaseException) -> str:
+    """pyarrow's message, first line, without the path it repeats (the log names the file)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return _OPEN_PREFIX.sub("", text)[:300]
+
+
+def file_problem(path: Path, deep: bool = False) -> str | None:
+    """Why ``path`` is not a readable Parquet file, or None if it is.
+
+    The shallow check reads the footer only (a truncated or overwritten file fails it: the
+    footer is the last thing written); ``deep`` decodes every page and verifies the page
+    checksums. Only format errors count: an OS error (a missing file, EIO) is raised, because
+    moving a file aside would not fix the disk.
+    """
+    try:
+        if deep:
+            pq.read_table(path, page_checksum_verification=True)
+        else:
+            pq.read_metadata(path)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        return _reason(exc)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        # pyarrow reports some format errors (a bad page checksum, a bad thrift header) as
+        # IOError; a real disk error carries an errno
+        if exc.errno is None:
+            return _reason(exc)
+        raise
+    return None
 
 
 class ParquetStore:
@@ -84,6 +175,9 @@ class ParquetStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._keys: dict[tuple[str, str, str], set[Any]] = {}
         self._lock = threading.Lock()
+        self._checked: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) seen valid
+        self._q_lock = threading.Lock()
+        self.quarantined: list[QuarantinedFile] = []  # moved aside by this instance
         self._recover()
 
     # --- paths ----------------------------------------------------------------------------------
@@ -94,9 +188,13 @@ class ParquetStore:
     def partition_dir(self, dataset: str, symbol: str, day: str) -> Path:
         return self.dataset_dir(dataset) / f"symbol={symbol}" / f"date={day}"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / QUARANTINE_DIR
+
     def _recover(self) -> None:
         """Remove temp files of crashed writes; finish or undo interrupted compactions."""
-        for tmp in self.root.rglob("*.parquet.tmp"):
+        for tmp in self.root.glob("exchange=*/**/*.parquet.tmp"):
             log.warning("removing leftover temp file of an interrupted write", path=str(tmp))
             tmp.unlink(missing_ok=True)
         for old in self.root.rglob(".compact-old-*"):
@@ -107,6 +205,121 @@ class ParquetStore:
                 old.rename(live)  # crashed between the two renames: put the original back
         for new in self.root.rglob(".compact-new-*"):
             shutil.rmtree(new)
+
+    # --- quarantine -----------------------------------------------------------------------------
+
+    def quarantine(self, path: Path, reason: str) -> QuarantinedFile | None:
+        """Move the corrupt file ``path`` to ``<root>/_quarantine/<relative path>`` with a note.
+
+        Never deletes: a person may still recover rows from it. Returns None when another reader
+        (or process) moved it first. Any cached keys of its partition are forgotten, so that
+        rows that were only in this file can be written again.
+        """
+        path = Path(path)
+        try:
+            rel = path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            rel = Path(path.name)
+        dest = self.quarantine_dir / rel
+        at = datetime.now(UTC)
+        with self._q_lock:
+            if dest.exists():
+                dest = dest.with_name(f"{dest.stem}.{time.time_ns()}{dest.suffix}")
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, dest)
+            except FileNotFoundError:
+                return None  # already moved by someone else
+            note = {
+                "original": str(rel),
+                "reason": reason,
+                "quarantined_at": at.isoformat(),
+                "size_bytes": dest.stat().st_size,
+            }
+            try:
+                dest.with_name(dest.name + ".note.json").write_text(json.dumps(note, indent=2))
+            except OSError as exc:  # the file is safe; only the note is missing
+                log.warning("could not write the quarantine note", path=str(dest), error=str(exc))
+            self._checked.pop(path, None)
+            parts = dict(p.split("=", 1) for p in rel.parts if "=" in p)
+            if "dataset" in parts and "symbol" in parts and "date" in parts:
+                self._keys.pop((parts["dataset"], parts["symbol"], parts["date"]), None)
+            record = QuarantinedFile(path, dest, reason, at)
+            self.quarantined.append(record)
+        metrics.STORE_FILES_QUARANTINED.labels(
+            dataset=metrics.bounded(parts.get("dataset", ""), metrics.DATASETS)
+        ).inc()
+        log.error(
+            "corrupt Parquet file moved to quarantine; the rest of the store stays readable",
+            path=str(path),
+            moved_to=str(dest),
+            reason=reason,
+        )
+        return record
+
+    def _usable(self, path: Path) -> bool:
+        """True if ``path`` is valid Parquet (footer check, cached by size and mtime); a corrupt
+        file is quarantined and False returned. A file that vanished is False too."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        sig = (st.st_size, st.st_mtime_ns)
+        if self._checked.get(path) == sig:
+            return True
+        try:
+            problem = file_problem(path)
+        except FileNotFoundError:
+            return False
+        if problem is None:
+            self._checked[path] = sig
+            return True
+        self.quarantine(path, problem)
+        return False
+
+    def _read_or_quarantine(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
+        """``pq.read_table``, except that a corrupt file is quarantined and None returned."""
+        try:
+            return pq.read_table(path, columns=columns)
+        except FileNotFoundError:
+            return None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # a disk error, not a bad file
+            self.quarantine(path, _reason(exc))
+            return None
+
+    def check(self, deep: bool = True) -> list[QuarantinedFile]:
+        """Verify every file of the store (all exchanges and datasets), quarantining corrupt
+        ones; returns those quarantined now. ``deep`` decodes every page (slower)."""
+        before = len(self.quarantined)
+        for f in sorted(self.root.glob("exchange=*/dataset=*/symbol=*/date=*/*.parquet")):
+            try:
+                problem = file_problem(f, deep=deep)
+            except FileNotFoundError:
+                continue
+            if problem is not None:
+                self.quarantine(f, problem)
+        return self.quarantined[before:]
+
+    def quarantine_contents(self) -> list[QuarantinedFile]:
+        """Everything in the quarantine folder, from the notes (also those of earlier runs)."""
+        out: list[QuarantinedFile] = []
+        base = self.quarantine_dir
+        for note in sorted(base.rglob("*.note.json")) if base.exists() else []:
+            try:
+                doc = json.loads(note.read_text())
+                out.append(
+                    QuarantinedFile(
+                        self.root / doc["original"],
+                        note.with_name(note.name.removesuffix(".note.json")),
+                        str(doc["reason"]),
+                        datetime.fromisoformat(doc["quarantined_at"]),
+                    )
+                )
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("unreadable quarantine note", path=str(note), error=str(exc))
+        return out
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -147,9 +360,10 @@ class ParquetStore:
         if known is None:
             known = set()
             pdir = self.partition_dir(dataset, symbol, day)
-            for f in sorted(pdir.glob("*.parquet")) if pdir.exists() else []:
-                existing = pq.read_table(f, columns=list(DEDUP_KEYS[dataset]))
-                known.update(self._key_values(dataset, existing))
+            for f in sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []:
+                existing = self._read_or_quarantine(f, columns=list(DEDUP_KEYS[dataset]))
+                if existing is not None:  # a corrupt file is quarantined, not fatal to writes
+                    known.update(self._key_values(dataset, existing))
             self._keys[ident] = known
         return known
 
@@ -190,23 +404,36 @@ class ParquetStore:
                 try:
                     atomic_write_parquet(fresh, self.partition_dir(dataset, symbol, day) / name)
                 except BaseException:
-                    # Not stored: forget the keys so that a retry can write them.
+                    # Not stored: forget the keys so that a retry can write them. Days written
+                    # before this one stay written (and counted); a retry skips them by key.
                     for k in self._key_values(dataset, fresh):
                         known.discard(k)
+                    self._count_written(dataset, written)
                     raise
                 written += fresh.num_rows
-        if written:
-            metrics.ROWS_WRITTEN.labels(dataset=metrics.bounded(dataset, metrics.DATASETS)).inc(
-                written
-            )
+        self._count_written(dataset, written)
         return written
+
+    @staticmethod
+    def _count_written(dataset: str, rows: int) -> None:
+        if rows:
+            metrics.ROWS_WRITTEN.labels(dataset=metrics.bounded(dataset, metrics.DATASETS)).inc(
+                rows
+            )
 
     # --- reading --------------------------------------------------------------------------------
 
     def files(self, dataset: str, symbol: str | None = None) -> list[Path]:
+        """The dataset's valid files; corrupt ones are quarantined on the way (see `_usable`)."""
         base = self.dataset_dir(dataset)
         pattern = f"symbol={symbol}/*/*.parquet" if symbol else "symbol=*/*/*.parquet"
-        return sorted(base.glob(pattern)) if base.exists() else []
+        found = sorted(base.glob(pattern)) if base.is_dir() else []
+        return [f for f in found if self._usable(f)]
+
+    def all_files(self, dataset: str) -> list[Path]:
+        """Valid files of ``dataset`` across every exchange (what the DuckDB views read)."""
+        found = sorted(self.root.glob(f"exchange=*/dataset={dataset}/*/*/*.parquet"))
+        return [f for f in found if self._usable(f)]
 
     def scan(
         self,
@@ -254,8 +481,10 @@ class ParquetStore:
         best = None
         for d in days:
             for f in d.glob("*.parquet"):
-                col = pq.read_table(f, columns=[column])[column]
-                v = pc.max(col).as_py()
+                t = self._read_or_quarantine(f, columns=[column])
+                if t is None:
+                    continue
+                v = pc.max(t[column]).as_py()
                 if v is not None and (best is None or v > best):
                     best = v
         return best
@@ -270,13 +499,16 @@ class ParquetStore:
                     continue
                 tcol = PARTITION_TIME[dataset]
                 for pdir in sorted(ddir.glob("symbol=*/date=*")):
-                    files = sorted(pdir.glob("*.parquet"))
-                    if not files:
-                        continue
                     cols = [tcol] + [
                         k for k in ("trade_id", "agg_id", "interval") if k in SCHEMAS[dataset].names
                     ]
-                    t = pa.concat_tables([pq.read_table(f, columns=cols) for f in files])
+                    read = [
+                        self._read_or_quarantine(f, cols) for f in sorted(pdir.glob("*.parquet"))
+                    ]
+                    tables = [t for t in read if t is not None]
+                    if not tables:
+                        continue
+                    t = pa.concat_tables(tables)
                     missing = 0
                     if dataset in ("trades", "agg_trades") and t.num_rows:
                         ids = t["trade_id" if dataset == "trades" else "agg_id"]
@@ -292,7 +524,7 @@ class ParquetStore:
                             t.num_rows,
                             pc.min(t[tcol]).as_py(),
                             pc.max(t[tcol]).as_py(),
-                            len(files),
+                            len(tables),
                             missing,
                         )
                     )
@@ -313,10 +545,11 @@ class ParquetStore:
                 base = self.dataset_dir(ds)
                 pattern = f"symbol={symbol}/date=*" if symbol else "symbol=*/date=*"
                 for pdir in sorted(base.glob(pattern)) if base.exists() else []:
-                    files = sorted(pdir.glob("*.parquet"))
-                    if len(files) < 2:
+                    read = [self._read_or_quarantine(f) for f in sorted(pdir.glob("*.parquet"))]
+                    tables = [t for t in read if t is not None]
+                    if len(tables) < 2:
                         continue
-                    merged = pa.concat_tables([pq.read_table(f) for f in files])
+                    merged = pa.concat_tables(tables)
                     sort = [(k, "ascending") for k in (PARTITION_TIME[ds], *DEDUP_KEYS[ds])]
                     merged = merged.sort_by(sort)
                     new = pdir.parent / f".compact-new-{pdir.name}"

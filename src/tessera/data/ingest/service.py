@@ -11,6 +11,14 @@ overlap is deduplicated by id.
 Malformed frames are counted (`tessera_ws_malformed_total`), logged once per kind with the raw
 payload truncated, and skipped. `stop()` (SIGINT/SIGTERM) flushes everything buffered.
 
+A write that fails (full disk, unwritable folder) never loses a row by itself: the converted
+batch stays held and is retried with exponential backoff; each distinct failure is logged once
+with the path and the OS error and every attempt is counted (`tessera_ingest_flush_failures_total`).
+Only when more than ``max_buffered_rows`` are held are the oldest dropped — counted
+(`tessera_ingest_rows_dropped_total`) and logged with their time and id range — and rows still
+unwritable when the service stops are reported the same way. `health()` says all of it as data
+(for a readiness probe and an exit code), and an error that ends `run()` is raised to its caller.
+
 Trades, aggregate trades and best bid/ask (the high-rate streams) take the batch path of
 `fastpath.py`: the receive loop keeps their raw frames and everything else — typed decoding,
 dedup and gap checks by id, metrics, Arrow conversion — happens once per flush. Depth diffs
@@ -29,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tessera import metrics
 from tessera.data.ingest.book import BookState, Diff, OrderBook
@@ -51,7 +61,8 @@ from tessera.data.ingest.messages import (
     stream_kind,
     trade_row,
 )
-from tessera.data.store import ParquetStore, rows_to_table
+from tessera.data.schemas import PARTITION_TIME
+from tessera.data.store import ParquetStore, StoreSchemaError, StoreWriteError, rows_to_table
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -164,8 +175,57 @@ class IngestStats:
     reconnects: int = 0
     gaps_found: int = 0
     gaps_filled: int = 0
+    flush_failures: int = 0
     rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rows_dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+DEFAULT_MAX_BUFFERED_ROWS = 2_000_000  # ~0.5 GB of trades: hours of a busy symbol
+LOSSES_KEPT = 20  # loss descriptions kept for health(); the count is always exact
+
+
+@dataclass(frozen=True)
+class IngestHealth:
+    """The ingest's state as data, for `/readyz` and the exit code.
+
+    ``ok``: writes to the store succeed (no failed flush outstanding) and `run()` has not
+    ended with an error — the readiness answer. ``data_lost`` (``rows_dropped > 0``): some
+    rows will never reach the store — the process should exit non-zero. ``last_error`` is the
+    most recent failure (kept after a recovery, for the record).
+    """
+
+    ok: bool
+    last_error: str | None
+    buffered_rows: int
+    rows_dropped: int
+    failures: int
+    quarantined: int
+    losses: tuple[str, ...] = ()
+
+    @property
+    def data_lost(self) -> bool:
+        return self.rows_dropped > 0
+
+    def summary(self) -> str:
+        """One line: what was lost, or that nothing was."""
+        if not self.rows_dropped:
+            return "no rows lost" + (
+                f" ({self.failures} failed flushes recovered)" if self.failures else ""
+            )
+        text = f"{self.rows_dropped:,} rows LOST: " + "; ".join(self.losses)
+        if self.last_error:
+            text += f" (last error: {self.last_error})"
+        return text
+
+
+@dataclass
+class _Held:
+    """A converted batch waiting to be written (again)."""
+
+    dataset: str
+    symbol: str
+    table: pa.Table
 
 
 class IngestService:
@@ -185,6 +245,9 @@ class IngestService:
         depth_limit: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         api_key: str | None = None,
+        max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
+        flush_retry_max_s: float = 30.0,
+        stop_flush_timeout_s: float = 5.0,
     ) -> None:
         self.store = store
         self.ws_url = ws_url.rstrip("/")
@@ -211,6 +274,20 @@ class IngestService:
         }
         self._flush_task: asyncio.Task[int] | None = None
         self._last_flush = clock()
+        # converted batches not yet in the store, oldest first; retried until written
+        self._held: list[_Held] = []
+        self._held_rows = 0
+        self.max_buffered_rows = max_buffered_rows
+        self.flush_retry_max_s = flush_retry_max_s
+        self.stop_flush_timeout_s = stop_flush_timeout_s
+        self._retry_at = 0.0
+        self._retry_delay = 0.0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
+        self._failures_logged: set[tuple[str, int | None, str]] = set()
+        self._losses: list[str] = []
+        self._error: BaseException | None = None
+        self._flushed = asyncio.Condition()  # notified after every flush attempt
         self._last_trade: dict[str, int] = {}
         self._last_agg: dict[str, int] = {}
         self._last_kline: dict[tuple[str, str], int] = {}
@@ -228,10 +305,35 @@ class IngestService:
     def stop(self) -> None:
         self._stop.set()
 
+    def health(self) -> IngestHealth:
+        """Readiness and losses as data (see `IngestHealth`); cheap, call it from a probe."""
+        return IngestHealth(
+            ok=self._failing_since is None and self._error is None,
+            last_error=self._last_error,
+            buffered_rows=self._buffered + self._held_rows,
+            rows_dropped=sum(self.stats.rows_dropped.values()),
+            failures=self.stats.flush_failures,
+            quarantined=len(self.store.quarantined),
+            losses=tuple(self._losses),
+        )
+
+    async def wait_for_flush(self, predicate: Callable[[IngestHealth], bool]) -> IngestHealth:
+        """Wait until the health after a flush attempt satisfies ``predicate`` (checked now and
+        after every attempt): an event to await instead of polling `health()`."""
+        async with self._flushed:
+            await self._flushed.wait_for(lambda: predicate(self.health()))
+            return self.health()
+
     async def run(self, duration_s: float | None = None) -> IngestStats:
-        """Ingest until `stop()` (or ``duration_s``); always flushes before returning."""
+        """Ingest until `stop()` (or ``duration_s``); always flushes before returning.
+
+        Rows still unwritable after ``stop_flush_timeout_s`` of retries at the end are dropped,
+        counted and logged (`health().data_lost`). An error that ends the connection loop or
+        the flusher is re-raised here after the final flush, never swallowed.
+        """
         self._restore_positions()
         warm_up()
+        errors: list[BaseException] = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             self._session = session
             self.rest = RestClient(self.rest_url, session, api_key=self.api_key)
@@ -240,21 +342,40 @@ class IngestService:
             stopper = asyncio.create_task(self._stop.wait())
             try:
                 await asyncio.wait(
-                    [conn, stopper], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED
+                    [conn, stopper, ticker],
+                    timeout=duration_s,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
                 for t in (conn, stopper, ticker, *self._snapshot_tasks.values()):
                     t.cancel()
-                for t in (conn, stopper, ticker, *self._snapshot_tasks.values()):
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                for t in (conn, ticker):
+                    try:
                         await t
+                    except asyncio.CancelledError:
+                        pass
+                    except Exception as exc:  # the loop died: surfaced, after the final flush
+                        errors.append(exc)
+                for t in (stopper, *self._snapshot_tasks.values()):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t  # snapshot failures were logged when they happened
                 if self._backfills:
                     await asyncio.gather(*self._backfills, return_exceptions=True)
                 if self._flush_task is not None:
-                    with contextlib.suppress(Exception):
+                    try:
                         await self._flush_task
-                await self.flush()
+                    except Exception as exc:
+                        errors.append(exc)
+                await self._final_flush()
                 metrics.WS_CONNECTED.set(0)
+        if errors:
+            self._error = errors[0]
+            log.error(
+                "ingest stopped by an error",
+                error=repr(errors[0])[:300],
+                exc_info=errors[0],
+            )
+            raise errors[0]
         return self.stats
 
     def _restore_positions(self) -> None:
@@ -650,9 +771,9 @@ class IngestService:
             book.state, book.buffer = BookState.SYNCING, []
         running = self._snapshot_tasks.get(symbol)
         if running is None or running.done():
-            self._snapshot_tasks[symbol] = asyncio.get_running_loop().create_task(
-                self._fetch_snapshot(symbol)
-            )
+            task = asyncio.get_running_loop().create_task(self._fetch_snapshot(symbol))
+            task.add_done_callback(_log_snapshot_failure)
+            self._snapshot_tasks[symbol] = task
 
     async def _fetch_snapshot(self, symbol: str) -> None:
         assert self.rest is not None
@@ -687,52 +808,255 @@ class IngestService:
     # --- flushing -------------------------------------------------------------------------------
 
     async def _periodic_flush(self) -> None:
+        """Flush on time, and retry held rows when their backoff is over. Write failures are
+        handled inside `flush`; anything else escaping it is a bug and ends `run()` loudly."""
         while True:
             await asyncio.sleep(min(self.flush_interval_s, 1.0))
-            if self._buffered and self.clock() - self._last_flush >= self.flush_interval_s:
+            now = self.clock()
+            due = self._buffered and now - self._last_flush >= self.flush_interval_s
+            retry = self._held and now >= self._retry_at
+            if due or retry:
                 await self.flush()
 
-    async def flush(self) -> int:
+    async def flush(self, force: bool = False) -> int:
         """Write everything buffered; returns rows written (after dedup).
 
-        Shielded: cancelling the caller (shutdown) must not abandon rows already taken out of
-        the buffers; the write completes and a later `flush()` waits for it on the lock.
+        A batch the store cannot write stays held and is retried after a backoff (``force``
+        retries now). Shielded: cancelling the caller (shutdown) must not abandon rows already
+        taken out of the buffers; the write completes and a later `flush()` waits for it.
         """
-        return await asyncio.shield(self._flush())
+        return await asyncio.shield(self._flush(force))
 
-    def _convert_and_write(
-        self, kind: str, symbol: str, frames: list[str], recv: list[int], last: int | None
-    ) -> tuple[Converted, int]:
-        conv = convert_batch(kind, frames, recv, last if kind != "bookTicker" else None)
-        return conv, self.store.write(DATASETS[kind], symbol, conv.table)
+    async def _final_flush(self) -> None:
+        """At stop: retry held rows for up to ``stop_flush_timeout_s``, then report the rest
+        as lost — the process is about to exit and memory goes with it."""
+        deadline = time.monotonic() + self.stop_flush_timeout_s
+        delay = 0.1
+        await self.flush(force=True)
+        while self._held and time.monotonic() + delay < deadline:
+            await asyncio.sleep(delay)  # a retry backoff: nothing to wait for but time
+            delay = min(delay * 2, 1.0)
+            await self.flush(force=True)
+        if self._held:
+            log.error(
+                "market data still unwritable at stop",
+                rows=self._held_rows,
+                error=self._last_error,
+                waited_s=self.stop_flush_timeout_s,
+            )
+            held, self._held, self._held_rows = self._held, [], 0
+            for h in held:
+                self._drop(h, "unwritable_at_stop")
+        metrics.INGEST_BUFFERED_ROWS.set(self._buffered + self._held_rows)
 
-    async def _flush(self) -> int:
+    async def _flush(self, force: bool = False) -> int:
         async with self._flush_lock:
-            jobs: list[tuple[_RawBuffer, list[str], list[int]]] = []
-            for buf in self._fast.values():
-                if buf.frames:
-                    jobs.append((buf, buf.frames, buf.recv_ns))
-                    buf.frames, buf.recv_ns = [], []
-            buffers, self._buffers = self._buffers, defaultdict(list)
-            self._buffered = 0
-            self._last_flush = self.clock()
+            await self._convert_buffered()
             total = 0
-            for buf, frames, recv in jobs:
-                dataset = DATASETS[buf.kind]
-                last = (self._last_trade if buf.kind == "trade" else self._last_agg).get(buf.symbol)
-                # parse, check and write in a worker thread: Arrow and Parquet release the GIL,
-                # so the event loop keeps receiving meanwhile
-                conv, written = await asyncio.to_thread(
-                    self._convert_and_write, buf.kind, buf.symbol, frames, recv, last
+            if self._held and (force or self.clock() >= self._retry_at):
+                total = await self._write_held()
+            self._enforce_cap()
+            metrics.INGEST_BUFFERED_ROWS.set(self._buffered + self._held_rows)
+        async with self._flushed:
+            self._flushed.notify_all()
+        return total
+
+    async def _convert_buffered(self) -> None:
+        """Take everything out of the receive buffers and hold it as store tables."""
+        jobs: list[tuple[_RawBuffer, list[str], list[int]]] = []
+        for buf in self._fast.values():
+            if buf.frames:
+                jobs.append((buf, buf.frames, buf.recv_ns))
+                buf.frames, buf.recv_ns = [], []
+        buffers, self._buffers = self._buffers, defaultdict(list)
+        self._buffered = 0
+        self._last_flush = self.clock()
+        for buf, frames, recv in jobs:
+            last = (self._last_trade if buf.kind == "trade" else self._last_agg).get(buf.symbol)
+            # parse and check in a worker thread: Arrow releases the GIL, so the event loop
+            # keeps receiving meanwhile
+            try:
+                conv = await asyncio.to_thread(
+                    convert_batch,
+                    buf.kind,
+                    frames,
+                    recv,
+                    last if buf.kind != "bookTicker" else None,
                 )
-                self._apply(buf, frames, conv)
-                self.stats.rows_written[dataset] += written
-                total += written
-            for (dataset, symbol), rows in buffers.items():
-                if not rows:
+            except Exception as exc:  # a bug in conversion: said and counted, not fatal
+                self._drop_invalid(DATASETS[buf.kind], buf.symbol, len(frames), exc)
+                continue
+            self._apply(buf, frames, conv)
+            self._hold(DATASETS[buf.kind], buf.symbol, conv.table)
+        for (dataset, symbol), rows in buffers.items():
+            if rows:
+                self._hold(dataset, symbol, self._rows_table(dataset, symbol, rows))
+
+    def _rows_table(self, dataset: str, symbol: str, rows: list[dict[str, Any]]) -> pa.Table:
+        """Rows to a store table; rows that cannot be stored exactly are dropped, counted."""
+        try:
+            return rows_to_table(dataset, rows)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            good = []
+            for r in rows:
+                try:
+                    rows_to_table(dataset, [r])
+                except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                    self._drop_invalid(dataset, symbol, 1, exc)
                     continue
-                table = rows_to_table(dataset, rows)
+                good.append(r)
+            return rows_to_table(dataset, good)
+
+    def _hold(self, dataset: str, symbol: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self._held.append(_Held(dataset, symbol, table))
+            self._held_rows += table.num_rows
+
+    async def _write_held(self) -> int:
+        """Write held batches, one table per (dataset, symbol); keep what fails."""
+        groups: dict[tuple[str, str], list[_Held]] = defaultdict(list)
+        for h in self._held:
+            groups[(h.dataset, h.symbol)].append(h)
+        total = 0
+        failed: BaseException | None = None
+        for (dataset, symbol), batch in groups.items():
+            tables = [h.table for h in batch]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            try:
+                # Parquet encoding and fsync release the GIL: the event loop keeps receiving
                 written = await asyncio.to_thread(self.store.write, dataset, symbol, table)
+            except StoreSchemaError as exc:  # the data, not the disk: retrying cannot help
+                self._drop_invalid(dataset, symbol, table.num_rows, exc)
+            except Exception as exc:  # kept; retried after the backoff
+                failed = exc
+                self._write_failed(dataset, exc)
+                continue
+            else:
                 self.stats.rows_written[dataset] += written
                 total += written
-            return total
+            done = {id(h) for h in batch}
+            self._held = [h for h in self._held if id(h) not in done]
+            self._held_rows -= table.num_rows
+        if failed is None:
+            self._write_recovered(total)
+        else:
+            self._retry_delay = min(
+                max(self._retry_delay * 2, 0.5, self.flush_interval_s / 2), self.flush_retry_max_s
+            )
+            self._retry_at = self.clock() + self._retry_delay
+        return total
+
+    def _write_failed(self, dataset: str, exc: BaseException) -> None:
+        self.stats.flush_failures += 1
+        metrics.INGEST_FLUSH_FAILURES.labels(
+            dataset=metrics.bounded(dataset, metrics.DATASETS)
+        ).inc()
+        metrics.INGEST_WRITE_OK.set(0)
+        if self._failing_since is None:
+            self._failing_since = self.clock()
+        path = exc.path if isinstance(exc, StoreWriteError) else None
+        self._last_error = str(exc)[:300] or type(exc).__name__
+        # once per distinct failure: the same full disk must not write a line per attempt
+        key = (
+            type(exc).__name__,
+            getattr(exc, "errno", None),
+            str(path.parent if path is not None else dataset),
+        )
+        if key not in self._failures_logged:
+            self._failures_logged.add(key)
+            log.error(
+                "ingest flush failed: rows kept in memory and retried",
+                dataset=dataset,
+                path=str(path) if path is not None else None,
+                error=self._last_error,
+                errno=getattr(exc, "errno", None),
+                held_rows=self._held_rows,
+                max_buffered_rows=self.max_buffered_rows,
+            )
+
+    def _write_recovered(self, written: int) -> None:
+        if self._failing_since is not None:
+            log.warning(
+                "ingest flush recovered: held rows written",
+                rows=written,
+                failing_for_s=round(self.clock() - self._failing_since, 3),
+                failures=self.stats.flush_failures,
+            )
+        self._failing_since = None
+        self._retry_delay = 0.0
+        self._retry_at = 0.0
+        self._failures_logged.clear()
+        metrics.INGEST_WRITE_OK.set(1)
+
+    def _enforce_cap(self) -> None:
+        """Over ``max_buffered_rows`` held: drop the oldest rows, each loss said and counted."""
+        excess = self._buffered + self._held_rows - self.max_buffered_rows
+        while excess > 0 and self._held:
+            oldest = self._held[0]
+            n = min(excess, oldest.table.num_rows)
+            lost = _Held(oldest.dataset, oldest.symbol, oldest.table.slice(0, n))
+            if n == oldest.table.num_rows:
+                self._held.pop(0)
+            else:
+                oldest.table = oldest.table.slice(n)
+            self._held_rows -= n
+            excess -= n
+            self._drop(lost, "buffer_full")
+
+    def _drop(self, lost: _Held, reason: str) -> None:
+        """Rows lost for good: counted, logged with what they covered, kept in `health()`."""
+        n = lost.table.num_rows
+        self.stats.rows_dropped[lost.dataset] += n
+        metrics.INGEST_ROWS_DROPPED.labels(
+            dataset=metrics.bounded(lost.dataset, metrics.DATASETS),
+            reason=metrics.bounded(reason, metrics.INGEST_DROP_REASONS),
+        ).inc(n)
+        span = _describe(lost.dataset, lost.table)
+        text = f"{lost.dataset} {lost.symbol} {n:,} rows {span} ({reason})"
+        if len(self._losses) < LOSSES_KEPT:
+            self._losses.append(text)
+        log.error(
+            "market data rows dropped",
+            dataset=lost.dataset,
+            symbol=lost.symbol,
+            rows=n,
+            covering=span,
+            reason=reason,
+            last_error=self._last_error,
+        )
+
+    def _drop_invalid(self, dataset: str, symbol: str, rows: int, exc: BaseException) -> None:
+        self.stats.rows_dropped[dataset] += rows
+        metrics.INGEST_ROWS_DROPPED.labels(
+            dataset=metrics.bounded(dataset, metrics.DATASETS), reason="invalid"
+        ).inc(rows)
+        if len(self._losses) < LOSSES_KEPT:
+            self._losses.append(f"{dataset} {symbol} {rows:,} rows (invalid: {str(exc)[:120]})")
+        log.error(
+            "market data rows dropped: they cannot be stored",
+            dataset=dataset,
+            symbol=symbol,
+            rows=rows,
+            error=repr(exc)[:300],
+        )
+
+
+def _log_snapshot_failure(task: asyncio.Task[None]) -> None:
+    """A snapshot fetch that gave up (REST down) leaves the book unsynced: say so at once."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("order book snapshot failed", error=repr(task.exception())[:300])
+
+
+def _describe(dataset: str, table: pa.Table) -> str:
+    """The time (and id) range of ``table``, for a person deciding what to backfill."""
+    parts = []
+    tcol = PARTITION_TIME[dataset]
+    if tcol in table.column_names and table.num_rows:
+        lo, hi = pc.min(table[tcol]).as_py(), pc.max(table[tcol]).as_py()
+        if lo is not None and hi is not None:
+            parts.append(f"{tcol} {lo:%Y-%m-%dT%H:%M:%S.%f}Z..{hi:%Y-%m-%dT%H:%M:%S.%f}Z")
+    for key in ("trade_id", "agg_id", "update_id"):
+        if key in table.column_names and table.num_rows:
+            parts.append(f"{key} {pc.min(table[key]).as_py()}..{pc.max(table[key]).as_py()}")
+            break
+    return ", ".join(parts)
