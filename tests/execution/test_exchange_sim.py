@@ -275,3 +275,95 @@ async def test_order_rate_limit_answers_429(
     with pytest.raises(RateLimitedError) as err:
         await ex.submit(order("t-rate-3", "BUY", "LIMIT", "0.00100", str(bid - 100)))
     assert err.value.code == -1015
+
+
+# --- the exchange's clock (issue 14, defect 10) ---------------------------------------------
+
+
+def resyncs(reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("tessera_exchange_clock_resyncs_total", {"reason": reason})
+    return value or 0.0
+
+
+@pytest.mark.parametrize("skew_ms", [10_000, -10_000])
+async def test_every_signed_call_works_when_the_exchange_clock_is_skewed_from_the_start(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange, skew_ms: int
+) -> None:
+    """A host clock 10 s off the exchange's (either way): the first balance load, a submit, a
+    query, the open orders, a cancel and the trades all go through, signed with the exchange's
+    time measured before the first signed request."""
+    sim, engine = venue
+    sim.faults.clock_skew_ms = skew_ms
+    balances = await ex.balances()
+    assert balances["USDT"].free == Decimal("100000")
+    clock = ex.clock
+    assert clock.uncertainty_ms is not None
+    assert abs(clock.offset_ms - skew_ms) <= clock.uncertainty_ms
+    low = resting_price(sim)
+    placed = await ex.submit(order("t-skew-1", "BUY", "LIMIT", "0.00100", f"{low:.2f}"))
+    assert placed.status is OrderStatus.ACCEPTED
+    found = await ex.query("BTCUSDT", "t-skew-1")
+    assert found is not None and found.exchange_order_id == placed.exchange_order_id
+    assert [o.client_order_id for o in await ex.open_orders("BTCUSDT")] == ["t-skew-1"]
+    canceled = await ex.cancel("BTCUSDT", "t-skew-1")
+    assert canceled.status is OrderStatus.CANCELED
+    filled = await ex.submit(order("t-skew-2", "SELL", "MARKET", "0.00100"))
+    assert filled.status is OrderStatus.FILLED
+    assert [t.exchange_order_id for t in await ex.my_trades("BTCUSDT")] == [
+        filled.exchange_order_id
+    ] * len(filled.fills)
+    # the exchange stamped our order by its clock: we read the same time
+    (sim_order,) = [o for o in engine.orders.values() if o.client_order_id == "t-skew-1"]
+    assert abs(sim_order.time_ms - ex.clock.now_ms()) < 5_000
+
+
+async def test_a_skew_that_appears_mid_run_is_recovered_by_one_resync_and_one_retry(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    sim, _ = venue
+    await ex.balances()  # synchronised at start, no skew
+    assert abs(ex.clock.offset_ms) <= (ex.clock.uncertainty_ms or 0)
+    bid, _ = best(sim)
+    far = (bid * Decimal("0.9")).quantize(Decimal("0.01"))
+    await ex.submit(order("t-mid-1", "BUY", "LIMIT", "0.00100", str(far)))
+    steps: list[tuple[int, str]] = [(10_000, "balances"), (-10_000, "query"), (7_000, "cancel")]
+    for skew_ms, call in steps:
+        sim.faults.clock_skew_ms = skew_ms  # the exchange's clock jumps (or ours did)
+        path = {"balances": "/api/v3/account", "query": "/api/v3/order", "cancel": "/api/v3/order"}
+        sent = sim.stats.rest_requests[path[call]]
+        before = resyncs("recv_window")
+        if call == "balances":
+            assert (await ex.balances())["USDT"].locked == far * Decimal("0.001")
+        elif call == "query":
+            got = await ex.query("BTCUSDT", "t-mid-1")
+            assert got is not None and got.status is OrderStatus.ACCEPTED
+        else:
+            assert (await ex.cancel("BTCUSDT", "t-mid-1")).status is OrderStatus.CANCELED
+        assert sim.stats.rest_requests[path[call]] == sent + 2, call  # refused, then retried
+        assert resyncs("recv_window") == before + 1, call
+        assert abs(ex.clock.offset_ms - skew_ms) <= (ex.clock.uncertainty_ms or 0), call
+
+
+async def test_a_submit_refused_for_its_timestamp_is_a_rejection_and_is_not_resent(
+    venue: tuple[ExchangeSimulator, TradingEngine], ex: CcxtExchange
+) -> None:
+    """-1021 on a new order: the exchange never took it. A definitive rejection (the order
+    manager records REJECTED), never an unknown outcome, and not resent behind the manager's
+    back; the clock is resynchronised so the next order goes through."""
+    sim, engine = venue
+    await ex.balances()
+    sim.faults.clock_skew_ms = -10_000
+    sent = sim.stats.rest_requests["/api/v3/order"]
+    before = resyncs("recv_window")
+    with pytest.raises(OrderRejectedError) as refused:
+        await ex.submit_resolved(order("t-ts-1", "BUY", "MARKET", "0.00100"))
+    assert refused.value.code == -1021 and "recvWindow" in str(refused.value)
+    assert not isinstance(refused.value, OutcomeUnknownError)
+    assert sim.stats.rest_requests["/api/v3/order"] == sent + 1  # sent once, not retried
+    assert resyncs("recv_window") == before + 1
+    assert engine.orders == {}
+    assert await ex.query("BTCUSDT", "t-ts-1") is None  # the exchange never had it
+    again = await ex.submit(order("t-ts-1", "BUY", "MARKET", "0.00100"))
+    assert again.status is OrderStatus.FILLED

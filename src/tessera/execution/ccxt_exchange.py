@@ -13,11 +13,22 @@ ccxt signs requests and speaks the REST API; we keep the parts where mistakes lo
 * **Idempotent submits.** Orders carry our deterministic ``newClientOrderId``; `submit_resolved`
   turns an unknown outcome into a known one by querying that id, and resubmits (same id) only
   when the exchange says the order does not exist.
+* **The exchange's clock.** Requests are signed with `tessera.live.clock.ExchangeClock`'s time
+  (ccxt's ``nonce``), synchronised before the first signed request and refreshed in the
+  background as it ages; ccxt's own ``adjustForTimeDifference`` stays off (it measures once,
+  at ``load_markets``, without correcting for the round trip, and never again). On -1021 the
+  clock is resynchronised at once and a request that is safe to repeat (queries, balances,
+  trades, cancels) is sent once more. An order submit is not: -1021 is the exchange's
+  definitive refusal (it never saw the order), and the recvWindow exists so that an order late
+  in transit is not executed late; resending it would defeat that, with a signal that is older
+  by a round trip and a resync. It is reported as `OrderRejectedError` (code -1021) and the
+  order manager decides what the strategy still wants.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -39,6 +50,7 @@ from tessera.execution.exchange import (
     UnknownOrderError,
 )
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from tessera.live.clock import ClockSyncError, ExchangeClock
 from tessera.logging import get_logger
 
 if TYPE_CHECKING:
@@ -61,6 +73,7 @@ REQUEST_COST: dict[str, tuple[int, int]] = {
     "fetch_open_orders": (6, 0),  # one symbol; 80 for all, see open_orders
     "fetch_balance": (20, 0),
     "fetch_my_trades": (20, 0),
+    "fetch_time": (1, 0),  # GET /api/v3/time
 }
 _BODY = re.compile(r"\{.*\}", re.DOTALL)
 
@@ -134,7 +147,10 @@ class CcxtExchange:
         timeout_ms: int = 10_000,
         recv_window_ms: int = 5_000,
         limiter: RateLimiter | None = None,
+        clock: ExchangeClock | None = None,
     ) -> None:
+        """``clock``: the exchange clock to sign with (shared with the bot); None builds one on
+        this client's ``GET /api/v3/time``, paced by ``limiter`` and closed with this client."""
         cls = getattr(ccxt_async, exchange_id)
         self.limiter = limiter
         self.client: Any = cls(
@@ -150,10 +166,17 @@ class CcxtExchange:
                     "fetchCurrencies": False,
                     "fetchMargins": False,  # spot only: no sapi margin-pair lookups
                     "recvWindow": recv_window_ms,
-                    "adjustForTimeDifference": False,
+                    "adjustForTimeDifference": False,  # see "The exchange's clock" above
                 },
             }
         )
+        self._owns_clock = clock is None
+        self._startup_sync_failed = False
+        self.clock = (
+            clock if clock is not None else ExchangeClock(self._server_time, pace=self._pace_time)
+        )
+        # ccxt stamps every signed request with ``self.nonce()`` (binance: ``timestamp``)
+        self.client.nonce = self.clock.now_ms
         if rest_url:
             base = rest_url.rstrip("/")
             for key in ("public", "private"):
@@ -163,21 +186,64 @@ class CcxtExchange:
         self._ccxt_symbols: dict[str, str] = {}
 
     async def close(self) -> None:
+        if self._owns_clock:
+            await self.clock.close()
         await self.client.close()
 
-    async def _call(self, method: str, *args: Any, **kw: Any) -> Any:
+    async def _call(self, method: str, *args: Any, repeatable: bool = True) -> Any:
+        """A signed request. After -1021 the clock is resynchronised; a ``repeatable`` request
+        is then sent once more, any other is refused as `OrderRejectedError` (see the module
+        docstring). A second -1021 in a row is raised as `ClockSkewError`."""
         if not self._markets_loaded:
             await self._metered("load_markets")
             self._ccxt_symbols = {m["id"]: m["symbol"] for m in self.client.markets.values()}
             self._markets_loaded = True
-        return await self._metered(method, *args, **kw)
+        if not self.clock.synced and not self._startup_sync_failed:
+            try:
+                await self.clock.sync("startup")
+            except ClockSyncError:  # logged and counted by the clock; -1021 will retry it
+                self._startup_sync_failed = True
+        self.clock.refresh_if_due()
+        try:
+            return await self._metered(method, *args)
+        except ClockSkewError as exc:
+            log.warning(
+                "exchange refused our timestamp (-1021): resynchronising the clock",
+                method=method,
+                offset_ms=round(self.clock.offset_ms, 1),
+                repeat=repeatable,
+            )
+            await self._sync_clock("recv_window")
+            if not repeatable:
+                raise OrderRejectedError(
+                    f"{exc} (refused for its timestamp; the clock is resynchronised)", exc.code
+                ) from exc
+        return await self._metered(method, *args)
+
+    async def _sync_clock(self, reason: str) -> None:
+        """Synchronise; if the exchange does not answer, go on with the last offset (the
+        failure is logged and counted by the clock, and a skew shows as -1021 next)."""
+        with contextlib.suppress(ClockSyncError):
+            await self.clock.sync(reason)
+
+    async def _server_time(self) -> int:
+        """``GET /api/v3/time`` through ccxt (its URL, proxy and session); paced separately."""
+        return int(await self._request("fetch_time"))
+
+    async def _pace_time(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire(*REQUEST_COST["fetch_time"])
 
     async def _metered(self, method: str, *args: Any, **kw: Any) -> Any:
-        """One request: paced by the shared limiter, its usage headers fed back to it, a 429
-        or 418 turned into a back-off or a stop that every process sharing the key obeys."""
+        """One request, paced by the shared limiter (see `_request`)."""
         weight, orders = REQUEST_COST.get(method, (1, 0))
         if self.limiter is not None:
             await self.limiter.acquire(weight, orders)
+        return await self._request(method, *args, **kw)
+
+    async def _request(self, method: str, *args: Any, **kw: Any) -> Any:
+        """One request: errors mapped, usage headers fed back to the limiter, a 429 or 418
+        turned into a back-off or a stop that every process sharing the key obeys."""
         try:
             result = await getattr(self.client, method)(*args, **kw)
         except Exception as exc:
@@ -227,6 +293,7 @@ class CcxtExchange:
                 float(order.qty),
                 float(order.price) if order.price is not None else None,
                 params,
+                repeatable=False,
             )
         except OrderRejectedError as exc:
             if "Duplicate order" not in str(exc):
