@@ -11,8 +11,14 @@ failed". Here the two are different exceptions:
   "not found" can never create a second order.
 
 Other errors say what to do: `RateLimitedError` (wait ``retry_after_s``), `ClockSkewError`
-(resync the clock, -1021), `AuthError` (stop: keys or permissions), `UnknownOrderError`
+(-1021, see below), `AuthError` (stop: keys or permissions), `UnknownOrderError`
 (-2011/-2013).
+
+-1021 (our timestamp outside the exchange's recvWindow) is the adapter's to handle: it
+resynchronises its clock (`tessera.live.clock.ExchangeClock`) and repeats a request that is safe
+to repeat once; `ClockSkewError` reaches a caller only if the repeat is refused too. A submit is
+never repeated: the exchange refused it without creating it, so it is an `OrderRejectedError`
+with code -1021.
 """
 
 from __future__ import annotations
@@ -60,7 +66,10 @@ class RateLimitedError(ExchangeError):
 
 
 class ClockSkewError(ExchangeError):
-    """-1021: our timestamp is outside the exchange's recvWindow."""
+    """-1021: our timestamp is outside the exchange's recvWindow, even after a resync.
+
+    Not an `OrderRejectedError` on purpose: a query refused for its timestamp says nothing
+    about whether the order exists, and `query` reads a rejection as "does not exist"."""
 
 
 class AuthError(ExchangeError):
