@@ -122,6 +122,14 @@ async def test_a_market_clock_waits_for_the_first_frame_of_each_symbol() -> None
     clock.observe("ETHUSDT", 6)
     assert await asyncio.wait_for(waiting, 5) is True
     assert await clock.wait_observed(["XRPUSDT"], 0.01) is False
+    # after a reconnect: frames newer than the mark, not the ones from before the outage
+    mark = clock.mark()
+    assert await clock.wait_observed(["BTCUSDT"], 0.01, since=mark) is False
+    waiting = asyncio.ensure_future(clock.wait_observed(["btcusdt"], 10, since=mark))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    clock.observe("BTCUSDT", 7)
+    assert await asyncio.wait_for(waiting, 5) is True
 
 
 # --- ExchangeClock: the estimate and its bound -----------------------------------------------

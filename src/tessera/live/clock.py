@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -307,7 +307,9 @@ class MarketClock:
 
     Call `observe` with every frame's ``E``; `now_ms` is the newest one seen for that symbol,
     else for any symbol (one exchange, one clock), else the fallback (the synchronised server
-    time). Never extrapolated between frames (see the module docstring).
+    time). Never extrapolated between frames (see the module docstring); so after an outage it
+    is as old as the last frame before it, and a REST fetch of the bars missed meanwhile must
+    wait for a fresh frame first (`mark` at the disconnect, then `wait_observed(since=...)`).
     """
 
     def __init__(self, fallback: ExchangeClock | Callable[[], int] | None = None) -> None:
@@ -318,6 +320,7 @@ class MarketClock:
         else:
             self._fallback = lambda: time.time_ns() // 1_000_000
         self._by_symbol: dict[str, int] = {}
+        self._frames: dict[str, int] = {}  # frames observed per symbol
         self._newest: int | None = None
         self._changed = asyncio.Event()
 
@@ -328,11 +331,16 @@ class MarketClock:
             self._by_symbol[sym] = event_ms
         if self._newest is None or event_ms > self._newest:
             self._newest = event_ms
+        self._frames[sym] = self._frames.get(sym, 0) + 1
         ev, self._changed = self._changed, asyncio.Event()
         ev.set()
 
     def seen(self, symbol: str) -> bool:
         return symbol.upper() in self._by_symbol
+
+    def mark(self) -> dict[str, int]:
+        """Where the observations stand, for `wait_observed(..., since=mark)`."""
+        return dict(self._frames)
 
     def now_ms(self, symbol: str | None = None) -> int:
         """The exchange's time of ``symbol``'s market (ms), as far as we have seen it."""
@@ -348,14 +356,24 @@ class MarketClock:
         """`closed_klines` by this market's clock."""
         return closed_klines(rows, self.now_ms(symbol))
 
-    async def wait_observed(self, symbols: Sequence[str], timeout_s: float) -> bool:
-        """Wait until every symbol has had a frame (or ``timeout_s``); returns whether they did.
+    async def wait_observed(
+        self, symbols: Sequence[str], timeout_s: float, since: Mapping[str, int] | None = None
+    ) -> bool:
+        """Wait until every symbol has had a frame (after ``since``, a `mark`), or
+        ``timeout_s``; returns whether they did.
 
         Before its first frame a market's time is the server's wall-clock time, which in a
-        replay is far past every recorded bar: a warm-up should wait for the stream first."""
+        replay is far past every recorded bar: a warm-up should wait for the stream first.
+        After a reconnect the last frame seen is as old as the outage, and the bars that closed
+        meanwhile would pass for forming: wait for a frame newer than the mark taken then."""
+        base = since or {}
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout_s
-        while not all(self.seen(s) for s in symbols):
+
+        def done() -> bool:
+            return all(self._frames.get(s.upper(), 0) > base.get(s.upper(), 0) for s in symbols)
+
+        while not done():
             left = until - loop.time()
             if left <= 0:
                 return False
