@@ -190,6 +190,38 @@ async def test_rows_still_unwritable_at_stop_are_reported_lost_not_swallowed(
     assert "unwritable_at_stop" in health.summary() and "Not a directory" in health.summary()
 
 
+async def test_a_stop_cut_short_by_cancellation_still_reports_the_rows_it_could_not_write(
+    tmp_path: Path,
+) -> None:
+    """The bot waits a bounded time for the ingest, then cancels it: rows still held at that
+    moment die with the process, so they are reported lost (the exit code depends on it)."""
+    store = ParquetStore(tmp_path / "store")
+    block_symbol_folder(store)
+    sim = ExchangeSimulator(load_recording([BTC]), speed=None, loop_replay=False)
+    async with sim:
+        svc = IngestService(
+            store,
+            sim.ws_url,
+            sim.rest_url,
+            ["BTCUSDT"],
+            kinds=("trade",),
+            flush_interval_s=0.1,
+            stop_flush_timeout_s=60,  # would retry a minute: the caller will not wait that long
+        )
+        task = asyncio.create_task(svc.run())
+        seen = (await asyncio.wait_for(svc.wait_for_flush(lambda h: h.failures > 0), 30)).failures
+        svc.stop()
+        # the final flush has failed once and is retrying
+        await asyncio.wait_for(svc.wait_for_flush(lambda h: h.failures > seen), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    health = svc.health()
+    assert health.data_lost and health.buffered_rows == 0
+    assert health.rows_dropped == svc.stats.rows_dropped["trades"] > 0
+    assert "unwritable_at_stop" in health.summary()
+
+
 async def test_an_error_that_ends_the_connection_loop_is_raised_by_run(tmp_path: Path) -> None:
     """A bug in frame handling used to end the connection task quietly: `run()` returned
     normally and the bot exited 0. Now the error reaches the caller, after the final flush."""

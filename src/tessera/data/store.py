@@ -124,6 +124,8 @@ def atomic_write_parquet(table: pa.Table, path: Path) -> None:
     except OSError as exc:
         try:
             tmp.unlink(missing_ok=True)
+        except NotADirectoryError:
+            pass  # its folder could not even be made: there is no temp file
         except OSError as cleanup:
             log.warning(
                 "could not remove the temp file of a failed write",

@@ -832,22 +832,52 @@ class IngestService:
         as lost — the process is about to exit and memory goes with it."""
         deadline = time.monotonic() + self.stop_flush_timeout_s
         delay = 0.1
-        await self.flush(force=True)
-        while self._held and time.monotonic() + delay < deadline:
-            await asyncio.sleep(delay)  # a retry backoff: nothing to wait for but time
-            delay = min(delay * 2, 1.0)
+        try:
             await self.flush(force=True)
-        if self._held:
-            log.error(
-                "market data still unwritable at stop",
-                rows=self._held_rows,
-                error=self._last_error,
-                waited_s=self.stop_flush_timeout_s,
-            )
+            while self._held and time.monotonic() + delay < deadline:
+                await asyncio.sleep(delay)  # a retry backoff: nothing to wait for but time
+                delay = min(delay * 2, 1.0)
+                await self.flush(force=True)
+        finally:  # also when the caller gives up on us (cancelled): what is left is lost
+            if self._held or self._buffered:
+                log.error(
+                    "market data still unwritable at stop",
+                    rows=self._held_rows + self._buffered,
+                    error=self._last_error,
+                    waited_s=self.stop_flush_timeout_s,
+                )
             held, self._held, self._held_rows = self._held, [], 0
             for h in held:
                 self._drop(h, "unwritable_at_stop")
-        metrics.INGEST_BUFFERED_ROWS.set(self._buffered + self._held_rows)
+            self._drop_unconverted()
+            metrics.INGEST_BUFFERED_ROWS.set(0)
+
+    def _drop_unconverted(self) -> None:
+        """Rows still in the receive buffers at the very end (the stop interrupted a flush)."""
+        lost: dict[tuple[str, str], int] = defaultdict(int)
+        for buf in self._fast.values():
+            lost[(DATASETS[buf.kind], buf.symbol)] += len(buf.frames)
+            buf.frames, buf.recv_ns = [], []
+        for (dataset, symbol), rows in self._buffers.items():
+            lost[(dataset, symbol)] += len(rows)
+        self._buffers = defaultdict(list)
+        self._buffered = 0
+        for (dataset, symbol), n in lost.items():
+            if n:
+                self.stats.rows_dropped[dataset] += n
+                metrics.INGEST_ROWS_DROPPED.labels(
+                    dataset=metrics.bounded(dataset, metrics.DATASETS),
+                    reason="unwritable_at_stop",
+                ).inc(n)
+                if len(self._losses) < LOSSES_KEPT:
+                    self._losses.append(f"{dataset} {symbol} {n:,} rows (unwritable_at_stop)")
+                log.error(
+                    "market data rows dropped",
+                    dataset=dataset,
+                    symbol=symbol,
+                    rows=n,
+                    reason="unwritable_at_stop",
+                )
 
     async def _flush(self, force: bool = False) -> int:
         async with self._flush_lock:
@@ -936,7 +966,8 @@ class IngestService:
                 total += written
             done = {id(h) for h in batch}
             self._held = [h for h in self._held if id(h) not in done]
-            self._held_rows -= table.num_rows
+            # (never below 0: a stop that gave up on this write has already reported it lost)
+            self._held_rows = max(self._held_rows - table.num_rows, 0)
         if failed is None:
             self._write_recovered(total)
         else:
