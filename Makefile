@@ -6,6 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Test workers: one per core, at most 4 (the live tests share one PostgreSQL and one Redis, and
+# their bot processes run one at a time anyway). `make test PYTEST_WORKERS=1` for one worker.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+# --dist loadgroup: a file's tests on one worker, the live bot-process tests all on one worker
+# (one after another, started first); see tests/conftest.py.
+PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help setup services tools lint typecheck docs unit test demo bench clean
@@ -38,11 +44,11 @@ typecheck: setup  ## mypy --strict on src/
 docs: setup  ## build the documentation site into site/ (strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-unit: setup  ## pytest only
-	$(BIN)/pytest -q
+unit: setup  ## pytest only (in parallel, PYTEST_WORKERS workers)
+	$(BIN)/pytest -q $(PYTEST_XDIST)
 
 test: setup services tools lint typecheck docs  ## everything CI runs: lint, types, docs, the full test suite
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_XDIST)
 
 demo: setup  ## the main job end to end on the bundled real data
 	$(BIN)/python -m tessera.demo

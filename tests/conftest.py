@@ -1,8 +1,19 @@
-"""Shared fixtures. Tests read only the repo (samples/), never ../shared."""
+"""Shared fixtures. Tests read only the repo (samples/), never ../shared.
+
+The suite runs in parallel (`make test`: ``pytest -n N --dist loadgroup``), and other people's
+test runs may share this machine's PostgreSQL and Redis. So nothing a test creates may have a
+fixed name: a database per test (`fresh_postgres_url`), Redis keys and streams under the
+test's own `redis_prefix`, ports from the kernel (port 0 / ``free_port``), files under
+``tmp_path``. How tests are spread over the workers is decided here too (below).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +22,96 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
+
+# --- spreading the tests over xdist workers ------------------------------------------------------
+#
+# `make test` runs ``pytest -n N --dist loadgroup``: a group's tests all run on one worker, one
+# after another. Every test gets a group: the one its ``xdist_group`` mark names, else
+# LIVE_PROCESSES for the tests that run whole bot processes against a simulator (``slow``, in
+# LIVE_PROCESS_DIRS) — they time the bot against windows of seconds, and two at once on a
+# two-core machine would each see the other's load as latency — else its file (as ``--dist
+# loadfile``: module fixtures built once, a file's tests never concurrent with each other). The
+# live-process group is scheduled first (the longest unit); the other workers take the rest.
+#
+# xdist 3.8's own loadgroup tags node ids (``nodeid@group``), which pytest >= 9.2 no longer lets
+# a plugin change (pytest-dev/pytest-xdist#1386): grouping is silently lost. So the workers
+# write each test's group to a file of the run, and the controller schedules by it.
+LIVE_PROCESSES = "live-processes"
+LIVE_PROCESS_DIRS = ("tests/live/", "tests/infra/", "tests/ingest/")
+_GROUPS_DIR = pytest.StashKey[Path]()
+
+
+def worker_id() -> str:
+    """The xdist worker running this process ("gw0", "gw1", ...), or "main" without xdist."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _group(item: pytest.Item) -> str:
+    named = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")})  # fmt: skip
+    if named:
+        return "_".join(named)  # as xdist joins several
+    path = item.nodeid.split("::", 1)[0]
+    if item.get_closest_marker("slow") and path.startswith(LIVE_PROCESS_DIRS):
+        return LIVE_PROCESSES
+    return path
+
+
+def _groups_dir(config: pytest.Config) -> Path:
+    if _GROUPS_DIR not in config.stash:
+        config.stash[_GROUPS_DIR] = Path(tempfile.mkdtemp(prefix="tessera-xdist-groups-"))
+    return config.stash[_GROUPS_DIR]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Controller, per worker: where the worker writes the groups of the tests it collected."""
+    node.workerinput["tessera_groups_dir"] = str(_groups_dir(node.config))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Worker: live-process tests to the front (units go out in collection order, so the
+    longest starts first, not last), then every test's group to the run's groups file.
+    Without xdist nothing changes."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput or "tessera_groups_dir" not in workerinput:
+        return
+    groups = {item.nodeid: _group(item) for item in items}
+    items.sort(key=lambda item: groups[item.nodeid] != LIVE_PROCESSES)  # stable
+    out = Path(workerinput["tessera_groups_dir"]) / f"{workerinput['workerid']}.json"
+    out.write_text(json.dumps({item.nodeid: groups[item.nodeid] for item in items}))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Controller: ``--dist loadgroup`` by the groups the workers wrote. Every worker has
+    collected (and written) before xdist asks for a test's scope. Units go out in collection
+    order (not xdist's default, largest unit first: the live-process group is the longest by
+    time, not by count)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    config.option.loadscopereorder = False
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups_dir = _groups_dir(config)
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if "@" in nodeid and nodeid.rfind("@") > nodeid.rfind("]"):
+                return nodeid.rsplit("@", 1)[1]  # an xdist that tags node ids again
+            if self.groups is None:
+                files = sorted(groups_dir.glob("*.json"))
+                self.groups = json.loads(files[0].read_text()) if files else {}
+            return self.groups.get(nodeid) or nodeid.split("::", 1)[0]
+
+    return GroupScheduling(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _GROUPS_DIR in config.stash and not hasattr(config, "workerinput"):
+        shutil.rmtree(config.stash[_GROUPS_DIR], ignore_errors=True)
 
 
 @pytest.fixture
@@ -68,8 +169,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def redis_client() -> Any:
-    """A client of the real Redis on 127.0.0.1:6379, on a private key namespace."""
+def redis_prefix() -> str:
+    """A Redis key/stream prefix of this test's own: ``tessera:test:<worker>:<token>``. One
+    Redis serves every worker (and anyone else testing on this machine): a fixed key or
+    stream name (``tessera:signals``, a rate limiter's keys) would be shared between tests
+    running at the same time. Name everything ``f"{redis_prefix}:..."``; `redis_client`
+    deletes those keys afterwards."""
+    return f"tessera:test:{worker_id()}:{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis_client(redis_prefix: str) -> Any:
+    """A client of the real Redis on 127.0.0.1:6379; the keys under `redis_prefix` are
+    removed after the test (keys named otherwise are the test's own to clean up)."""
     import socket
 
     from redis.asyncio import Redis
@@ -80,4 +192,6 @@ async def redis_client() -> Any:
             pytest.fail("Redis is not answering on 127.0.0.1:6379 (make services starts it)")
     client = Redis(host="127.0.0.1", port=6379, decode_responses=False)
     yield client
+    async for key in client.scan_iter(match=f"{redis_prefix}:*"):
+        await client.delete(key)
     await client.aclose()

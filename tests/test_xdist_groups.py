@@ -1,0 +1,57 @@
+"""The suite's own parallel scheduling (tests/conftest.py), run on a small suite of its own.
+
+`make test` runs ``pytest -n N --dist loadgroup`` and counts on two promises: a file's tests run
+on one worker (module fixtures once, module-level names never used by two tests at once), and
+the tests that run bot processes run on one worker, one after another, first. xdist 3.8 keeps
+them by rewriting node ids, which pytest 9.2 ignores — nothing fails, the tests are simply
+spread one by one — so the promises are checked here, on what actually ran where.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = Path(__file__).with_name("conftest.py")
+FAST = "\n".join(f"def test_{i}():\n    pass\n" for i in range(6))
+SLOW = "import pytest\n\npytestmark = pytest.mark.slow\n\n" + FAST
+
+
+def test_loadgroup_keeps_a_file_on_one_worker_and_the_bot_process_tests_together_first(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nmarkers =\n    slow: long\n")
+    pytester.makeconftest(CONFTEST.read_text())
+    for name, text in {
+        "tests/risk/test_a.py": FAST,
+        "tests/risk/test_b.py": FAST,
+        "tests/models/test_c.py": FAST,
+        "tests/live/test_units.py": FAST,  # in tests/live but not slow: a file like any other
+        "tests/live/test_bots.py": SLOW,
+        "tests/infra/test_bots_too.py": SLOW,
+    }.items():
+        path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"
+    )  # fmt: skip
+    result.assert_outcomes(passed=36)
+
+    ran = re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED (\S+)::test_\d", result.stdout.str())
+    assert len(ran) == 36, result.stdout.str()
+    workers: dict[str, set[str]] = defaultdict(set)
+    for worker, path in ran:
+        workers[path].add(worker)
+    assert all(len(w) == 1 for w in workers.values()), dict(workers)  # a file on one worker
+    bots = workers["tests/live/test_bots.py"] | workers["tests/infra/test_bots_too.py"]
+    assert len(bots) == 1, dict(workers)  # the bot-process tests on one worker...
+    (bot_worker,) = bots
+    on_it = [path for worker, path in ran if worker == bot_worker]
+    slow = {"tests/live/test_bots.py", "tests/infra/test_bots_too.py"}
+    assert set(on_it[:12]) == slow, on_it  # ... and first there
