@@ -36,7 +36,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
 TESSERA = [sys.executable, "-m", "tessera.cli"]
-KEY, SECRET = "ks-test-key", "ks-test-secret"
+# the rate limiter's Redis keys derive from the API key: a key of this process's own, so that
+# a concurrent run (another xdist worker, another person's pytest) shares no budget with it
+KEY, SECRET = f"ks-test-key-{secrets.token_hex(4)}", "ks-test-secret"
 BUY_AND_HOLD = "buy_and_hold:qty=0.1"
 BUSY = "sma_cross:fast=1,slow=2,qty=0.01"  # trades on nearly every turn of the price
 
