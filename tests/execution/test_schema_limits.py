@@ -104,7 +104,7 @@ def test_generated_identifiers_round_trip_through_the_store(
     )
     assume(store.get_order(cid) is None and store.order_for_signal(signal_id) is None)
     assume(not store.has_fill(symbol, str(trade_id)))
-    store.start_run(run_id, "live", "0.1.dev312+g98fdc8b.d20261124", [strategy])
+    store.start_run(run_id, "live", "0.1.dev312+g98fdc8b.d20261124", ["all"])
     order = _order(cid, symbol, strategy, signal_id)
     submitted = OrderEvent(K.SUBMITTED, 2)
     SM.apply(order, submitted)
