@@ -22,7 +22,7 @@ from tessera.backtest.vectorized import sweep_sma_cross
 from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
 from tessera.logging import get_logger
-from tessera.strategies import strategy_class
+from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
 
 log = get_logger(__name__)
 out = Console()
@@ -238,15 +238,19 @@ def backtest(
     name = strategy or ("model_signal" if uses_model else cfg.strategy.name)
     base_params = cfg.strategy.params if not strategy and not uses_model else {}
     params = {**base_params, **_parse_params(param or [])}
+    # The strategy and its parameters first: a bad value stops here, before any model is
+    # trained or scored.
+    try:
+        strat = strategy_class(name)([symbol], **params)
+    except StrategyParamError as exc:
+        raise ConfigError(str(exc)) from None
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ConfigError(f"strategy {name!r}: {exc}") from exc
     notes_extra: dict[str, str] = {}
     if uses_model:
         series, notes_extra = _with_scores(
             app, series, frame, model, walk_forward, model_config, min_train_bars
         )
-    try:
-        strat = strategy_class(name)([symbol], **params)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ConfigError(f"strategy {name!r}: {exc}") from exc
     engine = BacktestEngine(cfg, app.settings.risk)
     log.info("backtest started", strategy=name, bars=len(series), source=str(path))
     t0 = time.perf_counter()
@@ -372,10 +376,18 @@ def sweep(
         raise ConfigError("--engine vectorized sweeps sma_cross fast/slow only; use --engine event")
     if not points:
         raise ConfigError("the sweep has no points (is every fast < slow?)")
-    try:  # a bad parameter name fails here, once, not in every worker
-        strategy_class(strategy)([series.symbol], **points[0])
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"--grid: {exc}") from exc
+    # Every point is checked here, once, before any worker starts: a bad name or value (a
+    # negative qty, a zero step, nan) refuses the sweep instead of filling it with errors.
+    bad = 0
+    first = ""
+    for point in points:
+        try:
+            validate_strategy_params(strategy, point)
+        except StrategyParamError as exc:
+            bad += 1
+            first = first or str(exc)
+    if bad:
+        raise ConfigError(f"--grid: {first} ({bad} of {len(points)} grid points are invalid)")
     t0 = time.perf_counter()
     if engine == "vectorized":
         pairs = [(int(p["fast"]), int(p["slow"])) for p in points]

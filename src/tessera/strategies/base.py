@@ -9,11 +9,15 @@ Bars carry floats (research data); orders and positions are exact (`Decimal`).
 
 from __future__ import annotations
 
+import math
 from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 
 from tessera.execution.orders import Fill, Order, OrderSide, OrderType, TimeInForce
 
@@ -110,27 +114,160 @@ class StrategyContext(Protocol):
         ...
 
 
+class StrategyParams(BaseModel):
+    """Base of every strategy's declared parameters.
+
+    A strategy declares its parameters as a nested ``Params`` model (typed fields with
+    constraints, defaults and one-line descriptions); the constructor validates what the
+    config, the CLI or a sweep grid passed. Why it matters: a parameter is money — a negative
+    ``qty`` flips a long-only strategy short, ``nan`` crashes every signal, ``0`` or ``inf``
+    never trades — so a bad value must stop the run at start with a sentence, never run.
+
+    Unknown names are errors (a typo must not run the defaults under a wrong label), infinities
+    and NaN are rejected unless a field opts in, and ``true``/``false`` never passes for a number
+    (pydantic would read ``fast=true`` as 1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if bool not in (annotation, *get_args(annotation)):
+                raise ValueError("a number is expected, not true/false")
+        return value
+
+
+class StrategyParamError(ValueError):
+    """Parameters a strategy cannot run with; the message is one paragraph for a person.
+
+    A ``ValueError`` so that every caller that already refuses a bad strategy (the backtest and
+    sweep commands, the bot) refuses this one too.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """One declared parameter, as `strategy_params` lists it (for help texts and errors)."""
+
+    name: str
+    type: str
+    default: Any
+    accepted: str
+    description: str
+
+    def __str__(self) -> str:
+        default = "none" if self.default is None else _show(self.default)
+        return f"{self.name} ({self.accepted}; default {default})"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and math.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    return str(value)
+
+
+def _type_name(annotation: Any) -> str:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if args and annotation is not Decimal:
+        return " or ".join(_type_name(a) for a in args)
+    names = {int: "integer", float: "number", Decimal: "decimal", bool: "true/false", str: "text"}
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+
+
+def _accepted(info: FieldInfo) -> str:
+    """What a field accepts, from its type and constraints: "decimal > 0, finite"."""
+    kind = _type_name(info.annotation)
+    terms = []
+    for meta in info.metadata:
+        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            bound = getattr(meta, attr, None)
+            if bound is not None:
+                terms.append(f"{sign} {_show(bound)}")
+    if kind in ("number", "decimal"):
+        infinite = any(getattr(m, "allow_inf_nan", None) for m in info.metadata)
+        terms.append("not nan" if infinite else "finite")
+    if terms and terms[0][0] not in "<>":
+        terms[0] = ", " + terms[0]
+    elif terms:
+        terms[0] = " " + terms[0]
+    text = kind + terms[0] + "".join(", " + t for t in terms[1:]) if terms else kind
+    return text + (" or none" if not info.is_required() and info.default is None else "")
+
+
+def param_specs(params: type[StrategyParams]) -> list[ParamSpec]:
+    """The declared parameters of a ``Params`` model, in declaration order."""
+    return [
+        ParamSpec(
+            name=name,
+            type=_type_name(info.annotation),
+            default=None if info.is_required() else info.get_default(call_default_factory=True),
+            accepted=_accepted(info),
+            description=info.description or "",
+        )
+        for name, info in params.model_fields.items()
+    ]
+
+
+def describe_param_error(
+    strategy: str, params: type[StrategyParams], given: Mapping[str, Any], exc: ValidationError
+) -> str:
+    """One paragraph: the strategy, each bad parameter with its value and what it accepts, and
+    the strategy's whole parameter list."""
+    specs = {p.name: p for p in param_specs(params)}
+    problems: list[str] = []
+    unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+    if unknown:
+        problems.append(f"unknown parameter(s) {', '.join(unknown)}")
+    for err in exc.errors(include_url=False):
+        if err["type"] == "extra_forbidden":
+            continue
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["loc"]:
+            name = str(err["loc"][0])
+            value = _show(given.get(name, err.get("input")))
+            spec = specs.get(name)
+            accepts = f"; {name} accepts {spec.accepted}" if spec else ""
+            problems.append(f"{name}={value} is not accepted ({msg}){accepts}")
+        else:  # a rule across parameters (fast < slow)
+            shown = ", ".join(f"{k}={_show(v)}" for k, v in given.items()) or "the defaults"
+            problems.append(f"{shown} do not fit together: {msg}")
+    listing = ", ".join(str(s) for s in specs.values()) or "no parameters"
+    return f"strategy {strategy}: {'; '.join(problems)}. {strategy} takes: {listing}."
+
+
 class Strategy(ABC):  # noqa: B024 - every callback is optional, so none is abstract
-    """Base class: override the callbacks you need. ``params`` come from config."""
+    """Base class: override the callbacks you need.
+
+    Parameters are declared by a nested ``Params`` model (a `StrategyParams` subclass) and
+    validated on construction; the validated, typed values are ``self.params``. A strategy
+    without parameters keeps the empty default and refuses any parameter it is given.
+    """
 
     name: ClassVar[str] = "strategy"
-    # Parameter names the strategy reads; None accepts anything. A typo in a config or a sweep
-    # grid must fail loudly, not run the defaults under a wrong label.
-    known_params: ClassVar[frozenset[str] | None] = None
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        known = type(self).known_params
-        if known is not None and set(params) - known:
-            unknown = ", ".join(sorted(set(params) - known))
-            raise ValueError(
-                f"unknown parameter(s) {unknown} for {type(self).name} "
-                f"(known: {', '.join(sorted(known))})"
-            )
+        self.params: StrategyParams = type(self).validate_params(params)
         self.symbols = list(symbols)
         # Orders, fills and positions are attributed to this id; two instances of one class
         # (say two SmaCross parameter sets) need distinct ids.
         self.strategy_id = strategy_id or type(self).name
-        self.params = params
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any]) -> StrategyParams:
+        """``params`` as the typed ``Params`` model; `StrategyParamError` (one paragraph for a
+        person) when a value is out of range, of the wrong type, or the name is unknown."""
+        try:
+            return cls.Params.model_validate(dict(params))
+        except ValidationError as exc:
+            raise StrategyParamError(
+                describe_param_error(cls.name, cls.Params, params, exc)
+            ) from None
 
     def on_start(self, ctx: StrategyContext) -> None:
         return None
@@ -176,3 +313,15 @@ def strategy_class(name: str) -> type[Strategy]:
 
 def registered_strategies() -> dict[str, type[Strategy]]:
     return dict(_REGISTRY)
+
+
+def strategy_params(name: str) -> list[ParamSpec]:
+    """The declared parameters of the registered strategy ``name``: type, default, what is
+    accepted and what it means (``KeyError`` naming the registered ones if unknown)."""
+    return param_specs(strategy_class(name).Params)
+
+
+def validate_strategy_params(name: str, params: Mapping[str, Any]) -> StrategyParams:
+    """Check a strategy name and its parameters without building the strategy: what the CLI
+    commands call at start, before they load data or connect anywhere."""
+    return strategy_class(name).validate_params(params)

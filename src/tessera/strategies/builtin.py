@@ -3,6 +3,10 @@
 
 Sizing is shared: ``size`` is a fraction of equity (default) or, with ``qty``, a fixed base
 quantity. Spot trading is long-only unless ``allow_short=true``.
+
+Each strategy declares its parameters as a nested ``Params`` model; the base class validates
+them on construction (see `tessera.strategies.base.StrategyParams`), so a negative, zero,
+infinite or NaN quantity, a zero step or an unknown name stops the run at start.
 """
 
 from __future__ import annotations
@@ -12,7 +16,15 @@ from collections import deque
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
-from tessera.strategies.base import Bar, Strategy, StrategyContext, register_strategy
+from pydantic import Field, field_validator, model_validator
+
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
 
 ZERO = Decimal(0)
 # Fraction of the sized budget actually committed: the rest pays fees, slippage and the move
@@ -20,23 +32,32 @@ ZERO = Decimal(0)
 SIZING_BUFFER = Decimal("0.99")
 
 
-SIZING = frozenset({"size", "qty", "allow_short", "qty_step"})
+class SizingParams(StrategyParams):
+    """How a direction becomes a quantity; shared by every built-in strategy."""
+
+    size: float = Field(1.0, gt=0, le=1, description="fraction of equity per entry")
+    qty: Decimal | None = Field(
+        None, gt=0, description="fixed base quantity per entry instead of size (none: use size)"
+    )
+    allow_short: bool = Field(False, description="go short on a sell signal (spot: no)")
+    qty_step: Decimal = Field(
+        Decimal("0.00001"), gt=0, description="size-based quantities are rounded down to this"
+    )
 
 
 class _Sized(Strategy):
     """Turns a direction (-1, 0, +1) into a target position."""
 
-    known_params: ClassVar[frozenset[str] | None] = SIZING
+    Params: ClassVar[type[StrategyParams]] = SizingParams
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
-        self.size = float(params.get("size", 1.0))
-        qty = params.get("qty")
-        self.qty = Decimal(str(qty)) if qty is not None else None
-        self.allow_short = bool(params.get("allow_short", False))
-        self.qty_step = Decimal(str(params.get("qty_step", "0.00001")))
-        if not 0 < self.size <= 1:
-            raise ValueError(f"size must be in (0, 1], got {self.size}")
+        p = self.params
+        assert isinstance(p, SizingParams)
+        self.size = p.size
+        self.qty = p.qty
+        self.allow_short = p.allow_short
+        self.qty_step = p.qty_step
 
     def target_qty(self, direction: int, price: float, ctx: StrategyContext) -> Decimal:
         if direction < 0 and not self.allow_short:
@@ -124,15 +145,23 @@ class SmaCross(_Sized):
     and the vectorized fast path see identical crossings.
     """
 
+    class Params(SizingParams):
+        fast: int = Field(10, gt=0, description="bars of the fast average")
+        slow: int = Field(30, gt=0, description="bars of the slow average, more than fast")
+
+        @model_validator(mode="after")
+        def _fast_below_slow(self) -> SmaCross.Params:
+            if self.fast >= self.slow:
+                raise ValueError(f"fast must be below slow (got fast={self.fast} slow={self.slow})")
+            return self
+
     name = "sma_cross"
-    known_params = SIZING | {"fast", "slow"}
+    params: Params
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
-        self.fast = int(params.get("fast", 10))
-        self.slow = int(params.get("slow", 30))
-        if not 0 < self.fast < self.slow:
-            raise ValueError(f"need 0 < fast < slow, got fast={self.fast} slow={self.slow}")
+        self.fast = self.params.fast
+        self.slow = self.params.slow
         self._fast = {s: _CumulativeMean(self.fast) for s in symbols}
         self._slow = {s: _CumulativeMean(self.slow) for s in symbols}
         self._prev: dict[str, float | None] = dict.fromkeys(symbols)
@@ -169,16 +198,28 @@ class SmaCross(_Sized):
 class BollingerMeanReversion(_Sized):
     """Buy when the close is ``entry_z`` std below its rolling mean; exit back at ``exit_z``."""
 
+    class Params(SizingParams):
+        window: int = Field(60, gt=0, description="bars of the rolling mean and std")
+        entry_z: float = Field(2.0, gt=0, description="enter this many std from the mean")
+        exit_z: float = Field(0.0, description="exit when back within this many std")
+
+        @model_validator(mode="after")
+        def _exit_inside_entry(self) -> BollingerMeanReversion.Params:
+            if self.entry_z <= self.exit_z:
+                raise ValueError(
+                    f"entry_z must be above exit_z (got entry_z={self.entry_z} "
+                    f"exit_z={self.exit_z})"
+                )
+            return self
+
     name = "mean_reversion"
-    known_params = SIZING | {"window", "entry_z", "exit_z"}
+    params: Params
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
-        self.window = int(params.get("window", 60))
-        self.entry_z = float(params.get("entry_z", 2.0))
-        self.exit_z = float(params.get("exit_z", 0.0))
-        if self.entry_z <= self.exit_z:
-            raise ValueError("entry_z must be above exit_z")
+        self.window = self.params.window
+        self.entry_z = self.params.entry_z
+        self.exit_z = self.params.exit_z
         self._stats = {s: _Rolling(self.window) for s in symbols}
 
     @property
@@ -207,15 +248,34 @@ class ModelSignalStrategy(_Sized):
     ``short_threshold`` (if allowed), flat in between. Re-targets only when the side changes,
     so a noisy score near a threshold does not churn fees."""
 
+    class Params(SizingParams):
+        long_threshold: float = Field(0.0, description="long when the score is above this")
+        short_threshold: float = Field(
+            -math.inf,
+            allow_inf_nan=True,
+            description="short (if allowed) when the score is below this; -inf: never",
+        )
+
+        @field_validator("short_threshold")
+        @classmethod
+        def _no_nan(cls, value: float) -> float:
+            if math.isnan(value) or value == math.inf:
+                raise ValueError("a number or -inf is expected")
+            return value
+
+        @model_validator(mode="after")
+        def _short_below_long(self) -> ModelSignalStrategy.Params:
+            if self.short_threshold > self.long_threshold:
+                raise ValueError("short_threshold must be <= long_threshold")
+            return self
+
     name = "model_signal"
-    known_params = SIZING | {"long_threshold", "short_threshold"}
+    params: Params
 
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)
-        self.long_threshold = float(params.get("long_threshold", 0.0))
-        self.short_threshold = float(params.get("short_threshold", -math.inf))
-        if self.short_threshold > self.long_threshold:
-            raise ValueError("short_threshold must be <= long_threshold")
+        self.long_threshold = self.params.long_threshold
+        self.short_threshold = self.params.short_threshold
         self._side: dict[str, int] = dict.fromkeys(symbols, 0)
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
