@@ -337,3 +337,48 @@ async def test_klines_fetched_mid_bar_of_a_replay_drop_the_forming_bar_and_keep_
     real = finals[int(forming[0])]
     # the bar the old rule would have recorded as closed is not the bar that closed
     assert float(real["v"]) > float(forming[5]) and int(real["n"]) > int(forming[8])
+
+
+# --- the bot on a host whose clock is off the exchange's ------------------------------------
+
+
+@pytest.mark.slow
+def test_a_bot_whose_host_clock_is_10s_off_the_exchange_starts_trades_and_agrees_with_it(
+    tmp_path: Path,
+) -> None:
+    """The defect as a user meets it: ``tessera run`` with the exchange 10 s ahead of the host.
+    Before, the first balance load raised a -1021 traceback; now every signed request carries
+    the exchange's time and the run ends with our ledger equal to the exchange's."""
+    import subprocess
+
+    from live_bot_helpers import KEY, SECRET, TESSERA, assert_ledger_matches, bot_env
+
+    from tessera.execution.persistence import ExecutionStore
+    from tessera.sim.server import SimulatorThread
+    from tessera.sim.trading import TradingConfig, TradingEngine
+
+    simulator = ExchangeSimulator(speed=10.0, loop_replay=True)
+    simulator.faults.clock_skew_ms = 10_000
+    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with SimulatorThread(simulator):
+        res = subprocess.run(
+            [TESSERA, "--metrics-port", "0", "run", "--interval", "1s", "--no-ingest",
+             "--mode", "live", "--i-understand-live-trading",
+             "--strategy", "sma_cross:fast=3,slow=8,qty=0.001", "--duration", "15"],
+            env=bot_env(tmp_path, db, simulator),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-4000:]
+        assert "Traceback" not in out and "recvWindow" not in out, out[-4000:]
+        assert "local clock is off from the exchange" in out  # said once, with the offset
+        store = ExecutionStore(db)
+        try:
+            assert_ledger_matches(store, engine)
+            assert store.load_halt("main") is None
+        finally:
+            store.close()
