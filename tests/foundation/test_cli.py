@@ -128,3 +128,27 @@ def test_bad_option_value_is_a_usage_error() -> None:
     res = run("--mode", "prod", "config", "show")
     assert res.returncode == 2
     assert "prod" in res.stderr
+
+
+def test_config_show_never_prints_a_database_or_redis_password() -> None:
+    env = {
+        "TESSERA_DATABASE_URL": "postgresql://u:hunter2@h/db",
+        "TESSERA_REDIS_URL": "redis://:s3cret@h:6379/0",
+    }
+    for fmt in ("table", "json", "yaml"):
+        res = run("config", "show", "--format", fmt, env=env)
+        assert res.returncode == 0, res.stderr
+        for password in ("hunter2", "s3cret"):
+            assert password not in res.stdout + res.stderr, (fmt, password)
+    shown = json.loads(run("config", "show", "--format", "json", env=env).stdout)
+    assert shown["database_url"] == "postgresql://u:**********@h/db"
+    assert shown["redis_url"] == "redis://:**********@h:6379/0"
+
+
+def test_exchange_testnet_is_refused_with_exit_2_and_the_way_to_a_testnet(tmp_path: Path) -> None:
+    (tmp_path / "tessera.yaml").write_text("exchange:\n  testnet: true\n")
+    res = run("--config-dir", str(tmp_path), "config", "show")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    text = " ".join(res.stderr.split())  # undo terminal wrapping
+    assert "`exchange.testnet` (from" in text
+    assert "exchange.rest_url" in text and "--i-understand-live-trading" in text

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from tessera.config import (
     SECTION_MODELS,
@@ -13,6 +17,8 @@ from tessera.config import (
     load_yaml,
 )
 from tessera.config.loader import example_yaml
+from tessera.config.settings import TesseraSettings
+from tessera.config.urls import redact_url, url_password
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -201,3 +207,94 @@ def test_example_yaml_round_trips_to_defaults(tmp_path: Path, section: str) -> N
     model = SECTION_MODELS[section]
     path = write(tmp_path / f"{section}.yaml", example_yaml(model))
     assert load_yaml(path, model) == model()
+
+
+# --- exchange.testnet was removed: its error says how to reach a testnet --------------------
+
+
+@pytest.mark.parametrize("where", ["env", "yaml"])
+def test_a_config_setting_exchange_testnet_is_told_how_to_point_at_a_testnet(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    if where == "env":
+        monkeypatch.setenv("TESSERA_EXCHANGE__TESTNET", "true")
+    else:
+        write(clean_env / "configs" / "tessera.yaml", "exchange:\n  testnet: true\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_dir=clean_env / "configs")
+    text = str(info.value)
+    assert "`exchange.testnet`" in text and "removed" in text
+    for step in ("exchange.rest_url", "exchange.ws_url", "--i-understand-live-trading"):
+        assert step in text
+
+
+# --- URL passwords are secrets --------------------------------------------------------------
+
+URL_SETTINGS = {
+    "TESSERA_DATABASE_URL": "postgresql+psycopg://tessera:hunter2@db.internal:5432/ledger",
+    "TESSERA_REDIS_URL": "redis://:s3cret-redis@cache.internal:6379/0",
+    "TESSERA_EXCHANGE__REST_URL": "https://user:rest-pass-77@proxy.internal:8443",
+    "TESSERA_EXCHANGE__WS_URL": "wss://user:ws-pass-78@proxy.internal:8443",
+    "TESSERA_DATA__REST_URL": "https://u:data-rest-79@mirror.internal",
+    "TESSERA_DATA__WS_URL": "wss://u:data-ws-80@mirror.internal",
+    "TESSERA_DATA__BULK_URL": "https://u:bulk-81@files.internal",
+}
+
+
+def _url_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out.extend(_url_fields(annotation, f"{prefix}{name}__"))
+        elif name.endswith("url"):
+            out.append(f"TESSERA_{prefix}{name}".upper())
+    return out
+
+
+def test_every_url_setting_is_exercised_here() -> None:
+    """A URL setting added later must join URL_SETTINGS, and so the test below."""
+    assert sorted(_url_fields(TesseraSettings)) == sorted(URL_SETTINGS)
+
+
+def test_no_url_password_reaches_json_yaml_or_repr_but_the_process_still_has_it(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in URL_SETTINGS.items():
+        monkeypatch.setenv(key, value)
+    s = load_settings(config_dir=clean_env)
+    passwords = [url_password(v) for v in URL_SETTINGS.values()]
+    shown = s.model_dump_json() + repr(s) + str(s.model_dump(mode="json")) + str(s.sources())
+    for password in passwords:
+        assert password and password not in shown
+    assert s.model_dump(mode="json")["database_url"] == (
+        "postgresql+psycopg://tessera:**********@db.internal:5432/ledger"
+    )
+    assert s.database_url == URL_SETTINGS["TESSERA_DATABASE_URL"]  # connecting still works
+    assert set(passwords) <= set(s.secret_values())  # and the log redactor knows them
+
+
+_USER = st.text(alphabet=st.characters(codec="ascii", exclude_characters=":@/?#"), max_size=8)
+_HOST = st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scheme=st.sampled_from(["postgresql", "postgresql+psycopg", "redis", "rediss", "https"]),
+    user=_USER,
+    password=st.text(min_size=1, max_size=30).filter(lambda p: p.strip() != ""),
+    host=_HOST,
+    port=st.none() | st.integers(1, 65535),
+    path=st.sampled_from(["", "/", "/db", "/0", "/ledger?sslmode=require"]),
+    encode=st.booleans(),
+)
+def test_redaction_never_leaks_a_url_password(
+    scheme: str, user: str, password: str, host: str, port: int | None, path: str, encode: bool
+) -> None:
+    written = quote(password, safe="") if encode else password  # unencoded: "@", "/", "#"...
+    tail = f"@{host}{'' if port is None else f':{port}'}{path}"
+    url = f"{scheme}://{user}:{written}{tail}"
+    red = redact_url(url)
+    assert url_password(url) == written
+    # the password, and only the password, is masked: nothing of it is left in the output
+    assert red == f"{scheme}://{user}:**********{tail}"

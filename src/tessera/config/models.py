@@ -7,11 +7,14 @@ Money, prices and quantities are ``Decimal``; rates and percentages are floats.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tessera.config.urls import redacted_repr_args
 
 Symbol = Annotated[
     str, Field(pattern=r"^[A-Z0-9]{2,20}$", description="Exchange symbol, e.g. BTCUSDT")
@@ -25,6 +28,10 @@ class StrictModel(BaseModel):
     """Base of every config model: unknown keys are errors, defaults are validated too."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # a URL with a password (data.rest_url behind a proxy) must not show in a repr
+        return redacted_repr_args(super().__repr_args__())
 
 
 # --- data -----------------------------------------------------------------------------------

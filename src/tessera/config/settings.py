@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,8 +28,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -46,6 +49,7 @@ from tessera.config.models import (
     ModelConfig,
     RiskConfig,
 )
+from tessera.config.urls import redact_urls, redacted_repr_args, url_secrets
 
 Mode = Literal["dev", "paper", "live"]
 DatabaseSync = Literal["full", "normal"]  # how durable a commit is: see `make_engine`
@@ -53,6 +57,15 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENV_PREFIX = "TESSERA_"
 _SECRETISH = re.compile(r"secret|password|passwd|api_key|token|exchange$", re.IGNORECASE)
 TOP_LEVEL_YAML = "tessera.yaml"
+# Settings that existed once: what to do instead, said where the unknown-key error is.
+REMOVED_SETTINGS = {
+    "exchange.testnet": "this setting was removed: it was never read, and a testnet cannot be "
+    "checked from here. To trade on a testnet, set exchange.rest_url and exchange.ws_url to "
+    "the testnet's URLs (Binance spot: https://testnet.binance.vision and "
+    "wss://stream.testnet.binance.vision), set exchange.api_key/api_secret to the testnet's "
+    "keys, and run `tessera run --mode live --i-understand-live-trading`: every endpoint that "
+    "receives signed requests goes through the live gate",
+}
 
 
 class ExchangeSettings(BaseModel):
@@ -65,10 +78,16 @@ class ExchangeSettings(BaseModel):
         None, description="API key (needed for paper-on-exchange/live)"
     )
     api_secret: SecretStr | None = Field(None, description="API secret")
-    rest_url: str | None = Field(None, description="Override the REST base URL (simulator/testnet)")
-    ws_url: str | None = Field(None, description="Override the websocket base URL")
-    testnet: bool = Field(False, description="Use the exchange's testnet/sandbox")
+    rest_url: str | None = Field(
+        None,
+        description="REST base URL of the exchange; dev mode: a `tessera sim serve` simulator "
+        "(checked at start), live mode: any endpoint (a testnet too), behind the live gate",
+    )
+    ws_url: str | None = Field(None, description="Websocket base URL of the exchange")
     recv_window_ms: int = Field(5000, gt=0, le=60000, description="Signed-request validity window")
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        return redacted_repr_args(super().__repr_args__())
 
 
 class TesseraSettings(BaseSettings):
@@ -120,6 +139,19 @@ class TesseraSettings(BaseSettings):
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @model_serializer(mode="wrap")
+    def _hide_url_passwords(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        """JSON output (``config show``, ``model_dump_json``) is for people and files: every URL
+        with a password, whatever the field (database_url, redis_url, any URL added later),
+        shows it masked. Python-mode dumps keep the values the process needs to connect."""
+        data = handler(self)
+        return redact_urls(data) if info.mode_is_json() else data
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        return redacted_repr_args(super().__repr_args__())
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
@@ -142,11 +174,16 @@ class TesseraSettings(BaseSettings):
         return dict(self._sources)
 
     def secret_values(self) -> list[str]:
-        """Plain values of every secret, for the log redactor. Never print these."""
+        """Plain values of every secret, for the log redactor. Never print these.
+
+        The API key and secret, and the password of every URL setting (as written and
+        percent-decoded): a log line that quotes a database or Redis URL must not leak it.
+        """
         out = []
         for secret in (self.exchange.api_key, self.exchange.api_secret):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
+        out.extend(url_secrets(self.model_dump(mode="python")))
         return out
 
     @classmethod
@@ -299,7 +336,9 @@ def _describe_settings_error(
         path = _loc_to_path(tuple(err["loc"]))
         src = _source_of(path, layers)
         where = "" if src == "default" else f" (from {src})"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and path in REMOVED_SETTINGS:
+            msg = REMOVED_SETTINGS[path]
+        elif err["type"] == "extra_forbidden":
             msg = "unknown setting; check the spelling against `tessera config show`"
         else:
             got = "***" if _SECRETISH.search(path) else _short(err.get("input"))
