@@ -229,6 +229,20 @@ TRADING_STATE = Gauge(
 )
 RISK_DENIALS = Counter("tessera_risk_denials", "Orders denied by pre-trade risk checks", ["reason"])
 SIGNALS = Counter("tessera_signals", "Signals emitted by strategies", ["strategy"])
+SIGNALS_DROPPED = Counter(
+    "tessera_signals_dropped",
+    "Signals lost before execution (the queue unreachable for every retry)",
+    ["strategy"],
+)
+STALE_BARS = Counter(
+    "tessera_stale_bars",
+    "Closed bars that arrived later than live.max_bar_age_s: seen by strategies, not traded on",
+    ["symbol"],
+)
+STORE_FATAL = Counter(
+    "tessera_store_fatal_errors",
+    "Database errors that stop the bot (disk full, read-only store): it cannot record orders",
+)
 
 # Market data / websocket
 WS_MESSAGES = Counter("tessera_ws_messages", "Websocket messages received", ["stream_type"])

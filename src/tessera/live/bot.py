@@ -45,6 +45,12 @@ from tessera.execution.exchange import (
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
 from tessera.execution.ids import ClientOrderIdGenerator
+from tessera.execution.lock import (
+    LockHolder,
+    TradingLock,
+    TradingLockHeldError,
+    acquire_trading_lock,
+)
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
@@ -52,6 +58,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
+from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
 from tessera.live.context import LiveContext
 from tessera.live.feed import MarketFeed, bar_from_rest
 from tessera.live.ratelimit import (
@@ -74,6 +81,36 @@ ACCOUNT = "main"  # the account name `tessera risk halt|reset|status` use
 MS = 1_000_000
 # recvWindow (5 s, Binance's default and ours) plus a margin for clock skew
 UNKNOWN_AFTER_NS = 7_000_000_000
+
+
+class _ShutdownWatchdog:
+    """Ends the process if shutdown overruns its budget: a thread, so that it fires even when
+    the event loop is stuck in a blocking call (a database that stopped answering). Exiting is
+    safe at any point: every order step is committed before the next, and the next start
+    recovers in-flight orders by client order id."""
+
+    def __init__(self, seconds: float, left_behind: Any) -> None:
+        import threading
+
+        self._timer = threading.Timer(seconds, self._fire, args=(seconds, left_behind))
+        self._timer.daemon = True
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    @staticmethod
+    def _fire(seconds: float, left_behind: Any) -> None:
+        import os
+
+        try:
+            detail = left_behind()
+        except Exception:
+            detail = "unknown"
+        log.error("shutdown overran its budget: exiting now", after_s=seconds, left=detail)
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +171,43 @@ class LiveRefusedError(RuntimeError):
     """The bot will not start (live-trading safety checks)."""
 
 
+class BotStartError(RuntimeError):
+    """The bot could not start (the exchange or the database did not answer as needed)."""
+
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1  # ran to the end, but something was lost or left (see the last log lines)
+EXIT_STORE_FATAL = 3  # the database cannot record orders (disk full, read-only): stopped
+EXIT_SHUTDOWN_TIMEOUT = 4  # shutdown did not finish within shutdown_timeout_s: exited anyway
+
+# Database errors no retry can fix while the bot runs: it cannot record an order, so it must not
+# trade. SQLite's texts and PostgreSQL's SQLSTATEs (53100 disk_full, 53200 out_of_memory, 25006
+# read_only_sql_transaction, 58030 io_error).
+_FATAL_STORE_TEXT = (
+    "database or disk is full",
+    "disk i/o error",
+    "readonly database",
+    "no space left on device",
+    "read-only file system",
+)
+_FATAL_SQLSTATES = {"53100", "53200", "25006", "58030"}
+
+
+def store_error_is_fatal(exc: BaseException) -> bool:
+    """True for a database error that retrying will not fix (a full disk, a read-only store)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if str(getattr(cur, "sqlstate", "") or "") in _FATAL_SQLSTATES:
+            return True
+        text = str(cur).lower()
+        if any(t in text for t in _FATAL_STORE_TEXT):
+            return True
+        cur = getattr(cur, "orig", None) or cur.__cause__ or cur.__context__
+    return False
+
+
 @dataclass
 class BotOptions:
     mode: str  # dev | paper | live
@@ -164,6 +238,12 @@ class BotOptions:
     ingest_store: Path | None = None  # persist the market data too (an embedded ingest)
     duration_s: float | None = None
     consumer: str = "bot"
+    # a closed bar that arrives later than this (beyond the feed's usual lag) is not traded on
+    max_bar_age_s: float = 10.0
+    # a symbol silent this long is a stalled feed (None: 30 s, or 1.5 bars for longer bars)
+    stall_after_s: float | None = None
+    # SIGTERM to exit, whatever is in flight; what is left is said, and the next start resolves it
+    shutdown_timeout_s: float = 30.0
 
 
 def zero_counters(symbols: Sequence[str]) -> None:
@@ -271,6 +351,13 @@ class TradingBot:
         self._halt_seen: float | None = None
         self.signals_published = 0
         self.orders_sent = 0
+        # what went wrong in this run that a person must hear of: non-empty -> non-zero exit
+        self.problems: list[str] = []
+        self.exit_code = EXIT_OK
+        self.stale_bars = 0
+        self.lock: TradingLock | None = None
+        self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
+        self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -278,6 +365,14 @@ class TradingBot:
         o = self.o
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
+        # one trading process per account: a second bot would double every position and each
+        # one's user-data stream would book the other's fills
+        try:
+            self.lock = await asyncio.to_thread(
+                acquire_trading_lock, o.database_url, ACCOUNT, LockHolder(o.run_id, o.mode)
+            )
+        except TradingLockHeldError as exc:
+            raise LiveRefusedError(str(exc)) from exc
         self.store = ExecutionStore(o.database_url, sync=o.database_sync)
         with contextlib.suppress(Exception):
             self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
@@ -299,6 +394,13 @@ class TradingBot:
         else:
             self.limiter = LocalRateLimiter(limits)
             self.queue = LocalSignalQueue(o.signal_maxlen)
+        # the exchange's time: requests are signed with it, and bars are closed by it
+        self.clock = ExchangeClock.for_rest_url(o.rest_url, limiter=self.limiter)
+        try:
+            await self.clock.sync("startup")
+        except ClockSyncError as exc:
+            raise BotStartError(f"cannot read the exchange's clock at {o.rest_url}: {exc}") from exc
+        self.market_clock = MarketClock(self.clock)
         for lim in limits:
             metrics.RATE_LIMIT_LIMIT.labels(
                 scope=metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
@@ -319,7 +421,9 @@ class TradingBot:
             from tessera.execution.ccxt_exchange import CcxtExchange
 
             self.paper = None
-            self.exchange = CcxtExchange(o.rest_url, o.api_key, o.api_secret, limiter=self.limiter)
+            self.exchange = CcxtExchange(
+                o.rest_url, o.api_key, o.api_secret, limiter=self.limiter, clock=self.clock
+            )
         self.observer = MetricsOrderObserver(o.quote_asset)
         self.wire = WireTimedExchange(self.exchange)
         self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
@@ -396,6 +500,10 @@ class TradingBot:
         if self.scorer is not None:
             need = max(need, self.scorer.warmup + 1)
         limit = min(max(need + 5, 10), 1000)
+        # bars are closed by the market's own clock (its frames' event times): in a replay the
+        # server's wall clock is far past every recorded bar and would let the forming one in
+        if not await self.market_clock.wait_observed(self.symbols, 15.0):
+            log.warning("no market frame yet: closing warm-up bars by the server's clock")
         warm = 0
         for sym in self.symbols:
             for bar in await self._closed_bars(sym, limit):
@@ -422,7 +530,8 @@ class TradingBot:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._request_stop, sig.name)
         self.health.checks = {
-            "market_data": lambda: self.feed.connected.is_set(),
+            "market_data": lambda: hasattr(self, "feed") and self.feed.healthy,
+            "store": lambda: self.exit_code != EXIT_STORE_FATAL,
             "warmed_up": lambda: not self.warming,
             # a halted bot (kill-switch, `tessera risk halt`) is alive but will not trade
             "not_halted": lambda: self.risk.halt is None,
@@ -444,6 +553,8 @@ class TradingBot:
                 self,
                 on_reconnect=self._on_feed_reconnect,
                 count_metrics=o.ingest_store is None,
+                stall_after_s=o.stall_after_s,
+                market_clock=self.market_clock,
             )
             self._spawn(self.feed.run(), "feed")
             await asyncio.wait_for(self.feed.connected.wait(), 30)
@@ -459,19 +570,52 @@ class TradingBot:
                 self._spawn(self._claim_loop(), "claim")
             if self.paper is None:
                 self._spawn(self._user_data(), "user-data")
+            self._spawn(self.clock.run(self.stopping), "clock")
+            self._spawn(self._lock_watch(), "lock-watch")
             if o.ingest_store is not None:
                 self._spawn(self._ingest(o.ingest_store), "ingest")
+                self.health.checks["market_data_store"] = lambda: (
+                    not hasattr(self, "_ingest_service") or self._ingest_service.health().ok
+                )
             self.health.ready = True
             log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
             await self._wait_stop()
+        except (LiveRefusedError, BotStartError):
+            raise
+        except (ExchangeError, TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if self.health.ready:
+                raise
+            raise BotStartError(f"start-up failed: {type(exc).__name__}: {exc}") from exc
         finally:
             await self._shutdown()
-        return 0
+        return self._final_exit_code()
+
+    def _final_exit_code(self) -> int:
+        if self.exit_code == EXIT_OK and self.problems:
+            self.exit_code = EXIT_PROBLEMS
+        for problem in self.problems:
+            log.error("run ended with a problem", problem=problem)
+        return self.exit_code
+
+    def problem(self, text: str, exit_code: int = EXIT_PROBLEMS) -> None:
+        """Something a person must hear of: logged now, listed at exit, non-zero exit code."""
+        if text not in self.problems:
+            self.problems.append(text)
+            log.error("problem", problem=text)
+        # the first hard failure names the exit code (a full disk that also slows the shutdown
+        # exits as a full disk); EXIT_PROBLEMS only replaces a clean exit
+        if self.exit_code in (EXIT_OK, EXIT_PROBLEMS) and exit_code != EXIT_OK:
+            self.exit_code = exit_code
 
     def _request_stop(self, why: str = "") -> None:
         if not self.stopping.is_set():
             log.info("stop requested", signal=why)
             self.stopping.set()
+        elif why:  # a second signal: the person wants out now
+            import os
+
+            log.error("second stop signal: exiting now", left=self._left_behind())
+            os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
     async def _wait_stop(self) -> None:
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.stopping.wait())]
@@ -486,43 +630,109 @@ class TradingBot:
 
     async def _shutdown(self) -> None:
         """Graceful: no new signals, the queued ones executed, in-flight orders resolved,
-        market data flushed, then exit."""
+        market data flushed, then exit — all within ``shutdown_timeout_s``. What could not be
+        finished in time is said (and the next start's recovery resolves it by client order id);
+        a watchdog thread ends the process should the event loop itself be stuck in a call."""
         self.stopping.set()
         self.health.ready = False
+        budget = self.o.shutdown_timeout_s
+        deadline = time.monotonic() + budget
+        watchdog = _ShutdownWatchdog(budget + 5.0, self._left_behind)
+        watchdog.start()
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.05)
+
+        try:
+            await self._shutdown_steps(left)
+        finally:
+            watchdog.cancel()
+        if time.monotonic() > deadline:
+            self.problem(
+                f"shutdown took longer than {budget:g} s; left: {self._left_behind()}",
+                EXIT_SHUTDOWN_TIMEOUT,
+            )
+        log.info("bot stopped", signals=self.signals_published, orders=self.orders_sent)
+
+    def _left_behind(self) -> str:
+        manager = getattr(self, "manager", None)
+        pending = [t.get_name() for t in self._tasks if not t.done() and t.get_name() != "ingest"]
+        in_flight = (
+            [o.client_order_id for o in manager.live.values() if o.status.is_open]
+            if manager is not None
+            else []
+        )
+        return f"tasks {pending or 'none'}; open or in-flight orders {in_flight or 'none'}"
+
+    async def _shutdown_steps(self, left: Any) -> None:
         feed = getattr(self, "feed", None)
         if feed is not None:
             feed.stop()
         self.warming = True  # strategies may still see a bar; nothing new is published
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
-        if executor is not None and not executor.done():
+        if executor is not None and not executor.done() and self.exit_code != EXIT_STORE_FATAL:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain(), 10)
+                await asyncio.wait_for(self._drain(), min(10.0, left()))
         for t in self._tasks:
             if t.get_name() == "ingest":
                 self._ingest_service.stop()
-                with contextlib.suppress(TimeoutError, Exception):
-                    await asyncio.wait_for(t, 15)
+                try:  # more than the ingest's own 5 s of retries at stop
+                    await asyncio.wait_for(asyncio.shield(t), max(min(15.0, left()), 6.0))
+                except TimeoutError:
+                    self.problem("the market-data ingest did not stop in time")
+                except Exception as exc:
+                    self.problem(f"the market-data ingest failed: {exc!r}"[:400])
         for t in self._tasks:
             t.cancel()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=min(5.0, left()))
+            if stuck:
+                log.error("tasks did not stop in time", tasks=[t.get_name() for t in stuck])
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if hasattr(self, "manager"):
+            failure = t.exception() if t.done() and not t.cancelled() else None
+            if failure is not None:
+                log.error("task ended with an error", task=t.get_name(), error=str(failure)[:300])
+        if hasattr(self, "manager") and self.exit_code != EXIT_STORE_FATAL:
             # in-flight orders resolved before exit; after the executor is stopped, so that a
             # submit the drain gave up on (say, waiting for the rate limiter) is settled too
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.manager.recover(), 15)
+            try:
+                await asyncio.wait_for(self.manager.recover(), min(15.0, left()))
+            except Exception as exc:
+                log.error("final recovery incomplete", error=str(exc)[:300])
+        manager: OrderManager | None = getattr(self, "manager", None)
+        open_orders = [
+            o.client_order_id
+            for o in (manager.live.values() if manager is not None else ())
+            if o.status in (OrderStatus.SUBMITTED, OrderStatus.INITIALIZED)
+        ]
+        if open_orders:
+            self.problem(
+                f"orders still in flight at exit (the next start resolves them by client "
+                f"order id): {open_orders}"
+            )
         if hasattr(self, "store"):
             with contextlib.suppress(Exception):
                 self.store.stop_run(self.o.run_id)
             if hasattr(self, "exchange"):
                 with contextlib.suppress(Exception):
-                    await self.exchange.close()
-            self.store.close()
+                    await asyncio.wait_for(self.exchange.close(), min(5.0, left()))
+            with contextlib.suppress(Exception):
+                self.store.close()
         if getattr(self, "redis", None) is not None:
             with contextlib.suppress(Exception):
-                await self.redis.aclose()
-        log.info("bot stopped", signals=self.signals_published, orders=self.orders_sent)
+                await asyncio.wait_for(self.redis.aclose(), min(2.0, left()))
+        if getattr(self, "clock", None) is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.clock.close(), min(2.0, left()))
+        ingest = getattr(self, "_ingest_service", None)
+        if ingest is not None:
+            health = ingest.health()
+            if health.data_lost:
+                self.problem(f"market data lost: {health.summary()}")
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            with contextlib.suppress(Exception):
+                lock.release()
 
     async def _drain(self) -> None:
         # Polled: "drained" spans three owners (emitter, queue, executor) with no common event.
@@ -557,11 +767,45 @@ class TradingBot:
 
         if isinstance(exc, SQLAlchemyError):
             self._db_failed = True
+            if store_error_is_fatal(exc):
+                self._store_fatal(where, exc)
+                return
         log.error("handler failed", where=where, error=str(exc)[:300], kind=type(exc).__name__)
+
+    def _store_fatal(self, where: str, exc: BaseException) -> None:
+        """The database cannot record (disk full, read-only): stop trading at once and exit
+        non-zero rather than retry — an order that cannot be recorded must not be sent."""
+        if self.exit_code == EXIT_STORE_FATAL:
+            return
+        metrics.STORE_FATAL.inc()
+        self.problem(
+            f"the database cannot record orders ({where}: {str(exc)[:200]}); stopped trading. "
+            "Free space or make the store writable, then start again: the start-up recovery "
+            "resolves the orders in flight",
+            EXIT_STORE_FATAL,
+        )
+        self._request_stop()
 
     def _on_closed_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
         if bar.open_time <= self._last_bar.get(bar.symbol, -1):
             return  # already seen (warm-up overlap or a replayed frame)
+        self._acting = True
+        if recv_ns and not self.warming:
+            # late beyond the feed's usual lag (a stall, a backlog): seen, not traded on
+            delay = self.feed.lag.delay_ns(bar.close_time, recv_ns)
+            if delay > self.o.max_bar_age_s * 1e9:
+                self._acting = False
+                self.stale_bars += 1
+                if len(self.late_bar_times) < 100_000:
+                    self.late_bar_times.add(bar.open_time)
+                metrics.STALE_BARS.labels(symbol=bar.symbol).inc()
+                log.warning(
+                    "bar arrived late: not trading on it",
+                    symbol=bar.symbol,
+                    open_time=bar.open_time,
+                    late_s=round(delay / 1e9, 1),
+                    max_bar_age_s=self.o.max_bar_age_s,
+                )
         self._last_bar[bar.symbol] = bar.open_time
         self._event_ts[bar.symbol] = (event_ns, recv_ns)
         self.now_ns = bar.close_time if self.warming else time.time_ns()
@@ -595,25 +839,47 @@ class TradingBot:
             self.paper.on_quote(book.symbol, Decimal(repr(book.bid)), Decimal(repr(book.ask)))
 
     async def _on_feed_reconnect(self) -> None:
-        """Bars missed while disconnected come over REST; orders are reconciled."""
+        """Bars missed while disconnected come over REST; orders are reconciled.
+
+        Which REST bars are closed is decided by the market's clock, and that clock is as old
+        as the outage until a fresh frame arrives — which happens only after this returns. So
+        bars from the stream are held back (as during the warm-up) while a task waits for a
+        fresh frame, applies the missed bars from REST, then the held ones, in order."""
         log.info("market feed reconnected: recovering orders and missed bars")
         await self.manager.recover()
-        for sym in self.symbols:
-            for bar in await self._closed_bars(sym, 100):
-                self._on_closed_bar(bar, bar.close_time, time.time_ns())
+        if self._early_bars is None:
+            self._early_bars = []
+            self._spawn(self._catch_up(self.market_clock.mark()), "catch-up")
+
+    async def _catch_up(self, mark: Mapping[str, int]) -> None:
+        try:
+            if not await self.market_clock.wait_observed(self.symbols, 30.0, since=mark):
+                log.warning("no fresh market frame after reconnecting; fetching bars anyway")
+            for sym in self.symbols:
+                for bar in await self._closed_bars(sym, 100):
+                    self._on_closed_bar(bar, bar.close_time, time.time_ns())
+        except Exception as exc:
+            self._failed("fetching missed bars", exc)
+        finally:
+            early, self._early_bars = self._early_bars or [], None
+            for bar, event_ns, recv_ns in early:
+                try:
+                    self._on_closed_bar(bar, event_ns, recv_ns)
+                except Exception as exc:
+                    self._failed("bar", exc)
 
     async def _closed_bars(self, symbol: str, limit: int) -> list[Bar]:
-        """The newest closed bars over REST (Binance's newest row is the bar still open)."""
+        """The newest closed bars over REST (Binance's newest row is the bar still open: closed
+        means the market's clock is past its close time, whatever our clock says)."""
         rows = await self._rest(
             "/api/v3/klines", {"symbol": symbol, "interval": self.o.interval, "limit": limit}
         )
-        now_ms = time.time_ns() // MS
-        return [bar_from_rest(symbol, row) for row in rows if int(row[6]) < now_ms]
+        return [bar_from_rest(symbol, row) for row in self.market_clock.closed(symbol, rows)]
 
     # --- signals --------------------------------------------------------------------------------
 
     def _emit(self, strategy: str, symbol: str, target: Decimal) -> None:
-        if self.warming:
+        if self.warming or not self._acting:
             return
         event_ns, recv_ns = self._event_ts.get(symbol, (0, 0))
         now = time.time_ns()
@@ -654,7 +920,8 @@ class TradingBot:
             except Exception as exc:  # Redis restarting: keep the signal, retry
                 log.warning("signal publish failed; retrying", error=str(exc)[:200], n=attempt)
                 await asyncio.sleep(0.2)
-        log.error("signal dropped: the queue is unreachable", signal_id=sig.signal_id)
+        metrics.SIGNALS_DROPPED.labels(strategy=sig.strategy).inc()
+        self.problem(f"signals dropped: the signal queue was unreachable ({sig.signal_id})")
 
     # --- execution ------------------------------------------------------------------------------
 
@@ -713,6 +980,8 @@ class TradingBot:
         A first delivery skips the lookup of an order for the signal: the unique signal id
         of the order intent refuses a second order anyway (`OrderManager.submit`)."""
         t_consumed = time.time_ns()
+        if self.exit_code == EXIT_STORE_FATAL:
+            return False  # nothing can be recorded: the signal stays for the next start
         if redelivered and self.store.order_for_signal(sig.signal_id) is not None:
             log.info("signal already executed", signal_id=sig.signal_id)
             return True
@@ -768,17 +1037,20 @@ class TradingBot:
             return False
         t_send = time.time_ns()
         metrics.ORDER_LATENCY.labels(stage="signal_to_send").observe((t_send - sig.ts_signal) / 1e9)
-        self.orders_sent += 1
         try:
             await self.manager.submit(order)
         except Exception as exc:
             # The intent is durable (or was never written): recovery resolves it either way.
-            self.wire.wire_ns.pop(order.client_order_id, None)
+            if self.wire.wire_ns.pop(order.client_order_id, None) is not None:
+                self.orders_sent += 1  # it reached the wire: recovery settles its outcome
             self._failed("submit", exc)
             # nothing recorded: leave the signal pending so that it is retried
             return self.store.order_for_signal(sig.signal_id) is not None
         t_ack = time.time_ns()
-        t_wire = self.wire.wire_ns.pop(order.client_order_id, t_send)
+        wired = self.wire.wire_ns.pop(order.client_order_id, None)
+        if wired is not None:
+            self.orders_sent += 1  # counted once on the wire, not when merely attempted
+        t_wire = wired if wired is not None else t_send
         metrics.ORDER_LATENCY.labels(stage="send_to_ack").observe((t_ack - t_wire) / 1e9)
         if sig.ts_recv:
             metrics.ORDER_LATENCY.labels(stage="tick_to_order").observe(
@@ -998,10 +1270,14 @@ class TradingBot:
 
     async def _db_watch(self) -> None:
         """After a database error: once the store answers again, reconcile (answers that
-        could not be written while it was down are applied from the exchange's truth)."""
+        could not be written while it was down are applied from the exchange's truth).
+        Failed attempts back off (1 s doubling to 30 s): a store that answers reads but not
+        writes must not be hammered with reconciliations."""
+        pause = 1.0
         while True:
-            await asyncio.sleep(1.0)
-            if not self._db_failed:
+            await asyncio.sleep(pause)
+            if not self._db_failed or self.exit_code == EXIT_STORE_FATAL:
+                pause = 1.0
                 continue
             try:
                 await asyncio.to_thread(self.store.load_halt, ACCOUNT)
@@ -1011,8 +1287,10 @@ class TradingBot:
             self._db_failed = False
             try:
                 await self._reconcile(first=False)
+                pause = 1.0
             except Exception as exc:
                 self._failed("reconcile after database outage", exc)
+                pause = min(pause * 2, 30.0)
 
     async def _periodic_reconcile(self) -> None:
         while True:
@@ -1021,6 +1299,20 @@ class TradingBot:
                 await self._reconcile(first=False)
             except Exception as exc:
                 log.warning("periodic reconciliation failed", error=str(exc)[:200])
+
+    async def _lock_watch(self) -> None:
+        """The trading lock lives in a PostgreSQL session: a server restart ends it. Verify it
+        (taking it again if free); if another process holds it now, stop trading."""
+        while self.lock is not None:
+            await asyncio.sleep(5.0)
+            try:
+                await asyncio.to_thread(self.lock.verify)
+            except TradingLockHeldError as exc:
+                self.problem(f"the trading lock was lost to another process: {exc}")
+                self._request_stop()
+                return
+            except Exception as exc:  # the database is down: the order path refuses anyway
+                self._failed("trading lock check", exc)
 
     async def _ingest(self, store_dir: Path) -> None:
         from tessera.data.ingest.service import IngestService

@@ -8,6 +8,19 @@ exchange event time: the latency histograms measure from the receive time.
 A malformed message is counted, logged once per kind and skipped. A lost connection is retried
 with jittered exponential back-off; after every reconnect ``on_reconnect`` runs (the bot
 reconciles orders and re-fetches missed bars) before messages flow to the handlers again.
+
+A connection can also stay open and go silent (a stalled exchange gateway, a half-dead proxy, a
+replay that ended): the socket's heartbeat still answers, so only the data's own cadence shows
+it. Binance pushes a symbol's kline stream every 1-2 s while it trades, and its trade and book
+streams more often, so a symbol with no frame on any of its streams for ``stall_after_s``
+(default: 30 s, or 1.5 bars for longer bars) means the feed is stalled: the feed says so (log,
+``tessera_ws_reconnects{reason="stale"}``, `stalled`, which the bot's readiness reads) and
+reconnects; it stays stalled until every symbol has spoken again.
+
+`lag_ns` measures how late a frame arrives compared with the feed's usual lag (the smallest
+``receive time - event time`` of the last minutes: network latency plus any clock offset,
+including the offset of a replayed recording). A bar delivered after a stall arrives late by
+this measure, and the bot does not act on it (``max_bar_age_s``).
 """
 
 from __future__ import annotations
@@ -24,11 +37,27 @@ import aiohttp
 import orjson
 
 from tessera import metrics
+from tessera.live.clock import MarketClock
 from tessera.logging import get_logger
 from tessera.strategies.base import Bar, BookTop, TradeTick
 
 log = get_logger(__name__)
 MS = 1_000_000
+INTERVAL_S = {
+    "1s": 1,
+    "1m": 60,
+    "3m": 180,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
+}
 
 
 class MarketHandler(Protocol):
@@ -90,6 +119,37 @@ class FeedStats:
     bars: int = 0
     malformed: int = 0
     reconnects: int = 0
+    stalls: int = 0
+
+
+class LagBaseline:
+    """The smallest ``receive - event`` time of the recent past, in buckets of ``bucket_ns``:
+    the feed's normal lag. A frame's lag above it is delay (a stall, a backlog), whatever the
+    clocks' offset."""
+
+    def __init__(self, window_ns: int = 300_000_000_000, buckets: int = 10) -> None:
+        self.bucket_ns = max(window_ns // buckets, 1)
+        self.buckets = buckets
+        self._mins: dict[int, int] = {}
+
+    def observe(self, event_ns: int, recv_ns: int) -> None:
+        key = recv_ns // self.bucket_ns
+        lag = recv_ns - event_ns
+        if lag < self._mins.get(key, lag + 1):
+            self._mins[key] = lag
+        if len(self._mins) > self.buckets:
+            for old in sorted(self._mins)[: len(self._mins) - self.buckets]:
+                del self._mins[old]
+
+    def baseline(self) -> int | None:
+        return min(self._mins.values()) if self._mins else None
+
+    def delay_ns(self, event_ns: int, recv_ns: int) -> int:
+        """How much later than usual an event stamped ``event_ns`` arrived at ``recv_ns``."""
+        base = self.baseline()
+        if base is None:
+            return 0
+        return max(recv_ns - event_ns - base, 0)
 
 
 class MarketFeed:
@@ -104,11 +164,14 @@ class MarketFeed:
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         max_backoff_s: float = 30.0,
         count_metrics: bool = True,
+        stall_after_s: float | None = None,
+        market_clock: MarketClock | None = None,
     ) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.symbols = [s.upper() for s in symbols]
         self.streams = feed_streams(self.symbols, interval, book)
         self.handler = handler
+        self.market_clock = market_clock  # told every frame's exchange event time
         self.on_reconnect = on_reconnect
         self.max_backoff_s = max_backoff_s
         self.count_metrics = count_metrics
@@ -116,6 +179,20 @@ class MarketFeed:
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
         self._logged: set[str] = set()
+        if stall_after_s is None:
+            stall_after_s = max(30.0, 1.5 * INTERVAL_S.get(interval, 60))
+        self.stall_after_ns = int(stall_after_s * 1e9)
+        # symbol -> receive ns of its newest kline frame (open or closed bar)
+        self.last_seen_ns: dict[str, int] = {}
+        self.stalled = False
+        self._spoke: set[str] = set()  # symbols whose kline stream spoke since the stall
+        self.lag = LagBaseline()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Connected and every kline stream speaking at its cadence."""
+        return self.connected.is_set() and not self.stalled
 
     def stop(self) -> None:
         self._stop.set()
@@ -132,16 +209,28 @@ class MarketFeed:
                 reason = "closed"
                 try:
                     async with session.ws_connect(self.url, heartbeat=30, max_msg_size=0) as ws:
+                        self._ws = ws
+                        connected_at = time.time_ns()
+                        self.last_seen_ns = dict.fromkeys(self.symbols, connected_at)
+                        self._spoke = set()
                         self.connected.set()
                         metrics.WS_CONNECTED.set(1)
-                        backoff = 0.25
                         if not first and self.on_reconnect is not None:
                             await self.on_reconnect()
                         first = False
-                        await self._read(ws)
+                        watchdog = asyncio.ensure_future(self._watch_stall(ws))
+                        try:
+                            await self._read(ws)
+                        finally:
+                            watchdog.cancel()
+                        if watchdog.done() and not watchdog.cancelled() and watchdog.result():
+                            reason = "stale"
+                        elif not self.stalled:
+                            backoff = 0.25  # a connection that delivered data resets back-off
                 except (TimeoutError, OSError, aiohttp.ClientError) as exc:
                     reason = "error"
                     log.warning("market feed connection failed", error=str(exc)[:200])
+                self._ws = None
                 self.connected.clear()
                 metrics.WS_CONNECTED.set(0)
                 if self._stop.is_set():
@@ -153,6 +242,28 @@ class MarketFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 backoff = min(backoff * 2, self.max_backoff_s)
+
+    def silent_symbols(self, now_ns: int) -> list[str]:
+        """Symbols whose streams have all been silent for longer than ``stall_after_s``."""
+        return [s for s, t in self.last_seen_ns.items() if now_ns - t > self.stall_after_ns]
+
+    async def _watch_stall(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Close ``ws`` when a symbol goes silent (returns True then): the socket stays
+        open through a stall, and only a new connection can bring the data back."""
+        period = min(max(self.stall_after_ns / 4e9, 0.05), 1.0)
+        while True:
+            await asyncio.sleep(period)
+            silent = self.silent_symbols(time.time_ns())
+            if silent:
+                self.stalled = True
+                self.stats.stalls += 1
+                log.error(
+                    "market data stalled: reconnecting",
+                    symbols=silent,
+                    silent_s=round(self.stall_after_ns / 1e9, 1),
+                )
+                await ws.close()
+                return True
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         stopper = asyncio.ensure_future(self._stop.wait())
@@ -178,6 +289,14 @@ class MarketFeed:
         finally:
             stopper.cancel()
 
+    def _alive(self, symbol: str, recv_ns: int) -> None:
+        self.last_seen_ns[symbol] = recv_ns
+        if self.stalled:
+            self._spoke.add(symbol)
+            if self._spoke.issuperset(self.symbols):
+                self.stalled = False
+                log.info("market data flowing again")
+
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         """Decode one combined-stream frame and hand it to the handler."""
         self.stats.messages += 1
@@ -188,15 +307,19 @@ class MarketFeed:
                 return
             stream, d = doc["stream"], doc["data"]
             kind = stream.split("@", 1)[1].split("_", 1)[0]
+            self._alive(str(d["s"]), recv_ns)
             if self.count_metrics:
                 metrics.WS_MESSAGES.labels(
                     stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
                 ).inc()
             if kind == "kline":
+                event_ns = int(d["E"]) * MS
+                self.lag.observe(event_ns, recv_ns)
+                if self.market_clock is not None:
+                    self.market_clock.observe(str(d["s"]), int(d["E"]))
                 bar = parse_kline(d)
                 if bar is not None:
                     self.stats.bars += 1
-                    event_ns = int(d["E"]) * MS
                     metrics.market_data_seen(bar.symbol, event_ns, recv_ns)
                     self.handler.on_bar(bar, event_ns, recv_ns)
             elif kind == "trade":
@@ -207,6 +330,8 @@ class MarketFeed:
                     qty=float(d["q"]),
                     is_buyer_maker=bool(d["m"]),
                 )
+                if self.market_clock is not None:
+                    self.market_clock.observe(tick.symbol, int(d["E"]))
                 if self.count_metrics:
                     metrics.market_data_seen(tick.symbol, int(d["E"]) * MS, recv_ns)
                 self.handler.on_trade(tick, recv_ns)
