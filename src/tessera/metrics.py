@@ -547,24 +547,3 @@ LEDGER_CONFLICTS = Counter(
     "(a ledger error that is raised, never skipped as a duplicate)",
     ["table"],
 )
-
-# --- the exchange clock (issue 14, defect 10) -------------------------------------------------
-
-CLOCK_SYNC_REASONS: Final = frozenset({"startup", "periodic", "recv_window", "manual"})
-EXCHANGE_CLOCK_OFFSET_MS = Gauge(
-    "tessera_exchange_clock_offset_ms",
-    "Exchange clock minus local wall clock at the last sync, ms (positive: the exchange is ahead)",
-)
-EXCHANGE_CLOCK_UNCERTAINTY_MS = Gauge(
-    "tessera_exchange_clock_uncertainty_ms",
-    "Bound on the error of the measured offset (half the slowest sample's round trip), ms",
-)
-EXCHANGE_CLOCK_RESYNCS = Counter(
-    "tessera_exchange_clock_resyncs",
-    "Synchronisations with the exchange clock, by what asked for them",
-    ["reason"],
-)
-EXCHANGE_CLOCK_SYNC_FAILURES = Counter(
-    "tessera_exchange_clock_sync_failures",
-    "Synchronisations with the exchange clock that got no answer (the last offset is kept)",
-)
