@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
@@ -13,6 +15,7 @@ from rich.console import Console
 from tessera.bootstrap import AppContext
 from tessera.config.errors import ConfigError
 from tessera.config.models import ParamValue, StrategyRef
+from tessera.config.urls import redact_url
 from tessera.logging import configure_logging, get_logger, register_secret, scrub
 
 if TYPE_CHECKING:
@@ -116,7 +119,9 @@ def run(
 
     /metrics, /healthz and /readyz are served on the metrics port. Live mode refuses to start
     without credentials, without --i-understand-live-trading, or when reconciliation with the
-    exchange finds anything unexplained.
+    exchange finds anything unexplained. Dev mode trades only against a Tessera simulator (its
+    own, or the one at exchange.rest_url, which must identify itself as one); paper mode never
+    sends the configured credentials anywhere.
     """
     from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
 
@@ -136,6 +141,7 @@ def run(
     refs = [parse_strategy(t) for t in strategy] if strategy else list(s.live.strategies)
     if model is None and not strategy:
         refs = [r for r in refs if r.name != "model_signal"] or refs
+    check_strategies(refs)  # before anything starts or connects
     symbols = [x.upper() for x in symbol] if symbol else list(s.live.symbols)
     api_key = s.exchange.api_key.get_secret_value() if s.exchange.api_key else ""
     api_secret = s.exchange.api_secret.get_secret_value() if s.exchange.api_secret else ""
@@ -146,6 +152,12 @@ def run(
             "live mode trades real money: pass --i-understand-live-trading "
             "(or set live.i_understand_live_trading: true in configs/live.yaml)"
         )
+    if chosen == "paper":
+        # Paper fills are simulated here; the exchange only provides public market data. With
+        # no credentials handed to the bot, nothing in it can sign a request.
+        if api_key or api_secret:
+            log.info("paper mode: the configured exchange credentials are not used")
+        api_key = api_secret = ""
     from tessera.models.cli import registry_root
 
     sim_thread: SimulatorThread | None = None
@@ -153,6 +165,11 @@ def run(
         sim_thread, rest_url, ws_url = _start_dev_simulator(speed)
         api_key, api_secret = SIM_KEY, SIM_SECRET
         register_secret(SIM_SECRET)
+    elif chosen == "dev":
+        # The configured keys will sign requests to exchange.rest_url: only a simulator may
+        # get them without the live gate.
+        version = require_simulator(rest_url)
+        log.info("dev mode: simulator found", rest=redact_url(rest_url), version=version)
     options = BotOptions(
         mode=chosen,
         strategies=refs,
@@ -184,7 +201,8 @@ def run(
     bot.health = server.health  # the endpoint's handler reads this object: /readyz is the bot's
     out.print(
         f"[bold]tessera run[/] mode={chosen} strategies={[r.name for r in refs]} "
-        f"symbols={symbols} exchange={scrub(rest_url)} db={scrub(options.database_url)} "
+        f"symbols={symbols} exchange={scrub(redact_url(rest_url))} "
+        f"db={scrub(redact_url(options.database_url))} "
         f"metrics={server.url}"
     )
     try:
@@ -196,6 +214,63 @@ def run(
         if sim_thread is not None:
             sim_thread.stop()
     out.print(f"stopped: {bot.signals_published} signals, {bot.orders_sent} orders sent")
+
+
+def check_strategies(refs: list[StrategyRef]) -> None:
+    """Every strategy name and parameter valid, or `ConfigError` (exit 2) with the sentence that
+    names the strategy, the parameter, the value and what it accepts."""
+    from tessera.strategies import StrategyParamError, validate_strategy_params
+
+    for ref in refs:
+        try:
+            validate_strategy_params(ref.name, ref.params)
+        except StrategyParamError as exc:
+            raise ConfigError(f"--strategy: {exc}") from None
+        except KeyError as exc:
+            raise ConfigError(f"--strategy: {exc.args[0]}") from None
+
+
+def require_simulator(rest_url: str, timeout_s: float = 10.0) -> str:
+    """The version of the Tessera simulator answering at ``rest_url``, or `ConfigError`.
+
+    Dev mode signs requests with the configured credentials, which may be real exchange keys.
+    Before any of them is sent, an unsigned ``GET /api/v3/ping`` must come back with the
+    simulator's ``X-Tessera-Simulator`` header; anything else (a real exchange, a testnet, a
+    proxy, nothing at all) is refused: trading there is what live mode and its gate are for.
+    """
+    from tessera.sim.server import SIMULATOR_HEADER
+
+    url = rest_url.rstrip("/") + "/api/v3/ping"
+    shown = redact_url(rest_url)
+    version: str | None = None
+    if not rest_url.lower().startswith(("http://", "https://")):
+        raise ConfigError(
+            f"exchange.rest_url={shown}: an http:// or https:// URL is expected (for dev mode, "
+            "the address `tessera sim serve` prints)."
+        )
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            version = resp.headers.get(SIMULATOR_HEADER)
+    except urllib.error.HTTPError as exc:  # a simulator answering 429/5xx still says so
+        version = exc.headers.get(SIMULATOR_HEADER)
+    except (OSError, ValueError) as exc:
+        log.error("dev mode: the simulator does not answer", rest=shown, error=str(exc))
+        raise ConfigError(
+            f"dev mode: cannot reach a simulator at exchange.rest_url={shown} ({exc}). Start "
+            "one with `tessera sim serve` there, or unset exchange.rest_url to let dev mode "
+            "start its own."
+        ) from None
+    if not version:
+        log.error("dev mode refused: not a Tessera simulator", rest=shown)
+        raise ConfigError(
+            f"dev mode trades only against a Tessera simulator, and exchange.rest_url={shown} "
+            f"is not one (its answer to GET /api/v3/ping has no {SIMULATOR_HEADER} header); "
+            "nothing was sent to it with the configured API key. To trade there with the "
+            "configured credentials (a real exchange or a testnet), run --mode live "
+            "--i-understand-live-trading; for dev mode, unset exchange.rest_url (an in-process "
+            "simulator starts) or point it at `tessera sim serve`."
+        )
+    return version
 
 
 def _database_url(app: AppContext, fresh_exchange: bool) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 
+from tessera import __version__
 from tessera.logging import get_logger
 from tessera.sim.faults import FaultPlan
 from tessera.sim.market import SimMarket
@@ -34,10 +35,22 @@ from tessera.sim.rest import RestApi, exchange_info_limit
 from tessera.sim.state import MarketState
 from tessera.sim.ws import Connection, handle
 
-__all__ = ["ExchangeSimulator", "FaultPlan", "SimStats", "SimulatorThread", "recording_paths"]
+__all__ = [
+    "SIMULATOR_HEADER",
+    "ExchangeSimulator",
+    "FaultPlan",
+    "SimStats",
+    "SimulatorThread",
+    "recording_paths",
+]
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+# Every answer (REST and websocket handshake) names the simulator and its version, so that
+# `tessera run --mode dev` can prove it talks to a simulator before sending signed requests
+# with the configured keys (a real exchange never sends this header).
+SIMULATOR_HEADER = "X-Tessera-Simulator"
 
 MAX_WINDOW = 1024  # at max speed, how far the release may run ahead of the slowest subscriber
 IDLE_STEP = 16  # at max speed with no subscriber, frames released per event-loop turn
@@ -147,6 +160,11 @@ class ExchangeSimulator:
 
     def build_app(self) -> web.Application:
         app = web.Application()
+
+        async def identify(_: web.Request, response: web.StreamResponse) -> None:
+            response.headers[SIMULATOR_HEADER] = __version__
+
+        app.on_response_prepare.append(identify)
 
         async def ws_handler(request: web.Request) -> web.StreamResponse:
             return await handle(self, request)
