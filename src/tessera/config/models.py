@@ -250,6 +250,24 @@ class LiveConfig(StrictModel):
     claim_idle_ms: int = Field(30_000, gt=0, description="Claim pending signals idle this long")
     order_timeout_s: float = Field(10.0, gt=0, description="Submit/cancel timeout before querying")
     reconcile_interval_s: float = Field(60.0, gt=0, description="Periodic reconciliation")
+    max_bar_age_s: float = Field(
+        10.0,
+        gt=0,
+        description="A closed bar arriving later than this beyond the feed's usual lag (after a "
+        "stall, a backlog) is seen by the strategies but not traded on",
+    )
+    stall_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="A symbol with no market-data frame for this long is a stalled feed: the bot "
+        "goes not-ready and reconnects (default: 30 s, or 1.5 bars for bars longer than 20 s)",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Shutdown ends within this time whatever is in flight; what is left is "
+        "logged, the exit code is non-zero, and the next start resolves it",
+    )
     i_understand_live_trading: bool = Field(
         False, description="Must be true (or the CLI flag given) to trade real money"
     )

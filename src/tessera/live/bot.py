@@ -23,7 +23,7 @@ import contextlib
 import signal as os_signal
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -54,8 +54,9 @@ from tessera.execution.lock import (
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
-from tessera.execution.persistence import ExecutionStore
+from tessera.execution.persistence import ExecutionStore, LedgerConflictError
 from tessera.execution.reconcile import Reconciler
+from tessera.execution.schema import MAX_RUN_ID, MAX_STRATEGY_ID, MAX_SYMBOL, ValueTooLongError
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
 from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
@@ -244,6 +245,10 @@ class BotOptions:
     stall_after_s: float | None = None
     # SIGTERM to exit, whatever is in flight; what is left is said, and the next start resolves it
     shutdown_timeout_s: float = 30.0
+    # an order request unanswered this long has an unknown outcome (resolved by client order id)
+    order_timeout_s: float = 10.0
+    # the market data has ended (a finished replay): the bot stops, saying so, instead of idling
+    end_of_data: Callable[[], bool] | None = None
 
 
 def zero_counters(symbols: Sequence[str]) -> None:
@@ -356,6 +361,7 @@ class TradingBot:
         self.exit_code = EXIT_OK
         self.stale_bars = 0
         self.lock: TradingLock | None = None
+        self.ended_by_data = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
@@ -363,6 +369,7 @@ class TradingBot:
 
     async def _setup(self) -> None:
         o = self.o
+        self._check_identifiers()
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
         # one trading process per account: a second bot would double every position and each
@@ -374,8 +381,11 @@ class TradingBot:
         except TradingLockHeldError as exc:
             raise LiveRefusedError(str(exc)) from exc
         self.store = ExecutionStore(o.database_url, sync=o.database_sync)
-        with contextlib.suppress(Exception):
+        # a run id reused with another mode or other strategies is a LedgerConflictError
+        try:
             self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
+        except LedgerConflictError as exc:
+            raise LiveRefusedError(str(exc)) from exc
         info = await self._rest("/api/v3/exchangeInfo", {}, weight=20)
         self.filters: dict[str, SymbolFilters] = filters_by_symbol(info)
         missing = [s for s in self.symbols if s not in self.filters]
@@ -422,7 +432,12 @@ class TradingBot:
 
             self.paper = None
             self.exchange = CcxtExchange(
-                o.rest_url, o.api_key, o.api_secret, limiter=self.limiter, clock=self.clock
+                o.rest_url,
+                o.api_key,
+                o.api_secret,
+                limiter=self.limiter,
+                clock=self.clock,
+                timeout_ms=int(o.order_timeout_s * 1000),
             )
         self.observer = MetricsOrderObserver(o.quote_asset)
         self.wire = WireTimedExchange(self.exchange)
@@ -455,6 +470,25 @@ class TradingBot:
             self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id, self._emit)
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
+
+    def _check_identifiers(self) -> None:
+        """Every identifier the bot stores must fit its column: refused here, in one clear
+        sentence, rather than by the database at the first order."""
+        o = self.o
+        if len(o.run_id) > MAX_RUN_ID:
+            raise LiveRefusedError(
+                f"run id {o.run_id!r} is {len(o.run_id)} characters; at most {MAX_RUN_ID}"
+            )
+        for sym in self.symbols:
+            if len(sym) > MAX_SYMBOL:
+                raise LiveRefusedError(f"symbol {sym!r} is longer than {MAX_SYMBOL} characters")
+        for ref in o.strategies:
+            # the id may gain a "-N" suffix when the same strategy runs twice
+            if len(ref.name) + 4 > MAX_STRATEGY_ID:
+                raise LiveRefusedError(
+                    f"strategy name {ref.name!r} is too long: at most {MAX_STRATEGY_ID - 4} "
+                    "characters"
+                )
 
     async def _rest(self, path: str, params: Mapping[str, Any], weight: int = 2) -> Any:
         """A public REST call (klines, exchangeInfo), paced by the shared limiter once it
@@ -571,6 +605,8 @@ class TradingBot:
             if self.paper is None:
                 self._spawn(self._user_data(), "user-data")
             self._spawn(self.clock.run(self.stopping), "clock")
+            if o.end_of_data is not None:
+                self._spawn(self._watch_end_of_data(o.end_of_data), "end-of-data")
             self._spawn(self._lock_watch(), "lock-watch")
             if o.ingest_store is not None:
                 self._spawn(self._ingest(o.ingest_store), "ingest")
@@ -765,6 +801,11 @@ class TradingBot:
         so that it is reconciled as soon as it answers again."""
         from sqlalchemy.exc import SQLAlchemyError
 
+        if isinstance(exc, LedgerConflictError | ValueTooLongError):
+            # not an outage: two writers disagree, or a value cannot be stored. Retrying or
+            # reconciling cannot fix it, and trading on would build on a ledger in doubt.
+            self._store_fatal(where, exc)
+            return
         if isinstance(exc, SQLAlchemyError):
             self._db_failed = True
             if store_error_is_fatal(exc):
@@ -1299,6 +1340,16 @@ class TradingBot:
                 await self._reconcile(first=False)
             except Exception as exc:
                 log.warning("periodic reconciliation failed", error=str(exc)[:200])
+
+    async def _watch_end_of_data(self, ended: Callable[[], bool]) -> None:
+        """A replay that has ended sends nothing more: stop (exit 0, saying why) rather than
+        sit idle and ready. The last frames get a moment to arrive first."""
+        while not ended():  # noqa: ASYNC110 (a flag of the simulator's thread: no event here)
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)
+        log.warning("the market data ended (the replay is over): stopping")
+        self.ended_by_data = True
+        self._request_stop()
 
     async def _lock_watch(self) -> None:
         """The trading lock lives in a PostgreSQL session: a server restart ends it. Verify it

@@ -123,7 +123,7 @@ def run(
     own, or the one at exchange.rest_url, which must identify itself as one); paper mode never
     sends the configured credentials anywhere.
     """
-    from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+    from tessera.live.bot import BotOptions, BotStartError, LiveRefusedError, TradingBot
 
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
@@ -192,6 +192,13 @@ def run(
         consumer_group=s.live.consumer_group,
         claim_idle_ms=s.live.claim_idle_ms,
         reconcile_interval_s=s.live.reconcile_interval_s,
+        order_timeout_s=s.live.order_timeout_s,
+        max_bar_age_s=s.live.max_bar_age_s,
+        stall_after_s=s.live.stall_after_s,
+        shutdown_timeout_s=s.live.shutdown_timeout_s,
+        end_of_data=(
+            (lambda: sim_thread.sim.stats.replay_done) if sim_thread is not None else None
+        ),
         ingest_store=(s.data.store_dir or s.data_dir / "store") if ingest else None,
         duration_s=duration,
         consumer=f"bot-{app.run_id}",
@@ -206,14 +213,22 @@ def run(
         f"metrics={server.url}"
     )
     try:
-        asyncio.run(bot.run())
+        code = asyncio.run(bot.run())
     except LiveRefusedError as exc:
         out.print(f"[bold red]refused:[/] {exc}")
         raise typer.Exit(3) from exc
+    except BotStartError as exc:
+        out.print(f"[bold red]could not start:[/] {exc}")
+        raise typer.Exit(1) from exc
     finally:
         if sim_thread is not None:
             sim_thread.stop()
-    out.print(f"stopped: {bot.signals_published} signals, {bot.orders_sent} orders sent")
+    ended = " (the replay ended)" if bot.ended_by_data else ""
+    out.print(f"stopped{ended}: {bot.signals_published} signals, {bot.orders_sent} orders sent")
+    for problem in bot.problems:
+        out.print(f"[bold red]problem:[/] {problem}")
+    if code:
+        raise typer.Exit(code)
 
 
 def check_strategies(refs: list[StrategyRef]) -> None:
@@ -290,7 +305,9 @@ def _start_dev_simulator(speed: str) -> tuple[SimulatorThread, str, str]:
     from tessera.sim.server import ExchangeSimulator, SimulatorThread
     from tessera.sim.trading import TradingConfig, TradingEngine
 
-    sim = ExchangeSimulator(speed=parse_speed(speed), loop_replay=True)
+    # no loop: a second pass would replay bar times the bot has seen, and it would sit idle
+    # (and ready) on data it skips. The run ends with the replay instead (`end_of_data`).
+    sim = ExchangeSimulator(speed=parse_speed(speed), loop_replay=False)
     TradingEngine(sim, TradingConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
     thread = SimulatorThread(sim)
     started = thread.start()
