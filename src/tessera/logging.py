@@ -29,7 +29,8 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 # user:password@host in URLs, and signature=/apiKey= style query parameters.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?=@)")
+# the user may be empty: redis://:password@host is Redis's own form
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
 _QUERY_SECRET = re.compile(
     r"(?P<head>(?:signature|api[_-]?key|apikey|secret|token)=)[^&\s\"']+", re.IGNORECASE
 )

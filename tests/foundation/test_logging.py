@@ -129,3 +129,12 @@ def test_console_renderer_for_dev() -> None:
 def test_bind_context_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown context keys"):
         bind_context(user="x")
+
+
+def test_a_url_password_with_an_empty_user_is_masked_too() -> None:
+    from tessera.logging import scrub
+
+    for url in ("redis://:s3cret-pw@h:6379/0", "postgresql://u:hunter2@h/db"):
+        masked = scrub(f"connecting to {url}")
+        assert "s3cret-pw" not in masked and "hunter2" not in masked, masked
+        assert "@h" in masked

@@ -78,4 +78,6 @@ def _reason(text: str | None) -> str:
         return "filter"
     if "rate" in t or "-1015" in t or "-1003" in t:
         return "rate_limit"
+    if "recvwindow" in t or "-1021" in t:
+        return "timestamp"
     return "exchange"
