@@ -30,6 +30,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,10 @@ from tessera.config.models import (
     ValidationConfig,
 )
 from tessera.execution.persistence import ExecutionStore
+from tessera.sim.market import SimMarket
+from tessera.sim.recording import BUNDLED_RECORDINGS
 from tessera.sim.server import ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.sim.trading import TradingConfig, TradingEngine, with_order_limit
 from tessera.strategies import registered_strategies
 
 # Not grouped with `pytest.mark.xdist_group("live")`: that marker is not registered in
@@ -116,6 +119,11 @@ MODEL_SIGNALS_THRESHOLD = 100  # model_signal's from the bot's 100th
 # strategies keep placing orders with four-digit sequences for the rest of it.
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SPEED = 20.0  # replay speed: 20 one-second bars per wall-clock second, ~33 s per pass
+# The default order-rate limits (5 per second in the risk engine, 50 per 10 s on the exchange)
+# would deny most of these signals, and a strategy could then go the rest of the pass without
+# an order by chance. Lifted, nearly every signal that changes a position becomes an order:
+# hundreds of signal ids through the store, from every strategy.
+MAX_ORDERS_PER_SECOND = 30
 PASS_TIMEOUT_S = 650 / SPEED + 45  # the bot's start-up, one pass, and room for a loaded machine
 
 
@@ -151,10 +159,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    simulator = ExchangeSimulator(speed=SPEED, loop_replay=True)
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
+@pytest.fixture(scope="module")
+def market() -> SimMarket:
+    """The bundled recordings, advertising the order limit the simulator enforces (the bot's
+    rate limiter follows the exchangeInfo it reads)."""
+    base = SimMarket.from_recording(BUNDLED_RECORDINGS)
+    base.exchange_info = with_order_limit(base.exchange_info, 10 * MAX_ORDERS_PER_SECOND)
+    return base
+
+
+@contextmanager
+def running_simulator(
+    market: SimMarket, max_orders_10s: int
+) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
+    simulator = ExchangeSimulator(market, speed=SPEED, loop_replay=True)
+    config = TradingConfig(api_key=KEY, api_secret=SECRET, max_orders_10s=max_orders_10s)
+    engine = TradingEngine(simulator, config)
     thread = SimulatorThread(simulator)
     thread.start()
     try:
@@ -163,20 +183,31 @@ def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
         thread.stop()
 
 
-def scrape_signals(port: int) -> dict[str, float]:
-    """``tessera_signals`` by strategy from the bot's /metrics; empty while it is not serving."""
+@pytest.fixture
+def sim(market: SimMarket) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
+    with running_simulator(market, 10 * MAX_ORDERS_PER_SECOND) as running:
+        yield running
+
+
+def scrape(port: int, counter: str, label: str) -> dict[str, float]:
+    """A counter of the bot's /metrics by one label; empty while the bot is not serving."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return {}
     return {
-        sample.labels["strategy"]: sample.value
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(text)
-        if family.name == "tessera_signals"
+        if family.name == counter
         for sample in family.samples
-        if sample.name == "tessera_signals_total"
+        if sample.name == f"{counter}_total"
     }
+
+
+def scrape_signals(port: int) -> dict[str, float]:
+    """``tessera_signals`` by strategy id: the bot's signal sequence is their sum."""
+    return scrape(port, "tessera_signals", "strategy")
 
 
 def exchange_order_ids(engine: TradingEngine) -> set[str]:
@@ -191,7 +222,7 @@ def exchange_order_ids(engine: TradingEngine) -> set[str]:
 
 # an error-level line in structlog's console or JSON rendering
 ERROR_LINE = re.compile(r'\[(error|critical)\s*\]|"level":\s*"(error|critical)"')
-# expected noise at this signal rate: the order-rate limit (5/s) denies most signals
+# expected noise at this signal rate: the order-rate limit still denies some signals
 NOISE = "order denied by risk"
 
 
@@ -210,6 +241,69 @@ def excerpt(path: Path, lines: int = 15) -> str:
     )  # fmt: skip
 
 
+@dataclass
+class Bot:
+    """`tessera run` in its own process, logging to files: thousands of log lines would fill a
+    pipe and stall it."""
+
+    proc: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+    port: int
+
+    def logs(self) -> str:
+        return excerpt(self.out) + excerpt(self.err)
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the bot exited early ({self.proc.returncode}){self.logs()}")
+        return True
+
+    def stop(self) -> int:
+        """SIGTERM (graceful), then the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=45)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:  # a failed assertion must not leave the bot running
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_bot(tmp_path: Path, env: dict[str, str]) -> Bot:
+    """Every strategy of the matrix on both symbols, in live mode against the simulator."""
+    port = free_port()
+    args = [a for e in MATRIX.values() for spec in e.specs for a in ("--strategy", spec)]
+    args += [a for symbol in SYMBOLS for a in ("--symbol", symbol)]
+    out_path, err_path = tmp_path / "bot.out", tmp_path / "bot.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [TESSERA, "--metrics-port", str(port), "run", "--mode", "live",
+             "--i-understand-live-trading", "--interval", "1s", "--no-ingest", *args,
+             "--model", "matrix", "--duration", str(int(2 * PASS_TIMEOUT_S))],
+            env=env, cwd=tmp_path, stdout=out, stderr=err,
+        )  # fmt: skip
+    return Bot(proc, out_path, err_path, port)
+
+
+def matrix_env(
+    tmp_path: Path, database_url: str, simulator: ExchangeSimulator, registry: Path
+) -> dict[str, str]:
+    return bot_env(
+        tmp_path,
+        database_url,
+        simulator,
+        TESSERA_MODEL__REGISTRY_DIR=str(registry),
+        TESSERA_RISK__MAX_ORDERS_PER_SECOND=str(MAX_ORDERS_PER_SECOND),
+    )
+
+
+EXIT_LINE = re.compile(r"stopped: (\d+) signals, (\d+) orders sent")
+
+
 def test_the_matrix_covers_every_registered_strategy() -> None:
     assert set(MATRIX) == set(registered_strategies()), (
         "every built-in strategy must run in the end-to-end matrix: add the missing ones to "
@@ -225,22 +319,8 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
     sim: tuple[ExchangeSimulator, TradingEngine],
 ) -> None:
     simulator, engine = sim
-    env = bot_env(tmp_path, database_url, simulator, TESSERA_MODEL__REGISTRY_DIR=str(registry))
-    port = free_port()
-    args = [a for e in MATRIX.values() for spec in e.specs for a in ("--strategy", spec)]
-    args += [a for symbol in SYMBOLS for a in ("--symbol", symbol)]
-    out_path, err_path = tmp_path / "bot.out", tmp_path / "bot.err"
-    # log files, not pipes: thousands of log lines would fill a pipe and stall the bot
-    with out_path.open("w") as out, err_path.open("w") as err:
-        proc = subprocess.Popen(
-            [TESSERA, "--metrics-port", str(port), "run", "--mode", "live",
-             "--i-understand-live-trading", "--interval", "1s", "--no-ingest", *args,
-             "--model", "matrix", "--duration", str(int(2 * PASS_TIMEOUT_S))],
-            env=env, cwd=tmp_path, stdout=out, stderr=err,
-        )  # fmt: skip
-
-    def logs() -> str:
-        return excerpt(out_path) + excerpt(err_path)
+    bot = start_bot(tmp_path, matrix_env(tmp_path, database_url, simulator, registry))
+    logs = bot.logs
 
     def pass_over() -> bool:
         return simulator.stats.replays >= 1
@@ -254,9 +334,8 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
         )
 
     def reached_or_over() -> dict[str, float] | None:
-        if proc.poll() is not None:
-            raise AssertionError(f"the bot exited early ({proc.returncode}){logs()}")
-        counts = scrape_signals(port)
+        bot.alive()
+        counts = scrape_signals(bot.port)
         return counts if thresholds_passed(counts) or pass_over() else None
 
     try:
@@ -265,7 +344,7 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
             "the signal thresholds or the end of the replay pass",
             reached_or_over,
             timeout=PASS_TIMEOUT_S,
-            detail=lambda: f"signals so far {scrape_signals(port)}{logs()}",
+            detail=lambda: f"signals so far {scrape_signals(bot.port)}{logs()}",
         )
         reached_s = time.monotonic() - started
         # the run was long enough: measured from the bot, not assumed from a duration
@@ -276,19 +355,16 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
         before = exchange_order_ids(engine)
         # the rest of the pass: orders whose signal ids carry a sequence past 1000
         wait_for("the end of the replay pass", pass_over, timeout=PASS_TIMEOUT_S)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=45)
+        returncode = bot.stop()
     finally:
-        if proc.poll() is None:  # a failed assertion must not leave the bot running
-            proc.kill()
-            proc.wait()
-    output = out_path.read_text(errors="replace") + err_path.read_text(errors="replace")
+        bot.kill()
+    output = bot.output()
 
-    assert proc.returncode == 0, f"exit code {proc.returncode}{logs()}"
+    assert returncode == 0, f"exit code {returncode}{logs()}"
     instances = {name: sorted(k for k in signals if instance_name(k) == name) for name in MATRIX}
     for name, entry in MATRIX.items():
         assert len(instances[name]) == len(entry.specs), f"{name} instances {instances[name]}"
-    exit_line = re.search(r"stopped: (\d+) signals, (\d+) orders sent", output)
+    exit_line = EXIT_LINE.search(output)
     assert exit_line is not None, f"no exit line{logs()}"
     published, sent = int(exit_line[1]), int(exit_line[2])
     assert published > SEQ_THRESHOLD, exit_line[0]
@@ -325,3 +401,77 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
         assert store.load_halt("main") is None, "reconciliation or the kill-switch halted"
     finally:
         store.close()
+
+
+DAILY_ORDER_LIMIT = 40
+
+
+@pytest.fixture(scope="module")
+def exhausted_market() -> SimMarket:
+    """The bundled recordings, advertising a daily order limit the matrix exhausts within
+    seconds (Binance's is 160,000 a day): from then on the bot's rate limiter holds every
+    order back until the day rolls over."""
+    base = SimMarket.from_recording(BUNDLED_RECORDINGS)
+    limits = [
+        {**rl, "limit": DAILY_ORDER_LIMIT}
+        if (rl.get("rateLimitType"), rl.get("interval")) == ("ORDERS", "DAY")
+        else dict(rl)
+        for rl in base.exchange_info.get("rateLimits", [])
+    ]
+    assert any(rl["limit"] == DAILY_ORDER_LIMIT for rl in limits), limits
+    base.exchange_info = {**base.exchange_info, "rateLimits": limits}
+    return base
+
+
+def test_an_order_held_back_by_the_rate_limiter_at_shutdown_is_not_left_open_nor_counted_sent(
+    tmp_path: Path, registry: Path, exhausted_market: SimMarket
+) -> None:
+    """Found by the matrix: when the executor waits in the rate limiter (more signals than the
+    exchange's order limits admit), the order's intent is already recorded as SUBMITTED, and
+    the bot has already counted it as sent. A SIGTERM cancels the wait once the 10 s drain
+    gives up: the request never left, yet the exit line counts the order among those sent.
+    Worse, in the matrix's run (risk 30 orders/s against Binance's 50 per 10 s, stopped with a
+    backlog) the order held back had been recorded less than the 7 s settle time before, and
+    shutdown recovery left it SUBMITTED (``checked=1 ... unresolved=0``) behind an exit 0.
+
+    The daily limit makes the wait outlast any drain, so the state at the SIGTERM is certain
+    rather than a matter of where in a 10 s window it lands; the order held back is then older
+    than the settle time, and the assertion on open orders guards the closing that works."""
+    database_url = f"sqlite:///{tmp_path / 'tessera.db'}"
+    with running_simulator(exhausted_market, TradingConfig().max_orders_10s) as (simulator, engine):
+        bot = start_bot(tmp_path, matrix_env(tmp_path, database_url, simulator, registry))
+        try:
+            # the wait is counted as it begins: stop while an order is held back
+            wait_for(
+                "the bot's rate limiter holding an order back for the daily order limit",
+                lambda: (
+                    bot.alive()
+                    and scrape(bot.port, "tessera_rate_limit_waits", "scope").get("orders_1d", 0)
+                ),
+                timeout=PASS_TIMEOUT_S,
+                detail=bot.logs,
+            )
+            returncode = bot.stop()
+        finally:
+            bot.kill()
+        output = bot.output()
+        assert returncode == 0, f"exit code {returncode}{bot.logs()}"
+        exit_line = EXIT_LINE.search(output)
+        assert exit_line is not None, f"no exit line{bot.logs()}"
+        store = ExecutionStore(database_url)
+        try:
+            orders = store.list_orders(limit=1_000_000)
+            left_open = [(o.client_order_id, o.status.value) for o in orders if o.status.is_open]
+            on_exchange = exchange_order_ids(engine)
+            reached = [o for o in orders if o.client_order_id in on_exchange]
+            summary = (
+                f"{len(orders)} orders in the database, {len(reached)} reached the exchange, "
+                f"left open {left_open}; exit line {exit_line[0]!r}"
+            )
+            print(summary)
+            assert len(reached) == DAILY_ORDER_LIMIT, summary
+            assert not left_open, f"orders left open by a clean exit: {summary}{bot.logs()}"
+            assert int(exit_line[2]) == len(reached), f"orders counted as sent: {summary}"
+            assert_ledger_matches_every_symbol(store, engine)
+        finally:
+            store.close()
