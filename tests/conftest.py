@@ -39,6 +39,7 @@ SAMPLES = REPO / "samples"
 LIVE_PROCESSES = "live-processes"
 LIVE_PROCESS_DIRS = ("tests/live/", "tests/infra/", "tests/ingest/")
 _GROUPS_DIR = pytest.StashKey[Path]()
+TERMINAL_ENV = ("COLUMNS", "LINES")
 
 
 def worker_id() -> str:
@@ -65,8 +66,23 @@ def _groups_dir(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """Controller, per worker: where the worker writes the groups of the tests it collected."""
+    """Controller, per worker: where the worker writes the groups of the tests it collected,
+    and the terminal size variables of the controller's environment."""
     node.workerinput["tessera_groups_dir"] = str(_groups_dir(node.config))
+    node.workerinput["tessera_terminal_env"] = {k: os.environ.get(k) for k in TERMINAL_ENV}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Worker: the controller's COLUMNS and LINES. An xdist worker starts with COLUMNS=80 and
+    LINES=24 in its environment, which every CLI subprocess a test starts inherits: rich then
+    wraps and truncates at 80 columns what a run without xdist prints at the caller's width,
+    and tests that look for a long tmp path in the output fail only in parallel."""
+    workerinput = getattr(config, "workerinput", None)
+    for key, value in (workerinput or {}).get("tessera_terminal_env", {}).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

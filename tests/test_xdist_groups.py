@@ -4,7 +4,8 @@
 on one worker (module fixtures once, module-level names never used by two tests at once), and
 the tests that run bot processes run on one worker, one after another, first. xdist 3.8 keeps
 them by rewriting node ids, which pytest 9.2 ignores — nothing fails, the tests are simply
-spread one by one — so the promises are checked here, on what actually ran where.
+spread one by one — so the promises are checked here, on what actually ran where. And a
+worker's environment is the one the run was started with (COLUMNS, LINES).
 """
 
 from __future__ import annotations
@@ -55,3 +56,22 @@ def test_loadgroup_keeps_a_file_on_one_worker_and_the_bot_process_tests_together
     on_it = [path for worker, path in ran if worker == bot_worker]
     slow = {"tests/live/test_bots.py", "tests/infra/test_bots_too.py"}
     assert set(on_it[:12]) == slow, on_it  # ... and first there
+
+
+def test_a_worker_has_the_terminal_width_of_the_run_that_started_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xdist starts its workers with COLUMNS=80 and LINES=24; every CLI a test runs would
+    inherit them and wrap its output where a run without xdist does not."""
+    monkeypatch.setenv("COLUMNS", "321")
+    monkeypatch.delenv("LINES", raising=False)
+    pytester.makeini("[pytest]\n")
+    pytester.makeconftest(CONFTEST.read_text())
+    pytester.makepyfile(
+        test_env="import os\n\n\ndef test_width():\n"
+        "    assert (os.environ.get('COLUMNS'), os.environ.get('LINES')) == ('321', None)\n"
+    )
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1)
