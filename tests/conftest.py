@@ -64,6 +64,14 @@ def _groups_dir(config: pytest.Config) -> Path:
     return config.stash[_GROUPS_DIR]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``pytest -n N`` without ``--dist``: loadgroup (the groups above), not xdist's default
+    of test by test. An explicit ``--dist`` is left alone."""
+    if getattr(config.option, "numprocesses", None) and config.getoption("dist", "no") == "no":
+        config.option.dist = "loadgroup"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """Controller, per worker: where the worker writes the groups of the tests it collected,

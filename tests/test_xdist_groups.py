@@ -39,9 +39,7 @@ def test_loadgroup_keeps_a_file_on_one_worker_and_the_bot_process_tests_together
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    result = pytester.runpytest_subprocess(
-        "-n", "2", "--dist", "loadgroup", "-v", "-p", "no:cacheprovider"
-    )  # fmt: skip
+    result = pytester.runpytest_subprocess("-n", "2", "-v", "-p", "no:cacheprovider")  # loadgroup
     result.assert_outcomes(passed=36)
 
     ran = re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED (\S+)::test_\d", result.stdout.str())
