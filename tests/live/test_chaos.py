@@ -214,6 +214,7 @@ def _wait_in_flight(
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.timeout(600)  # ~100 s; 250 s seen on a two-core machine under a parallel suite
 def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
     tmp_path: Path, fresh_postgres_url: str
 ) -> None:
