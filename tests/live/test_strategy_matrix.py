@@ -63,9 +63,9 @@ from tessera.sim.server import ExchangeSimulator, SimulatorThread
 from tessera.sim.trading import TradingConfig, TradingEngine, with_order_limit
 from tessera.strategies import registered_strategies
 
-# Not grouped with `pytest.mark.xdist_group("live")`: that marker is not registered in
-# pyproject.toml (pytest-xdist is not a dependency) and `--strict-markers` is on. When it is,
-# this module belongs in the "live" group with the other tests that start a bot.
+# No `xdist_group` mark: under `pytest -n N`, tests/conftest.py puts every slow test of
+# tests/live/ in its "live-processes" group (bots timed against seconds must not run two at
+# once on two cores); a group of its own would run beside that one.
 pytestmark = pytest.mark.slow
 
 
