@@ -660,8 +660,16 @@ class TradingBot:
             waits, timeout=self.o.duration_s, return_when=asyncio.FIRST_COMPLETED
         )
         for t in done:
-            if t is not waits[0] and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
+            if t is waits[0] or t.cancelled():
+                continue
+            failure = t.exception()
+            name = t.get_name()  # type: ignore[attr-defined]
+            # the bot cannot trade without its feed or executor: stop, and say why (exit 1)
+            self.problem(
+                f"the {name} task ended: {failure!r}"[:400] if failure else f"the {name} task ended"
+            )
+            if failure is not None:
+                log.error("task failed", task=name, exc_info=failure)
         waits[0].cancel()
 
     async def _shutdown(self) -> None:
