@@ -698,6 +698,15 @@ class TradingBot:
             )
         log.info("bot stopped", signals=self.signals_published, orders=self.orders_sent)
 
+    def _unsettled(self) -> list[str]:
+        """Client ids of orders whose outcome is not known yet (intent or request in flight)."""
+        manager: OrderManager | None = getattr(self, "manager", None)
+        return [
+            o.client_order_id
+            for o in (manager.live.values() if manager is not None else ())
+            if o.status in (OrderStatus.SUBMITTED, OrderStatus.INITIALIZED)
+        ]
+
     def _left_behind(self) -> str:
         manager = getattr(self, "manager", None)
         pending = [t.get_name() for t in self._tasks if not t.done() and t.get_name() != "ingest"]
@@ -739,16 +748,20 @@ class TradingBot:
         if hasattr(self, "manager") and self.exit_code != EXIT_STORE_FATAL:
             # in-flight orders resolved before exit; after the executor is stopped, so that a
             # submit the drain gave up on (say, waiting for the rate limiter) is settled too
-            try:
-                await asyncio.wait_for(self.manager.recover(), min(15.0, left()))
-            except Exception as exc:
-                log.error("final recovery incomplete", error=str(exc)[:300])
-        manager: OrderManager | None = getattr(self, "manager", None)
-        open_orders = [
-            o.client_order_id
-            for o in (manager.live.values() if manager is not None else ())
-            if o.status in (OrderStatus.SUBMITTED, OrderStatus.INITIALIZED)
-        ]
+            # An order the exchange does not know yet is closed as never sent only once it is
+            # older than the recvWindow (`settle_ns`): a request cut off on its way (a submit the
+            # drain gave up on) may still be accepted until then. So recover until nothing is in
+            # flight, or the budget (less 2 s for closing) is spent.
+            while True:
+                try:
+                    await asyncio.wait_for(self.manager.recover(), min(15.0, left()))
+                except Exception as exc:
+                    log.error("final recovery incomplete", error=str(exc)[:300])
+                    break
+                if not self._unsettled() or left() < 3.0:
+                    break
+                await asyncio.sleep(min(1.0, left() - 2.0))
+        open_orders = self._unsettled()
         if open_orders:
             self.problem(
                 f"orders still in flight at exit (the next start resolves them by client "
