@@ -6,10 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# Test workers: one per core, at most 4 (the live tests share one PostgreSQL and one Redis, and
-# their bot processes run one at a time anyway). `make test PYTEST_WORKERS=1` for one worker.
+# Test workers: one per core, at most 4 (the live tests share one PostgreSQL and one Redis).
+# `make test PYTEST_WORKERS=1` for one worker.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
-# --dist loadgroup: a file's tests on one worker, the live bot-process tests all on one worker
+# --dist loadgroup: a file's tests on one worker, the heaviest bot-process tests on one worker
 # (one after another, started first); see tests/conftest.py.
 PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup
 

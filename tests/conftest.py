@@ -27,17 +27,25 @@ SAMPLES = REPO / "samples"
 #
 # `make test` runs ``pytest -n N --dist loadgroup``: a group's tests all run on one worker, one
 # after another. Every test gets a group: the one its ``xdist_group`` mark names, else
-# LIVE_PROCESSES for the tests that run whole bot processes against a simulator (``slow``, in
-# LIVE_PROCESS_DIRS) — they time the bot against windows of seconds, and two at once on a
-# two-core machine would each see the other's load as latency — else its file (as ``--dist
-# loadfile``: module fixtures built once, a file's tests never concurrent with each other). The
-# live-process group is scheduled first (the longest unit); the other workers take the rest.
+# LIVE_PROCESSES for the slow tests of LIVE_PROCESS_FILES — the heaviest, which start many bot
+# processes or several at once and time them against windows of seconds: two of them at once
+# on a two-core machine would each see the other's load as latency — else its file (as
+# ``--dist loadfile``: module fixtures built once, a file's tests never concurrent with each
+# other). The live-process group (~6 min) is scheduled first; the other worker takes the rest
+# meanwhile, and both share what is left. The rest of the suite mostly waits (bars replayed at
+# 10x, timeouts), so the other bot tests may run beside one of these; a serial group of every
+# bot test (~13 min) would be the whole run's critical path.
 #
 # xdist 3.8's own loadgroup tags node ids (``nodeid@group``), which pytest >= 9.2 no longer lets
 # a plugin change (pytest-dev/pytest-xdist#1386): grouping is silently lost. So the workers
 # write each test's group to a file of the run, and the controller schedules by it.
 LIVE_PROCESSES = "live-processes"
-LIVE_PROCESS_DIRS = ("tests/live/", "tests/infra/", "tests/ingest/")
+LIVE_PROCESS_FILES = (
+    "tests/live/test_chaos.py",  # 21 bot processes started and killed one after another
+    "tests/live/test_strategy_matrix.py",  # every strategy past signal 1000, on both databases
+    "tests/live/test_shared_limits.py",  # two bots sharing one order budget, to the order
+    "tests/live/test_kill_switch.py",  # bots restarted; a halt must land within two seconds
+)
 _GROUPS_DIR = pytest.StashKey[Path]()
 TERMINAL_ENV = ("COLUMNS", "LINES")
 
@@ -53,7 +61,7 @@ def _group(item: pytest.Item) -> str:
     if named:
         return "_".join(named)  # as xdist joins several
     path = item.nodeid.split("::", 1)[0]
-    if item.get_closest_marker("slow") and path.startswith(LIVE_PROCESS_DIRS):
+    if item.get_closest_marker("slow") and path in LIVE_PROCESS_FILES:
         return LIVE_PROCESSES
     return path
 

@@ -2,7 +2,7 @@
 
 `make test` runs ``pytest -n N --dist loadgroup`` and counts on two promises: a file's tests run
 on one worker (module fixtures once, module-level names never used by two tests at once), and
-the tests that run bot processes run on one worker, one after another, first. xdist 3.8 keeps
+the heaviest bot-process tests run on one worker, one after another, first. xdist 3.8 keeps
 them by rewriting node ids, which pytest 9.2 ignores — nothing fails, the tests are simply
 spread one by one — so the promises are checked here, on what actually ran where. And a
 worker's environment is the one the run was started with (COLUMNS, LINES).
@@ -21,9 +21,14 @@ pytest_plugins = ["pytester"]
 CONFTEST = Path(__file__).with_name("conftest.py")
 FAST = "\n".join(f"def test_{i}():\n    pass\n" for i in range(6))
 SLOW = "import pytest\n\npytestmark = pytest.mark.slow\n\n" + FAST
+MIXED = (
+    "import pytest\n\n"
+    + FAST.replace("test_", "test_fast_")
+    + "".join(f"\n@pytest.mark.slow\ndef test_slow_{i}():\n    pass\n" for i in range(6))
+)  # the file's slow tests with the heaviest, the others a file of their own
 
 
-def test_loadgroup_keeps_a_file_on_one_worker_and_the_bot_process_tests_together_first(
+def test_loadgroup_keeps_a_file_on_one_worker_and_the_heaviest_bot_tests_together_first(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeini("[pytest]\nmarkers =\n    slow: long\n")
@@ -32,28 +37,29 @@ def test_loadgroup_keeps_a_file_on_one_worker_and_the_bot_process_tests_together
         "tests/risk/test_a.py": FAST,
         "tests/risk/test_b.py": FAST,
         "tests/models/test_c.py": FAST,
-        "tests/live/test_units.py": FAST,  # in tests/live but not slow: a file like any other
-        "tests/live/test_bots.py": SLOW,
-        "tests/infra/test_bots_too.py": SLOW,
+        "tests/live/test_chaos.py": MIXED,
+        "tests/live/test_shared_limits.py": SLOW,
+        "tests/live/test_bot_e2e.py": SLOW,  # a bot test, not one of the heaviest: its own file
     }.items():
         path = pytester.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     result = pytester.runpytest_subprocess("-n", "2", "-v", "-p", "no:cacheprovider")  # loadgroup
-    result.assert_outcomes(passed=36)
+    result.assert_outcomes(passed=42)
 
-    ran = re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED (\S+)::test_\d", result.stdout.str())
-    assert len(ran) == 36, result.stdout.str()
+    ran = re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED (\S+::test_\w+)", result.stdout.str())
+    assert len(ran) == 42, result.stdout.str()
+    heavy = {"tests/live/test_chaos.py::test_slow", "tests/live/test_shared_limits.py::test"}
     workers: dict[str, set[str]] = defaultdict(set)
-    for worker, path in ran:
-        workers[path].add(worker)
+    for worker, test in ran:
+        name = test.rsplit("_", 1)[0]
+        workers[name if name in heavy else test.split("::")[0]].add(worker)
     assert all(len(w) == 1 for w in workers.values()), dict(workers)  # a file on one worker
-    bots = workers["tests/live/test_bots.py"] | workers["tests/infra/test_bots_too.py"]
-    assert len(bots) == 1, dict(workers)  # the bot-process tests on one worker...
-    (bot_worker,) = bots
-    on_it = [path for worker, path in ran if worker == bot_worker]
-    slow = {"tests/live/test_bots.py", "tests/infra/test_bots_too.py"}
-    assert set(on_it[:12]) == slow, on_it  # ... and first there
+    bots = workers["tests/live/test_chaos.py::test_slow"]
+    assert bots == workers["tests/live/test_shared_limits.py::test"], dict(workers)
+    (bot_worker,) = bots  # the heaviest bot-process tests on one worker...
+    on_it = [test.rsplit("_", 1)[0] for worker, test in ran if worker == bot_worker]
+    assert set(on_it[:12]) == heavy, on_it  # ... and first there
 
 
 def test_a_worker_has_the_terminal_width_of_the_run_that_started_it(
