@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_bot_helpers import KEY, SECRET, assert_ledger_matches
+from inprocess_bot import bot_options, running_simulator, wait_until
+from live_bot_helpers import assert_ledger_matches
 
-from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.persistence import ExecutionStore
 from tessera.live.bot import (
     EXIT_OK,
@@ -32,8 +31,8 @@ from tessera.live.bot import (
 )
 from tessera.live.feed import LagBaseline
 from tessera.sim import FaultPlan
-from tessera.sim.server import ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingEngine
 
 pytestmark = pytest.mark.slow
 
@@ -42,43 +41,12 @@ pytestmark = pytest.mark.slow
 def sim(request: pytest.FixtureRequest) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
     """The simulator, with the fault plan of ``@pytest.mark.parametrize("sim", [plan],
     indirect=True)`` when a test gives one."""
-    plan = getattr(request, "param", None) or FaultPlan()
-    simulator = ExchangeSimulator(speed=5.0, loop_replay=True, faults=plan)
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
-    thread = SimulatorThread(simulator)
-    thread.start()
-    try:
-        yield simulator, engine
-    finally:
-        thread.stop()
+    with running_simulator(getattr(request, "param", None)) as pair:
+        yield pair
 
 
 def options(sim: ExchangeSimulator, database_url: str, **kw: Any) -> BotOptions:
-    base: dict[str, Any] = {
-        "mode": "live",
-        "strategies": [StrategyRef(name="sma_cross", params={"fast": 2, "slow": 3, "qty": 0.001})],
-        "symbols": ["BTCUSDT"],
-        "interval": "1s",
-        "rest_url": sim.rest_url,
-        "ws_url": sim.ws_url,
-        "database_url": database_url,
-        "run_id": f"faults-{secrets.token_hex(4)}",
-        "risk": RiskConfig(),
-        "api_key": KEY,
-        "api_secret": SECRET,
-        "reconcile_interval_s": 3600.0,
-    }
-    base.update(kw)
-    return BotOptions(**base)
-
-
-async def wait_until(cond: Any, within: float, what: str) -> None:
-    """Polls ``cond``: the bot's state has no event for each of these conditions."""
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    return bot_options(sim, database_url, **kw)
 
 
 def test_the_lag_baseline_measures_delay_beyond_the_usual_lag_whatever_the_clock_offset() -> None:

@@ -37,27 +37,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_bot_helpers import KEY, SECRET, assert_ledger_matches
+from inprocess_bot import bot_options, running_simulator, wait_until
+from live_bot_helpers import assert_ledger_matches
 from test_resilience import CuttableProxy
 
-from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import OrderSide, OrderStatus
 from tessera.execution.persistence import ExecutionStore
-from tessera.live.bot import EXIT_OK, EXIT_STORE_FATAL, BotOptions, LiveRefusedError, TradingBot
-from tessera.sim import FaultPlan
-from tessera.sim.server import ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.live.bot import EXIT_OK, EXIT_STORE_FATAL, LiveRefusedError, TradingBot
+from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingEngine
 
 pytestmark = pytest.mark.slow
-
-
-async def wait_until(cond: Callable[[], Any], within: float, what: str) -> None:
-    """Polls ``cond``: the bot's state has no event for each of these conditions."""
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def ready(bot: TradingBot) -> bool:
@@ -79,25 +69,12 @@ class Case:
     def bot(self, **kw: Any) -> TradingBot:
         base: dict[str, Any] = {
             "mode": self.mode,
-            "strategies": [
-                StrategyRef(name="sma_cross", params={"fast": 2, "slow": 3, "qty": 0.001})
-            ],
-            "symbols": ["BTCUSDT"],
-            "interval": "1s",
-            "rest_url": self.sim.rest_url,
-            "ws_url": self.sim.ws_url,
-            "database_url": self.db,
-            "run_id": f"matrix-{secrets.token_hex(4)}",
-            "risk": RiskConfig(),
-            "api_key": KEY,
-            "api_secret": SECRET,
-            "reconcile_interval_s": 3600.0,
             "shutdown_timeout_s": 15.0,
             "stall_after_s": 3.0,
         }
         base.update(self.opts)
         base.update(kw)
-        bot = TradingBot(BotOptions(**base))
+        bot = TradingBot(bot_options(self.sim, self.db, **base))
         self.bots.append(bot)
         return bot
 
@@ -342,14 +319,8 @@ ON_POSTGRES = {"read_only_store"}
 
 @pytest.fixture
 def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    simulator = ExchangeSimulator(speed=5.0, loop_replay=True, faults=FaultPlan())
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
-    thread = SimulatorThread(simulator)
-    thread.start()
-    try:
-        yield simulator, engine
-    finally:
-        thread.stop()
+    with running_simulator() as pair:
+        yield pair
 
 
 def _free_port() -> int:
