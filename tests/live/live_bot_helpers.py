@@ -38,8 +38,18 @@ def bot_env(tmp_path: Path, db: str, sim: ExchangeSimulator, **extra: str) -> di
     return env
 
 
+def assets_of(engine: TradingEngine, symbol: str) -> tuple[str, str]:
+    """(base, quote) of ``symbol`` as the simulator's exchangeInfo declares them."""
+    for info in engine.sim.market.exchange_info["symbols"]:
+        if info["symbol"] == symbol:
+            return str(info["baseAsset"]), str(info["quoteAsset"])
+    raise AssertionError(f"{symbol} is not in the simulator's exchangeInfo")
+
+
 def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[str, Any]:
-    """Our database against the simulator's ledger, unit for unit."""
+    """Our database against the simulator's ledger, unit for unit: every order, every fill
+    (by trade id), and every asset's balance change; each fill moves its own symbol's base and
+    quote asset, as the exchange books it."""
     ours = {o.client_order_id: o for o in store.list_orders(limit=1_000_000)}
     theirs = {o.client_order_id: o for o in engine.orders.values()}
     assert theirs, "the bot placed no order"
@@ -49,19 +59,23 @@ def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[
     for cid, o in ours.items():
         ex = theirs.get(cid)
         if ex is None:  # never reached the exchange: must be closed, never left open
-            # closed as never sent, or refused unprocessed (429)
             assert o.status in (OrderStatus.CANCELED, OrderStatus.REJECTED), (cid, o.status)
             continue
         assert o.filled_qty == ex.executed_qty, (cid, o.filled_qty, ex.executed_qty)
-        assert o.status.value == {"PARTIALLY_FILLED": "PARTIALLY_FILLED"}.get(
-            ex.status, {"NEW": "ACCEPTED"}.get(ex.status, ex.status)
-        ), (cid, o.status, ex.status)
+        assert o.status.value == {"NEW": "ACCEPTED"}.get(ex.status, ex.status), (
+            cid,
+            o.status,
+            ex.status,
+        )
     signal_ids = [o.signal_id for o in ours.values() if o.signal_id]
     assert len(signal_ids) == len(set(signal_ids)), "a signal produced two orders"
 
     fills = {f.trade_id: f for f in store.all_fills()}
     sim_fills = {str(f.trade_id): f for f in engine.fills}
-    assert set(fills) == set(sim_fills), "fills differ from the exchange's trades"
+    assert set(fills) == set(sim_fills), (
+        f"fills differ from the exchange's trades: ours only {set(fills) - set(sim_fills)}, "
+        f"the exchange's only {set(sim_fills) - set(fills)}"
+    )
     for tid, f in fills.items():
         sf = sim_fills[tid]
         assert (f.price, f.qty, f.fee, f.fee_asset) == (
@@ -72,19 +86,31 @@ def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[
         ), tid
         assert f.client_order_id == sf.order.client_order_id
 
-    # positions and balances: what our fills explain is exactly what the exchange holds
+    # balances: what our fills explain is exactly what the exchange holds, asset by asset
     start = {a: Decimal(v) for a, v in TradingConfig().balances.items()}
     delta: dict[str, Decimal] = defaultdict(Decimal)
+    held_by_symbol: dict[str, Decimal] = defaultdict(Decimal)
     for f in fills.values():
+        base, quote = assets_of(engine, f.symbol)
         sign = 1 if f.side is OrderSide.BUY else -1
-        delta["BTC"] += sign * f.qty
-        delta["USDT"] -= sign * f.qty * f.price
+        delta[base] += sign * f.qty
+        delta[quote] -= sign * f.qty * f.price
         delta[f.fee_asset] -= f.fee
-    for asset in ("BTC", "USDT"):
+        held_by_symbol[f.symbol] += sign * f.qty - (f.fee if f.fee_asset == base else 0)
+    for asset in set(delta) | set(start):
         held = engine.free[asset] + engine.locked[asset]
-        assert held == start[asset] + delta[asset], (asset, held, start[asset] + delta[asset])
-    position = sum((p.qty for p in store.positions() if p.symbol == "BTCUSDT"), Decimal(0))
-    assert position == delta["BTC"]  # base-asset commissions included: what the account holds
+        expected = start.get(asset, Decimal(0)) + delta[asset]
+        assert held == expected, (asset, held, expected)
+    positions: dict[str, Decimal] = defaultdict(Decimal)
+    for p in store.positions():
+        positions[p.symbol] += p.qty
+    for symbol in set(positions) | set(held_by_symbol):
+        # base-asset commissions included: the positions add up to what the account holds
+        assert positions[symbol] == held_by_symbol[symbol], (
+            symbol,
+            positions[symbol],
+            held_by_symbol[symbol],
+        )
     by_strategy: dict[str, int] = defaultdict(int)
     for o in ours.values():
         by_strategy[o.strategy] += 1

@@ -40,12 +40,12 @@ from live_bot_helpers import (
     KEY,
     SECRET,
     TESSERA,
+    assert_ledger_matches,
     bot_env,
     free_port,
     wait_for,
 )
 from prometheus_client.parser import text_string_to_metric_families
-from strategy_matrix_helpers import assert_ledger_matches_every_symbol
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
 from tessera.config.models import (
@@ -418,7 +418,7 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
                     f"{sid} placed no order after the signal sequence passed {SEQ_THRESHOLD} "
                     f"(a signal id too long for the store?): {summary}{logs()}"
                 )
-        assert_ledger_matches_every_symbol(store, engine)
+        assert_ledger_matches(store, engine)
         assert store.load_halt("main") is None, "reconciliation or the kill-switch halted"
     finally:
         store.close()
@@ -493,6 +493,6 @@ def test_an_order_held_back_by_the_rate_limiter_at_shutdown_is_not_left_open_nor
             assert len(reached) == DAILY_ORDER_LIMIT, summary
             assert not left_open, f"orders left open by a clean exit: {summary}{bot.logs()}"
             assert int(exit_line[2]) == len(reached), f"orders counted as sent: {summary}"
-            assert_ledger_matches_every_symbol(store, engine)
+            assert_ledger_matches(store, engine)
         finally:
             store.close()
