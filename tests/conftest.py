@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +145,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _GROUPS_DIR in config.stash and not hasattr(config, "workerinput"):
         shutil.rmtree(config.stash[_GROUPS_DIR], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_pending_torch_seed() -> Iterator[None]:
+    """A command run in-process (CliRunner, bootstrap) seeds torch lazily: with torch not yet
+    imported, the seed waits in a module global for the next torch import — in a test process,
+    whichever later test imports torch through the models, in whatever order this worker runs
+    them (test_models_cli before test_mlp: the MLP test's "fitting leaves the global torch RNG
+    as it was" failed, seeded 42 by a pending seed). One test's pending seed ends with it."""
+    yield
+    seeding = sys.modules.get("tessera.config.seeding")
+    if seeding is not None:
+        seeding._pending_torch_seed = None
 
 
 @pytest.fixture
