@@ -102,6 +102,40 @@ def test_a_second_trading_process_is_refused_naming_the_holder(database_url: str
         again.verify()
 
 
+def test_the_refusal_names_the_holder_of_this_database_not_of_another_on_the_server(
+    fresh_postgres_url: str,
+) -> None:
+    """Advisory locks belong to a database, but pg_locks lists the whole server's: two Tessera
+    databases on one server each have their own account "main" and their own holder."""
+    import secrets
+
+    import psycopg
+
+    PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"  # noqa: N806
+
+    other_name = f"tessera_t_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{other_name}"')
+    other_url = fresh_postgres_url.rsplit("/", 1)[0] + f"/{other_name}"
+    try:
+        # both orders of taking them: pg_locks lists them in no promised order
+        for first, second in ((other_url, fresh_postgres_url), (fresh_postgres_url, other_url)):
+            a = acquire_trading_lock(first, "main", LockHolder(f"run-{first[-8:]}", "live"))
+            b = acquire_trading_lock(second, "main", LockHolder(f"run-{second[-8:]}", "live"))
+            try:
+                for url in (first, second):
+                    with pytest.raises(TradingLockHeldError) as err:
+                        acquire_trading_lock(url, "main", LockHolder("run-third", "live"))
+                    assert err.value.holder is not None, str(err.value)
+                    assert err.value.holder.run_id == f"run-{url[-8:]}", str(err.value)
+            finally:
+                b.release()
+                a.release()
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{other_name}" WITH (FORCE)')
+
+
 def test_the_lock_is_free_again_once_its_holder_is_killed(
     database_url: str, holder_process: subprocess.Popen[str]
 ) -> None:

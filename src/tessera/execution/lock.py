@@ -252,7 +252,9 @@ class _AdvisoryLock(_Backend):
                 "SELECT l.pid, t.run_id, t.mode, t.pid, t.host, t.since, t.backend_pid "
                 "FROM pg_locks l LEFT JOIN trading_locks t ON t.account = %s "
                 "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::bigint::oid "
-                "AND l.objid = %s::bigint::oid AND l.objsubid = 1",
+                "AND l.objid = %s::bigint::oid AND l.objsubid = 1 "
+                # advisory locks belong to a database; pg_locks lists the whole server's
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (account, classid, objid),
             ).fetchone()
             if found is None:
