@@ -15,17 +15,26 @@ from live_bot_helpers import KEY, SECRET
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.live.bot import BotOptions
 from tessera.sim import FaultPlan
+from tessera.sim.market import SimMarket
 from tessera.sim.server import ExchangeSimulator, SimulatorThread
 from tessera.sim.trading import TradingConfig, TradingEngine
 
 
 @contextlib.contextmanager
 def running_simulator(
-    plan: FaultPlan | None = None, speed: float = 5.0
+    plan: FaultPlan | None = None,
+    speed: float = 5.0,
+    *,
+    market: SimMarket | None = None,
+    loop_replay: bool = True,
+    **trading: Any,
 ) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    """The simulator replaying the bundled recordings in a loop, with its trading engine."""
-    simulator = ExchangeSimulator(speed=speed, loop_replay=True, faults=plan or FaultPlan())
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
+    """The simulator on its own thread replaying ``market`` (default: the bundled recordings,
+    in a loop), with its trading engine (``trading``: more `TradingConfig` fields)."""
+    simulator = ExchangeSimulator(
+        market, speed=speed, loop_replay=loop_replay, faults=plan or FaultPlan()
+    )
+    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET, **trading))
     thread = SimulatorThread(simulator)
     thread.start()
     try:

@@ -117,6 +117,41 @@ def assert_ledger_matches(store: ExecutionStore, engine: TradingEngine) -> dict[
     return {"orders": len(ours), "fills": len(fills), "by_strategy": dict(by_strategy)}
 
 
+def register_small_model(root: Path, name: str) -> Path:
+    """A registered LightGBM model on short-warm-up features of the real 1m bars, so that
+    ``model_signal`` scores the bot's 1s bars within a few bars of the start. The tests check
+    the plumbing (model -> strategy -> signal -> risk -> order), not an edge."""
+    from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
+    from tessera.config.models import (
+        FeatureConfig,
+        FeatureSpec,
+        LabelConfig,
+        LightGBMParams,
+        ModelConfig,
+        ValidationConfig,
+    )
+    from tessera.models import train
+
+    bars = read_bar_file(SAMPLE_BARS).head(12_000)
+    features = FeatureConfig(
+        features=[
+            FeatureSpec(name="log_return", params={"window": 1}),
+            FeatureSpec(name="log_return", params={"window": 5}),
+            FeatureSpec(name="rsi", params={"window": 14}),
+            FeatureSpec(name="zscore", params={"window": 20}),
+        ]
+    )
+    config = ModelConfig(
+        name=name,
+        kind="lightgbm",
+        label=LabelConfig(horizon=5),
+        validation=ValidationConfig(n_splits=2, min_train_bars=4_000, embargo_bars=5),
+        lightgbm=LightGBMParams(n_estimators=40, min_child_samples=50),
+    )
+    train(bars, config, features=features, registry_dir=root)
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,21 +19,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from live_bot_helpers import KEY, SECRET, TESSERA, assert_ledger_matches, bot_env
-
-from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
-from tessera.config.models import (
-    FeatureConfig,
-    FeatureSpec,
-    LabelConfig,
-    LightGBMParams,
-    ModelConfig,
-    ValidationConfig,
+from inprocess_bot import running_simulator
+from live_bot_helpers import (
+    KEY,
+    SECRET,
+    TESSERA,
+    assert_ledger_matches,
+    bot_env,
+    register_small_model,
 )
+
 from tessera.execution.orders import OrderSide
 from tessera.execution.persistence import ExecutionStore
-from tessera.sim.server import ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingEngine
 
 pytestmark = pytest.mark.slow
 
@@ -41,39 +40,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registered LightGBM model on short-warm-up features of the real 1m bars."""
-    from tessera.models import train
-
-    root = tmp_path_factory.mktemp("registry")
-    bars = read_bar_file(SAMPLE_BARS).head(12_000)
-    features = FeatureConfig(
-        features=[
-            FeatureSpec(name="log_return", params={"window": 1}),
-            FeatureSpec(name="log_return", params={"window": 5}),
-            FeatureSpec(name="rsi", params={"window": 14}),
-            FeatureSpec(name="zscore", params={"window": 20}),
-        ]
-    )
-    config = ModelConfig(
-        name="e2e",
-        kind="lightgbm",
-        label=LabelConfig(horizon=5),
-        validation=ValidationConfig(n_splits=2, min_train_bars=4_000, embargo_bars=5),
-        lightgbm=LightGBMParams(n_estimators=40, min_child_samples=50),
-    )
-    train(bars, config, features=features, registry_dir=root)
-    return root
+    return register_small_model(tmp_path_factory.mktemp("registry"), "e2e")
 
 
 @pytest.fixture
 def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    simulator = ExchangeSimulator(speed=10.0, loop_replay=True)
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
-    thread = SimulatorThread(simulator)
-    thread.start()
-    try:
-        yield simulator, engine
-    finally:
-        thread.stop()
+    with running_simulator(speed=10.0) as pair:
+        yield pair
 
 
 def run_bot(

@@ -22,10 +22,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
-from live_bot_helpers import KEY, SECRET, TESSERA, bot_env
+from inprocess_bot import running_simulator
+from live_bot_helpers import TESSERA, bot_env
 
-from tessera.sim.server import SIMULATOR_HEADER, ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.sim.server import SIMULATOR_HEADER, ExchangeSimulator
+from tessera.sim.trading import TradingEngine
 
 pytestmark = pytest.mark.slow
 
@@ -100,14 +101,8 @@ def _serve_impostor(target: str, impostor: Impostor) -> None:
 
 @pytest.fixture
 def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    simulator = ExchangeSimulator(speed=10.0, loop_replay=True)
-    engine = TradingEngine(simulator, TradingConfig(api_key=KEY, api_secret=SECRET))
-    thread = SimulatorThread(simulator)
-    thread.start()
-    try:
-        yield simulator, engine
-    finally:
-        thread.stop()
+    with running_simulator(speed=10.0) as pair:
+        yield pair
 
 
 @pytest.fixture

@@ -30,37 +30,27 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
+from inprocess_bot import running_simulator
 from live_bot_helpers import (
-    KEY,
-    SECRET,
     TESSERA,
     assert_ledger_matches,
     bot_env,
     free_port,
+    register_small_model,
     wait_for,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
-from tessera.config.models import (
-    FeatureConfig,
-    FeatureSpec,
-    LabelConfig,
-    LightGBMParams,
-    ModelConfig,
-    ValidationConfig,
-)
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim.market import SimMarket
 from tessera.sim.recording import BUNDLED_RECORDINGS
-from tessera.sim.server import ExchangeSimulator, SimulatorThread
-from tessera.sim.trading import TradingConfig, TradingEngine, with_order_limit
+from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingEngine, with_order_limit
 from tessera.strategies import registered_strategies
 
 # No `xdist_group` mark: under `pytest -n N`, tests/conftest.py puts every slow test of
@@ -136,29 +126,8 @@ def instance_name(strategy_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registered LightGBM model on short-warm-up features of the real 1m bars, so that
-    ``model_signal`` scores the bot's 1s bars within a few bars of the start."""
-    from tessera.models import train
-
-    root = tmp_path_factory.mktemp("registry")
-    bars = read_bar_file(SAMPLE_BARS).head(12_000)
-    features = FeatureConfig(
-        features=[
-            FeatureSpec(name="log_return", params={"window": 1}),
-            FeatureSpec(name="log_return", params={"window": 5}),
-            FeatureSpec(name="rsi", params={"window": 14}),
-            FeatureSpec(name="zscore", params={"window": 20}),
-        ]
-    )
-    config = ModelConfig(
-        name="matrix",
-        kind="lightgbm",
-        label=LabelConfig(horizon=5),
-        validation=ValidationConfig(n_splits=2, min_train_bars=4_000, embargo_bars=5),
-        lightgbm=LightGBMParams(n_estimators=40, min_child_samples=50),
-    )
-    train(bars, config, features=features, registry_dir=root)
-    return root
+    """A registered LightGBM model, so that ``model_signal`` scores the bot's 1s bars early."""
+    return register_small_model(tmp_path_factory.mktemp("registry"), "matrix")
 
 
 @pytest.fixture(scope="module")
@@ -170,26 +139,13 @@ def market() -> SimMarket:
     return base
 
 
-@contextmanager
-def running_simulator(
-    market: SimMarket, max_orders_10s: int
-) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    # one pass, no loop: a looped pass repeats bar times the bot has seen (it does not trade
-    # them), and the bot's progress is told by the newest event time it has seen
-    simulator = ExchangeSimulator(market, speed=SPEED)
-    config = TradingConfig(api_key=KEY, api_secret=SECRET, max_orders_10s=max_orders_10s)
-    engine = TradingEngine(simulator, config)
-    thread = SimulatorThread(simulator)
-    thread.start()
-    try:
-        yield simulator, engine
-    finally:
-        thread.stop()
-
-
 @pytest.fixture
 def sim(market: SimMarket) -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
-    with running_simulator(market, 10 * MAX_ORDERS_PER_SECOND) as running:
+    # one pass, no loop: a looped pass repeats bar times the bot has seen (it does not trade
+    # them), and the bot's progress is told by the newest event time it has seen
+    with running_simulator(
+        speed=SPEED, market=market, loop_replay=False, max_orders_10s=10 * MAX_ORDERS_PER_SECOND
+    ) as running:
         yield running
 
 
@@ -459,7 +415,10 @@ def test_an_order_held_back_by_the_rate_limiter_at_shutdown_is_not_left_open_nor
     rather than a matter of where in a 10 s window it lands; the order held back is then older
     than the settle time, and the assertion on open orders guards the closing that works."""
     database_url = f"sqlite:///{tmp_path / 'tessera.db'}"
-    with running_simulator(exhausted_market, TradingConfig().max_orders_10s) as (simulator, engine):
+    with running_simulator(speed=SPEED, market=exhausted_market, loop_replay=False) as (
+        simulator,
+        engine,
+    ):
         bot = start_bot(tmp_path, matrix_env(tmp_path, database_url, simulator, registry))
         try:
             # the wait is counted as it begins: stop while an order is held back
