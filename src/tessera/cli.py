@@ -27,6 +27,7 @@ from tessera.bootstrap import AppContext, bootstrap
 from tessera.config import SECTION_MODELS, ConfigError, load_settings, load_yaml
 from tessera.logging import get_logger
 from tessera.metrics import MetricsServerError
+from tessera.strategies.guard import StrategyError
 
 log = get_logger("tessera.cli")
 out = Console()
@@ -308,6 +309,10 @@ def main() -> None:
     except MetricsServerError as exc:
         err.print(Text.assemble(("metrics error: ", "bold red"), str(exc)))
         sys.exit(2)
+    except StrategyError as exc:
+        # user code raised: the run stops naming the strategy, the hook, the bar and the line
+        err.print(Text.assemble(("strategy error: ", "bold red"), str(exc)))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,17 @@ STORE_FATAL = Counter(
     "tessera_store_fatal_errors",
     "Database errors that stop the bot (disk full, read-only store): it cannot record orders",
 )
+STRATEGY_HOOKS: Final = frozenset({"on_start", "on_bar", "on_fill", "on_stop"})
+STRATEGY_ERRORS = Counter(
+    "tessera_strategy_errors",
+    "Exceptions raised by strategy code, by hook (the strategy is isolated; see strategy_paused)",
+    ["strategy", "hook"],
+)
+STRATEGY_PAUSED = Gauge(
+    "tessera_strategy_paused",
+    "1 when a strategy was paused after live.max_strategy_errors consecutive errors",
+    ["strategy"],
+)
 
 # Market data / websocket
 WS_MESSAGES = Counter("tessera_ws_messages", "Websocket messages received", ["stream_type"])

@@ -21,9 +21,11 @@ import pytest
 from inprocess_bot import bot_options, running_simulator, wait_until
 from live_bot_helpers import assert_ledger_matches
 
+from tessera.config.models import StrategyRef
 from tessera.execution.persistence import ExecutionStore
 from tessera.live.bot import (
     EXIT_OK,
+    EXIT_PROBLEMS,
     EXIT_STORE_FATAL,
     BotOptions,
     TradingBot,
@@ -33,6 +35,7 @@ from tessera.live.feed import LagBaseline
 from tessera.sim import FaultPlan
 from tessera.sim.server import ExchangeSimulator
 from tessera.sim.trading import TradingEngine
+from tessera.strategies.base import Bar, Strategy, StrategyContext
 
 pytestmark = pytest.mark.slow
 
@@ -252,6 +255,48 @@ async def test_a_full_disk_stops_the_bot_fast_with_a_non_zero_exit_and_nothing_u
     store = ExecutionStore(db)
     try:
         assert not [o for o in store.list_orders(limit=100_000) if o.status.value == "SUBMITTED"]
+        assert_ledger_matches(store, engine)
+    finally:
+        store.close()
+
+
+class _AlwaysRaises(Strategy):
+    """A user strategy with a bug on every bar."""
+
+    name = "always_raises"
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        raise KeyError("a bug in the user's strategy")
+
+
+async def test_a_strategy_that_raises_is_paused_while_the_others_trade_on_and_the_exit_says_so(
+    tmp_path: Path,
+    sim: tuple[ExchangeSimulator, TradingEngine],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tessera.strategies import base
+
+    monkeypatch.setitem(base._REGISTRY, _AlwaysRaises.name, _AlwaysRaises)
+    simulator, engine = sim
+    db = f"sqlite:///{tmp_path / 'bot.db'}"
+    strategies = [
+        StrategyRef(name="always_raises"),
+        StrategyRef(name="sma_cross", params={"fast": 2, "slow": 3, "qty": 0.001}),
+    ]
+    bot = TradingBot(options(simulator, db, strategies=strategies, max_strategy_errors=5))
+    task = asyncio.create_task(bot.run())
+    try:
+        await wait_until(lambda: bot.orders_sent >= 3, 60, "sma_cross trading")
+    finally:
+        bot._request_stop()
+        code = await asyncio.wait_for(task, 60)
+    guard = bot.guards["always_raises"]
+    assert guard.paused and guard.errors == 5, (guard.paused, guard.errors)
+    assert code == EXIT_PROBLEMS, (code, bot.problems)
+    assert any("'always_raises' paused after 5 consecutive errors" in p for p in bot.problems)
+    store = ExecutionStore(db)
+    try:
+        assert {o.strategy for o in store.list_orders(limit=100_000)} == {"sma_cross"}
         assert_ledger_matches(store, engine)
     finally:
         store.close()

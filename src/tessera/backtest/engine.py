@@ -53,6 +53,7 @@ from tessera.execution.portfolio import Instrument, Portfolio
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
 from tessera.risk.engine import AccountView, OrderIntent, RiskAction, RiskEngine, RiskListener
 from tessera.strategies.base import Bar, Strategy
+from tessera.strategies.guard import StrategyError
 
 ZERO = Decimal(0)
 MS = 1_000_000
@@ -239,7 +240,10 @@ class BacktestEngine:
         exposure: array[float] = array("d")
         self._cash_f = float(cfg.initial_cash)
         for st in strategies:
-            st.on_start(self._contexts[st.strategy_id])
+            try:
+                st.on_start(self._contexts[st.strategy_id])
+            except Exception as exc:
+                raise StrategyError(st.strategy_id, "on_start", None, exc) from exc
         if len(data) == 1:
             self._run_single(self.symbols[data[0].symbol], times, equity, exposure)
         else:
@@ -256,7 +260,10 @@ class BacktestEngine:
                 equity.append(eq)
                 exposure.append(expo)
         for st in strategies:
-            st.on_stop(self._contexts[st.strategy_id])
+            try:
+                st.on_stop(self._contexts[st.strategy_id])
+            except Exception as exc:
+                raise StrategyError(st.strategy_id, "on_stop", None, exc) from exc
         self.sync_marks()
         assert len(times) <= n_steps
         return build_result(
@@ -320,7 +327,10 @@ class BacktestEngine:
                     symbol, ot_l[j], t, op_l[j], hi_l[j], lo_l[j], close, vol_l[j], qv_l[j], tb_l[j]
                 )
                 for strat, ctx in pairs:
-                    strat.on_bar(bar, ctx)
+                    try:
+                        strat.on_bar(bar, ctx)
+                    except Exception as exc:  # user code: name it, the hook and the bar
+                        raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
                 pos = st.position_f
                 if pos:
                     eq = self._cash_f + pos * close
@@ -376,7 +386,10 @@ class BacktestEngine:
         )
         for strat in self._strategies.values():
             if st.symbol in strat.symbols:
-                strat.on_bar(bar, self._contexts[strat.strategy_id])
+                try:
+                    strat.on_bar(bar, self._contexts[strat.strategy_id])
+                except Exception as exc:  # user code: name it, the hook and the bar
+                    raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
 
     def sync_marks(self) -> None:
         """Push the latest closes into the exact portfolio (only when someone needs it)."""
@@ -557,4 +570,7 @@ class BacktestEngine:
         self.fill_records.append(FillRecord(fill, match.reference_price, realized))
         strat = self._by_order.get(order.client_order_id)
         if strat is not None:
-            strat.on_fill(fill, self._contexts[strat.strategy_id])
+            try:
+                strat.on_fill(fill, self._contexts[strat.strategy_id])
+            except Exception as exc:
+                raise StrategyError(strat.strategy_id, "on_fill", None, exc) from exc

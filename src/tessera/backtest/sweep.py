@@ -29,6 +29,7 @@ from tessera.backtest.engine import BacktestEngine
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.logging import get_logger
 from tessera.strategies import strategy_class
+from tessera.strategies.guard import StrategyError
 
 log = get_logger(__name__)
 
@@ -98,7 +99,11 @@ def _run_point(
     except (KeyError, ValueError, TypeError) as exc:
         row["error"] = str(exc)
         return row
-    result = BacktestEngine(config, risk).run([series], [strat])
+    try:
+        result = BacktestEngine(config, risk).run([series], [strat])
+    except StrategyError as exc:  # this grid point's strategy raised: its row says where
+        row["error"] = str(exc)
+        return row
     for k in ROW_METRICS:
         row[k] = float(result.metrics.get(k, math.nan))
     row["final_equity"] = float(result.equity[-1])

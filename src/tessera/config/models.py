@@ -262,6 +262,12 @@ class LiveConfig(StrictModel):
         description="A symbol with no market-data frame for this long is a stalled feed: the bot "
         "goes not-ready and reconnects (default: 30 s, or 1.5 bars for bars longer than 20 s)",
     )
+    max_strategy_errors: int = Field(
+        3,
+        gt=0,
+        description="A strategy whose code raises this many times in a row is paused (logged, "
+        "tessera_strategy_paused); the other strategies trade on and the run exits 1",
+    )
     shutdown_timeout_s: float = Field(
         30.0,
         gt=0,

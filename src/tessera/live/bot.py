@@ -75,6 +75,7 @@ from tessera.metrics import HealthState
 from tessera.risk.engine import AccountView, HaltRecord, OrderIntent, RiskAction, RiskEngine
 from tessera.risk.listeners import MetricsRiskListener
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick, strategy_class
+from tessera.strategies.guard import StrategyGuard
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
@@ -249,6 +250,8 @@ class BotOptions:
     order_timeout_s: float = 10.0
     # the market data has ended (a finished replay): the bot stops, saying so, instead of idling
     end_of_data: Callable[[], bool] | None = None
+    # a strategy raising this many times in a row is paused (the others trade on; exit 1)
+    max_strategy_errors: int = 3
 
 
 def zero_counters(symbols: Sequence[str]) -> None:
@@ -362,6 +365,8 @@ class TradingBot:
         self.stale_bars = 0
         self.lock: TradingLock | None = None
         self.ended_by_data = False
+        self._strategies_stopped = False
+        self._warming_done = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
@@ -460,6 +465,7 @@ class TradingBot:
             log.info("model loaded", model=self.scorer.name, features=len(self.scorer.columns))
         self.strategies: list[Strategy] = []
         self.contexts: dict[str, LiveContext] = {}
+        self.guards: dict[str, StrategyGuard] = {}
         for ref in o.strategies:
             sid = ref.name if ref.name not in self.contexts else f"{ref.name}-{len(self.contexts)}"
             try:
@@ -468,6 +474,9 @@ class TradingBot:
                 raise LiveRefusedError(f"strategy {ref.name}: {exc}") from exc
             self.strategies.append(strat)
             self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id, self._emit)
+            self.guards[strat.strategy_id] = StrategyGuard(
+                strat, o.max_strategy_errors, self._strategy_paused
+            )
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
 
@@ -530,6 +539,8 @@ class TradingBot:
     async def _warm_up(self) -> None:
         """Recent closed bars over REST, through features, model and strategies, without
         trading; afterwards each strategy's current target is published once."""
+        for strat in self.strategies:
+            self.guards[strat.strategy_id].call("on_start", self.contexts[strat.strategy_id])
         need = max([s.warmup_bars for s in self.strategies] + [0])
         if self.scorer is not None:
             need = max(need, self.scorer.warmup + 1)
@@ -547,6 +558,7 @@ class TradingBot:
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
             self._on_closed_bar(bar, event_ns, recv_ns)
         self.warming = False
+        self._warming_done = True
         for ctx in self.contexts.values():
             for sym, target in ctx.targets.items():
                 self._emit(ctx._strategy, sym, target)
@@ -722,6 +734,12 @@ class TradingBot:
         if feed is not None:
             feed.stop()
         self.warming = True  # strategies may still see a bar; nothing new is published
+        if not self._strategies_stopped:
+            self._strategies_stopped = True
+            for sid, guard in getattr(self, "guards", {}).items():
+                if not self._warming_done:
+                    break  # on_start never ran: no on_stop either
+                guard.call("on_stop", self.contexts[sid])
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
         if executor is not None and not executor.done() and self.exit_code != EXIT_STORE_FATAL:
             with contextlib.suppress(TimeoutError):
@@ -817,6 +835,9 @@ class TradingBot:
         except Exception as exc:  # a failing strategy or store must not stop the market feed
             self._failed("bar", exc)
 
+    def _strategy_paused(self, strategy: Strategy, reason: str) -> None:
+        self.problem(reason)
+
     def _failed(self, where: str, exc: Exception) -> None:
         """An error outside the order path: logged; a database error marks the store suspect
         so that it is reconciled as soon as it answers again."""
@@ -883,8 +904,9 @@ class TradingBot:
             else:
                 self.predictions[bar.symbol] = score
         self._t_model[bar.symbol] = time.time_ns()
-        for strat in self.strategies:
-            strat.on_bar(bar, self.contexts[strat.strategy_id])
+        for strat in self.strategies:  # each isolated: one strategy's error stops no other
+            sid = strat.strategy_id
+            self.guards[sid].call("on_bar", bar, self.contexts[sid], bar=bar)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
@@ -1163,9 +1185,9 @@ class TradingBot:
         self.observer.on_event(order, event, live_orders)
         if event.kind is OrderEventKind.FILLED and event.fill is not None:
             self.account.apply_fill(event.fill)
-            strat = next((s for s in self.strategies if s.strategy_id == order.strategy), None)
-            if strat is not None:
-                strat.on_fill(event.fill, self.contexts[strat.strategy_id])
+            guard = self.guards.get(order.strategy)
+            if guard is not None:
+                guard.call("on_fill", event.fill, self.contexts[order.strategy])
         if order.status.is_terminal:
             self.manager.live.pop(order.client_order_id, None)
 

@@ -196,6 +196,7 @@ def run(
         max_bar_age_s=s.live.max_bar_age_s,
         stall_after_s=s.live.stall_after_s,
         shutdown_timeout_s=s.live.shutdown_timeout_s,
+        max_strategy_errors=s.live.max_strategy_errors,
         end_of_data=(
             (lambda: sim_thread.sim.stats.replay_done) if sim_thread is not None else None
         ),
