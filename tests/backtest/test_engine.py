@@ -243,3 +243,30 @@ def test_two_symbols_two_strategies_share_one_account(btc_series: BarSeries) -> 
         set(minute.close_time.tolist()) | set(coinbase.close_time.tolist())
     )
     assert np.all(np.diff(both.times) > 0)
+
+
+class CancelsOnFill(Scripted):
+    """An OCO by hand: when one of its two resting orders fills, cancel everything open."""
+
+    def on_fill(self, fill: Any, ctx: StrategyContext) -> None:
+        super().on_fill(fill, ctx)
+        ctx.cancel_all()
+
+
+def test_cancel_all_inside_on_fill_cancels_the_others_and_leaves_the_filled_order_alone(
+    btc_series: BarSeries,
+) -> None:
+    close = float(btc_series.close[10])
+    plan = {
+        10: [
+            {"side": OrderSide.BUY, "qty": D("0.01"), "order_type": OrderType.MARKET},
+            {"side": OrderSide.SELL, "qty": D("0.01"), "order_type": OrderType.LIMIT,
+             "price": D(str(round(close * 2, 2)))},
+        ]
+    }  # fmt: skip
+    strat = CancelsOnFill([btc_series.symbol], plan)
+    BacktestEngine(cfg(), LOOSE_RISK).run([btc_series], [strat])
+    market, limit = strat.orders
+    assert market.status is OrderStatus.FILLED
+    assert limit.status is OrderStatus.CANCELED
+    assert len(strat.fills) == 1

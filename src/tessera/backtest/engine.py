@@ -159,15 +159,18 @@ class BacktestContext:
         self._engine.cancel(client_order_id)
 
     def cancel_all(self, symbol: str | None = None) -> None:
-        for w in list(self._engine.working):
-            if w.order.strategy == self._strategy and (symbol is None or w.order.symbol == symbol):
-                self._engine.cancel(w.order.client_order_id)
+        # called from on_fill, the order being filled is still in the working list: only the
+        # orders still open are cancelled
+        for order in self.open_orders(symbol):
+            self._engine.cancel(order.client_order_id)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return [
             w.order
             for w in self._engine.working
-            if w.order.strategy == self._strategy and (symbol is None or w.order.symbol == symbol)
+            if w.order.strategy == self._strategy
+            and w.order.status.is_open
+            and (symbol is None or w.order.symbol == symbol)
         ]
 
     def target_position(self, symbol: str, qty: Decimal) -> Order | None:
@@ -491,6 +494,8 @@ class BacktestEngine:
     def cancel(self, client_order_id: str) -> None:
         for w in self.working:
             if w.order.client_order_id == client_order_id:
+                if not w.order.status.is_open:
+                    return  # filled (or closed) already: nothing to cancel
                 self.state_machine.apply(w.order, OrderEvent(K.CANCEL_REQUESTED, self.now))
                 self.state_machine.apply(w.order, OrderEvent(K.CANCELED, self.now))
                 self.working.remove(w)

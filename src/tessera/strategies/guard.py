@@ -48,8 +48,9 @@ class StrategyError(RuntimeError):
         self.hook = hook
         self.bar = bar
         self.error = error
+        on_bar = f" on the {describe_bar(bar)}" if bar is not None else ""
         super().__init__(
-            f"strategy {strategy_id!r} raised in {hook} on the {describe_bar(bar)}: "
+            f"strategy {strategy_id!r} raised in {hook}{on_bar}: "
             f"{type(error).__name__}: {error} (at {where_raised(error)})"
         )
 
@@ -109,9 +110,10 @@ class StrategyGuard:
         if self.consecutive >= self.max_consecutive_errors:
             self.paused = True
             metrics.STRATEGY_PAUSED.labels(strategy=sid).set(1)
+            on_bar = f" on the {describe_bar(bar)}" if bar is not None else ""
             reason = (
                 f"strategy {sid!r} paused after {self.consecutive} consecutive errors "
-                f"(last in {hook} on the {describe_bar(bar)}: {type(exc).__name__}: {exc})"
+                f"(last in {hook}{on_bar}: {type(exc).__name__}: {exc})"
             )
             log.error("strategy paused", strategy_id=sid, reason=reason[:400])
             if self.on_paused is not None:
