@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -290,6 +291,8 @@ async def test_a_strategy_that_raises_is_paused_while_the_others_trade_on_and_th
     finally:
         bot._request_stop()
         code = await asyncio.wait_for(task, 60)
+    # the process has its signals back once the bot is done
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     guard = bot.guards["always_raises"]
     assert guard.paused and guard.errors == 5, (guard.paused, guard.errors)
     assert code == EXIT_PROBLEMS, (code, bot.problems)

@@ -366,6 +366,7 @@ class TradingBot:
         self.lock: TradingLock | None = None
         self.ended_by_data = False
         self._strategies_stopped = False
+        self._signal_handlers: list[os_signal.Signals] = []
         self._warming_done = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
@@ -575,6 +576,7 @@ class TradingBot:
         for sig in (os_signal.SIGTERM, os_signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._request_stop, sig.name)
+                self._signal_handlers.append(sig)
         self.health.checks = {
             "market_data": lambda: hasattr(self, "feed") and self.feed.healthy,
             "store": lambda: self.exit_code != EXIT_STORE_FATAL,
@@ -708,6 +710,13 @@ class TradingBot:
                 f"shutdown took longer than {budget:g} s; left: {self._left_behind()}",
                 EXIT_SHUTDOWN_TIMEOUT,
             )
+        # a bot run inside a longer-lived process (a notebook, the demo, tests) gives the
+        # process its signals back
+        loop = asyncio.get_running_loop()
+        for sig in self._signal_handlers:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        self._signal_handlers.clear()
         log.info("bot stopped", signals=self.signals_published, orders=self.orders_sent)
 
     def _unsettled(self) -> list[str]:
