@@ -77,6 +77,7 @@ RISK_DENIAL_REASONS: Final = frozenset(
         "halted",
         "reducing_only",
         "kill_switch",
+        "no_borrow",  # spot: a sell beyond what the account holds (a short) is not sent
     }
 )
 TRADING_STATES: Final = ("ACTIVE", "REDUCING", "HALTED")

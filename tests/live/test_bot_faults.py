@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +304,35 @@ async def test_a_strategy_that_raises_is_paused_while_the_others_trade_on_and_th
         assert_ledger_matches(store, engine)
     finally:
         store.close()
+
+
+class _ShortsFromFlat(Strategy):
+    """Wants to be short from its first bar: on spot without the base asset, impossible."""
+
+    name = "shorts_from_flat"
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        ctx.target_position(bar.symbol, Decimal("-0.001"))
+
+
+async def test_a_spot_short_without_the_asset_is_not_sent_and_is_said_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera import metrics
+    from tessera.strategies import base
+
+    monkeypatch.setitem(base._REGISTRY, _ShortsFromFlat.name, _ShortsFromFlat)
+    denied = metrics.RISK_DENIALS.labels(reason="no_borrow")
+    before = denied._value.get()
+    with running_simulator(balances={"USDT": "100000"}) as (simulator, engine):
+        db = f"sqlite:///{tmp_path / 'bot.db'}"
+        bot = TradingBot(options(simulator, db, strategies=[StrategyRef(name="shorts_from_flat")]))
+        task = asyncio.create_task(bot.run())
+        try:
+            await wait_until(lambda: denied._value.get() > before, 60, "the denial")
+        finally:
+            bot._request_stop()
+            code = await asyncio.wait_for(task, 60)
+    assert code == EXIT_OK, bot.problems
+    assert not engine.orders, "a sell of an asset the account does not hold was sent"
+    assert bot._narrowed_logged == {("shorts_from_flat", "BTCUSDT")}

@@ -367,7 +367,8 @@ class TradingBot:
         self.ended_by_data = False
         self._strategies_stopped = False
         self._signal_handlers: list[os_signal.Signals] = []
-        self._warming_done = False
+        self._narrowed_logged: set[tuple[str, str]] = set()
+        self._strategies_started = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
@@ -540,6 +541,7 @@ class TradingBot:
     async def _warm_up(self) -> None:
         """Recent closed bars over REST, through features, model and strategies, without
         trading; afterwards each strategy's current target is published once."""
+        self._strategies_started = True
         for strat in self.strategies:
             self.guards[strat.strategy_id].call("on_start", self.contexts[strat.strategy_id])
         need = max([s.warmup_bars for s in self.strategies] + [0])
@@ -559,7 +561,6 @@ class TradingBot:
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
             self._on_closed_bar(bar, event_ns, recv_ns)
         self.warming = False
-        self._warming_done = True
         for ctx in self.contexts.values():
             for sym, target in ctx.targets.items():
                 self._emit(ctx._strategy, sym, target)
@@ -746,7 +747,7 @@ class TradingBot:
         if not self._strategies_stopped:
             self._strategies_stopped = True
             for sid, guard in getattr(self, "guards", {}).items():
-                if not self._warming_done:
+                if not self._strategies_started:
                     break  # on_start never ran: no on_stop either
                 guard.call("on_stop", self.contexts[sid])
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
@@ -1097,7 +1098,12 @@ class TradingBot:
             # spot: sell at most what the account holds; a buy's commission paid in the base
             # asset leaves less than the position, and the exchange refuses the rest
             held_base = max(self.account.balances.get(filters.base_asset, ZERO), ZERO)
-            qty = min(qty, filters.round_qty(held_base, market=True))
+            sellable = filters.round_qty(held_base, market=True)
+            if qty > sellable:
+                # a spot account cannot sell what it does not hold (a short needs a borrow):
+                # said, and counted when nothing is left to send, never narrowed in silence
+                self._narrowed(sig, qty, sellable, filters.base_asset)
+                qty = sellable
             if qty == 0:
                 return True
         intent = OrderIntent(sig.symbol, side, qty, OrderType.MARKET, None, sig.strategy)
@@ -1155,6 +1161,23 @@ class TradingBot:
             )
             self.traces.append(trace)
         return True
+
+    def _narrowed(self, sig: Signal, wanted: Decimal, sellable: Decimal, asset: str) -> None:
+        if sellable == 0:
+            metrics.RISK_DENIALS.labels(reason="no_borrow").inc()
+        key = (sig.strategy, sig.symbol)
+        if key in self._narrowed_logged:
+            return
+        self._narrowed_logged.add(key)
+        log.warning(
+            "spot: selling only what the account holds (a short needs a borrow)",
+            strategy_id=sig.strategy,
+            symbol=sig.symbol,
+            target=sig.target_qty,
+            wanted=str(wanted),
+            sellable=str(sellable),
+            asset=asset,
+        )
 
     def position(self, symbol: str, strategy: str) -> Decimal:
         p = self.manager.positions.get((symbol, strategy))
