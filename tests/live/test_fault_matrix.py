@@ -27,7 +27,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,7 +37,7 @@ from typing import Any
 
 import pytest
 from inprocess_bot import bot_options, running_simulator, wait_until
-from live_bot_helpers import assert_ledger_matches
+from live_bot_helpers import assert_ledger_matches, free_port
 from test_resilience import CuttableProxy
 
 from tessera.execution.orders import OrderSide, OrderStatus
@@ -323,12 +322,6 @@ def sim() -> Iterator[tuple[ExchangeSimulator, TradingEngine]]:
         yield pair
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("mode", ["dev", "paper"])
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_the_bot_tells_the_truth_through_the_fault(
@@ -360,7 +353,7 @@ async def test_the_bot_tells_the_truth_through_the_fault(
         if fault == "redis_restart":
             server = shutil.which("redis-server")
             assert server, "redis-server is not installed (make services installs it)"
-            port = _free_port()
+            port = free_port()
             cmd = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
                    "--appendonly", "yes", "--appendfsync", "always", "--save", ""]  # fmt: skip
             procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL)]  # noqa: ASYNC220

@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from tessera import __version__, metrics
+from tessera.backtest.data import interval_ns
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.config.settings import DatabaseSync
 from tessera.execution.exchange import (
@@ -486,6 +487,10 @@ class TradingBot:
         """Every identifier the bot stores must fit its column: refused here, in one clear
         sentence, rather than by the database at the first order."""
         o = self.o
+        try:
+            interval_ns(o.interval)
+        except ValueError as exc:
+            raise LiveRefusedError(f"--interval: {exc}") from None
         if len(o.run_id) > MAX_RUN_ID:
             raise LiveRefusedError(
                 f"run id {o.run_id!r} is {len(o.run_id)} characters; at most {MAX_RUN_ID}"

@@ -37,27 +37,13 @@ import aiohttp
 import orjson
 
 from tessera import metrics
+from tessera.backtest.data import interval_ns
 from tessera.live.clock import MarketClock
 from tessera.logging import get_logger
 from tessera.strategies.base import Bar, BookTop, TradeTick
 
 log = get_logger(__name__)
 MS = 1_000_000
-INTERVAL_S = {
-    "1s": 1,
-    "1m": 60,
-    "3m": 180,
-    "5m": 300,
-    "15m": 900,
-    "30m": 1800,
-    "1h": 3600,
-    "2h": 7200,
-    "4h": 14400,
-    "6h": 21600,
-    "8h": 28800,
-    "12h": 43200,
-    "1d": 86400,
-}
 
 
 class MarketHandler(Protocol):
@@ -180,7 +166,7 @@ class MarketFeed:
         self._stop = asyncio.Event()
         self._logged: set[str] = set()
         if stall_after_s is None:
-            stall_after_s = max(30.0, 1.5 * INTERVAL_S.get(interval, 60))
+            stall_after_s = max(30.0, 1.5 * interval_ns(interval) / 1e9)
         self.stall_after_ns = int(stall_after_s * 1e9)
         # symbol -> receive ns of its newest kline frame (open or closed bar)
         self.last_seen_ns: dict[str, int] = {}
