@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from tessera.execution.orders import Fill, Order, OrderStatus
+from tessera.execution.orders import Fill, Order, OrderList, OrderStatus
 
 # Binance order status -> ours (PENDING_NEW and friends never reach a spot client).
 BINANCE_STATUS = {
@@ -115,6 +115,10 @@ class Exchange(Protocol):
     """The adapter interface: the same calls for the simulator, testnet and the real exchange."""
 
     async def submit(self, order: Order) -> ExchangeOrder: ...
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        """Places an OCO in one request; answers both legs (above first, then below)."""
+        ...
 
     async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder: ...
 

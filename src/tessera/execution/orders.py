@@ -25,19 +25,89 @@ class OrderSide(StrEnum):
 
 
 class OrderType(StrEnum):
+    """Binance spot's order types. Stop and take-profit orders rest on the exchange until the
+    market reaches their ``stop_price`` (Binance's ``stopPrice``), so they protect a position
+    while the bot is down. Which way is "reached" depends on type and side (`triggered_by`)."""
+
     MARKET = "MARKET"
     LIMIT = "LIMIT"
-    LIMIT_MAKER = "LIMIT_MAKER"
+    LIMIT_MAKER = "LIMIT_MAKER"  # post-only: rejected if it would take
     STOP_LOSS = "STOP_LOSS"
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    TAKE_PROFIT_LIMIT = "TAKE_PROFIT_LIMIT"
 
     @property
     def has_price(self) -> bool:
-        return self in (OrderType.LIMIT, OrderType.LIMIT_MAKER, OrderType.STOP_LOSS_LIMIT)
+        return self in _PRICED
 
     @property
     def has_stop(self) -> bool:
+        return self in _STOPS
+
+    @property
+    def is_stop_loss(self) -> bool:
         return self in (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
+
+    @property
+    def is_take_profit(self) -> bool:
+        return self in (OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT)
+
+    @property
+    def is_market_on_trigger(self) -> bool:
+        """Becomes a market order when triggered (the others become limit orders)."""
+        return self in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+
+    def trigger_above(self, side: OrderSide) -> bool:
+        """Whether the order triggers when the price rises to its stop (else when it falls).
+
+        A stop-loss sells when the price falls and buys (covers) when it rises; a take-profit
+        the other way round — Binance's rule for ``STOP_LOSS*`` and ``TAKE_PROFIT*``."""
+        if not self.has_stop:
+            raise ValueError(f"{self} has no stop price")
+        rising = side is OrderSide.BUY
+        return rising if self.is_stop_loss else not rising
+
+
+_PRICED = frozenset(
+    {
+        OrderType.LIMIT,
+        OrderType.LIMIT_MAKER,
+        OrderType.STOP_LOSS_LIMIT,
+        OrderType.TAKE_PROFIT_LIMIT,
+    }
+)
+_STOPS = frozenset(
+    {
+        OrderType.STOP_LOSS,
+        OrderType.STOP_LOSS_LIMIT,
+        OrderType.TAKE_PROFIT,
+        OrderType.TAKE_PROFIT_LIMIT,
+    }
+)
+
+
+class ExitReason(StrEnum):
+    """Why an order was sent; the fill that closes (part of) a position records it as the
+    position's exit reason, in reports, ``tessera fills list`` and the ``orders`` table."""
+
+    SIGNAL = "signal"  # the strategy's own order or target
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    TRAILING_STOP = "trailing_stop"
+    OCO = "oco"  # a leg of an order list the strategy placed itself
+    KILL_SWITCH = "kill_switch"  # the risk engine's flatten
+    MANUAL = "manual"  # an operator's command (``tessera orders flatten``)
+    END_OF_DATA = "end_of_data"  # the backtest closing what is open at its last bar
+
+    @classmethod
+    def for_type(cls, order_type: OrderType) -> ExitReason:
+        """The reason an order of this type gets when its sender names none."""
+        if order_type.is_stop_loss:
+            return cls.STOP_LOSS
+        if order_type.is_take_profit:
+            return cls.TAKE_PROFIT
+        return cls.SIGNAL
 
 
 class TimeInForce(StrEnum):
@@ -140,6 +210,13 @@ class Order:
     overfilled: bool = False
     late_fill: bool = False  # a fill arrived after the order was already terminal
     ts_last: int = 0
+    # why it was sent (the exit reason of the position it closes); see `ExitReason`
+    reason: ExitReason = ExitReason.SIGNAL
+    # the client id of the order list (OCO) it belongs to; "" when it stands alone
+    list_id: str = ""
+    # may only reduce the position it is sent for (flatten, protective legs): the order
+    # gateway caps it at what is held instead of opening the other way
+    reduce_only: bool = False
 
     def __post_init__(self) -> None:
         if self.qty <= 0:
@@ -162,3 +239,64 @@ class Order:
     @property
     def signed_filled_qty(self) -> Decimal:
         return self.filled_qty * self.side.sign
+
+
+def _profit_leg(order_type: OrderType) -> bool:
+    return order_type is OrderType.LIMIT_MAKER or order_type.is_take_profit
+
+
+def _leg_level(order: Order) -> Decimal:
+    level = order.stop_price if order.type.has_stop else order.price
+    assert level is not None
+    return level
+
+
+@dataclass(frozen=True, slots=True)
+class OrderList:
+    """An OCO — one cancels the other — as Binance's order list: two orders on one symbol, side
+    and quantity, one above the market and one below. When either fills (even in part) or
+    triggers, the exchange expires the other.
+
+    A SELL protects a long: above, a take-profit (``LIMIT_MAKER`` or ``TAKE_PROFIT*``); below, a
+    stop-loss (``STOP_LOSS*``). A BUY protects a short the other way round. Both legs carry
+    ``list_id``; each keeps its own client order id, so each is recovered like any order.
+    """
+
+    list_id: str
+    above: Order
+    below: Order
+
+    def __post_init__(self) -> None:
+        a, b = self.above, self.below
+        where = f"order list {self.list_id}"
+        if (a.symbol, a.side, a.qty) != (b.symbol, b.side, b.qty):
+            raise ValueError(f"{where}: both legs need the same symbol, side and quantity")
+        if a.list_id != self.list_id or b.list_id != self.list_id:
+            raise ValueError(f"{where}: each leg must carry list_id={self.list_id!r}")
+        sell = a.side is OrderSide.SELL
+        profit, loss = (a, b) if sell else (b, a)
+        if not _profit_leg(profit.type):
+            side = "above" if sell else "below"
+            raise ValueError(
+                f"{where}: the {side} leg of a {a.side} must be LIMIT_MAKER, TAKE_PROFIT or "
+                f"TAKE_PROFIT_LIMIT, got {profit.type}"
+            )
+        if not loss.type.is_stop_loss:
+            side = "below" if sell else "above"
+            raise ValueError(
+                f"{where}: the {side} leg of a {a.side} must be STOP_LOSS or STOP_LOSS_LIMIT, "
+                f"got {loss.type}"
+            )
+        if _leg_level(a) <= _leg_level(b):
+            raise ValueError(
+                f"{where}: the above leg ({_leg_level(a)}) must be above the below leg "
+                f"({_leg_level(b)})"
+            )
+
+    @property
+    def legs(self) -> tuple[Order, Order]:
+        return (self.above, self.below)
+
+    @property
+    def symbol(self) -> str:
+        return self.above.symbol
