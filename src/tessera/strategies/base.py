@@ -19,7 +19,15 @@ from typing import Any, ClassVar, NamedTuple, Protocol, get_args
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from tessera.execution.orders import Fill, Order, OrderSide, OrderType, TimeInForce
+from tessera.execution.orders import (
+    ExitReason,
+    Fill,
+    Order,
+    OrderList,
+    OrderSide,
+    OrderType,
+    TimeInForce,
+)
 
 
 class Bar(NamedTuple):
@@ -99,8 +107,58 @@ class StrategyContext(Protocol):
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        reason: ExitReason | None = None,
+        reduce_only: bool = False,
     ) -> Order | None:
-        """Submit an order; returns None if risk or exchange filters denied it."""
+        """Submit an order of any type (see `OrderType`). Returns the order — its
+        ``client_order_id`` is what `cancel_order` takes — or None when the risk checks or
+        the exchange filters refused it before it was sent. ``reason`` is the exit reason
+        recorded when it closes a position (default: by type, see `ExitReason.for_type`);
+        ``reduce_only`` caps it at the position it reduces."""
+        ...
+
+    def submit_oco(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        take_profit: Decimal,
+        stop_loss: Decimal,
+        stop_limit: Decimal | None = None,
+        reason: ExitReason | None = None,
+    ) -> OrderList | None:
+        """An OCO on the exchange (Binance order list): a LIMIT_MAKER at ``take_profit`` and a
+        STOP_LOSS at ``stop_loss`` (STOP_LOSS_LIMIT at ``stop_limit`` when given); when one
+        fills or triggers the other expires. ``side`` SELL protects a long, BUY a short."""
+        ...
+
+    def submit_bracket(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        stop_loss: Decimal,
+        take_profit: Decimal,
+        entry_price: Decimal | None = None,
+    ) -> Order | None:
+        """Entry (MARKET, or LIMIT at ``entry_price``) and, once it fills, an OCO that exits
+        the filled quantity at ``take_profit`` or ``stop_loss``. Returns the entry order."""
+        ...
+
+    def trail_stop(
+        self,
+        symbol: str,
+        qty: Decimal,
+        *,
+        trail_pct: Decimal,
+    ) -> Order | None:
+        """A trailing stop for a long of ``qty`` (emulated: Binance spot has none we use).
+        An exchange-side STOP_LOSS sits ``trail_pct`` percent below the highest high since it
+        was placed; after each closed bar with a new high it is cancelled and placed higher,
+        so a stop is on the exchange while the bot is down. Exit reason ``trailing_stop``."""
         ...
 
     def cancel_order(self, client_order_id: str) -> None: ...
@@ -282,6 +340,12 @@ class Strategy(ABC):  # noqa: B024 - every callback is optional, so none is abst
         return None
 
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        return None
+
+    def on_order(self, order: Order, ctx: StrategyContext) -> None:
+        """An order of this strategy changed state: accepted, (partly) filled, cancelled,
+        expired (IOC/FOK remainder, the other leg of an OCO) or rejected (``reject_reason``).
+        Called after ``on_fill`` for a fill."""
         return None
 
     def on_stop(self, ctx: StrategyContext) -> None:
