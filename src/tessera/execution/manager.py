@@ -30,6 +30,7 @@ import asyncio
 import copy
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -128,6 +129,8 @@ class OrderManager:
         self._deferred: list[tuple[Order, OrderEvent]] | None = None
         # one recovery pass at a time (see the module docstring)
         self._recovering = asyncio.Lock()
+        # the sequence of an order whose client id does not end in one (see `_seq`)
+        self.take_seq: Callable[[], int] | None = None
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -138,9 +141,13 @@ class OrderManager:
         return self.store.record_intent(order, self.run_id, self._seq(order))
 
     def _seq(self, order: Order) -> int:
-        # ids from `ClientOrderIdGenerator` end in their sequence; others take the next one
+        # ids from `ClientOrderIdGenerator.next` end in their sequence; others (ids derived
+        # from a signal) take one from ``take_seq`` — the same generator, so that two orders
+        # never get one sequence — or the store's next
         tail = order.client_order_id.rsplit("-", 1)[-1]
-        return int(tail) if tail.isdigit() else self.store.next_seq(self.run_id)
+        if tail.isdigit():
+            return int(tail)
+        return self.take_seq() if self.take_seq is not None else self.store.next_seq(self.run_id)
 
     def mark_submitted(self, order: Order) -> None:
         """Step 2: from here on, the order may exist on the exchange."""
