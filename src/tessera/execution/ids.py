@@ -9,6 +9,7 @@ a restart produces the same ids, and the unique-trade-id rule dedupes them.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -51,6 +52,23 @@ class ClientOrderIdGenerator:
         if not 0 < seq < 10**10:
             raise ValueError(f"sequence {seq} out of range")
         coid = f"{self._stem}-{seq}"
+        assert is_valid_client_order_id(coid), coid
+        return coid
+
+    def take(self) -> int:
+        """The next sequence, for an order whose id is not ``format(seq)`` (`for_signal`)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+    def for_signal(self, signal_id: str) -> str:
+        """``<prefix><run>-x<hash>``: an id decided where the order is decided — in the
+        strategy, before the signal is queued — so the strategy can cancel it by that id. The
+        same signal (redelivered, or re-decided after a restart) gives the same id, and the
+        exchange refuses a second order with it."""
+        digest = hashlib.blake2b(signal_id.encode(), digest_size=8).digest()
+        tail = base64.b32encode(digest).decode().rstrip("=").lower()[:9]
+        coid = f"{self._stem}-x{tail}"
         assert is_valid_client_order_id(coid), coid
         return coid
 
