@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tessera.backtest.matching import SlippageModel
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.filters import filters_by_symbol
 from tessera.execution.manager import OrderManager
+from tessera.execution.matching import SlippageModel
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.paper import PaperExchange
 from tessera.execution.persistence import ExecutionStore

@@ -1,7 +1,7 @@
 """The event-driven backtest engine.
 
 Per bar, in this order (the same order the live bot sees events in):
-1. orders that have arrived are matched against the bar (`matching.match_order`);
+1. orders that have arrived are matched against the bar (`execution.matching`);
 2. fills are booked (order state machine, portfolio, strategy ``on_fill``);
 3. the portfolio is marked at the close; equity feeds the risk engine, whose kill-switch may
    halt trading, cancel everything and flatten — exactly as live;
@@ -27,7 +27,12 @@ from decimal import Decimal
 import numpy as np
 
 from tessera.backtest.data import BarSeries
-from tessera.backtest.matching import (
+from tessera.backtest.results import BacktestResult, FillRecord, build_result
+from tessera.config.models import BacktestConfig, RiskConfig
+from tessera.execution.fees import FeeSchedule
+from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.ids import ClientOrderIdGenerator
+from tessera.execution.matching import (
     BarView,
     Match,
     MatchResult,
@@ -35,11 +40,6 @@ from tessera.backtest.matching import (
     SlippageModel,
     match_order,
 )
-from tessera.backtest.results import BacktestResult, FillRecord, build_result
-from tessera.config.models import BacktestConfig, RiskConfig
-from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import FilterViolationError, SymbolFilters
-from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.orders import (
     Fill,
     Liquidity,

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from tessera.backtest.matching import BarView, SlippageModel, match_order
 from tessera.execution.exchange import (
     Balance,
     ExchangeOrder,
@@ -41,6 +40,7 @@ from tessera.execution.exchange import (
 )
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.matching import BarView, SlippageModel, match_order
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.userdata import ExecutionReport
