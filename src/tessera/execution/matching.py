@@ -21,7 +21,8 @@ Conventions (documented because every backtester picks its own):
   plus slippage (taker); STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT become a LIMIT at ``price``
   from the trigger on: filled at the trigger price if that is marketable, else resting. A limit
   that triggered but was not marketable does not fill on its trigger bar: the order of prices
-  inside a bar is unknown, so the bar's later prices are not credited to it.
+  inside a bar is unknown, so the bar's later prices are not credited to it. The remainder of
+  a triggered STOP_LOSS/TAKE_PROFIT (participation cap) is a market order from then on.
 - IOC/FOK only get their arrival bar's open; FOK fills completely or not at all.
 - Partial fills: with ``max_participation`` > 0, one bar fills at most that fraction of the
   bar's volume; the rest waits for the next bar (GTC) or expires (IOC).
@@ -139,7 +140,8 @@ def match_order(
         return MatchResult(Match(qty, price, liquidity, ref), expire=expire, triggered=trig)
 
     otype = order.type
-    if otype is OrderType.MARKET:
+    if otype is OrderType.MARKET or (triggered and otype.is_market_on_trigger):
+        # a stop-market triggered earlier whose remainder (participation cap) is still working
         return fill(slippage.adjust(order.side, o, bar_range), Liquidity.TAKER, o)
 
     if otype.has_stop and not triggered:
