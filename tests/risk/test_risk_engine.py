@@ -133,6 +133,29 @@ def test_reducing_state() -> None:
     assert eng.state is TradingState.ACTIVE
 
 
+def reduce_only(side: OrderSide, qty: str) -> OrderIntent:
+    return OrderIntent("BTCUSDT", side, D(qty), OrderType.MARKET, reduce_only=True)
+
+
+def test_a_halt_lets_a_reduce_only_order_through_when_it_reduces() -> None:
+    eng = RiskEngine(cfg(max_orders_per_second=1, max_open_orders=1))
+    eng.manual_halt("exchange incident", 1)
+    eng.record_sent(1)  # the rate and open-order caps are full: a flatten still passes
+    long_25 = acct({"BTCUSDT": "25"}, open_orders=5)
+    assert eng.check(reduce_only(SELL, "25"), long_25, 2).allowed  # above the order cap too
+    assert eng.check(intent(SELL, "25"), long_25, 2).reason is DenialReason.HALTED
+    # reduce-only in name is not enough: it must shrink the position
+    assert eng.check(reduce_only(SELL, "26"), long_25, 2).reason is DenialReason.HALTED
+    assert eng.check(reduce_only(BUY, "1"), long_25, 2).reason is DenialReason.HALTED
+    assert eng.check(reduce_only(SELL, "1"), acct(), 2).reason is DenialReason.HALTED
+
+
+def test_a_reduce_only_exit_is_exempt_from_the_exposure_caps_when_active() -> None:
+    eng = RiskEngine(cfg())
+    over = acct({"BTCUSDT": "25", "ETHUSDT": "250"})  # gross exposure above its cap already
+    assert eng.check(reduce_only(SELL, "20"), over, 1).allowed
+
+
 def test_manual_halt_needs_reason() -> None:
     eng = RiskEngine(cfg())
     with pytest.raises(ValueError, match="needs a reason"):

@@ -9,8 +9,10 @@ States:
 - ACTIVE: every check applies.
 - REDUCING: only orders that shrink an existing position pass (optional, entered when the
   drawdown passes ``reduce_only_drawdown_pct``; back to ACTIVE when it recovers below it).
-- HALTED: nothing passes. Entered by the kill-switch (drawdown >= ``max_drawdown_pct``) or by
-  hand, and left only by an explicit `reset` from a person — never automatically.
+- HALTED: nothing passes but reduce-only orders that do reduce (the kill-switch's flatten, a
+  protective exit): refusing those would hold the very risk the halt is about. Entered by the
+  kill-switch (drawdown >= ``max_drawdown_pct``) or by hand, and left only by an explicit
+  `reset` from a person — never automatically.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class OrderIntent:
     order_type: OrderType = OrderType.MARKET
     price: Decimal | None = None  # limit price; market orders use the last price
     strategy: str = ""
+    # may only shrink the position (flatten, exits): let through a halt when it does reduce,
+    # and exempt from the exposure caps (it lowers exposure)
+    reduce_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,12 @@ class RiskEngine:
 
     def _decide(self, intent: OrderIntent, account: AccountView, now_ns: int) -> RiskDecision:
         cfg = self.config
+        position = account.positions.get(intent.symbol, ZERO)
+        signed = intent.qty * intent.side.sign
+        reduces = position != 0 and (position > 0) != (signed > 0) and abs(signed) <= abs(position)
+        if self.state is TradingState.HALTED and intent.reduce_only and reduces:
+            # the flatten of a halt: no cap, band or rate may keep the risk on
+            return RiskDecision.ok()
         if self.state is TradingState.HALTED:
             reason = (
                 DenialReason.KILL_SWITCH
@@ -148,9 +159,6 @@ class RiskEngine:
             return RiskDecision.deny(
                 reason, f"trading halted: {self.halt.reason if self.halt else ''}"
             )
-        position = account.positions.get(intent.symbol, ZERO)
-        signed = intent.qty * intent.side.sign
-        reduces = position != 0 and (position > 0) != (signed > 0) and abs(signed) <= abs(position)
         if self.state is TradingState.REDUCING and not reduces:
             return RiskDecision.deny(DenialReason.REDUCING_ONLY, "only reducing orders allowed")
 
