@@ -1,0 +1,261 @@
+"""`OrderHelpers`: bracket orders and trailing stops, written once for every venue.
+
+Both strategy contexts — the backtest's `BacktestContext` and the live bot's `LiveContext` —
+inherit this class. It implements `StrategyContext.submit_bracket` and
+`StrategyContext.trail_stop` purely on top of the primitives every context has
+(``submit_order``, ``submit_oco``, ``cancel_order``, ``position``, ``last_price``), so a
+strategy's brackets and trailing stops behave the same in research and in production. The venue
+calls three hooks, each *before* the strategy's own callback of the same event:
+
+* ``_sdk_on_fill(fill)`` — before ``on_fill``: a fill of a bracket's entry places the exit OCO
+  for the quantity just filled (take-profit leg reason ``take_profit``, stop leg
+  ``stop_loss``); a partly filled entry gets one OCO per fill;
+* ``_sdk_on_bar(bar)`` — before ``on_bar``: trailing stops follow the bar's high;
+* ``_sdk_on_order(order)`` — before ``on_order``: a trailing stop that the strategy cancelled,
+  or that expired or was refused, stops trailing; a bracket entry that ended stops waiting.
+
+How the trailing stop is emulated (Binance spot has no trailing order we use): an exchange-side
+STOP_LOSS sell rests at ``hwm * (1 - trail_pct/100)``, where ``hwm`` is the highest high since
+it was placed (starting from the last price), rounded *down* to the symbol's tick. After each
+closed bar whose high lifts that level, the resting stop is cancelled and a new one placed for
+what is left (at most the position). Consequences worth knowing:
+
+* the stop moves once per closed bar, never inside a bar: a bar that rises and falls back
+  through the would-be stop does not trigger it on that bar;
+* between the cancel and the new stop there is a window (the latency of one order round trip)
+  with no stop on the exchange; the cancel goes first because a spot account cannot lock the
+  same coins for two sell orders;
+* the stop is a stop-market: a gap through it fills at the open, not at the stop;
+* it stops trailing when the stop fills, when the strategy cancels it (or it expires or is
+  refused), or when the position is gone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+
+from tessera.execution.orders import (
+    ExitReason,
+    Fill,
+    Order,
+    OrderList,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from tessera.strategies.base import Bar
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
+
+@dataclass(slots=True)
+class _Bracket:
+    symbol: str
+    exit_side: OrderSide
+    qty: Decimal
+    take_profit: Decimal
+    stop_loss: Decimal
+    filled: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class _Trail:
+    symbol: str
+    qty: Decimal
+    trail_pct: Decimal
+    hwm: Decimal
+    stop: Decimal
+    order: Order  # the resting stop
+
+
+class OrderHelpers(ABC):
+    """Base of every strategy context: `submit_bracket` and `trail_stop` on the primitives.
+
+    ``round_price(symbol, price)`` rounds a stop price down to the symbol's tick; without it the
+    context's `tick_size` is used (None: no rounding)."""
+
+    def __init__(self, round_price: Callable[[str, Decimal], Decimal] | None = None) -> None:
+        self._round_price = round_price
+        self._brackets: dict[str, _Bracket] = {}  # entry client id -> its exits
+        # resting stop client id -> its trail; re-keyed (before the cancel) when the stop moves,
+        # so the cancel of a moved stop is not taken for the strategy's
+        self._trails: dict[str, _Trail] = {}
+
+    # --- the primitives a venue's context provides ---------------------------------------------
+
+    @abstractmethod
+    def position(self, symbol: str) -> Decimal: ...
+
+    @abstractmethod
+    def last_price(self, symbol: str) -> float | None: ...
+
+    @abstractmethod
+    def submit_order(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        order_type: OrderType = OrderType.MARKET,
+        price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        reason: ExitReason | None = None,
+        reduce_only: bool = False,
+    ) -> Order | None: ...
+
+    @abstractmethod
+    def submit_oco(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        take_profit: Decimal,
+        stop_loss: Decimal,
+        stop_limit: Decimal | None = None,
+        reason: ExitReason | None = None,
+        take_profit_reason: ExitReason | None = None,
+        stop_loss_reason: ExitReason | None = None,
+    ) -> OrderList | None:
+        """``take_profit_reason`` / ``stop_loss_reason`` name one leg's reason (default
+        ``reason``, else ``oco``)."""
+
+    @abstractmethod
+    def cancel_order(self, client_order_id: str) -> None: ...
+
+    def tick_size(self, symbol: str) -> Decimal | None:
+        """The symbol's price tick, when the venue knows it."""
+        return None
+
+    # --- the helpers ----------------------------------------------------------------------------
+
+    def submit_bracket(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        stop_loss: Decimal,
+        take_profit: Decimal,
+        entry_price: Decimal | None = None,
+    ) -> Order | None:
+        """Entry (MARKET, or LIMIT at ``entry_price``) and, on each of its fills, an OCO that
+        exits the filled quantity at ``take_profit`` or ``stop_loss``."""
+        above, below = (
+            (take_profit, stop_loss) if side is OrderSide.BUY else (stop_loss, take_profit)
+        )
+        if not below < above:
+            want = "stop_loss < take_profit" if side is OrderSide.BUY else "take_profit < stop_loss"
+            raise ValueError(
+                f"bracket {side} {symbol}: needs {want} (stop_loss={stop_loss}, "
+                f"take_profit={take_profit})"
+            )
+        if entry_price is not None and not below < entry_price < above:
+            raise ValueError(
+                f"bracket {side} {symbol}: entry_price {entry_price} must lie between the stop "
+                f"and the take-profit"
+            )
+        entry = self.submit_order(
+            symbol,
+            side,
+            qty,
+            OrderType.MARKET if entry_price is None else OrderType.LIMIT,
+            price=entry_price,
+        )
+        if entry is not None:
+            self._brackets[entry.client_order_id] = _Bracket(
+                symbol, side.opposite, qty, take_profit, stop_loss
+            )
+        return entry
+
+    def trail_stop(self, symbol: str, qty: Decimal, *, trail_pct: Decimal) -> Order | None:
+        """A trailing stop for a long of ``qty``; see the module docstring for the emulation."""
+        pct = Decimal(trail_pct)
+        if not ZERO < pct < HUNDRED:
+            raise ValueError(f"trail_stop {symbol}: trail_pct must be in (0, 100), got {pct}")
+        if qty <= 0:
+            raise ValueError(f"trail_stop {symbol}: qty must be > 0, got {qty}")
+        last = self.last_price(symbol)
+        if last is None:
+            raise ValueError(f"trail_stop {symbol}: no price yet to trail from")
+        hwm = Decimal(repr(last))
+        stop = self._stop_level(symbol, hwm, pct)
+        order = self._place_stop(symbol, qty, stop)
+        if order is not None:
+            self._trails[order.client_order_id] = _Trail(symbol, qty, pct, hwm, stop, order)
+        return order
+
+    # --- hooks the venue calls ------------------------------------------------------------------
+
+    def _sdk_on_fill(self, fill: Fill) -> None:
+        """Before the strategy's ``on_fill``."""
+        bracket = self._brackets.get(fill.client_order_id)
+        if bracket is not None:
+            bracket.filled += fill.qty
+            if bracket.filled >= bracket.qty:
+                del self._brackets[fill.client_order_id]
+            self.submit_oco(
+                bracket.symbol,
+                bracket.exit_side,
+                fill.qty,
+                take_profit=bracket.take_profit,
+                stop_loss=bracket.stop_loss,
+                take_profit_reason=ExitReason.TAKE_PROFIT,
+                stop_loss_reason=ExitReason.STOP_LOSS,
+            )
+        # the trailing stop filled (even in part): it is done moving
+        self._trails.pop(fill.client_order_id, None)
+
+    def _sdk_on_bar(self, bar: Bar) -> None:
+        """Before the strategy's ``on_bar``: move the trailing stops of ``bar.symbol`` up."""
+        for cid, trail in list(self._trails.items()):
+            if trail.symbol != bar.symbol:
+                continue
+            trail.hwm = max(trail.hwm, Decimal(repr(bar.high)))
+            stop = self._stop_level(trail.symbol, trail.hwm, trail.trail_pct)
+            if stop <= trail.stop:
+                continue
+            del self._trails[cid]
+            self.cancel_order(cid)
+            qty = min(trail.qty, self.position(trail.symbol))
+            if qty <= 0:
+                continue  # nothing left to protect
+            order = self._place_stop(trail.symbol, qty, stop)
+            if order is not None:
+                trail.order, trail.stop, trail.qty = order, stop, qty
+                self._trails[order.client_order_id] = trail
+
+    def _sdk_on_order(self, order: Order) -> None:
+        """Before the strategy's ``on_order``."""
+        cid = order.client_order_id
+        if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+            self._brackets.pop(cid, None)
+            self._trails.pop(cid, None)  # cancelled by the strategy, expired or refused
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _stop_level(self, symbol: str, hwm: Decimal, pct: Decimal) -> Decimal:
+        raw = hwm * (1 - pct / HUNDRED)
+        if self._round_price is not None:
+            return self._round_price(symbol, raw)
+        tick = self.tick_size(symbol)
+        if tick:
+            return (raw / tick).to_integral_value(rounding=ROUND_DOWN) * tick
+        return raw
+
+    def _place_stop(self, symbol: str, qty: Decimal, stop: Decimal) -> Order | None:
+        return self.submit_order(
+            symbol,
+            OrderSide.SELL,
+            qty,
+            OrderType.STOP_LOSS,
+            stop_price=stop,
+            reason=ExitReason.TRAILING_STOP,
+            reduce_only=True,
+        )
