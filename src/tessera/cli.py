@@ -101,6 +101,15 @@ def _bootstrap(
             "--metrics-port", help="Port of /metrics for long-running commands (0 = any free)"
         ),
     ] = None,
+    strategy_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--strategy-path",
+            metavar="PATH",
+            help="Folder (or .py file) of your own strategies, for every command [setting "
+            "strategies_path; default: ./strategies if it exists]",
+        ),
+    ] = None,
 ) -> None:
     settings = load_settings(
         config_dir=config_dir,
@@ -110,6 +119,7 @@ def _bootstrap(
         log_level=log_level,
         log_json=json_logs,
         metrics_port=metrics_port,
+        strategies_path=strategy_path,
     )
     app_ctx = bootstrap(settings)
     ctx.obj = app_ctx
@@ -284,6 +294,9 @@ def _mount_commands() -> None:
     from tessera.live import cli as live_cli
 
     app.command("run")(live_cli.run)
+    from tessera.strategies import cli as strategies_cli
+
+    app.add_typer(strategies_cli.app, name="strategy")
 
 
 _mount_commands()

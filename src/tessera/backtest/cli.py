@@ -23,6 +23,7 @@ from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
 from tessera.logging import get_logger
 from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
+from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 log = get_logger(__name__)
 out = Console()
@@ -176,8 +177,16 @@ def backtest(
         ),
     ] = None,
     strategy: Annotated[
-        str | None, typer.Option("--strategy", "-s", help="Override the strategy name")
+        str | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            metavar="NAME[:k=v,...]",
+            help="Override the strategy (see `tessera strategy list`); parameters may follow "
+            "the name, -p values win",
+        ),
     ] = None,
+    strategy_path: StrategyPathOption = None,
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Strategy parameter key=value")
     ] = None,
@@ -235,6 +244,10 @@ def backtest(
     if model and walk_forward:
         raise ConfigError("--model and --walk-forward exclude each other")
     uses_model = bool(model or walk_forward)
+    load_user_strategies(app.settings, strategy_path)
+    if strategy and ":" in strategy:  # NAME:k=v,... as `tessera run --strategy` takes it
+        strategy, _, inline = strategy.partition(":")
+        param = [*filter(None, inline.split(",")), *(param or [])]
     name = strategy or ("model_signal" if uses_model else cfg.strategy.name)
     base_params = cfg.strategy.params if not strategy and not uses_model else {}
     params = {**base_params, **_parse_params(param or [])}
@@ -296,6 +309,7 @@ def sweep(
     strategy: Annotated[
         str, typer.Option("--strategy", "-s", help="Strategy to sweep (see the registry)")
     ] = "sma_cross",
+    strategy_path: StrategyPathOption = None,
     grid: Annotated[
         list[str] | None,
         typer.Option(
@@ -348,6 +362,7 @@ def sweep(
 
     app = _ctx(ctx)
     cfg = app.settings.backtest
+    load_user_strategies(app.settings, strategy_path)
     try:
         strategy_class(strategy)
     except KeyError as exc:

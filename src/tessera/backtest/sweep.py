@@ -30,6 +30,7 @@ from tessera.config import BacktestConfig, RiskConfig
 from tessera.logging import get_logger
 from tessera.strategies import strategy_class
 from tessera.strategies.guard import StrategyError
+from tessera.strategies.loader import LoaderState, loader_state, restore_loader_state
 
 log = get_logger(__name__)
 
@@ -92,9 +93,12 @@ def _run_point(
     params: Point,
     config: BacktestConfig,
     risk: RiskConfig | None,
+    loads: LoaderState | None = None,
 ) -> dict[str, Any]:
     row: dict[str, Any] = dict(params)
     try:
+        if loads is not None:  # user strategies, in a process that has not loaded them
+            restore_loader_state(loads)
         strat = strategy_class(strategy)([series.symbol], **params)
     except (KeyError, ValueError, TypeError) as exc:
         row["error"] = str(exc)
@@ -121,7 +125,9 @@ def _init_worker(series: BarSeries) -> None:
     _WORKER_SERIES = series
 
 
-def _local_point(args: tuple[str, Point, BacktestConfig, RiskConfig | None]) -> dict[str, Any]:
+def _local_point(
+    args: tuple[str, Point, BacktestConfig, RiskConfig | None, LoaderState],
+) -> dict[str, Any]:
     assert _WORKER_SERIES is not None
     return _run_point(_WORKER_SERIES, *args)
 
@@ -144,7 +150,8 @@ def run_sweep(
     if ray_address:
         rows = _run_ray(series, strategy, points, config, risk, ray_address, on_result)
     elif workers > 1 and len(points) > 1:
-        jobs = [(strategy, p, config, risk) for p in points]
+        loads = loader_state()
+        jobs = [(strategy, p, config, risk, loads) for p in points]
         rows = []
         with ProcessPoolExecutor(
             max_workers=workers, initializer=_init_worker, initargs=(series,)
@@ -190,7 +197,8 @@ def _run_ray(
     try:
         remote = ray.remote(_run_point)
         ref = ray.put(series)  # once into the object store, shared by every task
-        pending = [remote.remote(ref, strategy, p, config, risk) for p in points]
+        loads = loader_state()
+        pending = [remote.remote(ref, strategy, p, config, risk, loads) for p in points]
         by_ref = {id(r): i for i, r in enumerate(pending)}
         rows: list[dict[str, Any] | None] = [None] * len(pending)
         waiting = list(pending)

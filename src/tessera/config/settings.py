@@ -116,6 +116,11 @@ class TesseraSettings(BaseSettings):
     metrics_port: int = Field(9090, ge=0, le=65535, description="Port of /metrics (0 = any free)")
     data_dir: Path = Field(Path("data"), description="Root of the store, database, models, reports")
     config_dir: Path = Field(Path("configs"), description="Folder of the YAML config files")
+    strategies_path: Path | None = Field(
+        None,
+        description="Folder (or .py file) of your own strategies, loaded by every command that "
+        "takes --strategy (must exist when set); default: ./strategies when it exists",
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///<data_dir>/tessera.db"
     )

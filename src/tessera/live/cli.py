@@ -17,6 +17,7 @@ from tessera.config.errors import ConfigError
 from tessera.config.models import ParamValue, StrategyRef
 from tessera.config.urls import redact_url
 from tessera.logging import configure_logging, get_logger, register_secret, scrub
+from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 if TYPE_CHECKING:
     from tessera.sim.server import SimulatorThread
@@ -80,6 +81,7 @@ def run(
             "strategy. Default: the strategies of configs/live.yaml.",
         ),
     ] = None,
+    strategy_path: StrategyPathOption = None,
     symbol: Annotated[
         list[str] | None, typer.Option("--symbol", help="Symbol to trade; repeat for several")
     ] = None,
@@ -138,6 +140,7 @@ def run(
         from tessera.metrics import set_build_info
 
         set_build_info(__version__, platform.python_version(), chosen)
+    load_user_strategies(s, strategy_path)  # registered in this process: the bot finds them
     refs = [parse_strategy(t) for t in strategy] if strategy else list(s.live.strategies)
     if model is None and not strategy:
         refs = [r for r in refs if r.name != "model_signal"] or refs
