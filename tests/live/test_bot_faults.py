@@ -335,4 +335,4 @@ async def test_a_spot_short_without_the_asset_is_not_sent_and_is_said_and_counte
             code = await asyncio.wait_for(task, 60)
     assert code == EXIT_OK, bot.problems
     assert not engine.orders, "a sell of an asset the account does not hold was sent"
-    assert bot._narrowed_logged == {("shorts_from_flat", "BTCUSDT")}
+    assert bot.executor._narrowed_logged == {("shorts_from_flat", "BTCUSDT")}

@@ -22,10 +22,8 @@ import asyncio
 import contextlib
 import signal as os_signal
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,8 @@ from tessera.execution.exchange import (
     ExchangeTrade,
 )
 from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
+from tessera.execution.filters import SymbolFilters, filters_by_symbol
+from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.lock import (
     LockHolder,
@@ -54,7 +53,7 @@ from tessera.execution.lock import (
 )
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
-from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.orders import Order, OrderList, OrderStatus
 from tessera.execution.persistence import ExecutionStore, LedgerConflictError
 from tessera.execution.reconcile import Reconciler
 from tessera.execution.schema import MAX_RUN_ID, MAX_STRATEGY_ID, MAX_SYMBOL, ValueTooLongError
@@ -62,25 +61,42 @@ from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
 from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
 from tessera.live.context import LiveContext
+from tessera.live.executor import LatencyTrace, SignalExecutor
 from tessera.live.feed import MarketFeed, bar_from_rest
+from tessera.live.halt import ACCOUNT, HaltGuard
 from tessera.live.ratelimit import (
     LocalRateLimiter,
-    RateLimitBannedError,
     RateLimiter,
     RedisRateLimiter,
     limits_from_exchange_info,
 )
-from tessera.live.signals import Delivery, LocalSignalQueue, RedisSignalQueue, Signal, SignalQueue
+from tessera.live.scorer import ModelScorer
+from tessera.live.signals import (
+    LocalSignalQueue,
+    RedisSignalQueue,
+    Signal,
+    SignalKind,
+    SignalQueue,
+)
 from tessera.logging import bind_context, get_logger
 from tessera.metrics import HealthState
-from tessera.risk.engine import AccountView, HaltRecord, OrderIntent, RiskAction, RiskEngine
+from tessera.risk.engine import AccountView, RiskEngine
 from tessera.risk.listeners import MetricsRiskListener
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick, strategy_class
 from tessera.strategies.guard import StrategyGuard
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
-ACCOUNT = "main"  # the account name `tessera risk halt|reset|status` use
+# the order events a strategy hears of through ``on_order`` (not the bot's own bookkeeping)
+_ORDER_HOOK_EVENTS = frozenset(
+    {
+        OrderEventKind.ACCEPTED,
+        OrderEventKind.FILLED,
+        OrderEventKind.CANCELED,
+        OrderEventKind.EXPIRED,
+        OrderEventKind.REJECTED,
+    }
+)
 MS = 1_000_000
 # recvWindow (5 s, Binance's default and ours) plus a margin for clock skew
 UNKNOWN_AFTER_NS = 7_000_000_000
@@ -116,29 +132,6 @@ class _ShutdownWatchdog:
         os._exit(EXIT_SHUTDOWN_TIMEOUT)
 
 
-@dataclass(frozen=True, slots=True)
-class LatencyTrace:
-    """Wall-clock ns of one signal's way from the market event to the exchange's answer."""
-
-    recv: int  # market event received
-    model: int  # features updated and model scored
-    signal: int  # strategy emitted the target
-    consumed: int  # executor took it off the queue
-    checked: int  # risk and exchange filters passed
-    sent: int  # order request on the wire (after the intent was made durable)
-    acked: int  # the exchange's answer applied
-
-    def stages_us(self) -> dict[str, float]:
-        """Stage durations in µs: features+model, strategy, queue, risk, persist, exchange."""
-        points = [self.recv, self.model, self.signal, self.consumed, self.checked, self.sent]
-        names = ["features_model", "strategy", "queue", "risk_filters", "persist_intent"]
-        out = {n: (b - a) / 1e3 for n, a, b in zip(names, points, points[1:], strict=False)}
-        out["tick_to_decision"] = (self.checked - self.recv) / 1e3  # before the durable write
-        out["tick_to_order"] = (self.sent - self.recv) / 1e3
-        out["exchange_ack"] = (self.acked - self.sent) / 1e3
-        return out
-
-
 class WireTimedExchange:
     """Delegates to an `Exchange`, noting when each order request goes on the wire (after
     the order manager has made its intent durable): the end of tick-to-order."""
@@ -150,6 +143,12 @@ class WireTimedExchange:
     async def submit(self, order: Order) -> ExchangeOrder:
         self.wire_ns[order.client_order_id] = time.time_ns()
         return await self.inner.submit(order)
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        now = time.time_ns()
+        for leg in orders.legs:
+            self.wire_ns[leg.client_order_id] = now
+        return await self.inner.submit_list(orders)
 
     async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
         return await self.inner.cancel(symbol, client_order_id)
@@ -283,53 +282,6 @@ def zero_counters(symbols: Sequence[str]) -> None:
                 metrics.FILLS.labels(symbol=sym, side=side, liquidity=liquidity)
 
 
-def bar_row(bar: Bar) -> dict[str, Any]:
-    """A `Bar` as the feature library's row mapping."""
-    return {
-        "open_time": datetime.fromtimestamp(bar.open_time / 1e9, UTC),
-        "open": bar.open,
-        "high": bar.high,
-        "low": bar.low,
-        "close": bar.close,
-        "volume": bar.volume,
-        "quote_volume": bar.quote_volume,
-        "taker_buy_base": bar.taker_buy_volume,
-    }
-
-
-class _ModelScorer:
-    """A registered model applied to incrementally computed features, one state per symbol."""
-
-    def __init__(self, ref: str, registry_dir: Path, symbols: Sequence[str]) -> None:
-        from tessera.features.engine import IncrementalFeatures
-        from tessera.models import load_artifact
-        from tessera.models.featureset import spec_from_document
-        from tessera.models.pipeline import check_feature_code
-        from tessera.models.registry import ModelRegistry
-
-        self.artifact = load_artifact(ModelRegistry(registry_dir).resolve_ref(ref))
-        warning = check_feature_code(self.artifact)
-        if warning:
-            log.warning("model features drifted", detail=warning)
-        spec = spec_from_document(self.artifact.manifest["features"]["spec"])
-        self.columns = self.artifact.feature_columns
-        self.states = {s: IncrementalFeatures(spec) for s in symbols}
-        self.warmup = next(iter(self.states.values())).warmup if self.states else 0
-        self.name = f"{self.artifact.ref.name}:{self.artifact.ref.version}"
-
-    def update(self, bar: Bar) -> tuple[dict[str, float], float | None]:
-        import math
-
-        import numpy as np
-
-        feats = self.states[bar.symbol].update(bar_row(bar))
-        x = [feats.get(c, math.nan) for c in self.columns]
-        if not all(math.isfinite(v) for v in x):
-            return feats, None
-        score = self.artifact.model.predict_row(np.asarray(x, dtype=np.float64))
-        return feats, score
-
-
 class TradingBot:
     def __init__(self, options: BotOptions) -> None:
         self.o = options
@@ -348,18 +300,8 @@ class TradingBot:
         self._early_bars: list[tuple[Bar, int, int]] | None = []
         self._t_model: dict[str, int] = {}
         self._db_failed = False
-        # held while a signal is turned into an order and while the ledgers are reconciled: a
-        # reconciliation must not see an order the exchange has and our records do not yet
-        self._order_lock = asyncio.Lock()
-        self.traces: deque[LatencyTrace] = deque(maxlen=100_000)
-        # one publisher, in emission order: two targets of one strategy must not swap places
-        self._outbox: asyncio.Queue[Signal] = asyncio.Queue()
-        self._publishing = False
         self._signal_seq = 0
         self._tasks: list[asyncio.Task[Any]] = []
-        self._halt_seen: float | None = None
-        self.signals_published = 0
-        self.orders_sent = 0
         # what went wrong in this run that a person must hear of: non-empty -> non-zero exit
         self.problems: list[str] = []
         self.exit_code = EXIT_OK
@@ -368,7 +310,6 @@ class TradingBot:
         self.ended_by_data = False
         self._strategies_stopped = False
         self._signal_handlers: list[os_signal.Signals] = []
-        self._narrowed_logged: set[tuple[str, str]] = set()
         self._strategies_started = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
@@ -453,18 +394,56 @@ class TradingBot:
         # the ledger's realized PnL at start: tessera_pnl_realized counts from the run's start
         self._pnl_base = {k: p.realized_pnl for k, p in self.manager.positions.items()}
         self.ids = ClientOrderIdGenerator(o.run_id, self.store.next_seq(o.run_id))
+        self.manager.take_seq = self.ids.take  # signal-derived ids share the run's sequence
         self.account = AccountBook(self.filters, o.quote_asset)
         self.risk = RiskEngine(o.risk, MetricsRiskListener())
+        self.gateway = OrderGateway(
+            self.manager,
+            self.risk,
+            self.filters,
+            self.limiter,
+            self._account_view,
+            on_denied=self._on_denied,
+        )
+        self.executor = SignalExecutor(
+            queue=self.queue,
+            store=self.store,
+            manager=self.manager,
+            gateway=self.gateway,
+            account=self.account,
+            filters=self.filters,
+            ids=self.ids,
+            known=lambda strategy, symbol: strategy in self.contexts and symbol in self.filters,
+            can_record=lambda: self.exit_code != EXIT_STORE_FATAL,
+            failed=self._failed,
+            problem=self.problem,
+            wire_ns=self.wire.wire_ns,
+            consumer=o.consumer,
+            max_signal_age_s=o.max_signal_age_s,
+            claim_idle_ms=o.claim_idle_ms,
+        )
+        self.halt = HaltGuard(
+            store=self.store,
+            risk=self.risk,
+            manager=self.manager,
+            gateway=self.gateway,
+            account=self.account,
+            filters=self.filters,
+            ids=self.ids,
+            equity=self.equity,
+            failed=self._failed,
+            order_lock=self.executor.lock,
+        )
         metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct)
         metrics.set_trading_state("ACTIVE")
         metrics.KILL_SWITCH_ENGAGED.set(0)
         zero_counters(self.symbols)
-        self._restore_halt()
-        self.scorer: _ModelScorer | None = None
+        self.halt.restore()
+        self.scorer: ModelScorer | None = None
         if o.model_ref:
             if o.registry_dir is None:
                 raise LiveRefusedError("a model needs a registry directory")
-            self.scorer = _ModelScorer(o.model_ref, o.registry_dir, self.symbols)
+            self.scorer = ModelScorer(o.model_ref, o.registry_dir, self.symbols)
             log.info("model loaded", model=self.scorer.name, features=len(self.scorer.columns))
         self.strategies: list[Strategy] = []
         self.contexts: dict[str, LiveContext] = {}
@@ -476,7 +455,7 @@ class TradingBot:
             except (KeyError, ValueError, TypeError) as exc:
                 raise LiveRefusedError(f"strategy {ref.name}: {exc}") from exc
             self.strategies.append(strat)
-            self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id, self._emit)
+            self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id)
             self.guards[strat.strategy_id] = StrategyGuard(
                 strat, o.max_strategy_errors, self._strategy_paused
             )
@@ -520,23 +499,15 @@ class TradingBot:
                 raise ExchangeError(f"GET {path}: HTTP {resp.status}: {(await resp.text())[:200]}")
             return await resp.json(content_type=None)
 
-    def _restore_halt(self) -> None:
-        halt = self.store.load_halt(ACCOUNT)
-        if halt is not None:
-            record = HaltRecord(str(halt["reason"]), int(halt["ts"]), float(halt["drawdown_pct"]))
-            self.risk.restore(record, Decimal(str(halt["equity_peak"] or 0)))
-            self._halt_seen = float(halt["ts"])
-            log.error("trading is halted (persisted)", reason=record.reason)
-
     async def _reconcile(self, first: bool) -> bool:
         """Orders, fills and balances against the exchange; False if something is unexplained."""
         if self.paper is not None:
             await self.manager.recover()
             return True
-        async with self._order_lock:
+        async with self.executor.lock:
             report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
         if not report.ok:
-            self._restore_halt()
+            self.halt.restore()
         return report.ok
 
     async def _load_balances(self) -> None:
@@ -568,7 +539,7 @@ class TradingBot:
         self.warming = False
         for ctx in self.contexts.values():
             for sym, target in ctx.targets.items():
-                self._emit(ctx._strategy, sym, target)
+                self._emit_target(ctx.strategy_id, sym, target)
         log.info("warm-up done", bars=warm, needed=need)
 
     # --- the run --------------------------------------------------------------------------------
@@ -613,15 +584,15 @@ class TradingBot:
             self._spawn(self.feed.run(), "feed")
             await asyncio.wait_for(self.feed.connected.wait(), 30)
             await self._warm_up()
-            self._spawn(self._publisher(), "publisher")
-            self._spawn(self._executor_loop(), "executor")
+            self._spawn(self.executor.publisher(), "publisher")
+            self._spawn(self.executor.run(), "executor")
             self._spawn(self._mark_loop(), "marks")
-            self._spawn(self._halt_watch(), "halt-watch")
+            self._spawn(self.halt.watch(), "halt-watch")
             self._spawn(self._periodic_reconcile(), "reconcile")
             self._spawn(self._db_watch(), "db-watch")
             self._spawn(self._resolve_unknown(), "resolve-unknown")
             if o.redis_url:
-                self._spawn(self._claim_loop(), "claim")
+                self._spawn(self.executor.claim_loop(), "claim")
             if self.paper is None:
                 self._spawn(self._user_data(), "user-data")
             self._spawn(self.clock.run(self.stopping), "clock")
@@ -758,7 +729,7 @@ class TradingBot:
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
         if executor is not None and not executor.done() and self.exit_code != EXIT_STORE_FATAL:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain(), min(10.0, left()))
+                await asyncio.wait_for(self.executor.drain(), min(10.0, left()))
         for t in self._tasks:
             if t.get_name() == "ingest":
                 self._ingest_service.stop()
@@ -823,18 +794,6 @@ class TradingBot:
         if lock is not None:
             with contextlib.suppress(Exception):
                 lock.release()
-
-    async def _drain(self) -> None:
-        # Polled: "drained" spans three owners (emitter, queue, executor) with no common event.
-        while (  # noqa: ASYNC110
-            not self._outbox.empty() or self._publishing or self._executing or await self._queued()
-        ):
-            await asyncio.sleep(0.02)
-
-    async def _queued(self) -> int:
-        if isinstance(self.queue, LocalSignalQueue):
-            return self.queue.backlog()
-        return 0  # Redis keeps what is left for the next executor
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -921,7 +880,13 @@ class TradingBot:
         self._t_model[bar.symbol] = time.time_ns()
         for strat in self.strategies:  # each isolated: one strategy's error stops no other
             sid = strat.strategy_id
-            self.guards[sid].call("on_bar", bar, self.contexts[sid], bar=bar)
+            if strat.symbols and bar.symbol not in strat.symbols:
+                continue
+            ctx = self.contexts[sid]
+            # the context's order helpers first (a trailing stop follows the bar), as in the
+            # backtest
+            self.guards[sid].call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
+            self.guards[sid].call("on_bar", bar, ctx, bar=bar)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
@@ -975,218 +940,79 @@ class TradingBot:
         )
         return [bar_from_rest(symbol, row) for row in self.market_clock.closed(symbol, rows)]
 
-    # --- signals --------------------------------------------------------------------------------
+    # --- signals (the strategies' decisions, see `LiveContext`) --------------------------------
 
-    def _emit(self, strategy: str, symbol: str, target: Decimal) -> None:
+    def signal_id(self, strategy: str, symbol: str) -> str | None:
+        """A new signal's id, or None when the bot is not acting on decisions now (warm-up,
+        a late bar, stopping): unique per emission; a redelivery carries the same id."""
         if self.warming or not self._acting:
-            return
+            return None
+        self._signal_seq += 1
+        bar_time = self._last_bar.get(symbol, 0)
+        return f"{self.o.run_id}:{strategy}:{symbol}:{bar_time}:{self._signal_seq}"
+
+    def publish(
+        self,
+        signal_id: str,
+        strategy: str,
+        symbol: str,
+        kind: str,
+        target: Decimal | None = None,
+        order: dict[str, str] | None = None,
+    ) -> None:
         event_ns, recv_ns = self._event_ts.get(symbol, (0, 0))
         now = time.time_ns()
-        bar_time = self._last_bar.get(symbol, 0)
-        self._signal_seq += 1
         sig = Signal(
-            # unique per emission; a redelivery carries the same id (the executor dedups on it)
-            signal_id=f"{self.o.run_id}:{strategy}:{symbol}:{bar_time}:{self._signal_seq}",
+            signal_id=signal_id,
             strategy=strategy,
             symbol=symbol,
-            target_qty=str(target),
+            target_qty="" if target is None else str(target),
             ts_event=event_ns,
             ts_recv=recv_ns or now,
             ts_signal=now,
             meta={"t_model": str(self._t_model.get(symbol, now))},
+            kind=kind,
+            order=order or {},
         )
         if recv_ns:
             metrics.SIGNAL_LATENCY.labels(strategy=strategy).observe((now - recv_ns) / 1e9)
             metrics.ORDER_LATENCY.labels(stage="event_to_signal").observe((now - recv_ns) / 1e9)
         metrics.SIGNALS.labels(strategy=strategy).inc()
-        self._outbox.put_nowait(sig)
+        self.executor.emit(sig)
 
-    async def _publisher(self) -> None:
-        while True:
-            sig = await self._outbox.get()
-            self._publishing = True
-            try:
-                await self._publish(sig)
-            finally:
-                self._publishing = False
+    def _emit_target(self, strategy: str, symbol: str, target: Decimal) -> None:
+        sid = self.signal_id(strategy, symbol)
+        if sid is not None:
+            self.publish(sid, strategy, symbol, SignalKind.TARGET, target=target)
 
-    async def _publish(self, sig: Signal) -> None:
-        for attempt in range(50):
-            try:
-                await self.queue.publish(sig)
-                self.signals_published += 1
-                return
-            except Exception as exc:  # Redis restarting: keep the signal, retry
-                log.warning("signal publish failed; retrying", error=str(exc)[:200], n=attempt)
-                await asyncio.sleep(0.2)
-        metrics.SIGNALS_DROPPED.labels(strategy=sig.strategy).inc()
-        self.problem(f"signals dropped: the signal queue was unreachable ({sig.signal_id})")
+    @property
+    def orders_sent(self) -> int:
+        executor = getattr(self, "executor", None)
+        return executor.orders_sent if executor is not None else 0
 
-    # --- execution ------------------------------------------------------------------------------
+    @property
+    def signals_published(self) -> int:
+        executor = getattr(self, "executor", None)
+        return executor.signals_published if executor is not None else 0
 
-    _executing = False
-
-    async def _executor_loop(self) -> None:
-        while True:
-            try:
-                deliveries = await self.queue.consume(self.o.consumer, count=16, block_ms=50)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("signal queue unavailable; retrying", error=str(exc)[:200])
-                await asyncio.sleep(0.5)
-                continue
-            for d in deliveries:
-                self._executing = True
-                try:
-                    await self._execute(d)
-                finally:
-                    self._executing = False
-
-    async def _claim_loop(self) -> None:
-        """Take over signals a dead executor left pending (Redis only)."""
-        while True:
-            await asyncio.sleep(max(self.o.claim_idle_ms / 2000, 0.5))
-            try:
-                claimed = await self.queue.claim_stale(self.o.consumer, self.o.claim_idle_ms)
-            except Exception as exc:
-                log.warning("claiming stale signals failed", error=str(exc)[:200])
-                continue
-            for d in claimed:
-                log.info("claimed a pending signal", signal_id=d.signal.signal_id)
-                self._executing = True
-                try:
-                    await self._execute(d)
-                finally:
-                    self._executing = False
-
-    async def _execute(self, d: Delivery) -> None:
-        sig = d.signal
-        ack = True
-        try:
-            async with self._order_lock:
-                ack = await self._execute_signal(sig, redelivered=d.deliveries > 1)
-        except Exception as exc:
-            ack = False
-            self._failed("signal execution", exc)
-        if ack:
-            with contextlib.suppress(Exception):
-                await self.queue.ack(d.entry_id)
-
-    async def _execute_signal(self, sig: Signal, redelivered: bool = False) -> bool:
-        """Returns whether the signal is done with (ack it); False leaves it pending.
-
-        A first delivery skips the lookup of an order for the signal: the unique signal id
-        of the order intent refuses a second order anyway (`OrderManager.submit`)."""
-        t_consumed = time.time_ns()
-        if self.exit_code == EXIT_STORE_FATAL:
-            return False  # nothing can be recorded: the signal stays for the next start
-        if redelivered and self.store.order_for_signal(sig.signal_id) is not None:
-            log.info("signal already executed", signal_id=sig.signal_id)
-            return True
-        age = (time.time_ns() - sig.ts_signal) / 1e9
-        if age > self.o.max_signal_age_s:
-            log.warning("stale signal dropped", signal_id=sig.signal_id, age_s=round(age, 1))
-            return True
-        if sig.strategy not in self.contexts or sig.symbol not in self.filters:
-            log.warning("signal for an unknown strategy/symbol", signal_id=sig.signal_id)
-            return True
-        filters = self.filters[sig.symbol]
-        held = self.position(sig.symbol, sig.strategy) + self._in_flight(sig.symbol, sig.strategy)
-        delta = Decimal(sig.target_qty) - held
-        qty = filters.round_qty(abs(delta), market=True)
-        log.debug("signal", target=sig.target_qty, held=str(held), qty=str(qty))
-        if qty == 0:
-            return True
-        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-        if side is OrderSide.SELL:
-            # spot: sell at most what the account holds; a buy's commission paid in the base
-            # asset leaves less than the position, and the exchange refuses the rest
-            held_base = max(self.account.balances.get(filters.base_asset, ZERO), ZERO)
-            sellable = filters.round_qty(held_base, market=True)
-            if qty > sellable:
-                # a spot account cannot sell what it does not hold (a short needs a borrow):
-                # said, and counted when nothing is left to send, never narrowed in silence
-                self._narrowed(sig, qty, sellable, filters.base_asset)
-                qty = sellable
-            if qty == 0:
-                return True
-        intent = OrderIntent(sig.symbol, side, qty, OrderType.MARKET, None, sig.strategy)
-        now = time.time_ns()
-        decision = self.risk.check(intent, self._account_view(), now)
-        if not decision.allowed:
-            metrics.record_order_rejected(sig.symbol, side.value.lower(), "market", "risk")
-            return True
-        price = self.last_prices.get(sig.symbol)
-        try:
-            filters.check(OrderType.MARKET, qty, None, price)
-        except FilterViolationError as exc:
-            log.info("order below exchange filters; skipped", detail=str(exc), symbol=sig.symbol)
-            return True
-        order = Order(
-            client_order_id=self.ids.next(),
-            symbol=sig.symbol,
-            side=side,
-            type=OrderType.MARKET,
-            qty=qty,
-            strategy=sig.strategy,
-            signal_id=sig.signal_id,
-        )
-        self.risk.record_sent(now)
-        t_checked = time.time_ns()
-        try:
-            await self.limiter.acquire(0, 0)  # a ban (418) stops orders before the request
-        except RateLimitBannedError as exc:
-            log.error("rate-limit ban: not sending", until_ms=exc.until_ms)
-            return False
-        t_send = time.time_ns()
-        metrics.ORDER_LATENCY.labels(stage="signal_to_send").observe((t_send - sig.ts_signal) / 1e9)
-        try:
-            await self.manager.submit(order)
-        except Exception as exc:
-            # The intent is durable (or was never written): recovery resolves it either way.
-            if self.wire.wire_ns.pop(order.client_order_id, None) is not None:
-                self.orders_sent += 1  # it reached the wire: recovery settles its outcome
-            self._failed("submit", exc)
-            # nothing recorded: leave the signal pending so that it is retried
-            return self.store.order_for_signal(sig.signal_id) is not None
-        t_ack = time.time_ns()
-        wired = self.wire.wire_ns.pop(order.client_order_id, None)
-        if wired is not None:
-            self.orders_sent += 1  # counted once on the wire, not when merely attempted
-        t_wire = wired if wired is not None else t_send
-        metrics.ORDER_LATENCY.labels(stage="send_to_ack").observe((t_ack - t_wire) / 1e9)
-        if sig.ts_recv:
-            metrics.ORDER_LATENCY.labels(stage="tick_to_order").observe(
-                (t_wire - sig.ts_recv) / 1e9
-            )
-            t_model = int(sig.meta.get("t_model", sig.ts_signal))
-            trace = LatencyTrace(
-                sig.ts_recv, t_model, sig.ts_signal, t_consumed, t_checked, t_wire, t_ack
-            )
-            self.traces.append(trace)
-        return True
-
-    def _narrowed(self, sig: Signal, wanted: Decimal, sellable: Decimal, asset: str) -> None:
-        if sellable == 0:
-            metrics.RISK_DENIALS.labels(reason="no_borrow").inc()
-        key = (sig.strategy, sig.symbol)
-        if key in self._narrowed_logged:
-            return
-        self._narrowed_logged.add(key)
-        log.warning(
-            "spot: selling only what the account holds (a short needs a borrow)",
-            strategy_id=sig.strategy,
-            symbol=sig.symbol,
-            target=sig.target_qty,
-            wanted=str(wanted),
-            sellable=str(sellable),
-            asset=asset,
-        )
+    @property
+    def traces(self) -> Sequence[LatencyTrace]:
+        executor = getattr(self, "executor", None)
+        return executor.traces if executor is not None else ()
 
     def position(self, symbol: str, strategy: str) -> Decimal:
         p = self.manager.positions.get((symbol, strategy))
         return p.qty if p is not None else ZERO
+
+    def live_orders(self, strategy: str) -> list[Order]:
+        return [o for o in self.manager.live.values() if o.strategy == strategy]
+
+    def cash(self) -> Decimal:
+        return self.account.cash()
+
+    def tick_size(self, symbol: str) -> Decimal | None:
+        f = self.filters.get(symbol)
+        return f.tick_size if f is not None and f.tick_size else None
 
     def tradeable_position(self, symbol: str, strategy: str) -> Decimal:
         qty = self.position(symbol, strategy)
@@ -1199,16 +1025,6 @@ class TradingBot:
             return ZERO
         return tradeable if qty > 0 else -tradeable
 
-    def _in_flight(self, symbol: str, strategy: str) -> Decimal:
-        return sum(
-            (
-                o.remaining_qty * o.side.sign
-                for o in self.manager.live.values()
-                if o.symbol == symbol and o.strategy == strategy and o.status.is_open
-            ),
-            ZERO,
-        )
-
     def _account_view(self) -> AccountView:
         positions: dict[str, Decimal] = {}
         for (sym, _), p in self.manager.positions.items():
@@ -1220,13 +1036,28 @@ class TradingBot:
 
     def on_event(self, order: Order, event: OrderEvent, live_orders: int) -> None:
         self.observer.on_event(order, event, live_orders)
+        ctx = self.contexts.get(order.strategy)
+        guard = self.guards.get(order.strategy)
         if event.kind is OrderEventKind.FILLED and event.fill is not None:
             self.account.apply_fill(event.fill)
-            guard = self.guards.get(order.strategy)
-            if guard is not None:
-                guard.call("on_fill", event.fill, self.contexts[order.strategy])
+            if ctx is not None and guard is not None:
+                guard.call("on_fill", event.fill, fn=ctx._sdk_on_fill)
+                guard.call("on_fill", event.fill, ctx)
         if order.status.is_terminal:
             self.manager.live.pop(order.client_order_id, None)
+        if ctx is not None and guard is not None and event.kind in _ORDER_HOOK_EVENTS:
+            ctx.forget(order.client_order_id)
+            guard.call("on_order", order, fn=ctx._sdk_on_order)
+            guard.call("on_order", order, ctx)
+
+    def _on_denied(self, order: Order, reason: str) -> None:
+        """An order a check refused before it was sent: the strategy hears it as a rejection."""
+        ctx = self.contexts.get(order.strategy)
+        guard = self.guards.get(order.strategy)
+        if ctx is not None and guard is not None:
+            ctx.forget(order.client_order_id)
+            guard.call("on_order", order, fn=ctx._sdk_on_order)
+            guard.call("on_order", order, ctx)
 
     def _on_report(self, report: Any) -> None:
         try:
@@ -1281,7 +1112,7 @@ class TradingBot:
         self._publish_pnl()
         self._publish_rate_limits()
         if actions:
-            await self._on_halt(actions)
+            await self.halt.on_actions(actions)
 
     def _publish_pnl(self) -> None:
         """Realized (since run start, before fees) and unrealized PnL per strategy."""
@@ -1303,75 +1134,6 @@ class TradingBot:
             for lim in self.limiter.limits:
                 scope = metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
                 metrics.RATE_LIMIT_USED.labels(scope=scope).set(self.limiter.used(lim.scope))
-
-    async def _on_halt(self, actions: Sequence[RiskAction]) -> None:
-        halt = self.risk.halt
-        if halt is None:
-            return
-        log.error("kill-switch engaged", reason=halt.reason, drawdown_pct=halt.drawdown_pct)
-        self.store.save_halt(
-            ACCOUNT, halt.reason, halt.ts, halt.drawdown_pct, self.risk.equity_peak
-        )
-        self._halt_seen = float(halt.ts)
-        await self._carry_out(actions)
-
-    async def _carry_out(self, actions: Sequence[RiskAction]) -> None:
-        if RiskAction.CANCEL_ALL in actions:
-            for order in [o for o in self.manager.live.values() if o.status.is_open]:
-                try:
-                    await self.manager.cancel(order)
-                except Exception as exc:
-                    log.error("cancel failed", cid=order.client_order_id, error=str(exc)[:200])
-        if RiskAction.FLATTEN in actions:
-            held = dict(self.account.balances)  # what the account holds, commissions paid
-            for (sym, strat), p in list(self.manager.positions.items()):
-                size = abs(p.qty)
-                if p.qty > 0:
-                    # a buy's commission may have been paid in the base asset: the account
-                    # holds less than the position, and selling the position would be refused
-                    base = self.filters[sym].base_asset
-                    size = min(size, max(held.get(base, ZERO), ZERO))
-                    held[base] = held.get(base, ZERO) - size
-                qty = self.filters[sym].round_qty(size, market=True)
-                if qty == 0:
-                    continue
-                order = Order(
-                    client_order_id=self.ids.next(),
-                    symbol=sym,
-                    side=OrderSide.SELL if p.qty > 0 else OrderSide.BUY,
-                    type=OrderType.MARKET,
-                    qty=qty,
-                    strategy=strat,
-                    signal_id=f"flatten:{strat}:{sym}:{time.time_ns()}",
-                )
-                try:
-                    placed = await self.manager.submit(order)
-                except Exception as exc:
-                    log.error("flatten failed", symbol=sym, error=str(exc)[:200])
-                    continue
-                if placed.reject_reason:
-                    log.error("flatten failed", symbol=sym, error=placed.reject_reason[:200])
-
-    async def _halt_watch(self) -> None:
-        """Follow halts set from outside (`tessera risk halt`, another bot, reconciliation)."""
-        while True:
-            await asyncio.sleep(1.0)
-            read_at = time.time_ns()
-            try:
-                halt = await asyncio.to_thread(self.store.load_halt, ACCOUNT)
-            except Exception as exc:  # the database is down: the order path refuses anyway
-                self._failed("halt watch", exc)
-                continue
-            if halt is not None and self._halt_seen != float(halt["ts"]):
-                self._halt_seen = float(halt["ts"])
-                actions = self.risk.manual_halt(str(halt["reason"]), int(halt["ts"]))
-                await self._carry_out(actions)
-            # "no halt" only clears a halt that was there before the read: the kill-switch may
-            # have fired (and saved its halt) while the read was in flight
-            elif halt is None and self.risk.halt is not None and self.risk.halt.ts < read_at:
-                log.warning("halt cleared by a person; trading resumes")
-                self._halt_seen = None
-                self.risk.reset(self.equity())
 
     async def _resolve_unknown(self) -> None:
         """Orders whose outcome is unknown (the answer was lost, a 5xx) are looked up by client

@@ -25,17 +25,31 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 
+class SignalKind:
+    """What a signal asks for. A target is sized by the executor (the difference between the
+    target and what the strategy holds); the others carry an order the strategy decided
+    itself, with the client order id it was given (`ClientOrderIdGenerator.for_signal`)."""
+
+    TARGET = "target"  # target_qty: the signed position wanted
+    ORDER = "order"  # order: client_order_id, side, type, qty, price, stop_price, tif, ...
+    OCO = "oco"  # order: list_id, above/below leg fields (see `LiveContext.submit_oco`)
+    CANCEL = "cancel"  # order: client_order_id
+    ALL = (TARGET, ORDER, OCO, CANCEL)
+
+
 @dataclass(frozen=True, slots=True)
 class Signal:
-    signal_id: str  # unique: "<strategy>:<symbol>:<bar open time ns>" or a uuid
+    signal_id: str  # unique: "<run>:<strategy>:<symbol>:<bar open time ns>:<n>"
     strategy: str
     symbol: str
-    target_qty: str  # signed target position in base units, as a decimal string
+    target_qty: str  # kind "target": signed target position in base units, as a decimal string
     ts_event: int  # exchange time of the market event that caused it, ns
     ts_recv: int  # local receive time of that event, ns
     ts_signal: int  # when the strategy emitted the signal, ns
     reason: str = ""
     meta: dict[str, str] = field(default_factory=dict)
+    kind: str = SignalKind.TARGET
+    order: dict[str, str] = field(default_factory=dict)  # kinds other than "target"
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

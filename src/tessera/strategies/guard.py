@@ -77,16 +77,20 @@ class StrategyGuard:
         for hook in metrics.STRATEGY_HOOKS:
             metrics.STRATEGY_ERRORS.labels(strategy=strategy.strategy_id, hook=hook)
 
-    def call(self, hook: str, *args: Any, bar: Bar | None = None) -> bool:
-        """Run ``strategy.<hook>(*args)``; False if the strategy is paused or raised."""
+    def call(
+        self, hook: str, *args: Any, bar: Bar | None = None, fn: Callable[..., Any] | None = None
+    ) -> bool:
+        """Run ``strategy.<hook>(*args)`` — or ``fn(*args)``, code run for the strategy in that
+        hook (the order helpers of its context) — False if the strategy is paused or raised."""
         if self.paused:
             return False
         try:
-            getattr(self.strategy, hook)(*args)
+            (fn or getattr(self.strategy, hook))(*args)
         except Exception as exc:
             self._failed(hook, bar, exc)
             return False
-        self.consecutive = 0
+        if fn is None:  # only the strategy's own code succeeding ends a run of its errors
+            self.consecutive = 0
         return True
 
     def _failed(self, hook: str, bar: Bar | None, exc: Exception) -> None:

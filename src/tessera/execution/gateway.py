@@ -1,0 +1,135 @@
+"""`OrderGateway`: the one way an order reaches a venue — risk, filters, rate limiter, manager.
+
+Every order the bot sends passes here, whoever decided it: a strategy's own order, the orders
+that move a strategy to its target, the legs of an OCO, the kill-switch's flatten and an
+operator's command. The checks are therefore the same for all of them, and a flatten is a
+reduce-only order that the risk engine sees too (it lets reducing orders through a halt).
+
+The pre-trade part, `pretrade_denial`, is pure and is what the backtest calls for its orders:
+the same risk engine, the same exchange filters, the same denial reasons (``risk:<reason>``,
+``filter:<filter>``). The live part adds the shared rate limiter and the `OrderManager` (intent
+persisted before send, recovery by client order id).
+
+A denied order never reaches the store: it is marked REJECTED with the denial as its reason and
+handed back, so the strategy hears of it through ``on_order`` like any rejection.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Protocol
+
+from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.manager import OrderManager
+from tessera.execution.orders import Order, OrderList
+from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
+from tessera.risk.engine import AccountView, OrderIntent, RiskEngine
+
+
+class Limiter(Protocol):
+    async def acquire(self, weight: int = 1, orders: int = 0) -> float: ...
+
+
+def pretrade_denial(
+    order: Order,
+    risk: RiskEngine | None,
+    account: AccountView,
+    filters: SymbolFilters | None,
+    last_price: Decimal | None,
+    now_ns: int,
+) -> str | None:
+    """Why ``order`` may not be sent (``risk:<reason>`` or ``filter:<name>``), or None."""
+    if risk is not None:
+        intent = OrderIntent(
+            order.symbol,
+            order.side,
+            order.qty,
+            order.type,
+            order.price,
+            order.strategy,
+            reduce_only=order.reduce_only,
+        )
+        decision = risk.check(intent, account, now_ns)
+        if not decision.allowed:
+            return f"risk:{decision.reason}"
+    if filters is not None:
+        try:
+            filters.check(order.type, order.qty, order.price, last_price, order.stop_price)
+        except FilterViolationError as exc:
+            return f"filter:{exc.filter_type}"
+    return None
+
+
+class OrderGateway:
+    """Risk → filters → rate limiter → order manager, for every order of the live bot."""
+
+    def __init__(
+        self,
+        manager: OrderManager,
+        risk: RiskEngine,
+        filters: Mapping[str, SymbolFilters],
+        limiter: Limiter,
+        account: Callable[[], AccountView],
+        on_denied: Callable[[Order, str], None] | None = None,
+    ) -> None:
+        self.manager = manager
+        self.risk = risk
+        self.filters = filters
+        self.limiter = limiter
+        self.account = account
+        self.on_denied = on_denied
+        self._machine = OrderStateMachine()
+
+    def denial(self, order: Order) -> str | None:
+        view = self.account()
+        return pretrade_denial(
+            order,
+            self.risk,
+            view,
+            self.filters.get(order.symbol),
+            view.last_prices.get(order.symbol),
+            time.time_ns(),
+        )
+
+    def _deny(self, order: Order, reason: str) -> Order:
+        self._machine.apply(
+            order, OrderEvent(OrderEventKind.REJECTED, time.time_ns(), reason=reason)
+        )
+        if self.on_denied is not None:
+            self.on_denied(order, reason)
+        return order
+
+    async def submit(self, order: Order, marks: dict[str, int] | None = None) -> Order:
+        """The order as now known: REJECTED (not recorded) when a check denied it; otherwise
+        recorded and sent (`OrderManager.submit`). `RateLimitBannedError` propagates: the
+        caller keeps the decision for later rather than dropping it. ``marks`` receives the
+        times (ns) the checks passed (``checked``) and the request left (``send``)."""
+        reason = self.denial(order)
+        if reason is not None:
+            return self._deny(order, reason)
+        now = time.time_ns()
+        self.risk.record_sent(now)
+        if marks is not None:
+            marks["checked"] = now
+        await self.limiter.acquire(0, 0)  # a ban (418) stops orders before the request
+        if marks is not None:
+            marks["send"] = time.time_ns()
+        return await self.manager.submit(order)
+
+    async def submit_list(self, orders: OrderList) -> list[Order]:
+        """Both legs checked; one denied denies the list (an OCO with one leg is no OCO)."""
+        for leg in orders.legs:
+            reason = self.denial(leg)
+            if reason is not None:
+                return [self._deny(o, reason) for o in orders.legs]
+        self.risk.record_sent(time.time_ns())
+        await self.limiter.acquire(0, 0)
+        placed = await self.manager.submit_list(orders)
+        return list(placed.legs)
+
+    async def cancel(self, order: Order) -> Order:
+        """Cancels are never refused by risk (they only ever reduce what is at risk)."""
+        await self.limiter.acquire(0, 0)
+        return await self.manager.cancel(order)

@@ -1,0 +1,139 @@
+"""`HaltGuard`: the kill-switch's hands in the live bot — halts persisted, followed and acted on.
+
+The risk engine decides (pure: `RiskEngine.update_equity` returns actions); this carries the
+decision out and keeps it across processes:
+
+* a halt is saved to the store (account ``main``) the moment it happens and restored at start,
+  so a restarted bot does not resume trading a halted account;
+* halts set from outside — ``tessera risk halt``, another bot, a failed reconciliation — are
+  followed within a second (`watch`); a halt cleared by a person resumes trading;
+* the actions: cancel every open order, then flatten every position with reduce-only market
+  orders (reason ``kill_switch``) through the same `OrderGateway` as every other order — the
+  risk engine lets reducing orders through a halt, and the sizing module caps a spot sell at
+  what the account holds (a buy's commission paid in the base asset leaves less).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+
+from tessera.execution.filters import SymbolFilters
+from tessera.execution.gateway import OrderGateway
+from tessera.execution.ids import ClientOrderIdGenerator
+from tessera.execution.manager import OrderManager
+from tessera.execution.orders import ExitReason, Order, OrderType
+from tessera.execution.persistence import ExecutionStore
+from tessera.execution.sizing import flatten_orders
+from tessera.live.account import AccountBook
+from tessera.logging import get_logger
+from tessera.risk.engine import HaltRecord, RiskAction, RiskEngine
+
+log = get_logger(__name__)
+ZERO = Decimal(0)
+ACCOUNT = "main"  # the account name `tessera risk halt|reset|status` use
+
+
+class HaltGuard:
+    def __init__(
+        self,
+        *,
+        store: ExecutionStore,
+        risk: RiskEngine,
+        manager: OrderManager,
+        gateway: OrderGateway,
+        account: AccountBook,
+        filters: Mapping[str, SymbolFilters],
+        ids: ClientOrderIdGenerator,
+        equity: Callable[[], Decimal],
+        failed: Callable[[str, Exception], None],
+        order_lock: asyncio.Lock,
+    ) -> None:
+        self.store = store
+        self.risk = risk
+        self.manager = manager
+        self.gateway = gateway
+        self.account = account
+        self.filters = filters
+        self.ids = ids
+        self.equity = equity
+        self.failed = failed
+        self.order_lock = order_lock
+        self.seen: float | None = None  # ts of the halt this process knows of
+
+    def restore(self) -> None:
+        halt = self.store.load_halt(ACCOUNT)
+        if halt is not None:
+            record = HaltRecord(str(halt["reason"]), int(halt["ts"]), float(halt["drawdown_pct"]))
+            self.risk.restore(record, Decimal(str(halt["equity_peak"] or 0)))
+            self.seen = float(halt["ts"])
+            log.error("trading is halted (persisted)", reason=record.reason)
+
+    async def on_actions(self, actions: Sequence[RiskAction]) -> None:
+        """The risk engine halted trading (the kill-switch): persist, then act."""
+        halt = self.risk.halt
+        if halt is None:
+            return
+        log.error("kill-switch engaged", reason=halt.reason, drawdown_pct=halt.drawdown_pct)
+        self.store.save_halt(
+            ACCOUNT, halt.reason, halt.ts, halt.drawdown_pct, self.risk.equity_peak
+        )
+        self.seen = float(halt.ts)
+        await self.carry_out(actions)
+
+    async def carry_out(self, actions: Sequence[RiskAction]) -> None:
+        async with self.order_lock:  # not between a signal's intent and its send
+            if RiskAction.CANCEL_ALL in actions:
+                for order in [o for o in self.manager.live.values() if o.status.is_open]:
+                    try:
+                        await self.gateway.cancel(order)
+                    except Exception as exc:
+                        log.error("cancel failed", cid=order.client_order_id, error=str(exc)[:200])
+            if RiskAction.FLATTEN in actions:
+                await self._flatten()
+
+    async def _flatten(self) -> None:
+        positions = {k: p.qty for k, p in self.manager.positions.items() if p.qty}
+        held = {a: max(q, ZERO) for a, q in self.account.balances.items()}
+        for step in flatten_orders(positions, self.filters, held, ExitReason.KILL_SWITCH):
+            order = Order(
+                client_order_id=self.ids.next(),
+                symbol=step.symbol,
+                side=step.side,
+                type=OrderType.MARKET,
+                qty=step.qty,
+                strategy=step.strategy,
+                signal_id=f"flatten:{step.strategy}:{step.symbol}:{time.time_ns()}",
+                reason=ExitReason.KILL_SWITCH,
+                reduce_only=True,
+            )
+            try:
+                placed = await self.gateway.submit(order)
+            except Exception as exc:
+                log.error("flatten failed", symbol=step.symbol, error=str(exc)[:200])
+                continue
+            if placed.reject_reason:
+                log.error("flatten failed", symbol=step.symbol, error=placed.reject_reason[:200])
+
+    async def watch(self) -> None:
+        """Follow halts set from outside (`tessera risk halt`, another bot, reconciliation)."""
+        while True:
+            await asyncio.sleep(1.0)
+            read_at = time.time_ns()
+            try:
+                halt = await asyncio.to_thread(self.store.load_halt, ACCOUNT)
+            except Exception as exc:  # the database is down: the order path refuses anyway
+                self.failed("halt watch", exc)
+                continue
+            if halt is not None and self.seen != float(halt["ts"]):
+                self.seen = float(halt["ts"])
+                actions = self.risk.manual_halt(str(halt["reason"]), int(halt["ts"]))
+                await self.carry_out(actions)
+            # "no halt" only clears a halt that was there before the read: the kill-switch may
+            # have fired (and saved its halt) while the read was in flight
+            elif halt is None and self.risk.halt is not None and self.risk.halt.ts < read_at:
+                log.warning("halt cleared by a person; trading resumes")
+                self.seen = None
+                self.risk.reset(self.equity())
