@@ -51,6 +51,19 @@ log = get_logger(__name__)
 
 _EVENT_TIME = re.compile(r'"E":(\d+)')
 _STREAM = re.compile(r"^([a-z0-9_.-]+)@([A-Za-z0-9_@]+)$")
+# Every spot order type, as Binance's exchangeInfo lists them for a symbol today (see
+# samples/binance-api/spot-http/exchange_info_response.json). The bundled 2021 exchangeInfo
+# predates STOP_LOSS and TAKE_PROFIT on BTCUSDT/ETHUSDT; a simulator that refused them could not
+# exercise them, so built markets serve this list (the engine enforces what is served).
+SPOT_ORDER_TYPES = (
+    "LIMIT",
+    "LIMIT_MAKER",
+    "MARKET",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+)
 # Binance pushes kline updates every second for 1s bars and every 2 seconds for the others.
 KLINE_UPDATE_MS = {"1s": 1_000}
 DEFAULT_KLINE_UPDATE_MS = 2_000
@@ -145,6 +158,8 @@ class SimMarket:
             exchange_info = build_exchange_info(
                 self.symbols, self._observed_steps(), exchange_info_path
             )
+            for entry in exchange_info["symbols"]:
+                entry["orderTypes"] = list(SPOT_ORDER_TYPES)
         self.exchange_info = exchange_info
         for sym in self.symbols:
             if f"{sym.lower()}@depth@100ms" in self._base and sym not in self.snapshots:
