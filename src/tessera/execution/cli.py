@@ -37,13 +37,18 @@ def _ts(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def _num(value: Decimal | None) -> str:
+    return f"{value.normalize():f}" if value is not None else ""
+
+
 @orders_app.command("list")
 def orders_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Newest N orders")] = 50,
     status: Annotated[str | None, typer.Option(help="Only this status, e.g. FILLED")] = None,
 ) -> None:
-    """List orders, newest first, with status, fills and the strategy that placed them."""
+    """List orders, newest first: type, prices, fills, status, the order list (OCO) an order
+    belongs to and why it was sent (its exit reason when it closes a position)."""
     store = _store(ctx)
     table = Table(title="orders")
     for col in (
@@ -55,9 +60,12 @@ def orders_list(
         "type",
         "qty",
         "price",
+        "stop price",
         "filled",
         "avg price",
         "status",
+        "list",
+        "reason",
     ):
         table.add_column(col)
     for o in store.list_orders(limit, status):
@@ -68,11 +76,14 @@ def orders_list(
             o.symbol,
             o.side.value,
             o.type.value,
-            f"{o.qty.normalize():f}",
-            f"{o.price.normalize():f}" if o.price is not None else "",
-            f"{o.filled_qty.normalize():f}",
+            _num(o.qty),
+            _num(o.price),
+            _num(o.stop_price),
+            _num(o.filled_qty),
             f"{o.avg_price:.8g}" if o.avg_price is not None else "",
             o.status.value,
+            o.list_id,
+            o.reason.value + (" (reduce only)" if o.reduce_only else ""),
         )
     out.print(table)
     store.close()
@@ -84,7 +95,8 @@ def fills_list(
     limit: Annotated[int, typer.Option(help="Newest N fills")] = 50,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
 ) -> None:
-    """List fills, newest first (one row per exchange trade id)."""
+    """List fills, newest first (one row per exchange trade id), each with the reason of its
+    order: the exit reason (stop_loss, take_profit, ...) when the fill closes a position."""
     store = _store(ctx)
     table = Table(title="fills")
     for col in (
@@ -98,6 +110,7 @@ def fills_list(
         "price",
         "fee",
         "liq",
+        "reason",
     ):
         table.add_column(col)
     for sf in store.list_fills(limit, symbol):
@@ -113,6 +126,7 @@ def fills_list(
             f"{f.price.normalize():f}",
             f"{f.fee.normalize():f} {f.fee_asset}",
             f.liquidity.value,
+            sf.reason.value,
         )
     out.print(table)
     store.close()

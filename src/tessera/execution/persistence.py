@@ -57,6 +57,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from tessera import metrics
 from tessera.config.settings import DatabaseSync
 from tessera.execution.orders import (
+    ExitReason,
     Fill,
     Liquidity,
     Order,
@@ -72,6 +73,8 @@ from tessera.execution.schema import (
     fills,
     order_events,
     orders,
+    paper_accounts,
+    paper_orders,
     paper_sessions,
     positions,
     risk_events,
@@ -89,6 +92,7 @@ ZERO = Decimal(0)
 __all__ = [
     "ExecutionStore",
     "LedgerConflictError",
+    "PaperBookTakenOverError",
     "StoredFill",
     "ValueTooLongError",
     "advisory_key",
@@ -117,6 +121,23 @@ class LedgerConflictError(Exception):
             f"ledger conflict in {table}: {keys} is already stored with different content "
             f"({diffs}). Nothing was written; two writers produced the same identifier for "
             f"different facts — find the second writer before trading on."
+        )
+
+
+class PaperBookTakenOverError(Exception):
+    """A newer paper exchange owns this paper account's book: this one must stop.
+
+    Two paper exchanges matching one book would fill each resting order twice. The newest to
+    start owns the book (`ExecutionStore.claim_paper_book`); an older one that tries to write
+    gets this error, and nothing of that write is stored or reported.
+    """
+
+    def __init__(self, account: str, session: int) -> None:
+        self.account = account
+        self.session = session
+        super().__init__(
+            f"paper account {account!r}: paper session {session} no longer owns the book (a "
+            f"newer paper exchange started on this database and took it over); this one stops"
         )
 
 
@@ -262,6 +283,9 @@ class StoredFill:
     fill: Fill
     exchange: str
     ts_recorded: int
+    # the reason of the fill's order: the exit reason when the fill closes a position
+    reason: ExitReason = ExitReason.SIGNAL
+    list_id: str = ""
 
 
 class ExecutionStore:
@@ -415,6 +439,39 @@ class ExecutionStore:
             return replayed
         return True
 
+    def record_list_submission(
+        self, legs: Sequence[tuple[Order, int, OrderEvent]], run_id: str
+    ) -> bool:
+        """`record_submission` for the legs of an order list, ``(order, seq, submitted)``
+        each, all in one transaction: every leg is durable before the one request that places
+        the list goes out, or none is.
+
+        Returns False if the list's signal already produced an order (send nothing).
+        """
+        rows, events = [], []
+        for order, seq, submitted in legs:
+            rows.append(self._order_row(order, run_id, seq))
+            cid = order.client_order_id
+            events += [
+                self._event_row(cid, "intent", "INITIALIZED", order.ts_created),
+                self._event_row(cid, submitted.kind.value, order.status.value, submitted.ts),
+            ]
+        try:
+            with self.tx() as c:
+                c.execute(self._INSERT_ORDER, rows)
+                c.execute(self._INSERT_EVENT, events)
+        except IntegrityError:
+            if self._batch.get() is not None:
+                raise
+            # the transaction wrote nothing: which leg hit which key decides
+            outcomes = [self._order_collision(o, run_id, seq) for o, seq, _ in legs]
+            if False in outcomes:
+                return False  # the signal already produced an order
+            if all(outcomes):
+                return True  # the whole list was recorded before (a replayed write)
+            raise
+        return True
+
     def _order_collision(self, order: Order, run_id: str, seq: int) -> bool | None:
         """A new order hit a unique key; which one, and is it a replay or a conflict?
 
@@ -490,6 +547,9 @@ class ExecutionStore:
             "late_fill": False,
             "ts_created": order.ts_created,
             "ts_last": order.ts_last or order.ts_created,
+            "reason": order.reason.value,
+            "list_id": order.list_id or None,
+            "reduce_only": order.reduce_only,
         }
 
     def record_event(self, order: Order, event: OrderEvent) -> None:
@@ -736,7 +796,13 @@ class ExecutionStore:
             return [_order_from_row(r) for r in c.execute(q).mappings().all()]
 
     def list_fills(self, limit: int = 100, symbol: str | None = None) -> list[StoredFill]:
-        q = select(fills).order_by(fills.c.ts_event.desc(), fills.c.id.desc()).limit(limit)
+        """The newest fills, each with its order's reason and list (every fill has an order)."""
+        q = (
+            select(fills, orders.c.reason.label("order_reason"), orders.c.list_id)
+            .join(orders, orders.c.client_order_id == fills.c.client_order_id)
+            .order_by(fills.c.ts_event.desc(), fills.c.id.desc())
+            .limit(limit)
+        )
         if symbol:
             q = q.where(fills.c.symbol == symbol)
         with self.tx() as c:
@@ -773,6 +839,113 @@ class ExecutionStore:
                 p.lots.append((r["qty"], r["cost"] / r["qty"]))
             out.append(p)
         return out
+
+    # --- the paper exchange's book -----------------------------------------------------------
+
+    def claim_paper_book(self, account: str, session: int) -> list[dict[str, Any]]:
+        """Make paper exchange ``session`` the owner of ``account``'s book and return the book's
+        open orders (rows of ``paper_orders``). An older owner gets `PaperBookTakenOverError` at
+        its next write: the claim and every write lock the account's ``paper_accounts`` row, so
+        the claim reads the book after the last write of the previous owner."""
+        open_states = [s.value for s in OrderStatus if s.is_open]
+        for attempt in range(2):
+            try:
+                with self.tx() as c:
+                    done = c.execute(
+                        update(paper_accounts)
+                        .where(paper_accounts.c.account == account)
+                        .values(session=session, since=now_ns())
+                    )
+                    if done.rowcount == 0:
+                        c.execute(
+                            insert(paper_accounts).values(
+                                account=account, session=session, since=now_ns()
+                            )
+                        )
+                    rows = (
+                        c.execute(
+                            select(paper_orders)
+                            .where(
+                                paper_orders.c.account == account,
+                                paper_orders.c.status.in_(open_states),
+                            )
+                            .order_by(paper_orders.c.ts_created, paper_orders.c.exchange_order_id)
+                        )
+                        .mappings()
+                        .all()
+                    )
+                return [dict(r) for r in rows]
+            except IntegrityError:
+                if attempt or self._batch.get() is not None:
+                    raise  # another paper exchange created the row at the same moment: retry
+        raise AssertionError("unreachable")
+
+    def save_paper_book(
+        self,
+        account: str,
+        session: int,
+        rows: Sequence[dict[str, Any]],
+        items: dict[str, tuple[Decimal, Decimal]],
+        ts: int,
+    ) -> None:
+        """Store changed paper orders (whole rows, keyed by client order id) and the account's
+        balances (a snapshot, source ``account``) in one transaction — if ``session`` still owns
+        the book; otherwise `PaperBookTakenOverError` and nothing is written."""
+        with self.tx() as c:
+            owned = c.execute(
+                update(paper_accounts)
+                .where(paper_accounts.c.account == account, paper_accounts.c.session == session)
+                .values(since=paper_accounts.c.since)  # locks the row until the commit
+            )
+            if owned.rowcount == 0:
+                raise PaperBookTakenOverError(account, session)
+            for row in rows:
+                values = {k: v for k, v in row.items() if k != "client_order_id"}
+                done = c.execute(
+                    update(paper_orders)
+                    .where(paper_orders.c.client_order_id == row["client_order_id"])
+                    .values(**values)
+                )
+                if done.rowcount == 0:
+                    c.execute(insert(paper_orders).values(**row))
+            for asset, (free, locked) in sorted(items.items()):
+                c.execute(
+                    insert(balances).values(
+                        ts=ts, source=account, asset=asset, free=free, locked=locked
+                    )
+                )
+
+    def paper_order(self, account: str, client_order_id: str) -> dict[str, Any] | None:
+        """One order of the paper book, open or not (a row of ``paper_orders``)."""
+        with self.tx() as c:
+            row = (
+                c.execute(
+                    select(paper_orders).where(
+                        paper_orders.c.account == account,
+                        paper_orders.c.client_order_id == client_order_id,
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return dict(row) if row else None
+
+    def paper_book(self, account: str, symbol: str) -> list[dict[str, Any]]:
+        """Every order of the paper book on ``symbol``, open or not, oldest first."""
+        with self.tx() as c:
+            rows = (
+                c.execute(
+                    select(paper_orders)
+                    .where(
+                        paper_orders.c.account == account,
+                        paper_orders.c.symbol == symbol,
+                    )
+                    .order_by(paper_orders.c.ts_created, paper_orders.c.exchange_order_id)
+                )
+                .mappings()
+                .all()
+            )
+        return [dict(r) for r in rows]
 
     # --- balances and risk ------------------------------------------------------------------
 
@@ -872,6 +1045,9 @@ def _order_from_row(r: Any) -> Order:
         strategy=r["strategy"],
         signal_id=r["signal_id"] or "",
         ts_created=r["ts_created"],
+        reason=ExitReason(r["reason"]),
+        list_id=r["list_id"] or "",
+        reduce_only=bool(r["reduce_only"]),
     )
     order.status = OrderStatus(r["status"])
     order.exchange_order_id = r["exchange_order_id"]
@@ -898,7 +1074,14 @@ def _fill_from_row(r: Any) -> StoredFill:
         ts_event=r["ts_event"],
         strategy=r["strategy"],
     )
-    return StoredFill(fill, r["exchange"], r["ts_recorded"])
+    reason = r.get("order_reason")
+    return StoredFill(
+        fill,
+        r["exchange"],
+        r["ts_recorded"],
+        ExitReason(reason) if reason else ExitReason.SIGNAL,
+        r.get("list_id") or "",
+    )
 
 
 @contextmanager

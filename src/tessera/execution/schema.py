@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -71,6 +72,7 @@ MAX_HOST: Final = 255
 MAX_SIGNAL_ID: Final = 255
 # "baseline:<account>" (the reconciler's balance baseline) or "paper" / "exchange"
 MAX_BALANCE_SOURCE: Final = len("baseline:") + MAX_ACCOUNT + 23
+MAX_REASON: Final = 16  # `ExitReason` values ("trailing_stop" is the longest, 13)
 
 
 class ValueTooLongError(ValueError):
@@ -158,9 +160,16 @@ orders = Table(
     Column("late_fill", Boolean, nullable=False, default=False),
     Column("ts_created", BigInteger, nullable=False),
     Column("ts_last", BigInteger, nullable=False),
+    # why it was sent: the exit reason of the position its fills close (`ExitReason`); rows
+    # written before the column existed were the strategies' own orders ("signal")
+    Column("reason", Bounded(MAX_REASON), nullable=False, server_default="signal"),
+    # the client id of its order list (an OCO's two legs share it); NULL when it stands alone
+    Column("list_id", Bounded(MAX_CLIENT_ORDER_ID)),
+    Column("reduce_only", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("run_id", "seq", name="uq_orders_run_id_seq"),
     Index("ix_orders_status", "status"),
     Index("ix_orders_symbol", "symbol"),
+    Index("ix_orders_list_id", "list_id"),
 )
 
 # Append-only: every state change of every order, in order. Never updated, never deleted.
@@ -279,6 +288,47 @@ paper_sessions = Table(
     Column("started_at", BigInteger, nullable=False),
     Column("pid", Integer, nullable=False),
     Column("host", Bounded(MAX_HOST), nullable=False),
+)
+
+# The paper exchange's own book: its resting orders as the exchange holds them (not the bot's
+# view of them, which is ``orders``), so that a restarted paper exchange still fills them and
+# answers queries about them. ``held`` is the balance the order holds; the two legs of an OCO
+# share one holding (each row carries the list's amount; it is counted once). ``fills`` is the
+# order's trades as JSON (what ``myTrades`` answers after a restart).
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    Column("client_order_id", Bounded(MAX_CLIENT_ORDER_ID), primary_key=True),
+    Column("account", Bounded(MAX_ACCOUNT), nullable=False),
+    Column("exchange_order_id", Bounded(MAX_EXCHANGE_ORDER_ID), nullable=False),
+    Column("symbol", Bounded(MAX_SYMBOL), nullable=False),
+    Column("side", Bounded(4), nullable=False),
+    Column("type", Bounded(20), nullable=False),
+    Column("time_in_force", Bounded(3), nullable=False),
+    Column("qty", Money(), nullable=False),
+    Column("price", Money()),
+    Column("stop_price", Money()),
+    Column("list_id", Bounded(MAX_CLIENT_ORDER_ID)),
+    Column("status", Bounded(20), nullable=False),
+    Column("held", Money(), nullable=False),
+    Column("filled_qty", Money(), nullable=False),
+    Column("filled_notional", Money(), nullable=False),
+    Column("triggered", Boolean, nullable=False),
+    Column("fills", Text, nullable=False),
+    Column("ts_created", BigInteger, nullable=False),
+    Column("ts_update", BigInteger, nullable=False),
+    Index("ix_paper_orders_account", "account", "status"),
+)
+
+# Which paper exchange owns a paper account's book: the newest one to start (``session``, from
+# ``paper_sessions``). Every write of the book locks this row and checks the owner, so a paper
+# exchange that another has replaced fails on its next write instead of filling orders twice.
+paper_accounts = Table(
+    "paper_accounts",
+    metadata,
+    Column("account", Bounded(MAX_ACCOUNT), primary_key=True),
+    Column("session", BigInteger, nullable=False),
+    Column("since", BigInteger, nullable=False),
 )
 
 # Who holds an account's trading lock (PostgreSQL; see `tessera.execution.lock`): the lock
