@@ -92,6 +92,9 @@ def test_limit_and_stop_orders_on_real_bars(btc_series: BarSeries) -> None:
     _, strat = run(
         s,
         {
+            # spot: the stop sells what a market buy bought before (a stop-loss sell without
+            # a holding is a short and is refused, see below)
+            i - 2: [{"side": OrderSide.BUY, "qty": D("0.01")}],
             i: [
                 {
                     "side": OrderSide.BUY,
@@ -111,10 +114,10 @@ def test_limit_and_stop_orders_on_real_bars(btc_series: BarSeries) -> None:
                     "order_type": OrderType.STOP_LOSS,
                     "stop_price": D(repr(low_ahead)) + D("1"),
                 },
-            ]
+            ],
         },
     )
-    limit_order, far_order, stop_order = strat.orders
+    _, limit_order, far_order, stop_order = strat.orders
     assert limit_order.status is OrderStatus.FILLED
     fill = next(f for f in strat.fills if f.client_order_id == limit_order.client_order_id)
     assert fill.price <= limit and fill.liquidity.value == "maker"
@@ -258,6 +261,7 @@ def test_cancel_all_inside_on_fill_cancels_the_others_and_leaves_the_filled_orde
 ) -> None:
     close = float(btc_series.close[10])
     plan = {
+        8: [{"side": OrderSide.BUY, "qty": D("0.01")}],  # spot: the limit sells what this buys
         10: [
             {"side": OrderSide.BUY, "qty": D("0.01"), "order_type": OrderType.MARKET},
             {"side": OrderSide.SELL, "qty": D("0.01"), "order_type": OrderType.LIMIT,
@@ -266,7 +270,7 @@ def test_cancel_all_inside_on_fill_cancels_the_others_and_leaves_the_filled_orde
     }  # fmt: skip
     strat = CancelsOnFill([btc_series.symbol], plan)
     BacktestEngine(cfg(), LOOSE_RISK).run([btc_series], [strat])
-    market, limit = strat.orders
+    _, market, limit = strat.orders
     assert market.status is OrderStatus.FILLED
     assert limit.status is OrderStatus.CANCELED
-    assert len(strat.fills) == 1
+    assert len(strat.fills) == 2

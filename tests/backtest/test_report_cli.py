@@ -73,7 +73,11 @@ def test_cli_backtest_writes_results_and_report(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
     assert doc["metrics"]["bars"] == 45031
     trades = pl.read_parquet(tmp_path / "out" / "trades.parquet")
-    assert len(trades) == doc["metrics"]["trades"] + (trades["exit_time"].null_count())
+    # a position open at the end is listed as closed at the last close (end_of_data), not
+    # counted in the trade statistics
+    at_end = (trades["exit_reason"] == "end_of_data").sum()
+    assert len(trades) == doc["metrics"]["trades"] + trades["exit_time"].null_count() + at_end
+    assert sum(doc["exit_reasons"].values()) == len(trades) - trades["exit_time"].null_count()
     assert (tmp_path / "report.html").stat().st_size > 1_000_000
 
 

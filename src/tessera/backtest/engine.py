@@ -8,6 +8,18 @@ Per bar, in this order (the same order the live bot sees events in):
 4. the strategy sees the closed bar (``on_bar``) and may submit orders through the context,
    which runs the risk engine's pre-trade checks and the exchange filters first.
 
+Every order type of `OrderType` is matched by the shared rules of `execution.matching`
+(`WorkingOrders`): MARKET, LIMIT (GTC/IOC/FOK), LIMIT_MAKER, STOP_LOSS(_LIMIT),
+TAKE_PROFIT(_LIMIT), and OCO lists (``submit_oco``; one leg acting expires the other). Each
+state change of a strategy's order reaches its ``on_order`` (after ``on_fill`` for a fill).
+Brackets and trailing stops come from `OrderHelpers`, the code the live context runs too.
+
+The account is spot, as live: a short is refused (``no_borrow`` in ``result.denials``), a sell
+may take only the base the account holds and has not locked in other open sells (a
+reduce-only sell is cut to it), and a buy only the cash it has. Target positions are sized by
+`execution.sizing` (a flip closes first) and the kill-switch flattens with reduce-only orders
+(reason ``kill_switch``) that pass the risk engine like every other order.
+
 Orders decided at a bar's close arrive ``latency_ms`` later; with ``fill_at="close"`` market
 orders fill at the deciding bar's close instead (the convention of backtesting.py's
 ``trade_on_close`` and vectorbt's ``from_signals`` on close prices).
@@ -35,24 +47,28 @@ from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.matching import (
     BarView,
     Match,
-    MatchResult,
+    MatchEvent,
     SlippageKind,
     SlippageModel,
-    match_order,
+    WorkingOrders,
 )
 from tessera.execution.orders import (
+    ExitReason,
     Fill,
     Liquidity,
     Order,
+    OrderList,
     OrderSide,
     OrderStatus,
     OrderType,
     TimeInForce,
 )
 from tessera.execution.portfolio import Instrument, Portfolio
+from tessera.execution.sizing import NO_BORROW, flatten_orders, orders_for_target
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
 from tessera.risk.engine import AccountView, OrderIntent, RiskAction, RiskEngine, RiskListener
 from tessera.strategies.base import Bar, Strategy
+from tessera.strategies.context import OrderHelpers
 from tessera.strategies.guard import StrategyError
 
 ZERO = Decimal(0)
@@ -62,14 +78,6 @@ K = OrderEventKind
 
 def _d(x: float) -> Decimal:
     return Decimal(repr(x))
-
-
-@dataclass
-class _Working:
-    order: Order
-    active_from: int  # ns: first bar opening at/after this time may fill it
-    first_bar_seen: bool = False
-    triggered: bool = False
 
 
 class _SymbolState:
@@ -105,10 +113,11 @@ class _SymbolState:
 CHUNK = 1 << 16
 
 
-class BacktestContext:
+class BacktestContext(OrderHelpers):
     """`StrategyContext` of the backtest; one per strategy (positions are attributed)."""
 
     def __init__(self, engine: BacktestEngine, strategy: str) -> None:
+        super().__init__()
         self._engine = engine
         self._strategy = strategy
 
@@ -128,6 +137,10 @@ class BacktestContext:
 
     def last_price(self, symbol: str) -> float | None:
         return self._engine.symbols[symbol].last_close
+
+    def tick_size(self, symbol: str) -> Decimal | None:
+        f = self._engine.filters.get(symbol)
+        return f.tick_size if f is not None and f.tick_size else None
 
     def features(self, symbol: str) -> Mapping[str, float]:
         st = self._engine.symbols[symbol]
@@ -150,38 +163,99 @@ class BacktestContext:
         price: Decimal | None = None,
         stop_price: Decimal | None = None,
         time_in_force: TimeInForce = TimeInForce.GTC,
+        *,
+        reason: ExitReason | None = None,
+        reduce_only: bool = False,
     ) -> Order | None:
         return self._engine.submit(
-            self._strategy, symbol, side, qty, order_type, price, stop_price, time_in_force
+            self._strategy,
+            symbol,
+            side,
+            qty,
+            order_type,
+            price,
+            stop_price,
+            time_in_force,
+            reason=reason,
+            reduce_only=reduce_only,
+        )
+
+    def submit_oco(
+        self,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        take_profit: Decimal,
+        stop_loss: Decimal,
+        stop_limit: Decimal | None = None,
+        reason: ExitReason | None = None,
+        take_profit_reason: ExitReason | None = None,
+        stop_loss_reason: ExitReason | None = None,
+    ) -> OrderList | None:
+        return self._engine.submit_oco(
+            self._strategy,
+            symbol,
+            side,
+            qty,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            stop_limit=stop_limit,
+            take_profit_reason=take_profit_reason or reason or ExitReason.OCO,
+            stop_loss_reason=stop_loss_reason or reason or ExitReason.OCO,
         )
 
     def cancel_order(self, client_order_id: str) -> None:
-        self._engine.cancel(client_order_id)
+        order = self._engine.working.get(client_order_id)
+        if order is not None and order.strategy == self._strategy:
+            self._engine.cancel(client_order_id)
 
     def cancel_all(self, symbol: str | None = None) -> None:
-        # called from on_fill, the order being filled is still in the working list: only the
-        # orders still open are cancelled
+        # called from on_fill, the order being filled is no longer working: only the orders
+        # still open are cancelled
         for order in self.open_orders(symbol):
             self._engine.cancel(order.client_order_id)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return [
-            w.order
-            for w in self._engine.working
-            if w.order.strategy == self._strategy
-            and w.order.status.is_open
-            and (symbol is None or w.order.symbol == symbol)
+            o
+            for o in self._engine.working.orders(symbol)
+            if o.strategy == self._strategy and o.status.is_open
         ]
 
     def target_position(self, symbol: str, qty: Decimal) -> Order | None:
-        delta = qty - self.position(symbol)
-        filters = self._engine.filters.get(symbol)
-        if filters is not None:
-            delta = filters.round_qty(abs(delta), market=True) * (1 if delta > 0 else -1)
-        if delta == 0:
-            return None
-        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-        return self.submit_order(symbol, side, abs(delta))
+        """Market orders from `execution.sizing`, as live: from the position plus the market
+        orders still on their way, a flip closed first, a short refused (``no_borrow``), a sell
+        capped at the base the account has free. Returns the last order sent."""
+        engine = self._engine
+        held = self.position(symbol) + engine.in_flight(symbol, self._strategy)
+        plan = orders_for_target(
+            held,
+            qty,
+            filters=engine.filters.get(symbol),
+            can_short=False,
+            sellable=engine.sellable(symbol),
+        )
+        if plan.denied is not None:
+            engine.denials.append((engine.now, self._strategy, plan.denied))
+        sent: Order | None = None
+        for step in plan.orders:
+            order = engine.submit(
+                self._strategy,
+                symbol,
+                step.side,
+                step.qty,
+                OrderType.MARKET,
+                None,
+                None,
+                TimeInForce.GTC,
+                reason=ExitReason.SIGNAL,
+                reduce_only=step.reduce_only,
+            )
+            if order is None and step.reduce_only:
+                break  # the close was refused: opening the other way would double the risk
+            sent = order or sent
+        return sent
 
 
 @dataclass
@@ -223,7 +297,7 @@ class BacktestEngine:
             if self.risk_config is not None
             else None
         )
-        self.working: list[_Working] = []
+        self.working = WorkingOrders()
         self.orders: list[Order] = []
         self.fill_records: list[FillRecord] = []
         self.denials: list[tuple[int, str, str]] = []
@@ -331,6 +405,7 @@ class BacktestEngine:
                 )
                 for strat, ctx in pairs:
                     try:
+                        ctx._sdk_on_bar(bar)
                         strat.on_bar(bar, ctx)
                     except Exception as exc:  # user code: name it, the hook and the bar
                         raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
@@ -350,21 +425,16 @@ class BacktestEngine:
         j = i - st.offset
         view = BarView(st.open[j], st.high[j], st.low[j], st.close[j], st.volume[j])
         open_time = st.open_time[j]
-        for w in list(self.working):
-            if w.order.symbol != st.symbol or w.active_from > open_time:
-                continue
-            first = not w.first_bar_seen
-            w.first_bar_seen = True
-            result = match_order(
-                w.order,
-                view,
-                first,
-                self.slippage,
-                self.max_participation,
-                self.limit_fill,
-                w.triggered,
-            )
-            self._apply_match(w, result, open_time)
+        events = self.working.match_bar(
+            st.symbol,
+            view,
+            open_time,
+            slippage=self.slippage,
+            max_participation=self.max_participation,
+            limit_fill=self.limit_fill,
+        )
+        for event in events:
+            self._apply_event(event, open_time)
 
     def _process_bar(self, st: _SymbolState, i: int) -> None:
         st.bar_index = i
@@ -389,8 +459,10 @@ class BacktestEngine:
         )
         for strat in self._strategies.values():
             if st.symbol in strat.symbols:
+                ctx = self._contexts[strat.strategy_id]
                 try:
-                    strat.on_bar(bar, self._contexts[strat.strategy_id])
+                    ctx._sdk_on_bar(bar)
+                    strat.on_bar(bar, ctx)
                 except Exception as exc:  # user code: name it, the hook and the bar
                     raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
 
@@ -408,8 +480,8 @@ class BacktestEngine:
         if actions:
             self.halted_at = self.now
             if RiskAction.CANCEL_ALL in actions:
-                for w in list(self.working):
-                    self.cancel(w.order.client_order_id)
+                for order in list(self.working):
+                    self.cancel(order.client_order_id)
             if RiskAction.FLATTEN in actions:
                 self._flatten()
 
@@ -426,6 +498,102 @@ class BacktestEngine:
 
     # --- orders ---------------------------------------------------------------------------------
 
+    def in_flight(self, symbol: str, strategy: str) -> Decimal:
+        """Signed quantity of the strategy's market orders on their way (latency): they move
+        the position, so sizing counts them, as the live executor does."""
+        return sum(
+            (
+                o.remaining_qty * o.side.sign
+                for o in self.working.orders(symbol)
+                if o.strategy == strategy and o.type is OrderType.MARKET and o.status.is_open
+            ),
+            ZERO,
+        )
+
+    def sellable(self, symbol: str) -> Decimal:
+        """Base the account holds and has not locked in open sells (an OCO locks once), as
+        Binance locks a sell's quantity while it rests."""
+        locked = ZERO
+        lists: set[str] = set()
+        for o in self.working.orders(symbol):
+            if o.side is OrderSide.SELL and o.status.is_open:
+                if o.list_id:
+                    if o.list_id in lists:
+                        continue
+                    lists.add(o.list_id)
+                locked += o.remaining_qty
+        return max(self.portfolio.base_holdings(symbol) - locked, ZERO)
+
+    def _spot_qty(
+        self,
+        strategy: str,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        reduce_only: bool,
+        market: bool,
+    ) -> Decimal | None:
+        """``qty`` as the spot account allows it, or None (denial recorded). A sell beyond the
+        free base is refused (``no_borrow``: a short needs a borrow); a reduce-only order is
+        cut to the strategy's position and, for a sell, to the free base."""
+        free = self.sellable(symbol) if side is OrderSide.SELL else None
+        if not reduce_only:
+            if free is not None and qty > free:
+                self.denials.append((self.now, strategy, NO_BORROW))
+                return None
+            return qty
+        pos = self.portfolio.strategy_position(symbol, strategy).qty
+        reducible = max(-pos * side.sign, ZERO)  # a sell reduces a long, a buy a short
+        if reducible <= 0:
+            self.denials.append((self.now, strategy, "reduce_only"))
+            return None
+        capped = min(qty, reducible)
+        if free is not None and capped > free:
+            capped = free
+            self.denials.append((self.now, strategy, NO_BORROW))  # said, even when cut only
+        if capped != qty:
+            f = self.filters.get(symbol)
+            capped = f.round_qty(capped, market=market) if f is not None else capped
+        if capped <= 0:
+            return None
+        return capped
+
+    def _pretrade(
+        self,
+        strategy: str,
+        symbol: str,
+        legs: Sequence[tuple[OrderSide, Decimal, OrderType, Decimal | None, Decimal | None]],
+        reduce_only: bool,
+    ) -> str | None:
+        """Risk checks then exchange filters for each leg (side, qty, type, price, stop); the
+        denial reason of the first leg refused, or None."""
+        st = self.symbols[symbol]
+        last = _d(st.last_close) if st.last_close is not None else None
+        self.sync_marks()
+        if self.risk is not None:
+            account = AccountView(
+                positions=self.portfolio.net_positions(),
+                last_prices={
+                    k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
+                },
+                open_orders=len(self.working),
+            )
+            for side, qty, otype, price, _ in legs:
+                intent = OrderIntent(
+                    symbol, side, qty, otype, price, strategy, reduce_only=reduce_only
+                )
+                decision = self.risk.check(intent, account, self.now)
+                if not decision.allowed:
+                    return str(decision.reason)
+        filters = self.filters.get(symbol)
+        if filters is not None:
+            for _, qty, otype, price, stop in legs:
+                try:
+                    filters.check(otype, qty, price, last, stop)
+                except FilterViolationError as exc:
+                    return f"filter:{exc.filter_type}"
+        return None
+
     def submit(
         self,
         strategy: str,
@@ -436,32 +604,23 @@ class BacktestEngine:
         price: Decimal | None,
         stop_price: Decimal | None,
         tif: TimeInForce,
-        bypass_risk: bool = False,
+        *,
+        reason: ExitReason | None = None,
+        reduce_only: bool = False,
     ) -> Order | None:
-        st = self.symbols[symbol]
-        last = _d(st.last_close) if st.last_close is not None else None
-        self.sync_marks()
-        if self.risk is not None and not bypass_risk:
-            account = AccountView(
-                positions=self.portfolio.net_positions(),
-                last_prices={
-                    k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
-                },
-                open_orders=len(self.working),
-            )
-            decision = self.risk.check(
-                OrderIntent(symbol, side, qty, order_type, price, strategy), account, self.now
-            )
-            if not decision.allowed:
-                self.denials.append((self.now, strategy, str(decision.reason)))
-                return None
-        filters = self.filters.get(symbol)
-        if filters is not None:
-            try:
-                filters.check(order_type, qty, price, last, stop_price)
-            except FilterViolationError as exc:
-                self.denials.append((self.now, strategy, f"filter:{exc.filter_type}"))
-                return None
+        """One order through the spot balance, the risk engine and the filters; None when
+        refused (the reason is in ``denials``)."""
+        market = order_type in (OrderType.MARKET, OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+        allowed = self._spot_qty(strategy, symbol, side, qty, reduce_only, market)
+        if allowed is None:
+            return None
+        qty = allowed
+        denial = self._pretrade(
+            strategy, symbol, [(side, qty, order_type, price, stop_price)], reduce_only
+        )
+        if denial is not None:
+            self.denials.append((self.now, strategy, denial))
+            return None
         order = Order(
             client_order_id=self._ids.next(),
             symbol=symbol,
@@ -473,85 +632,172 @@ class BacktestEngine:
             time_in_force=tif,
             strategy=strategy,
             ts_created=self.now,
+            reason=reason or ExitReason.for_type(order_type),
+            reduce_only=reduce_only,
         )
+        self._send(order)
+        return order
+
+    def submit_oco(
+        self,
+        strategy: str,
+        symbol: str,
+        side: OrderSide,
+        qty: Decimal,
+        *,
+        take_profit: Decimal,
+        stop_loss: Decimal,
+        stop_limit: Decimal | None,
+        take_profit_reason: ExitReason,
+        stop_loss_reason: ExitReason,
+    ) -> OrderList | None:
+        """An OCO: a LIMIT_MAKER at ``take_profit`` and a STOP_LOSS (STOP_LOSS_LIMIT at
+        ``stop_limit``) at ``stop_loss``, both reduce-only exits; each leg is checked by the
+        risk engine with its own type and by the filters, and the list goes whole or not."""
+        allowed = self._spot_qty(strategy, symbol, side, qty, True, market=False)
+        if allowed is None:
+            return None
+        list_id = self._ids.next()
+        common = {
+            "symbol": symbol,
+            "side": side,
+            "qty": allowed,
+            "strategy": strategy,
+            "ts_created": self.now,
+            "list_id": list_id,
+            "reduce_only": True,
+        }
+        profit = Order(
+            client_order_id=self._ids.next(),
+            type=OrderType.LIMIT_MAKER,
+            price=take_profit,
+            reason=take_profit_reason,
+            **common,  # type: ignore[arg-type]
+        )
+        loss = Order(
+            client_order_id=self._ids.next(),
+            type=OrderType.STOP_LOSS_LIMIT if stop_limit is not None else OrderType.STOP_LOSS,
+            price=stop_limit,
+            stop_price=stop_loss,
+            reason=stop_loss_reason,
+            **common,  # type: ignore[arg-type]
+        )
+        above, below = (profit, loss) if side is OrderSide.SELL else (loss, profit)
+        orders = OrderList(list_id, above, below)  # raises on legs the wrong way round
+        denial = self._pretrade(
+            strategy,
+            symbol,
+            [(o.side, o.qty, o.type, o.price, o.stop_price) for o in orders.legs],
+            True,
+        )
+        if denial is not None:
+            self.denials.append((self.now, strategy, denial))
+            return None
+        for leg in orders.legs:
+            self._send(leg)
+        return orders
+
+    def _send(self, order: Order) -> None:
         self.orders.append(order)
         self.state_machine.apply(order, OrderEvent(K.SUBMITTED, self.now))
         if self.risk is not None:
             self.risk.record_sent(self.now)
-        if strategy in self._strategies:
-            self._by_order[order.client_order_id] = self._strategies[strategy]
+        if order.strategy in self._strategies:
+            self._by_order[order.client_order_id] = self._strategies[order.strategy]
+        st = self.symbols[order.symbol]
         if (
             self.config.fill_at == "close"
-            and order_type is OrderType.MARKET
+            and order.type is OrderType.MARKET
             and st.last_close is not None
         ):
             self.state_machine.apply(order, OrderEvent(K.ACCEPTED, self.now))
-            self._fill_at_close(order, st.last_close)
-            return order
-        self.working.append(_Working(order, self.now + self.latency_ns + 1))
-        return order
+            self._notify(order)
+            if order.status.is_open:
+                self._fill_at_close(order, st.last_close)
+            return
+        self.working.add(order, self.now + self.latency_ns + 1)
 
     def cancel(self, client_order_id: str) -> None:
-        for w in self.working:
-            if w.order.client_order_id == client_order_id:
-                if not w.order.status.is_open:
-                    return  # filled (or closed) already: nothing to cancel
-                self.state_machine.apply(w.order, OrderEvent(K.CANCEL_REQUESTED, self.now))
-                self.state_machine.apply(w.order, OrderEvent(K.CANCELED, self.now))
-                self.working.remove(w)
-                return
+        """Cancel a working order; both legs of an OCO go together, as on Binance."""
+        order = self.working.get(client_order_id)
+        if order is None or not order.status.is_open:
+            return  # filled (or closed) already: nothing to cancel
+        partner = self.working.partner(client_order_id)
+        for o in (order, partner):
+            if o is not None and o.status.is_open:
+                self.working.remove(o.client_order_id)
+                self.state_machine.apply(o, OrderEvent(K.CANCEL_REQUESTED, self.now))
+                self.state_machine.apply(o, OrderEvent(K.CANCELED, self.now))
+                self._notify(o)
 
     def _flatten(self) -> None:
-        for (symbol, strategy), pos in list(self.portfolio.by_strategy.items()):
-            if pos.qty:
-                side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
-                self.submit(
-                    strategy,
-                    symbol,
-                    side,
-                    abs(pos.qty),
-                    OrderType.MARKET,
-                    None,
-                    None,
-                    TimeInForce.GTC,
-                    bypass_risk=True,
-                )
+        """The kill-switch's flatten: reduce-only market orders (reason ``kill_switch``) from
+        `execution.sizing`, through the risk engine, which lets reducing orders pass a halt."""
+        positions = {key: pos.qty for key, pos in self.portfolio.by_strategy.items() if pos.qty}
+        held: dict[str, Decimal] = {}
+        for symbol, inst in self.portfolio.instruments.items():
+            held[inst.base_asset] = held.get(inst.base_asset, ZERO) + self.sellable(symbol)
+        for step in flatten_orders(positions, self.filters, held, ExitReason.KILL_SWITCH):
+            self.submit(
+                step.strategy,
+                step.symbol,
+                step.side,
+                step.qty,
+                OrderType.MARKET,
+                None,
+                None,
+                TimeInForce.GTC,
+                reason=step.reason,
+                reduce_only=True,
+            )
 
     def _fill_at_close(self, order: Order, close: float) -> None:
         ref = _d(close)
         px = self.slippage.adjust(order.side, ref, 0.0)
         self._book_fill(order, Match(order.qty, px, Liquidity.TAKER, ref), self.now)
 
-    def _apply_match(self, w: _Working, result: MatchResult, ts: int) -> None:
-        order = w.order
-        if result.triggered:
-            w.triggered = True
+    def _apply_event(self, event: MatchEvent, ts: int) -> None:
+        """Apply one matching event through the state machine; callbacks follow each change."""
+        order, result = event.order, event.result
+        if order.status.is_terminal:  # cancelled by a callback earlier on this bar
+            self.working.remove(order.client_order_id)
+            return
         if result.reject is not None:  # refused on arrival, as the exchange would
-            self.working.remove(w)
+            self.working.remove(order.client_order_id)
             self.state_machine.apply(order, OrderEvent(K.REJECTED, ts, reason=result.reject))
+            self._notify(order)
             return
         if order.status is OrderStatus.SUBMITTED:  # arrived: the exchange acknowledges it
             self.state_machine.apply(order, OrderEvent(K.ACCEPTED, ts))
-        if result.match is not None:
-            self._book_fill(order, result.match, ts)
-        if order.status is OrderStatus.FILLED:
-            self.working.remove(w)
-        elif result.expire:
-            self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts))
-            self.working.remove(w)
+            self._notify(order)
+            if not order.status.is_open:  # the strategy cancelled it in on_order
+                return
+        if result.match is not None and not self._book_fill(order, result.match, ts):
+            return
+        if result.expire and order.status.is_open:
+            self.working.remove(order.client_order_id)
+            why = "the other leg of its order list acted" if event.expired_by_list else None
+            self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts, reason=why))
+            self._notify(order)
 
-    def _book_fill(self, order: Order, match: Match, ts: int) -> None:
-        # Spot accounts cannot spend cash they do not have (Binance -2010).
+    def _book_fill(self, order: Order, match: Match, ts: int) -> bool:
+        """Book a fill; False when the account cannot pay for it (the order expires)."""
         quote = self.portfolio.quote_asset
         notional = match.qty * match.price
         fee = self.fees.fee(notional, match.liquidity)
-        if order.side is OrderSide.BUY and notional + fee > self.portfolio.cash.get(quote, ZERO):
-            if order.filled_qty == 0:
+        # Spot accounts cannot spend cash they do not have, nor sell base they do not hold
+        # (Binance -2010).
+        if order.side is OrderSide.BUY:
+            short = notional + fee > self.portfolio.cash.get(quote, ZERO)
+        else:
+            short = match.qty > self.portfolio.base_holdings(order.symbol)
+        if short:
+            self.working.remove(order.client_order_id)
+            if order.status.is_open:
                 self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts, reason="insufficient"))
-                if any(w.order is order for w in self.working):
-                    self.working[:] = [w for w in self.working if w.order is not order]
                 self.denials.append((self.now, order.strategy, "insufficient_balance"))
-            return
+                self._notify(order)
+            return False
         self._trade_seq += 1
         fill = Fill(
             trade_id=str(self._trade_seq),
@@ -572,10 +818,26 @@ class BacktestEngine:
         self.symbols[order.symbol].position_f += signed
         # Re-derive the float cash from the exact books: no float drift across many fills.
         self._cash_f = float(self.portfolio.cash.get(quote, ZERO))
-        self.fill_records.append(FillRecord(fill, match.reference_price, realized))
+        self.fill_records.append(FillRecord(fill, match.reference_price, realized, order.reason))
         strat = self._by_order.get(order.client_order_id)
         if strat is not None:
+            ctx = self._contexts[strat.strategy_id]
             try:
-                strat.on_fill(fill, self._contexts[strat.strategy_id])
+                ctx._sdk_on_fill(fill)
+                strat.on_fill(fill, ctx)
             except Exception as exc:
                 raise StrategyError(strat.strategy_id, "on_fill", None, exc) from exc
+            self._notify(order)
+        return True
+
+    def _notify(self, order: Order) -> None:
+        """``on_order`` of the strategy that sent ``order`` (its helpers hear it first)."""
+        strat = self._by_order.get(order.client_order_id)
+        if strat is None:
+            return
+        ctx = self._contexts[strat.strategy_id]
+        try:
+            ctx._sdk_on_order(order)
+            strat.on_order(order, ctx)
+        except Exception as exc:
+            raise StrategyError(strat.strategy_id, "on_order", None, exc) from exc

@@ -1,7 +1,9 @@
 """A self-contained HTML report of a backtest (plotly, no network needed to open it).
 
 Sections: headline metrics (with baselines side by side), equity and drawdown, price with
-entries and exits, monthly returns heatmap, trade PnL distribution, and the trade list.
+entries and exits, monthly returns heatmap, trade PnL distribution, the trades by exit reason
+(signal, stop_loss, take_profit, trailing_stop, oco, kill_switch, end_of_data) and the trade
+list with each trade's exit reason.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ def _monthly_figure(result: BacktestResult) -> go.Figure:
 
 
 def _trades_figure(result: BacktestResult) -> go.Figure:
-    pnl = [float(t.pnl) for t in result.trades if t.exit_time is not None]
+    pnl = [float(t.pnl) for t in result.trades if t.closed_by_order]
     fig = go.Figure(
         go.Histogram(x=pnl, nbinsx=min(60, max(10, len(pnl) // 5)), marker={"color": "#1f77b4"})
     )
@@ -255,7 +257,7 @@ def _trade_table(result: BacktestResult, limit: int = 500) -> str:
             f"<tr class='{cls}'><td>{html.escape(t.symbol)}</td><td>{t.side}</td><td>{entry}</td>"
             f"<td>{exit_}</td><td>{t.qty}</td><td>{t.entry_price:.2f}</td>"
             f"<td>{'' if t.exit_price is None else f'{t.exit_price:.2f}'}</td>"
-            f"<td>{t.pnl:.2f}</td></tr>"
+            f"<td>{html.escape(t.exit_reason)}</td><td>{t.pnl:.2f}</td></tr>"
         )
     more = (
         f"<p>… {len(result.trades) - limit} more trades in trades.parquet</p>"
@@ -264,10 +266,30 @@ def _trade_table(result: BacktestResult, limit: int = 500) -> str:
     )
     return (
         "<table class='trades'><tr><th>symbol</th><th>side</th><th>entry</th><th>exit</th>"
-        "<th>qty</th><th>entry px</th><th>exit px</th><th>PnL</th></tr>"
+        "<th>qty</th><th>entry px</th><th>exit px</th><th>exit reason</th><th>PnL</th></tr>"
         + "".join(rows)
         + "</table>"
         + more
+    )
+
+
+def _exit_reason_table(result: BacktestResult) -> str:
+    """Closed trades per exit reason: how many, and their PnL (net of fees)."""
+    counts = result.exit_reasons()
+    if not counts:
+        return "<p>No closed trades.</p>"
+    pnl: dict[str, float] = {}
+    for t in result.trades:
+        if t.exit_time is not None:
+            pnl[t.exit_reason] = pnl.get(t.exit_reason, 0.0) + float(t.pnl)
+    rows = "".join(
+        f"<tr><th>{html.escape(reason)}</th><td>{n:,}</td><td>{pnl[reason]:,.2f}</td></tr>"
+        for reason, n in counts.items()
+    )
+    return (
+        "<table class='reasons'><tr><th>exit reason</th><th>trades</th><th>PnL</th></tr>"
+        + rows
+        + "</table>"
     )
 
 
@@ -276,7 +298,7 @@ body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin
 h1{margin-bottom:4px} .sub{color:#666;margin-top:0}
 table{border-collapse:collapse;margin:12px 0;font-size:14px}
 td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
-table.metrics th:first-child{text-align:left}
+table.metrics th:first-child,table.reasons th:first-child{text-align:left}
 tr.win td:last-child{color:#2ca02c} tr.loss td:last-child{color:#d62728}
 section{margin:28px 0}
 """
@@ -316,6 +338,7 @@ def write_report(
 <section><h2>Metrics</h2>{_metrics_table(result, baselines)}</section>
 <section>{parts[0]}</section><section>{parts[1]}</section>
 <section>{parts[2]}</section><section>{parts[3]}</section>
+<section><h2>Exit reasons</h2>{_exit_reason_table(result)}</section>
 <section><h2>Trades</h2>{_trade_table(result)}</section>
 </body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)

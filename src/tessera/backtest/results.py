@@ -3,12 +3,20 @@
 Metric conventions: returns are simple per-bar returns of the equity curve; annualisation uses
 the bar spacing (365-day crypto year); Sharpe and Sortino assume a zero risk-free rate;
 drawdown is from the running equity peak, its duration the longest time spent below a peak.
+
+Exit reasons: every fill carries the reason of its order (`ExitReason`: signal, stop_loss,
+take_profit, trailing_stop, oco, kill_switch, ...); a round trip's exit reason is that of the fill
+that closed it. A position still open at the last bar is listed as closed at the last close with
+reason ``end_of_data`` — marked to market, no fill is invented (the fills and the cash do not
+change) — and is left out of the trade statistics (``trades``, win rate, profit factor), which
+count positions an order closed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +27,7 @@ import numpy.typing as npt
 import polars as pl
 
 from tessera.config.models import BacktestConfig
-from tessera.execution.orders import Fill, Order
+from tessera.execution.orders import ExitReason, Fill, Order
 from tessera.execution.portfolio import Portfolio
 
 YEAR_NS = 365 * 86_400 * 1_000_000_000
@@ -31,6 +39,7 @@ class FillRecord:
     fill: Fill
     reference_price: Decimal  # before slippage
     realized_pnl: Decimal
+    reason: ExitReason = ExitReason.SIGNAL  # why its order was sent
 
     @property
     def slippage_cost(self) -> Decimal:
@@ -49,8 +58,14 @@ class Trade:
     qty: Decimal  # largest absolute size reached
     entry_price: Decimal  # volume-weighted
     exit_price: Decimal | None
-    pnl: Decimal  # realized, net of fees
+    pnl: Decimal  # realized, net of fees (end_of_data: marked to the last close)
     fees: Decimal
+    exit_reason: str = ""  # ExitReason of the closing fill; end_of_data; "" while open
+
+    @property
+    def closed_by_order(self) -> bool:
+        """Closed by a fill (not merely marked at the end of the data)."""
+        return self.exit_time is not None and self.exit_reason != ExitReason.END_OF_DATA
 
 
 @dataclass
@@ -94,6 +109,7 @@ class BacktestResult:
                 "trade_id": r.fill.trade_id,
                 "realized_pnl": str(r.realized_pnl),
                 "slippage": str(r.slippage_cost),
+                "reason": r.reason.value,
             }
             for r in self.fills
         ]
@@ -115,6 +131,7 @@ class BacktestResult:
                 "exit_price": float(t.exit_price) if t.exit_price is not None else None,
                 "pnl": float(t.pnl),
                 "fees": float(t.fees),
+                "exit_reason": t.exit_reason,
             }
             for t in self.trades
         ]
@@ -125,6 +142,14 @@ class BacktestResult:
             pl.col("entry_time").cast(pl.Datetime("ns", "UTC")),
             pl.col("exit_time").cast(pl.Datetime("ns", "UTC")),
         )
+
+    def exit_reasons(self) -> dict[str, int]:
+        """Round trips by exit reason (``end_of_data`` for positions open at the end)."""
+        counts: dict[str, int] = {}
+        for t in self.trades:
+            if t.exit_time is not None:
+                counts[t.exit_reason] = counts.get(t.exit_reason, 0) + 1
+        return dict(sorted(counts.items()))
 
     def to_json(self) -> str:
         """Metrics, trades and the final state as stable JSON (sorted keys; for diffs)."""
@@ -143,9 +168,11 @@ class BacktestResult:
                     str(r.fill.qty),
                     str(r.fill.price),
                     str(r.fill.fee),
+                    r.reason.value,
                 ]
                 for r in self.fills
             ],
+            "exit_reasons": self.exit_reasons(),
             "halted_at": self.halted_at,
         }
         return json.dumps(doc, sort_keys=True, indent=1)
@@ -178,6 +205,7 @@ _FILL_SCHEMA = {
     "trade_id": pl.String,
     "realized_pnl": pl.String,
     "slippage": pl.String,
+    "reason": pl.String,
 }
 _TRADE_SCHEMA = {
     "symbol": pl.String,
@@ -190,11 +218,17 @@ _TRADE_SCHEMA = {
     "exit_price": pl.Float64,
     "pnl": pl.Float64,
     "fees": pl.Float64,
+    "exit_reason": pl.String,
 }
 
 
-def round_trips(fills: list[FillRecord]) -> list[Trade]:
-    """Group fills into round trips per (symbol, strategy)."""
+def round_trips(
+    fills: list[FillRecord],
+    marks: Mapping[str, Decimal] | None = None,
+    end_time: int | None = None,
+) -> list[Trade]:
+    """Group fills into round trips per (symbol, strategy). With ``marks`` (last price per
+    symbol) and ``end_time``, a trip still open is closed there with reason ``end_of_data``."""
     open_: dict[tuple[str, str], dict[str, Any]] = {}
     trades: list[Trade] = []
     for rec in fills:
@@ -211,6 +245,7 @@ def round_trips(fills: list[FillRecord]) -> list[Trade]:
             cur["entry_qty"] += abs(signed)
             cur["entry_value"] += abs(signed) * f.price
             cur["fees"] += f.fee
+            cur["flow"] -= signed * f.price
         else:
             closing = min(abs(signed), abs(before))
             frac = closing / abs(signed)
@@ -218,21 +253,28 @@ def round_trips(fills: list[FillRecord]) -> list[Trade]:
             cur["exit_value"] += closing * f.price
             cur["fees"] += f.fee * frac
             cur["pnl"] += rec.realized_pnl
+            cur["flow"] += closing * f.price * (1 if before > 0 else -1)
             if after == 0 or (after > 0) != (before > 0):
-                trades.append(_close_trip(key, cur, f.ts_event))
+                trades.append(_close_trip(key, cur, f.ts_event, rec.reason.value))
                 del open_[key]
                 if after != 0:  # flipped: the rest opens a new trip
                     new = open_[key] = _new_trip(f.ts_event, ZERO)
                     new["entry_qty"] = abs(after)
                     new["entry_value"] = abs(after) * f.price
                     new["fees"] = f.fee * (1 - frac)
+                    new["flow"] = -after * f.price
                     new["pos"] = after
                     new["side"] = "long" if after > 0 else "short"
+                    new["max"] = abs(after)
                 continue
         cur["pos"] = after
         cur["max"] = max(cur["max"], abs(after))
     for key, cur in open_.items():
-        trades.append(_close_trip(key, cur, None))
+        mark = (marks or {}).get(key[0])
+        if mark is not None and end_time is not None:
+            trades.append(_mark_trip(key, cur, end_time, mark))
+        else:
+            trades.append(_close_trip(key, cur, None, ""))
     trades.sort(key=lambda t: (t.entry_time, t.symbol, t.strategy))
     return trades
 
@@ -249,10 +291,13 @@ def _new_trip(ts: int, signed: Decimal) -> dict[str, Any]:
         "fees": ZERO,
         "pnl": ZERO,
         "max": ZERO,
+        "flow": ZERO,  # quote cash the trip's fills moved (before fees)
     }
 
 
-def _close_trip(key: tuple[str, str], cur: dict[str, Any], exit_time: int | None) -> Trade:
+def _close_trip(
+    key: tuple[str, str], cur: dict[str, Any], exit_time: int | None, reason: str
+) -> Trade:
     entry_price = cur["entry_value"] / cur["entry_qty"] if cur["entry_qty"] else ZERO
     exit_price = cur["exit_value"] / cur["exit_qty"] if cur["exit_qty"] else None
     return Trade(
@@ -266,6 +311,29 @@ def _close_trip(key: tuple[str, str], cur: dict[str, Any], exit_time: int | None
         exit_price=exit_price,
         pnl=cur["pnl"] - cur["fees"],
         fees=cur["fees"],
+        exit_reason=reason,
+    )
+
+
+def _mark_trip(key: tuple[str, str], cur: dict[str, Any], end_time: int, mark: Decimal) -> Trade:
+    """A trip open at the end, closed at ``mark`` on paper: PnL is the cash its fills moved
+    plus the open quantity at the mark, net of fees; the exit price averages the exits made
+    and the open rest at the mark."""
+    open_qty = abs(cur["pos"])
+    exit_qty = cur["exit_qty"] + open_qty
+    entry_price = cur["entry_value"] / cur["entry_qty"] if cur["entry_qty"] else ZERO
+    return Trade(
+        symbol=key[0],
+        strategy=key[1],
+        side=cur["side"],
+        entry_time=cur["entry_time"],
+        exit_time=end_time,
+        qty=cur["max"],
+        entry_price=entry_price,
+        exit_price=(cur["exit_value"] + open_qty * mark) / exit_qty if exit_qty else mark,
+        pnl=cur["flow"] + cur["pos"] * mark - cur["fees"],
+        fees=cur["fees"],
+        exit_reason=ExitReason.END_OF_DATA.value,
     )
 
 
@@ -308,7 +376,7 @@ def compute_metrics(
     m["max_drawdown_duration_s"] = _longest_underwater(np.concatenate([[times[0]], times]), series)
     ann = m["annualized_return"]
     m["calmar"] = ann / m["max_drawdown"] if m["max_drawdown"] > 0 and ann == ann else nan
-    closed = [t for t in trades if t.exit_time is not None]
+    closed = [t for t in trades if t.closed_by_order]
     wins = [float(t.pnl) for t in closed if t.pnl > 0]
     losses = [float(t.pnl) for t in closed if t.pnl <= 0]
     m["trades"] = float(len(closed))
@@ -350,7 +418,8 @@ def build_result(
     denials: list[tuple[int, str, str]],
     halted_at: int | None,
 ) -> BacktestResult:
-    trades = round_trips(fills)
+    end_time = int(times[-1]) if len(times) else None
+    trades = round_trips(fills, portfolio.marks, end_time)
     metrics = compute_metrics(times, equity, exposure, trades, fills, float(config.initial_cash))
     return BacktestResult(
         times=times,
