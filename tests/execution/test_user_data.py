@@ -20,6 +20,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.userdata import (
     AccountPosition,
     ExecutionReport,
+    ListStatus,
     MalformedEventError,
     UserDataStream,
     parse_user_event,
@@ -53,6 +54,27 @@ def test_real_payloads_parse() -> None:
         parse_user_event('{"e":"executionReport","s":"BTCUSDT"}')
     with pytest.raises(MalformedEventError):
         parse_user_event("{not json")
+
+
+def test_a_stop_order_report_and_the_list_status_event_parse() -> None:
+    """The real payloads: a STOP_LOSS_LIMIT's executionReport names its type and stop price;
+    ``listStatus`` (an OCO's state, as the WebSocket API wraps it) is a `ListStatus`."""
+    stop = parse_user_event((USER / "execution_report_stop_loss.json").read_text())
+    raw = json.loads((USER / "execution_report_stop_loss.json").read_text())
+    assert isinstance(stop, ExecutionReport) and stop.status is OrderStatus.ACCEPTED
+    assert stop.order_type is OrderType.STOP_LOSS_LIMIT
+    assert stop.stop_price == Decimal(raw["P"]) and stop.order_list_id == -1
+    plain = parse_user_event((USER / "execution_report_new.json").read_text())
+    assert isinstance(plain, ExecutionReport) and plain.stop_price is None
+    assert plain.order_type is OrderType.LIMIT
+    listed = parse_user_event((USER / "list_status_wrapped.json").read_text())
+    event = json.loads((USER / "list_status_wrapped.json").read_text())["event"]
+    assert isinstance(listed, ListStatus) and not listed.done
+    assert (listed.order_list_id, listed.list_client_order_id) == (event["g"], event["C"])
+    assert (listed.list_status_type, listed.list_order_status) == ("EXEC_STARTED", "EXECUTING")
+    assert listed.orders == tuple((o["i"], o["c"]) for o in event["O"])
+    with pytest.raises(MalformedEventError):
+        parse_user_event('{"e":"listStatus","s":"ETHBTC"}')
 
 
 @pytest.fixture

@@ -10,6 +10,10 @@ ccxt signs requests and speaks the REST API; we keep the parts where mistakes lo
   answer — a timeout, a dropped connection, a 5xx — is `OutcomeUnknownError`, never a rejection.
 * **Exact numbers.** Quantities and prices come from the raw Binance payload (``info``) as
   ``Decimal``, not from ccxt's floats.
+* **Every order type, and OCO lists.** ``submit`` sends each `OrderType` as Binance's own type
+  (``stopPrice``, ``timeInForce`` where the type takes them); ``submit_list`` places an OCO
+  through ``POST /api/v3/orderList/oco`` (ccxt has no unified call for it) and answers both
+  legs, parsed like any order; the OCO placement codes (-1158, -1165 ... -1199) are rejections.
 * **Idempotent submits.** Orders carry our deterministic ``newClientOrderId``; `submit_resolved`
   turns an unknown outcome into a known one by querying that id, and resubmits (same id) only
   when the exchange says the order does not exist.
@@ -49,7 +53,15 @@ from tessera.execution.exchange import (
     RateLimitedError,
     UnknownOrderError,
 )
-from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.orders import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderList,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
 from tessera.live.clock import ClockSyncError, ExchangeClock
 from tessera.logging import get_logger
 
@@ -59,7 +71,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 MS = 1_000_000
-REJECTED_CODES = {-1013, -2010, -1100, -1102, -1106, -1111, -1115, -1116, -1121, -2026}
+REJECTED_CODES = {-1013, -1014, -2010, -1100, -1102, -1106, -1111, -1115, -1116, -1121, -1130,
+                  -2026, -1158, -1165, -1166, -1168, -1196, -1197, -1198, -1199}  # fmt: skip
 UNKNOWN_ORDER_CODES = {-2011, -2013}
 AUTH_CODES = {-1022, -2014, -2015}
 RATE_CODES = {-1003, -1015}
@@ -68,6 +81,7 @@ STATUS = BINANCE_STATUS
 REQUEST_COST: dict[str, tuple[int, int]] = {
     "load_markets": (20, 0),  # GET /api/v3/exchangeInfo
     "create_order": (1, 1),
+    "private_post_orderlist_oco": (1, 2),  # an OCO is two orders
     "cancel_order": (1, 0),
     "fetch_order": (4, 0),
     "fetch_open_orders": (6, 0),  # one symbol; 80 for all, see open_orders
@@ -277,13 +291,12 @@ class CcxtExchange:
     # --- orders ---------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExchangeOrder:
-        """Place ``order`` (raises `OrderRejectedError`, `OutcomeUnknownError`, ...)."""
-        params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
-        otype = "market" if order.type is OrderType.MARKET else "limit"
-        if order.type is OrderType.LIMIT:
-            params["timeInForce"] = order.time_in_force.value
-        if order.type is OrderType.LIMIT_MAKER:
-            params["postOnly"] = True  # ccxt's unified flag: LIMIT_MAKER on Binance spot
+        """Place ``order`` (raises `OrderRejectedError`, `OutcomeUnknownError`, ...).
+
+        Every `OrderType` goes out as Binance's own type: ccxt passes ``STOP_LOSS``,
+        ``STOP_LOSS_LIMIT``, ``TAKE_PROFIT``, ``TAKE_PROFIT_LIMIT`` and ``LIMIT_MAKER`` through
+        with ``stopPrice`` from the params (``market``/``limit`` are its unified names)."""
+        otype, price, params = self._order_args(order)
         try:
             raw = await self._call(
                 "create_order",
@@ -291,7 +304,7 @@ class CcxtExchange:
                 otype,
                 order.side.value.lower(),
                 float(order.qty),
-                float(order.price) if order.price is not None else None,
+                price,
                 params,
                 repeatable=False,
             )
@@ -308,6 +321,57 @@ class CcxtExchange:
             log.warning("submit was a duplicate; the order exists", cid=order.client_order_id)
             return found
         return self._parse(raw, order.side)
+
+    @staticmethod
+    def _order_args(order: Order) -> tuple[str, float | None, dict[str, Any]]:
+        """ccxt's (type, price, params) for one order."""
+        params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
+        if order.type is OrderType.MARKET:
+            return "market", None, params
+        # Binance's own name for the others: ccxt passes it through
+        otype = "limit" if order.type is OrderType.LIMIT else order.type.value
+        if order.type in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+            params["timeInForce"] = order.time_in_force.value
+        if order.stop_price is not None:
+            params["stopPrice"] = _plain(order.stop_price)
+        return otype, float(order.price) if order.price is not None else None, params
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        """Place an OCO through ``POST /api/v3/orderList/oco`` (ccxt's implicit
+        ``private_post_orderlist_oco``); both legs, above first. A duplicate list (a resend
+        after a lost answer) is looked up leg by leg instead."""
+        a, b = orders.legs
+        params: dict[str, Any] = {
+            "symbol": orders.symbol,
+            "side": a.side.value,
+            "quantity": _plain(a.qty),
+            "listClientOrderId": orders.list_id,
+            "newOrderRespType": "FULL",
+        }
+        for name, leg in (("above", a), ("below", b)):
+            params[f"{name}Type"] = leg.type.value
+            params[f"{name}ClientOrderId"] = leg.client_order_id
+            if leg.price is not None:
+                params[f"{name}Price"] = _plain(leg.price)
+            if leg.stop_price is not None:
+                params[f"{name}StopPrice"] = _plain(leg.stop_price)
+            if leg.type in (OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT):
+                params[f"{name}TimeInForce"] = leg.time_in_force.value
+        try:
+            raw = await self._call("private_post_orderlist_oco", params, repeatable=False)
+        except OrderRejectedError as exc:
+            if "Duplicate order" not in str(exc):
+                raise
+            found = [await self.query(orders.symbol, leg.client_order_id) for leg in (a, b)]
+            if found[0] is None or found[1] is None:
+                raise OutcomeUnknownError(f"{orders.list_id}: duplicate, yet not found") from exc
+            log.warning("OCO submit was a duplicate; the list exists", list_id=orders.list_id)
+            return [found[0], found[1]]
+        by_cid = {str(r.get("clientOrderId")): r for r in raw.get("orderReports", [])}
+        missing = [leg.client_order_id for leg in (a, b) if leg.client_order_id not in by_cid]
+        if missing:
+            raise ExchangeError(f"{orders.list_id}: the answer lacks legs {missing}")
+        return [self._parse(by_cid[leg.client_order_id], leg.side) for leg in (a, b)]
 
     async def submit_resolved(self, order: Order, attempts: int = 5) -> ExchangeOrder:
         """Submit; after an unknown outcome, find out by client order id (resubmit only on a
@@ -419,6 +483,8 @@ class CcxtExchange:
                 )
             )
         price = Decimal(str(info["price"])) if info.get("price") not in (None, "") else None
+        stop = Decimal(str(info["stopPrice"])) if info.get("stopPrice") not in (None, "") else None
+        otype = str(info.get("type") or "")
         return ExchangeOrder(
             client_order_id=cid,
             exchange_order_id=str(info.get("orderId", "")),
@@ -430,4 +496,12 @@ class CcxtExchange:
             price=price if price else None,
             ts_update=int(ts_ms) * MS,
             fills=fills,
+            type=OrderType(otype) if otype in OrderType.__members__ else None,
+            stop_price=stop if stop else None,
         )
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal as Binance takes it: no exponent, no trailing zeros."""
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

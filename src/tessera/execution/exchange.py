@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
-from tessera.execution.orders import Fill, Order, OrderList, OrderStatus
+from tessera.execution.orders import Fill, Order, OrderList, OrderStatus, OrderType
 
 # Binance order status -> ours (PENDING_NEW and friends never reach a spot client).
 BINANCE_STATUS = {
@@ -94,6 +94,8 @@ class ExchangeOrder:
     price: Decimal | None = None
     ts_update: int = 0  # ns
     fills: list[Fill] = field(default_factory=list)  # when the response carries them
+    type: OrderType | None = None  # when the answer names it
+    stop_price: Decimal | None = None  # stop and take-profit types
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,12 @@ class Exchange(Protocol):
     async def submit(self, order: Order) -> ExchangeOrder: ...
 
     async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
-        """Places an OCO in one request; answers both legs (above first, then below)."""
+        """Places an OCO in one request; answers both legs (above first, then below).
+
+        Raises like `submit`: `OrderRejectedError` when the exchange refuses the list (neither
+        leg exists), `OutcomeUnknownError` when no answer came (either both legs exist or
+        neither: each is found by its client order id). Once placed, either leg filling or
+        triggering expires the other; canceling either leg cancels both."""
         ...
 
     async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder: ...

@@ -5,7 +5,14 @@ expires 60 minutes after the last keepalive (``PUT``), so one is sent every 30 m
 
 * ``executionReport`` -> `ExecutionReport` (NEW, TRADE, CANCELED, EXPIRED, REJECTED, ...);
   a TRADE carries one fill (``t`` is the exchange trade id: fills are deduplicated by it);
-* ``outboundAccountPosition`` -> `AccountPosition` (balances after a change).
+* ``outboundAccountPosition`` -> `AccountPosition` (balances after a change);
+* ``listStatus`` -> `ListStatus`: an order list (OCO) started, or is done (one leg filled or
+  triggered and the other expired, or the list was canceled). The legs' own executionReports
+  carry their states; the list event is handed to ``on_list_status`` if given, else dropped
+  (nothing in it is needed to keep the orders right).
+
+Every order type parses the same way; a report also names the type (``o``), the stop price
+(``P``, stop and take-profit types) and the order list (``g``, -1 when none).
 
 After a disconnect the stream reconnects with backoff, and calls ``on_reconnect`` so that the
 owner reconciles what happened meanwhile (`OrderManager.recover`): events are not replayed.
@@ -27,7 +34,7 @@ import orjson
 
 from tessera import metrics
 from tessera.execution.exchange import BINANCE_STATUS
-from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderStatus
+from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderStatus, OrderType
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -53,6 +60,29 @@ class ExecutionReport:
     event_ms: int
     fill: Fill | None  # exec_type TRADE only
     reject_reason: str = "NONE"
+    order_type: OrderType | None = None  # o
+    stop_price: Decimal | None = None  # P, when the type has one
+    order_list_id: int = -1  # g: the OCO it belongs to, -1 when none
+    working: bool = True  # w: on the book (False for a stop not triggered yet, or when done)
+
+
+@dataclass(frozen=True)
+class ListStatus:
+    """A ``listStatus`` event: the state of an order list (OCO) as a whole."""
+
+    symbol: str
+    order_list_id: int  # g
+    list_client_order_id: str  # C
+    contingency_type: str  # c: OCO
+    list_status_type: str  # l: RESPONSE, EXEC_STARTED, UPDATED, ALL_DONE
+    list_order_status: str  # L: EXECUTING, ALL_DONE, REJECT
+    reject_reason: str  # r
+    event_ms: int
+    orders: tuple[tuple[int, str], ...]  # (orderId, clientOrderId) of each leg
+
+    @property
+    def done(self) -> bool:
+        return self.list_order_status in ("ALL_DONE", "REJECT")
 
 
 @dataclass(frozen=True)
@@ -61,7 +91,10 @@ class AccountPosition:
     balances: dict[str, tuple[Decimal, Decimal]]  # asset -> (free, locked)
 
 
-def parse_user_event(raw: str | bytes) -> ExecutionReport | AccountPosition | None:
+UserEvent = ExecutionReport | AccountPosition | ListStatus
+
+
+def parse_user_event(raw: str | bytes) -> UserEvent | None:
     """One user-data frame; None for event types we do not use. Raises `MalformedEventError`."""
     try:
         d = orjson.loads(raw)
@@ -75,6 +108,8 @@ def parse_user_event(raw: str | bytes) -> ExecutionReport | AccountPosition | No
             # a cancel names the canceled order in "C" (its own "c" is the cancel request's id)
             cid = str(d["C"]) if exec_type == "CANCELED" and d.get("C") else str(d["c"])
             side = OrderSide(str(d["S"]))
+            stop = Decimal(str(d.get("P") or "0"))
+            otype = str(d.get("o", ""))
             fill = None
             if exec_type == "TRADE":
                 fill = Fill(
@@ -101,11 +136,27 @@ def parse_user_event(raw: str | bytes) -> ExecutionReport | AccountPosition | No
                 event_ms=int(d["E"]),
                 fill=fill,
                 reject_reason=str(d.get("r", "NONE")),
+                order_type=OrderType(otype) if otype in OrderType.__members__ else None,
+                stop_price=stop if stop else None,
+                order_list_id=int(d.get("g", -1)),
+                working=bool(d.get("w", True)),
             )
         if kind == "outboundAccountPosition":
             return AccountPosition(
                 int(d["E"]),
                 {b["a"]: (Decimal(str(b["f"])), Decimal(str(b["l"]))) for b in d["B"]},
+            )
+        if kind == "listStatus":
+            return ListStatus(
+                symbol=str(d["s"]),
+                order_list_id=int(d["g"]),
+                list_client_order_id=str(d["C"]),
+                contingency_type=str(d["c"]),
+                list_status_type=str(d["l"]),
+                list_order_status=str(d["L"]),
+                reject_reason=str(d.get("r", "NONE")),
+                event_ms=int(d["E"]),
+                orders=tuple((int(o["i"]), str(o["c"])) for o in d["O"]),
             )
         return None
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
@@ -128,6 +179,7 @@ class UserDataStream:
         on_reconnect: Callable[[], Awaitable[Any]] | None = None,
         keepalive_s: float = KEEPALIVE_S,
         max_backoff_s: float = 30.0,
+        on_list_status: Callable[[ListStatus], Any] | None = None,
     ) -> None:
         self.rest_url = rest_url.rstrip("/")
         self.ws_url = ws_url.rstrip("/")
@@ -135,11 +187,13 @@ class UserDataStream:
         self.on_report = on_report
         self.on_account = on_account
         self.on_reconnect = on_reconnect
+        self.on_list_status = on_list_status
         self.keepalive_s = keepalive_s
         self.max_backoff_s = max_backoff_s
         self.connected = asyncio.Event()
         self.malformed = 0
         self.reports = 0
+        self.list_events = 0
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -220,6 +274,10 @@ class UserDataStream:
             self.on_report(event)
         elif isinstance(event, AccountPosition) and self.on_account is not None:
             self.on_account(event)
+        elif isinstance(event, ListStatus):
+            self.list_events += 1
+            if self.on_list_status is not None:
+                self.on_list_status(event)
 
     async def _keepalive(self, session: aiohttp.ClientSession, key: str) -> None:
         while True:

@@ -204,7 +204,7 @@ class MatchingCore:
 
     # --- validation -----------------------------------------------------------------------------
 
-    def _check(self, req: OrderRequest, new_orders: int = 1) -> None:
+    def _check(self, req: OrderRequest, new_orders: int = 1, maker_check: bool = True) -> None:
         """Everything Binance checks against the symbol and the account's open orders."""
         flt = self.filters[req.symbol]
         if flt.order_types and req.type not in flt.order_types:
@@ -227,6 +227,10 @@ class MatchingCore:
         stops_open = sum(1 for o in open_here if o.has_stop)
         if req.stop_price is not None and algo and stops_open + 1 > algo:
             raise BinanceError(filter_failure("MAX_NUM_ALGO_ORDERS"))
+        if maker_check:
+            self._check_maker(req)
+
+    def _check_maker(self, req: OrderRequest) -> None:
         if req.type == "LIMIT_MAKER" and self._marketable(req.side, req.price, req.symbol):
             raise BinanceError(WOULD_TAKE)
 
@@ -321,8 +325,8 @@ class MatchingCore:
         ids = [leg.client_order_id for leg in (req.above, req.below) if leg.client_order_id]
         if len(set(ids)) < len(ids):
             raise BinanceError(DUPLICATE_ORDER)
-        self._check(req.above, new_orders=2)
-        self._check(req.below, new_orders=2)
+        self._check(req.above, new_orders=2, maker_check=False)
+        self._check(req.below, new_orders=2, maker_check=False)
         algo = self._algo_limit.get(symbol, 0)
         stops = sum(1 for leg in (req.above, req.below) if leg.stop_price is not None)
         open_algo = sum(1 for o in self.orders.values() if o.is_open and o.symbol == symbol
@@ -332,6 +336,8 @@ class MatchingCore:
         last = self.last_price(symbol)
         if last is not None and not oco_prices_ok(req, last):
             raise BinanceError(OCO_BAD_PRICES)
+        self._check_maker(req.above)
+        self._check_maker(req.below)
         amount, asset = max(self._hold(req.above), self._hold(req.below))
         self._lock(asset, amount)
         list_id = next(self._list_ids)
