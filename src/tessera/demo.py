@@ -282,7 +282,8 @@ def stage_paper(state: DemoState) -> None:
     from tessera.config.models import StrategyRef
     from tessera.execution.persistence import ExecutionStore
     from tessera.features.engine import IncrementalFeatures
-    from tessera.live.bot import BotOptions, TradingBot
+    from tessera.live.assembly import bot_options
+    from tessera.live.bot import TradingBot
     from tessera.models import load_artifact
     from tessera.models.featureset import spec_from_document
     from tessera.models.registry import ModelRegistry
@@ -338,15 +339,19 @@ def stage_paper(state: DemoState) -> None:
         async with sim:
             sim.release(pre)  # history for the warm-up; the replay waits for the bot
             bot = TradingBot(
-                BotOptions(
+                bot_options(
+                    settings,
                     mode="paper",
                     strategies=refs,
                     symbols=[PAPER_SYMBOL],
-                    interval="1m",
                     rest_url=sim.rest_url,
                     ws_url=sim.ws_url,
                     database_url=db_url,
                     run_id=state.app.run_id,
+                    # the demo is self-contained: its own ledger and queue, whatever the
+                    # configuration names, on the bundled 1m bars
+                    redis_url=None,
+                    interval="1m",
                     risk=risk,
                     model_ref=window.model,
                     registry_dir=registry,

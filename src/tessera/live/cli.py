@@ -125,7 +125,8 @@ def run(
     own, or the one at exchange.rest_url, which must identify itself as one); paper mode never
     sends the configured credentials anywhere.
     """
-    from tessera.live.bot import BotOptions, BotStartError, LiveRefusedError, TradingBot
+    from tessera.live.assembly import bot_options
+    from tessera.live.bot import BotStartError, LiveRefusedError, TradingBot
 
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
@@ -173,39 +174,26 @@ def run(
         # get them without the live gate.
         version = require_simulator(rest_url)
         log.info("dev mode: simulator found", rest=redact_url(rest_url), version=version)
-    options = BotOptions(
+    options = bot_options(
+        s,
         mode=chosen,
         strategies=refs,
         symbols=symbols,
-        interval=interval or s.features.interval,
         rest_url=rest_url,
         ws_url=ws_url,
         database_url=_database_url(app, sim_thread is not None),
-        database_sync=s.database_sync,
         run_id=app.run_id,
-        risk=s.risk,
-        redis_url=s.redis_url,
+        interval=interval or s.features.interval,
         api_key=api_key,
         api_secret=api_secret,
         model_ref=model,
         registry_dir=registry_root(app, None),
         paper_balances={"USDT": str(Decimal(paper_cash))},
-        signal_stream=s.live.signal_stream,
-        signal_maxlen=s.live.signal_maxlen,
-        consumer_group=s.live.consumer_group,
-        claim_idle_ms=s.live.claim_idle_ms,
-        reconcile_interval_s=s.live.reconcile_interval_s,
-        order_timeout_s=s.live.order_timeout_s,
-        max_bar_age_s=s.live.max_bar_age_s,
-        stall_after_s=s.live.stall_after_s,
-        shutdown_timeout_s=s.live.shutdown_timeout_s,
-        max_strategy_errors=s.live.max_strategy_errors,
         end_of_data=(
             (lambda: sim_thread.sim.stats.replay_done) if sim_thread is not None else None
         ),
         ingest_store=(s.data.store_dir or s.data_dir / "store") if ingest else None,
         duration_s=duration,
-        consumer=f"bot-{app.run_id}",
     )
     bot = TradingBot(options)
     server = app.start_metrics()
