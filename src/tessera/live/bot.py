@@ -310,6 +310,7 @@ class TradingBot:
         self.ended_by_data = False
         self._strategies_stopped = False
         self._signal_handlers: list[os_signal.Signals] = []
+        self._tick_subscribers: dict[str, list[Strategy]] = {}
         self._strategies_started = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
@@ -459,6 +460,13 @@ class TradingBot:
             self.guards[strat.strategy_id] = StrategyGuard(
                 strat, o.max_strategy_errors, self._strategy_paused
             )
+        # a strategy subscribes to trades or book tops by defining on_trade / on_book
+        self._tick_subscribers = {
+            hook: [
+                s for s in self.strategies if getattr(type(s), hook) is not getattr(Strategy, hook)
+            ]
+            for hook in ("on_trade", "on_book")
+        }
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
 
@@ -896,11 +904,24 @@ class TradingBot:
                 self.paper.on_trade(tick.symbol, price, Decimal(repr(tick.qty)))
             except Exception as exc:
                 self._failed("paper trade", exc)
+        self._tick_hooks("on_trade", tick.symbol, tick)
 
     def on_book(self, book: BookTop, recv_ns: int) -> None:
         self._booked.add(book.symbol)
         if self.paper is not None:
             self.paper.on_quote(book.symbol, Decimal(repr(book.bid)), Decimal(repr(book.ask)))
+        self._tick_hooks("on_book", book.symbol, book)
+
+    def _tick_hooks(self, hook: str, symbol: str, event: TradeTick | BookTop) -> None:
+        """``on_trade``/``on_book`` of the strategies that define it (that is their
+        subscription), once the warm-up is over; bars carry no trades, so a backtest on bars
+        never calls them."""
+        if self.warming:
+            return
+        for strat in self._tick_subscribers.get(hook, ()):
+            if not strat.symbols or symbol in strat.symbols:
+                sid = strat.strategy_id
+                self.guards[sid].call(hook, event, self.contexts[sid])
 
     async def _on_feed_reconnect(self) -> None:
         """Bars missed while disconnected come over REST; orders are reconciled.
