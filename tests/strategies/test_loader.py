@@ -24,7 +24,6 @@ import pytest
 
 from tessera.backtest import BacktestEngine, BacktestResult, BarSeries
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
-from tessera.backtest.engine import BacktestContext
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.execution.orders import OrderSide, OrderStatus, OrderType
 from tessera.strategies import base, loader
@@ -43,11 +42,6 @@ from tessera.strategies.template import render_template
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOC = REPO / "docs" / "strategies.md"
-# The backtest context's bracket (issue 15, another part): the template's entries use it.
-HAS_BRACKET = hasattr(BacktestContext, "submit_bracket")
-needs_bracket = pytest.mark.skipif(
-    not HAS_BRACKET, reason="the backtest context has no submit_bracket yet"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -334,28 +328,31 @@ def test_strategy_new_writes_a_strategy_that_compiles_and_lists_with_its_paramet
     assert builtin.returncode == 2 and "already the name" in builtin.stderr
 
 
-@needs_bracket
-def test_the_new_strategy_backtests_and_its_brackets_exit_by_stop_and_target(
+def test_the_new_strategy_backtests_and_exits_by_signal_stop_loss_and_take_profit(
     tmp_path: Path,
 ) -> None:
     folder = tmp_path / "strategies"
     folder.mkdir()
     (folder / "my_rsi.py").write_text(render_template("my_rsi"))
-    res = tessera(
-        "backtest", "-s", "my_rsi:period=7", "--no-baselines", "--out", "out", cwd=tmp_path
-    )
+    spec = "my_rsi:period=7,take_profit_pct=0.5"
+    res = tessera("backtest", "-s", spec, "--no-baselines", "--out", "out", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     (loaded,) = load_strategies(folder, entry_points=False)
-    strat = loaded.cls(["BTCUSDT"], period=7)
+    strat = loaded.cls(["BTCUSDT"], period=7, take_profit_pct="0.5")
     result = BacktestEngine(BacktestConfig(), RiskConfig()).run([bundled_series()], [strat])
-    assert strat.entries > 10  # type: ignore[attr-defined]
-    exits = [
-        o.type for o in result.orders if o.side is OrderSide.SELL and o.status is OrderStatus.FILLED
-    ]
-    assert any(t.is_stop_loss for t in exits), exits  # the stop-loss leg closed some
-    assert any(t in (OrderType.LIMIT_MAKER, OrderType.TAKE_PROFIT_LIMIT) for t in exits), exits
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert doc["metrics"]["trades"] == result.metrics["trades"]
+    assert doc["metrics"]["trades"] == result.metrics["trades"] > 10
+    # every entry is a bracket; each exit came one of three ways, as on_order counted them
+    filled = [o for o in result.orders if o.status is OrderStatus.FILLED]
+    buys = [o for o in filled if o.side is OrderSide.BUY]
+    assert len(buys) == strat.entries  # type: ignore[attr-defined]
+    exits = strat.exits  # type: ignore[attr-defined]
+    assert set(exits) == {"signal", "stop_loss", "take_profit"}, exits
+    sells = {(o.type, o.reason.value) for o in filled if o.side is OrderSide.SELL}
+    assert (OrderType.STOP_LOSS, "stop_loss") in sells
+    assert (OrderType.LIMIT_MAKER, "take_profit") in sells
+    assert (OrderType.MARKET, "signal") in sells
+    assert sum(exits.values()) == len(filled) - len(buys)
 
 
 # --- conflicts and errors ----------------------------------------------------------------------
@@ -466,7 +463,6 @@ def test_the_listing_has_every_strategy_with_its_source_parameters_and_doc(
 # --- the guide's notebook example runs as written ----------------------------------------------
 
 
-@needs_bracket
 def test_the_notebook_example_of_the_guide_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -480,3 +476,35 @@ def test_the_notebook_example_of_the_guide_runs(
     exec(compile(snippet, str(DOC), "exec"), scope)
     result = scope["result"]
     assert isinstance(result, BacktestResult) and result.metrics["trades"] > 0
+
+
+# --- the bot runs a user strategy in its own process -------------------------------------------
+
+
+@pytest.mark.slow
+def test_tessera_run_trades_a_user_strategy_on_the_dev_simulator(tmp_path: Path) -> None:
+    """`tessera run` registers the files of --strategy-path in its process; the bot builds the
+    strategy from them, calls its hooks and sends its orders (dev mode: an in-process exchange
+    simulator replays real recorded data)."""
+    folder = strategy_dir(tmp_path, "my_rsi.py")
+    res = tessera(
+        "--metrics-port",
+        "0",
+        "run",
+        "--mode",
+        "dev",
+        "--strategy-path",
+        str(folder),
+        "-s",
+        "my_rsi:period=3,oversold=45,overbought=55,qty=0.01",
+        "--interval",
+        "1s",
+        "--duration",
+        "30",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    last = res.stderr.strip().splitlines()[-1]
+    sent = int(last.split(" signals, ")[1].split(" orders sent")[0])
+    assert last.startswith("stopped") and sent > 0, last
+    assert "strategies=['my_rsi']" in " ".join(res.stderr.split())

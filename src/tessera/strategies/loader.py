@@ -195,7 +195,7 @@ def _load_file(file: Path) -> list[LoadedStrategy]:
     source = f"file {_display(file)}"
     digest = sha1(str(resolved).encode(), usedforsecurity=False).hexdigest()[:10]
     module_name = f"{USER_PACKAGE}.{_module_stem(resolved.stem)}_{digest}"
-    module = _import_file(resolved, module_name, source)
+    module = _import_file(resolved, module_name)
     classes = [
         obj
         for _, obj in inspect.getmembers(module, inspect.isclass)
@@ -228,7 +228,7 @@ def _module_stem(stem: str) -> str:
     return cleaned if cleaned[:1].isalpha() else f"m_{cleaned}"
 
 
-def _import_file(path: Path, module_name: str, source: str) -> types.ModuleType:
+def _import_file(path: Path, module_name: str) -> types.ModuleType:
     """Execute ``path`` as the module ``module_name``; `StrategyLoadError` naming the file and
     the line when it raises. The module is in ``sys.modules`` while it runs, as an imported
     module would be (pydantic resolves the annotations of ``Params`` through it)."""
@@ -253,14 +253,14 @@ def _import_file(path: Path, module_name: str, source: str) -> types.ModuleType:
             sys.modules[module_name] = before
         else:
             sys.modules.pop(module_name, None)
-        raise StrategyLoadError(_import_error(path, source, exc)) from None
+        raise StrategyLoadError(_import_error(path, exc)) from None
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
     return module
 
 
-def _import_error(path: Path, source: str, exc: Exception) -> str:
+def _import_error(path: Path, exc: Exception) -> str:
     """One paragraph: the file, the line (and its text) where the import failed, and the error."""
     shown = _display(path)
     line: int | None = None
@@ -276,9 +276,9 @@ def _import_error(path: Path, source: str, exc: Exception) -> str:
     text = linecache.getline(str(path), line).strip() if line else ""
     quoted = f" (`{text}`)" if text else ""
     return (
-        f"strategy file {where}{quoted} does not import: {message}. Strategy files are "
-        f"imported when strategies are loaded ({source}); fix the file, or rename it to "
-        "start with _ to keep it out."
+        f"strategy file {where}{quoted} does not import: {message}. Every .py file of a "
+        "strategy folder is imported when strategies are loaded: fix the file, or rename it "
+        "to start with _ to keep it out."
     )
 
 

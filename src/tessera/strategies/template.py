@@ -22,7 +22,7 @@ Written by `tessera strategy new $name`; edit freely. Try it:
     tessera run --mode paper --strategy $name:period=14    # live market data, simulated fills
 
 The rules: when the RSI (Wilder's, over `period` bars) closes below `oversold` and the strategy
-is flat, it buys `size` of its equity with a bracket — a market entry and, once that fills, an
+is flat, it buys for `notional` USDT with a bracket — a market entry and, once that fills, an
 OCO that sells the filled quantity at +take_profit_pct (limit) or -stop_loss_pct (stop). When
 the RSI closes above `overbought` while still long, it cancels the bracket and sells at market.
 Long only: spot cannot sell what it does not hold.
@@ -41,8 +41,6 @@ from tessera.strategies import Bar, Strategy, StrategyContext, StrategyParams
 log = get_logger(__name__)
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
-# Keep some cash back for the fee and the move from this close to the next bar's open.
-SIZING_BUFFER = Decimal("0.99")
 
 
 class _Rsi:
@@ -90,8 +88,8 @@ class $class_name(Strategy):
         period: int = Field(14, gt=1, description="bars of the RSI")
         oversold: float = Field(30.0, gt=0, lt=100, description="buy when the RSI is below this")
         overbought: float = Field(70.0, gt=0, lt=100, description="sell when the RSI is above this")
-        size: Decimal = Field(
-            Decimal("0.5"), gt=0, le=1, description="fraction of equity per entry"
+        notional: Decimal = Field(
+            Decimal("1000"), gt=0, description="quote currency (USDT) spent per entry"
         )
         stop_loss_pct: Decimal = Field(
             Decimal("1.0"), gt=0, lt=100, description="stop-loss, percent below the close"
@@ -119,8 +117,9 @@ class $class_name(Strategy):
     def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
         super().__init__(symbols, strategy_id, **params)  # validates params first
         self._rsi = {s: _Rsi(self.params.period) for s in symbols}
-        self.entries = 0
-        self.exits: dict[str, int] = {}  # exit reason -> count, as on_order sees them
+        self.entries = 0  # filled entries
+        self.exits: dict[str, int] = {}  # filled exits by reason: signal, stop_loss, take_profit
+        self.refused = 0
 
     @property
     def warmup_bars(self) -> int:
@@ -161,16 +160,23 @@ class $class_name(Strategy):
     def on_order(self, order: Order, ctx: StrategyContext) -> None:
         """Every state change of this strategy's orders: accepted, filled, cancelled, expired
         (the other leg of an OCO), rejected (``order.reject_reason``)."""
-        if order.status is OrderStatus.FILLED and order.side is OrderSide.SELL:
-            reason = order.reason.value  # stop_loss, take_profit, signal, ...
+        if order.status is OrderStatus.FILLED and order.side is OrderSide.BUY:
+            self.entries += 1
+        elif order.status is OrderStatus.FILLED:
+            reason = order.reason.value  # signal, stop_loss or take_profit
             self.exits[reason] = self.exits.get(reason, 0) + 1
-        elif order.status is OrderStatus.REJECTED:
-            log.warning("order rejected", strategy=self.strategy_id, reason=order.reject_reason)
+        elif order.status is OrderStatus.REJECTED:  # the risk limits, the exchange's filters...
+            self.refused += 1
+            log.debug("order refused", strategy=self.strategy_id, reason=order.reject_reason)
 
     def on_stop(self, ctx: StrategyContext) -> None:
         """Once, at the end of the data (backtest) or at shutdown (bot)."""
         log.info(
-            "strategy stopped", strategy=self.strategy_id, entries=self.entries, exits=self.exits
+            "strategy stopped",
+            strategy=self.strategy_id,
+            entries=self.entries,
+            exits=self.exits,
+            refused=self.refused,
         )
 
     # --- helpers -----------------------------------------------------------------------------
@@ -178,17 +184,15 @@ class $class_name(Strategy):
     def _enter(self, bar: Bar, ctx: StrategyContext) -> None:
         p = self.params
         price = Decimal(repr(bar.close))
-        budget = ctx.equity() * p.size * SIZING_BUFFER
-        qty = (budget / price / p.qty_step).to_integral_value(ROUND_DOWN) * p.qty_step
+        qty = (p.notional / price / p.qty_step).to_integral_value(ROUND_DOWN) * p.qty_step
         if qty <= 0:
             return
         stop = self._round(price * (1 - p.stop_loss_pct / HUNDRED))
         target = self._round(price * (1 + p.take_profit_pct / HUNDRED))
         # Entry at market; once it fills, an OCO on the exchange exits the filled quantity at
         # the take-profit (limit) or the stop-loss (stop), whichever the market reaches first.
-        # None: the risk engine or the exchange filters refused it (logged, counted).
-        if ctx.submit_bracket(bar.symbol, OrderSide.BUY, qty, stop_loss=stop, take_profit=target):
-            self.entries += 1
+        # A refusal (risk limits, filters) comes back as None or through on_order (REJECTED).
+        ctx.submit_bracket(bar.symbol, OrderSide.BUY, qty, stop_loss=stop, take_profit=target)
 
     def _round(self, price: Decimal) -> Decimal:
         tick = self.params.tick
