@@ -128,10 +128,14 @@ class StrategyContext(Protocol):
         stop_loss: Decimal,
         stop_limit: Decimal | None = None,
         reason: ExitReason | None = None,
+        take_profit_reason: ExitReason | None = None,
+        stop_loss_reason: ExitReason | None = None,
     ) -> OrderList | None:
         """An OCO on the exchange (Binance order list): a LIMIT_MAKER at ``take_profit`` and a
         STOP_LOSS at ``stop_loss`` (STOP_LOSS_LIMIT at ``stop_limit`` when given); when one
-        fills or triggers the other expires. ``side`` SELL protects a long, BUY a short."""
+        fills or triggers the other expires. ``side`` SELL protects a long, BUY a short. The
+        legs' exit reasons: ``take_profit_reason`` / ``stop_loss_reason``, else ``reason``,
+        else ``oco``."""
         ...
 
     def submit_bracket(
