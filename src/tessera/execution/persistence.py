@@ -80,6 +80,7 @@ from tessera.execution.schema import (
     risk_events,
     risk_state,
     runs,
+    strategy_state,
 )
 from tessera.execution.state import OrderEvent
 from tessera.logging import get_logger
@@ -994,6 +995,19 @@ class ExecutionStore:
                     drawdown_pct=drawdown_pct,
                 )
             )
+
+    def save_strategy_state(self, strategy: str, state: str, ts: int) -> None:
+        """A strategy's state as JSON text (`tessera.strategies.state`), replacing the last."""
+        with self.tx() as c:
+            c.execute(strategy_state.delete().where(strategy_state.c.strategy == strategy))
+            c.execute(insert(strategy_state).values(strategy=strategy, state=state, ts=ts))
+
+    def load_strategy_state(self, strategy: str) -> str | None:
+        with self.tx() as c:
+            row = c.execute(
+                select(strategy_state.c.state).where(strategy_state.c.strategy == strategy)
+            ).first()
+            return str(row[0]) if row is not None else None
 
     def save_halt(
         self, account: str, reason: str, ts: int, drawdown_pct: float, equity_peak: Decimal

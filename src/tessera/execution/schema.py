@@ -276,6 +276,16 @@ risk_state = Table(
     Column("equity_peak", Money(), nullable=False),
 )
 
+# A strategy's own state (``ctx.state`` and its order helpers' brackets and trailing stops) as
+# JSON, one row per strategy id: a restarted bot gives it back (`tessera.strategies.state`).
+strategy_state = Table(
+    "strategy_state",
+    metadata,
+    Column("strategy", Bounded(MAX_STRATEGY_ID), primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+)
+
 # Ids for the paper exchange: each `PaperExchange` takes a session number from this table (the
 # database hands out each number once, whatever the number of processes), and its order and
 # trade ids are ``session * PAPER_ID_SPAN + n``: unique across restarts and across processes.

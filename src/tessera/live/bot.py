@@ -84,6 +84,7 @@ from tessera.risk.engine import AccountView, RiskEngine
 from tessera.risk.listeners import MetricsRiskListener
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick, strategy_class
 from tessera.strategies.guard import StrategyGuard
+from tessera.strategies.state import decode_state, encode_state
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
@@ -193,6 +194,13 @@ _FATAL_STORE_TEXT = (
     "read-only file system",
 )
 _FATAL_SQLSTATES = {"53100", "53200", "25006", "58030"}
+
+
+def _raise(exc: BaseException) -> Callable[[], None]:
+    def raise_it() -> None:
+        raise exc
+
+    return raise_it
 
 
 def store_error_is_fatal(exc: BaseException) -> bool:
@@ -311,6 +319,7 @@ class TradingBot:
         self._strategies_stopped = False
         self._signal_handlers: list[os_signal.Signals] = []
         self._tick_subscribers: dict[str, list[Strategy]] = {}
+        self._saved_state: dict[str, str] = {}  # strategy id -> the state text last written
         self._strategies_started = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
@@ -460,6 +469,7 @@ class TradingBot:
             self.guards[strat.strategy_id] = StrategyGuard(
                 strat, o.max_strategy_errors, self._strategy_paused
             )
+        self._restore_strategy_state()
         # a strategy subscribes to trades or book tops by defining on_trade / on_book
         self._tick_subscribers = {
             hook: [
@@ -469,6 +479,43 @@ class TradingBot:
         }
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
+
+    def _restore_strategy_state(self) -> None:
+        """Each strategy's ``ctx.state`` and order helpers as the last run left them."""
+        for sid, ctx in self.contexts.items():
+            text = self.store.load_strategy_state(sid)
+            if text is None:
+                continue
+            try:
+                data = decode_state(text)
+                ctx.state = data.get("strategy", {})
+                ctx._sdk_restore(data.get("helpers", {}))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise LiveRefusedError(
+                    f"strategy {sid}: its stored state cannot be read ({exc}); "
+                    "fix or delete the row of strategy_state to start it afresh"
+                ) from exc
+            self._saved_state[sid] = text
+            log.info("strategy state restored", strategy_id=sid)
+
+    def _save_strategy_state(self, sid: str) -> None:
+        """Written when it changed: after each closed bar, each fill and at stop."""
+        ctx = self.contexts.get(sid)
+        if ctx is None or self.exit_code == EXIT_STORE_FATAL:
+            return
+        try:
+            text = encode_state({"strategy": ctx.state, "helpers": ctx._sdk_snapshot()})
+        except TypeError as exc:  # the strategy put something JSON cannot hold in ctx.state
+            self.guards[sid].call("on_bar", fn=_raise(exc))
+            return
+        if text == self._saved_state.get(sid):
+            return
+        try:
+            self.store.save_strategy_state(sid, text, time.time_ns())
+        except Exception as exc:
+            self._failed("saving strategy state", exc)
+            return
+        self._saved_state[sid] = text
 
     def _check_identifiers(self) -> None:
         """Every identifier the bot stores must fit its column: refused here, in one clear
@@ -579,13 +626,17 @@ class TradingBot:
                 )
             await self._load_balances()
             self.manager.settle_ns = UNKNOWN_AFTER_NS  # from now on this process sends orders
+            # orders resting from an earlier run are the strategies' too: open_orders lists
+            # them, cancel_order reaches them, their fills update the same objects
+            for order in self.store.open_orders():
+                if order.strategy in self.contexts:
+                    self.manager.live.setdefault(order.client_order_id, order)
             self.feed = MarketFeed(
                 o.ws_url,
                 self.symbols,
                 o.interval,
                 self,
                 on_reconnect=self._on_feed_reconnect,
-                count_metrics=o.ingest_store is None,
                 stall_after_s=o.stall_after_s,
                 market_clock=self.market_clock,
             )
@@ -734,6 +785,7 @@ class TradingBot:
                 if not self._strategies_started:
                     break  # on_start never ran: no on_stop either
                 guard.call("on_stop", self.contexts[sid])
+                self._save_strategy_state(sid)
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
         if executor is not None and not executor.done() and self.exit_code != EXIT_STORE_FATAL:
             with contextlib.suppress(TimeoutError):
@@ -895,6 +947,7 @@ class TradingBot:
             # backtest
             self.guards[sid].call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
             self.guards[sid].call("on_bar", bar, ctx, bar=bar)
+            self._save_strategy_state(sid)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
@@ -1064,6 +1117,7 @@ class TradingBot:
             if ctx is not None and guard is not None:
                 guard.call("on_fill", event.fill, fn=ctx._sdk_on_fill)
                 guard.call("on_fill", event.fill, ctx)
+                self._save_strategy_state(order.strategy)
         if order.status.is_terminal:
             self.manager.live.pop(order.client_order_id, None)
         if ctx is not None and guard is not None and event.kind in _ORDER_HOOK_EVENTS:
@@ -1239,5 +1293,7 @@ class TradingBot:
             self.symbols,
             kinds=("trade", "kline"),
             intervals=(self.o.interval,),
+            shared=True,  # on the feed's connection: one websocket per bot
         )
+        await self.feed.attach(self._ingest_service)
         await self._ingest_service.run()

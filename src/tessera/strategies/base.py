@@ -71,6 +71,10 @@ class BookTop:
 class StrategyContext(Protocol):
     """What a strategy may ask and do. Implemented by the backtest and by the live bot."""
 
+    #: the strategy's own state, kept across restarts of the bot: JSON values and Decimal
+    #: (see `tessera.strategies.state`); an in-memory dict in a backtest
+    state: dict[str, Any]
+
     @property
     def now(self) -> int:
         """Current time, ns (bar close time in a backtest, wall clock live)."""

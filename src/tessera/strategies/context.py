@@ -36,6 +36,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 from tessera.execution.orders import (
     ExitReason,
@@ -85,6 +86,65 @@ class OrderHelpers(ABC):
         # resting stop client id -> its trail; re-keyed (before the cancel) when the stop moves,
         # so the cancel of a moved stop is not taken for the strategy's
         self._trails: dict[str, _Trail] = {}
+        # the strategy's own state, kept across restarts by the live bot (`strategies.state`)
+        self.state: dict[str, Any] = {}
+
+    # --- state across restarts -------------------------------------------------------------------
+
+    def _sdk_snapshot(self) -> dict[str, Any]:
+        """What the helpers manage, as `strategies.state` can store it."""
+        return {
+            "brackets": {
+                cid: {
+                    "symbol": b.symbol,
+                    "exit_side": b.exit_side.value,
+                    "qty": b.qty,
+                    "take_profit": b.take_profit,
+                    "stop_loss": b.stop_loss,
+                    "filled": b.filled,
+                }
+                for cid, b in self._brackets.items()
+            },
+            "trails": {
+                cid: {
+                    "symbol": t.symbol,
+                    "qty": t.qty,
+                    "trail_pct": t.trail_pct,
+                    "hwm": t.hwm,
+                    "stop": t.stop,
+                }
+                for cid, t in self._trails.items()
+            },
+        }
+
+    def _sdk_restore(self, data: dict[str, Any]) -> None:
+        """The helpers as `_sdk_snapshot` left them (in a restarted bot)."""
+        self._brackets = {
+            cid: _Bracket(
+                b["symbol"],
+                OrderSide(b["exit_side"]),
+                b["qty"],
+                b["take_profit"],
+                b["stop_loss"],
+                b["filled"],
+            )
+            for cid, b in data.get("brackets", {}).items()
+        }
+        self._trails = {}
+        for cid, t in data.get("trails", {}).items():
+            stop = Order(
+                client_order_id=cid,
+                symbol=t["symbol"],
+                side=OrderSide.SELL,
+                type=OrderType.STOP_LOSS,
+                qty=t["qty"],
+                stop_price=t["stop"],
+                reason=ExitReason.TRAILING_STOP,
+                reduce_only=True,
+            )
+            self._trails[cid] = _Trail(
+                t["symbol"], t["qty"], t["trail_pct"], t["hwm"], t["stop"], stop
+            )
 
     # --- the primitives a venue's context provides ---------------------------------------------
 
