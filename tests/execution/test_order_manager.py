@@ -2,6 +2,8 @@
 
 Life cycles with every step persisted; a lost response; a process killed with SIGKILL between
 sending an order and recording its answer; fills made while the process was down, imported once.
+Order lists (OCO): both legs durable before the one request, a refusal rejecting both, a lost
+answer recovered leg by leg after a restart, a redelivered signal placing nothing.
 """
 
 from __future__ import annotations
@@ -23,9 +25,18 @@ from sqlalchemy.exc import OperationalError
 from venue_helpers import resting_price
 
 from tessera.execution.ccxt_exchange import CcxtExchange
-from tessera.execution.manager import OrderManager
-from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.exchange import ExchangeOrder, OutcomeUnknownError
+from tessera.execution.manager import OrderManager, leg_signal_id
+from tessera.execution.orders import (
+    ExitReason,
+    Order,
+    OrderList,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
 from tessera.execution.persistence import ExecutionStore
+from tessera.execution.schema import MAX_SIGNAL_ID
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.server import SimulatorThread
@@ -39,6 +50,11 @@ RUN = "run-om"
 @pytest.fixture(scope="module")
 def market() -> SimMarket:
     return SimMarket.from_recording([BTC_0808])
+
+
+def status(order: Order) -> OrderStatus:
+    """The order's status now (a call: awaited answers change it)."""
+    return order.status
 
 
 def limit_buy(cid: str, price: Decimal, qty: str = "0.00100") -> Order:
@@ -271,10 +287,10 @@ async def test_a_fill_the_store_could_not_write_is_applied_exactly_once_later(
         store.outage = 1  # still down for recovery's first write, one by one this time
         with pytest.raises(OperationalError):
             await om.recover()
-        assert order.status is OrderStatus.ACCEPTED and not order.trade_ids and not om.positions
+        assert status(order) is OrderStatus.ACCEPTED and not order.trade_ids and not om.positions
 
         report = await om.recover()  # the database answers again
-        assert report.updated == ["t-om-out"] and order.status is OrderStatus.FILLED
+        assert report.updated == ["t-om-out"] and status(order) is OrderStatus.FILLED
         sim_fills = [f for f in engine.fills if f.order.client_order_id == "t-om-out"]
         assert len(store.all_fills()) == len(sim_fills) == report.fills_imported
         base_fees = sum((f.commission for f in sim_fills), Decimal(0))
@@ -282,6 +298,163 @@ async def test_a_fill_the_store_could_not_write_is_applied_exactly_once_later(
         held = om.positions[("BTCUSDT", order.strategy)]
         assert pos.qty == held.qty == Decimal("0.003") - base_fees
         assert events.kinds.count(OrderEventKind.FILLED) == len(sim_fills)
+    finally:
+        await ex.close()
+        store.close()
+
+
+# --- order lists (OCO) ---------------------------------------------------------------------------
+
+
+def sell_oco(
+    sim: ExchangeSimulator, tag: str, signal_id: str = "", qty: str = "0.002"
+) -> OrderList:
+    """A SELL OCO around the simulator's current book: a take-profit LIMIT_MAKER 50 above the
+    ask and a STOP_LOSS_LIMIT 50 below the bid."""
+    sim.state.advance_to(sim.head)
+    book = sim.state.books["BTCUSDT"]
+    bid, ask = max(book.bids), min(book.asks)
+    list_id = f"l-{tag}"
+    tp = Order(f"t-{tag}-a", "BTCUSDT", OrderSide.SELL, OrderType.LIMIT_MAKER, Decimal(qty),
+               price=ask + 50, strategy="s1", signal_id=signal_id, list_id=list_id,
+               reason=ExitReason.TAKE_PROFIT)  # fmt: skip
+    sl = Order(f"t-{tag}-b", "BTCUSDT", OrderSide.SELL, OrderType.STOP_LOSS_LIMIT, Decimal(qty),
+               price=bid - 55, stop_price=bid - 50, strategy="s1", signal_id=signal_id,
+               list_id=list_id, reason=ExitReason.STOP_LOSS)  # fmt: skip
+    return OrderList(list_id, tp, sl)
+
+
+class Wire:
+    """The real adapter, seen from the wire: what the store held when each list request went
+    out, and queries that can be made to fail (the connection still down)."""
+
+    def __init__(self, inner: CcxtExchange, store: ExecutionStore) -> None:
+        self.inner = inner
+        self.store = store
+        self.at_send: list[list[tuple[str, OrderStatus | None]]] = []
+        self.queries_fail = False
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        stored = [self.store.get_order(leg.client_order_id) for leg in orders.legs]
+        self.at_send.append(
+            [
+                (leg.client_order_id, s.status if s else None)
+                for leg, s in zip(orders.legs, stored, strict=True)
+            ]
+        )
+        return await self.inner.submit_list(orders)
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        if self.queries_fail:
+            raise OutcomeUnknownError("connection reset")
+        return await self.inner.query(symbol, client_order_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def sim_orders(engine: TradingEngine, *cids: str) -> list[str]:
+    return sorted(o.client_order_id for o in engine.orders.values() if o.client_order_id in cids)
+
+
+async def test_both_legs_of_an_oco_are_recorded_before_its_one_request_and_take_its_answer(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, _ = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    wire = Wire(ex, store)
+    try:
+        om = OrderManager(store, wire, RUN, strategy="s1")
+        placed = await om.submit_list(sell_oco(sim, "oco1", signal_id="sig-oco1"))
+        assert wire.at_send == [
+            [("t-oco1-a", OrderStatus.SUBMITTED), ("t-oco1-b", OrderStatus.SUBMITTED)]
+        ]
+        assert [leg.status for leg in placed.legs] == [OrderStatus.ACCEPTED] * 2
+        for leg in placed.legs:
+            stored = store.get_order(leg.client_order_id)
+            assert stored is not None and stored.status is OrderStatus.ACCEPTED
+            assert stored.exchange_order_id and stored.list_id == "l-oco1"
+        assert (placed.above.signal_id, placed.below.signal_id) == ("sig-oco1", "sig-oco1#2")
+        reasons = {o.client_order_id: o.reason for o in store.list_orders()}
+        assert reasons == {"t-oco1-a": ExitReason.TAKE_PROFIT, "t-oco1-b": ExitReason.STOP_LOSS}
+        # canceling one leg cancels the list on the exchange; recovery brings the other along
+        await om.cancel(placed.above)
+        await om.recover()
+        assert [leg.status for leg in placed.legs] == [OrderStatus.CANCELED] * 2
+    finally:
+        await ex.close()
+        store.close()
+
+
+async def test_a_refused_oco_rejects_both_legs(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    try:
+        om = OrderManager(store, ex, RUN)
+        placed = await om.submit_list(sell_oco(sim, "oco2", qty="50"))  # the account has 1 BTC
+        assert [leg.status for leg in placed.legs] == [OrderStatus.REJECTED] * 2
+        for leg in placed.legs:
+            stored = store.get_order(leg.client_order_id)
+            assert stored is not None and stored.status is OrderStatus.REJECTED
+            assert "insufficient balance" in (stored.reject_reason or ""), stored.reject_reason
+        assert sim_orders(engine, "t-oco2-a", "t-oco2-b") == []
+    finally:
+        await ex.close()
+        store.close()
+
+
+async def test_an_oco_whose_answer_was_lost_is_recovered_leg_by_leg_after_a_restart(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    wire = Wire(ex, store)
+    try:
+        om = OrderManager(store, wire, RUN)
+        engine.config.lose_responses = 1  # the list is placed; its answer never arrives
+        wire.queries_fail = True  # and the connection stays down: the process gives up
+        placed = await om.submit_list(sell_oco(sim, "oco3"))
+        assert [leg.status for leg in placed.legs] == [OrderStatus.SUBMITTED] * 2
+        assert [o.client_order_id for o in store.open_orders()] == ["t-oco3-a", "t-oco3-b"]
+
+        restarted = OrderManager(ExecutionStore(database_url), ex, RUN)
+        report = await restarted.recover()
+        assert sorted(report.updated) == ["t-oco3-a", "t-oco3-b"] and not report.closed_unsent
+        for cid in ("t-oco3-a", "t-oco3-b"):
+            stored = store.get_order(cid)
+            assert stored is not None and stored.status is OrderStatus.ACCEPTED
+            assert stored.exchange_order_id
+        assert sim_orders(engine, "t-oco3-a", "t-oco3-b") == ["t-oco3-a", "t-oco3-b"]  # once
+    finally:
+        await ex.close()
+        store.close()
+
+
+async def test_a_redelivered_list_signal_places_nothing_even_with_the_longest_signal_id(
+    venue: tuple[ExchangeSimulator, TradingEngine], database_url: str
+) -> None:
+    sim, engine = venue
+    store = ExecutionStore(database_url)
+    ex = CcxtExchange(sim.rest_url, KEY, SECRET)
+    try:
+        om = OrderManager(store, ex, RUN)
+        signal = "r" * 40 + ":" + "s" * 64 + ":BTCUSDT:" + "9" * (MAX_SIGNAL_ID - 114)
+        assert len(signal) == MAX_SIGNAL_ID
+        first = await om.submit_list(sell_oco(sim, "oco4", signal_id=signal))
+        assert first.below.signal_id == leg_signal_id(signal, 2)
+        assert len(first.below.signal_id) <= MAX_SIGNAL_ID
+        again = await om.submit_list(sell_oco(sim, "oco5", signal_id=signal))
+        assert [leg.client_order_id for leg in again.legs] == ["t-oco4-a", "t-oco4-b"]
+        assert store.get_order("t-oco5-a") is None and store.get_order("t-oco5-b") is None
+        assert sim_orders(engine, "t-oco4-a", "t-oco4-b", "t-oco5-a", "t-oco5-b") == [
+            "t-oco4-a",
+            "t-oco4-b",
+        ]
     finally:
         await ex.close()
         store.close()

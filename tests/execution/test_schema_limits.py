@@ -20,7 +20,16 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from tessera.execution.ids import ClientOrderIdGenerator, synthetic_trade_id
-from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.manager import leg_signal_id
+from tessera.execution.orders import (
+    ExitReason,
+    Fill,
+    Liquidity,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
 from tessera.execution.persistence import MIGRATIONS, ExecutionStore, make_engine, migrate
 from tessera.execution.schema import (
     LIMITS,
@@ -198,3 +207,33 @@ def test_the_migration_widens_the_columns_of_an_existing_database_and_keeps_its_
         store.snapshot_balances("baseline:" + "a" * MAX_ACCOUNT, {"USDT": (D("1"), D("0"))})
     finally:
         store.close()
+
+
+def test_every_exit_reason_fits_its_column() -> None:
+    assert max(len(r.value) for r in ExitReason) <= LIMITS["orders.reason"]
+
+
+@given(signal_id=st.text(min_size=1, max_size=MAX_SIGNAL_ID))
+def test_the_second_leg_of_a_list_gets_a_signal_id_that_fits_and_is_its_own(signal_id: str) -> None:
+    second = leg_signal_id(signal_id, 2)
+    assert leg_signal_id(signal_id, 1) == signal_id
+    assert len(second) <= MAX_SIGNAL_ID and second != signal_id
+    assert leg_signal_id(signal_id, 2) == second  # the same on every delivery
+    if len(signal_id) + 2 <= MAX_SIGNAL_ID:
+        assert second == signal_id + "#2"
+
+
+def test_long_signal_ids_that_share_a_beginning_give_distinct_second_legs() -> None:
+    a, b = "s" * MAX_SIGNAL_ID, "s" * (MAX_SIGNAL_ID - 1) + "t"
+    assert leg_signal_id(a, 2) != leg_signal_id(b, 2)
+    assert len(leg_signal_id(a, 2)) == MAX_SIGNAL_ID
+
+
+def test_the_legs_of_a_list_from_the_longest_signal_are_stored(store: ExecutionStore) -> None:
+    store.start_run("r1", "live", "1", ["s"])
+    signal = "r" * MAX_RUN_ID + ":" + "s" * MAX_STRATEGY_ID + ":" + "x" * (MAX_SIGNAL_ID - 106)
+    assert len(signal) == MAX_SIGNAL_ID
+    first = _order("c-1", "BTCUSDT", "s", signal)
+    second = _order("c-2", "BTCUSDT", "s", leg_signal_id(signal, 2))
+    assert store.record_intent(first, "r1", 1) and store.record_intent(second, "r1", 2)
+    assert store.order_for_signal(leg_signal_id(signal, 2)).client_order_id == "c-2"  # type: ignore[union-attr]

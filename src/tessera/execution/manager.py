@@ -22,6 +22,13 @@ exchange" and reconciliation persisted a halt. So passes are serialised (a lock:
 caller waits, then runs its own pass on the state the first left), and after every ``await``
 the order is looked up again: if the submit's answer or the user-data stream moved it while
 the query was out, the query's answer is older than what we know and is not acted on.
+
+An order list (OCO, `submit_list`) follows the same sequence with both legs together: both
+intents and SUBMITTED events in one commit, then the one request, then the answer for both legs
+in one transaction. Each leg keeps its own client order id, so an unknown outcome leaves both in
+flight and recovery resolves each like any order. ``orders.signal_id`` is unique and the two
+legs come from one signal: the first leg carries the signal id, the second a derived one
+(`leg_signal_id`), so a redelivered signal still places nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -45,9 +53,10 @@ from tessera.execution.exchange import (
     RateLimitedError,
 )
 from tessera.execution.observers import NullObserver, OrderObserver
-from tessera.execution.orders import Fill, Order, OrderStatus
+from tessera.execution.orders import Fill, Order, OrderList, OrderStatus
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.position import Position
+from tessera.execution.schema import MAX_SIGNAL_ID
 from tessera.execution.state import (
     InvalidTransitionError,
     OrderEvent,
@@ -69,6 +78,22 @@ FINAL_EVENTS = {
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def leg_signal_id(signal_id: str, leg: int) -> str:
+    """The signal id of leg ``leg`` (1, 2) of an order list that one signal decided: the
+    signal's own for the first leg, ``<signal_id>#<leg>`` for the next (``orders.signal_id`` is
+    unique). Deterministic, so a redelivered signal derives the same ids and places nothing. A
+    signal id too long for the suffix keeps its beginning and a hash of the whole id, so the
+    result fits ``orders.signal_id`` and stays distinct per signal."""
+    if leg == 1 or not signal_id:
+        return signal_id
+    suffix = f"#{leg}"
+    if len(signal_id) + len(suffix) <= MAX_SIGNAL_ID:
+        return signal_id + suffix
+    digest = hashlib.sha256(signal_id.encode()).hexdigest()[:32]
+    keep = MAX_SIGNAL_ID - len(suffix) - len(digest) - 1
+    return f"{signal_id[:keep]}~{digest}{suffix}"
 
 
 def _snapshot(order: Order) -> Order:
@@ -192,32 +217,120 @@ class OrderManager:
         self.apply_batched(order, ack)
         return order
 
+    async def submit_list(self, orders: OrderList) -> OrderList:
+        """`submit` for an order list (OCO): both intents and SUBMITTED in one commit, then the
+        one request; its answer applies to both legs in one transaction. A rejection rejects
+        both; an unknown outcome leaves both in flight (each is queried by its client order id
+        now, and by recovery later). Returns the list as now known."""
+        legs = orders.legs
+        first, second = legs
+        if first.signal_id and second.signal_id in ("", first.signal_id):
+            second.signal_id = leg_signal_id(first.signal_id, 2)
+        items: list[tuple[Order, int, OrderEvent]] = []
+        seqs: set[int] = set()
+        for leg in legs:
+            if not leg.ts_created:
+                leg.ts_created = now_ns()
+            seq = self._seq(leg)
+            while seq in seqs:  # two legs numbered from the store's next sequence
+                seq += 1
+            seqs.add(seq)
+            submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
+            self.machine.apply(leg, submitted)
+            items.append((leg, seq, submitted))
+        try:
+            recorded = self.store.record_list_submission(items, self.run_id)
+        except Exception:
+            for leg in legs:
+                leg.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
+            raise
+        if not recorded:
+            for leg in legs:
+                leg.status = OrderStatus.INITIALIZED
+            log.warning("signal already produced an order", list_id=orders.list_id)
+            return self._stored_list(orders)
+        for leg, _, submitted in items:
+            self.observer.on_event(leg, submitted, len(self.live))
+            self.live[leg.client_order_id] = leg
+            self._submitting.add(leg.client_order_id)
+        try:
+            acks = await self.exchange.submit_list(orders)
+        except (OrderRejectedError, RateLimitedError) as exc:
+            for leg in legs:
+                self._event(leg, OrderEvent(OrderEventKind.REJECTED, now_ns(), reason=str(exc)))
+            return orders
+        except OutcomeUnknownError as exc:
+            log.warning("order list in flight: outcome unknown", list_id=orders.list_id,
+                        error=str(exc))  # fmt: skip
+            acks = []
+            for leg in legs:
+                try:
+                    found = await self.exchange.query(leg.symbol, leg.client_order_id)
+                except OutcomeUnknownError:
+                    found = None  # still no answer: recovery or the stream will tell
+                if found is not None:
+                    acks.append(found)
+        finally:
+            for leg in legs:
+                self._submitting.discard(leg.client_order_id)
+        answered = {a.client_order_id: a for a in acks}
+        missing = [leg.client_order_id for leg in legs if leg.client_order_id not in answered]
+        if missing and acks:
+            log.error("the exchange's answer lacks legs of the list", list_id=orders.list_id,
+                      missing=missing)  # fmt: skip
+        self._apply_all(
+            [(leg, answered[leg.client_order_id], None) for leg in legs
+             if leg.client_order_id in answered]
+        )  # fmt: skip
+        return orders
+
+    def _stored_list(self, orders: OrderList) -> OrderList:
+        """The list an earlier delivery of this signal placed, as stored (else ``orders``)."""
+        stored = [self.store.order_for_signal(leg.signal_id) for leg in orders.legs]
+        above, below = stored
+        if above is None or below is None:
+            return orders
+        try:
+            return OrderList(above.list_id, above, below)
+        except ValueError:
+            return orders  # the signal produced something else than this list
+
     def apply_batched(
         self, order: Order, ack: ExchangeOrder, fills: list[Fill] | None = None
     ) -> None:
-        """`apply` in one transaction. If the transaction fails, the order and its position in
-        memory are put back as they were (memory never runs ahead of the store) and observers
-        hear nothing; on a constraint violation (another writer recorded one of these fills
-        first) the writes are redone one by one."""
-        order = self.live.get(order.client_order_id, order)
-        saved = _snapshot(order)
-        key = (order.symbol, order.strategy)  # the one position these fills can move
-        # `apply_fill` replaces a position, never changes it in place: the reference suffices
-        saved_position = self.positions.get(key)
+        """`apply` in one transaction (see `_apply_all`)."""
+        self._apply_all([(order, ack, fills)])
+
+    def _apply_all(self, answers: Sequence[tuple[Order, ExchangeOrder, list[Fill] | None]]) -> None:
+        """`apply` for each answer, all in one transaction. If the transaction fails, the orders
+        and their positions in memory are put back as they were (memory never runs ahead of the
+        store) and observers hear nothing; on a constraint violation (another writer recorded
+        one of these fills first) the writes are redone one by one."""
+        answers = [(self.live.get(o.client_order_id, o), a, f) for o, a, f in answers]
+        saved = [(o, _snapshot(o)) for o, _, _ in answers]
+        # the positions these fills can move; `apply_fill` replaces a position, never changes
+        # it in place: the references suffice
+        saved_positions = {
+            key: self.positions.get(key) for key in {(o.symbol, o.strategy) for o, _, _ in answers}
+        }
         self._deferred = []
         try:
             with self.store.batch():
-                self.apply(order, ack, fills)
+                for order, ack, fills in answers:
+                    self.apply(order, ack, fills)
         except Exception as exc:
             self._deferred = None
-            _restore(order, saved)
-            if saved_position is None:
-                self.positions.pop(key, None)
-            else:
-                self.positions[key] = saved_position
+            for order, snap in saved:
+                _restore(order, snap)
+            for key, position in saved_positions.items():
+                if position is None:
+                    self.positions.pop(key, None)
+                else:
+                    self.positions[key] = position
             if not isinstance(exc, IntegrityError):
                 raise
-            self.apply(order, ack, fills)
+            for order, ack, fills in answers:
+                self.apply(order, ack, fills)
             return
         deferred, self._deferred = self._deferred, None
         for o, event in deferred:  # committed: now the observers may act on it
