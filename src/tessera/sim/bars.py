@@ -1,9 +1,10 @@
 """OHLCV bar files as data the simulator replays (closed ``@kline_1m`` events and REST klines).
 
 For bar data without trades or a book: research bars (the bundled month of 1m BTC bars, any
-exported store query) replayed so that the bot's 1m strategies and models can run on them in
-paper mode. The simulator's matching engine needs a book, so such a market serves market data
-only.
+exported store query) replayed so that the bot's 1m strategies and models can run on them.
+With a `TradingEngine` on the simulator, orders on such a market are matched in bar mode
+(`tessera.sim.bar_matching`): on the replayed bars, by the backtest's rules and timing, so that
+a dev bot and a backtest on the same bars get the same fills.
 """
 
 from __future__ import annotations

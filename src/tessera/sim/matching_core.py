@@ -46,8 +46,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
+from tessera.execution.matching import SlippageModel
 from tessera.execution.orders import OrderType
 from tessera.sim import payloads as binance
+from tessera.sim.bar_matching import BarMatcher
 from tessera.sim.order_params import (
     NOT_SUPPORTED,
     OCO_BAD_PRICES,
@@ -88,6 +90,10 @@ class TradingConfig:
     max_orders_10s: int = 50
     lose_responses: int = 0  # process the next K order requests, then drop the connection
     response_delay_s: float = 0.0  # place orders at once, answer this much later
+    # bar mode (`tessera.sim.bar_matching`): the backtest's defaults, so that both fill alike
+    bar_slippage: SlippageModel = field(default_factory=SlippageModel)
+    bar_max_participation: float = 0.0
+    bar_limit_fill: str = "touch"
 
 
 def _algo_limits(info: dict[str, Any]) -> dict[str, int]:
@@ -125,6 +131,7 @@ class MatchingCore:
         self._seen_trades: dict[str, int] = defaultdict(int)
         # user-data stream: connected websockets get every event
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.bars = BarMatcher(self)  # symbols replayed as bars only are matched on bars
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -164,6 +171,7 @@ class MatchingCore:
         """The last traded price (Binance judges stops and OCO prices by it): the last
         replayed trade, else the last bar's close, else the book's middle."""
         state = self.sim.state
+        state.advance_to(self.sim.head)
         trades = state.trades(sym)
         if trades:
             return Decimal(trades[-1].price)
@@ -215,7 +223,7 @@ class MatchingCore:
             if existing is not None and existing.is_open:
                 raise BinanceError(DUPLICATE_ORDER)
         bid, ask = self.best(req.symbol)
-        ref = (bid + ask) / 2 if bid and ask else (bid or ask)
+        ref = (bid + ask) / 2 if bid and ask else (bid or ask or self.last_price(req.symbol))
         try:
             flt.check(OrderType(req.type), req.qty, req.price, ref, req.stop_price)
         except FilterViolationError as exc:
@@ -231,7 +239,13 @@ class MatchingCore:
             self._check_maker(req)
 
     def _check_maker(self, req: OrderRequest) -> None:
-        if req.type == "LIMIT_MAKER" and self._marketable(req.side, req.price, req.symbol):
+        if req.type != "LIMIT_MAKER":
+            return
+        if self.bars.trades_on_bars(req.symbol):
+            takes = self.bars.would_take(req)
+        else:
+            takes = self._marketable(req.side, req.price, req.symbol)
+        if takes:
             raise BinanceError(WOULD_TAKE)
 
     def _would_trigger(self, req: OrderRequest) -> bool:
@@ -304,6 +318,8 @@ class MatchingCore:
         self._check(req)
         if self._would_trigger(req):
             raise BinanceError(WOULD_TRIGGER)
+        if self.bars.trades_on_bars(req.symbol):
+            return self._place_on_bars(req)
         amount, asset = self._hold(req)
         self._lock(asset, amount)
         order = self._new(req)
@@ -312,6 +328,23 @@ class MatchingCore:
         if order.has_stop:
             return order, []  # waits for its trigger
         return order, self._execute(order, order.price if order.type != "MARKET" else None)
+
+    def _place_on_bars(self, req: OrderRequest) -> tuple[SimOrder, list[SimFill]]:
+        """Bar mode (`tessera.sim.bar_matching`): what the order does at once is decided on the
+        forming bar before it is placed, so that a market buy holds what it pays."""
+        result = self.bars.arrival(req)
+        if result is not None and result.reject is not None:
+            raise BinanceError(WOULD_TAKE)
+        paid = self.bars.hold_for(req, result)
+        if paid is None:
+            amount, asset = self._hold(req)
+        else:
+            amount, asset = paid, self.filters[req.symbol].quote_asset
+        self._lock(asset, amount)
+        order = self._new(req)
+        order.locked = amount
+        self._report(order, "NEW")
+        return order, self.bars.start(order, result)
 
     def place_oco(self, params: dict[str, str]) -> SimOrderList:
         symbol = self.symbol(params)
@@ -360,6 +393,8 @@ class MatchingCore:
         for leg in lst.legs:
             self._report(leg, "NEW")
         self._publish(lst.event(self.now_ms()))
+        if self.bars.trades_on_bars(symbol):
+            self.bars.start_list(lst)
         return lst
 
     def _execute(self, order: SimOrder, limit: Decimal | None) -> list[SimFill]:
@@ -423,7 +458,36 @@ class MatchingCore:
         order.status = status
         order.update_ms = self.now_ms()
         self._release(order)
+        self.bars.forget(order)
         self._report(order, status)
+
+    # the bar matcher's handles
+    def fill(self, order: SimOrder, price: Decimal, qty: Decimal, is_maker: bool) -> SimFill:
+        return self._fill(order, price, qty, is_maker)
+
+    def expire(self, order: SimOrder) -> None:
+        self._close(order, "EXPIRED")
+
+    def hold_at_least(self, order: SimOrder, amount: Decimal) -> bool:
+        """Make a buy hold ``amount`` of quote (from the free balance); False if it cannot."""
+        self._activate(order)  # an OCO leg takes its list's hold over first
+        extra = amount - order.locked
+        if extra <= 0:
+            return True
+        quote = self.filters[order.symbol].quote_asset
+        if extra > self.free[quote]:
+            return False
+        self.free[quote] -= extra
+        self.locked[quote] += extra
+        order.locked += extra
+        return True
+
+    def start_working(self, order: SimOrder) -> None:
+        """A stop reached its trigger: it starts working (an OCO partner expires); the stream
+        says so with an executionReport NEW whose ``w`` is true."""
+        self._activate(order)
+        order.working_ms = order.update_ms = self.now_ms()
+        self._report(order, "NEW")
 
     def _end_list(self, lst: SimOrderList) -> None:
         lst.status_type = lst.order_status = "ALL_DONE"
@@ -463,11 +527,8 @@ class MatchingCore:
 
     def _trigger(self, order: SimOrder, trade_index: int) -> None:
         """The stop is reached: the order starts working (see the module docstring)."""
-        self._activate(order)
-        now = self.now_ms()
-        order.working_ms = order.update_ms = now
+        self.start_working(order)
         order.active_from = trade_index + 1  # as a limit, it meets the prints after this one
-        self._report(order, "NEW")
         if order.type not in MARKET_ON_TRIGGER:
             if self._marketable(order.side, order.price, order.symbol):
                 self._execute(order, order.price)
@@ -483,15 +544,7 @@ class MatchingCore:
         """A triggered market buy holds what its book walk costs instead of its estimate."""
         walk = self._walk(order.symbol, "BUY", order.remaining, None)
         need = sum((p * q for p, q in walk), ZERO)
-        quote = self.filters[order.symbol].quote_asset
-        extra = need - order.locked
-        if extra > self.free[quote]:
-            return False
-        if extra > 0:
-            self.free[quote] -= extra
-            self.locked[quote] += extra
-            order.locked += extra
-        return True
+        return self.hold_at_least(order, need)
 
     # --- replayed trades meet resting orders ----------------------------------------------------
 

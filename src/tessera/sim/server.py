@@ -20,7 +20,7 @@ import contextlib
 import threading
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -118,6 +118,16 @@ class ExchangeSimulator:
         )
         self.head = 0  # base frames [0, head) are released
         self.connections: list[Connection] = []
+        # Called with the new release position before frames [head, n) become visible (the
+        # trading engine's bar mode matches the bars that close in between); a hook returns
+        # True when it published something the replay should let go out first: it then
+        # awaits ``release_flushes`` before releasing. ``release_stops(head, n)`` name the
+        # position a replay must stop at on its way to ``n`` (after a bar that closes with
+        # orders working), so that a bar's fills never go out before an earlier bar's frame.
+        # (The paced and max-speed replays only; `release` by hand runs the hooks alone.)
+        self.release_hooks: list[Callable[[int], bool]] = []
+        self.release_flushes: list[Callable[[], Awaitable[None]]] = []
+        self.release_stops: list[Callable[[int, int], int]] = []
         self._extra_routes: list[Callable[[web.Application], None]] = []
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -249,9 +259,26 @@ class ExchangeSimulator:
         ev, self._head_event = self._head_event, asyncio.Event()
         ev.set()
 
+    def _run_release_hooks(self, n: int) -> bool:
+        published = False
+        for hook in self.release_hooks:
+            published |= hook(n)
+        return published
+
     def _release(self, n: int) -> None:
+        self._run_release_hooks(n)
         self.head = n
         self._wake_senders()
+
+    async def _release_flushed(self, n: int) -> None:
+        """`_release` up to ``n``, stopping where a hook asks, each step after what the hooks
+        published for it has gone out."""
+        while self.head < n:
+            stop = max(min([f(self.head, n) for f in self.release_stops], default=n), self.head + 1)
+            if self._run_release_hooks(stop):
+                for flush in self.release_flushes:
+                    await flush()
+            self._release(stop)
 
     async def _replay(self) -> None:
         n = len(self.market.frames)
@@ -278,12 +305,12 @@ class ExchangeSimulator:
         while self.head < n:
             active = [c for c in self.connections if not c.closed and c.has_data]
             if not active:
-                self._release(min(n, self.head + IDLE_STEP))
+                await self._release_flushed(min(n, self.head + IDLE_STEP))
                 await asyncio.sleep(0)
                 continue
             low = min(c.cursor for c in active)
             if low + MAX_WINDOW > self.head:
-                self._release(min(n, low + MAX_WINDOW))
+                await self._release_flushed(min(n, low + MAX_WINDOW))
             else:
                 await self._progress_event.wait()
         # Let the senders flush the tail before the replay counts as done.
@@ -300,7 +327,7 @@ class ExchangeSimulator:
             now_rec = c0 + (loop.time() - t0) * 1000.0 * speed
             released = bisect_right(clock, now_rec, lo=self.head)
             if released > self.head:
-                self._release(released)
+                await self._release_flushed(released)
             if self.head >= n:
                 break
             due = t0 + (clock[self.head] - c0) / (1000.0 * speed)

@@ -21,6 +21,7 @@ real payloads (see ``samples/binance-api/spot-http``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -84,9 +85,14 @@ class TradingEngine(MatchingCore):
         self._order_times: list[float] = []
         self.rate_limited = 0  # new orders answered 429 / -1015
         self._matcher: asyncio.Task[None] | None = None
-        # user-data stream: listen key -> expiry (unix s)
+        # user-data stream: listen key -> expiry (unix s); the queues of connected sockets
         self.listen_keys: dict[str, float] = {}
+        self._queues: list[asyncio.Queue[dict[str, Any]]] = []
         sim.add_routes(self._register)
+        # bar mode: bars are matched as they close, and the fills go out before the bar does
+        sim.release_hooks.append(self.bars.on_release)
+        sim.release_stops.append(self.bars.next_close)
+        sim.release_flushes.append(self._user_data_sent)
 
     # --- wiring ---------------------------------------------------------------------------------
 
@@ -181,6 +187,7 @@ class TradingEngine(MatchingCore):
         ws = web.WebSocketResponse(heartbeat=self.sim.ping_interval_s)
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queues.append(queue)
         self.listeners.append(queue.put_nowait)
         sender = asyncio.get_running_loop().create_task(self._send_events(ws, queue))
         try:
@@ -188,14 +195,27 @@ class TradingEngine(MatchingCore):
                 pass
         finally:
             self.listeners.remove(queue.put_nowait)
+            self._queues.remove(queue)
             sender.cancel()
+            while not queue.empty():  # nobody will send these: nobody waits for them
+                queue.get_nowait()
+                queue.task_done()
         return ws
 
     @staticmethod
     async def _send_events(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             event = await queue.get()
-            await ws.send_str(orjson.dumps(event).decode())
+            try:
+                await ws.send_str(orjson.dumps(event).decode())
+            finally:
+                queue.task_done()
+
+    async def _user_data_sent(self) -> None:
+        """Until every connected user-data socket has sent what was published (at most 2 s:
+        a stuck client does not hold the replay)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), 2.0)
 
     # --- authentication -------------------------------------------------------------------------
 
