@@ -265,7 +265,13 @@ WS_MALFORMED = Counter(
     ["stream_type"],
 )
 WS_RECONNECTS = Counter("tessera_ws_reconnects", "Websocket reconnects", ["reason"])
-WS_CONNECTED = Gauge("tessera_ws_connected", "1 while the market-data websocket is connected")
+# One series per connection owner: the bot's feed (its embedded ingest shares that connection)
+# or a standalone `tessera ingest`; a second connection can never hide the first one's drop.
+WS_CONNECTED = Gauge(
+    "tessera_ws_connected",
+    "1 while the market-data websocket is connected, by its owner (feed, ingest)",
+    ["source"],
+)
 WS_GAPS = Counter(
     "tessera_ws_gaps",
     "Sequence gaps in market data: found, filled by backfill, or unfillable",

@@ -17,6 +17,12 @@ streams more often, so a symbol with no frame on any of its streams for ``stall_
 ``tessera_ws_reconnects{reason="stale"}``, `stalled`, which the bot's readiness reads) and
 reconnects; it stays stalled until every symbol has spoken again.
 
+The bot's embedded ingest rides on this connection (`attach`): its streams join the
+subscription, every frame reaches it before the feed's own parsing, with the same receive time,
+and so does every connect and disconnect — one connection per bot, whose state
+``tessera_ws_connected{source="feed"}`` shows. The connection's numbers (messages, bytes,
+malformed frames, reconnects) are counted here, once per frame, whoever else reads it.
+
 `lag_ns` measures how late a frame arrives compared with the feed's usual lag (the smallest
 ``receive time - event time`` of the last minutes: network latency plus any clock offset,
 including the offset of a replayed recording). A bar delivered after a stall arrives late by
@@ -46,12 +52,31 @@ log = get_logger(__name__)
 MS = 1_000_000
 
 
+class FrameSink(Protocol):
+    """Takes the raw frames of the feed's connection: the embedded `IngestService` (shared)."""
+
+    @property
+    def streams(self) -> Sequence[str]: ...
+
+    def push(self, raw: str | bytes, recv_ns: int) -> None: ...
+
+    def on_reconnect(self) -> None: ...
+
+    def on_disconnect(self) -> None: ...
+
+
 class MarketHandler(Protocol):
     def on_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None: ...
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None: ...
 
     def on_book(self, book: BookTop, recv_ns: int) -> None: ...
+
+
+def _log_subscribe_failure(sent: asyncio.Future[None]) -> None:
+    """The connection went down while subscribing: the next one subscribes in its URL."""
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("could not subscribe the ingest's streams", error=repr(sent.exception()))
 
 
 def feed_streams(symbols: Sequence[str], interval: str, book: bool = True) -> list[str]:
@@ -149,18 +174,19 @@ class MarketFeed:
         book: bool = True,
         on_reconnect: Callable[[], Awaitable[None]] | None = None,
         max_backoff_s: float = 30.0,
-        count_metrics: bool = True,
         stall_after_s: float | None = None,
         market_clock: MarketClock | None = None,
     ) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.symbols = [s.upper() for s in symbols]
         self.streams = feed_streams(self.symbols, interval, book)
+        self._own = frozenset(self.streams)  # what the handler hears; `streams` may grow
+        self.sink: FrameSink | None = None
+        self._subscribing: asyncio.Future[None] | None = None
         self.handler = handler
         self.market_clock = market_clock  # told every frame's exchange event time
         self.on_reconnect = on_reconnect
         self.max_backoff_s = max_backoff_s
-        self.count_metrics = count_metrics
         self.stats = FeedStats()
         self.connected = asyncio.Event()
         self._stop = asyncio.Event()
@@ -183,6 +209,25 @@ class MarketFeed:
     def stop(self) -> None:
         self._stop.set()
 
+    def attach(self, sink: FrameSink) -> None:
+        """Share this connection with ``sink``: subscribe its streams too (on the open
+        connection with Binance's ``SUBSCRIBE``, and in every later connection's URL), give it
+        every frame and tell it of every connect and disconnect from now on. Synchronous: no
+        frame is received between this call and the caller's next await."""
+        if self.sink is not None:
+            raise RuntimeError("the feed already shares its connection with an ingest")
+        extra = [s for s in sink.streams if s not in self.streams]
+        self.streams += extra
+        self.sink = sink
+        ws = self._ws
+        if ws is None or ws.closed or not self.connected.is_set():
+            return  # the next connection subscribes everything and tells the sink
+        if extra:
+            request = orjson.dumps({"method": "SUBSCRIBE", "params": extra, "id": 1}).decode()
+            self._subscribing = asyncio.ensure_future(ws.send_str(request))
+            self._subscribing.add_done_callback(_log_subscribe_failure)
+        sink.on_reconnect()
+
     @property
     def url(self) -> str:
         return f"{self.ws_url}/stream?streams={'/'.join(self.streams)}"
@@ -200,7 +245,9 @@ class MarketFeed:
                         self.last_seen_ns = dict.fromkeys(self.symbols, connected_at)
                         self._spoke = set()
                         self.connected.set()
-                        metrics.WS_CONNECTED.set(1)
+                        metrics.WS_CONNECTED.labels(source="feed").set(1)
+                        if self.sink is not None:
+                            self.sink.on_reconnect()
                         if not first and self.on_reconnect is not None:
                             await self.on_reconnect()
                         first = False
@@ -217,8 +264,10 @@ class MarketFeed:
                     reason = "error"
                     log.warning("market feed connection failed", error=str(exc)[:200])
                 self._ws = None
+                if self.sink is not None and self.connected.is_set():
+                    self.sink.on_disconnect()
                 self.connected.clear()
-                metrics.WS_CONNECTED.set(0)
+                metrics.WS_CONNECTED.labels(source="feed").set(0)
                 if self._stop.is_set():
                     return
                 self.stats.reconnects += 1
@@ -264,7 +313,10 @@ class MarketFeed:
                     return
                 msg = receive.result()
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    self.on_frame(msg.data, time.time_ns())
+                    recv_ns = time.time_ns()
+                    if self.sink is not None:
+                        self.sink.push(msg.data, recv_ns)
+                    self.on_frame(msg.data, recv_ns)
                 elif msg.type in (
                     aiohttp.WSMsgType.CLOSE,
                     aiohttp.WSMsgType.CLOSED,
@@ -284,20 +336,23 @@ class MarketFeed:
                 log.info("market data flowing again")
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        """Decode one combined-stream frame and hand it to the handler."""
+        """Decode one combined-stream frame and hand it to the handler (only the feed's own
+        streams: one the ingest added is counted here and parsed there)."""
         self.stats.messages += 1
+        metrics.WS_BYTES.inc(len(raw))
         kind = "control"
         try:
             doc = orjson.loads(raw)
             if "result" in doc and "id" in doc:  # a SUBSCRIBE answer
                 return
             stream, d = doc["stream"], doc["data"]
-            kind = stream.split("@", 1)[1].split("_", 1)[0]
+            kind = stream.split("@", 1)[1].split("_", 1)[0].split("@", 1)[0]
+            metrics.WS_MESSAGES.labels(
+                stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
+            ).inc()
+            if stream not in self._own:
+                return
             self._alive(str(d["s"]), recv_ns)
-            if self.count_metrics:
-                metrics.WS_MESSAGES.labels(
-                    stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
-                ).inc()
             if kind == "kline":
                 event_ns = int(d["E"]) * MS
                 self.lag.observe(event_ns, recv_ns)
@@ -318,8 +373,7 @@ class MarketFeed:
                 )
                 if self.market_clock is not None:
                     self.market_clock.observe(tick.symbol, int(d["E"]))
-                if self.count_metrics:
-                    metrics.market_data_seen(tick.symbol, int(d["E"]) * MS, recv_ns)
+                metrics.market_data_seen(tick.symbol, int(d["E"]) * MS, recv_ns)
                 self.handler.on_trade(tick, recv_ns)
             elif kind == "bookTicker":
                 book = BookTop(

@@ -19,6 +19,16 @@ Only when more than ``max_buffered_rows`` are held are the oldest dropped — co
 unwritable when the service stops are reported the same way. `health()` says all of it as data
 (for a readiness probe and an exit code), and an error that ends `run()` is raised to its caller.
 
+With ``shared=True`` the service opens no connection of its own: the bot's `MarketFeed`
+subscribes the service's streams on its connection, hands it every frame (`push`, with the
+feed's receive time) and tells it of each connect and disconnect (`on_reconnect`,
+`on_disconnect`), so one process keeps one websocket — whose drop the feed's
+``tessera_ws_connected{source="feed"}`` shows, instead of a second connection masking it. The
+rest is the same: batching, gap checks and the REST catch-up after every (re)connect, book
+resyncs, health, the final flush. The connection's own numbers (messages, bytes, malformed
+frames, reconnects, connected) are the owner's to count; a standalone service counts them
+itself, as ``source="ingest"``.
+
 Trades, aggregate trades and best bid/ask (the high-rate streams) take the batch path of
 `fastpath.py`: the receive loop keeps their raw frames and everything else — typed decoding,
 dedup and gap checks by id, metrics, Arrow conversion — happens once per flush. Depth diffs
@@ -176,6 +186,7 @@ class IngestStats:
     gaps_found: int = 0
     gaps_filled: int = 0
     flush_failures: int = 0
+    refused: int = 0  # frames pushed (shared mode) while `run()` was not running: not stored
     rows_written: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rows_dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -248,7 +259,10 @@ class IngestService:
         max_buffered_rows: int = DEFAULT_MAX_BUFFERED_ROWS,
         flush_retry_max_s: float = 30.0,
         stop_flush_timeout_s: float = 5.0,
+        shared: bool = False,
     ) -> None:
+        """``shared``: no connection of its own; frames come through `push` from the owner of
+        a connection that subscribed `streams` (``ws_url`` is then unused)."""
         self.store = store
         self.ws_url = ws_url.rstrip("/")
         self.rest_url = rest_url
@@ -299,6 +313,13 @@ class IngestService:
         self._session: aiohttp.ClientSession | None = None
         self.rest: RestClient | None = None
         self.connected = asyncio.Event()
+        self.shared = shared
+        self._wanted = frozenset(self.streams)  # shared: the owner's other streams are skipped
+        self._wire_metrics = not shared  # the connection's numbers belong to its owner
+        self._accepting = False  # shared: frames are taken while `run()` runs
+        self._push_error: BaseException | None = None
+        self._had_connection = False
+        self._connect_pending = False  # shared: a connect told before `run()` took frames
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -324,13 +345,24 @@ class IngestService:
             await self._flushed.wait_for(lambda: predicate(self.health()))
             return self.health()
 
-    async def run(self, duration_s: float | None = None) -> IngestStats:
+    async def run(
+        self,
+        duration_s: float | None = None,
+        attach: Callable[[IngestService], None] | None = None,
+    ) -> IngestStats:
         """Ingest until `stop()` (or ``duration_s``); always flushes before returning.
 
         Rows still unwritable after ``stop_flush_timeout_s`` of retries at the end are dropped,
         counted and logged (`health().data_lost`). An error that ends the connection loop or
         the flusher is re-raised here after the final flush, never swallowed.
+
+        Shared (``shared=True``): frames are taken from `push` while this runs, and ``attach``
+        (the connection owner's, e.g. `MarketFeed.attach`) is called with the service as soon
+        as it takes them, so that none arrives before; an error handling one ends the run as
+        above.
         """
+        if attach is not None and not self.shared:
+            raise ValueError("attach is for a shared service (shared=True): this one connects")
         self._restore_positions()
         warm_up()
         errors: list[BaseException] = []
@@ -338,15 +370,27 @@ class IngestService:
             self._session = session
             self.rest = RestClient(self.rest_url, session, api_key=self.api_key)
             ticker = asyncio.create_task(self._periodic_flush())
-            conn = asyncio.create_task(self._connection_loop())
+            conn: asyncio.Task[Any]
+            if self.shared:
+                conn = asyncio.create_task(self._stop.wait())
+            else:
+                conn = asyncio.create_task(self._connection_loop())
             stopper = asyncio.create_task(self._stop.wait())
             try:
+                if self.shared:
+                    self._accepting = True
+                    if attach is not None:
+                        attach(self)
+                    if self._connect_pending:  # the owner connected before we ran
+                        self._connect_pending = False
+                        self._spawn(self._on_connected())
                 await asyncio.wait(
                     [conn, stopper, ticker],
                     timeout=duration_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
+                self._accepting = False  # from here on, pushed frames would never be flushed
                 for t in (conn, stopper, ticker, *self._snapshot_tasks.values()):
                     t.cancel()
                 for t in (conn, ticker):
@@ -359,15 +403,19 @@ class IngestService:
                 for t in (stopper, *self._snapshot_tasks.values()):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t  # snapshot failures were logged when they happened
-                if self._backfills:
-                    await asyncio.gather(*self._backfills, return_exceptions=True)
+                # (a catch-up may start a backfill meanwhile)
+                while running := [t for t in self._backfills if not t.done()]:
+                    await asyncio.gather(*running, return_exceptions=True)
+                if self._push_error is not None:
+                    errors.append(self._push_error)
                 if self._flush_task is not None:
                     try:
                         await self._flush_task
                     except Exception as exc:
                         errors.append(exc)
                 await self._final_flush()
-                metrics.WS_CONNECTED.set(0)
+                if not self.shared:
+                    metrics.WS_CONNECTED.labels(source="ingest").set(0)
         if errors:
             self._error = errors[0]
             log.error(
@@ -410,15 +458,10 @@ class IngestService:
             try:
                 if ws is None:
                     ws = await self._connect()
-                    metrics.WS_CONNECTED.set(1)
+                    metrics.WS_CONNECTED.labels(source="ingest").set(1)
                     self.connected.set()
                     backoff = 0.5
-                    await self.flush()  # so that the catch-up starts after the last trade held
-                    for sym in self.symbols:  # a fresh connection starts a fresh book sync
-                        if "depth" in self._kinds():
-                            self._resync_book(sym, reset=True)
-                        if "trade" in self._kinds() and sym in self._last_trade:
-                            self._spawn(self._catch_up_trades(sym))
+                    await self._on_connected()
                 reason = await self._read(ws)
                 if reason == "planned":
                     ws = await self._switch_over(ws)
@@ -432,7 +475,7 @@ class IngestService:
                 with contextlib.suppress(Exception):
                     await ws.close()
                 ws = None
-            metrics.WS_CONNECTED.set(0)
+            metrics.WS_CONNECTED.labels(source="ingest").set(0)
             self.connected.clear()
             if self._stop.is_set():
                 return
@@ -445,6 +488,64 @@ class IngestService:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
             backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _on_connected(self) -> None:
+        """A fresh connection: what it did not deliver since the last one is fetched over REST
+        (trades from the newest held to the exchange's newest) and the books sync anew."""
+        await self.flush()  # so that the catch-up starts after the last trade held
+        for sym in self.symbols:  # a fresh connection starts a fresh book sync
+            if "depth" in self._kinds():
+                self._resync_book(sym, reset=True)
+            if "trade" in self._kinds() and sym in self._last_trade:
+                self._spawn(self._catch_up_trades(sym))
+
+    # --- a connection owned by someone else (shared=True) ------------------------------------
+
+    def push(self, raw: str | bytes, recv_ns: int) -> None:
+        """One frame of the shared connection, with the owner's receive time.
+
+        Frames of the owner's other streams are skipped; for ours, `on_frame` and what the
+        own receive loop does around it: a flush in the background
+        once ``flush_rows`` rows are buffered. No backpressure: the owner (the bot's feed) must
+        never wait for the disk; ``max_buffered_rows`` bounds the memory instead. A frame
+        pushed while `run()` is not running is not taken (``stats.refused``). An error handling
+        a frame stops the service and is raised by `run()`: the owner's connection goes on.
+        """
+        if type(raw) is str:
+            name = frame_stream(raw)
+            if name is not None and name not in self._wanted:
+                return  # the owner's stream, not ours
+        if not self._accepting:
+            self.stats.refused += 1
+            return
+        try:
+            self.on_frame(raw, recv_ns)
+        except Exception as exc:
+            self._accepting = False
+            self._push_error = exc
+            self._stop.set()
+            return
+        if self._buffered >= self.flush_rows:
+            running = self._flush_task
+            if running is None or running.done():
+                self._flush_task = asyncio.get_running_loop().create_task(self.flush())
+
+    def on_reconnect(self) -> None:
+        """The shared connection is up — after every connect, the first included: what it
+        missed since the newest trade held (a restart, a drop) is caught up over REST."""
+        if self._had_connection:
+            self.stats.reconnects += 1
+        self._had_connection = True
+        self.connected.set()
+        if self._accepting:
+            self._spawn(self._on_connected())
+        else:  # `run()` does it when it starts
+            self._connect_pending = True
+
+    def on_disconnect(self) -> None:
+        """The shared connection is gone; the next `on_reconnect` fills what it misses."""
+        self.connected.clear()
+        self._connect_pending = False
 
     async def _switch_over(self, old: Any) -> Any:
         """Binance's 24 h limit: open the next connection *before* closing the current one.
@@ -522,18 +623,22 @@ class IngestService:
                 buf.recv_ns.append(recv_ns)
                 self._buffered += 1
                 return
-        metrics.WS_BYTES.inc(len(raw))
+        if self._wire_metrics:
+            metrics.WS_BYTES.inc(len(raw))
         try:
             stream, data = decode(raw)
             if stream is None:
                 if "result" in data or "id" in data:
                     return  # subscription acks
                 raise MalformedMessageError("control", "frame without a stream name")
+            if self.shared and stream not in self._wanted:
+                return  # the owner's stream, not ours
             kind = stream_kind(stream)
             symbol = stream.split("@", 1)[0].upper()
-            metrics.WS_MESSAGES.labels(
-                stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
-            ).inc()
+            if self._wire_metrics:
+                metrics.WS_MESSAGES.labels(
+                    stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
+                ).inc()
             self.stats.by_stream[kind] += 1
             self._dispatch(kind, symbol, data, recv_ns)
         except MalformedMessageError as exc:
@@ -543,7 +648,10 @@ class IngestService:
 
     def _malformed(self, kind: str, raw: str | bytes, reason: str) -> None:
         self.stats.malformed += 1
-        metrics.WS_MALFORMED.labels(stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)).inc()
+        if self._wire_metrics:  # shared: the owner parsed the same frame and counted it
+            metrics.WS_MALFORMED.labels(
+                stream_type=metrics.bounded(kind, metrics.STREAM_TYPES)
+            ).inc()
         if kind not in self._malformed_logged:  # once per kind: a bad feed must not flood logs
             self._malformed_logged.add(kind)
             text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
@@ -628,8 +736,9 @@ class IngestService:
     def _apply(self, buf: _RawBuffer, frames: list[str], conv: Converted) -> None:
         """Book-keeping of a converted batch, on the event loop: ids, gaps, metrics, logs."""
         kind, symbol = buf.kind, buf.symbol
-        metrics.WS_BYTES.inc(sum(map(len, frames)))
-        metrics.WS_MESSAGES.labels(stream_type=kind).inc(conv.decoded)
+        if self._wire_metrics:
+            metrics.WS_BYTES.inc(sum(map(len, frames)))
+            metrics.WS_MESSAGES.labels(stream_type=kind).inc(conv.decoded)
         self.stats.by_stream[kind] += conv.decoded
         for i, reason in conv.malformed:
             self._malformed(kind, frames[i], reason)
