@@ -1295,5 +1295,4 @@ class TradingBot:
             intervals=(self.o.interval,),
             shared=True,  # on the feed's connection: one websocket per bot
         )
-        await self.feed.attach(self._ingest_service)
-        await self._ingest_service.run()
+        await self._ingest_service.run(attach=self.feed.attach)
