@@ -150,8 +150,11 @@ MARKET_DATA: list[Panel] = [
     ("Rows written per second", "timeseries",
      [("sum by (dataset) (rate(tessera_rows_written_total[1m]))", "{{dataset}}")],
      {"unit": "ops"}),
-    ("Websocket connected", "timeseries", [("tessera_ws_connected", "{{instance}}")],
-     {"description": "1 while the market-data websocket is connected"}),
+    ("Websocket connected", "timeseries",
+     [("tessera_ws_connected", "{{instance}} {{source}}")],
+     {"description": "1 while the market-data websocket is connected, one line per connection: "
+                     "source=feed is a bot's (its embedded ingest shares it), source=ingest a "
+                     "standalone `tessera ingest`"}),
 ]
 
 RISK: list[Panel] = [
