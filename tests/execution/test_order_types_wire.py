@@ -589,6 +589,41 @@ async def test_delete_order_list_cancels_both_legs(venue: Venue, ex: CcxtExchang
     assert (await ex.balances())["BTC"].locked == 0
 
 
+async def test_cancel_all_open_orders_answers_an_oco_as_its_list_like_binance(
+    venue: Venue, ex: CcxtExchange
+) -> None:
+    """``DELETE /api/v3/openOrders`` against the recorded answer: single orders as orders, an
+    OCO as its list with both legs' reports (the sample's list has a buy stop-limit leg)."""
+    sim, _ = venue
+    up, down = levels(sim)
+    bid, _ = best(sim)
+    await ex.submit(make("t-all-1", OrderType.LIMIT, OrderSide.BUY, price=bid - 100))
+    await ex.submit_list(
+        oco(
+            "t-all-oco",
+            OrderSide.BUY,
+            (OrderType.STOP_LOSS_LIMIT, up, up + 20),
+            (OrderType.LIMIT_MAKER, down, None),
+        )
+    )
+    got = await ex.client.private_delete_openorders({"symbol": SYM})
+    doc = json.loads((HTTP / "cancel_open_orders_response.json").read_text())
+    assert [("orderReports" in x) for x in got] == [False, True]
+    assert list(got[0]) == list(doc[0])
+    listed, doc_list = got[1], doc[2]
+    assert list(listed) == list(doc_list)
+    assert (listed["listStatusType"], listed["listOrderStatus"]) == ("ALL_DONE", "ALL_DONE")
+    stop_doc, maker_doc = (dict(r) for r in doc_list["orderReports"])
+    for r in (stop_doc, maker_doc):
+        r.pop("icebergQty")  # the sample's legs are icebergs
+    stop, maker = listed["orderReports"]
+    assert (stop["type"], maker["type"]) == ("STOP_LOSS_LIMIT", "LIMIT_MAKER")
+    assert list(stop) == list(stop_doc) and list(maker) == list(maker_doc)
+    assert {r["status"] for r in listed["orderReports"]} == {"CANCELED"}
+    assert await ex.open_orders(SYM) == []
+    assert (await ex.balances())["USDT"].locked == 0
+
+
 async def test_oco_prices_on_the_wrong_side_of_the_last_price_are_refused(
     venue: Venue, ex: CcxtExchange
 ) -> None:

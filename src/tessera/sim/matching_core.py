@@ -31,6 +31,9 @@ Against the replayed market (trades and book, `tessera.sim.state.MarketState`):
   reject with -1013 and the filter's name, balances with -2010; commissions are charged in
   the asset received.
 
+A symbol replayed from bars only (no trades, no book) is matched in bar mode instead, by the
+backtest's rules on each bar (`tessera.sim.bar_matching`).
+
 Balance holds: a sell holds its quantity; a buy holds price x quantity, a buy ``STOP_LOSS`` /
 ``TAKE_PROFIT`` (no price) holds stop x quantity until it triggers, then what the book walk
 costs (it expires unfilled if the account cannot pay that).

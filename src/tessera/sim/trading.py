@@ -14,7 +14,8 @@ counted per 10 s window as Binance counts them (an OCO counts 2): past the limit
 -1015 and ``Retry-After``; every answer carries ``X-MBX-ORDER-COUNT-10S``. The deprecated
 ``POST /api/v3/order/oco`` is not served: ccxt's unified API never calls it.
 
-How orders are matched is `tessera.sim.matching_core`; order and trade responses follow the
+How orders are matched is `tessera.sim.matching_core` (and `tessera.sim.bar_matching` for a
+market replayed from bars); order and trade responses follow the
 real payloads (see ``samples/binance-api/spot-http``).
 """
 
@@ -364,19 +365,13 @@ class TradingEngine(MatchingCore):
             raise BinanceError(NO_SUCH_ORDER)
         return json_response(order.rest())
 
-    def _cancel_body(self, order: SimOrder, new_cid: str | None) -> dict[str, Any]:
-        body = order.ack("RESULT", [])
-        body["origClientOrderId"] = order.client_order_id
-        body["clientOrderId"] = new_cid or order.client_order_id
-        return body
-
     async def cancel_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
         sym = self.symbol(params)
         order = self._find(params, sym)
         if order is None or not order.is_open:
             raise BinanceError(UNKNOWN_ORDER_CANCEL)
         self.cancel(order)  # a leg of an OCO cancels the list
-        return json_response(self._cancel_body(order, params.get("newClientOrderId")))
+        return json_response(order.cancel_ack(params.get("newClientOrderId") or ""))
 
     async def open_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
         sym = params.get("symbol")
@@ -399,7 +394,7 @@ class TradingEngine(MatchingCore):
                 out.append(lst.ack("RESULT", canceled=True))
                 continue
             self.cancel(o)
-            out.append(self._cancel_body(o, None))
+            out.append(o.cancel_ack())
         if not out:
             raise BinanceError(UNKNOWN_ORDER_CANCEL)
         return json_response(out)

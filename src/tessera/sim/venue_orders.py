@@ -144,6 +144,19 @@ class SimOrder:
             body["fills"] = [f.short() for f in fills]
         return body
 
+    def cancel_ack(self, client_order_id: str = "") -> dict[str, Any]:
+        """The ``DELETE /api/v3/order`` answer (see cancel_order_response.json): the order as it
+        ended, under the cancel request's own client id (``clientOrderId``, default the
+        order's) and the order's (``origClientOrderId``)."""
+        body = self.ack("RESULT", [])
+        body.pop("workingTime")
+        return {
+            "symbol": self.symbol,
+            "origClientOrderId": self.client_order_id,
+            **body,
+            "clientOrderId": client_order_id or self.client_order_id,
+        }
+
     def report(self, exec_type: str, now_ms: int, fill: SimFill | None = None) -> dict[str, Any]:
         """An ``executionReport`` as Binance sends it (see samples/binance-api/spot-user-data)."""
         event: dict[str, Any] = {
@@ -277,14 +290,9 @@ class SimOrderList:
     def ack(self, resp_type: str = "FULL", canceled: bool = False) -> dict[str, Any]:
         """The ``POST /api/v3/orderList/oco`` answer (or ``DELETE /api/v3/orderList``'s)."""
         body = self._head()
-        reports = []
-        for o in self.legs:
-            report = o.ack(resp_type, [])
-            if canceled:
-                report = {"origClientOrderId": o.client_order_id, **report}
-                report.pop("workingTime", None)
-            reports.append(report)
-        body["orderReports"] = reports
+        body["orderReports"] = [
+            o.cancel_ack() if canceled else o.ack(resp_type, []) for o in self.legs
+        ]
         return body
 
     def event(self, now_ms: int) -> dict[str, Any]:
