@@ -43,6 +43,9 @@ class ParityProbe(Strategy):
         assert isinstance(p, ParityParams)
         self.p = p
         self.closes: deque[float] = deque(maxlen=p.n)
+        # every fill heard, with the last bar seen before it (the test's bar-for-bar record)
+        self.last_bar_open = 0
+        self.fill_log: list[tuple[int, str, Decimal, Decimal]] = []
 
     @property
     def warmup_bars(self) -> int:
@@ -56,6 +59,7 @@ class ParityProbe(Strategy):
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
         # what must survive a restart is in ctx.state: the entry waited on, the trade count
         self.closes.append(bar.close)
+        self.last_bar_open = bar.open_time
         if bar.open_time < self.p.trade_from_ns or len(self.closes) < self.p.n:
             return
         open_orders = ctx.open_orders(bar.symbol)
@@ -81,6 +85,7 @@ class ParityProbe(Strategy):
                 ctx.state["entry_time"] = bar.open_time
 
     def on_fill(self, fill: Fill, ctx: StrategyContext) -> None:
+        self.fill_log.append((self.last_bar_open, fill.side.value, fill.price, fill.qty))
         if fill.client_order_id != ctx.state.get("entry"):
             return
         if fill.qty < self.p.qty:

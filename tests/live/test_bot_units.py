@@ -41,7 +41,7 @@ def test_closed_kline_of_a_real_payload_becomes_a_bar_and_an_open_one_does_not()
     closed = json.loads((SAMPLES / "futures-market-data/kline_stream_closed.json").read_text())
     bar = parse_kline(closed)
     assert bar is not None
-    assert (bar.open_time, bar.close_time) == (1638747660000 * 10**6, 1638747720000 * 10**6)
+    assert (bar.open_time, bar.close_time) == (1638747660000 * 10**6, 1638747720000 * 10**6 - 1)
     assert (bar.open, bar.high, bar.low, bar.close, bar.volume) == (
         0.001,
         0.0025,
@@ -58,7 +58,7 @@ def test_rest_kline_row_matches_the_websocket_bar() -> None:
     rows = json.loads((SAMPLES / "spot-http/klines_response.json").read_text())
     bar = bar_from_rest("BTCUSDT", rows[0])
     assert bar.open_time == int(rows[0][0]) * 10**6
-    assert bar.close_time == (int(rows[0][6]) + 1) * 10**6
+    assert bar.close_time == (int(rows[0][6]) + 1) * 10**6 - 1  # the last ns of the bar
     assert bar.close == float(rows[0][4])
 
 

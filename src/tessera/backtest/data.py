@@ -92,6 +92,10 @@ class BarSeries:
             close_time = (
                 ct.dt.epoch("ns").to_numpy() if ct.dtype.is_temporal() else ct.to_numpy()
             ).astype(np.int64)
+            # Binance's close time is the bar's last millisecond; a `Bar`'s is its last
+            # nanosecond (see `Bar`): millisecond-resolution close times gain 999,999 ns
+            if len(close_time) and not np.any(close_time % 1_000_000):
+                close_time = close_time + 999_999
         else:
             close_time = open_time + interval_ns(interval) - 1
 

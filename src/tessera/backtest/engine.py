@@ -142,6 +142,10 @@ class BacktestContext(OrderHelpers):
         f = self._engine.filters.get(symbol)
         return f.tick_size if f is not None and f.tick_size else None
 
+    def order_types(self, symbol: str) -> frozenset[str]:
+        f = self._engine.filters.get(symbol)
+        return f.order_types if f is not None else frozenset()
+
     def features(self, symbol: str) -> Mapping[str, float]:
         st = self._engine.symbols[symbol]
         i = st.bar_index
@@ -200,7 +204,11 @@ class BacktestContext(OrderHelpers):
             qty,
             take_profit=take_profit,
             stop_loss=stop_loss,
-            stop_limit=stop_limit,
+            stop_limit=(
+                stop_limit
+                if stop_limit is not None
+                else self.stop_limit_for(symbol, side, stop_loss)
+            ),
             take_profit_reason=take_profit_reason or reason or ExitReason.OCO,
             stop_loss_reason=stop_loss_reason or reason or ExitReason.OCO,
         )

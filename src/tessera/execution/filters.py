@@ -143,11 +143,17 @@ class SymbolFilters:
         reference_price: Decimal | None = None,
         stop_price: Decimal | None = None,
     ) -> None:
-        """Raise `FilterViolationError` exactly where Binance would answer -1013.
+        """Raise `FilterViolationError` exactly where Binance would answer -1013 — or -2010 for
+        an order type the symbol's ``orderTypes`` does not list (``ORDER_TYPES``: Binance spot
+        BTCUSDT, for one, takes STOP_LOSS_LIMIT but not STOP_LOSS).
 
         ``reference_price`` (last/average price) is used for market-order notional and for
         PERCENT_PRICE; without it those checks are skipped.
         """
+        if self.order_types and order_type.value not in self.order_types:
+            raise FilterViolationError(
+                "ORDER_TYPES", f"{order_type.value} is not among {sorted(self.order_types)}"
+            )
         for p in (price, stop_price):
             if p is not None:
                 self._check_price(p, reference_price)

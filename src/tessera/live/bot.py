@@ -1088,6 +1088,10 @@ class TradingBot:
         f = self.filters.get(symbol)
         return f.tick_size if f is not None and f.tick_size else None
 
+    def order_types(self, symbol: str) -> frozenset[str]:
+        f = self.filters.get(symbol)
+        return f.order_types if f is not None else frozenset()
+
     def tradeable_position(self, symbol: str, strategy: str) -> Decimal:
         qty = self.position(symbol, strategy)
         f = self.filters.get(symbol)

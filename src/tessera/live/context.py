@@ -71,6 +71,8 @@ class LiveHost(Protocol):
 
     def tick_size(self, symbol: str) -> Decimal | None: ...
 
+    def order_types(self, symbol: str) -> frozenset[str]: ...
+
 
 class LiveContext(OrderHelpers):
     def __init__(self, host: LiveHost, strategy: str) -> None:
@@ -110,6 +112,9 @@ class LiveContext(OrderHelpers):
 
     def tick_size(self, symbol: str) -> Decimal | None:
         return self._host.tick_size(symbol)
+
+    def order_types(self, symbol: str) -> frozenset[str]:
+        return self._host.order_types(symbol)
 
     # --- orders ----------------------------------------------------------------------------------
 
@@ -175,7 +180,11 @@ class LiveContext(OrderHelpers):
             qty,
             take_profit=take_profit,
             stop_loss=stop_loss,
-            stop_limit=stop_limit,
+            stop_limit=(
+                stop_limit
+                if stop_limit is not None
+                else self.stop_limit_for(symbol, side, stop_loss)
+            ),
             take_profit_reason=take_profit_reason or reason or ExitReason.OCO,
             stop_loss_reason=stop_loss_reason or reason or ExitReason.OCO,
             ts=self._host.now_ns,

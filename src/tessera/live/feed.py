@@ -97,7 +97,7 @@ def parse_kline(d: dict[str, Any]) -> Bar | None:
     return Bar(
         symbol=str(k["s"]),
         open_time=int(k["t"]) * MS,
-        close_time=(int(k["T"]) + 1) * MS,
+        close_time=int(k["T"]) * MS + MS - 1,  # the bar's last ns, as in the backtest
         open=float(k["o"]),
         high=float(k["h"]),
         low=float(k["l"]),
@@ -113,7 +113,7 @@ def bar_from_rest(symbol: str, row: Sequence[Any]) -> Bar:
     return Bar(
         symbol=symbol,
         open_time=int(row[0]) * MS,
-        close_time=(int(row[6]) + 1) * MS,
+        close_time=int(row[6]) * MS + MS - 1,
         open=float(row[1]),
         high=float(row[2]),
         low=float(row[3]),

@@ -97,6 +97,8 @@ class TradingConfig:
     bar_slippage: SlippageModel = field(default_factory=SlippageModel)
     bar_max_participation: float = 0.0
     bar_limit_fill: str = "touch"
+    # bar mode: how long user-data events of a bar lead its kline (see `_user_data_sent`)
+    bar_report_lead_s: float = 0.05
 
 
 def _algo_limits(info: dict[str, Any]) -> dict[str, int]:

@@ -214,9 +214,15 @@ class TradingEngine(MatchingCore):
 
     async def _user_data_sent(self) -> None:
         """Until every connected user-data socket has sent what was published (at most 2 s:
-        a stuck client does not hold the replay)."""
+        a stuck client does not hold the replay), then ``bar_report_lead_s`` more: on an
+        exchange a fill happens inside its bar and its report arrives long before the bar's
+        close, while here both leave at the close. Without the lead a client busy with one
+        report (a database write) may read the kline from its market socket before the next
+        report from its user-data socket: two sockets keep no order between them."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), 2.0)
+        if self.config.bar_report_lead_s > 0:
+            await asyncio.sleep(self.config.bar_report_lead_s)
 
     # --- authentication -------------------------------------------------------------------------
 

@@ -31,7 +31,10 @@ from tessera.execution.orders import (
 
 
 class Bar(NamedTuple):
-    """A closed bar. ``open_time``/``close_time`` are ns since the epoch, UTC.
+    """A closed bar. ``open_time``/``close_time`` are ns since the epoch, UTC; ``close_time`` is
+    the bar's last nanosecond (``open_time + interval - 1``) everywhere — backtest, paper, live
+    (Binance's ``T`` is the bar's last millisecond: ``T`` ms + 999,999 ns) — so a strategy's
+    arithmetic on it gives the same answer in research and in production.
 
     A NamedTuple, not a dataclass: one is built per bar per symbol, and construction cost is
     the backtest's floor.

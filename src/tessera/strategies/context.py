@@ -25,7 +25,12 @@ what is left (at most the position). Consequences worth knowing:
 * between the cancel and the new stop there is a window (the latency of one order round trip)
   with no stop on the exchange; the cancel goes first because a spot account cannot lock the
   same coins for two sell orders;
-* the stop is a stop-market: a gap through it fills at the open, not at the stop;
+* the stop is a stop-market (STOP_LOSS): a gap through it fills at the open, not at the stop.
+  On a symbol that takes no stop-market order (Binance spot BTCUSDT's ``orderTypes`` list
+  STOP_LOSS_LIMIT only) it is a STOP_LOSS_LIMIT whose limit sits ``STOP_LIMIT_OFFSET_PCT``
+  (0.5 %) below the stop: a fall through the stop fills down to that limit, a gap beyond it
+  leaves the order resting unfilled — the price of a guaranteed limit. OCO stop legs follow the
+  same rule (`stop_limit_for`);
 * it stops trailing when the stop fills, when the strategy cancels it (or it expires or is
   refused), or when the position is gone.
 """
@@ -35,7 +40,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
 from tessera.execution.orders import (
@@ -52,6 +57,10 @@ from tessera.strategies.base import Bar
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+# where the limit of a stop-limit sits beyond its stop, in percent, on a symbol that takes no
+# stop-market order: room for the market to move past the stop and still fill (freqtrade's
+# stoploss_on_exchange_limit_ratio is the same idea); a gap beyond it leaves the order resting
+STOP_LIMIT_OFFSET_PCT = Decimal("0.5")
 
 
 @dataclass(slots=True)
@@ -193,6 +202,25 @@ class OrderHelpers(ABC):
         """The symbol's price tick, when the venue knows it."""
         return None
 
+    def order_types(self, symbol: str) -> frozenset[str]:
+        """The order types the symbol takes (exchangeInfo ``orderTypes``); empty: unknown."""
+        return frozenset()
+
+    def stop_limit_for(self, symbol: str, side: OrderSide, stop: Decimal) -> Decimal | None:
+        """The limit price of a stop-loss on a symbol that takes no stop-market order (Binance
+        spot BTCUSDT lists STOP_LOSS_LIMIT, not STOP_LOSS): ``STOP_LIMIT_OFFSET_PCT`` beyond the
+        stop, rounded away from the market to the tick; None when STOP_LOSS is available."""
+        types = self.order_types(symbol)
+        if not types or "STOP_LOSS" in types or "STOP_LOSS_LIMIT" not in types:
+            return None
+        offset = stop * STOP_LIMIT_OFFSET_PCT / HUNDRED
+        raw = stop - offset if side is OrderSide.SELL else stop + offset
+        tick = self.tick_size(symbol)
+        if not tick:
+            return raw
+        rounding = ROUND_DOWN if side is OrderSide.SELL else ROUND_UP
+        return (raw / tick).to_integral_value(rounding=rounding) * tick
+
     # --- the helpers ----------------------------------------------------------------------------
 
     def submit_bracket(
@@ -310,11 +338,13 @@ class OrderHelpers(ABC):
         return raw
 
     def _place_stop(self, symbol: str, qty: Decimal, stop: Decimal) -> Order | None:
+        limit = self.stop_limit_for(symbol, OrderSide.SELL, stop)
         return self.submit_order(
             symbol,
             OrderSide.SELL,
             qty,
-            OrderType.STOP_LOSS,
+            OrderType.STOP_LOSS if limit is None else OrderType.STOP_LOSS_LIMIT,
+            price=limit,
             stop_price=stop,
             reason=ExitReason.TRAILING_STOP,
             reduce_only=True,
