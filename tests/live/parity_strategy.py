@@ -60,7 +60,7 @@ class ParityProbe(Strategy):
         # what must survive a restart is in ctx.state: the entry waited on, the trade count
         self.closes.append(bar.close)
         self.last_bar_open = bar.open_time
-        if bar.open_time < self.p.trade_from_ns or len(self.closes) < self.p.n:
+        if bar.open_time < self.p.trade_from_ns or len(self.closes) < self.p.n or ctx.warming:
             return
         open_orders = ctx.open_orders(bar.symbol)
         entry = ctx.state.get("entry")

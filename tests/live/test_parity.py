@@ -51,13 +51,13 @@ from tessera.sim.bars import kline_table
 from tessera.sim.market import SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
 
-pytestmark = pytest.mark.xdist_group("bot-processes")
+pytestmark = pytest.mark.slow
 
 BARS = Path(__file__).resolve().parents[2] / "samples/bars/btc-perp-20211231-20220201_1m.csv.gz"
 SYMBOL = "BTCUSDT"
 WARM = 30  # bars released before the bot starts (its REST warm-up reads from these)
 TRADE = 160  # bars replayed while the bot trades
-SPEED = 150.0  # 0.4 s per 1m bar
+SPEED = 300.0  # 0.2 s per 1m bar
 MIN_NS = 60_000_000_000
 
 
@@ -120,8 +120,11 @@ def run_backtest(frame: pl.DataFrame) -> tuple[list[tuple[Any, ...]], list[tuple
 
 
 async def run_bot(
-    frame: pl.DataFrame, db: str
+    frame: pl.DataFrame, db: str, restart_after: tuple[int, ...] = ()
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The dev bot's orders and the fills its strategy heard; at each of ``restart_after``
+    (traded bars), the bot is stopped and a new one started on the same ledger while the
+    market stands still (`ExchangeSimulator.pause`)."""
     sim = ExchangeSimulator(market_of(frame), speed=SPEED, autostart=False)
     TradingEngine(
         sim,
@@ -161,10 +164,31 @@ async def run_bot(
             assert not task.done(), "the bot ended during its start-up"
             await asyncio.sleep(0.02)
         sim.start_replay()
+        probes = [bot.strategies[0]]
+        for after in restart_after:
+            running = bot.strategies[0]
+            assert isinstance(running, ParityProbe)
+            at = int(frame["open_time"][WARM + after].timestamp() * 1e9)
+            while running.last_bar_open < at:
+                assert not task.done(), bot.problems
+                await asyncio.sleep(0.005)
+            sim.pause()
+            bot._request_stop()
+            assert await asyncio.wait_for(task, 60) == 0, bot.problems
+            bot = TradingBot(options("parity"))
+            task = asyncio.create_task(bot.run())
+            while not (bot.health.ready and not bot.warming):
+                assert not task.done(), "the restarted bot ended during its start-up"
+                await asyncio.sleep(0.02)
+            probes.append(bot.strategies[0])
+            sim.resume()
         code = await asyncio.wait_for(task, TRADE * 60 / SPEED + 90)
         assert code == 0, bot.problems
-    probe = bot.strategies[0]
-    assert isinstance(probe, ParityProbe)
+    assert len(probes) == 1 + len(restart_after)  # every restart happened
+    probe = ParityProbe([SYMBOL], **strategy_params(frame))  # the fills heard, all runs
+    for p in probes:
+        assert isinstance(p, ParityProbe)
+        probe.fill_log += p.fill_log
 
     store = ExecutionStore(db)
     try:
@@ -204,5 +228,18 @@ async def test_the_backtest_and_the_dev_bot_send_the_same_orders_and_get_the_sam
     # the stretch exercises every order kind the strategy uses, or the test proves little
     assert {"LIMIT", "LIMIT_MAKER"} <= kinds and kinds & {"STOP_LOSS", "STOP_LOSS_LIMIT"}, kinds
     orders, fills = await run_bot(frame, f"sqlite:///{tmp_path / 'bot.db'}")
+    assert orders == bt_orders, _diff(bt_orders, orders)
+    assert fills == bt_fills, _diff(bt_fills, fills)
+
+
+async def test_restarts_midway_change_no_order_and_no_fill(tmp_path: Path, probe: None) -> None:
+    """The bot is stopped twice — after 33 traded bars with a trailing stop resting on the
+    exchange (and about to move), after 60 with an OCO resting — and each time a new one takes
+    over the same ledger: the strategy's ``ctx.state`` and its trailing stop come back, its
+    resting orders are its open orders again, and what follows is what the uninterrupted run
+    (and the backtest) does."""
+    frame = bars()
+    bt_orders, bt_fills = run_backtest(frame)
+    orders, fills = await run_bot(frame, f"sqlite:///{tmp_path / 'bot.db'}", restart_after=(33, 60))
     assert orders == bt_orders, _diff(bt_orders, orders)
     assert fills == bt_fills, _diff(bt_fills, fills)

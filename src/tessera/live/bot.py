@@ -944,8 +944,9 @@ class TradingBot:
                 continue
             ctx = self.contexts[sid]
             # the context's order helpers first (a trailing stop follows the bar), as in the
-            # backtest
-            self.guards[sid].call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
+            # backtest; not on warm-up bars: their highs are in the restored trail already
+            if not self.warming:
+                self.guards[sid].call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
             self.guards[sid].call("on_bar", bar, ctx, bar=bar)
             self._save_strategy_state(sid)
 
@@ -1007,12 +1008,15 @@ class TradingBot:
                     self._failed("bar", exc)
 
     async def _closed_bars(self, symbol: str, limit: int) -> list[Bar]:
-        """The newest closed bars over REST (Binance's newest row is the bar still open: closed
-        means the market's clock is past its close time, whatever our clock says)."""
+        """The newest closed bars over REST. Binance's newest row is the bar still forming
+        (the current bar always exists, traded or not): it is never taken. The rows before it
+        are closed by the market's clock too (a replay's server clock is years past its bars,
+        so the clock alone would take a forming bar, half built, for closed)."""
         rows = await self._rest(
-            "/api/v3/klines", {"symbol": symbol, "interval": self.o.interval, "limit": limit}
+            "/api/v3/klines",
+            {"symbol": symbol, "interval": self.o.interval, "limit": min(limit + 1, 1000)},
         )
-        return [bar_from_rest(symbol, row) for row in self.market_clock.closed(symbol, rows)]
+        return [bar_from_rest(symbol, row) for row in self.market_clock.closed(symbol, rows[:-1])]
 
     # --- signals (the strategies' decisions, see `LiveContext`) --------------------------------
 

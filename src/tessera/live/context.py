@@ -44,6 +44,7 @@ class LiveHost(Protocol):
     """What a `LiveContext` needs of the bot (and nothing more)."""
 
     now_ns: int
+    warming: bool
     last_prices: dict[str, Decimal]
     latest_features: dict[str, dict[str, float]]
     predictions: dict[str, float]
@@ -87,6 +88,10 @@ class LiveContext(OrderHelpers):
     @property
     def now(self) -> int:
         return self._host.now_ns
+
+    @property
+    def warming(self) -> bool:
+        return self._host.warming
 
     def position(self, symbol: str) -> Decimal:
         """What the strategy holds and could trade: dust the exchange would not accept in an

@@ -134,6 +134,8 @@ class ExchangeSimulator:
         self._host = "127.0.0.1"
         self._replay_task: asyncio.Task[None] | None = None
         self._head_event = asyncio.Event()
+        self._running = asyncio.Event()  # cleared by `pause`
+        self._running.set()
         self._progress_event = asyncio.Event()
         self._conn_event = asyncio.Event()
         self.replay_finished = asyncio.Event()
@@ -232,6 +234,14 @@ class ExchangeSimulator:
         if self._replay_task is None:
             self._replay_task = asyncio.get_running_loop().create_task(self._replay())
 
+    def pause(self) -> None:
+        """Hold a paced replay where it is (nothing more is released) until `resume`: the
+        market stands still while, say, a test restarts the bot trading on it."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
     def release(self, n: int) -> None:
         """Step by hand: make base frames ``[0, n)`` visible (only while no replay runs).
 
@@ -324,6 +334,10 @@ class ExchangeSimulator:
         loop = asyncio.get_running_loop()
         t0, c0 = loop.time(), clock[self.head]
         while self.head < n:
+            if not self._running.is_set():  # paused: the replay's clock stops with it
+                stopped = loop.time()
+                await self._running.wait()
+                t0 += loop.time() - stopped
             now_rec = c0 + (loop.time() - t0) * 1000.0 * speed
             released = bisect_right(clock, now_rec, lo=self.head)
             if released > self.head:

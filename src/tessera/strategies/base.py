@@ -79,6 +79,13 @@ class StrategyContext(Protocol):
     state: dict[str, Any]
 
     @property
+    def warming(self) -> bool:
+        """True while the bot runs past bars through the strategy to warm it up (at start, and
+        after a restart: bars it may have seen before): orders are not sent then. Always False
+        in a backtest. A strategy that keeps ``state`` updates its indicators and returns."""
+        ...
+
+    @property
     def now(self) -> int:
         """Current time, ns (bar close time in a backtest, wall clock live)."""
         ...

@@ -198,6 +198,11 @@ class OrderHelpers(ABC):
     @abstractmethod
     def cancel_order(self, client_order_id: str) -> None: ...
 
+    @property
+    def warming(self) -> bool:
+        """See `StrategyContext.warming` (False unless the venue warms strategies up)."""
+        return False
+
     def tick_size(self, symbol: str) -> Decimal | None:
         """The symbol's price tick, when the venue knows it."""
         return None
