@@ -98,7 +98,8 @@ def serve(
             metavar="PATH",
             help="Replay a file of 1m OHLCV bars (.csv, .csv.gz, .parquet; e.g. the bundled "
             "samples/bars/btc-perp-20211231-20220201_1m.csv.gz) as closed @kline_1m events and "
-            "REST klines, instead of the recordings. Market data only: no book, no --trading.",
+            "REST klines, instead of the recordings. With --trading, orders are matched bar by "
+            "bar by the backtest's rules (bar mode: the same fills as a backtest on the file).",
         ),
     ] = None,
     symbol: Annotated[
@@ -139,7 +140,6 @@ def serve(
             market = market_from_bar_file(bars, symbol)
         except (FileNotFoundError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--bars") from exc
-        trading = False  # the matching engine needs a book; bars have none
     else:
         try:
             market = SimMarket.from_recording(recording_paths(recording))
