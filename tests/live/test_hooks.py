@@ -1,4 +1,5 @@
-"""Every hook the strategy guide names is called by the bot, in the documented order: on_start
+"""Every hook the strategy guide names is called by the bot — trading on the simulator's order
+API ("live" against the simulator) and in paper mode — in the documented order: on_start
 first, on_bar / on_trade / on_book as the market speaks, on_fill then on_order for a fill,
 on_stop last. (The backtest's order is tested in tests/backtest; bars carry no trades or book,
 so a backtest on bars calls neither on_trade nor on_book — the guide says so.)"""
@@ -60,8 +61,9 @@ class _Recorder(Strategy):
         CALLS.append("on_stop")
 
 
+@pytest.mark.parametrize("mode", ["live", "paper"])
 async def test_the_bot_calls_every_hook_in_the_documented_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tessera.strategies import base
 
