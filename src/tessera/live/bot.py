@@ -78,13 +78,13 @@ from tessera.live.signals import (
     SignalKind,
     SignalQueue,
 )
+from tessera.live.strategy_host import StrategyHost, StrategyStartError
 from tessera.logging import bind_context, get_logger
 from tessera.metrics import HealthState
 from tessera.risk.engine import AccountView, RiskEngine
 from tessera.risk.listeners import MetricsRiskListener
-from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick, strategy_class
+from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick
 from tessera.strategies.guard import StrategyGuard
-from tessera.strategies.state import decode_state, encode_state
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
@@ -194,13 +194,6 @@ _FATAL_STORE_TEXT = (
     "read-only file system",
 )
 _FATAL_SQLSTATES = {"53100", "53200", "25006", "58030"}
-
-
-def _raise(exc: BaseException) -> Callable[[], None]:
-    def raise_it() -> None:
-        raise exc
-
-    return raise_it
 
 
 def store_error_is_fatal(exc: BaseException) -> bool:
@@ -316,11 +309,7 @@ class TradingBot:
         self.stale_bars = 0
         self.lock: TradingLock | None = None
         self.ended_by_data = False
-        self._strategies_stopped = False
         self._signal_handlers: list[os_signal.Signals] = []
-        self._tick_subscribers: dict[str, list[Strategy]] = {}
-        self._saved_state: dict[str, str] = {}  # strategy id -> the state text last written
-        self._strategies_started = False
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
@@ -455,67 +444,22 @@ class TradingBot:
                 raise LiveRefusedError("a model needs a registry directory")
             self.scorer = ModelScorer(o.model_ref, o.registry_dir, self.symbols)
             log.info("model loaded", model=self.scorer.name, features=len(self.scorer.columns))
-        self.strategies: list[Strategy] = []
-        self.contexts: dict[str, LiveContext] = {}
-        self.guards: dict[str, StrategyGuard] = {}
-        for ref in o.strategies:
-            sid = ref.name if ref.name not in self.contexts else f"{ref.name}-{len(self.contexts)}"
-            try:
-                strat = strategy_class(ref.name)(list(self.symbols), strategy_id=sid, **ref.params)
-            except (KeyError, ValueError, TypeError) as exc:
-                raise LiveRefusedError(f"strategy {ref.name}: {exc}") from exc
-            self.strategies.append(strat)
-            self.contexts[strat.strategy_id] = LiveContext(self, strat.strategy_id)
-            self.guards[strat.strategy_id] = StrategyGuard(
-                strat, o.max_strategy_errors, self._strategy_paused
+        try:
+            self.host = StrategyHost(
+                o.strategies,
+                self.symbols,
+                self,
+                self.store,
+                o.max_strategy_errors,
+                self._strategy_paused,
+                self._failed,
+                can_write=lambda: self.exit_code != EXIT_STORE_FATAL,
             )
-        self._restore_strategy_state()
-        # a strategy subscribes to trades or book tops by defining on_trade / on_book
-        self._tick_subscribers = {
-            hook: [
-                s for s in self.strategies if getattr(type(s), hook) is not getattr(Strategy, hook)
-            ]
-            for hook in ("on_trade", "on_book")
-        }
+            self.host.restore()
+        except StrategyStartError as exc:
+            raise LiveRefusedError(str(exc)) from exc
         if self.scorer is None and any(s.name == "model_signal" for s in self.strategies):
             raise LiveRefusedError("model_signal needs a model: pass --model NAME[:VERSION]")
-
-    def _restore_strategy_state(self) -> None:
-        """Each strategy's ``ctx.state`` and order helpers as the last run left them."""
-        for sid, ctx in self.contexts.items():
-            text = self.store.load_strategy_state(sid)
-            if text is None:
-                continue
-            try:
-                data = decode_state(text)
-                ctx.state = data.get("strategy", {})
-                ctx._sdk_restore(data.get("helpers", {}))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise LiveRefusedError(
-                    f"strategy {sid}: its stored state cannot be read ({exc}); "
-                    "fix or delete the row of strategy_state to start it afresh"
-                ) from exc
-            self._saved_state[sid] = text
-            log.info("strategy state restored", strategy_id=sid)
-
-    def _save_strategy_state(self, sid: str) -> None:
-        """Written when it changed: after each closed bar, each fill and at stop."""
-        ctx = self.contexts.get(sid)
-        if ctx is None or self.exit_code == EXIT_STORE_FATAL:
-            return
-        try:
-            text = encode_state({"strategy": ctx.state, "helpers": ctx._sdk_snapshot()})
-        except TypeError as exc:  # the strategy put something JSON cannot hold in ctx.state
-            self.guards[sid].call("on_bar", fn=_raise(exc))
-            return
-        if text == self._saved_state.get(sid):
-            return
-        try:
-            self.store.save_strategy_state(sid, text, time.time_ns())
-        except Exception as exc:
-            self._failed("saving strategy state", exc)
-            return
-        self._saved_state[sid] = text
 
     def _check_identifiers(self) -> None:
         """Every identifier the bot stores must fit its column: refused here, in one clear
@@ -572,10 +516,8 @@ class TradingBot:
     async def _warm_up(self) -> None:
         """Recent closed bars over REST, through features, model and strategies, without
         trading; afterwards each strategy's current target is published once."""
-        self._strategies_started = True
-        for strat in self.strategies:
-            self.guards[strat.strategy_id].call("on_start", self.contexts[strat.strategy_id])
-        need = max([s.warmup_bars for s in self.strategies] + [0])
+        self.host.start()
+        need = self.host.warmup_bars
         if self.scorer is not None:
             need = max(need, self.scorer.warmup + 1)
         limit = min(max(need + 5, 10), 1000)
@@ -592,7 +534,7 @@ class TradingBot:
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
             self._on_closed_bar(bar, event_ns, recv_ns)
         self.warming = False
-        for ctx in self.contexts.values():
+        for ctx in self.host.contexts.values():
             for sym, target in ctx.targets.items():
                 self._emit_target(ctx.strategy_id, sym, target)
         log.info("warm-up done", bars=warm, needed=need)
@@ -779,13 +721,9 @@ class TradingBot:
         if feed is not None:
             feed.stop()
         self.warming = True  # strategies may still see a bar; nothing new is published
-        if not self._strategies_stopped:
-            self._strategies_stopped = True
-            for sid, guard in getattr(self, "guards", {}).items():
-                if not self._strategies_started:
-                    break  # on_start never ran: no on_stop either
-                guard.call("on_stop", self.contexts[sid])
-                self._save_strategy_state(sid)
+        host: StrategyHost | None = getattr(self, "host", None)
+        if host is not None:
+            host.stop()  # on_stop after on_start only, once
         executor = next((t for t in self._tasks if t.get_name() == "executor"), None)
         if executor is not None and not executor.done() and self.exit_code != EXIT_STORE_FATAL:
             with contextlib.suppress(TimeoutError):
@@ -938,17 +876,7 @@ class TradingBot:
             else:
                 self.predictions[bar.symbol] = score
         self._t_model[bar.symbol] = time.time_ns()
-        for strat in self.strategies:  # each isolated: one strategy's error stops no other
-            sid = strat.strategy_id
-            if strat.symbols and bar.symbol not in strat.symbols:
-                continue
-            ctx = self.contexts[sid]
-            # the context's order helpers first (a trailing stop follows the bar), as in the
-            # backtest; not on warm-up bars: their highs are in the restored trail already
-            if not self.warming:
-                self.guards[sid].call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
-            self.guards[sid].call("on_bar", bar, ctx, bar=bar)
-            self._save_strategy_state(sid)
+        self.host.on_bar(bar, self.warming)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
@@ -967,15 +895,10 @@ class TradingBot:
         self._tick_hooks("on_book", book.symbol, book)
 
     def _tick_hooks(self, hook: str, symbol: str, event: TradeTick | BookTop) -> None:
-        """``on_trade``/``on_book`` of the strategies that define it (that is their
-        subscription), once the warm-up is over; bars carry no trades, so a backtest on bars
-        never calls them."""
-        if self.warming:
-            return
-        for strat in self._tick_subscribers.get(hook, ()):
-            if not strat.symbols or symbol in strat.symbols:
-                sid = strat.strategy_id
-                self.guards[sid].call(hook, event, self.contexts[sid])
+        """Trades and book tops reach strategies once the warm-up is over (bars carry no
+        trades: a backtest on bars never calls these hooks)."""
+        if not self.warming:
+            self.host.on_tick(hook, symbol, event)
 
     async def _on_feed_reconnect(self) -> None:
         """Bars missed while disconnected come over REST; orders are reconciled.
@@ -1064,6 +987,21 @@ class TradingBot:
             self.publish(sid, strategy, symbol, SignalKind.TARGET, target=target)
 
     @property
+    def strategies(self) -> list[Strategy]:
+        host: StrategyHost | None = getattr(self, "host", None)
+        return host.strategies if host is not None else []
+
+    @property
+    def contexts(self) -> dict[str, LiveContext]:
+        host: StrategyHost | None = getattr(self, "host", None)
+        return host.contexts if host is not None else {}
+
+    @property
+    def guards(self) -> dict[str, StrategyGuard]:
+        host: StrategyHost | None = getattr(self, "host", None)
+        return host.guards if host is not None else {}
+
+    @property
     def orders_sent(self) -> int:
         executor = getattr(self, "executor", None)
         return executor.orders_sent if executor is not None else 0
@@ -1118,29 +1056,17 @@ class TradingBot:
 
     def on_event(self, order: Order, event: OrderEvent, live_orders: int) -> None:
         self.observer.on_event(order, event, live_orders)
-        ctx = self.contexts.get(order.strategy)
-        guard = self.guards.get(order.strategy)
         if event.kind is OrderEventKind.FILLED and event.fill is not None:
             self.account.apply_fill(event.fill)
-            if ctx is not None and guard is not None:
-                guard.call("on_fill", event.fill, fn=ctx._sdk_on_fill)
-                guard.call("on_fill", event.fill, ctx)
-                self._save_strategy_state(order.strategy)
+            self.host.on_fill(order, event.fill)
         if order.status.is_terminal:
             self.manager.live.pop(order.client_order_id, None)
-        if ctx is not None and guard is not None and event.kind in _ORDER_HOOK_EVENTS:
-            ctx.forget(order.client_order_id)
-            guard.call("on_order", order, fn=ctx._sdk_on_order)
-            guard.call("on_order", order, ctx)
+        if event.kind in _ORDER_HOOK_EVENTS:
+            self.host.on_order(order)
 
     def _on_denied(self, order: Order, reason: str) -> None:
         """An order a check refused before it was sent: the strategy hears it as a rejection."""
-        ctx = self.contexts.get(order.strategy)
-        guard = self.guards.get(order.strategy)
-        if ctx is not None and guard is not None:
-            ctx.forget(order.client_order_id)
-            guard.call("on_order", order, fn=ctx._sdk_on_order)
-            guard.call("on_order", order, ctx)
+        self.host.on_order(order)
 
     def _on_report(self, report: Any) -> None:
         try:
