@@ -64,6 +64,7 @@ from tessera.live.context import LiveContext
 from tessera.live.executor import LatencyTrace, SignalExecutor
 from tessera.live.feed import MarketFeed, bar_from_rest
 from tessera.live.halt import ACCOUNT, HaltGuard
+from tessera.live.marks import AccountMarks
 from tessera.live.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
@@ -390,8 +391,6 @@ class TradingBot:
         self.observer = MetricsOrderObserver(o.quote_asset)
         self.wire = WireTimedExchange(self.exchange)
         self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
-        # the ledger's realized PnL at start: tessera_pnl_realized counts from the run's start
-        self._pnl_base = {k: p.realized_pnl for k, p in self.manager.positions.items()}
         self.ids = ClientOrderIdGenerator(o.run_id, self.store.next_seq(o.run_id))
         self.manager.take_seq = self.ids.take  # signal-derived ids share the run's sequence
         self.account = AccountBook(self.filters, o.quote_asset)
@@ -432,6 +431,15 @@ class TradingBot:
             equity=self.equity,
             failed=self._failed,
             order_lock=self.executor.lock,
+        )
+        self.marks = AccountMarks(
+            self.account,
+            self.manager,
+            self.risk,
+            self.limiter,
+            self.last_prices,
+            strategies=lambda: [s.strategy_id for s in self.strategies],
+            on_actions=self.halt.on_actions,
         )
         metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct)
         metrics.set_trading_state("ACTIVE")
@@ -587,7 +595,7 @@ class TradingBot:
             await self._warm_up()
             self._spawn(self.executor.publisher(), "publisher")
             self._spawn(self.executor.run(), "executor")
-            self._spawn(self._mark_loop(), "marks")
+            self._spawn(self.marks.run(self.o.mark_interval_s), "marks")
             self._spawn(self.halt.watch(), "halt-watch")
             self._spawn(self._periodic_reconcile(), "reconcile")
             self._spawn(self._db_watch(), "db-watch")
@@ -1094,55 +1102,9 @@ class TradingBot:
     def equity(self) -> Decimal:
         return self.account.equity(self.last_prices)
 
-    async def _mark_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.o.mark_interval_s)
-            await self.mark()
-
     async def mark(self) -> None:
-        if not self.last_prices:
-            return
-        equity = self.equity()
-        actions = self.risk.update_equity(equity, time.time_ns())
-        gross = ZERO
-        for (sym, strat), p in self.manager.positions.items():
-            metrics.POSITION_SIZE.labels(symbol=sym, strategy=strat).set(float(p.qty))
-            price = self.last_prices.get(sym)
-            if price is not None:
-                gross += abs(p.qty) * price
-        by_symbol: dict[str, Decimal] = {}
-        for (sym, _), p in self.manager.positions.items():
-            by_symbol[sym] = by_symbol.get(sym, ZERO) + p.qty
-        for sym, qty in by_symbol.items():
-            price = self.last_prices.get(sym)
-            if price is not None:
-                metrics.POSITION_NOTIONAL.labels(symbol=sym).set(float(qty * price))
-        metrics.GROSS_EXPOSURE.set(float(gross))
-        self._publish_pnl()
-        self._publish_rate_limits()
-        if actions:
-            await self.halt.on_actions(actions)
-
-    def _publish_pnl(self) -> None:
-        """Realized (since run start, before fees) and unrealized PnL per strategy."""
-        realized = {s.strategy_id: ZERO for s in self.strategies}
-        unrealized = dict(realized)
-        for (sym, strat), p in self.manager.positions.items():
-            base = self._pnl_base.get((sym, strat), ZERO)
-            realized[strat] = realized.get(strat, ZERO) + p.realized_pnl - base
-            price = self.last_prices.get(sym)
-            if price is not None and p.qty:
-                unrealized[strat] = unrealized.get(strat, ZERO) + p.unrealized_pnl(price)
-        for strat, value in realized.items():
-            metrics.PNL_REALIZED.labels(strategy=strat).set(float(value))
-            metrics.PNL_UNREALIZED.labels(strategy=strat).set(float(unrealized.get(strat, ZERO)))
-
-    def _publish_rate_limits(self) -> None:
-        """Usage of the embedded limiter (the Redis one publishes what it observes itself)."""
-        if isinstance(self.limiter, LocalRateLimiter):
-            for lim in self.limiter.limits:
-                scope = metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
-                metrics.RATE_LIMIT_USED.labels(scope=scope).set(self.limiter.used(lim.scope))
+        """Equity to the risk engine (kill-switch), PnL and exposure to the gauges."""
+        await self.marks.mark()
 
     async def _resolve_unknown(self) -> None:
         """Orders whose outcome is unknown (the answer was lost, a 5xx) are looked up by client
