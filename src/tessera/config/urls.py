@@ -28,14 +28,12 @@ def _userinfo(url: str) -> tuple[str, str, str, str] | None:
     if scheme is None:
         return None
     rest = url[scheme.end() :]
-    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    if "@" in authority:
-        info_end = authority.rindex("@")
-    elif "@" in rest:
-        # a password with an unencoded "/", "?" or "#" ends the authority too early
-        info_end = rest.rindex("@")
-    else:
+    if "@" not in rest:
         return None
+    # the last "@": a password with an unencoded "@", "/", "?" or "#" (``:@/@host``) has "@"s
+    # of its own, and would end an authority split at "/" too early; an "@" in a path makes
+    # the mask cover the host too (more masked, never less)
+    info_end = rest.rindex("@")
     user, colon, password = rest[:info_end].partition(":")
     if not colon or not password or any(c in user for c in "/?#"):
         return None  # no password, or the ":" and "@" belong to a path, not to user-info
