@@ -100,6 +100,9 @@ _ORDER_HOOK_EVENTS = frozenset(
     }
 )
 MS = 1_000_000
+# how long the warm-up waits for a market frame to close bars by: Binance pushes every kline
+# stream every 1-2 s, traded or not; a replay that has not started sends none
+FIRST_FRAME_WAIT_S = 5.0
 # recvWindow (5 s, Binance's default and ours) plus a margin for clock skew
 UNKNOWN_AFTER_NS = 7_000_000_000
 
@@ -531,7 +534,7 @@ class TradingBot:
         limit = min(max(need + 5, 10), 1000)
         # bars are closed by the market's own clock (its frames' event times): in a replay the
         # server's wall clock is far past every recorded bar and would let the forming one in
-        if not await self.market_clock.wait_observed(self.symbols, 15.0):
+        if not await self.market_clock.wait_observed(self.symbols, FIRST_FRAME_WAIT_S):
             log.warning("no market frame yet: closing warm-up bars by the server's clock")
         warm = 0
         for sym in self.symbols:
