@@ -4,6 +4,7 @@ The end-to-end tests in this folder run the same objects inside the bot."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -226,3 +227,26 @@ async def test_the_kill_switch_flattens_through_the_gateway_while_halted(tmp_pat
     # while a new order that would add risk is refused
     assert await desk.executor.execute_signal(signal(target="0.01"))
     assert desk.position() == 0
+
+
+class _SwallowsCancellation(LocalSignalQueue):
+    """A queue client that turns a cancellation into an empty answer, as a blocking read cut
+    short by a closed connection may."""
+
+    async def consume(self, consumer: str, count: int = 16, block_ms: int = 100) -> list[Any]:
+        try:
+            await asyncio.sleep(block_ms / 1000)
+        except asyncio.CancelledError:
+            return []
+        return []
+
+
+async def test_a_cancelled_executor_stops_even_when_its_queue_client_swallows_the_cancel(
+    desk: Desk,
+) -> None:
+    desk.executor.queue = _SwallowsCancellation()
+    task = asyncio.create_task(desk.executor.run())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    assert task in done and task.cancelled()

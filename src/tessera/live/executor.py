@@ -138,6 +138,16 @@ def oco_from_payload(p: Mapping[str, str], sig: Signal) -> OrderList:
     return OrderList(p["list_id"], above, below)
 
 
+def _stop_if_cancelled() -> None:
+    """Raise `CancelledError` if this task was asked to stop. A client library that turns a
+    cancellation into its own error, or swallows it (a blocking Redis read cut short: the
+    executor kept polling a closed Redis after the bot had cancelled it), must not keep a
+    cancelled loop alive."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SignalExecutor:
     """Publishes the strategies' signals and executes them; see the module docstring."""
 
@@ -217,11 +227,13 @@ class SignalExecutor:
 
     async def run(self) -> None:
         while True:
+            _stop_if_cancelled()
             try:
                 deliveries = await self.queue.consume(self.consumer, count=16, block_ms=50)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                _stop_if_cancelled()
                 log.warning("signal queue unavailable; retrying", error=str(exc)[:200])
                 await asyncio.sleep(0.5)
                 continue
@@ -235,6 +247,7 @@ class SignalExecutor:
             try:
                 claimed = await self.queue.claim_stale(self.consumer, self.claim_idle_ms)
             except Exception as exc:
+                _stop_if_cancelled()
                 log.warning("claiming stale signals failed", error=str(exc)[:200])
                 continue
             for d in claimed:
