@@ -5,8 +5,8 @@ that move a strategy to its target, the legs of an OCO, the kill-switch's flatte
 operator's command. The checks are therefore the same for all of them, and a flatten is a
 reduce-only order that the risk engine sees too (it lets reducing orders through a halt).
 
-The pre-trade part, `pretrade_denial`, is pure and is what the backtest calls for its orders:
-the same risk engine, the same exchange filters, the same denial reasons (``risk:<reason>``,
+The pre-trade part, `pretrade_denial`, is pure; the backtest runs the same two checks in its own
+pre-trade step: the same risk engine, the same exchange filters, the same denial reasons (``risk:<reason>``,
 ``filter:<filter>``). The live part adds the shared rate limiter and the `OrderManager` (intent
 persisted before send, recovery by client order id).
 
