@@ -6,9 +6,9 @@ operator's command. The checks are therefore the same for all of them, and a fla
 reduce-only order that the risk engine sees too (it lets reducing orders through a halt).
 
 The pre-trade part, `pretrade_denial`, is pure; the backtest runs the same two checks in its own
-pre-trade step: the same risk engine, the same exchange filters, the same denial reasons (``risk:<reason>``,
-``filter:<filter>``). The live part adds the shared rate limiter and the `OrderManager` (intent
-persisted before send, recovery by client order id).
+pre-trade step: the same risk engine, the same exchange filters, the same denial reasons
+(``risk:<reason>``, ``filter:<filter>``). The live part adds the shared rate limiter and the
+`OrderManager` (intent persisted before send, recovery by client order id).
 
 A denied order never reaches the store: it is marked REJECTED with the denial as its reason and
 handed back, so the strategy hears of it through ``on_order`` like any rejection.
