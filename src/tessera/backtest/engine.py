@@ -42,7 +42,7 @@ from tessera.backtest.data import BarSeries
 from tessera.backtest.results import BacktestResult, FillRecord, build_result
 from tessera.config.models import BacktestConfig, RiskConfig
 from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.filters import SymbolFilters
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.matching import (
     BarView,
@@ -62,8 +62,10 @@ from tessera.execution.orders import (
     OrderStatus,
     OrderType,
     TimeInForce,
+    exit_oco,
 )
 from tessera.execution.portfolio import Instrument, Portfolio
+from tessera.execution.pretrade import pretrade_denial
 from tessera.execution.sizing import NO_BORROW, flatten_orders, orders_for_target
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
 from tessera.risk.engine import AccountView, OrderIntent, RiskAction, RiskEngine, RiskListener
@@ -573,33 +575,25 @@ class BacktestEngine:
         legs: Sequence[tuple[OrderSide, Decimal, OrderType, Decimal | None, Decimal | None]],
         reduce_only: bool,
     ) -> str | None:
-        """Risk checks then exchange filters for each leg (side, qty, type, price, stop); the
-        denial reason of the first leg refused, or None."""
+        """The live gateway's pre-trade checks (`pretrade_denial`: risk, then exchange
+        filters) for each leg (side, qty, type, price, stop); the denial reason of the first leg
+        refused (a risk denial by its reason alone, a filter as ``filter:<name>``), or None."""
         st = self.symbols[symbol]
         last = _d(st.last_close) if st.last_close is not None else None
         self.sync_marks()
-        if self.risk is not None:
-            account = AccountView(
-                positions=self.portfolio.net_positions(),
-                last_prices={
-                    k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
-                },
-                open_orders=len(self.working),
-            )
-            for side, qty, otype, price, _ in legs:
-                intent = OrderIntent(
-                    symbol, side, qty, otype, price, strategy, reduce_only=reduce_only
-                )
-                decision = self.risk.check(intent, account, self.now)
-                if not decision.allowed:
-                    return str(decision.reason)
+        account = AccountView(
+            positions=self.portfolio.net_positions(),
+            last_prices={
+                k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
+            },
+            open_orders=len(self.working),
+        )
         filters = self.filters.get(symbol)
-        if filters is not None:
-            for _, qty, otype, price, stop in legs:
-                try:
-                    filters.check(otype, qty, price, last, stop)
-                except FilterViolationError as exc:
-                    return f"filter:{exc.filter_type}"
+        for side, qty, otype, price, stop in legs:
+            intent = OrderIntent(symbol, side, qty, otype, price, strategy, reduce_only=reduce_only)
+            denial = pretrade_denial(intent, stop, self.risk, account, filters, last, self.now)
+            if denial is not None:
+                return denial.removeprefix("risk:")
         return None
 
     def submit(
@@ -666,32 +660,21 @@ class BacktestEngine:
         if allowed is None:
             return None
         list_id = self._ids.next()
-        common = {
-            "symbol": symbol,
-            "side": side,
-            "qty": allowed,
-            "strategy": strategy,
-            "ts_created": self.now,
-            "list_id": list_id,
-            "reduce_only": True,
-        }
-        profit = Order(
-            client_order_id=self._ids.next(),
-            type=OrderType.LIMIT_MAKER,
-            price=take_profit,
-            reason=take_profit_reason,
-            **common,  # type: ignore[arg-type]
+        orders = exit_oco(
+            list_id,
+            self._ids.next(),
+            self._ids.next(),
+            symbol=symbol,
+            side=side,
+            qty=allowed,
+            take_profit=take_profit,
+            stop_loss=stop_loss,
+            stop_limit=stop_limit,
+            take_profit_reason=take_profit_reason,
+            stop_loss_reason=stop_loss_reason,
+            strategy=strategy,
+            ts=self.now,
         )
-        loss = Order(
-            client_order_id=self._ids.next(),
-            type=OrderType.STOP_LOSS_LIMIT if stop_limit is not None else OrderType.STOP_LOSS,
-            price=stop_limit,
-            stop_price=stop_loss,
-            reason=stop_loss_reason,
-            **common,  # type: ignore[arg-type]
-        )
-        above, below = (profit, loss) if side is OrderSide.SELL else (loss, profit)
-        orders = OrderList(list_id, above, below)  # raises on legs the wrong way round
         denial = self._pretrade(
             strategy,
             symbol,

@@ -5,10 +5,10 @@ that move a strategy to its target, the legs of an OCO, the kill-switch's flatte
 operator's command. The checks are therefore the same for all of them, and a flatten is a
 reduce-only order that the risk engine sees too (it lets reducing orders through a halt).
 
-The pre-trade part, `pretrade_denial`, is pure; the backtest runs the same two checks in its own
-pre-trade step: the same risk engine, the same exchange filters, the same denial reasons
-(``risk:<reason>``, ``filter:<filter>``). The live part adds the shared rate limiter and the
-`OrderManager` (intent persisted before send, recovery by client order id).
+The pre-trade part, `execution.pretrade.pretrade_denial`, is pure and the backtest calls it too:
+the same risk engine, the same exchange filters, the same denial reasons (``risk:<reason>``,
+``filter:<filter>``). The live part adds the shared rate limiter and the `OrderManager` (intent
+persisted before send, recovery by client order id).
 
 A denied order never reaches the store: it is marked REJECTED with the denial as its reason and
 handed back, so the strategy hears of it through ``on_order`` like any rejection.
@@ -18,48 +18,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal
 from typing import Protocol
 
-from tessera.execution.filters import FilterViolationError, SymbolFilters
+from tessera.execution.filters import SymbolFilters
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderList
+from tessera.execution.pretrade import intent_of, pretrade_denial
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
-from tessera.risk.engine import AccountView, OrderIntent, RiskEngine
+from tessera.risk.engine import AccountView, RiskEngine
 
 
 class Limiter(Protocol):
     async def acquire(self, weight: int = 1, orders: int = 0) -> float: ...
-
-
-def pretrade_denial(
-    order: Order,
-    risk: RiskEngine | None,
-    account: AccountView,
-    filters: SymbolFilters | None,
-    last_price: Decimal | None,
-    now_ns: int,
-) -> str | None:
-    """Why ``order`` may not be sent (``risk:<reason>`` or ``filter:<name>``), or None."""
-    if risk is not None:
-        intent = OrderIntent(
-            order.symbol,
-            order.side,
-            order.qty,
-            order.type,
-            order.price,
-            order.strategy,
-            reduce_only=order.reduce_only,
-        )
-        decision = risk.check(intent, account, now_ns)
-        if not decision.allowed:
-            return f"risk:{decision.reason}"
-    if filters is not None:
-        try:
-            filters.check(order.type, order.qty, order.price, last_price, order.stop_price)
-        except FilterViolationError as exc:
-            return f"filter:{exc.filter_type}"
-    return None
 
 
 class OrderGateway:
@@ -85,7 +55,8 @@ class OrderGateway:
     def denial(self, order: Order) -> str | None:
         view = self.account()
         return pretrade_denial(
-            order,
+            intent_of(order),
+            order.stop_price,
             self.risk,
             view,
             self.filters.get(order.symbol),

@@ -300,3 +300,52 @@ class OrderList:
     @property
     def symbol(self) -> str:
         return self.above.symbol
+
+
+def exit_oco(
+    list_id: str,
+    take_profit_id: str,
+    stop_loss_id: str,
+    *,
+    symbol: str,
+    side: OrderSide,
+    qty: Decimal,
+    take_profit: Decimal,
+    stop_loss: Decimal,
+    stop_limit: Decimal | None,
+    take_profit_reason: ExitReason,
+    stop_loss_reason: ExitReason,
+    strategy: str = "",
+    signal_id: str = "",
+    ts: int = 0,
+) -> OrderList:
+    """The OCO of ``StrategyContext.submit_oco``, the same for every venue: a reduce-only
+    LIMIT_MAKER take-profit and a STOP_LOSS (STOP_LOSS_LIMIT at ``stop_limit``) stop-loss; for a
+    SELL the take-profit is the above leg, for a BUY the stop-loss."""
+    common = {
+        "symbol": symbol,
+        "side": side,
+        "qty": qty,
+        "strategy": strategy,
+        "signal_id": signal_id,
+        "ts_created": ts,
+        "list_id": list_id,
+        "reduce_only": True,
+    }
+    profit = Order(
+        client_order_id=take_profit_id,
+        type=OrderType.LIMIT_MAKER,
+        price=take_profit,
+        reason=take_profit_reason,
+        **common,  # type: ignore[arg-type]
+    )
+    loss = Order(
+        client_order_id=stop_loss_id,
+        type=OrderType.STOP_LOSS_LIMIT if stop_limit is not None else OrderType.STOP_LOSS,
+        price=stop_limit,
+        stop_price=stop_loss,
+        reason=stop_loss_reason,
+        **common,  # type: ignore[arg-type]
+    )
+    above, below = (profit, loss) if side is OrderSide.SELL else (loss, profit)
+    return OrderList(list_id, above, below)  # raises on legs the wrong way round

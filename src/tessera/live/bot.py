@@ -1028,8 +1028,7 @@ class TradingBot:
         return executor.traces if executor is not None else ()
 
     def position(self, symbol: str, strategy: str) -> Decimal:
-        p = self.manager.positions.get((symbol, strategy))
-        return p.qty if p is not None else ZERO
+        return self.executor.position(symbol, strategy)
 
     def live_orders(self, strategy: str) -> list[Order]:
         return [o for o in self.manager.live.values() if o.strategy == strategy]

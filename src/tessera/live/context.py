@@ -32,6 +32,7 @@ from tessera.execution.orders import (
     OrderSide,
     OrderType,
     TimeInForce,
+    exit_oco,
 )
 from tessera.live.executor import oco_payload, order_payload
 from tessera.live.signals import SignalKind
@@ -176,13 +177,13 @@ class LiveContext(OrderHelpers):
         sid = self._host.signal_id(self.strategy_id, symbol)
         if sid is None:
             return None
-        orders = build_oco(
-            self._host.ids,
-            sid,
-            self.strategy_id,
-            symbol,
-            side,
-            qty,
+        orders = exit_oco(
+            self._host.ids.for_signal(sid + "#list"),
+            self._host.ids.for_signal(sid + "#tp"),
+            self._host.ids.for_signal(sid + "#sl"),
+            symbol=symbol,
+            side=side,
+            qty=qty,
             take_profit=take_profit,
             stop_loss=stop_loss,
             stop_limit=(
@@ -192,6 +193,8 @@ class LiveContext(OrderHelpers):
             ),
             take_profit_reason=take_profit_reason or reason or ExitReason.OCO,
             stop_loss_reason=stop_loss_reason or reason or ExitReason.OCO,
+            strategy=self.strategy_id,
+            signal_id=sid,
             ts=self._host.now_ns,
         )
         for leg in orders.legs:
@@ -247,54 +250,3 @@ class LiveContext(OrderHelpers):
         if sid is not None:
             self._host.publish(sid, self.strategy_id, symbol, SignalKind.TARGET, target=qty)
         return None
-
-
-def build_oco(
-    ids: ClientOrderIdGenerator,
-    signal_id: str,
-    strategy: str,
-    symbol: str,
-    side: OrderSide,
-    qty: Decimal,
-    *,
-    take_profit: Decimal,
-    stop_loss: Decimal,
-    stop_limit: Decimal | None,
-    take_profit_reason: ExitReason,
-    stop_loss_reason: ExitReason,
-    ts: int,
-) -> OrderList:
-    """The OCO of `StrategyContext.submit_oco`: a LIMIT_MAKER take-profit and a STOP_LOSS (or
-    STOP_LOSS_LIMIT) stop; for a SELL the take-profit is the above leg, for a BUY the stop."""
-    list_id = ids.for_signal(signal_id + "#list")
-    profit = Order(
-        client_order_id=ids.for_signal(signal_id + "#tp"),
-        symbol=symbol,
-        side=side,
-        type=OrderType.LIMIT_MAKER,
-        qty=qty,
-        price=take_profit,
-        strategy=strategy,
-        signal_id=signal_id,
-        ts_created=ts,
-        reason=take_profit_reason,
-        list_id=list_id,
-        reduce_only=True,
-    )
-    loss = Order(
-        client_order_id=ids.for_signal(signal_id + "#sl"),
-        symbol=symbol,
-        side=side,
-        type=OrderType.STOP_LOSS_LIMIT if stop_limit is not None else OrderType.STOP_LOSS,
-        qty=qty,
-        price=stop_limit,
-        stop_price=stop_loss,
-        strategy=strategy,
-        signal_id=signal_id,
-        ts_created=ts,
-        reason=stop_loss_reason,
-        list_id=list_id,
-        reduce_only=True,
-    )
-    above, below = (profit, loss) if side is OrderSide.SELL else (loss, profit)
-    return OrderList(list_id, above, below)
