@@ -32,7 +32,7 @@ SAMPLES = REPO / "samples"
 # processes or several at once and time them against windows of seconds: two of them at once
 # on a two-core machine would each see the other's load as latency — else its file (as
 # ``--dist loadfile``: module fixtures built once, a file's tests never concurrent with each
-# other). The live-process group (~6 min) is scheduled first; the other worker takes the rest
+# other). The live-process group (~7 min) is scheduled first; the other worker takes the rest
 # meanwhile, and both share what is left. The rest of the suite mostly waits (bars replayed at
 # 10x, timeouts), so the other bot tests may run beside one of these; a serial group of every
 # bot test (~13 min) would be the whole run's critical path.
@@ -46,6 +46,7 @@ LIVE_PROCESS_FILES = (
     "tests/live/test_strategy_matrix.py",  # every strategy past signal 1000, on both databases
     "tests/live/test_shared_limits.py",  # two bots sharing one order budget, to the order
     "tests/live/test_kill_switch.py",  # bots restarted; a halt must land within two seconds
+    "tests/live/test_parity.py",  # a bot and a replay at 0.2 s a bar, fills ahead of each bar
 )
 _GROUPS_DIR = pytest.StashKey[Path]()
 TERMINAL_ENV = ("COLUMNS", "LINES")
