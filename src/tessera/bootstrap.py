@@ -48,6 +48,16 @@ class AppContext:
             self.metrics_server = None
 
 
+def mode_source(settings: TesseraSettings) -> str:
+    """Where the effective mode (dev, paper, live) came from: ``cli option``,
+    ``env TESSERA_MODE``, ``.env TESSERA_MODE``, a YAML file, or ``default``.
+
+    The first log line of every command names it: a process that trades for real (or does not,
+    when it should) says at its start which setting made it do so.
+    """
+    return settings.sources().get("mode", "default")
+
+
 def bootstrap(settings: TesseraSettings, run_id: str | None = None) -> AppContext:
     """Steps 2 and 3 (logging, seed) for already-loaded settings; step 4 is `start_metrics`."""
     register_secret(*settings.secret_values())
@@ -57,5 +67,11 @@ def bootstrap(settings: TesseraSettings, run_id: str | None = None) -> AppContex
     seeded = seed_everything(settings.seed, torch="lazy")
     set_build_info(__version__, platform.python_version(), settings.mode)
     DRAWDOWN_LIMIT_PCT.set(settings.risk.max_drawdown_pct)
-    log.debug("bootstrap complete", mode=settings.mode, seed=settings.seed, seeded=seeded)
+    log.debug(
+        "bootstrap complete",
+        mode=settings.mode,
+        mode_source=mode_source(settings),
+        seed=settings.seed,
+        seeded=seeded,
+    )
     return AppContext(settings=settings, run_id=run_id, seeded=seeded)

@@ -18,20 +18,20 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tessera import __version__
-from tessera.bootstrap import AppContext, bootstrap
+from tessera.bootstrap import AppContext, bootstrap, mode_source
 from tessera.config import SECTION_MODELS, ConfigError, load_settings, load_yaml
+from tessera.console import make_console
 from tessera.logging import get_logger
 from tessera.metrics import MetricsServerError
 from tessera.strategies.guard import StrategyError
 
 log = get_logger("tessera.cli")
-out = Console()
-err = Console(stderr=True)
+out = make_console()
+err = make_console(stderr=True)
 
 
 class ModeChoice(str, Enum):
@@ -66,9 +66,24 @@ config_app = typer.Typer(
 app.add_typer(config_app, name="config")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tessera {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _bootstrap(
     ctx: typer.Context,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the Tessera version and exit (`tessera version` lists the libraries)",
+        ),
+    ] = False,
     config_dir: Annotated[
         Path | None,
         typer.Option(
@@ -128,6 +143,7 @@ def _bootstrap(
         "tessera started",
         command=ctx.invoked_subcommand,
         mode=settings.mode,
+        mode_source=mode_source(settings),
         version=__version__,
     )
 
