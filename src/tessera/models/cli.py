@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, ModelConfig, load_yaml
+from tessera.console import echo_json, make_console
 from tessera.logging import get_logger
 
 if TYPE_CHECKING:
     from tessera.models.registry import ArtifactRef, ModelRegistry
 
 log = get_logger(__name__)
-out = Console()
+out = make_console()
 
 models_app = typer.Typer(
     help="The local model registry: list and inspect artifacts.", no_args_is_help=True
@@ -274,11 +275,43 @@ def _summary_row(ref: ArtifactRef) -> list[str]:
     ]
 
 
+def _summary_json(ref: ArtifactRef) -> dict[str, Any]:
+    """One `models list` row for ``--json``: the table's columns, unformatted."""
+    row: dict[str, Any] = {"name": ref.name, "version": ref.version, "path": str(ref.path)}
+    try:
+        man = ref.manifest()
+    except (OSError, ValueError) as exc:
+        return row | {"error": f"unreadable: {exc}"}
+    created = man.get("created_at")
+    try:
+        created_ms = int(datetime.fromisoformat(created).timestamp() * 1000) if created else None
+    except (TypeError, ValueError):
+        created_ms = None
+    overall = man.get("metrics", {}).get("overall", {})
+    return row | {
+        "created": created,
+        "created_ms": created_ms,
+        "kind": man.get("kind"),
+        "label": man.get("label"),
+        "rows": man.get("data", {}).get("rows_used"),
+        "oos_ic": overall.get("model", {}).get("ic"),
+        "baseline_ic": overall.get("baseline", {}).get("ic"),
+    }
+
+
 @models_app.command("list")
-def models_list(ctx: typer.Context) -> None:
+def models_list(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON array on stdout, a row per version")
+    ] = False,
+) -> None:
     """Every model and version in the registry, with its pooled out-of-sample IC."""
     reg = _registry(_app(ctx))
     refs = reg.list()
+    if as_json:
+        echo_json([_summary_json(ref) for ref in refs])
+        return
     if not refs:
         out.print(f"no models in {reg.root} (train one: `tessera train`)")
         return
@@ -299,7 +332,10 @@ def models_show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name")],
     version: Annotated[str | None, typer.Argument(help="Version (default: latest)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the raw manifest")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="The raw manifest, one JSON document on stdout (NaN as null)"),
+    ] = False,
 ) -> None:
     """One artifact: manifest summary and fold metrics against the baseline."""
     from tessera.models.registry import RegistryError
@@ -310,7 +346,7 @@ def models_show(
         raise ConfigError(str(exc)) from exc
     man = ref.manifest()
     if as_json:
-        out.print_json(json.dumps(man))
+        echo_json(man)
         return
     info = Table(show_header=False, box=None, title=f"{ref.name}:{ref.version}")
     data, feats = man["data"], man["features"]
