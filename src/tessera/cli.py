@@ -284,10 +284,11 @@ def doctor(ctx: typer.Context) -> None:
 
 def _mount_commands() -> None:
     from tessera.backtest import cli as backtest_cli
+    from tessera.backtest import sweep_cli
     from tessera.execution import cli as execution_cli
 
     app.command("backtest")(backtest_cli.backtest)
-    app.command("sweep")(backtest_cli.sweep)
+    app.command("sweep")(sweep_cli.sweep)
     app.add_typer(execution_cli.orders_app, name="orders")
     app.add_typer(execution_cli.fills_app, name="fills")
     app.command("positions")(execution_cli.positions)

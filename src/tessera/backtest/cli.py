@@ -1,4 +1,4 @@
-"""`tessera backtest` and `tessera sweep`."""
+"""`tessera backtest` (the sweep is in `backtest/sweep_cli.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 import polars as pl
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
@@ -18,11 +17,17 @@ from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
 from tessera.backtest.report import write_report
 from tessera.backtest.results import BacktestResult
-from tessera.backtest.vectorized import sweep_sma_cross
 from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
+from tessera.data.research_cli import (
+    BarsOpt,
+    SymbolsOpt,
+    TimeframeOpt,
+    TimerangeOpt,
+    research_bars,
+)
 from tessera.logging import get_logger
-from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
+from tessera.strategies import StrategyParamError, strategy_class
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 log = get_logger(__name__)
@@ -168,14 +173,10 @@ def backtest(
             "the effective settings, i.e. configs/backtest.yaml + env overrides)",
         ),
     ] = None,
-    bars: Annotated[
-        Path | None,
-        typer.Option(
-            "--bars",
-            help="Bars file (.csv, .csv.gz, .parquet) with open_time/timestamp "
-            "and OHLCV columns; default: the bundled real 1m BTC sample",
-        ),
-    ] = None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
+    bars: BarsOpt = None,
     strategy: Annotated[
         str | None,
         typer.Option(
@@ -238,11 +239,17 @@ def backtest(
     """
     app = _ctx(ctx)
     cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
-    symbol = cfg.symbols[0]
-    frame, path = _load_frame(bars)
-    series = BarSeries.from_frame(symbol, frame)
     if model and walk_forward:
         raise ConfigError("--model and --walk-forward exclude each other")
+    settings = app.settings.model_copy(update={"backtest": cfg})
+    loaded = research_bars(settings, symbol, timeframe, timerange, bars, console=out)
+    if walk_forward and len(loaded) > 1:
+        raise ConfigError(
+            "--walk-forward retrains on one symbol's bars; give one --symbol (several symbols: "
+            "train one pooled model with `tessera train`, then --model NAME)"
+        )
+    symbols = [b.symbol for b in loaded]
+    all_series = [BarSeries.from_frame(b.symbol, b.frame, b.interval) for b in loaded]
     uses_model = bool(model or walk_forward)
     load_user_strategies(app.settings, strategy_path)
     if strategy and ":" in strategy:  # NAME:k=v,... as `tessera run --strategy` takes it
@@ -254,38 +261,48 @@ def backtest(
     # The strategy and its parameters first: a bad value stops here, before any model is
     # trained or scored.
     try:
-        strat = strategy_class(name)([symbol], **params)
+        strat = strategy_class(name)(symbols, **params)
     except StrategyParamError as exc:
         raise ConfigError(str(exc)) from None
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"strategy {name!r}: {exc}") from exc
     notes_extra: dict[str, str] = {}
     if uses_model:
-        series, notes_extra = _with_scores(
-            app, series, frame, model, walk_forward, model_config, min_train_bars
-        )
-    engine = BacktestEngine(cfg, app.settings.risk)
-    log.info("backtest started", strategy=name, bars=len(series), source=str(path))
+        scored = []
+        for bars_of, one in zip(loaded, all_series, strict=True):
+            one, notes_extra = _with_scores(
+                app, one, bars_of.frame, model, walk_forward, model_config, min_train_bars
+            )
+            scored.append(one)
+        all_series = scored
+    n_bars = sum(len(x) for x in all_series)
+    log.info(
+        "backtest started",
+        strategy=name,
+        symbols=symbols,
+        bars=n_bars,
+        sources=[b.source for b in loaded],
+    )
     t0 = time.perf_counter()
-    result = engine.run([series], [strat])
+    result = BacktestEngine(cfg, app.settings.risk).run(all_series, [strat])
     elapsed = time.perf_counter() - t0
     results = {name: result}
     if baselines:
-        hold = strategy_class("buy_and_hold")([symbol])
-        results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run([series], [hold])
-    out.print(_summary(results, elapsed, len(series)))
+        hold = strategy_class("buy_and_hold")(symbols)
+        results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run(all_series, [hold])
+    out.print(_summary(results, elapsed, n_bars))
     target = out_dir or app.settings.data_dir / "reports" / app.run_id
     files = result.save(target)
     out.print(f"results: [bold]{files['metrics']}[/] (+ equity/fills/trades .parquet)")
     if report is not None:
         write_report(
             result,
-            series,
+            all_series[0] if len(all_series) == 1 else all_series,
             report,
-            title=f"{name} on {symbol}",
+            title=f"{name} on {', '.join(b.title for b in loaded)}",
             baselines={k: v for k, v in results.items() if k != name},
             notes={
-                "data": str(path),
+                "data": "; ".join(b.describe() for b in loaded),
                 "strategy params": str(params) or "defaults",
                 "fees (bps maker/taker)": f"{cfg.fees.maker_bps}/{cfg.fees.taker_bps}",
                 "slippage": f"{cfg.slippage.kind} {cfg.slippage.bps} bps",
@@ -302,155 +319,3 @@ def backtest(
         out.print(f"[yellow]orders denied[/]: {reasons} (risk limits: configs/risk.yaml)")
     if result.halted_at is not None:
         out.print("[bold red]the drawdown kill-switch halted trading during this backtest[/]")
-
-
-def sweep(
-    ctx: typer.Context,
-    strategy: Annotated[
-        str, typer.Option("--strategy", "-s", help="Strategy to sweep (see the registry)")
-    ] = "sma_cross",
-    strategy_path: StrategyPathOption = None,
-    grid: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--grid",
-            "-g",
-            help="Parameter values: name=start:stop:step or name=a,b,c (repeatable). "
-            "Default for sma_cross: fast=5:50:5 slow=20:200:20",
-        ),
-    ] = None,
-    random_n: Annotated[
-        int | None,
-        typer.Option("--random", metavar="N", help="Random search: N points of the grid"),
-    ] = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="vectorized (sma_cross only: the fast path, same fills) or event (any "
-            "strategy: the full event engine with risk checks)"
-        ),
-    ] = "auto",
-    bars: Annotated[Path | None, typer.Option("--bars", help="Bars file; default: bundled")] = None,
-    workers: Annotated[int, typer.Option(help="Local worker processes")] = 2,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="Run on Ray: 'local' (a private Ray here), 'auto' (the running cluster) or "
-            "ray://host:10001. Needs the ray extra",
-        ),
-    ] = None,
-    sort_by: Annotated[str, typer.Option(help="Metric to rank by")] = "sharpe",
-    top: Annotated[int, typer.Option(help="Rows to show")] = 10,
-    out_file: Annotated[
-        Path | None, typer.Option("--out", help="Write all rows (.csv/.parquet)")
-    ] = None,
-) -> None:
-    """Grid or random search over a strategy's parameters, in parallel (local or Ray).
-
-    Examples:
-
-      tessera sweep                                          # SmaCross grid, vectorized
-
-      tessera sweep -s mean_reversion -g window=20:120:20 -g entry_z=1.5,2,2.5
-
-      tessera sweep -s sma_cross -g fast=5:60:5 -g slow=30:300:30 --random 40 --engine event
-
-      tessera sweep -s mean_reversion -g window=20:200:10 --ray-address local
-    """
-    from tessera.backtest.sweep import grid_points, parse_values, random_points, run_sweep
-
-    app = _ctx(ctx)
-    cfg = app.settings.backtest
-    load_user_strategies(app.settings, strategy_path)
-    try:
-        strategy_class(strategy)
-    except KeyError as exc:
-        raise ConfigError(str(exc).strip("\"'")) from exc
-    series, _ = _load_series(bars, cfg.symbols[0])
-    specs = grid or (["fast=5:50:5", "slow=20:200:20"] if strategy == "sma_cross" else [])
-    if not specs:
-        raise ConfigError(f"--grid: give the parameters of {strategy!r} to sweep")
-    space: dict[str, list[Any]] = {}
-    for spec in specs:
-        key, sep, values = spec.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--grid {spec!r}: expected name=start:stop:step or name=a,b,c")
-        try:
-            space[key] = parse_values(values)
-        except ValueError as exc:
-            raise ConfigError(f"--grid {spec!r}: {exc}") from exc
-    points = random_points(space, random_n, app.settings.seed) if random_n else grid_points(space)
-    if strategy == "sma_cross":
-        points = [p for p in points if p.get("fast", 0) < p.get("slow", 1)]
-    if engine == "auto":
-        engine = "vectorized" if strategy == "sma_cross" and not ray_address else "event"
-    if engine not in ("vectorized", "event"):
-        raise ConfigError(f"--engine {engine!r}: use vectorized or event")
-    if engine == "vectorized" and (strategy != "sma_cross" or set(space) - {"fast", "slow"}):
-        raise ConfigError("--engine vectorized sweeps sma_cross fast/slow only; use --engine event")
-    if not points:
-        raise ConfigError("the sweep has no points (is every fast < slow?)")
-    # Every point is checked here, once, before any worker starts: a bad name or value (a
-    # negative qty, a zero step, nan) refuses the sweep instead of filling it with errors.
-    bad = 0
-    first = ""
-    for point in points:
-        try:
-            validate_strategy_params(strategy, point)
-        except StrategyParamError as exc:
-            bad += 1
-            first = first or str(exc)
-    if bad:
-        raise ConfigError(f"--grid: {first} ({bad} of {len(points)} grid points are invalid)")
-    t0 = time.perf_counter()
-    if engine == "vectorized":
-        pairs = [(int(p["fast"]), int(p["slow"])) for p in points]
-        frame = sweep_sma_cross(series, pairs, cfg, workers=workers)
-    else:
-        where = f"Ray ({ray_address})" if ray_address else f"{workers} local workers"
-        with Progress(
-            TextColumn(f"[bold]{strategy}[/] on {where}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("", total=len(points))
-            try:
-                frame = run_sweep(
-                    series,
-                    strategy,
-                    points,
-                    cfg,
-                    app.settings.risk,
-                    workers=workers,
-                    ray_address=ray_address,
-                    sort_by=sort_by,
-                    on_result=lambda _row: progress.advance(task),
-                )
-            except RuntimeError as exc:
-                raise ConfigError(str(exc)) from exc
-    elapsed = time.perf_counter() - t0
-    title = (
-        f"{strategy} sweep ({engine}): {len(points)} points x {len(series):,} bars "
-        f"in {elapsed:.2f} s"
-    )
-    table = Table(title=title)
-    shown = [c for c in frame.columns if c not in ("error", "halted")]
-    for col in shown:
-        table.add_column(col, justify="right")
-    for row in frame.select(shown).head(top).iter_rows():
-        table.add_row(*(f"{v:,.4g}" if isinstance(v, int | float) else str(v) for v in row))
-    out.print(table)
-    if "error" in frame.columns:
-        failed = frame.filter(pl.col("error") != "")
-        if len(failed):
-            out.print(f"[yellow]{len(failed)} point(s) failed[/]: {failed['error'][0]}")
-    if out_file:
-        if out_file.suffix == ".parquet":
-            frame.write_parquet(out_file)
-        else:
-            frame.write_csv(out_file)
-        out.print(f"all rows: {out_file}")

@@ -19,6 +19,13 @@ from tessera.config.urls import redacted_repr_args
 Symbol = Annotated[
     str, Field(pattern=r"^[A-Z0-9]{2,20}$", description="Exchange symbol, e.g. BTCUSDT")
 ]
+SymbolRef = Annotated[
+    str,
+    Field(
+        pattern=r"^([a-z0-9_-]+:)?[A-Z0-9]{2,20}$",
+        description="Symbol, optionally with its venue: BTCUSDT, coinbase:BTCUSD",
+    ),
+]
 Interval = Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
 StreamKind = Literal["trade", "aggTrade", "kline", "depth", "bookTicker"]
 ParamValue = int | float | str | bool
@@ -203,11 +210,19 @@ class SlippageConfig(StrictModel):
 class BacktestConfig(StrictModel):
     """An event-driven backtest run."""
 
-    symbols: list[Symbol] = Field(
-        default_factory=lambda: ["BTCUSDT"], min_length=1, description="Symbols traded"
+    symbols: list[SymbolRef] = Field(
+        default_factory=list,
+        description="Symbols traded, read from the Parquet store (VENUE:SYMBOL where two venues "
+        "hold one); empty: the bundled real sample. --symbol overrides",
     )
-    interval: Interval = Field("1m", description="Bar interval")
-    start: str | None = Field(None, description="ISO-8601 UTC start; default: first bar")
+    interval: Interval | None = Field(
+        None,
+        description="Bar interval (resampled from finer stored bars when needed); empty: as "
+        "stored. --timeframe overrides",
+    )
+    start: str | None = Field(
+        None, description="ISO-8601 UTC start; default: first bar. --timerange overrides"
+    )
     end: str | None = Field(None, description="ISO-8601 UTC end (exclusive); default: last bar")
     initial_cash: Decimal = Field(Decimal("10000"), gt=0, description="Starting cash, quote ccy")
     quote_currency: str = Field("USDT", description="Currency of cash and PnL")
@@ -225,7 +240,21 @@ class BacktestConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_range(self) -> BacktestConfig:
-        if self.start and self.end and self.start >= self.end:
+        from datetime import UTC, datetime
+
+        def parse(name: str, value: str) -> datetime:
+            try:
+                when = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"{name} {value!r} is not an ISO-8601 time (e.g. 2022-01-15 or "
+                    "2022-01-15T12:00Z)"
+                ) from None
+            return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+        start = parse("start", self.start) if self.start else None
+        end = parse("end", self.end) if self.end else None
+        if start and end and start >= end:
             raise ValueError("start must be before end")
         return self
 

@@ -91,3 +91,55 @@ def volume_bars(trades: pl.DataFrame | pl.LazyFrame, threshold: float) -> pl.Dat
 def dollar_bars(trades: pl.DataFrame | pl.LazyFrame, threshold: float) -> pl.DataFrame:
     """A new bar every ``threshold`` quote units (e.g. USDT) traded."""
     return _threshold_bars(trades, pl.col("price") * pl.col("qty"), threshold)
+
+
+def resample_klines(frame: pl.DataFrame, stored: str, every: str) -> tuple[pl.DataFrame, int]:
+    """Shorter klines -> ``every`` klines, by Binance's rules; and the count of partial bars.
+
+    A bar opens at the interval's UTC boundary; open is the first bar's open, high the highest
+    high, low the lowest low, close the last close; volumes, quote volumes, trade counts and
+    taker-buy volumes are summed (exactly, when the store's decimals come in). A bar whose base
+    bars do not all exist is *partial*: the first and last ones (a window's edge cut them) are
+    dropped, inner ones (gaps in the data) are kept and counted, for the caller to report.
+    """
+    from tessera.data.universe import INTERVAL_NS
+
+    width = INTERVAL_NS[every]
+    base = INTERVAL_NS[stored]
+    if frame.is_empty():
+        return frame.select([c for c in frame.columns if c != "interval"]), 0
+    sums = [
+        c
+        for c in ("volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
+        if c in frame.columns
+    ]
+    lf = frame.lazy().sort("open_time")
+    out = (
+        lf.group_by_dynamic("open_time", every=_polars_every(every), closed="left", label="left")
+        .agg(
+            pl.col("open").first(),
+            pl.col("high").max(),
+            pl.col("low").min(),
+            pl.col("close").last(),
+            *[pl.col(c).sum() for c in sums],
+            pl.len().alias("_n"),
+        )
+        .collect()
+    )
+    full = width // base
+    n = out["_n"]
+    keep = pl.Series([True] * len(out))
+    if len(out) and int(n[0]) < full:
+        keep[0] = False
+    if len(out) > 1 and int(n[-1]) < full:
+        keep[len(out) - 1] = False
+    out = out.filter(keep)
+    partial = int((out["_n"] < full).sum())
+    close_time = (pl.col("open_time").dt.epoch("ns") + (width - 1)).cast(pl.Datetime("ns", "UTC"))
+    return out.drop("_n").with_columns(close_time.alias("close_time")), partial
+
+
+def _polars_every(interval: str) -> str:
+    """Binance interval -> polars duration ("1m" is a minute there, "1mo" a month in polars)."""
+    unit = interval[-1]
+    return interval[:-1] + {"s": "s", "m": "m", "h": "h", "d": "d"}[unit]
