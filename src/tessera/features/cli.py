@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -15,6 +15,10 @@ from rich.table import Table
 
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, load_yaml
+from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt
+
+if TYPE_CHECKING:
+    from tessera.features.store import FeatureSetStore
 
 out = Console()
 app = typer.Typer(
@@ -25,16 +29,6 @@ app = typer.Typer(
 FeaturesOpt = Annotated[
     Path | None,
     typer.Option("--features", "-f", help="Feature YAML (default: the effective feature config)"),
-]
-BarsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--bars", help="Bar file (.csv, .csv.gz, .parquet); default: the bundled real 1m BTC bars"
-    ),
-]
-SymbolOpt = Annotated[
-    str | None,
-    typer.Option("--symbol", help="Read klines of this symbol from the Parquet store instead"),
 ]
 PluginOpt = Annotated[
     list[str] | None,
@@ -65,29 +59,25 @@ def _import_plugins(plugins: list[str] | None) -> None:
 
 
 def load_bars_for(
-    app: AppContext, bars: Path | None, symbol: str | None, interval: str
-) -> tuple[pl.DataFrame, str]:
-    """Bars from a file, from the store's klines of ``symbol``, or the bundled sample."""
-    from tessera.features.bars import SAMPLE_BARS, load_bars
+    app: AppContext,
+    bars: list[Path] | None,
+    symbols: list[str] | None,
+    timeframe: str | None,
+    timerange: str | None,
+    interval: str,
+) -> list[tuple[pl.DataFrame, str]]:
+    """Bars from files, from the store's klines, or the bundled sample; one entry per symbol.
 
-    if symbol:
-        from tessera.data.store import ParquetStore
+    The store is read at ``--timeframe`` or else the feature config's interval; a file is read
+    at ``--timeframe`` or else as it is.
+    """
+    from tessera.data.research_cli import research_bars
 
-        store = ParquetStore(app.settings.data_dir / "store")
-        frame = (
-            store.scan("klines", symbol.upper()).filter(pl.col("interval") == interval).collect()
-        )
-        if frame.is_empty():
-            raise ConfigError(
-                f"no {interval} klines of {symbol.upper()} in {store.root}; "
-                "import or ingest some first (tessera data import / tessera ingest)"
-            )
-        return frame, f"store:{symbol.upper()}:{interval}"
-    path = bars or SAMPLE_BARS
-    try:
-        return load_bars(path), str(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
+    want = timeframe or (interval if symbols and not bars else None)
+    loaded = research_bars(
+        app.settings, symbols, want, timerange, bars, console=out, use_backtest_defaults=False
+    )
+    return [(b.frame, f"{b.source} as {b.interval}") for b in loaded]
 
 
 @app.command("list")
@@ -111,7 +101,9 @@ def build(
     ctx: typer.Context,
     features: FeaturesOpt = None,
     bars: BarsOpt = None,
-    symbol: SymbolOpt = None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if cached")] = False,
     plugin: PluginOpt = None,
 ) -> None:
@@ -130,8 +122,21 @@ def build(
         feats = make_features(spec.features)
     except FeatureError as exc:
         raise ConfigError(str(exc)) from exc
-    frame, source = load_bars_for(app, bars, symbol, spec.interval)
     store = FeatureSetStore(spec.output_dir or app.settings.data_dir / "features")
+    for frame, source in load_bars_for(app, bars, symbol, timeframe, timerange, spec.interval):
+        _build_one(store, frame, source, spec, feats, force)
+
+
+def _build_one(
+    store: FeatureSetStore,
+    frame: pl.DataFrame,
+    source: str,
+    spec: FeatureConfig,
+    feats: list[Any],
+    force: bool,
+) -> None:
+    from tessera.features import FeatureError
+
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]features"),
@@ -165,7 +170,9 @@ def check(
     ctx: typer.Context,
     features: FeaturesOpt = None,
     bars: BarsOpt = None,
-    symbol: SymbolOpt = None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
     all_registered: Annotated[
         bool, typer.Option("--all", help="Check every registered feature (default parameters)")
     ] = False,
@@ -180,7 +187,6 @@ def check(
     """
     from tessera.config.models import FeatureSpec
     from tessera.features import FeatureError, make_features, registered
-    from tessera.features.checks import check_feature
 
     app = _app(ctx)
     _import_plugins(plugin)
@@ -190,11 +196,22 @@ def check(
         if all_registered
         else spec.features
     )
-    frame, source = load_bars_for(app, bars, symbol, spec.interval)
     try:
         feats = make_features(specs)
     except FeatureError as exc:
         raise ConfigError(str(exc)) from exc
+    failed = sum(
+        _check_one(frame, source, feats, cuts)
+        for frame, source in load_bars_for(app, bars, symbol, timeframe, timerange, spec.interval)
+    )
+    if failed:
+        out.print(f"[red]{failed} feature(s) failed[/]")
+        raise typer.Exit(1)
+
+
+def _check_one(frame: pl.DataFrame, source: str, feats: list[Any], cuts: int) -> int:
+    from tessera.features.checks import check_feature
+
     table = Table(title=f"Feature checks on {len(frame):,} bars from {source}")
     for col in ("feature", "look-ahead", "parity (max rel. error)", "detail"):
         table.add_column(col)
@@ -226,6 +243,4 @@ def check(
             )
             progress.advance(task)
     out.print(table)
-    if failed:
-        out.print(f"[red]{failed} feature(s) failed[/]")
-        raise typer.Exit(1)
+    return failed
