@@ -27,10 +27,15 @@ def test_report_renders_every_plot_in_chromium(btc_series: BarSeries, tmp_path: 
     dom = subprocess.run(
         [*base, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
-    # plotly.js ran: each of the four figures became an SVG plot with drawn traces
-    assert dom.count('class="main-svg"') >= 4
-    assert dom.count('class="plot-container plotly"') == 4
-    assert "Trade PnL distribution" in dom and "Monthly returns" in dom
+    # plotly.js (the embedded basic bundle) ran: each of the three figures became an SVG plot
+    # with drawn traces: lines for equity, drawdown, price and PnL, markers, histogram bars
+    assert dom.count('class="plot-container plotly"') == 3
+    assert dom.count('class="main-svg"') >= 3
+    assert dom.count('class="scatterlayer mlayer"') >= 3
+    assert dom.count('class="js-line"') >= 5
+    assert dom.count('class="point plotly-customdata"') == len(res.fills)  # a marker per fill
+    assert dom.count('class="point"') >= 5  # histogram bars
+    assert "Trade PnL distribution" in dom and "Daily returns" in dom
     shot = tmp_path / "report.png"
     subprocess.run(
         [*base, f"--screenshot={shot}", "--window-size=1400,2400", report.as_uri()],

@@ -22,12 +22,15 @@ def test_report_is_self_contained_with_all_sections(btc_series: BarSeries, tmp_p
     hold = BacktestEngine(cfg).run([btc_series], [BuyAndHold(["BTCUSDT"])])
     path = write_report(res, btc_series, tmp_path / "r.html", baselines={"buy & hold": hold})
     text = path.read_text()
-    assert text.count('class="plotly-graph-div"') == 4
+    # equity + drawdown, the symbol's price and PnL, the trade PnL distribution
+    assert text.count('class="plotly-graph-div"') == 3
     assert "<script src=" not in text  # plotly.js is inlined: the file opens offline
     for needle in (
         "Equity",
         "Drawdown",
-        "Monthly returns",
+        "Daily returns",  # a one-month run: a daily calendar, not a 12-month heatmap
+        "Per symbol",
+        "MAE",
         "Trade PnL distribution",
         "buy &amp; hold",
         "Sharpe",
