@@ -183,7 +183,7 @@ def bot_env(
     return env
 
 
-def risk_cli(db_url: str, *args: str) -> str:
+def risk_cli(db_url: str, *args: str, code: int = 0) -> str:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
     env.update(TESSERA_DATABASE_URL=db_url, COLUMNS="200")
     done = subprocess.run(
@@ -194,7 +194,7 @@ def risk_cli(db_url: str, *args: str) -> str:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == code, done.stdout + done.stderr
     return done.stdout
 
 
@@ -218,7 +218,7 @@ def test_kill_switch_halts_persists_and_survives_a_restart_until_reset(
     assert "kill-switch engaged" in wait_for(
         "the halt in the log", lambda: "kill-switch engaged" in bot.logs() and bot.logs()
     )
-    status = risk_cli(fresh_postgres_url, "status")
+    status = risk_cli(fresh_postgres_url, "status", code=3)  # 3: halted
     assert "HALTED" in status and "kill_switch" in status, status
     assert "halt cleared" not in bot.logs()  # nobody reset it; the halt watch must agree
     assert bot.stop() == 0
@@ -309,5 +309,5 @@ def test_manual_halt_stops_a_running_bot_within_two_seconds(
     assert metric(bot.metrics(), "tessera_trading_state", 'state="HALTED"') == 1.0
     code, body = bot.readyz()
     assert code == 503 and "halted" in body, body
-    assert "HALTED" in risk_cli(fresh_postgres_url, "status")
+    assert "HALTED" in risk_cli(fresh_postgres_url, "status", code=3)
     assert bot.stop() == 0

@@ -1,26 +1,39 @@
-"""`tessera orders|fills|positions|risk|db`: read and steer the execution database."""
+"""`tessera orders|fills|positions|risk|db`: read and steer the execution database.
+
+Every list and status command takes ``--json``: one JSON document on stdout (the same rows,
+filters and limit as the table; Decimals as strings, times as ISO-8601 UTC and epoch ms).
+``tessera risk status`` exits `EXIT_HALTED` when trading is halted, so a script can test it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tessera.bootstrap import AppContext
-from tessera.execution.persistence import ExecutionStore, migrate, now_ns
+from tessera.console import echo_json, epoch_ms, iso_utc, make_console
+from tessera.execution.orders import Order
+from tessera.execution.persistence import ExecutionStore, StoredFill, migrate, now_ns
+from tessera.execution.position import Position
 from tessera.logging import scrub
 
-out = Console()
+out = make_console()
 orders_app = typer.Typer(help="Orders recorded in the execution database.", no_args_is_help=True)
 fills_app = typer.Typer(help="Fills recorded in the execution database.", no_args_is_help=True)
 risk_app = typer.Typer(help="Trading state and the kill-switch.", no_args_is_help=True)
 db_app = typer.Typer(help="The execution database schema.", no_args_is_help=True)
 
 ACCOUNT = "main"
+# `tessera risk status` exit code when trading is halted (0 when trading); docs/cli.md
+EXIT_HALTED = 3
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="One JSON document on stdout instead of the table")
+]
 
 
 def _store(ctx: typer.Context) -> ExecutionStore:
@@ -46,10 +59,15 @@ def orders_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Newest N orders")] = 50,
     status: Annotated[str | None, typer.Option(help="Only this status, e.g. FILLED")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List orders, newest first: type, prices, fills, status, the order list (OCO) an order
     belongs to and why it was sent (its exit reason when it closes a position)."""
     store = _store(ctx)
+    if as_json:
+        echo_json([_order_json(o) for o in store.list_orders(limit, status)])
+        store.close()
+        return
     table = Table(title="orders")
     for col in (
         "created (UTC)",
@@ -94,10 +112,15 @@ def fills_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Newest N fills")] = 50,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List fills, newest first (one row per exchange trade id), each with the reason of its
     order: the exit reason (stop_loss, take_profit, ...) when the fill closes a position."""
     store = _store(ctx)
+    if as_json:
+        echo_json([_fill_json(sf) for sf in store.list_fills(limit, symbol)])
+        store.close()
+        return
     table = Table(title="fills")
     for col in (
         "time (UTC)",
@@ -132,9 +155,13 @@ def fills_list(
     store.close()
 
 
-def positions(ctx: typer.Context) -> None:
+def positions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Positions per symbol and strategy, with average price and realized PnL."""
     store = _store(ctx)
+    if as_json:
+        echo_json([_position_json(p) for p in store.positions()])
+        store.close()
+        return
     table = Table(title="positions")
     for col in ("symbol", "strategy", "qty", "avg price", "realized PnL", "fees", "updated (UTC)"):
         table.add_column(col)
@@ -153,18 +180,95 @@ def positions(ctx: typer.Context) -> None:
 
 
 @risk_app.command("status")
-def risk_status(ctx: typer.Context) -> None:
-    """Show whether trading is halted, since when and why."""
+def risk_status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Show whether trading is halted, since when and why. Exit code 0 when trading is active,
+    3 when it is halted (a script can test the state without reading the text)."""
     store = _store(ctx)
     halt = store.load_halt(ACCOUNT)
-    if halt is None:
+    store.close()
+    if as_json:
+        echo_json(_halt_json(halt))
+    elif halt is None:
         out.print("trading state: [green]ACTIVE[/] (no persisted halt)")
     else:
         out.print(
             f"trading state: [bold red]HALTED[/] since {_ts(halt['ts'])} UTC — "
             f"reason: {halt['reason']} (drawdown {halt['drawdown_pct']:.2f}%)"
         )
-    store.close()
+    if halt is not None:
+        raise typer.Exit(EXIT_HALTED)
+
+
+def _order_json(o: Order) -> dict[str, Any]:
+    """An `orders list` row for ``--json``: the table's columns, unformatted."""
+    return {
+        "created": iso_utc(o.ts_created),
+        "created_ms": epoch_ms(o.ts_created),
+        "client_order_id": o.client_order_id,
+        "strategy": o.strategy,
+        "symbol": o.symbol,
+        "side": o.side,
+        "type": o.type,
+        "qty": o.qty,
+        "price": o.price,
+        "stop_price": o.stop_price,
+        "filled_qty": o.filled_qty,
+        "avg_price": o.avg_price,
+        "status": o.status,
+        "list_id": o.list_id or None,
+        "reason": o.reason,
+        "reduce_only": o.reduce_only,
+    }
+
+
+def _fill_json(sf: StoredFill) -> dict[str, Any]:
+    """A `fills list` row for ``--json``: the table's columns, the fee and its asset apart."""
+    f = sf.fill
+    return {
+        "time": iso_utc(f.ts_event),
+        "time_ms": epoch_ms(f.ts_event),
+        "trade_id": f.trade_id,
+        "client_order_id": f.client_order_id,
+        "strategy": f.strategy,
+        "symbol": f.symbol,
+        "side": f.side,
+        "qty": f.qty,
+        "price": f.price,
+        "fee": f.fee,
+        "fee_asset": f.fee_asset,
+        "liquidity": f.liquidity,
+        "reason": sf.reason,
+    }
+
+
+def _position_json(p: Position) -> dict[str, Any]:
+    """A `positions` row for ``--json``; ``avg_price`` is null when flat, as the table's cell
+    is empty."""
+    return {
+        "symbol": p.symbol,
+        "strategy": p.strategy,
+        "qty": p.qty,
+        "avg_price": p.avg_price if p.qty else None,
+        "realized_pnl": p.realized_pnl,
+        "fees_quote": p.fees_quote,
+        "updated": iso_utc(p.ts_last),
+        "updated_ms": epoch_ms(p.ts_last),
+    }
+
+
+def _halt_json(halt: dict[str, Any] | None) -> dict[str, Any]:
+    """`risk status --json`: the state, and since when, why and at what drawdown if halted."""
+    if halt is None:
+        return {"state": "ACTIVE", "halted": False}
+    return {
+        "state": "HALTED",
+        "halted": True,
+        "since": iso_utc(halt["ts"]),
+        "since_ms": epoch_ms(halt["ts"]),
+        "reason": halt["reason"],
+        "drawdown_pct": halt["drawdown_pct"],
+        "equity_peak": halt["equity_peak"],
+    }
 
 
 @risk_app.command("halt")
