@@ -47,7 +47,6 @@ class StrictModel(BaseModel):
 class DataConfig(StrictModel):
     """Market data: what to ingest, from where, and where to store it."""
 
-    exchange: str = Field("binance", description="Exchange id used in store partitions")
     symbols: list[Symbol] = Field(
         default_factory=lambda: ["BTCUSDT"],
         min_length=1,

@@ -38,7 +38,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from tessera.config.errors import ConfigError, _loc_to_path, _short
+from tessera.config.errors import ConfigError, _line_of, _loc_to_path, _short
 from tessera.config.loader import load_yaml, read_yaml_mapping
 from tessera.config.models import (
     SECTION_MODELS,
@@ -65,7 +65,33 @@ REMOVED_SETTINGS = {
     "wss://stream.testnet.binance.vision), set exchange.api_key/api_secret to the testnet's "
     "keys, and run `tessera run --mode live --i-understand-live-trading`: every endpoint that "
     "receives signed requests goes through the live gate",
+    "data.exchange": "this setting was removed: it was never read. Data ingested or downloaded "
+    "from Binance is stored under exchange=binance; the venue Tessera connects to is "
+    "exchange.name (in tessera.yaml or TESSERA_EXCHANGE__NAME)",
 }
+# ccxt exchange ids Tessera can trade on and take market data from, and what each one means.
+# The order adapter, the market-data feed, the bulk download and the simulator all speak
+# Binance's spot API; another venue needs its own adapter, not a different id.
+SUPPORTED_EXCHANGES: dict[str, str] = {"binance": "binance (spot)"}
+
+
+def require_supported_exchange(name: str, use: str = "trading") -> str:
+    """``name`` (the ``exchange.name`` setting) as the ccxt exchange id, or `ConfigError`.
+
+    ``use`` says what it is for ("trading", "market data") in the message. Called where a
+    command starts trading (`tessera.live.assembly.bot_options`) and by `CcxtExchange`, so an
+    unsupported venue stops the start instead of being ignored.
+    """
+    if name in SUPPORTED_EXCHANGES:
+        return name
+    venues = ", ".join(SUPPORTED_EXCHANGES.values())
+    raise ConfigError(
+        f"exchange.name {name!r} is not supported for {use}: Tessera trades {venues} only (its "
+        "order adapter, market-data feed and simulator speak Binance's spot API). Set "
+        f"exchange.name to one of {sorted(SUPPORTED_EXCHANGES)} in {TOP_LEVEL_YAML} or "
+        "TESSERA_EXCHANGE__NAME (or remove it: binance is the default); for a Binance-compatible "
+        "endpoint such as the testnet, set exchange.rest_url and exchange.ws_url instead."
+    )
 
 
 class ExchangeSettings(BaseModel):
@@ -73,7 +99,11 @@ class ExchangeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("binance", description="ccxt exchange id")
+    name: str = Field(
+        "binance",
+        description="ccxt exchange id of the venue: binance (spot) is the only one supported; "
+        "`tessera run` refuses any other (exit 2)",
+    )
     api_key: SecretStr | None = Field(
         None, description="API key (needed for paper-on-exchange/live)"
     )
@@ -84,7 +114,13 @@ class ExchangeSettings(BaseModel):
         "(checked at start), live mode: any endpoint (a testnet too), behind the live gate",
     )
     ws_url: str | None = Field(None, description="Websocket base URL of the exchange")
-    recv_window_ms: int = Field(5000, gt=0, le=60000, description="Signed-request validity window")
+    recv_window_ms: int = Field(
+        5000,
+        gt=0,
+        le=60000,
+        description="Signed-request validity window (ms), sent as recvWindow with every signed "
+        "request; an order whose answer is lost is closed as never placed only after it (+2 s)",
+    )
 
     def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
         return redacted_repr_args(super().__repr_args__())
@@ -233,8 +269,19 @@ def read_yaml_layers(config_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
         path = config_dir / f"{section}.yaml"
         if not path.is_file():
             continue
+        data, node = read_yaml_mapping(path)
+        removed = [key for key in data if f"{section}.{key}" in REMOVED_SETTINGS]
+        if removed:  # before the model's "unknown key": say what replaced it
+            raise ConfigError(
+                f"{path}: "
+                + "; ".join(
+                    f"`{section}.{key}` (line {_line_of(node, (key,))}): "
+                    + REMOVED_SETTINGS[f"{section}.{key}"]
+                    for key in removed
+                )
+                + "."
+            )
         load_yaml(path, model)  # raises ConfigError naming this file
-        data, _ = read_yaml_mapping(path)
         values[section] = data
         origin[section] = str(path)
     return values, origin

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import ccxt.async_support as ccxt_async
 import orjson
 
+from tessera.config.settings import require_supported_exchange
 from tessera.execution.exchange import (
     BINANCE_STATUS,
     AuthError,
@@ -163,9 +164,14 @@ class CcxtExchange:
         limiter: RateLimiter | None = None,
         clock: ExchangeClock | None = None,
     ) -> None:
-        """``clock``: the exchange clock to sign with (shared with the bot); None builds one on
-        this client's ``GET /api/v3/time``, paced by ``limiter`` and closed with this client."""
-        cls = getattr(ccxt_async, exchange_id)
+        """``exchange_id``: the ccxt id (the ``exchange.name`` setting; anything but a venue of
+        `SUPPORTED_EXCHANGES` is a `ConfigError`: this adapter speaks Binance's spot API).
+        ``timeout_ms``: how long a request may go unanswered before its outcome is unknown (the
+        bot passes ``live.order_timeout_s``). ``recv_window_ms``: sent as ``recvWindow`` with
+        every signed request (``exchange.recv_window_ms``). ``clock``: the exchange clock to
+        sign with (shared with the bot); None builds one on this client's ``GET /api/v3/time``,
+        paced by ``limiter`` and closed with this client."""
+        cls = getattr(ccxt_async, require_supported_exchange(exchange_id))
         self.limiter = limiter
         self.client: Any = cls(
             {

@@ -103,8 +103,9 @@ MS = 1_000_000
 # how long the warm-up waits for a market frame to close bars by: Binance pushes every kline
 # stream every 1-2 s, traded or not; a replay that has not started sends none
 FIRST_FRAME_WAIT_S = 5.0
-# recvWindow (5 s, Binance's default and ours) plus a margin for clock skew
-UNKNOWN_AFTER_NS = 7_000_000_000
+# An order request older than the recvWindow (``exchange.recv_window_ms``, 5 s by default)
+# plus this margin for clock skew can no longer be accepted: "not found" is then final.
+UNKNOWN_MARGIN_NS = 2_000_000_000
 
 
 class _ShutdownWatchdog:
@@ -253,6 +254,9 @@ class BotOptions:
     shutdown_timeout_s: float = 30.0
     # an order request unanswered this long has an unknown outcome (resolved by client order id)
     order_timeout_s: float = 10.0
+    # the venue's ccxt id (``exchange.name``) and the recvWindow of signed requests
+    exchange_id: str = "binance"
+    recv_window_ms: int = 5_000
     # the market data has ended (a finished replay): the bot stops, saying so, instead of idling
     end_of_data: Callable[[], bool] | None = None
     # a strategy raising this many times in a row is paused (the others trade on; exit 1)
@@ -291,6 +295,7 @@ class TradingBot:
     def __init__(self, options: BotOptions) -> None:
         self.o = options
         self.symbols = [s.upper() for s in options.symbols]
+        self.unknown_after_ns = options.recv_window_ms * MS + UNKNOWN_MARGIN_NS
         self.health = HealthState()
         self.stopping = asyncio.Event()
         self.last_prices: dict[str, Decimal] = {}
@@ -380,17 +385,10 @@ class TradingBot:
             )
             self.exchange = self.paper
         else:
-            from tessera.execution.ccxt_exchange import CcxtExchange
+            from tessera.live.assembly import exchange_client
 
             self.paper = None
-            self.exchange = CcxtExchange(
-                o.rest_url,
-                o.api_key,
-                o.api_secret,
-                limiter=self.limiter,
-                clock=self.clock,
-                timeout_ms=int(o.order_timeout_s * 1000),
-            )
+            self.exchange = exchange_client(o, limiter=self.limiter, clock=self.clock)
         self.observer = MetricsOrderObserver(o.quote_asset)
         self.wire = WireTimedExchange(self.exchange)
         self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
@@ -578,7 +576,7 @@ class TradingBot:
                     "checks the account and runs `tessera risk reset --by NAME`"
                 )
             await self._load_balances()
-            self.manager.settle_ns = UNKNOWN_AFTER_NS  # from now on this process sends orders
+            self.manager.settle_ns = self.unknown_after_ns  # from now on this process sends
             # orders resting from an earlier run are the strategies' too: open_orders lists
             # them, cancel_order reaches them, their fills update the same objects
             for order in self.store.open_orders():
@@ -1114,7 +1112,7 @@ class TradingBot:
         longer be accepted, so "not found" is then final and the order is closed."""
         while True:
             await asyncio.sleep(1.0)
-            cutoff = time.time_ns() - UNKNOWN_AFTER_NS
+            cutoff = time.time_ns() - self.unknown_after_ns
             if any(
                 o.status is OrderStatus.SUBMITTED and (o.ts_last or o.ts_created) < cutoff
                 for o in list(self.manager.live.values())
