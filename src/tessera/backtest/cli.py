@@ -291,7 +291,7 @@ def backtest(
         hold = strategy_class("buy_and_hold")(symbols)
         results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run(all_series, [hold])
     out.print(_summary(results, elapsed, n_bars))
-    target = out_dir or app.settings.data_dir / "reports" / app.run_id
+    target = out_dir or (cfg.report_dir or app.settings.data_dir / "reports") / app.run_id
     files = result.save(target)
     out.print(f"results: [bold]{files['metrics']}[/] (+ equity/fills/trades .parquet)")
     if report is not None:
@@ -299,7 +299,8 @@ def backtest(
             result,
             all_series[0] if len(all_series) == 1 else all_series,
             report,
-            title=f"{name} on {', '.join(b.title for b in loaded)}",
+            title=f"{name} on {', '.join(b.symbol for b in loaded)}",
+            venue=", ".join(sorted({b.venue for b in loaded})),
             baselines={k: v for k, v in results.items() if k != name},
             notes={
                 "data": "; ".join(b.describe() for b in loaded),
