@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from rich.console import Console, RenderableType
+from rich.console import RenderableType
 from rich.panel import Panel
 from rich.progress import Progress
 from rich.table import Table
@@ -34,10 +34,11 @@ from tessera.backtest.results import BacktestResult
 from tessera.backtest.vectorized import sweep_sma_cross
 from tessera.bootstrap import AppContext, bootstrap
 from tessera.config import load_settings
+from tessera.console import make_console
 from tessera.logging import configure_logging
 from tessera.strategies import BollingerMeanReversion, BuyAndHold, ModelSignalStrategy, SmaCross
 
-console = Console()
+console = make_console()
 
 
 @dataclass

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import numpy as np
 import polars as pl
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
@@ -19,6 +18,7 @@ from tessera.backtest.report import write_report
 from tessera.backtest.results import BacktestResult
 from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
+from tessera.console import make_console
 from tessera.data.research_cli import (
     BarsOpt,
     SymbolsOpt,
@@ -31,7 +31,7 @@ from tessera.strategies import StrategyParamError, strategy_class
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 log = get_logger(__name__)
-out = Console()
+out = make_console()
 
 
 def _ctx(ctx: typer.Context) -> AppContext:

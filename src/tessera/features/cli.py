@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, load_yaml
+from tessera.console import make_console
 from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt
 
 if TYPE_CHECKING:
     from tessera.features.store import FeatureSetStore
 
-out = Console()
+out = make_console()
 app = typer.Typer(
     help="Feature library: list the registered features, build feature sets, check them.",
     no_args_is_help=True,

@@ -10,19 +10,19 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from tessera.bootstrap import AppContext
 from tessera.config.errors import ConfigError
 from tessera.config.models import ParamValue, StrategyRef
 from tessera.config.urls import redact_url
+from tessera.console import make_console
 from tessera.logging import configure_logging, get_logger, register_secret, scrub
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 if TYPE_CHECKING:
     from tessera.sim.server import SimulatorThread
 
-out = Console(stderr=True)
+out = make_console(stderr=True)
 log = get_logger(__name__)
 
 SIM_KEY = "tessera-sim-key"

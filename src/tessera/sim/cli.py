@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from tessera.console import make_console
 from tessera.sim.market import SimMarket
 from tessera.sim.recording import recording_paths
 from tessera.sim.server import ExchangeSimulator
@@ -18,7 +18,7 @@ app = typer.Typer(
     help="A local Binance spot exchange (REST + websockets) replaying recorded real market data.",
     no_args_is_help=True,
 )
-out = Console()
+out = make_console()
 
 
 @app.callback()

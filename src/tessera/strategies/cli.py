@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tessera.config.errors import ConfigError
+from tessera.console import make_console
 from tessera.strategies.base import registered_strategies
 from tessera.strategies.loader import (
     DEFAULT_STRATEGY_PATH,
@@ -31,7 +31,7 @@ from tessera.strategies.template import check_strategy_name, render_template
 if TYPE_CHECKING:
     from tessera.config.settings import TesseraSettings
 
-out = Console()
+out = make_console()
 
 StrategyPathOption = Annotated[
     Path | None,
