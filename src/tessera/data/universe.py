@@ -79,7 +79,8 @@ class TimeRange:
             if not _RANGE_PART.match(part):
                 raise ConfigError(
                     f"--timerange {text!r}: {part!r} is neither a date YYYYMMDD[HHMM] nor epoch "
-                    "seconds"
+                    "seconds; expected START-END as YYYYMMDD-YYYYMMDD (20220101-20220115, "
+                    "20220101- or -20220115)"
                 )
         rng = cls(_point(start_s, text), _point(end_s, text))
         if rng.start_ns is not None and rng.end_ns is not None and rng.start_ns >= rng.end_ns:
