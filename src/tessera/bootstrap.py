@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import secrets
 import time
@@ -66,7 +67,8 @@ def bootstrap(settings: TesseraSettings, run_id: str | None = None) -> AppContex
     bind_context(run_id=run_id)
     seeded = seed_everything(settings.seed, torch="lazy")
     set_build_info(__version__, platform.python_version(), settings.mode)
-    DRAWDOWN_LIMIT_PCT.set(settings.risk.max_drawdown_pct)
+    # max_drawdown_pct null (kill-switch off): an infinite limit, never approached
+    DRAWDOWN_LIMIT_PCT.set(settings.risk.max_drawdown_pct or math.inf)
     log.debug(
         "bootstrap complete",
         mode=settings.mode,

@@ -12,7 +12,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    field_validator,
+    model_validator,
+)
 
 from tessera.config.urls import redacted_repr_args
 
@@ -29,6 +37,8 @@ SymbolRef = Annotated[
 Interval = Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
 StreamKind = Literal["trade", "aggTrade", "kline", "depth", "bookTicker"]
 ParamValue = int | float | str | bool
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
 
 
 class StrictModel(BaseModel):
@@ -310,33 +320,133 @@ class LiveConfig(StrictModel):
 # --- risk -----------------------------------------------------------------------------------
 
 
-class RiskConfig(StrictModel):
-    """Pre-trade limits and the drawdown kill-switch."""
+class EquityFraction:
+    """A limit written as a share of the current equity: ``"50%"`` is ``EquityFraction(0.5)``.
 
-    max_order_notional: Decimal = Field(Decimal("10000"), gt=0, description="Per order, quote ccy")
-    max_position_notional: Decimal = Field(
-        Decimal("10000"), gt=0, description="Per symbol |position|, quote ccy"
+    A fixed quote amount stops a compounding strategy once its equity outgrows it (a
+    ``max_order_notional`` equal to the starting cash lets it trade until its first gain); a
+    fraction follows the equity. `limit` resolves it against the equity the caller knows.
+    Not a dataclass on purpose: pydantic-settings would then read an environment value as JSON.
+    """
+
+    __slots__ = ("fraction",)
+
+    def __init__(self, fraction: Decimal) -> None:
+        if not fraction.is_finite() or fraction <= 0:
+            raise ValueError(f"a fraction of equity must be above 0%, got {fraction * 100}%")
+        self.fraction = fraction
+
+    @classmethod
+    def parse(cls, text: str) -> EquityFraction:
+        """``"50%"``, ``"2.5 %"``, ``"150%"`` -> the fraction; anything else is a ValueError."""
+        body = text.strip()
+        if not body.endswith("%"):
+            raise ValueError(f"{text!r} is not a percentage like '50%'")
+        try:
+            pct = Decimal(body[:-1].strip())
+        except ArithmeticError:
+            raise ValueError(f"{text!r} is not a percentage like '50%'") from None
+        return cls(pct / HUNDRED)
+
+    def limit(self, equity: Decimal) -> Decimal:
+        """The limit in quote currency at this equity (none at all when equity is <= 0)."""
+        return max(equity, ZERO) * self.fraction
+
+    def __str__(self) -> str:
+        return f"{format((self.fraction * HUNDRED).normalize(), 'f')}%"
+
+    def __repr__(self) -> str:
+        return f"EquityFraction({self})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EquityFraction) and other.fraction == self.fraction
+
+    def __hash__(self) -> int:
+        return hash(self.fraction)
+
+
+def parse_notional(value: object) -> Decimal | EquityFraction:
+    """A notional limit as written in YAML or the environment: a quote amount (``10000``) or a
+    fraction of equity (``"50%"``). Booleans and non-positive or non-finite amounts are errors."""
+    if isinstance(value, EquityFraction):
+        return value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return EquityFraction.parse(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError(
+            "a notional limit is a quote amount (10000) or a fraction of equity ('50%')"
+        )
+    try:
+        amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except ArithmeticError:
+        raise ValueError(
+            f"{value!r} is neither a quote amount (10000) nor a fraction of equity ('50%')"
+        ) from None
+    if not amount.is_finite() or amount <= 0:
+        raise ValueError(f"a notional limit must be a finite amount above 0, got {value!r}")
+    return amount
+
+
+def _dump_notional(value: Decimal | EquityFraction) -> str:
+    return str(value)
+
+
+# A notional limit: a quote amount (Decimal) or a fraction of the current equity.
+NotionalLimit = Annotated[
+    Decimal | EquityFraction,
+    PlainValidator(parse_notional),
+    PlainSerializer(_dump_notional, return_type=str, when_used="json"),
+]
+_OFF = frozenset({"null", "none", "off"})
+
+
+class RiskConfig(StrictModel):
+    """Pre-trade limits and the drawdown kill-switch.
+
+    The notional caps take a quote amount or a fraction of the current equity (``"50%"``);
+    `RiskEngine` resolves fractions on every check. ``max_drawdown_pct: null`` turns the
+    kill-switch off (the default stays 10 % so that live trading is guarded unless a person
+    says otherwise).
+    """
+
+    max_order_notional: NotionalLimit = Field(
+        Decimal("10000"), description="Per order: quote amount, or fraction of equity like '50%'"
     )
-    max_gross_exposure: Decimal = Field(
-        Decimal("20000"), gt=0, description="Sum of |positions|, quote ccy"
+    max_position_notional: NotionalLimit = Field(
+        Decimal("10000"), description="Per symbol |position|: quote amount or '50%' of equity"
+    )
+    max_gross_exposure: NotionalLimit = Field(
+        Decimal("20000"), description="Sum of |positions|: quote amount or '150%' of equity"
     )
     price_band_pct: float = Field(
         2.0, gt=0, le=100, description="Limit price at most this far from the last price"
     )
     max_open_orders: int = Field(20, gt=0, description="Open orders across all symbols")
     max_orders_per_second: float = Field(5.0, gt=0, description="Order submissions per second")
-    max_drawdown_pct: float = Field(
-        10.0, gt=0, le=100, description="Kill-switch: halt at this drawdown from peak"
+    max_drawdown_pct: float | None = Field(
+        10.0,
+        gt=0,
+        le=100,
+        description="Kill-switch: halt at this drawdown from peak; null turns it off",
     )
     reduce_only_drawdown_pct: float | None = Field(
         None, gt=0, le=100, description="Optional: only reducing orders beyond this drawdown"
     )
     flatten_on_halt: bool = Field(False, description="Close positions when the kill-switch fires")
 
+    @field_validator("max_drawdown_pct", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        # an environment variable cannot be YAML's null: TESSERA_RISK__MAX_DRAWDOWN_PCT=off
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
+        return value
+
     @model_validator(mode="after")
     def _order(self) -> RiskConfig:
         if (
             self.reduce_only_drawdown_pct is not None
+            and self.max_drawdown_pct is not None
             and self.reduce_only_drawdown_pct >= self.max_drawdown_pct
         ):
             raise ValueError("reduce_only_drawdown_pct must be below max_drawdown_pct")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal as os_signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -442,7 +443,7 @@ class TradingBot:
             strategies=lambda: [s.strategy_id for s in self.strategies],
             on_actions=self.halt.on_actions,
         )
-        metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct)
+        metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct or math.inf)  # null: off
         metrics.set_trading_state("ACTIVE")
         metrics.KILL_SWITCH_ENGAGED.set(0)
         zero_counters(self.symbols)

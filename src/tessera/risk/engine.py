@@ -9,10 +9,27 @@ States:
 - ACTIVE: every check applies.
 - REDUCING: only orders that shrink an existing position pass (optional, entered when the
   drawdown passes ``reduce_only_drawdown_pct``; back to ACTIVE when it recovers below it).
-- HALTED: nothing passes but reduce-only orders that do reduce (the kill-switch's flatten, a
-  protective exit): refusing those would hold the very risk the halt is about. Entered by the
-  kill-switch (drawdown >= ``max_drawdown_pct``) or by hand, and left only by an explicit
-  `reset` from a person — never automatically.
+- HALTED: no order that adds risk passes. Entered by the kill-switch (drawdown >=
+  ``max_drawdown_pct``; ``None`` turns it off) or by hand, and left only by an explicit `reset`
+  from a person — never automatically.
+
+Reducing orders (the rule every check follows). An order *reduces* when it is on the other side
+of the account's net position on its symbol and no larger than it (it shrinks the position
+without flipping it), whether or not it is flagged ``reduce_only``. Refusing such an order would
+hold the very risk a limit is about, so:
+
+- the entry limits never deny it: ``max_order_notional``, ``max_position_notional``,
+  ``max_gross_exposure``, the REDUCING zone, and the kill-switch's halt (a strategy's own
+  stop-loss still leaves after the drawdown halt);
+- a halt by hand or by reconciliation lets through only reducing orders flagged ``reduce_only``
+  (a flatten): a person stopped the bot, and an unflagged order is the strategy trading on;
+- a reducing ``reduce_only`` order passes a halt (either kind) without any other check (the
+  flatten must go out whatever the caps, band or rate say); any other reducing order still
+  meets the operational checks: ``price_band``, ``max_open_orders``, ``order_rate``.
+
+Notional caps are a quote amount or a fraction of equity (`EquityFraction`, ``"50%"``),
+resolved against ``AccountView.equity`` when the caller gives it, else the equity of the last
+`update_equity`; with neither known, a fractional cap denies the orders it applies to.
 """
 
 from __future__ import annotations
@@ -24,7 +41,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from tessera.config.models import RiskConfig
+from tessera.config.models import EquityFraction, RiskConfig
 from tessera.execution.orders import OrderSide, OrderType
 
 ZERO = Decimal(0)
@@ -52,6 +69,14 @@ class DenialReason(StrEnum):
     KILL_SWITCH = "kill_switch"
 
 
+# the RiskConfig field behind each notional denial
+_LIMIT_FIELD = {
+    DenialReason.MAX_ORDER_NOTIONAL: "max_order_notional",
+    DenialReason.MAX_POSITION: "max_position_notional",
+    DenialReason.MAX_GROSS_EXPOSURE: "max_gross_exposure",
+}
+
+
 class RiskAction(StrEnum):
     CANCEL_ALL = "cancel_all"
     FLATTEN = "flatten"
@@ -77,6 +102,9 @@ class AccountView:
     positions: Mapping[str, Decimal]  # signed base quantity per symbol
     last_prices: Mapping[str, Decimal]
     open_orders: int = 0
+    # marked-to-market equity now, for caps written as a fraction of equity ("50%"); None: the
+    # engine uses the equity of its last update_equity
+    equity: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +158,7 @@ class RiskEngine:
     halt: HaltRecord | None = None
     equity_peak: Decimal = ZERO
     drawdown_pct: float = 0.0
+    equity: Decimal | None = None  # of the last update_equity
     _sent: deque[int] = field(default_factory=deque)
     _peak_f: float = 0.0
 
@@ -151,14 +180,14 @@ class RiskEngine:
             # the flatten of a halt: no cap, band or rate may keep the risk on
             return RiskDecision.ok()
         if self.state is TradingState.HALTED:
-            reason = (
-                DenialReason.KILL_SWITCH
-                if self.halt and self.halt.reason == "kill_switch"
-                else DenialReason.HALTED
-            )
-            return RiskDecision.deny(
-                reason, f"trading halted: {self.halt.reason if self.halt else ''}"
-            )
+            kill_switch = self.halt is not None and self.halt.reason == "kill_switch"
+            # the drawdown halt is a limit on entries: an exit (the strategy's stop) goes on to
+            # the operational checks; a halt by a person stops the strategy's own orders too
+            if not (kill_switch and reduces):
+                reason = DenialReason.KILL_SWITCH if kill_switch else DenialReason.HALTED
+                return RiskDecision.deny(
+                    reason, f"trading halted: {self.halt.reason if self.halt else ''}"
+                )
         if self.state is TradingState.REDUCING and not reduces:
             return RiskDecision.deny(DenialReason.REDUCING_ONLY, "only reducing orders allowed")
 
@@ -168,11 +197,10 @@ class RiskEngine:
             return RiskDecision.deny(DenialReason.PRICE_BAND, f"no price known for {intent.symbol}")
         notional = intent.qty * price
         # a reducing order is never capped: refusing an exit would hold the risk it removes
-        if notional > cfg.max_order_notional and not reduces:
-            return RiskDecision.deny(
-                DenialReason.MAX_ORDER_NOTIONAL,
-                f"order notional {notional} > {cfg.max_order_notional}",
-            )
+        if not reduces:
+            cap = self._cap(cfg.max_order_notional, account)
+            if cap is None or notional > cap:
+                return self._over(DenialReason.MAX_ORDER_NOTIONAL, "order notional", notional, cap)
         if intent.price is not None and last is not None:
             band = abs(intent.price / last - 1) * HUNDRED
             if band > Decimal(str(cfg.price_band_pct)):
@@ -181,21 +209,17 @@ class RiskEngine:
                 )
         if not reduces:
             new_position = abs(position + signed) * price
-            if new_position > cfg.max_position_notional:
-                return RiskDecision.deny(
-                    DenialReason.MAX_POSITION,
-                    f"position notional {new_position} > {cfg.max_position_notional}",
-                )
+            cap = self._cap(cfg.max_position_notional, account)
+            if cap is None or new_position > cap:
+                return self._over(DenialReason.MAX_POSITION, "position notional", new_position, cap)
             gross = ZERO
             for sym, qty in account.positions.items():
                 if sym != intent.symbol:
                     gross += abs(qty) * account.last_prices.get(sym, ZERO)
             gross += new_position
-            if gross > cfg.max_gross_exposure:
-                return RiskDecision.deny(
-                    DenialReason.MAX_GROSS_EXPOSURE,
-                    f"gross exposure {gross} > {cfg.max_gross_exposure}",
-                )
+            cap = self._cap(cfg.max_gross_exposure, account)
+            if cap is None or gross > cap:
+                return self._over(DenialReason.MAX_GROSS_EXPOSURE, "gross exposure", gross, cap)
         if account.open_orders >= cfg.max_open_orders:
             return RiskDecision.deny(
                 DenialReason.MAX_OPEN_ORDERS, f"{account.open_orders} open orders"
@@ -207,6 +231,25 @@ class RiskEngine:
                 DenialReason.ORDER_RATE, f"{len(self._sent)} orders in the last second"
             )
         return RiskDecision.ok()
+
+    def _cap(self, limit: Decimal | EquityFraction, account: AccountView) -> Decimal | None:
+        """A notional cap in quote currency now; None when it is a fraction of an equity that
+        nobody has told the engine yet."""
+        if isinstance(limit, Decimal):
+            return limit
+        equity = account.equity if account.equity is not None else self.equity
+        return limit.limit(equity) if equity is not None else None
+
+    def _over(
+        self, reason: DenialReason, what: str, value: Decimal, cap: Decimal | None
+    ) -> RiskDecision:
+        if cap is None:
+            return RiskDecision.deny(
+                reason, f"{reason.value} is a fraction of equity and no equity is known yet"
+            )
+        limit = getattr(self.config, _LIMIT_FIELD[reason])
+        shown = f"{cap:.2f} ({limit} of equity)" if isinstance(limit, EquityFraction) else cap
+        return RiskDecision.deny(reason, f"{what} {value} > {shown}")
 
     def record_sent(self, now_ns: int) -> None:
         """Count an order that passed and was sent (for the orders-per-second limit)."""
@@ -220,14 +263,20 @@ class RiskEngine:
         Drawdown is a float percentage (it is a gauge, not money); the peak is kept exactly.
         """
         eq = float(equity)
+        self.equity = equity if isinstance(equity, Decimal) else Decimal(repr(equity))
         if eq > self._peak_f:
             self._peak_f = eq
-            self.equity_peak = equity if isinstance(equity, Decimal) else Decimal(repr(equity))
+            self.equity_peak = self.equity
         peak = self._peak_f
         self.drawdown_pct = max((peak - eq) / peak * 100.0, 0.0) if peak > 0 else 0.0
         self.listener.on_drawdown(eq, peak, self.drawdown_pct)
         cfg = self.config
-        if self.state is not TradingState.HALTED and self.drawdown_pct >= cfg.max_drawdown_pct:
+        limit = cfg.max_drawdown_pct  # None: the kill-switch is off
+        if (
+            limit is not None
+            and self.state is not TradingState.HALTED
+            and self.drawdown_pct >= limit
+        ):
             self._set_halt(HaltRecord("kill_switch", ts, self.drawdown_pct))
             return [RiskAction.CANCEL_ALL, *([RiskAction.FLATTEN] if cfg.flatten_on_halt else [])]
         threshold = cfg.reduce_only_drawdown_pct
