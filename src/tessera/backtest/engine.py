@@ -20,6 +20,13 @@ reduce-only sell is cut to it), and a buy only the cash it has. Target positions
 `execution.sizing` (a flip closes first) and the kill-switch flattens with reduce-only orders
 (reason ``kill_switch``) that pass the risk engine like every other order.
 
+Risk: the engine applies the `RiskConfig` it is given (None: no limits at all), the one the
+live bot would run with, and makes what it did impossible to miss: the halt (its bar, the
+account it found: `HaltSnapshot`) and every denial feed ``result.risk`` (`RiskSummary`), the
+JSON and `risk_summary_lines`. The pre-trade check is given the exact equity, so caps written
+as a fraction of equity (``"100%"``) follow a compounding strategy; an order that reduces a
+position passes every entry limit, the drawdown halt included (`tessera.risk.engine`).
+
 Orders decided at a bar's close arrive ``latency_ms`` later; with ``fill_at="close"`` market
 orders fill at the deciding bar's close instead (the convention of backtesting.py's
 ``trade_on_close`` and vectorbt's ``from_signals`` on close prices).
@@ -39,7 +46,7 @@ from decimal import Decimal
 import numpy as np
 
 from tessera.backtest.data import BarSeries
-from tessera.backtest.results import BacktestResult, FillRecord, build_result
+from tessera.backtest.results import BacktestResult, FillRecord, HaltSnapshot, build_result
 from tessera.config.models import BacktestConfig, RiskConfig
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.filters import SymbolFilters
@@ -312,6 +319,7 @@ class BacktestEngine:
         self.fill_records: list[FillRecord] = []
         self.denials: list[tuple[int, str, str]] = []
         self.halted_at: int | None = None
+        self.halt: HaltSnapshot | None = None
         self._ids = ClientOrderIdGenerator("backtest")
         self._trade_seq = 0
         self._strategies = {st.strategy_id: st for st in strategies}
@@ -363,6 +371,8 @@ class BacktestEngine:
             portfolio=self.portfolio,
             denials=self.denials,
             halted_at=self.halted_at,
+            risk_config=self.risk_config,
+            halt=self.halt,
         )
 
     # --- the loop -------------------------------------------------------------------------------
@@ -488,7 +498,18 @@ class BacktestEngine:
         assert self.risk is not None
         actions = self.risk.update_equity(equity, self.now)
         if actions:
-            self.halted_at = self.now
+            if self.halted_at is None and self.risk.halt is not None:
+                # the account as the halt found it, for the result's frozen-position return
+                quote = self.portfolio.quote_asset
+                self.halted_at = self.now
+                self.halt = HaltSnapshot(
+                    ts=self.now,
+                    reason=self.risk.halt.reason,
+                    drawdown_pct=self.risk.halt.drawdown_pct,
+                    equity=_d(equity),
+                    cash=self.portfolio.cash.get(quote, ZERO),
+                    positions={s: q for s, q in self.portfolio.net_positions().items() if q},
+                )
             if RiskAction.CANCEL_ALL in actions:
                 for order in list(self.working):
                     self.cancel(order.client_order_id)
@@ -587,6 +608,7 @@ class BacktestEngine:
                 k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
             },
             open_orders=len(self.working),
+            equity=self.portfolio.equity(),  # caps written as "50%" of equity resolve on it
         )
         filters = self.filters.get(symbol)
         for side, qty, otype, price, stop in legs:

@@ -10,6 +10,11 @@ that closed it. A position still open at the last bar is listed as closed at the
 reason ``end_of_data`` — marked to market, no fill is invented (the fills and the cash do not
 change) — and is left out of the trade statistics (``trades``, win rate, profit factor), which
 count positions an order closed.
+
+Risk: what the risk limits did to the run is in ``result.risk`` (`RiskSummary`: the halt, its
+bar, the denials by reason and the return both as traded and with the position frozen at the
+halt), in ``result.json`` under ``"risk"``, and in the lines `risk_summary_lines` writes for the
+CLI and the report. A limit that acts must not pass unseen: it can decide a research result.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,9 +32,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tessera.config.models import BacktestConfig
+from tessera.config.models import BacktestConfig, RiskConfig
 from tessera.execution.orders import ExitReason, Fill, Order
 from tessera.execution.portfolio import Portfolio
+from tessera.risk.engine import DenialReason
 
 YEAR_NS = 365 * 86_400 * 1_000_000_000
 ZERO = Decimal(0)
@@ -68,6 +75,195 @@ class Trade:
         return self.exit_time is not None and self.exit_reason != ExitReason.END_OF_DATA
 
 
+RISK_REASONS = frozenset(r.value for r in DenialReason)
+# the RiskConfig field each risk denial reason is about (for "limit ..." in the summary)
+_REASON_FIELD = {
+    DenialReason.MAX_ORDER_NOTIONAL.value: "max_order_notional",
+    DenialReason.MAX_POSITION.value: "max_position_notional",
+    DenialReason.MAX_GROSS_EXPOSURE.value: "max_gross_exposure",
+    DenialReason.PRICE_BAND.value: "price_band_pct",
+    DenialReason.MAX_OPEN_ORDERS.value: "max_open_orders",
+    DenialReason.ORDER_RATE.value: "max_orders_per_second",
+    DenialReason.KILL_SWITCH.value: "max_drawdown_pct",
+    DenialReason.REDUCING_ONLY.value: "reduce_only_drawdown_pct",
+}
+
+
+_NOTIONAL_FIELDS = frozenset({"max_order_notional", "max_position_notional", "max_gross_exposure"})
+
+
+@dataclass(frozen=True, slots=True)
+class HaltSnapshot:
+    """The account when the kill-switch fired: after the fills of the halting bar, before the
+    halt's cancel-all and flatten."""
+
+    ts: int  # close time of the bar whose mark breached the limit
+    reason: str  # HaltRecord.reason: "kill_switch"
+    drawdown_pct: float
+    equity: Decimal  # cash + positions at that bar's close
+    cash: Decimal
+    positions: Mapping[str, Decimal]  # signed net base quantity per symbol
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSummary:
+    """What the risk limits did to a backtest.
+
+    - ``limits``: the `RiskConfig` the run applied, as in YAML (``{}``: no risk engine ran).
+    - ``halted_at_ns`` / ``halt_bar``: close time and index in ``result.times`` of the bar
+      whose mark-to-market breached ``max_drawdown_pct``; ``halt_reason`` its `HaltRecord`
+      reason, ``halt_drawdown_pct`` the drawdown then; all None without a halt.
+    - ``denials``: orders the risk engine denied, by `DenialReason` value, over the whole run
+      (the account's own refusals, ``no_borrow``, ``filter:*``, ... are in ``result.denials``
+      and not here); ``denials_after_halt`` those after the halt.
+    - ``return_as_traded``: final equity / initial cash - 1 — what the run did, with the halt
+      (``metrics["total_return"]``).
+    - ``return_at_halt``: equity at the halt bar's close / initial cash - 1.
+    - ``return_frozen_marked``: the return had the positions held at the halt (after that bar's
+      fills) been kept untouched to the end: (cash at the halt + each position at the halt x
+      its symbol's last close) / initial cash - 1, with no exit fee or slippage charged. It
+      differs from ``return_as_traded`` by whatever happened after the halt: exits of the
+      strategy (they still pass), the ``flatten_on_halt`` flatten, fees.
+    """
+
+    limits: Mapping[str, str | float | int | bool | None] = field(default_factory=dict)
+    halted_at_ns: int | None = None
+    halt_bar: int | None = None
+    halt_reason: str | None = None
+    halt_drawdown_pct: float | None = None
+    denials: Mapping[str, int] = field(default_factory=dict)
+    denials_after_halt: int = 0
+    return_as_traded: float | None = None
+    return_at_halt: float | None = None
+    return_frozen_marked: float | None = None
+
+    @property
+    def acted(self) -> bool:
+        """A limit changed what the strategy did: a halt, or at least one denial."""
+        return self.halted_at_ns is not None or bool(self.denials)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "limits": dict(self.limits),
+            "halted_at_ns": self.halted_at_ns,
+            "halt_bar": self.halt_bar,
+            "halt_reason": self.halt_reason,
+            "halt_drawdown_pct": self.halt_drawdown_pct,
+            "denials": dict(sorted(self.denials.items())),
+            "denials_after_halt": self.denials_after_halt,
+            "return_as_traded": _json_float(self.return_as_traded),
+            "return_at_halt": _json_float(self.return_at_halt),
+            "return_frozen_marked": _json_float(self.return_frozen_marked),
+        }
+
+
+def _json_float(x: float | None) -> float | None:
+    return None if x is None or math.isnan(x) else x
+
+
+def summarize_risk(
+    risk_config: RiskConfig | None,
+    times: npt.NDArray[np.int64],
+    initial: Decimal,
+    final_equity: float | None,
+    denials: list[tuple[int, str, str]],
+    halt: HaltSnapshot | None,
+    last_prices: Mapping[str, Decimal],
+) -> RiskSummary:
+    """The `RiskSummary` of a run (see its docstring for each field)."""
+    counts: dict[str, int] = {}
+    after = 0
+    for ts, _, reason in denials:
+        if reason in RISK_REASONS:
+            counts[reason] = counts.get(reason, 0) + 1
+            if halt is not None and ts > halt.ts:
+                after += 1
+    as_traded = final_equity / float(initial) - 1.0 if final_equity is not None else None
+    limits = risk_config.model_dump(mode="json") if risk_config is not None else {}
+    if halt is None:
+        return RiskSummary(limits, denials=counts, return_as_traded=as_traded)
+    frozen = halt.cash + sum(
+        (qty * last_prices.get(sym, ZERO) for sym, qty in halt.positions.items()), ZERO
+    )
+    bar = int(np.searchsorted(times, halt.ts))
+    return RiskSummary(
+        limits,
+        halted_at_ns=halt.ts,
+        halt_bar=bar if bar < len(times) and int(times[bar]) == halt.ts else None,
+        halt_reason=halt.reason,
+        halt_drawdown_pct=halt.drawdown_pct,
+        denials=counts,
+        denials_after_halt=after,
+        return_as_traded=as_traded,
+        return_at_halt=float(halt.equity / initial) - 1.0,
+        return_frozen_marked=float(frozen / initial) - 1.0,
+    )
+
+
+def risk_summary_lines(result: BacktestResult) -> list[str]:
+    """What the risk limits did, in a few plain lines for the CLI and the top of the report;
+    empty when no limit acted (no halt, no risk denial). For example::
+
+        HALTED by the drawdown kill-switch (max_drawdown_pct 10.0) at 2017-07-22 14:00 UTC
+        (bar 506 of 20,111, drawdown 10.1%); 380 orders denied after it
+        return as traded +21.8%; at the halt +22.5%; with the position held at the halt
+        frozen and marked to the last bar +210.4%
+        risk limits denied 380 orders: kill_switch 380 (max_drawdown_pct 10.0)
+    """
+    r = result.risk
+    if not r.acted:
+        return []
+    lines: list[str] = []
+    if r.halted_at_ns is not None:
+        # a bar closes 1 ns before the next opens: round to the second, 13:59:59.999 is 14:00
+        secs = (r.halted_at_ns + 500_000_000) // 1_000_000_000
+        when = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M")
+        what = (
+            f"the drawdown kill-switch (max_drawdown_pct {r.limits.get('max_drawdown_pct')})"
+            if r.halt_reason == "kill_switch"
+            else f"a halt ({r.halt_reason})"
+        )
+        bar = f"bar {r.halt_bar:,} of {len(result.times):,}, " if r.halt_bar is not None else ""
+        lines.append(
+            f"HALTED by {what} at {when} UTC ({bar}drawdown {r.halt_drawdown_pct:.1f}%); "
+            f"{r.denials_after_halt:,} orders denied after it"
+        )
+        lines.append(
+            f"return as traded {_pct(r.return_as_traded)}; at the halt {_pct(r.return_at_halt)}; "
+            f"with the position held at the halt frozen and marked to the last bar "
+            f"{_pct(r.return_frozen_marked)}"
+        )
+        if r.halt_reason == "kill_switch":
+            lines.append("max_drawdown_pct: null in the risk config turns the kill-switch off")
+    if r.denials:
+        parts = []
+        for reason, n in sorted(r.denials.items(), key=lambda kv: (-kv[1], kv[0])):
+            name = _REASON_FIELD.get(reason)
+            limit = ""
+            if name is not None and name in r.limits:
+                label = "limit" if name == reason else name
+                limit = f" ({label} {r.limits[name]})"
+            parts.append(f"{reason} {n:,}{limit}")
+        total = sum(r.denials.values())
+        lines.append(f"risk limits denied {total:,} orders: {', '.join(parts)}")
+        fixed = [
+            name
+            for reason in r.denials
+            if (name := _REASON_FIELD.get(reason)) in _NOTIONAL_FIELDS
+            and not str(r.limits.get(name, "")).endswith("%")
+        ]
+        if fixed:
+            lines.append(
+                f'{fixed[0]} is a fixed amount: written as a fraction of equity ("100%") it '
+                f"grows with a compounding strategy"
+            )
+    return lines
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or math.isnan(x) else f"{x:+.1%}"
+
+
 @dataclass
 class BacktestResult:
     times: npt.NDArray[np.int64]
@@ -81,6 +277,7 @@ class BacktestResult:
     final_equity: Decimal
     denials: list[tuple[int, str, str]] = field(default_factory=list)
     halted_at: int | None = None
+    risk: RiskSummary = field(default_factory=RiskSummary)
 
     def equity_frame(self) -> pl.DataFrame:
         peak = np.maximum.accumulate(self.equity) if len(self.equity) else self.equity
@@ -151,6 +348,14 @@ class BacktestResult:
                 counts[t.exit_reason] = counts.get(t.exit_reason, 0) + 1
         return dict(sorted(counts.items()))
 
+    def denial_counts(self) -> dict[str, int]:
+        """Every denial of the run by reason: risk limits, the spot account (``no_borrow``,
+        ``insufficient_balance``, ``reduce_only``) and the exchange filters (``filter:*``)."""
+        counts: dict[str, int] = {}
+        for _, _, reason in self.denials:
+            counts[reason] = counts.get(reason, 0) + 1
+        return dict(sorted(counts.items()))
+
     def to_json(self) -> str:
         """Metrics, trades and the final state as stable JSON (sorted keys; for diffs)."""
         doc: dict[str, Any] = {
@@ -174,6 +379,8 @@ class BacktestResult:
             ],
             "exit_reasons": self.exit_reasons(),
             "halted_at": self.halted_at,
+            "denials": self.denial_counts(),
+            "risk": self.risk.to_dict(),
         }
         return json.dumps(doc, sort_keys=True, indent=1)
 
@@ -417,6 +624,9 @@ def build_result(
     portfolio: Portfolio,
     denials: list[tuple[int, str, str]],
     halted_at: int | None,
+    *,
+    risk_config: RiskConfig | None = None,
+    halt: HaltSnapshot | None = None,
 ) -> BacktestResult:
     end_time = int(times[-1]) if len(times) else None
     trades = round_trips(fills, portfolio.marks, end_time)
@@ -433,4 +643,13 @@ def build_result(
         final_equity=portfolio.equity(),
         denials=denials,
         halted_at=halted_at,
+        risk=summarize_risk(
+            risk_config,
+            times,
+            config.initial_cash,
+            float(equity[-1]) if len(equity) else None,
+            denials,
+            halt,
+            portfolio.marks,
+        ),
     )
