@@ -85,4 +85,4 @@ def test_cli_rejects_unknown_strategies_and_parameters(tmp_path: Path) -> None:
     assert nope.returncode == 2 and "unknown strategy 'nope'" in nope.stderr
     ok = run("-s", "mean_reversion", "-g", "window=30,60", "-g", "entry_z=2", "--workers", "1")
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert "mean_reversion sweep (event): 2 points" in ok.stdout
+    assert "mean_reversion sweep: 2 points" in ok.stdout and "engine: event 2" in ok.stdout

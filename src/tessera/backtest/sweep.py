@@ -1,8 +1,13 @@
-"""Parameter sweeps of any strategy on the event engine: grid or random, local or on Ray.
+"""Parameter sweeps of any strategy: grid or random, local or on Ray.
 
-A sweep point is a strategy name plus parameters; each point is one full event-driven backtest
-(same engine, risk and fills as `tessera backtest`), so sweep figures and single runs agree
-exactly. Points run in parallel:
+A sweep point is a strategy name plus parameters; its row carries exactly the metrics
+`tessera backtest` reports for it (the keys and units of `BacktestResult.metrics`: fractions,
+not percent), because each point is `BacktestEngine(config, risk).run(...)` — the same engine,
+risk and fills — or, for ``engine="vectorized"``, the vectorized `SmaCross` path where it
+provably gives that very result (`tessera.backtest.vectorized`; elsewhere the point runs on the
+event engine and its row says why). The ``engine`` column names the engine that ran each row.
+
+Points run in parallel:
 
 * locally in worker processes (the default; the bars are sent to each worker once);
 * on a Ray cluster with ``ray_address`` (``"local"`` starts a private Ray on this machine,
@@ -10,7 +15,7 @@ exactly. Points run in parallel:
   in Ray's object store once and shared by every task. Ray is an optional extra
   (``pip install tessera[ray]``).
 
-Results are a polars frame, one row per point, best first by the chosen metric.
+Results are a polars frame, one row per point, best first by the chosen metric (NaN last).
 """
 
 from __future__ import annotations
@@ -26,25 +31,50 @@ import polars as pl
 
 from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
+from tessera.backtest.results import BacktestResult
+from tessera.backtest.vectorized import NotProvablyEqualError, backtest_sma_cross, static_refusal
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.logging import get_logger
-from tessera.strategies import strategy_class
+from tessera.strategies import SmaCross, strategy_class
 from tessera.strategies.guard import StrategyError
 from tessera.strategies.loader import LoaderState, loader_state, restore_loader_state
 
 log = get_logger(__name__)
 
 Point = dict[str, Any]
-# metrics copied into each result row
-ROW_METRICS = (
+ENGINES = ("event", "vectorized")
+# The keys of `BacktestResult.metrics` (`results.compute_metrics`), in its order: a sweep row's
+# metric columns (a test holds this list to a real result's keys).
+METRIC_KEYS = (
+    "bars",
+    "initial_equity",
+    "final_equity",
     "total_return",
+    "annualized_return",
+    "volatility",
     "sharpe",
     "sortino",
     "max_drawdown",
+    "max_drawdown_duration_s",
+    "calmar",
     "trades",
     "win_rate",
     "profit_factor",
     "exposure",
+    "turnover",
+    "fees_paid",
+    "slippage_paid",
+)
+# Metrics where less is better: a sweep sorted by one of them puts the lowest first.
+LOWER_IS_BETTER = frozenset(
+    {
+        "max_drawdown",
+        "max_drawdown_duration_s",
+        "volatility",
+        "fees_paid",
+        "slippage_paid",
+        "turnover",
+    }
 )
 
 
@@ -94,8 +124,14 @@ def _run_point(
     config: BacktestConfig,
     risk: RiskConfig | None,
     loads: LoaderState | None = None,
+    engine: str = "event",
 ) -> dict[str, Any]:
+    """One point's row: the parameters, ``engine``, every metric of its `BacktestResult`,
+    ``halted`` (the kill-switch fired), ``fallback`` (why a vectorized point ran on the event
+    engine) and ``error``."""
     row: dict[str, Any] = dict(params)
+    row["engine"] = "event"
+    row["fallback"] = ""
     try:
         if loads is not None:  # user strategies, in a process that has not loaded them
             restore_loader_state(loads)
@@ -103,14 +139,20 @@ def _run_point(
     except (KeyError, ValueError, TypeError) as exc:
         row["error"] = str(exc)
         return row
-    try:
-        result = BacktestEngine(config, risk).run([series], [strat])
-    except StrategyError as exc:  # this grid point's strategy raised: its row says where
-        row["error"] = str(exc)
-        return row
-    for k in ROW_METRICS:
-        row[k] = float(result.metrics.get(k, math.nan))
-    row["final_equity"] = float(result.equity[-1])
+    result: BacktestResult | None = None
+    if engine == "vectorized":
+        try:
+            result = backtest_sma_cross(series, params, config, risk)
+            row["engine"] = "vectorized"
+        except NotProvablyEqualError as exc:
+            row["fallback"] = str(exc)
+    if result is None:
+        try:
+            result = BacktestEngine(config, risk).run([series], [strat])
+        except StrategyError as exc:  # this grid point's strategy raised: its row says where
+            row["error"] = str(exc)
+            return row
+    row.update(result.metrics)
     row["halted"] = result.halted_at is not None
     row["error"] = ""
     return row
@@ -126,7 +168,7 @@ def _init_worker(series: BarSeries) -> None:
 
 
 def _local_point(
-    args: tuple[str, Point, BacktestConfig, RiskConfig | None, LoaderState],
+    args: tuple[str, Point, BacktestConfig, RiskConfig | None, LoaderState, str],
 ) -> dict[str, Any]:
     assert _WORKER_SERIES is not None
     return _run_point(_WORKER_SERIES, *args)
@@ -142,16 +184,28 @@ def run_sweep(
     workers: int = 2,
     ray_address: str | None = None,
     sort_by: str = "sharpe",
+    engine: str = "event",
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> pl.DataFrame:
-    """Backtest every point; rows sorted by ``sort_by`` (descending), failed points last."""
+    """Backtest every point; rows best first by ``sort_by`` (a metric or a parameter;
+    descending, ascending for `LOWER_IS_BETTER`), NaN and failed points last.
+
+    ``engine="vectorized"`` (``sma_cross`` only) runs each point on the vectorized path where
+    it provably equals the event engine and on the event engine elsewhere; ``"event"`` runs
+    every point on the event engine."""
     if not points:
         raise ValueError("the sweep has no points")
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if engine == "vectorized":
+        why = vectorized_refusal(strategy, config)
+        if why is not None:
+            raise ValueError(f"the vectorized path cannot run here: {why}")
     if ray_address:
-        rows = _run_ray(series, strategy, points, config, risk, ray_address, on_result)
+        rows = _run_ray(series, strategy, points, config, risk, ray_address, engine, on_result)
     elif workers > 1 and len(points) > 1:
         loads = loader_state()
-        jobs = [(strategy, p, config, risk, loads) for p in points]
+        jobs = [(strategy, p, config, risk, loads, engine) for p in points]
         rows = []
         with ProcessPoolExecutor(
             max_workers=workers, initializer=_init_worker, initargs=(series,)
@@ -163,13 +217,35 @@ def run_sweep(
     else:
         rows = []
         for p in points:
-            row = _run_point(series, strategy, p, config, risk)
+            row = _run_point(series, strategy, p, config, risk, engine=engine)
             rows.append(row)
             if on_result:
                 on_result(row)
+    return _frame(rows, points, sort_by)
+
+
+def vectorized_refusal(strategy: str, config: BacktestConfig) -> str | None:
+    """Why no point of this sweep may run on the vectorized path (None: each point is checked
+    on its own when it runs)."""
+    if strategy_class(strategy) is not SmaCross:
+        return f"it simulates the built-in sma_cross only, not {strategy!r}"
+    return static_refusal(config)
+
+
+def _frame(rows: list[dict[str, Any]], points: Sequence[Point], sort_by: str) -> pl.DataFrame:
+    """Rows in a fixed column order: parameters, engine, metrics, halted, fallback, error."""
     frame = pl.DataFrame(rows, infer_schema_length=None)
+    params = list(dict.fromkeys(k for p in points for k in p))
+    tail = ["halted", "fallback", "error"]
+    metrics = [c for c in frame.columns if c not in {*params, "engine", *tail}]
+    frame = frame.select([c for c in (*params, "engine", *metrics, *tail) if c in frame.columns])
     if sort_by in frame.columns:
-        frame = frame.sort(sort_by, descending=True, nulls_last=True)
+        key = pl.col(sort_by)
+        if frame.schema[sort_by].is_float():
+            key = key.fill_nan(None)
+        frame = frame.sort(
+            key, descending=sort_by not in LOWER_IS_BETTER, nulls_last=True, maintain_order=True
+        )
     return frame
 
 
@@ -180,6 +256,7 @@ def _run_ray(
     config: BacktestConfig,
     risk: RiskConfig | None,
     address: str,
+    engine: str,
     on_result: Callable[[dict[str, Any]], None] | None,
 ) -> list[dict[str, Any]]:
     try:
@@ -198,7 +275,7 @@ def _run_ray(
         remote = ray.remote(_run_point)
         ref = ray.put(series)  # once into the object store, shared by every task
         loads = loader_state()
-        pending = [remote.remote(ref, strategy, p, config, risk, loads) for p in points]
+        pending = [remote.remote(ref, strategy, p, config, risk, loads, engine) for p in points]
         by_ref = {id(r): i for i, r in enumerate(pending)}
         rows: list[dict[str, Any] | None] = [None] * len(pending)
         waiting = list(pending)

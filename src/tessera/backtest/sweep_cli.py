@@ -196,7 +196,7 @@ def format_metric(fmt: str, value: float | None) -> str:
 
 
 def _engines(frame: pl.DataFrame) -> str:
-    counts = frame["engine"].value_counts(sort=True)
+    counts = frame["engine"].value_counts().sort(["count", "engine"], descending=[True, False])
     return ", ".join(f"{e} {n}" for e, n in counts.iter_rows())
 
 
@@ -208,10 +208,10 @@ def sweep_table(
         f"{strategy} sweep: {len(frame)} points x {bars:,} bars in {elapsed:.2f} s; "
         f"engine: {_engines(frame)}"
     )
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
     for name in params:
         table.add_column(name, justify="right")
-    table.add_column("engine")
+    table.add_column("engine", no_wrap=True, min_width=len("vectorized"))
     for label, _, _ in TABLE_METRICS:
         table.add_column(label, justify="right")
     halted = "halted" in frame.columns and bool(frame["halted"].any())
@@ -232,7 +232,8 @@ def sweep_notes(frame: pl.DataFrame) -> list[str]:
     notes = []
     fell_back = frame.filter(pl.col("fallback") != "")
     if len(fell_back):
-        reasons = fell_back["fallback"].value_counts(sort=True)
+        reasons = fell_back["fallback"].value_counts()
+        reasons = reasons.sort(["count", "fallback"], descending=[True, False])
         why = ", ".join(f"{r} {n}" for r, n in reasons.iter_rows())
         notes.append(
             f"{len(fell_back)} of {len(frame)} point(s) ran on the event engine, where the "
