@@ -133,3 +133,15 @@ def test_a_bad_universe_or_window_is_one_paragraph_and_exit_2(
     assert res.returncode == 2, res.stdout + res.stderr
     assert message in res.stdout + res.stderr
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_json_prints_the_result_document_alone_on_stdout(data_dir: Path, tmp_path: Path) -> None:
+    res = _backtest(data_dir, tmp_path / "e", "--symbol", "BTCPERP", "--timeframe", "1h", "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)  # nothing but the document on stdout
+    assert doc == json.loads((tmp_path / "e" / "result.json").read_text())
+    (bars,) = doc["run"]["bars"]
+    assert (bars["symbol"], bars["venue"], bars["interval"]) == ("BTCPERP", "nautilus", "1h")
+    assert bars["notes"] == ["resampled 1m → 1h"]
+    assert set(doc["risk"]) >= {"halted_at_ns", "denials", "return_as_traded"}
+    assert "BTCPERP (nautilus, 1h)" in res.stderr  # the human-readable lines still appear

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +16,7 @@ from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
 from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
 from tessera.backtest.report import write_report
-from tessera.backtest.results import BacktestResult
+from tessera.backtest.results import BacktestResult, risk_summary_lines
 from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
 from tessera.console import make_console
@@ -231,6 +232,14 @@ def backtest(
     min_train_bars: Annotated[
         int, typer.Option("--min-train-bars", help="Bars before the first walk-forward window")
     ] = 10_000,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the result (result.json's document: metrics, risk, the run and the "
+            "bars used) as JSON on stdout; the human-readable lines go to stderr",
+        ),
+    ] = False,
 ) -> None:
     """Run an event-driven backtest: same strategy, risk and execution code as live.
 
@@ -238,6 +247,8 @@ def backtest(
     long_threshold, default 0; set it with -p long_threshold=0.0005).
     """
     app = _ctx(ctx)
+    if json_out:  # stdout carries one JSON document; everything else goes to stderr
+        out.file = sys.stderr
     cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
     if model and walk_forward:
         raise ConfigError("--model and --walk-forward exclude each other")
@@ -291,8 +302,31 @@ def backtest(
         hold = strategy_class("buy_and_hold")(symbols)
         results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run(all_series, [hold])
     out.print(_summary(results, elapsed, n_bars))
+    risk_lines = risk_summary_lines(result)
+    for line in risk_lines:
+        out.print(f"[bold yellow]{line}[/]", highlight=False, soft_wrap=True)
+    run_doc: dict[str, Any] = {
+        "run_id": app.run_id,
+        "strategy": name,
+        "params": params,
+        "bars": [
+            {
+                "symbol": b.symbol,
+                "venue": b.venue,
+                "interval": b.interval,
+                "bars": len(b.frame),
+                "first_open": b.frame["open_time"][0].isoformat() if len(b.frame) else None,
+                "last_open": b.frame["open_time"][-1].isoformat() if len(b.frame) else None,
+                "source": b.source,
+                "notes": list(b.notes),
+            }
+            for b in loaded
+        ],
+        "baselines": {k: v.metrics for k, v in results.items() if k != name},
+        **({"model": notes_extra} if notes_extra else {}),
+    }
     target = out_dir or (cfg.report_dir or app.settings.data_dir / "reports") / app.run_id
-    files = result.save(target)
+    files = result.save(target, run=run_doc)
     out.print(f"results: [bold]{files['metrics']}[/] (+ equity/fills/trades .parquet)")
     if report is not None:
         write_report(
@@ -301,6 +335,7 @@ def backtest(
             report,
             title=f"{name} on {', '.join(b.symbol for b in loaded)}",
             venue=", ".join(sorted({b.venue for b in loaded})),
+            warnings=risk_lines,
             baselines={k: v for k, v in results.items() if k != name},
             notes={
                 "data": "; ".join(b.describe() for b in loaded),
@@ -313,10 +348,5 @@ def backtest(
             },
         )
         out.print(f"report: [bold]{report}[/]")
-    if result.denials:
-        reasons: dict[str, int] = {}
-        for _, _, reason in result.denials:
-            reasons[reason] = reasons.get(reason, 0) + 1
-        out.print(f"[yellow]orders denied[/]: {reasons} (risk limits: configs/risk.yaml)")
-    if result.halted_at is not None:
-        out.print("[bold red]the drawdown kill-switch halted trading during this backtest[/]")
+    if json_out:
+        typer.echo(files["metrics"].read_text())

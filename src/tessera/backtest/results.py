@@ -356,8 +356,13 @@ class BacktestResult:
             counts[reason] = counts.get(reason, 0) + 1
         return dict(sorted(counts.items()))
 
-    def to_json(self) -> str:
-        """Metrics, trades and the final state as stable JSON (sorted keys; for diffs)."""
+    def to_json(self, run: Mapping[str, Any] | None = None) -> str:
+        """Metrics, trades and the final state as stable JSON (sorted keys; for diffs).
+
+        ``run`` describes the run (strategy, parameters, the bars used and where they came
+        from, baselines' metrics); it is stored under ``"run"`` so a result file says what it
+        is the result of.
+        """
         doc: dict[str, Any] = {
             "metrics": {
                 k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -382,9 +387,11 @@ class BacktestResult:
             "denials": self.denial_counts(),
             "risk": self.risk.to_dict(),
         }
-        return json.dumps(doc, sort_keys=True, indent=1)
+        if run is not None:
+            doc["run"] = dict(run)
+        return json.dumps(doc, sort_keys=True, indent=1, default=str)
 
-    def save(self, directory: Path) -> dict[str, Path]:
+    def save(self, directory: Path, run: Mapping[str, Any] | None = None) -> dict[str, Path]:
         directory.mkdir(parents=True, exist_ok=True)
         paths = {
             "metrics": directory / "result.json",
@@ -392,7 +399,7 @@ class BacktestResult:
             "fills": directory / "fills.parquet",
             "trades": directory / "trades.parquet",
         }
-        paths["metrics"].write_text(self.to_json())
+        paths["metrics"].write_text(self.to_json(run))
         self.equity_frame().write_parquet(paths["equity"])
         self.fills_frame().write_parquet(paths["fills"])
         self.trades_frame().write_parquet(paths["trades"])
