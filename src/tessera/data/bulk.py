@@ -11,8 +11,14 @@ detected by magnitude):
 - trades: id, price, qty, quote qty, time, is buyer maker, is best match
 - aggTrades: agg id, price, qty, first id, last id, time, is buyer maker, is best match
 
-Imports are idempotent (the store deduplicates rows; a manifest skips files already imported)
-and downloads resume from a ``.part`` file with an HTTP Range request.
+Imports are idempotent (the store deduplicates rows; a manifest skips a file already imported
+with the same symbol, kind and interval) and downloads resume from a ``.part`` file with an HTTP
+Range request.
+
+A file is parsed and checked in full before anything of it is stored: a short row, a value that
+is not a number, a value with more decimals than the store keeps (8, Binance's own precision: it
+is refused, never rounded), a kline whose length is not its interval — each raises
+`BulkDataError` naming the file, the line and the field, and nothing of that file is written.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ import csv
 import hashlib
 import io
 import json
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pyarrow as pa
@@ -77,65 +86,303 @@ COLUMNS = {
 }
 TIME_COLS = {"open_time", "close_time", "trade_time"}
 INT_COLS = {"trades", "trade_id", "agg_id", "first_trade_id", "last_trade_id"}
+# Every kline interval Binance publishes, with its length in ms (None: a calendar month).
+INTERVALS: dict[str, int | None] = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "3m": 180_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
+    "3d": 259_200_000,
+    "1w": 604_800_000,
+    "1M": None,
+}
+DECIMALS = 8  # the store's scale (schemas.PRICE/QTY): Binance's own precision
+MS_NS = 1_000_000
+# Times outside these years are a unit mistake (seconds read as ms, a shifted column), not data.
+EARLIEST_NS = 1_262_304_000_000_000_000  # 2010-01-01
+LATEST_NS = 4_102_444_800_000_000_000  # 2100-01-01
+SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
+NAME_FORMAT = "<SYMBOL>-<interval|trades|aggTrades>-<YYYY-MM[-DD]>.zip or .csv"
 
 
 class BulkDataError(ValueError):
-    """A bulk file that cannot be imported (bad checksum, unknown layout, bad rows)."""
+    """A bulk file that cannot be imported (bad checksum, unknown layout, bad rows), or a
+    download that failed; the message is one paragraph naming the file, line and field."""
 
 
-def _to_ns(values: list[str]) -> pa.Array:
-    ints = pa.array([int(v) for v in values], pa.int64())
+def sentence(text: str) -> str:
+    """``text`` ending with a full stop, so that further sentences can follow it."""
+    text = text.rstrip()
+    return text if text.endswith(".") else text + "."
+
+
+def check_interval(interval: str, where: str) -> str:
+    """``interval`` if Binance publishes klines of it; else `BulkDataError` naming them all."""
+    if interval not in INTERVALS:
+        raise BulkDataError(
+            f"{where}: {interval!r} is not a Binance kline interval; Binance's are "
+            f"{', '.join(INTERVALS)} (case matters: 1m is a minute, 1M a month)"
+        )
+    return interval
+
+
+def check_symbol(symbol: str, where: str) -> str:
+    """The symbol upper-cased; it becomes a folder name of the store, so only letters and
+    digits (as every Binance spot symbol) are accepted."""
+    upper = symbol.strip().upper()
+    if not SYMBOL.fullmatch(upper):
+        raise BulkDataError(
+            f"{where}: {symbol!r} is not a Binance symbol (2 to 30 letters and digits, "
+            "like BTCUSDT)"
+        )
+    return upper
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The parsed CSV rows of one file, by column, with the 1-based line of each row."""
+
+    source: str
+    kind: str
+    lines: list[int]
+    cols: dict[str, list[str]]
+
+    def error(self, i: int, field: str, problem: str) -> BulkDataError:
+        names = COLUMNS[self.kind]
+        return BulkDataError(
+            f"{self.source}: line {self.lines[i]}, field {field} (column "
+            f"{names.index(field) + 1} of {len(names)} of a Binance {self.kind} row): {problem}. "
+            "Nothing of this file was stored."
+        )
+
+
+def _first_failing(values: pa.Array, convert: Callable[[pa.Array], object]) -> int:
+    """The index of the first value ``convert`` rejects (it rejects the whole array), found by
+    bisection: about two passes over the data, and only on the error path."""
+    lo, hi = 0, len(values)  # invariant: values[lo:hi] holds a failure
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            convert(values.slice(lo, mid - lo))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError, ValueError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _ints(rows: _Rows, field: str) -> pa.Array:
+    values = rows.cols[field]
+    try:
+        return pa.array([int(v) for v in values], pa.int64())
+    except (ValueError, OverflowError, pa.ArrowInvalid):
+        pass
+    for i, v in enumerate(values):
+        try:
+            pa.array([int(v)], pa.int64())
+        except (ValueError, OverflowError, pa.ArrowInvalid):
+            raise rows.error(i, field, f"{v!r} is not a whole number (64-bit)") from None
+    raise AssertionError("unreachable: a value failed in bulk but not alone")
+
+
+def _times(rows: _Rows, field: str) -> pa.Array:
+    """ms or µs (the 2025+ spot files) since 1970 -> timestamp[ns, UTC]; the unit is told by
+    magnitude, and a time outside 2010..2100 in that unit is an error (seconds, a bad column)."""
+    ints = _ints(rows, field)
     if not len(ints):
         return ints.cast(pa.timestamp("ns", tz="UTC"))
     top = pc.max(ints).as_py()
-    factor = 1_000 if top >= 10**15 else 1_000_000  # µs (2025+ spot files) or ms
+    factor, unit = (1_000, "µs") if top >= 10**15 else (MS_NS, "ms")
+    low = pc.less(ints, EARLIEST_NS // factor)
+    high = pc.greater_equal(ints, LATEST_NS // factor)
+    bad = pc.or_(low, high)
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        v = ints[i].as_py()
+        raise rows.error(
+            i,
+            field,
+            f"{v} is not a time between 2010 and 2100 in {unit} since 1970 (the unit was read "
+            f"from the file's largest {field}); Binance bulk files count ms, or µs since 2025",
+        )
     return pc.multiply(ints, factor).cast(pa.timestamp("ns", tz="UTC"))
 
 
-def parse_csv(text: str, kind: str, interval: str = "1m") -> pa.Table:
-    """One bulk CSV (as text) -> a table in the store's schema for ``kind``."""
+def _bools(rows: _Rows, field: str) -> pa.Array:
+    values = rows.cols[field]
+    text = pc.ascii_lower(pc.utf8_trim_whitespace(pa.array(values, pa.string())))
+    is_true, is_false = pc.equal(text, "true"), pc.equal(text, "false")
+    bad = pc.invert(pc.or_(is_true, is_false))
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise rows.error(i, field, f"{values[i]!r} is neither true nor false")
+    return is_true
+
+
+def _decimal_problem(value: str, arrow_message: str) -> str:
+    try:
+        d = Decimal(value.strip())
+    except InvalidOperation:
+        return f"{value!r} is not a number"
+    if not d.is_finite():
+        return f"{value!r} is not a finite number"
+    exponent = d.normalize().as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    if places > DECIMALS:
+        return (
+            f"{value!r} has {places} decimal places; the store keeps {DECIMALS} (Binance's own "
+            "precision) and never rounds a price or quantity, and this value has no exact "
+            f"{DECIMALS}-place form (only trailing zeros could go). Fix or remove the row in "
+            "the source, or round it there on purpose"
+        )
+    return f"{value!r} cannot be stored as a decimal with {DECIMALS} places ({arrow_message})"
+
+
+def _decimals(rows: _Rows, field: str, type_: pa.DataType) -> pa.Array:
+    text = pc.utf8_trim_whitespace(pa.array(rows.cols[field], pa.string()))
+
+    def convert(values: pa.Array) -> object:
+        return pc.cast(values, type_)
+
+    try:
+        return pc.cast(text, type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        i = _first_failing(text, convert)
+        raise rows.error(i, field, _decimal_problem(rows.cols[field][i], str(exc))) from None
+
+
+def _check_bar_length(rows: _Rows, opens: pa.Array, closes: pa.Array, interval: str) -> None:
+    """Most bars of a kline file must last its interval (close = open + interval - 1 unit).
+
+    Binance's own files hold a few irregular bars around old maintenance windows (e.g.
+    BTCUSDT-1h-2018-02), so single bars may differ (they are stored as published); a file
+    whose bars mostly have another length is labelled with the wrong interval.
+    """
+    step_ms = INTERVALS[interval]
+    if step_ms is None or not len(opens):
+        return  # a calendar month has no fixed length
+    length = pc.subtract(pc.cast(closes, pa.int64()), pc.cast(opens, pa.int64()))
+    step = step_ms * MS_NS
+    fits = pc.or_(pc.equal(length, step - MS_NS), pc.equal(length, step - 1_000))
+    n_fit = pc.sum(pc.cast(fits, pa.int64())).as_py() or 0
+    if 2 * n_fit >= len(opens):
+        if n_fit < len(opens):
+            log.warning(
+                "kline bars whose length is not their interval (stored as published)",
+                file=rows.source,
+                interval=interval,
+                bars=len(opens) - n_fit,
+            )
+        return
+    i = pc.index(fits, False).as_py()
+    ms = (length[i].as_py() + MS_NS) / MS_NS
+    guess = [k for k, v in INTERVALS.items() if v is not None and abs(v - ms) < 1]
+    raise rows.error(
+        i,
+        "close_time",
+        f"a {interval} bar closes {step_ms:,} ms after it opens, but {len(opens) - n_fit:,} of "
+        f"the file's {len(opens):,} bars do not (this one: {ms:,.0f} ms"
+        + (f", a {guess[0]} bar" if guess else "")
+        + "); the interval in the file name (or given) does not match the data",
+    )
+
+
+def parse_csv(text: str, kind: str, interval: str = "1m", source: str = "<csv>") -> pa.Table:
+    """One bulk CSV (as text) -> a table in the store's schema for ``kind``.
+
+    Every row and field is checked before the table is returned; the first problem raises
+    `BulkDataError` naming ``source`` (the file), the 1-based line and the field.
+    """
     if kind not in COLUMNS:
         raise BulkDataError(f"unknown bulk kind {kind!r}; expected one of {', '.join(COLUMNS)}")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
-    if rows and not rows[0][0].strip().lstrip("-").isdigit():
-        rows = rows[1:]  # header row
+    if kind == "klines":
+        check_interval(interval, source)
     names = COLUMNS[kind]
-    for i, r in enumerate(rows[:3]):
+    numbered = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
+    if numbered and not numbered[0][1][0].strip().lstrip("-").isdigit():
+        numbered = numbered[1:]  # header row
+    for n, r in numbered:
         if len(r) != len(names):
-            raise BulkDataError(f"{kind}: row {i + 1} has {len(r)} columns, expected {len(names)}")
-    cols = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+            raise BulkDataError(
+                f"{source}: line {n} has {len(r)} columns, a Binance {kind} row has {len(names)} "
+                f"({', '.join(names)})"
+                + ("; the line looks cut short (a truncated file?)" if len(r) < len(names) else "")
+                + ". Nothing of this file was stored."
+            )
+    rows = _Rows(
+        source,
+        kind,
+        [n for n, _ in numbered],
+        {name: [r[i] for _, r in numbered] for i, name in enumerate(names)},
+    )
     dataset = KINDS[kind]
     schema = SCHEMAS[dataset]
     arrays: dict[str, pa.Array] = {}
     for field in schema:
         n = field.name
-        if n in cols:
+        if n in rows.cols:
             if n in TIME_COLS:
-                arrays[n] = _to_ns(cols[n])
+                arrays[n] = _times(rows, n)
             elif n in INT_COLS:
-                arrays[n] = pa.array([int(v) for v in cols[n]], pa.int64())
+                arrays[n] = _ints(rows, n)
             elif pa.types.is_boolean(field.type):
-                arrays[n] = pa.array([v.strip().lower() == "true" for v in cols[n]], pa.bool_())
+                arrays[n] = _bools(rows, n)
             else:
-                arrays[n] = pc.cast(pa.array(cols[n], pa.string()), field.type)
+                arrays[n] = _decimals(rows, n, field.type)
         elif n == "interval":
-            arrays[n] = pa.array([interval] * len(rows), pa.string())
+            arrays[n] = pa.array([interval] * len(numbered), pa.string())
         elif n == "event_time":
-            src = "close_time" if kind == "klines" else "trade_time"
-            arrays[n] = _to_ns(cols[src])
+            arrays[n] = arrays["close_time" if kind == "klines" else "trade_time"]
         else:
-            arrays[n] = pa.nulls(len(rows), field.type)
+            arrays[n] = pa.nulls(len(numbered), field.type)
+    if kind == "klines":
+        _check_bar_length(rows, arrays["open_time"], arrays["close_time"], interval)
     return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
 
+# What a file that is not a CSV usually is, by its first bytes.
+MAGIC = {
+    b"ARROW1": "an Arrow/Feather file (freqtrade stores candles so)",
+    b"PAR1": "a Parquet file",
+    b"\x1f\x8b": "a gzip file",
+    b"PK\x03\x04": "a zip archive (name it .zip)",
+}
+
+
 def read_bulk_file(path: Path) -> str:
+    """The CSV text of a bulk ``.zip`` or ``.csv``; `BulkDataError` if it is neither."""
     if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            csvs = [n for n in zf.namelist() if n.endswith(".csv")]
-            if not csvs:
-                raise BulkDataError(f"{path}: no CSV inside the zip")
-            return zf.read(csvs[0]).decode()
-    return path.read_text()
+        try:
+            with zipfile.ZipFile(path) as zf:
+                csvs = [n for n in zf.namelist() if n.endswith(".csv")]
+                if not csvs:
+                    raise BulkDataError(f"{path}: no CSV inside the zip; nothing was stored")
+                data, inner = zf.read(csvs[0]), f"{path} (its {csvs[0]})"
+        except zipfile.BadZipFile as exc:
+            raise BulkDataError(
+                f"{path}: not a readable zip archive ({exc}); a Binance bulk file is a zip "
+                "holding one CSV. Download it again (a partial download?); nothing was stored"
+            ) from exc
+    else:
+        data, inner = path.read_bytes(), str(path)
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        what = next((w for m, w in MAGIC.items() if data.startswith(m)), "binary data")
+        raise BulkDataError(
+            f"{inner}: not a text CSV — byte {exc.start} is not UTF-8; the file looks like "
+            f"{what}. `tessera data import` reads Binance bulk kline, trades and aggTrades "
+            "CSV files (or their zips); nothing was stored"
+        ) from exc
 
 
 def sha256_file(path: Path) -> str:
@@ -167,32 +414,128 @@ class BulkName:
         stem = name.removesuffix(".zip").removesuffix(".csv")
         parts = stem.split("-")
         if len(parts) < 3:
-            raise BulkDataError(
-                f"{name}: not a Binance bulk file name "
-                "(<SYMBOL>-<interval|trades|aggTrades>-<YYYY-MM[-DD]>)"
-            )
+            raise BulkDataError(f"{name}: not a Binance bulk file name ({NAME_FORMAT})")
         symbol, mid, period = parts[0], parts[1], "-".join(parts[2:])
         kind = mid if mid in ("trades", "aggTrades") else "klines"
+        if kind == "klines":
+            check_interval(mid, f"{name}: the second part of a bulk file name ({NAME_FORMAT})")
         return cls(symbol, kind, mid if kind == "klines" else "", period)
 
 
 class Manifest:
-    """Files already imported (by content hash), kept in the store root."""
+    """Files already imported, kept in the store root as ``_imports.json``.
+
+    Keyed by content hash, kind, symbol and interval: the same file imported under another
+    symbol or interval is another import. Entries written before the key had all four are
+    keyed by the hash alone; they match a file with the same hash, symbol and kind.
+    """
 
     def __init__(self, store: ParquetStore) -> None:
         self.path = store.root / "_imports.json"
-        self.entries: dict[str, dict[str, Any]] = (
-            json.loads(self.path.read_text()) if self.path.exists() else {}
-        )
+        try:
+            self.entries: dict[str, dict[str, Any]] = (
+                json.loads(self.path.read_text()) if self.path.exists() else {}
+            )
+        except (ValueError, OSError) as exc:
+            raise BulkDataError(
+                f"{self.path}: the import manifest cannot be read ({exc}). It only lets "
+                "re-imports skip files already imported (rows are deduplicated anyway): move "
+                "it aside or delete it and import again"
+            ) from exc
 
-    def seen(self, digest: str) -> bool:
-        return digest in self.entries
+    @staticmethod
+    def key(digest: str, kind: str, symbol: str, interval: str) -> str:
+        return f"{digest} {kind} {symbol} {interval}".rstrip()
 
-    def add(self, digest: str, info: dict[str, Any]) -> None:
-        self.entries[digest] = info
+    def find(self, digest: str, kind: str, symbol: str, interval: str) -> dict[str, Any] | None:
+        """The entry of this import, if it was done before."""
+        entry = self.entries.get(self.key(digest, kind, symbol, interval))
+        if entry is None:
+            legacy = self.entries.get(digest)
+            if legacy and legacy.get("symbol") == symbol and legacy.get("kind") == kind:
+                entry = legacy
+        return entry
+
+    def add(self, key: str, info: dict[str, Any]) -> None:
+        self.entries[key] = info
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
         tmp.replace(self.path)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What importing one bulk file did."""
+
+    file: Path
+    symbol: str
+    kind: str
+    interval: str  # "" for trades and aggTrades
+    rows: int  # rows in the file (0 when skipped)
+    written: int  # rows new to the store; the rest were stored already
+    skipped: bool  # in the manifest with the same symbol, kind and interval: not read again
+
+
+def import_bulk_file(
+    store: ParquetStore,
+    path: Path,
+    symbol: str | None = None,
+    kind: str | None = None,
+    interval: str | None = None,
+) -> ImportResult:
+    """Import one bulk file (zip or csv), checked in full before anything is stored.
+
+    Symbol, kind and interval default to the file name's. `BulkDataError` for a bad name,
+    checksum, layout, row or field; nothing of the file is stored then.
+    """
+    ok = verify_checksum(path)
+    if ok is False:
+        raise BulkDataError(
+            f"{path}: checksum mismatch with {path.name}.CHECKSUM; nothing was stored. "
+            "Download the file again"
+        )
+    name = BulkName.parse(path.name) if (symbol is None or kind is None) else None
+    symbol = check_symbol(symbol or (name.symbol if name else ""), f"{path.name}: the symbol")
+    kind = kind or (name.kind if name else "klines")
+    if kind not in COLUMNS:
+        raise BulkDataError(
+            f"{path.name}: unknown bulk kind {kind!r}; expected one of {', '.join(COLUMNS)}"
+        )
+    if kind == "klines":
+        interval = check_interval(
+            interval or (name.interval if name and name.interval else "1m"), path.name
+        )
+    else:
+        interval = ""
+    digest = sha256_file(path)
+    manifest = Manifest(store)
+    key = Manifest.key(digest, kind, symbol, interval)
+    if manifest.find(digest, kind, symbol, interval) is not None:
+        log.info("bulk file already imported, skipped", file=path.name, manifest_key=key)
+        return ImportResult(path, symbol, kind, interval, 0, 0, True)
+    table = parse_csv(read_bulk_file(path), kind, interval or "1m", source=str(path))
+    written = store.write(KINDS[kind], symbol, table)
+    manifest.add(
+        key,
+        {
+            "file": path.name,
+            "symbol": symbol,
+            "kind": kind,
+            "interval": interval,
+            "rows": table.num_rows,
+            "written": written,
+            "checksum": ok,
+        },
+    )
+    log.info(
+        "bulk file imported",
+        file=path.name,
+        symbol=symbol,
+        rows=table.num_rows,
+        written=written,
+        checksum="verified" if ok else "none",
+    )
+    return ImportResult(path, symbol, kind, interval, table.num_rows, written, False)
 
 
 def import_file(
@@ -203,38 +546,7 @@ def import_file(
     interval: str | None = None,
 ) -> int:
     """Import one bulk file (zip or csv); returns rows written (0 if already imported)."""
-    ok = verify_checksum(path)
-    if ok is False:
-        raise BulkDataError(f"{path}: checksum mismatch with {path.name}.CHECKSUM; not imported")
-    digest = sha256_file(path)
-    manifest = Manifest(store)
-    if manifest.seen(digest):
-        return 0
-    name = BulkName.parse(path.name) if (symbol is None or kind is None) else None
-    symbol = symbol or (name.symbol if name else "")
-    kind = kind or (name.kind if name else "klines")
-    interval = interval or (name.interval if name and name.interval else "1m")
-    table = parse_csv(read_bulk_file(path), kind, interval)
-    written = store.write(KINDS[kind], symbol, table)
-    manifest.add(
-        digest,
-        {
-            "file": path.name,
-            "symbol": symbol,
-            "kind": kind,
-            "rows": table.num_rows,
-            "written": written,
-            "checksum": ok,
-        },
-    )
-    log.info(
-        "bulk file imported",
-        file=path.name,
-        rows=table.num_rows,
-        written=written,
-        checksum="verified" if ok else "none",
-    )
-    return written
+    return import_bulk_file(store, path, symbol, kind, interval).written
 
 
 def bulk_url(base: str, symbol: str, kind: str, period: str, interval: str = "1m") -> str:
@@ -273,7 +585,11 @@ async def download_file(
             part.replace(dest)
             return dest
         if resp.status == 404:
-            raise BulkDataError(f"{url}: not found (404)")
+            raise BulkDataError(
+                f"{url}: not found (404). Binance publishes no such file: check the symbol, "
+                "kind and interval, and the dates (a month's file appears after the month "
+                "ends, a day's the next day; use --daily for the current month)"
+            )
         resp.raise_for_status()
         resuming = resp.status == 206
         total = int(resp.headers.get("Content-Length", "0")) + (have if resuming else 0)
@@ -292,6 +608,44 @@ async def download_file(
     return dest
 
 
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc or url
+
+
+def _done_so_far(results: dict[str, int]) -> str:
+    if not results:
+        return "Nothing was imported by this run."
+    return (
+        "Imported before it: "
+        + ", ".join(f"{n} ({w:,} rows written)" for n, w in results.items())
+        + "."
+    )
+
+
+def _download_failure(url: str, part: Path, exc: BaseException, results: dict[str, int]) -> str:
+    """One paragraph: which host, what failed, what was stored, how to retry."""
+    name = url.rsplit("/", 1)[1]
+    if isinstance(exc, aiohttp.ClientResponseError):
+        what = f"the server answered HTTP {exc.status} {exc.message}".rstrip()
+    elif isinstance(exc, aiohttp.ClientError):
+        what = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    else:  # asyncio's timeout
+        what = "no answer within the time limit"
+    kept = (
+        f" The {part.stat().st_size:,} bytes received are kept in {part} and the download "
+        "resumes from there."
+        if part.exists() and part.stat().st_size
+        else ""
+    )
+    return (
+        f"download of {name} from {_host(url)} failed: {what}. Nothing of {name} was "
+        f"stored.{kept} {_done_so_far(results)} Check the network connection and the bulk-data "
+        "address (data.bulk_url, or --base-url), then run the same command again: files "
+        "already imported are skipped."
+    )
+
+
 async def download(
     store: ParquetStore,
     base_url: str,
@@ -302,28 +656,43 @@ async def download(
     interval: str = "1m",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, int]:
-    """Download (resumably), verify and import each period; returns rows written per file."""
+    """Download (resumably), verify and import each period; returns rows written per file.
+
+    A failure stops at that file with `BulkDataError`: a network failure names the host and
+    says what was imported before it (a partial file is kept to resume); a file that does not
+    verify or parse is deleted, so that the next run downloads it again.
+    """
     results: dict[str, int] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         for period in period_list:
             url = bulk_url(base_url, symbol, kind, period, interval)
             name = url.rsplit("/", 1)[1]
             dest = dest_dir / name
-            if not dest.exists():
+            try:
+                if not dest.exists():
 
-                def report(done: int, total: int, n: str = name) -> None:
-                    if progress is not None:
-                        progress(n, done, total)
+                    def report(done: int, total: int, n: str = name) -> None:
+                        if progress is not None:
+                            progress(n, done, total)
 
-                await download_file(session, url, dest, report)
-            async with session.get(url + ".CHECKSUM") as resp:
-                if resp.status == 200:
-                    (dest_dir / (name + ".CHECKSUM")).write_bytes(await resp.read())
+                    await download_file(session, url, dest, report)
+                async with session.get(url + ".CHECKSUM") as resp:
+                    if resp.status == 200:
+                        (dest_dir / (name + ".CHECKSUM")).write_bytes(await resp.read())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                part = dest.with_name(dest.name + ".part")
+                raise BulkDataError(_download_failure(url, part, exc, results)) from exc
+            except BulkDataError as exc:
+                raise BulkDataError(f"{sentence(str(exc))} {_done_so_far(results)}") from exc
             try:
                 results[name] = await asyncio.to_thread(
                     import_file, store, dest, symbol, kind, interval
                 )
-            except BulkDataError:
+            except BulkDataError as exc:
                 dest.unlink(missing_ok=True)  # a corrupt file must be downloaded again
-                raise
+                raise BulkDataError(
+                    f"{sentence(str(exc))} The downloaded file was deleted so that the next "
+                    "run fetches it "
+                    f"again. {_done_so_far(results)}"
+                ) from exc
     return results

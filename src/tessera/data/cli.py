@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 import typer
@@ -27,7 +28,8 @@ from tessera.bootstrap import AppContext
 from tessera.config import ConfigError
 
 if TYPE_CHECKING:
-    from tessera.data.store import ParquetStore
+    from tessera.data.bulk import ImportResult
+    from tessera.data.store import ParquetStore, PartitionCoverage
 
 out = Console()
 err = Console(stderr=True)
@@ -83,10 +85,73 @@ def _report_quarantine(store: ParquetStore) -> None:
         )
 
 
+def _epoch_ns(moment: datetime | None) -> int | None:
+    """A coverage time (a pandas Timestamp when pandas is installed, else a datetime) in ns."""
+    if moment is None:
+        return None
+    value = getattr(moment, "value", None)  # pandas.Timestamp: exact to the nanosecond
+    if isinstance(value, int):
+        return value
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1_000
+
+
+def _coverage_json(store: ParquetStore) -> dict[str, Any]:
+    """`data info` as data: the same facts as the table; times ISO-8601 UTC to the millisecond
+    and epoch ms, as every ``--json`` of the CLI (docs/cli.md)."""
+    from tessera.console import epoch_ms, iso_utc
+
+    def times(c: PartitionCoverage) -> dict[str, Any]:
+        first, last = _epoch_ns(c.first), _epoch_ns(c.last)
+        return {
+            "first": iso_utc(first),
+            "first_ms": epoch_ms(first),
+            "last": iso_utc(last),
+            "last_ms": epoch_ms(last),
+        }
+
+    return {
+        "store": str(store.root),
+        "partitions": [
+            {
+                "exchange": c.exchange,
+                "dataset": c.dataset,
+                "symbol": c.symbol,
+                "day": c.day.isoformat(),
+                "rows": c.rows,
+                **times(c),
+                "files": c.files,
+                "missing": c.missing,
+            }
+            for c in store.coverage()
+        ],
+        "quarantined": [
+            {"original": str(q.original), "moved_to": str(q.moved_to), "reason": q.reason}
+            for q in store.quarantine_contents()
+        ],
+    }
+
+
 @data_app.command("info")
-def info(ctx: typer.Context) -> None:
-    """Coverage per exchange/dataset/symbol/day: rows, time range, files, and gaps."""
+def info(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document (the table's facts) instead of the table"
+        ),
+    ] = False,
+) -> None:
+    """Coverage per exchange/dataset/symbol/day: rows, time range, files, and gaps.
+
+    ``missing`` counts trade ids or bars absent from the whole series; a gap that crosses
+    midnight UTC is counted on the day of the first row after it.
+    """
     store = _open_store(_app(ctx))
+    if as_json:
+        doc = _coverage_json(store)
+        typer.echo(json.dumps(doc, indent=1))  # plain stdout: no console markup in pipes
+        _report_quarantine(store)
+        return
     rows = store.coverage()
     if not rows:
         out.print(f"the store at {store.root} is empty: try `tessera data import --bundled`")
@@ -164,13 +229,19 @@ def query(
         _report_quarantine(store)
         raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from exc
     if out_file is not None:
+        import pyarrow as pa
         import pyarrow.csv as pacsv
         import pyarrow.parquet as pq
 
-        if out_file.suffix == ".parquet":
-            pq.write_table(result, out_file)
-        else:
-            pacsv.write_csv(result, out_file)
+        try:
+            if out_file.suffix == ".parquet":
+                pq.write_table(result, out_file)
+            else:
+                pacsv.write_csv(result, out_file)
+        except (OSError, pa.ArrowException) as exc:
+            raise ConfigError(
+                f"--out {out_file}: cannot write the result: {str(exc).splitlines()[0]}"
+            ) from exc
         out.print(f"{result.num_rows:,} rows written to {out_file}")
         _report_quarantine(store)
         return
@@ -198,6 +269,19 @@ def compact(
     _report_quarantine(store)
 
 
+def _imported_before(done: list[ImportResult]) -> str:
+    if not done:
+        return "No file was imported before it."
+    return (
+        "Imported before it: "
+        + ", ".join(
+            f"{r.file.name} ({'already imported' if r.skipped else f'{r.written:,} rows written'})"
+            for r in done
+        )
+        + "."
+    )
+
+
 @data_app.command("import")
 def import_(
     ctx: typer.Context,
@@ -212,9 +296,15 @@ def import_(
         str | None, typer.Option(help="Override the symbol from the file name")
     ] = None,
 ) -> None:
-    """Import Binance bulk-data files, or the bundled real datasets (idempotent)."""
-    from tessera.data.bulk import BulkDataError, import_file
+    """Import Binance bulk-data files, or the bundled real datasets (idempotent).
+
+    Each file is checked in full before any of it is stored. The first bad file stops the
+    command (exit 2) with its line and field; the files before it stay imported, the ones after
+    it are not read.
+    """
+    from tessera.data.bulk import BulkDataError, import_bulk_file, sentence
     from tessera.data.importers import import_bundled
+    from tessera.data.store import StoreSchemaError, StoreWriteError
 
     store = _open_store(_app(ctx))
     if not bundled and not paths:
@@ -228,22 +318,69 @@ def import_(
                 out.print(f"  {k}: {v:,} rows written")
         files = paths or []
         task = progress.add_task("bulk files", total=len(files))
-        for p in files:
+        done: list[ImportResult] = []
+        for i, p in enumerate(files):
             try:
-                n = import_file(store, p, symbol=symbol)
-            except (BulkDataError, FileNotFoundError) as exc:
-                raise ConfigError(str(exc)) from exc
-            out.print(f"  {p.name}: {n:,} rows written")
+                r = import_bulk_file(store, p, symbol=symbol)
+            except (BulkDataError, StoreSchemaError, OSError) as exc:
+                if isinstance(exc, StoreWriteError):
+                    problem = (
+                        f"{p}: the store could not be written ({exc}); the days of this file "
+                        "written before the failure stay stored, and importing the file again "
+                        "once the cause is fixed adds the rest (rows are deduplicated)."
+                    )
+                elif isinstance(exc, OSError):
+                    problem = f"{p}: cannot read the file: {exc.strerror or exc}."
+                else:
+                    problem = str(exc)
+                rest = files[i + 1 :]
+                raise ConfigError(
+                    f"{sentence(problem)} {_imported_before(done)}"
+                    + (f" Not read (after it): {', '.join(f.name for f in rest)}." if rest else "")
+                ) from exc
+            done.append(r)
+            what = f"{r.kind} {r.symbol}" + (f" {r.interval}" if r.interval else "")
+            if r.skipped:
+                out.print(
+                    f"  {p.name}: already imported as {what} (manifest "
+                    f"{store.root / '_imports.json'}): skipped"
+                )
+            else:
+                dup = r.rows - r.written
+                out.print(
+                    f"  {p.name}: {what}, {r.rows:,} rows read, {r.written:,} written"
+                    + (f" ({dup:,} already stored)" if dup else "")
+                )
             progress.advance(task)
+
+
+def _day(option: str, text: str, end: bool = False) -> date:
+    """``YYYY-MM-DD``, or ``YYYY-MM`` (the month's first day; its last for ``--end``)."""
+    try:
+        if len(text) == 7:
+            first = date.fromisoformat(text + "-01")
+            if not end:
+                return first
+            return date(first.year + (first.month == 12), first.month % 12 + 1, 1) - timedelta(1)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r}: not a date; give YYYY-MM-DD (e.g. 2024-01-31) or, for a whole "
+            "month, YYYY-MM"
+        ) from None
 
 
 @data_app.command("download")
 def download(
     ctx: typer.Context,
     symbol: Annotated[str, typer.Option(help="e.g. BTCUSDT")],
+    start: Annotated[
+        str, typer.Option(help="First day, YYYY-MM-DD (or a month, YYYY-MM)", show_default=False)
+    ],
     kind: Annotated[str, typer.Option(help="klines, trades or aggTrades")] = "klines",
-    start: Annotated[str, typer.Option(help="First day or month, YYYY-MM-DD")] = "",
-    end: Annotated[str, typer.Option(help="Last day or month, YYYY-MM-DD")] = "",
+    end: Annotated[
+        str, typer.Option(help="Last day, YYYY-MM-DD or YYYY-MM (default: --start)")
+    ] = "",
     interval: Annotated[str, typer.Option(help="Kline interval")] = "1m",
     daily: Annotated[
         bool, typer.Option("--daily/--monthly", help="Daily or monthly files")
@@ -252,17 +389,28 @@ def download(
         str | None, typer.Option("--base-url", help="Default: data.bulk_url")
     ] = None,
 ) -> None:
-    """Download Binance bulk files (resumable, checksum-verified) and import them."""
-    from tessera.data.bulk import BulkDataError, periods
+    """Download Binance bulk files (resumable, checksum-verified) and import them.
+
+    A failure (no network, a missing file, a bad checksum or row) stops at that file with exit
+    code 2 and says what was imported before it; running the same command again skips the files
+    already imported and resumes a partial download.
+    """
+    from tessera.data.bulk import BulkDataError, check_interval, check_symbol, periods
     from tessera.data.bulk import download as run_download
 
     app = _app(ctx)
     if kind not in ("klines", "trades", "aggTrades"):
         raise ConfigError(f"--kind {kind!r}: expected klines, trades or aggTrades")
     try:
-        first, last = date.fromisoformat(start), date.fromisoformat(end or start)
-    except ValueError as exc:
-        raise ConfigError(f"--start/--end: {exc}") from exc
+        symbol = check_symbol(symbol, "--symbol")
+        if kind == "klines":
+            check_interval(interval, "--interval")
+    except BulkDataError as exc:
+        raise ConfigError(str(exc)) from exc
+    first = _day("--start", start)
+    last = _day("--end", end, end=True) if end else _day("--start", start, end=True)
+    if last < first:
+        raise ConfigError(f"--end {end}: before --start {start}")
     store = _open_store(app)
     dest = app.settings.data_dir / "downloads"
     with Progress(
@@ -284,7 +432,7 @@ def download(
                 run_download(
                     store,
                     base_url or app.settings.data.bulk_url,
-                    symbol.upper(),
+                    symbol,
                     kind,
                     periods(first, last, daily),
                     dest,
@@ -294,6 +442,12 @@ def download(
             )
         except BulkDataError as exc:
             raise ConfigError(str(exc)) from exc
+        except OSError as exc:  # the local disk: the downloads folder or the store
+            raise ConfigError(
+                f"cannot write {exc.filename or dest}: {exc.strerror or exc}. Free space or fix "
+                "the folder (data.data_dir), then run the same command again: files already "
+                "imported are skipped, a partial download resumes"
+            ) from exc
     for name, n in results.items():
         out.print(f"  {name}: {n:,} rows written")
 

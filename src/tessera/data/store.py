@@ -492,7 +492,14 @@ class ParquetStore:
         return best
 
     def coverage(self) -> list[PartitionCoverage]:
+        """One entry per partition (exchange, dataset, symbol, UTC day), in order.
+
+        ``missing`` counts trade ids or bars absent from the series, not just inside the day:
+        a gap that crosses midnight (or spans days without a partition) is counted on the day
+        of the first row after it. The first row of a series has no gap before it.
+        """
         out: list[PartitionCoverage] = []
+        last_seen: dict[tuple[Any, ...], int] = {}  # series -> its last id / bar time so far
         for xdir in sorted(self.root.glob("exchange=*")):
             exchange = xdir.name.split("=", 1)[1]
             for ddir in sorted(xdir.glob("dataset=*")):
@@ -512,11 +519,16 @@ class ParquetStore:
                         continue
                     t = pa.concat_tables(tables)
                     missing = 0
+                    series = (exchange, dataset, pdir.parent.name)
                     if dataset in ("trades", "agg_trades") and t.num_rows:
                         ids = t["trade_id" if dataset == "trades" else "agg_id"]
-                        missing = int(pc.max(ids).as_py() - pc.min(ids).as_py() + 1 - t.num_rows)
+                        lo, hi = pc.min(ids).as_py(), pc.max(ids).as_py()
+                        missing = int(hi - lo + 1 - t.num_rows)
+                        if series in last_seen:
+                            missing += max(0, lo - last_seen[series] - 1)
+                        last_seen[series] = max(hi, last_seen.get(series, hi))
                     elif dataset == "klines" and t.num_rows:
-                        missing = _missing_klines(t)
+                        missing = _missing_klines(t, series, last_seen)
                     out.append(
                         PartitionCoverage(
                             exchange,
@@ -566,20 +578,33 @@ class ParquetStore:
         return done
 
 
-def _missing_klines(t: pa.Table) -> int:
+def _missing_klines(
+    t: pa.Table, series: tuple[Any, ...], last_seen: dict[tuple[Any, ...], int]
+) -> int:
+    """Bars missing in one day's klines, and before its first bar since the series' last one
+    (``last_seen``, per interval, updated here). Monthly bars have no fixed length: not counted.
+    """
     missing = 0
     frame = pl.from_arrow(t)
     assert isinstance(frame, pl.DataFrame)
     for interval, group in frame.group_by("interval"):
         step = _interval_ns(str(interval[0]))
         times = group["open_time"].dt.epoch("ns").sort()
-        if len(times) > 1:
-            missing += int((times[-1] - times[0]) // step + 1 - len(times))
-    return missing
+        key = (*series, str(interval[0]))
+        first, last = int(times[0]), int(times[-1])
+        if step is not None:
+            missing += (last - first) // step + 1 - len(times)
+            if key in last_seen:
+                missing += max(0, (first - last_seen[key]) // step - 1)
+        last_seen[key] = max(last, last_seen.get(key, last))
+    return int(missing)
 
 
-def _interval_ns(interval: str) -> int:
+def _interval_ns(interval: str) -> int | None:
+    """A kline interval's length in ns; None for a month (1M) or a name not understood."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if interval[-1:] not in units or not interval[:-1].isdigit():
+        return None
     return int(interval[:-1]) * units[interval[-1]] * 1_000_000_000
 
 
