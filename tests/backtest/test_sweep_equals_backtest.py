@@ -104,11 +104,16 @@ def test_every_sweep_row_equals_the_backtest_of_its_point(series: BarSeries) -> 
     ],
     ids=["next-open", "at-close", "fixed-qty-short-of-cash", "half-size"],
 )
+@pytest.mark.parametrize("caps", ["fixed", "fraction"])
 def test_the_vectorized_path_gives_the_event_engines_result_where_it_runs(
-    series: BarSeries, config: dict[str, Any], params: dict[str, Any]
+    series: BarSeries, config: dict[str, Any], params: dict[str, Any], caps: str
 ) -> None:
     cfg = BacktestConfig.model_validate({"symbols": ["BTCUSDT"], **config})
-    loose = RiskConfig(max_drawdown_pct=90, max_order_notional=10**9, max_position_notional=10**9)
+    # a fraction of the equity at each order: "100%" just above the 99% an entry sizes to (a
+    # fixed 0.2 BTC outgrows it once the losses mount: the engine denies, so that point would
+    # fall back; 1000% there)
+    cap: int | str = 10**9 if caps == "fixed" else ("1000%" if "qty" in params else "100%")
+    loose = RiskConfig(max_drawdown_pct=90, max_order_notional=cap, max_position_notional=cap)
     vec = backtest_sma_cross(series, params, cfg, loose)
     event = BacktestEngine(cfg, loose).run(
         [series], [strategy_class("sma_cross")([series.symbol], **params)]
@@ -122,6 +127,7 @@ def test_the_vectorized_path_gives_the_event_engines_result_where_it_runs(
     assert vec.metrics.keys() == event.metrics.keys()
     assert all(_same(vec.metrics[k], event.metrics[k]) for k in vec.metrics)
     assert vec.denials == event.denials  # the buys the cash could not pay, if any
+    assert vec.risk == event.risk  # the limits applied, none acted
 
 
 def test_the_fixed_qty_point_is_short_of_cash_somewhere(series: BarSeries) -> None:
@@ -142,8 +148,9 @@ def test_the_fixed_qty_point_is_short_of_cash_somewhere(series: BarSeries) -> No
             RiskConfig(max_drawdown_pct=90, max_position_notional=9000, max_order_notional=10**6),
             "max_position",
         ),
+        (RiskConfig(max_drawdown_pct=90, max_order_notional="50%"), "max_order_notional"),
     ],
-    ids=["kill-switch", "reduce-only", "order-notional", "position-notional"],
+    ids=["kill-switch", "reduce-only", "order-notional", "position-notional", "fraction-cap"],
 )
 def test_the_vectorized_path_refuses_where_a_risk_limit_acts_and_the_sweep_falls_back(
     series: BarSeries, risk: RiskConfig, reason: str

@@ -212,13 +212,15 @@ def _check_order(
     strategy_id: str,
 ) -> None:
     """The engine's pre-trade step for this order, on the account it would show: no order is
-    working (each filled before the next decision), the position held, the bar's close."""
+    working (each filled before the next decision), the position held, the bar's close, the
+    equity marked at it."""
     now = int(series.close_time[i])
     last = _d(float(series.close[i]))
     account = AccountView(
         positions={series.symbol: held} if held else {},
         last_prices={series.symbol: last},
         open_orders=0,
+        equity=cash + held * last,  # as the engine gives it: fractional caps resolve on it
     )
     intent = OrderIntent(
         series.symbol,
@@ -322,14 +324,19 @@ def backtest_sma_cross(
         qty=strat.qty,
         qty_step=strat.qty_step,
     )
-    return to_result(series, vec, config, strat.strategy_id)
+    return to_result(series, vec, config, strat.strategy_id, risk)
 
 
 def to_result(
-    series: BarSeries, vec: VectorResult, config: BacktestConfig, strategy_id: str
+    series: BarSeries,
+    vec: VectorResult,
+    config: BacktestConfig,
+    strategy_id: str,
+    risk: RiskConfig | None = None,
 ) -> BacktestResult:
     """A `BacktestResult` from a vectorized run: the fills booked in a `Portfolio` (realized
-    PnL per fill, as the engine books them), metrics by `build_result`."""
+    PnL per fill, as the engine books them), metrics and the risk summary (limits applied,
+    none acted) by `build_result`."""
     quote = config.quote_currency
     base = series.symbol.removesuffix(quote)
     portfolio = Portfolio.with_cash(
@@ -366,6 +373,7 @@ def to_result(
         portfolio=portfolio,
         denials=list(vec.denials),
         halted_at=None,
+        risk_config=risk,
     )
 
 
