@@ -26,6 +26,7 @@ from rich.table import Table
 
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError
+from tessera.config.settings import require_supported_exchange
 
 if TYPE_CHECKING:
     from tessera.data.bulk import ImportResult
@@ -411,6 +412,8 @@ def download(
     last = _day("--end", end, end=True) if end else _day("--start", start, end=True)
     if last < first:
         raise ConfigError(f"--end {end}: before --start {start}")
+    # Binance's public bulk-data site: the files of the venue exchange.name names
+    require_supported_exchange(app.settings.exchange.name, "market data downloads")
     store = _open_store(app)
     dest = app.settings.data_dir / "downloads"
     with Progress(
@@ -491,6 +494,7 @@ def ingest(
     from tessera.data.ingest.service import DEFAULT_MAX_BUFFERED_ROWS
 
     app = _app(ctx)
+    require_supported_exchange(app.settings.exchange.name, "market data")
     store = _open_store(app)
     app.start_metrics()
     s = app.settings
