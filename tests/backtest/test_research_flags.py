@@ -145,3 +145,55 @@ def test_json_prints_the_result_document_alone_on_stdout(data_dir: Path, tmp_pat
     assert bars["notes"] == ["resampled 1m → 1h"]
     assert set(doc["risk"]) >= {"halted_at_ns", "denials", "return_as_traded"}
     assert "BTCPERP (nautilus, 1h)" in res.stderr  # the human-readable lines still appear
+
+
+def _sweep(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["TESSERA_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "sweep", "--workers", "1", "--json", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_sweep_reads_the_same_bars_and_its_point_equals_the_backtest(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    window = ("--symbol", "BTCPERP", "--timeframe", "1h", "--timerange", "20220101-20220120")
+    swept = _sweep(data_dir, *window, "-g", "fast=10", "-g", "slow=30")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    doc = json.loads(swept.stdout)
+    (row,) = doc["rows"]
+    assert doc["bars"][0]["bars"] == 19 * 24
+    single = _backtest(data_dir, tmp_path / "f", *window, "-p", "fast=10", "-p", "slow=30")
+    assert single.returncode == 0, single.stdout + single.stderr
+    metrics = json.loads((tmp_path / "f" / "result.json").read_text())["metrics"]
+    for key in ("total_return", "sharpe", "max_drawdown", "trades", "fees_paid"):
+        assert row[key] == metrics[key], key
+
+
+def test_a_sweep_over_two_symbols_runs_each_point_as_one_portfolio(data_dir: Path) -> None:
+    bars = [REPO / "samples" / "bars" / f"bitstamp_{s}USD_1d.csv.gz" for s in ("BTC", "ETH")]
+    res = _sweep(
+        data_dir,
+        "--bars",
+        str(bars[0]),
+        "--bars",
+        str(bars[1]),
+        "-g",
+        "fast=5,10",
+        "-g",
+        "slow=30",
+        "-g",
+        "size=0.45",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(res.stdout)
+    assert [b["symbol"] for b in doc["bars"]] == ["BTCUSD", "ETHUSD"]
+    assert {r["engine"] for r in doc["rows"]} == {"event"}
+    assert {r["fallback"] for r in doc["rows"]} == {"the vectorized path simulates one symbol"}
+    assert all(r["trades"] > 0 and r["error"] == "" for r in doc["rows"])

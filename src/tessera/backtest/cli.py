@@ -12,7 +12,6 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
 from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
 from tessera.backtest.report import write_report
@@ -59,19 +58,6 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
             value = raw.lower() == "true"
         params[key] = value
     return params
-
-
-def _load_frame(bars: Path | None) -> tuple[pl.DataFrame, Path]:
-    path = bars or SAMPLE_BARS
-    try:
-        return read_bar_file(path), path
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _load_series(bars: Path | None, symbol: str) -> tuple[BarSeries, Path]:
-    frame, path = _load_frame(bars)
-    return BarSeries.from_frame(symbol, frame), path
 
 
 def _with_scores(

@@ -118,7 +118,7 @@ def random_points(space: Mapping[str, Sequence[Any]], n: int, seed: int) -> list
 
 
 def _run_point(
-    series: BarSeries,
+    data: Sequence[BarSeries],
     strategy: str,
     params: Point,
     config: BacktestConfig,
@@ -135,20 +135,22 @@ def _run_point(
     try:
         if loads is not None:  # user strategies, in a process that has not loaded them
             restore_loader_state(loads)
-        strat = strategy_class(strategy)([series.symbol], **params)
+        strat = strategy_class(strategy)([s.symbol for s in data], **params)
     except (KeyError, ValueError, TypeError) as exc:
         row["error"] = str(exc)
         return row
     result: BacktestResult | None = None
-    if engine == "vectorized":
+    if engine == "vectorized" and len(data) > 1:
+        row["fallback"] = "the vectorized path simulates one symbol"
+    elif engine == "vectorized":
         try:
-            result = backtest_sma_cross(series, params, config, risk)
+            result = backtest_sma_cross(data[0], params, config, risk)
             row["engine"] = "vectorized"
         except NotProvablyEqualError as exc:
             row["fallback"] = str(exc)
     if result is None:
         try:
-            result = BacktestEngine(config, risk).run([series], [strat])
+            result = BacktestEngine(config, risk).run(data, [strat])
         except StrategyError as exc:  # this grid point's strategy raised: its row says where
             row["error"] = str(exc)
             return row
@@ -159,12 +161,12 @@ def _run_point(
 
 
 # Local workers receive the bars once, through the pool initializer, not with every point.
-_WORKER_SERIES: BarSeries | None = None
+_WORKER_SERIES: tuple[BarSeries, ...] | None = None
 
 
-def _init_worker(series: BarSeries) -> None:
+def _init_worker(data: tuple[BarSeries, ...]) -> None:
     global _WORKER_SERIES
-    _WORKER_SERIES = series
+    _WORKER_SERIES = data
 
 
 def _local_point(
@@ -175,7 +177,7 @@ def _local_point(
 
 
 def run_sweep(
-    series: BarSeries,
+    series: BarSeries | Sequence[BarSeries],
     strategy: str,
     points: Sequence[Point],
     config: BacktestConfig,
@@ -192,7 +194,9 @@ def run_sweep(
 
     ``engine="vectorized"`` (``sma_cross`` only) runs each point on the vectorized path where
     it provably equals the event engine and on the event engine elsewhere; ``"event"`` runs
-    every point on the event engine."""
+    every point on the event engine. Several series: each point is one portfolio backtest
+    over all of them (one account), on the event engine."""
+    data = (series,) if isinstance(series, BarSeries) else tuple(series)
     if not points:
         raise ValueError("the sweep has no points")
     if engine not in ENGINES:
@@ -202,13 +206,13 @@ def run_sweep(
         if why is not None:
             raise ValueError(f"the vectorized path cannot run here: {why}")
     if ray_address:
-        rows = _run_ray(series, strategy, points, config, risk, ray_address, engine, on_result)
+        rows = _run_ray(data, strategy, points, config, risk, ray_address, engine, on_result)
     elif workers > 1 and len(points) > 1:
         loads = loader_state()
         jobs = [(strategy, p, config, risk, loads, engine) for p in points]
         rows = []
         with ProcessPoolExecutor(
-            max_workers=workers, initializer=_init_worker, initargs=(series,)
+            max_workers=workers, initializer=_init_worker, initargs=(data,)
         ) as pool:
             for row in pool.map(_local_point, jobs):
                 rows.append(row)
@@ -217,7 +221,7 @@ def run_sweep(
     else:
         rows = []
         for p in points:
-            row = _run_point(series, strategy, p, config, risk, engine=engine)
+            row = _run_point(data, strategy, p, config, risk, engine=engine)
             rows.append(row)
             if on_result:
                 on_result(row)
@@ -250,7 +254,7 @@ def _frame(rows: list[dict[str, Any]], points: Sequence[Point], sort_by: str) ->
 
 
 def _run_ray(
-    series: BarSeries,
+    data: tuple[BarSeries, ...],
     strategy: str,
     points: Iterable[Point],
     config: BacktestConfig,
@@ -273,7 +277,7 @@ def _run_ray(
             ray.init(address=address, log_to_driver=False)
     try:
         remote = ray.remote(_run_point)
-        ref = ray.put(series)  # once into the object store, shared by every task
+        ref = ray.put(data)  # once into the object store, shared by every task
         loads = loader_state()
         pending = [remote.remote(ref, strategy, p, config, risk, loads, engine) for p in points]
         by_ref = {id(r): i for i, r in enumerate(pending)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,8 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera.backtest.cli import _ctx, _load_series, out
+from tessera.backtest.cli import _ctx, out
+from tessera.backtest.data import BarSeries
 from tessera.backtest.sweep import (
     ENGINES,
     METRIC_KEYS,
@@ -23,6 +25,14 @@ from tessera.backtest.sweep import (
     vectorized_refusal,
 )
 from tessera.config import ConfigError
+from tessera.console import echo_json
+from tessera.data.research_cli import (
+    BarsOpt,
+    SymbolsOpt,
+    TimeframeOpt,
+    TimerangeOpt,
+    research_bars,
+)
 from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
@@ -54,7 +64,10 @@ def sweep(
             "run at all; event: every point on the event engine"
         ),
     ] = "auto",
-    bars: Annotated[Path | None, typer.Option("--bars", help="Bars file; default: bundled")] = None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
+    bars: BarsOpt = None,
     workers: Annotated[int, typer.Option(help="Local worker processes")] = 2,
     ray_address: Annotated[
         str | None,
@@ -74,6 +87,14 @@ def sweep(
             "--out", help="Write all rows, every metric and the engine of each (.csv/.parquet)"
         ),
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print every row (parameters, engine, every metric, halted, fallback, error) "
+            "and the bars used as one JSON document on stdout; other lines go to stderr",
+        ),
+    ] = False,
 ) -> None:
     """Grid or random search over a strategy's parameters, in parallel (local or Ray).
 
@@ -88,14 +109,16 @@ def sweep(
       tessera sweep -s mean_reversion -g window=20:200:10 --ray-address local
     """
     app = _ctx(ctx)
+    if json_out:  # stdout carries one JSON document; everything else goes to stderr
+        out.file = sys.stderr
     cfg = app.settings.backtest
     load_user_strategies(app.settings, strategy_path)
     try:
         strategy_class(strategy)
     except KeyError as exc:
         raise ConfigError(str(exc).strip("\"'")) from exc
-    # (symbols may be empty now: the bundled sample; the shared loader will replace this)
-    series, _ = _load_series(bars, cfg.symbols[0] if cfg.symbols else "BTCUSDT")
+    loaded = research_bars(app.settings, symbol, timeframe, timerange, bars, console=out)
+    series = [BarSeries.from_frame(b.symbol, b.frame, b.interval) for b in loaded]
     specs = grid or (["fast=5:50:5", "slow=20:200:20"] if strategy == "sma_cross" else [])
     if not specs:
         raise ConfigError(f"--grid: give the parameters of {strategy!r} to sweep")
@@ -168,7 +191,8 @@ def sweep(
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from exc
     elapsed = time.perf_counter() - t0
-    out.print(sweep_table(frame, strategy, list(space), len(series), elapsed, top))
+    n_bars = sum(len(x) for x in series)
+    out.print(sweep_table(frame, strategy, list(space), n_bars, elapsed, top))
     for line in sweep_notes(frame):
         out.print(line)
     if out_file:
@@ -177,6 +201,24 @@ def sweep(
         else:
             frame.write_csv(out_file)
         out.print(f"all rows: {out_file}")
+    if json_out:
+        echo_json(
+            {
+                "strategy": strategy,
+                "bars": [
+                    {
+                        "symbol": b.symbol,
+                        "venue": b.venue,
+                        "interval": b.interval,
+                        "bars": len(b.frame),
+                        "source": b.source,
+                        "notes": list(b.notes),
+                    }
+                    for b in loaded
+                ],
+                "rows": frame.to_dicts(),
+            }
+        )
 
 
 # The metrics the table shows (what fits 80 columns), labelled and formatted as `tessera
