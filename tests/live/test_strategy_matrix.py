@@ -97,6 +97,15 @@ MATRIX: dict[str, MatrixEntry] = {
     ),
     # buys once per symbol, on the first bar after the warm-up, and holds (0.01 of each)
     "buy_and_hold": MatrixEntry(("buy_and_hold:qty=0.02",), trades_often=False),
+    # ranks BTC against ETH by their 2-bar return every third second and holds the better one:
+    # 0.2 % of the account's equity (a few hundred USDT), rotating whenever the ranking flips
+    "cross_sectional": MatrixEntry(
+        (
+            "cross_sectional:lookback=2,k=1,weight=0.002,rebalance_bars=3,"
+            "min_trade=0.0005,qty_step=0.0001",
+        ),
+        trades_often=True,
+    ),
 }
 
 # The documentation shows no example strategy of its own that `tessera run` could load

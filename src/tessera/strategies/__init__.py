@@ -21,6 +21,7 @@ from tessera.strategies.builtin import (
     ModelSignalStrategy,
     SmaCross,
 )
+from tessera.strategies.cross_sectional import CrossSectional
 from tessera.strategies.loader import (
     ENTRY_POINT_GROUP,
     LoadedStrategy,
@@ -38,6 +39,7 @@ __all__ = [
     "BollingerMeanReversion",
     "BookTop",
     "BuyAndHold",
+    "CrossSectional",
     "LoadedStrategy",
     "ModelSignalStrategy",
     "ParamSpec",
