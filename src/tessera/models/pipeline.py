@@ -8,6 +8,7 @@ recomputes its features with the artifact's own feature spec and scores every ba
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,10 +213,17 @@ def check_feature_code(artifact: LoadedArtifact, allow_drift: bool = False) -> s
 
 
 def predict(
-    artifact: LoadedArtifact | ArtifactRef, bars: pl.DataFrame, *, allow_feature_drift: bool = False
+    artifact: LoadedArtifact | ArtifactRef,
+    bars: pl.DataFrame,
+    *,
+    allow_feature_drift: bool = False,
+    constants: Mapping[str, float] | None = None,
 ) -> pl.DataFrame:
     """Score every bar: ``open_time``, ``score`` (null where a feature is not yet known)
-    and, for classifiers, one ``p_<class>`` column per class."""
+    and, for classifiers, one ``p_<class>`` column per class.
+
+    ``constants``: input columns the feature spec does not compute, one value for every bar —
+    a pooled model's symbol indicators (`tessera.models.pooled`)."""
     loaded = artifact if isinstance(artifact, LoadedArtifact) else load_artifact(artifact)
     warning = check_feature_code(loaded, allow_feature_drift)
     if warning:
@@ -225,6 +233,8 @@ def predict(
     if featureset.spec_hash(spec) != loaded.manifest["features"]["spec_hash"]:
         raise ValueError(f"{loaded.ref.path / FEATURES_FILE}: feature spec does not match its hash")
     feats = featureset.compute_features(bars, spec)
+    if constants:
+        feats = feats.with_columns(pl.lit(v, pl.Float64).alias(k) for k, v in constants.items())
     columns = loaded.feature_columns
     missing = [c for c in columns if c not in feats.columns]
     if missing:
