@@ -22,6 +22,7 @@ from rich.table import Table
 from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, ModelConfig, load_yaml
 from tessera.console import echo_json, make_console
+from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt, research_bars
 from tessera.logging import get_logger
 
 if TYPE_CHECKING:
@@ -75,15 +76,6 @@ def _registry(app: AppContext) -> ModelRegistry:
     return ModelRegistry(registry_root(app))
 
 
-def _load_bars(path: Path | None) -> tuple[pl.DataFrame, str]:
-    from tessera.models import featureset
-
-    try:
-        return featureset.load_bars(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
-
-
 def _fmt(v: Any, spec: str = "{:+.4f}") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -128,13 +120,17 @@ def train(
         Path | None,
         typer.Option("--features", help="Feature YAML (default: the effective feature settings)"),
     ] = None,
-    bars: Annotated[
-        Path | None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
+    bars: BarsOpt = None,
+    symbol_feature: Annotated[
+        bool,
         typer.Option(
-            "--bars",
-            help="Bars file (.csv, .csv.gz, .parquet); default: the bundled real 1m BTC sample",
+            "--symbol-feature/--no-symbol-feature",
+            help="Several symbols (one pooled model): give the model one 0/1 column per symbol",
         ),
-    ] = None,
+    ] = False,
     name: Annotated[str | None, typer.Option("--name", help="Registry name")] = None,
     kind: Annotated[KindChoice | None, typer.Option("--kind", help="Model family")] = None,
     label: Annotated[LabelChoice | None, typer.Option("--label", help="Label kind")] = None,
@@ -164,11 +160,26 @@ def train(
     except ValueError as exc:
         raise ConfigError(f"model config: {exc}") from exc
     spec = load_yaml(features, FeatureConfig) if features else app.settings.features
-    frame, source = _load_bars(bars)
+    loaded_bars = research_bars(
+        app.settings,
+        symbol,
+        timeframe or (spec.interval if symbol and not bars else None),
+        timerange,
+        bars,
+        console=out,
+        use_backtest_defaults=False,
+    )
+    if symbol_feature and len(loaded_bars) < 2:
+        raise ConfigError("--symbol-feature needs several symbols (one pooled model)")
+    frames = {b.symbol: b.frame for b in loaded_bars}
+    source = "; ".join(f"{b.title} from {b.source}" for b in loaded_bars)
     root = registry_root(app, cfg)
+    pooled = len(loaded_bars) > 1
     out.print(
         f"training [bold]{cfg.name}[/] ({cfg.kind}, label {cfg.label.kind} h={cfg.label.horizon}, "
-        f"{cfg.validation.scheme} x{cfg.validation.n_splits}) on {len(frame):,} bars from {source}"
+        f"{cfg.validation.scheme} x{cfg.validation.n_splits}) on "
+        f"{sum(len(f) for f in frames.values()):,} bars"
+        + (f", pooled over {len(frames)} symbols" if pooled else "")
     )
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), TimeElapsedColumn(), console=out
@@ -179,17 +190,33 @@ def train(
             bar.update(task, completed=done, total=total, description=what)
 
         try:
-            result = run_training(
-                frame,
-                cfg,
-                features=spec,
-                seed=app.settings.seed,
-                registry_dir=root,
-                window=window.value,
-                source=source,
-                run_id=app.run_id,
-                progress=progress,
-            )
+            if pooled:
+                from tessera.models.pooled import train_pooled
+
+                result = train_pooled(
+                    frames,
+                    cfg,
+                    features=spec,
+                    symbol_feature=symbol_feature,
+                    seed=app.settings.seed,
+                    registry_dir=root,
+                    window=window.value,
+                    source=source,
+                    run_id=app.run_id,
+                    progress=progress,
+                )
+            else:
+                result = run_training(
+                    loaded_bars[0].frame,
+                    cfg,
+                    features=spec,
+                    seed=app.settings.seed,
+                    registry_dir=root,
+                    window=window.value,
+                    source=source,
+                    run_id=app.run_id,
+                    progress=progress,
+                )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     out.print(fold_table(result.fold_metrics, f"Out-of-sample: {cfg.kind} vs linear baseline"))
@@ -206,10 +233,10 @@ def train(
 def predict(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="NAME or NAME:VERSION")],
-    bars: Annotated[
-        Path | None,
-        typer.Option("--bars", help="Bars file; default: the bundled real 1m BTC sample"),
-    ] = None,
+    symbol: SymbolsOpt = None,
+    timeframe: TimeframeOpt = None,
+    timerange: TimerangeOpt = None,
+    bars: BarsOpt = None,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write all predictions to this .parquet/.csv")
     ] = None,
@@ -233,27 +260,55 @@ def predict(
         loaded = load_artifact(ref)
     except (RegistryError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
-    frame, source = _load_bars(bars)
-    try:
-        preds = run_predict(loaded, frame, allow_feature_drift=allow_feature_drift)
-    except FeatureDriftError as exc:
-        raise ConfigError(str(exc)) from exc
-    scored = preds.filter(pl.col("score").is_not_null())
-    out.print(
-        f"{ref.name}:{ref.version} scored {len(scored):,} of {len(preds):,} bars from {source}"
+    loaded_bars = research_bars(
+        app.settings,
+        symbol,
+        timeframe or (app.settings.features.interval if symbol and not bars else None),
+        timerange,
+        bars,
+        console=out,
+        use_backtest_defaults=False,
     )
-    table = Table(title=f"last {min(tail, len(scored))} scores")
-    for col in preds.columns:
-        table.add_column(col, justify="right")
-    for row in scored.tail(tail).iter_rows():
-        table.add_row(f"{row[0]:%Y-%m-%d %H:%M}", *(_fmt(v, "{:+.6f}") for v in row[1:]))
-    out.print(table)
+    from tessera.models.pooled import SYMBOL_PREFIX, model_symbols, symbol_columns
+
+    known = model_symbols(loaded)
+    unknown = sorted({b.symbol for b in loaded_bars} - set(known)) if known else []
+    if unknown:
+        raise ConfigError(
+            f"{ref.name}:{ref.version} was trained with the symbol as a feature on "
+            f"{', '.join(known)}; it cannot score {', '.join(unknown)}"
+        )
+    frames = []
+    for b in loaded_bars:
+        constants = {c: float(c == f"{SYMBOL_PREFIX}{b.symbol}") for c in symbol_columns(known)}
+        try:
+            preds = run_predict(
+                loaded,
+                b.frame,
+                allow_feature_drift=allow_feature_drift,
+                constants=constants or None,
+            )
+        except FeatureDriftError as exc:
+            raise ConfigError(str(exc)) from exc
+        scored = preds.filter(pl.col("score").is_not_null())
+        out.print(
+            f"{ref.name}:{ref.version} scored {len(scored):,} of {len(preds):,} bars of "
+            f"{b.title} from {b.source}"
+        )
+        table = Table(title=f"{b.symbol}: last {min(tail, len(scored))} scores")
+        for col in preds.columns:
+            table.add_column(col, justify="right")
+        for row in scored.tail(tail).iter_rows():
+            table.add_row(f"{row[0]:%Y-%m-%d %H:%M}", *(_fmt(v, "{:+.6f}") for v in row[1:]))
+        out.print(table)
+        frames.append(preds.with_columns(pl.lit(b.symbol).alias("symbol")))
     if out_file is not None:
+        everything = pl.concat(frames) if len(frames) > 1 else frames[0].drop("symbol")
         out_file.parent.mkdir(parents=True, exist_ok=True)
         if out_file.suffix == ".csv":
-            preds.write_csv(out_file)
+            everything.write_csv(out_file)
         else:
-            preds.write_parquet(out_file)
+            everything.write_parquet(out_file)
         out.print(f"predictions: [bold]{out_file}[/]")
 
 
