@@ -197,3 +197,31 @@ def test_a_sweep_over_two_symbols_runs_each_point_as_one_portfolio(data_dir: Pat
     assert {r["engine"] for r in doc["rows"]} == {"event"}
     assert {r["fallback"] for r in doc["rows"]} == {"the vectorized path simulates one symbol"}
     assert all(r["trades"] > 0 and r["error"] == "" for r in doc["rows"])
+
+
+def test_a_portfolio_backtest_attributes_its_result_to_each_symbol(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    bars = [REPO / "samples" / "bars" / f"bitstamp_{s}USD_1d.csv.gz" for s in ("BTC", "ETH", "LTC")]
+    args = [a for p in bars for a in ("--bars", str(p))]
+    res = _backtest(
+        data_dir,
+        tmp_path / "g",
+        *args,
+        "-s",
+        "cross_sectional",
+        "-p",
+        "score=momentum",
+        "-p",
+        "k=2",
+        "--timerange",
+        "20180101-",
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Per symbol" in res.stdout
+    doc = json.loads((tmp_path / "g" / "result.json").read_text())
+    rows = {r["symbol"]: r for r in doc["run"]["per_symbol"]}
+    assert set(rows) == {"BTCUSD", "ETHUSD", "LTCUSD", "total"}
+    parts = sum(float(rows[s]["pnl"]) for s in ("BTCUSD", "ETHUSD", "LTCUSD"))
+    assert abs(parts - float(rows["total"]["pnl"])) < 1e-6
+    assert abs(float(doc["final_equity"]) - 10_000 - float(rows["total"]["pnl"])) < 1e-6

@@ -26,6 +26,7 @@ from tessera.data.research_cli import (
     TimerangeOpt,
     research_bars,
 )
+from tessera.data.universe import LoadedBars
 from tessera.logging import get_logger
 from tessera.strategies import StrategyParamError, strategy_class
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
@@ -118,6 +119,67 @@ def _with_scores(
     # the backtest (and its buy & hold baseline) covers the scored windows only
     scored = series.with_predictions(scores)
     return scored.slice(min_train_bars, len(scored)), notes
+
+
+def _pooled_scores(
+    app: AppContext, model: str, loaded: list[LoadedBars], series: list[BarSeries]
+) -> tuple[list[BarSeries], dict[str, str]]:
+    from tessera.models.cli import registry_root
+    from tessera.models.pooled import pooled_scores
+    from tessera.models.registry import RegistryError
+
+    try:
+        scores = pooled_scores(
+            model, {b.symbol: b.frame for b in loaded}, registry_root(app, app.settings.model)
+        )
+    except (RegistryError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    for b in loaded:
+        n = int(np.isfinite(scores[b.symbol]).sum())
+        out.print(f"scores: [bold]{model}[/] on {n:,} bars of {b.symbol}")
+    return [s.with_predictions(scores[s.symbol]) for s in series], {"model": model}
+
+
+def _attribution_table(result: BacktestResult, series: list[BarSeries]) -> Table:
+    from tessera.backtest.attribution import symbol_attribution
+
+    frame = symbol_attribution(result, series)
+    table = Table(title="Per symbol (one account; the total is the account's)")
+    cols = (
+        ("symbol", "{}"),
+        ("pnl", "{:+,.2f}"),
+        ("realized_pnl", "{:+,.2f}"),
+        ("unrealized_pnl", "{:+,.2f}"),
+        ("fees", "{:,.2f}"),
+        ("trades", "{:,}"),
+        ("win_rate", "{:.1%}"),
+        ("contribution", "{:+.2%}"),
+    )
+    for name, _ in cols:
+        table.add_column(name.replace("_", " "), justify="right")
+    for row in frame.iter_rows(named=True):
+        table.add_row(
+            *("–" if row[c] is None or row[c] != row[c] else fmt.format(row[c]) for c, fmt in cols)
+        )
+    return table
+
+
+def _per_symbol(result: BacktestResult, series: list[BarSeries]) -> list[dict[str, Any]]:
+    from tessera.backtest.attribution import attribution_rows
+
+    return [
+        {
+            "symbol": r.symbol,
+            "pnl": str(r.pnl),
+            "realized_pnl": str(r.realized_pnl),
+            "unrealized_pnl": str(r.unrealized_pnl),
+            "fees": str(r.fees),
+            "trades": r.trades,
+            "win_rate": r.win_rate,
+            "contribution": str(r.contribution),
+        }
+        for r in attribution_rows(result, series)
+    ]
 
 
 def _summary(results: dict[str, BacktestResult], elapsed: float, bars: int) -> Table:
@@ -264,14 +326,12 @@ def backtest(
     except (KeyError, ValueError, TypeError) as exc:
         raise ConfigError(f"strategy {name!r}: {exc}") from exc
     notes_extra: dict[str, str] = {}
-    if uses_model:
-        scored = []
-        for bars_of, one in zip(loaded, all_series, strict=True):
-            one, notes_extra = _with_scores(
-                app, one, bars_of.frame, model, walk_forward, model_config, min_train_bars
-            )
-            scored.append(one)
-        all_series = scored
+    if model and len(loaded) > 1:  # one (pooled) model scores every symbol
+        all_series, notes_extra = _pooled_scores(app, model, loaded, all_series)
+    elif uses_model:
+        all_series[0], notes_extra = _with_scores(
+            app, all_series[0], loaded[0].frame, model, walk_forward, model_config, min_train_bars
+        )
     n_bars = sum(len(x) for x in all_series)
     log.info(
         "backtest started",
@@ -288,6 +348,8 @@ def backtest(
         hold = strategy_class("buy_and_hold")(symbols)
         results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run(all_series, [hold])
     out.print(_summary(results, elapsed, n_bars))
+    if len(all_series) > 1:
+        out.print(_attribution_table(result, all_series))
     risk_lines = risk_summary_lines(result)
     for line in risk_lines:
         out.print(f"[bold yellow]{line}[/]", highlight=False, soft_wrap=True)
@@ -309,6 +371,7 @@ def backtest(
             for b in loaded
         ],
         "baselines": {k: v.metrics for k, v in results.items() if k != name},
+        "per_symbol": _per_symbol(result, all_series),
         **({"model": notes_extra} if notes_extra else {}),
     }
     target = out_dir or (cfg.report_dir or app.settings.data_dir / "reports") / app.run_id
