@@ -3,6 +3,12 @@
 The root callback is the bootstrap of the architecture brief, run once per process in order:
 settings (defaults < YAML < .env < environment < options), logging, seed, and — for commands
 that run a process — the metrics server. It creates a ``run_id`` and binds it to every log line.
+
+Start-up time: ``tessera --help`` imports none of the command modules. The root group is a
+`LazyTyperGroup` that knows each command by name, summary and ``module:attribute``
+(`LAZY_COMMANDS`) and imports a command's module only when that command runs or shows its own
+help; this module itself imports only typer and rich at the top (the settings, logging and
+error types are imported where they are used). ``bench/bench_startup.py`` measures it.
 """
 
 from __future__ import annotations
@@ -12,26 +18,265 @@ import importlib.metadata
 import json
 import platform
 import sys
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
-import yaml
-from rich.table import Table
-from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from tessera import __version__
-from tessera.bootstrap import AppContext, bootstrap, mode_source
-from tessera.config import SECTION_MODELS, ConfigError, load_settings, load_yaml
 from tessera.console import make_console
-from tessera.logging import get_logger
-from tessera.metrics import MetricsServerError
-from tessera.strategies.guard import StrategyError
 
-log = get_logger("tessera.cli")
+if TYPE_CHECKING:
+    from typer._click import Command, Context, HelpFormatter
+    from typer._click.shell_completion import CompletionItem
+
+    from tessera.bootstrap import AppContext
+
 out = make_console()
 err = make_console(stderr=True)
+
+
+# --- lazy commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command of `tessera` whose module is imported only when the command is used.
+
+    ``target`` is ``"module:attribute"``: a command function (mounted like
+    ``app.command(name)(function)``) or, with ``group=True``, a `typer.Typer` (mounted like
+    ``app.add_typer(sub, name=name)``). ``summary`` is the first paragraph of its help exactly as
+    ``tessera --help`` lists it; ``tests/foundation/test_cli_lazy.py`` checks it against the
+    command's own help, so an edited docstring that is not copied here fails a test.
+    """
+
+    name: str
+    target: str
+    summary: str
+    group: bool = False
+
+    def load(self) -> Any:
+        """Import the module and return the attribute (the one import this entry defers)."""
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+LAZY_COMMANDS: tuple[LazyCommand, ...] = (
+    LazyCommand(
+        "backtest",
+        "tessera.backtest.cli:backtest",
+        "Run an event-driven backtest: same strategy, risk and execution code as live.",
+    ),
+    LazyCommand(
+        "sweep",
+        "tessera.backtest.sweep_cli:sweep",
+        "Grid or random search over a strategy's parameters, in parallel (local or Ray).",
+    ),
+    LazyCommand(
+        "positions",
+        "tessera.execution.cli:positions",
+        "Positions per symbol and strategy, with average price and realized PnL.",
+    ),
+    LazyCommand(
+        "ingest",
+        "tessera.data.cli:ingest",
+        "Stream market data into the store: reconnects, gap backfill, book sync, crash-safe "
+        "writes.",
+    ),
+    LazyCommand(
+        "train",
+        "tessera.models.cli:train",
+        "Validate a model against the linear baseline, fit it on all bars, save an artifact.",
+    ),
+    LazyCommand(
+        "predict",
+        "tessera.models.cli:predict",
+        "Score bars with a registered model (features recomputed with its own feature spec).",
+    ),
+    LazyCommand(
+        "run",
+        "tessera.live.cli:run",
+        "Run the trading bot: market data -> features -> model -> strategies -> signals -> risk\n"
+        "-> orders, until Ctrl-C / SIGTERM (graceful: queued signals are executed, in-flight\n"
+        "orders resolved, data flushed) or --duration.",
+    ),
+    LazyCommand(
+        "orders",
+        "tessera.execution.cli:orders_app",
+        "Orders recorded in the execution database.",
+        group=True,
+    ),
+    LazyCommand(
+        "fills",
+        "tessera.execution.cli:fills_app",
+        "Fills recorded in the execution database.",
+        group=True,
+    ),
+    LazyCommand(
+        "risk", "tessera.execution.cli:risk_app", "Trading state and the kill-switch.", group=True
+    ),
+    LazyCommand("db", "tessera.execution.cli:db_app", "The execution database schema.", group=True),
+    LazyCommand(
+        "data",
+        "tessera.data.cli:data_app",
+        "The market-data store: coverage, SQL, import, download.",
+        group=True,
+    ),
+    LazyCommand(
+        "sim",
+        "tessera.sim.cli:app",
+        "A local Binance spot exchange (REST + websockets) replaying recorded real market data.",
+        group=True,
+    ),
+    LazyCommand(
+        "features",
+        "tessera.features.cli:app",
+        "Feature library: list the registered features, build feature sets, check them.",
+        group=True,
+    ),
+    LazyCommand(
+        "models",
+        "tessera.models.cli:models_app",
+        "The local model registry: list and inspect artifacts.",
+        group=True,
+    ),
+    LazyCommand(
+        "strategy",
+        "tessera.strategies.cli:app",
+        "Write and list strategies: built-in, your own files, installed packages.",
+        group=True,
+    ),
+)
+
+
+class _CommandTable(MutableMapping[str, "Command"]):
+    """The sub-commands of a `LazyTyperGroup`: every name is known, a lazy one is built on access.
+
+    Iterating (names, ``in``, ``len``, typer's "did you mean" suggestions) imports nothing;
+    reading a command (``table[name]``, ``.get``, ``.items()``) builds it once. Code that walks
+    ``group.commands`` (the docs reference hook, tests) therefore sees the full tree, as before.
+
+    The order is the eager one: commands before sub-groups, the root's own before the lazy ones.
+    """
+
+    def __init__(
+        self,
+        loaded: Mapping[str, Command],
+        lazy: Mapping[str, LazyCommand],
+        build: Callable[[LazyCommand], Command],
+    ) -> None:
+        self._loaded = dict(loaded)
+        self._lazy = {n: e for n, e in lazy.items() if n not in self._loaded}
+        self._build = build
+        own_commands = [n for n, c in self._loaded.items() if not isinstance(c, TyperGroup)]
+        own_groups = [n for n, c in self._loaded.items() if isinstance(c, TyperGroup)]
+        self._order = [
+            *own_commands,
+            *(n for n, e in self._lazy.items() if not e.group),
+            *own_groups,
+            *(n for n, e in self._lazy.items() if e.group),
+        ]
+
+    def __getitem__(self, name: str) -> Command:
+        if name not in self._loaded:
+            self._loaded[name] = self._build(self._lazy[name])  # KeyError if unknown
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: Command) -> None:
+        if name not in self._order:
+            self._order.append(name)
+        self._lazy.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._order:
+            raise KeyError(name)
+        self._order.remove(name)
+        self._lazy.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def listing(self, name: str) -> Command | None:
+        """The command if it is built, else a stand-in with its name and summary (no import)."""
+        if name in self._loaded:
+            return self._loaded[name]
+        entry = self._lazy.get(name)
+        if entry is None:
+            return None
+        return TyperCommand(name, help=entry.summary)
+
+
+class LazyTyperGroup(TyperGroup):
+    """A typer group whose sub-commands in `lazy_commands` are imported on first use.
+
+    A command is built exactly as ``app.command(name)(function)`` or ``app.add_typer(sub,
+    name=name)`` on the root would build it (same markup mode, same settings), so its own help
+    and behaviour do not change; only the root's help lists stand-ins, built from the summary.
+    """
+
+    lazy_commands: ClassVar[tuple[LazyCommand, ...]] = ()
+    #: the Typer whose settings (markup mode, pretty exceptions, suggestions) commands inherit
+    settings_from: ClassVar[typer.Typer | None] = None
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _CommandTable(
+            self.commands, {e.name: e for e in self.lazy_commands}, self._build
+        )
+        self._listing = False
+
+    def _build(self, entry: LazyCommand) -> Command:
+        like = self.settings_from
+        holder = typer.Typer(
+            rich_markup_mode=self.rich_markup_mode,
+            suggest_commands=self.suggest_commands,
+            pretty_exceptions_short=like.pretty_exceptions_short if like else True,
+        )
+        target = entry.load()
+        if entry.group:
+            if not isinstance(target, typer.Typer):
+                raise TypeError(f"{entry.target} is not a typer.Typer (command {entry.name!r})")
+            holder.add_typer(target, name=entry.name)
+        else:
+            holder.command(entry.name)(target)
+        return typer.main.get_group(holder).commands[entry.name]
+
+    def list_commands(self, ctx: Context) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        table = self.commands
+        if self._listing and isinstance(table, _CommandTable):
+            return table.listing(cmd_name)
+        return table.get(cmd_name)
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        """The group's help lists its commands from their summaries: nothing is imported."""
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def shell_complete(self, ctx: Context, incomplete: str) -> list[CompletionItem]:
+        """Completing a command name imports nothing either (its summary is the hint)."""
+        self._listing = True
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._listing = False
 
 
 class ModeChoice(str, Enum):
@@ -46,8 +291,13 @@ class OutputFormat(str, Enum):
     yaml = "yaml"
 
 
+class _TesseraGroup(LazyTyperGroup):
+    lazy_commands = LAZY_COMMANDS
+
+
 app = typer.Typer(
     name="tessera",
+    cls=_TesseraGroup,
     help=(
         "Tessera: ML-driven crypto trading, from research to live in one system.\n\n"
         "Settings come from, lowest to highest precedence: built-in defaults, YAML files in "
@@ -60,6 +310,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+_TesseraGroup.settings_from = app
 config_app = typer.Typer(
     help="Inspect and validate the effective configuration.", no_args_is_help=True
 )
@@ -126,6 +377,10 @@ def _bootstrap(
         ),
     ] = None,
 ) -> None:
+    from tessera.bootstrap import bootstrap, mode_source
+    from tessera.config import load_settings
+    from tessera.logging import get_logger
+
     settings = load_settings(
         config_dir=config_dir,
         env_file=env_file,
@@ -139,7 +394,7 @@ def _bootstrap(
     app_ctx = bootstrap(settings)
     ctx.obj = app_ctx
     ctx.call_on_close(app_ctx.close)
-    log.info(
+    get_logger("tessera.cli").info(
         "tessera started",
         command=ctx.invoked_subcommand,
         mode=settings.mode,
@@ -149,6 +404,8 @@ def _bootstrap(
 
 
 def _app_ctx(ctx: typer.Context) -> AppContext:
+    from tessera.bootstrap import AppContext
+
     obj = ctx.find_root().obj
     if not isinstance(obj, AppContext):  # only when a sub-app is invoked without the root
         raise RuntimeError("tessera commands must run under the `tessera` root command")
@@ -161,6 +418,8 @@ def _app_ctx(ctx: typer.Context) -> AppContext:
 @app.command()
 def version() -> None:
     """Print the Tessera version and the versions of the libraries that matter for results."""
+    from rich.table import Table
+
     rows = [("tessera", __version__), ("python", platform.python_version())]
     for name in ("numpy", "polars", "pyarrow", "duckdb", "ccxt", "lightgbm", "torch"):
         try:  # the installed distribution's metadata: importing torch alone takes seconds
@@ -203,6 +462,11 @@ def config_show(
     ] = OutputFormat.table,
 ) -> None:
     """Show the effective settings, secrets redacted, and where each value came from."""
+    import yaml
+    from rich.table import Table
+
+    from tessera.config import ConfigError
+
     settings = _app_ctx(ctx).settings
     values = settings.model_dump(mode="json")
     sources = settings.sources()
@@ -248,6 +512,10 @@ def config_validate(
     ] = None,
 ) -> None:
     """Validate config files; exit code 2 with one clear paragraph per problem otherwise."""
+    from rich.text import Text
+
+    from tessera.config import SECTION_MODELS, ConfigError, load_yaml
+
     settings = _app_ctx(ctx).settings
     targets = files or sorted(
         p for p in (settings.config_dir / f"{s}.yaml" for s in SECTION_MODELS) if p.is_file()
@@ -282,67 +550,40 @@ def doctor(ctx: typer.Context) -> None:
     raise typer.Exit(code)
 
 
-def _mount_commands() -> None:
-    from tessera.backtest import cli as backtest_cli
-    from tessera.backtest import sweep_cli
-    from tessera.execution import cli as execution_cli
-
-    app.command("backtest")(backtest_cli.backtest)
-    app.command("sweep")(sweep_cli.sweep)
-    app.add_typer(execution_cli.orders_app, name="orders")
-    app.add_typer(execution_cli.fills_app, name="fills")
-    app.command("positions")(execution_cli.positions)
-    app.add_typer(execution_cli.risk_app, name="risk")
-    app.add_typer(execution_cli.db_app, name="db")
-    from tessera.data import cli as data_cli
-
-    app.add_typer(data_cli.data_app, name="data")
-    from tessera.sim import cli as sim_cli
-
-    app.add_typer(sim_cli.app, name="sim")
-    app.command("ingest")(data_cli.ingest)
-    from tessera.features import cli as features_cli
-    from tessera.models import cli as models_cli
-
-    app.add_typer(features_cli.app, name="features")
-    app.command("train")(models_cli.train)
-    app.command("predict")(models_cli.predict)
-    app.add_typer(models_cli.models_app, name="models")
-    from tessera.live import cli as live_cli
-
-    app.command("run")(live_cli.run)
-    from tessera.strategies import cli as strategies_cli
-
-    app.add_typer(strategies_cli.app, name="strategy")
+# The errors `main` prints as one paragraph: (module, class, label, exit code; None = the
+# exception's own ``exit_code``). The classes are looked up in ``sys.modules`` rather than
+# imported: an exception can only have been raised once its module was imported, and so
+# ``tessera --help`` does not import settings, metrics and strategies to be ready to catch them.
+_ONE_PARAGRAPH_ERRORS: tuple[tuple[str, str, str, int | None], ...] = (
+    ("tessera.config.errors", "ConfigError", "error: ", None),
+    ("tessera.metrics", "MetricsServerError", "metrics error: ", 2),
+    # user code raised: the run stops naming the strategy, the hook, the bar and the line
+    ("tessera.strategies.guard", "StrategyError", "strategy error: ", 1),
+)
 
 
-_mount_commands()
-
-
-def _mount_optional(module: str, name: str, help_text: str) -> None:
-    """Mount a sub-app that lives in its own module (kept separate so `--help` stays fast)."""
-    try:
-        sub = importlib.import_module(module)
-    except ImportError as exc:  # a half-installed environment must still answer --help
-        log.debug("sub-command unavailable", module=module, error=str(exc))
-        return
-    app.add_typer(sub.app, name=name, help=help_text)
+def _one_paragraph_error(exc: Exception) -> tuple[str, int] | None:
+    """(label, exit code) if ``exc`` is one of `_ONE_PARAGRAPH_ERRORS`, else None."""
+    for module, name, label, code in _ONE_PARAGRAPH_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return label, int(getattr(exc, "exit_code", 2)) if code is None else code
+    return None
 
 
 def main() -> None:
     """Entry point: run the app; configuration problems print one paragraph and exit 2."""
     try:
         app()
-    except ConfigError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
-        sys.exit(exc.exit_code)
-    except MetricsServerError as exc:
-        err.print(Text.assemble(("metrics error: ", "bold red"), str(exc)))
-        sys.exit(2)
-    except StrategyError as exc:
-        # user code raised: the run stops naming the strategy, the hook, the bar and the line
-        err.print(Text.assemble(("strategy error: ", "bold red"), str(exc)))
-        sys.exit(1)
+    except Exception as exc:
+        known = _one_paragraph_error(exc)
+        if known is None:
+            raise
+        from rich.text import Text
+
+        label, code = known
+        err.print(Text.assemble((label, "bold red"), str(exc)))
+        sys.exit(code)
 
 
 if __name__ == "__main__":
