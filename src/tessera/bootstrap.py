@@ -65,7 +65,9 @@ def bootstrap(settings: TesseraSettings, run_id: str | None = None) -> AppContex
     configure_logging(settings.log_level, json=settings.json_logs)
     run_id = run_id or new_run_id()
     bind_context(run_id=run_id)
-    seeded = seed_everything(settings.seed, torch="lazy")
+    # torch and NumPy are seeded when first imported: a command that uses neither (orders,
+    # risk, config, ...) starts without their import time; the draws are the same.
+    seeded = seed_everything(settings.seed, torch="lazy", numpy="on_import")
     set_build_info(__version__, platform.python_version(), settings.mode)
     # max_drawdown_pct null (kill-switch off): an infinite limit, never approached
     DRAWDOWN_LIMIT_PCT.set(settings.risk.max_drawdown_pct or math.inf)

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -53,3 +57,30 @@ def test_lazy_policy_seeds_torch_when_it_is_imported() -> None:
 def test_negative_seed_rejected() -> None:
     with pytest.raises(ValueError, match="seed must be >= 0"):
         seed_everything(-1)
+
+
+def test_numpy_seeded_on_its_first_import_draws_what_eager_seeding_draws() -> None:
+    """The CLI's policy: NumPy, not imported at the bootstrap, is seeded when a command imports
+    it; a later seed replaces a pending one; the import hook is gone once it has run."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        from tessera.config import seed_everything
+        seed_everything(7, torch="off", numpy="on_import")
+        seeded = seed_everything(8, torch="off", numpy="on_import")
+        imported_before = "numpy" in sys.modules
+        import numpy as np
+        lazy = np.random.random(3).tolist()
+        hooks = [type(f).__name__ for f in sys.meta_path if "Numpy" in type(f).__name__]
+        seed_everything(8, torch="off")
+        eager = np.random.random(3).tolist()
+        print(json.dumps([seeded, imported_before, lazy, eager, hooks]))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    seeded, imported_before, lazy, eager, hooks = json.loads(res.stdout)
+    assert seeded == {"random": True, "numpy": False, "torch": False}
+    assert imported_before is False
+    assert lazy == eager
+    assert hooks == []

@@ -13,6 +13,11 @@ from tessera.config.errors import ConfigError, describe_validation_error, descri
 
 M = TypeVar("M", bound=BaseModel)
 
+# libyaml's parser when PyYAML was built with it: every command reads the config files at its
+# start, and the pure-Python parser made that most of the start-up time (~10x slower). Both
+# build the same values with the same safe constructor; the pure-Python one is the fallback.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     """Parse ``path`` into a mapping (empty file -> ``{}``) and its node tree (for line numbers)."""
@@ -23,10 +28,12 @@ def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file: {exc.strerror}.") from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(describe_yaml_error(exc, path)) from exc
+        node, data = _parse(text, _SAFE_LOADER)
+    except yaml.YAMLError:
+        try:  # the pure-Python parser: the error (or the value) it always gave
+            node, data = _parse(text, yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            raise ConfigError(describe_yaml_error(exc, path)) from exc
     if data is None:
         return {}, node
     if not isinstance(data, dict):
@@ -35,6 +42,11 @@ def read_yaml_mapping(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
             f"found a {type(data).__name__}."
         )
     return data, node
+
+
+def _parse(text: str, loader: Any) -> tuple[yaml.Node | None, Any]:
+    """The node tree (for line numbers) and the value of one YAML document (a safe loader)."""
+    return yaml.compose(text, Loader=loader), yaml.load(text, Loader=loader)
 
 
 def load_yaml(path: str | Path, model: type[M]) -> M:

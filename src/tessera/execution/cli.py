@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,9 +17,11 @@ from rich.table import Table
 from tessera.bootstrap import AppContext
 from tessera.console import echo_json, epoch_ms, iso_utc, make_console
 from tessera.execution.orders import Order
-from tessera.execution.persistence import ExecutionStore, StoredFill, migrate, now_ns
 from tessera.execution.position import Position
 from tessera.logging import scrub
+
+if TYPE_CHECKING:  # SQLAlchemy and Alembic load in the commands: `--help` stays fast
+    from tessera.execution.persistence import ExecutionStore, StoredFill
 
 out = make_console()
 orders_app = typer.Typer(help="Orders recorded in the execution database.", no_args_is_help=True)
@@ -37,6 +39,8 @@ JsonFlag = Annotated[
 
 
 def _store(ctx: typer.Context) -> ExecutionStore:
+    from tessera.execution.persistence import ExecutionStore
+
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
     url = app.settings.database_url
@@ -277,6 +281,8 @@ def risk_halt(
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why (kept in the audit trail)")],
 ) -> None:
     """Halt trading now. Running bots cancel their orders and stop; restarts stay halted."""
+    from tessera.execution.persistence import now_ns
+
     store = _store(ctx)
     store.save_halt(ACCOUNT, f"manual: {reason}", now_ns(), 0.0, _peak(store))
     out.print(f"[bold red]HALTED[/]: {reason}. Undo with `tessera risk reset --by <name>`.")
@@ -305,6 +311,8 @@ def _peak(store: ExecutionStore) -> Decimal:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the execution database to the newest schema."""
+    from tessera.execution.persistence import migrate
+
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
     assert app.settings.database_url is not None

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tessera.console import make_console
-from tessera.sim.market import SimMarket
-from tessera.sim.recording import recording_paths
-from tessera.sim.server import ExchangeSimulator
+
+if TYPE_CHECKING:  # the simulator (aiohttp, pyarrow) loads in `serve`: `--help` stays fast
+    from tessera.sim.server import ExchangeSimulator
 
 app = typer.Typer(
     help="A local Binance spot exchange (REST + websockets) replaying recorded real market data.",
@@ -131,6 +131,9 @@ def serve(
     Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
     """
     from tessera.bootstrap import AppContext
+    from tessera.sim.market import SimMarket
+    from tessera.sim.recording import recording_paths
+    from tessera.sim.server import ExchangeSimulator
 
     factor = parse_speed(speed)
     if bars is not None:
