@@ -487,11 +487,12 @@ def ingest(
 ) -> None:
     """Stream market data into the store: reconnects, gap backfill, book sync, crash-safe writes.
 
-    Exit code 1 if any row was lost (the store stayed unwritable past the buffer cap or at stop)
-    or the ingest failed; the last line says what was lost.
+    Exit code 1 if any row was lost (the store stayed unwritable past the buffer cap or at stop),
+    the ingest failed, or it never connected to the websocket; the last line says which.
     """
     from tessera.data.ingest import IngestService
     from tessera.data.ingest.service import DEFAULT_MAX_BUFFERED_ROWS
+    from tessera.logging import scrub
 
     app = _app(ctx)
     require_supported_exchange(app.settings.exchange.name, "market data")
@@ -515,10 +516,18 @@ def ingest(
         max_buffered_rows=max_buffered_rows or DEFAULT_MAX_BUFFERED_ROWS,
     )
 
+    ever_connected = False
+
+    async def watch_connected() -> None:
+        nonlocal ever_connected
+        await svc.connected.wait()  # set on every connect, cleared on a drop: seen even then
+        ever_connected = True
+
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, svc.stop)
+        watcher = asyncio.create_task(watch_connected())  # waits before the first connect
         task = asyncio.create_task(svc.run(duration))
         if progress and out.is_terminal:
             with Live(_ingest_table(svc, 0.0), console=out, refresh_per_second=2) as live:
@@ -526,7 +535,10 @@ def ingest(
                 while not task.done():
                     await asyncio.sleep(0.5)
                     live.update(_ingest_table(svc, time.monotonic() - t0))
-        await task
+        try:
+            await task
+        finally:
+            watcher.cancel()
 
     failure: Exception | None = None
     try:
@@ -547,6 +559,13 @@ def ingest(
         raise typer.Exit(1)
     if health.data_lost:
         out.print(f"[red]ingest lost data:[/] {health.summary()}", soft_wrap=True)
+        raise typer.Exit(1)
+    if not ever_connected:  # a wrong URL or no network is not a successful (empty) ingest
+        out.print(
+            f"[red]ingest never connected[/] to {scrub(svc.ws_url)} ({st.reconnects} failed "
+            "attempt(s), see the log): check --ws-url / exchange.ws_url and the network",
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     out.print(f"ingest complete: {health.summary()}", soft_wrap=True)
 
