@@ -30,7 +30,9 @@ def test_the_demo_runs_end_to_end_on_the_bundled_data(tmp_path: Path) -> None:
     for stage in ("live ingest", "sweep", "model", "backtest model_signal", "backtest buy & hold"):
         assert stage in res.stdout, stage
     report = (out / "backtest_report.html").read_text()
-    assert report.count('class="plotly-graph-div"') == 4
+    # equity + drawdown, the symbol's price and PnL, the trade PnL distribution (the returns
+    # calendar is an HTML table)
+    assert report.count('class="plotly-graph-div"') == 3
     assert sorted(p.name for p in (out / "models" / "demo-lightgbm").iterdir()) == [
         "v0001",
         "v0002",
