@@ -1,7 +1,32 @@
-"""Backtesting: the event-driven engine shared with live, results and reports."""
+"""Backtesting: the event-driven engine shared with live, results and reports.
 
-from tessera.backtest.data import BarSeries
-from tessera.backtest.engine import BacktestEngine
-from tessera.backtest.results import BacktestResult, Trade
+The names below load on first use (PEP 562), so that importing a submodule — the CLI's
+`tessera.backtest.cli` — does not pull the engine, NumPy and polars in with the package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tessera.backtest.data import BarSeries
+    from tessera.backtest.engine import BacktestEngine
+    from tessera.backtest.results import BacktestResult, Trade
 
 __all__ = ["BacktestEngine", "BacktestResult", "BarSeries", "Trade"]
+
+_WHERE = {
+    "BarSeries": "tessera.backtest.data",
+    "BacktestEngine": "tessera.backtest.engine",
+    "BacktestResult": "tessera.backtest.results",
+    "Trade": "tessera.backtest.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

@@ -5,17 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import polars as pl
 import typer
 from rich.table import Table
 
-from tessera.backtest.data import BarSeries
-from tessera.backtest.engine import BacktestEngine
-from tessera.backtest.report import write_report
-from tessera.backtest.results import BacktestResult, risk_summary_lines
 from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
 from tessera.console import make_console
@@ -26,10 +20,17 @@ from tessera.data.research_cli import (
     TimerangeOpt,
     research_bars,
 )
-from tessera.data.universe import LoadedBars
 from tessera.logging import get_logger
-from tessera.strategies import StrategyParamError, strategy_class
-from tessera.strategies.cli import StrategyPathOption, load_user_strategies
+from tessera.strategies.cli import StrategyPathOption
+
+# The engine, NumPy, polars, plotly (the report) and the strategies load when the command runs,
+# not when the CLI starts: `tessera backtest --help` stays fast.
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tessera.backtest.data import BarSeries
+    from tessera.backtest.results import BacktestResult
+    from tessera.data.universe import LoadedBars
 
 log = get_logger(__name__)
 out = make_console()
@@ -71,6 +72,8 @@ def _with_scores(
     min_train_bars: int,
 ) -> tuple[BarSeries, dict[str, str]]:
     """Attach model scores to the bars: one registered model, or walk-forward retraining."""
+    import numpy as np
+
     from tessera.backtest.walkforward import scores_from_model, walk_forward_scores
     from tessera.config import ModelConfig
     from tessera.models.cli import registry_root
@@ -124,6 +127,8 @@ def _with_scores(
 def _pooled_scores(
     app: AppContext, model: str, loaded: list[LoadedBars], series: list[BarSeries]
 ) -> tuple[list[BarSeries], dict[str, str]]:
+    import numpy as np
+
     from tessera.models.cli import registry_root
     from tessera.models.pooled import pooled_scores
     from tessera.models.registry import RegistryError
@@ -294,6 +299,13 @@ def backtest(
     With --model or --walk-forward the strategy is model_signal (long when the score is above
     long_threshold, default 0; set it with -p long_threshold=0.0005).
     """
+    from tessera.backtest.data import BarSeries
+    from tessera.backtest.engine import BacktestEngine
+    from tessera.backtest.report import write_report
+    from tessera.backtest.results import risk_summary_lines
+    from tessera.strategies import StrategyParamError, strategy_class
+    from tessera.strategies.cli import load_user_strategies
+
     app = _ctx(ctx)
     if json_out:  # stdout carries one JSON document; everything else goes to stderr
         out.file = sys.stderr

@@ -5,25 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tessera.backtest.cli import _ctx, out
-from tessera.backtest.data import BarSeries
-from tessera.backtest.sweep import (
-    ENGINES,
-    METRIC_KEYS,
-    grid_points,
-    parse_values,
-    random_points,
-    run_sweep,
-    vectorized_refusal,
-)
 from tessera.config import ConfigError
 from tessera.console import echo_json
 from tessera.data.research_cli import (
@@ -33,8 +22,11 @@ from tessera.data.research_cli import (
     TimerangeOpt,
     research_bars,
 )
-from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
-from tessera.strategies.cli import StrategyPathOption, load_user_strategies
+from tessera.strategies.cli import StrategyPathOption
+
+# polars, the engines and the strategies load when the command runs (a fast --help)
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def sweep(
@@ -108,6 +100,19 @@ def sweep(
 
       tessera sweep -s mean_reversion -g window=20:200:10 --ray-address local
     """
+    from tessera.backtest.data import BarSeries
+    from tessera.backtest.sweep import (
+        ENGINES,
+        METRIC_KEYS,
+        grid_points,
+        parse_values,
+        random_points,
+        run_sweep,
+        vectorized_refusal,
+    )
+    from tessera.strategies import StrategyParamError, strategy_class, validate_strategy_params
+    from tessera.strategies.cli import load_user_strategies
+
     app = _ctx(ctx)
     if json_out:  # stdout carries one JSON document; everything else goes to stderr
         out.file = sys.stderr
@@ -271,6 +276,8 @@ def sweep_table(
 
 def sweep_notes(frame: pl.DataFrame) -> list[str]:
     """What the table leaves out: points moved to the event engine and why, halts, failures."""
+    import polars as pl
+
     notes = []
     fell_back = frame.filter(pl.col("fallback") != "")
     if len(fell_back):

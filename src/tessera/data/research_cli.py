@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tessera.data.universe import BarRequest, LoadedBars, TimeRange, load_universe, request_from
-
 if TYPE_CHECKING:
     from rich.console import Console
 
     from tessera.config.settings import TesseraSettings
+    from tessera.data.universe import LoadedBars
 
 SymbolsOpt = Annotated[
     list[str] | None,
@@ -73,8 +72,10 @@ def research_bars(
     Flags win over the settings; the backtest section's ``symbols``, ``interval``, ``start``
     and ``end`` are the defaults (the same window for `backtest`, `sweep`, `train`, ...).
     """
+    from tessera.data.universe import TimeRange, load_universe, request_from
+
     cfg = settings.backtest
-    request: BarRequest = request_from(
+    request = request_from(
         symbols,
         timeframe,
         timerange,

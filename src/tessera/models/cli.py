@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -25,7 +24,10 @@ from tessera.console import echo_json, make_console
 from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt, research_bars
 from tessera.logging import get_logger
 
+# polars and the model code load when a command runs (a fast --help)
 if TYPE_CHECKING:
+    import polars as pl
+
     from tessera.models.registry import ArtifactRef, ModelRegistry
 
 log = get_logger(__name__)
@@ -84,6 +86,8 @@ def _fmt(v: Any, spec: str = "{:+.4f}") -> str:
 
 def fold_table(fold_metrics: pl.DataFrame, title: str) -> Table:
     """Model vs baseline, fold by fold, pooled out-of-sample last."""
+    import polars as pl
+
     loss = "mse" if fold_metrics["mse"].is_not_nan().any() else "log_loss"
     model = fold_metrics.filter(pl.col("model") == "model")
     base = fold_metrics.filter(pl.col("model") == "baseline")
@@ -249,6 +253,8 @@ def predict(
     tail: Annotated[int, typer.Option("--tail", help="Predictions to print")] = 10,
 ) -> None:
     """Score bars with a registered model (features recomputed with its own feature spec)."""
+    import polars as pl
+
     from tessera.models.artifacts import load_artifact
     from tessera.models.pipeline import FeatureDriftError
     from tessera.models.pipeline import predict as run_predict
@@ -393,6 +399,8 @@ def models_show(
     ] = False,
 ) -> None:
     """One artifact: manifest summary and fold metrics against the baseline."""
+    import polars as pl
+
     from tessera.models.registry import RegistryError
 
     try:
