@@ -1,24 +1,33 @@
 """Features: one definition per feature, a batch execution (polars) and an incremental one (live).
 
 >>> from tessera.features import build_features, IncrementalFeatures
+
+The names load on first use (PEP 562) and the built-in features register when a feature is
+first looked up (`registered`, `make_feature`), so importing the package — the CLI does —
+pulls neither polars nor the feature library in.
 """
 
-from tessera.features import library as _library  # noqa: F401  (registers the built-ins)
-from tessera.features.base import (
-    Feature,
-    FeatureError,
-    IncrementalFeature,
-    make_feature,
-    make_features,
-    register_feature,
-    registered,
-)
-from tessera.features.engine import (
-    IncrementalFeatures,
-    build_features,
-    prepare_bars,
-    run_incremental,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tessera.features.base import (
+        Feature,
+        FeatureError,
+        IncrementalFeature,
+        make_feature,
+        make_features,
+        register_feature,
+        registered,
+    )
+    from tessera.features.engine import (
+        IncrementalFeatures,
+        build_features,
+        prepare_bars,
+        run_incremental,
+    )
 
 __all__ = [
     "Feature",
@@ -33,3 +42,14 @@ __all__ = [
     "registered",
     "run_incremental",
 ]
+
+_ENGINE = {"IncrementalFeatures", "build_features", "prepare_bars", "run_incremental"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = "tessera.features.engine" if name in _ENGINE else "tessera.features.base"
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

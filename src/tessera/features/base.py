@@ -191,12 +191,24 @@ def register_feature(name: str) -> Callable[[type[Feature]], type[Feature]]:
     return wrap
 
 
+def _load_builtins() -> None:
+    """Register the built-in features (importing `tessera.features.library` does; once).
+
+    Called by the lookups rather than by the package's import, so that importing
+    `tessera.features` (the CLI does, to parse its options) costs nothing until a feature is
+    looked up.
+    """
+    import tessera.features.library  # noqa: F401
+
+
 def registered() -> dict[str, type[Feature]]:
     """Name -> class of every registered feature (built-in and user)."""
+    _load_builtins()
     return dict(sorted(_REGISTRY.items()))
 
 
 def make_feature(spec: FeatureSpec) -> Feature:
+    _load_builtins()
     cls = _REGISTRY.get(spec.name)
     if cls is None:
         raise FeatureError(
