@@ -131,6 +131,8 @@ def test_a_month_of_real_xrp_funding_on_a_1000_xrp_long_matches_an_independent_p
         read_funding_rates(SAMPLE_FUNDING), read_mark_prices(SAMPLE_MARK_8H)
     )
     assert (len(rates), missing) == (91, 0)  # 2021-11-18 00:00 -> 2021-12-18 00:00, every 8 h
+    negative = [r.rate for r in rates if r.rate < 0]
+    assert (len(negative), min(negative)) == (4, D("-0.00219334"))
     total = sum(
         (e.amount for fr in rates for e in settle_funding({"XRPUSDT": D(1000)}, {"XRPUSDT": fr})),
         D(0),
