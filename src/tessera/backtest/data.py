@@ -10,29 +10,15 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from tessera.data.universe import INTERVAL_NS
+
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-_INTERVAL_NS = {
-    "1s": 1_000_000_000,
-    "1m": 60_000_000_000,
-    "3m": 180_000_000_000,
-    "5m": 300_000_000_000,
-    "15m": 900_000_000_000,
-    "30m": 1_800_000_000_000,
-    "1h": 3_600_000_000_000,
-    "2h": 7_200_000_000_000,
-    "4h": 14_400_000_000_000,
-    "6h": 21_600_000_000_000,
-    "8h": 28_800_000_000_000,
-    "12h": 43_200_000_000_000,
-    "1d": 86_400_000_000_000,
-}
 
 
 def interval_ns(interval: str) -> int:
     try:
-        return _INTERVAL_NS[interval]
+        return INTERVAL_NS[interval]
     except KeyError:
         raise ValueError(f"unknown interval {interval!r}") from None
 

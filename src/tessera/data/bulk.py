@@ -42,6 +42,7 @@ import aiohttp
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tessera.data.barfile import BINANCE_KLINE_COLUMNS
 from tessera.data.schemas import SCHEMAS
 from tessera.data.store import ParquetStore
 from tessera.logging import get_logger
@@ -50,20 +51,7 @@ log = get_logger(__name__)
 
 KINDS = {"klines": "klines", "trades": "trades", "aggTrades": "agg_trades"}
 COLUMNS = {
-    "klines": [
-        "open_time",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-        "close_time",
-        "quote_volume",
-        "trades",
-        "taker_buy_base",
-        "taker_buy_quote",
-        "ignore",
-    ],
+    "klines": list(BINANCE_KLINE_COLUMNS),
     "trades": [
         "trade_id",
         "price",

@@ -9,8 +9,9 @@ pulls neither polars nor the feature library in.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tessera.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from tessera.features.base import (
@@ -44,12 +45,7 @@ __all__ = [
 ]
 
 _ENGINE = {"IncrementalFeatures", "build_features", "prepare_bars", "run_incremental"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = "tessera.features.engine" if name in _ENGINE else "tessera.features.base"
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(
+    __name__,
+    {n: "tessera.features.engine" if n in _ENGINE else "tessera.features.base" for n in __all__},
+)

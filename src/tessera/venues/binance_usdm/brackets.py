@@ -15,30 +15,17 @@ silently using unadjusted caps would give wrong leverage limits.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tessera.execution.perp.margin import LeverageBrackets, MarginTier
-from tessera.venues import VenuePayloadError
+from tessera.venues import VenuePayloadError, payload_decimal
 
 ENDPOINT = "/fapi/v1/leverageBracket"
 
 
 def _decimal(raw: Mapping[str, Any], key: str, where: str) -> Decimal:
-    if key not in raw:
-        raise VenuePayloadError(f"{ENDPOINT}: {where} has no field {key!r}")
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise VenuePayloadError(f"{ENDPOINT}: {where} field {key!r} is not a number: {value!r}")
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise VenuePayloadError(
-            f"{ENDPOINT}: {where} field {key!r} is not a number: {value!r}"
-        ) from exc
-    if not result.is_finite():
-        raise VenuePayloadError(f"{ENDPOINT}: {where} field {key!r} is not finite: {value!r}")
-    return result
+    return payload_decimal(raw, key, where, endpoint=ENDPOINT)
 
 
 def _integer(raw: Mapping[str, Any], key: str, where: str) -> int:

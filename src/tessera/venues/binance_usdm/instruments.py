@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tessera.execution.perp.instrument import PERPETUAL, PerpetualInstrument
-from tessera.venues import VenuePayloadError
+from tessera.venues import VenuePayloadError, payload_decimal
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,7 @@ class UsdmExchangeInfo:
 
 
 def _decimal(raw: Mapping[str, Any], key: str, where: str) -> Decimal:
-    if key not in raw:
-        raise VenuePayloadError(f"{ENDPOINT}: {where} has no field {key!r}")
-    value = raw[key]
-    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise VenuePayloadError(f"{ENDPOINT}: {where} field {key!r} is not a number: {value!r}")
-    try:
-        result = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise VenuePayloadError(
-            f"{ENDPOINT}: {where} field {key!r} is not a number: {value!r}"
-        ) from exc
-    if not result.is_finite() or result < 0:
-        raise VenuePayloadError(f"{ENDPOINT}: {where} field {key!r} is not >= 0: {value!r}")
-    return result
+    return payload_decimal(raw, key, where, endpoint=ENDPOINT, non_negative=True)
 
 
 def _text(raw: Mapping[str, Any], key: str, where: str) -> str:
