@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from tessera.sim import payloads as binance
+from tessera.sim import tickers
 from tessera.sim.payloads import INTERVAL_MS, Kline, bucket_close, bucket_open
 
 if TYPE_CHECKING:
@@ -95,6 +96,27 @@ def depth_weight(request: web.Request) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
+def _symbol_count(request: web.Request) -> int | None:
+    """How many symbols a ticker request names (None: every symbol)."""
+    if "symbol" in request.query:
+        return 1
+    many = request.query.get("symbols")
+    if many is None:
+        return None
+    return many.count(",") + 1 if _SYMBOLS.match(many) and many != "[]" else 1
+
+
+def ticker_24hr_weight(request: web.Request) -> int:
+    """Binance: 1-20 symbols -> 2, 21-100 -> 40, more or none -> 80."""
+    n = _symbol_count(request)
+    return 80 if n is None or n > 100 else 40 if n > 20 else 2
+
+
+def ticker_weight(request: web.Request) -> int:
+    """``ticker/price`` and ``ticker/bookTicker``: one symbol 2, several or all 4."""
+    return 2 if "symbol" in request.query else 4
+
+
 def exchange_info_limit(info: dict[str, Any]) -> int | None:
     for rl in info.get("rateLimits", []):
         if (rl.get("rateLimitType"), rl.get("interval"), rl.get("intervalNum")) == (
@@ -128,6 +150,11 @@ class RestApi:
             ("/api/v3/historicalTrades", self.historical_trades, 25),
             ("/api/v3/aggTrades", self.agg_trades, 4),
             ("/api/v3/klines", self.klines, 2),
+            ("/api/v3/uiKlines", self.ui_klines, 2),
+            ("/api/v3/ticker/24hr", self.ticker_24hr, ticker_24hr_weight),
+            ("/api/v3/ticker/price", self.ticker_price, ticker_weight),
+            ("/api/v3/ticker/bookTicker", self.book_ticker, ticker_weight),
+            ("/api/v3/avgPrice", self.avg_price, 2),
         ):
             self.add_route("GET", path, handler, weight)
 
@@ -213,6 +240,25 @@ class RestApi:
             raise BinanceError(binance.INVALID_SYMBOL)
         return sym
 
+    def symbols_param(self, request: web.Request) -> tuple[list[str], bool]:
+        """``symbol`` or ``symbols=["A","B"]`` or neither (every symbol); whether one was
+        asked for alone (the answer is then an object, not a list)."""
+        one, many = request.query.get("symbol"), request.query.get("symbols")
+        if one is not None and many is not None:
+            raise BinanceError(binance.error(-1128, "Combination of optional parameters invalid."))
+        if one is not None:
+            return [self.symbol(request)], True
+        if many is None:
+            return list(self.sim.market.symbols), False
+        if not _SYMBOLS.match(many):
+            raise BinanceError(binance.illegal_chars("symbols", _SYMBOLS.pattern))
+        wanted = list(orjson.loads(many))
+        if not wanted:  # "[]" passes the pattern; Binance refuses an empty list
+            raise BinanceError(binance.illegal_chars("symbols", _SYMBOLS.pattern))
+        if any(w not in self.sim.market.symbols for w in wanted):
+            raise BinanceError(binance.INVALID_SYMBOL)
+        return wanted, False
+
     @staticmethod
     def integer(request: web.Request, name: str) -> int | None:
         raw = request.query.get(name)
@@ -294,6 +340,41 @@ class RestApi:
                 raise BinanceError(binance.AGG_WINDOW_TOO_WIDE)
         aggs = self.sim.state.aggregates(sym, limit, from_id, start, end)
         return json_response([a.rest() for a in aggs])
+
+    def _per_symbol(
+        self, request: web.Request, render: Callable[[str], dict[str, object]]
+    ) -> web.Response:
+        symbols, alone = self.symbols_param(request)
+        rows = [render(s) for s in symbols]
+        return json_response(rows[0] if alone else rows)
+
+    async def ticker_24hr(self, request: web.Request) -> web.Response:
+        kind = request.query.get("type", "FULL")
+        if kind not in ("FULL", "MINI"):
+            raise BinanceError(binance.error(-1130, "Data sent for parameter 'type' is not valid."))
+        state = self.sim.state
+        return self._per_symbol(request, lambda s: tickers.ticker_24hr(state, s, kind == "FULL"))
+
+    async def ticker_price(self, request: web.Request) -> web.Response:
+        state = self.sim.state
+        return self._per_symbol(request, lambda s: tickers.price_ticker(state, s))
+
+    async def book_ticker(self, request: web.Request) -> web.Response:
+        state = self.sim.state
+        return self._per_symbol(request, lambda s: tickers.book_ticker(state, s))
+
+    async def avg_price(self, request: web.Request) -> web.Response:
+        return json_response(tickers.avg_price(self.sim.state, self.symbol(request)))
+
+    async def ui_klines(self, request: web.Request) -> web.Response:
+        """``uiKlines``: Binance's klines "for presentation"; the same bars here. Only UTC
+        (``timeZone`` 0) is served: a shifted day boundary is not implemented, so refused."""
+        tz = request.query.get("timeZone", "0")
+        if tz not in ("0", "+0", "-0", "0:00", "+00:00", "-00:00", "00:00"):
+            raise BinanceError(
+                binance.error(-1130, "Data sent for parameter 'timeZone' is not valid.")
+            )
+        return await self.klines(request)
 
     async def klines(self, request: web.Request) -> web.Response:
         sym = self.symbol(request)

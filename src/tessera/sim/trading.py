@@ -7,9 +7,10 @@ clock (`server_time_ms`: the host's, moved by the ``clock_skew_ms`` fault). Fail
 with Binance's own codes and bodies (-2014, -2015, -1022, -1021).
 
 Endpoints: ``POST/GET/DELETE /api/v3/order`` (every spot order type), ``GET/DELETE
-/api/v3/openOrders``, OCO order lists (``POST /api/v3/orderList/oco``, ``GET/DELETE
-/api/v3/orderList``, ``GET /api/v3/openOrderList``), ``GET /api/v3/account``, ``GET
-/api/v3/myTrades`` and the user-data stream (listen keys, ``/ws/<listenKey>``). New orders are
+/api/v3/openOrders``, ``GET /api/v3/allOrders``, OCO order lists (``POST
+/api/v3/orderList/oco``, ``GET/DELETE /api/v3/orderList``, ``GET /api/v3/openOrderList``),
+``GET /api/v3/account``, ``GET /api/v3/myTrades`` and the user-data stream (listen keys,
+``/ws/<listenKey>``). New orders are
 counted per 10 s window as Binance counts them (an OCO counts 2): past the limit, 429 with
 -1015 and ``Retry-After``; every answer carries ``X-MBX-ORDER-COUNT-10S``. The deprecated
 ``POST /api/v3/order/oco`` is not served: ccxt's unified API never calls it.
@@ -104,6 +105,7 @@ class TradingEngine(MatchingCore):
             ("GET", "/api/v3/order", self.query_order, 4),
             ("DELETE", "/api/v3/order", self.cancel_order, 1),
             ("GET", "/api/v3/openOrders", self.open_orders, 6),
+            ("GET", "/api/v3/allOrders", self.all_orders, 20),
             ("DELETE", "/api/v3/openOrders", self.cancel_all, 1),
             ("POST", "/api/v3/orderList/oco", self.new_oco, 1),
             ("GET", "/api/v3/orderList", self.query_list, 4),
@@ -387,6 +389,32 @@ class TradingEngine(MatchingCore):
             [o.rest() for o in self.orders.values() if o.is_open and (not sym or o.symbol == sym)]
         )
 
+    async def all_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """Every order of the symbol, open or not: from ``orderId`` (ascending), else the
+        newest ``limit`` (default 500, at most 1000), within ``startTime``/``endTime`` by
+        creation time (Binance refuses a window over 24 hours)."""
+        sym = self.symbol(params)
+        from_id = _int_param(params, "orderId")
+        start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+        limit = max(1, min(_int_param(params, "limit") or 500, 1000))
+        if start is not None and end is not None:
+            if start > end:
+                raise BinanceError(binance.START_AFTER_END)
+            if end - start > 86_400_000:
+                raise BinanceError(
+                    binance.error(-1127, "More than 24 hours between startTime and endTime.")
+                )
+        rows = [
+            o
+            for o in sorted(self.orders.values(), key=lambda o: o.order_id)
+            if o.symbol == sym
+            and (from_id is None or o.order_id >= from_id)
+            and (start is None or o.time_ms >= start)
+            and (end is None or o.time_ms <= end)
+        ]
+        rows = rows[:limit] if from_id is not None or start is not None else rows[-limit:]
+        return json_response([o.rest() for o in rows])
+
     async def cancel_all(self, request: web.Request, params: dict[str, str]) -> web.Response:
         """Every open order of the symbol; an OCO answers as its list with both legs."""
         sym = self.symbol(params)
@@ -466,6 +494,15 @@ class TradingEngine(MatchingCore):
             and (order_id is None or f.order.order_id == order_id)
         ]
         return json_response(rows[:limit])
+
+
+def _int_param(params: dict[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise BinanceError(binance.illegal_chars(name, "^[0-9]{1,20}$"))
+    return int(raw)
 
 
 def _without_signature(total: str) -> str:
