@@ -1,5 +1,6 @@
 """DuckDB over the Parquet store: views ``trades``, ``agg_trades``, ``klines``, ``book_updates``,
-``book_snapshots``, ``book_ticker`` with the hive columns ``exchange``, ``symbol``, ``date``.
+``book_snapshots``, ``book_ticker``, ``funding_rates``, ``mark_klines`` with the hive columns
+``exchange``, ``symbol``, ``date``.
 
 Views exist even for datasets with no files yet (empty, with the right columns), so queries
 never fail on a fresh store.

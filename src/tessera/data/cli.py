@@ -212,8 +212,8 @@ def query(
     sql: Annotated[
         str,
         typer.Argument(
-            help="SQL over the views trades, agg_trades, klines, "
-            "book_updates, book_snapshots, book_ticker"
+            help="SQL over the views trades, agg_trades, klines, book_updates, "
+            "book_snapshots, book_ticker, funding_rates, mark_klines"
         ),
     ],
     out_file: Annotated[Path | None, typer.Option("--out", help="Write .csv or .parquet")] = None,

@@ -8,6 +8,10 @@ most 8 decimals; a value with more fails the cast loudly instead of rounding), t
 Files are hive-partitioned ``exchange=<x>/dataset=<d>/symbol=<s>/date=<YYYY-MM-DD>/part-*.parquet``;
 ``exchange``, ``symbol`` and ``date`` live in the path only. ``DEDUP_KEYS`` are the columns that
 identify a row: a row whose key is already stored is never written again.
+
+The ``exchange`` partition is the venue: ``binance`` for spot, ``binance-usdm`` for USDⓈ-M
+perpetuals, whose klines and trades are other prices than spot's and must never mix with them.
+``funding_rates`` and ``mark_klines`` exist for perpetuals only (`PERP_DATASETS`).
 """
 
 from __future__ import annotations
@@ -103,6 +107,26 @@ BOOK_TICKER: Final = pa.schema(
     ]
 )
 
+# --- USDⓈ-M perpetuals (exchange ``binance-usdm``) ---------------------------------------------
+
+# One row per funding time. ``funding_time`` is the nominal time (floored to the hour, as
+# `tessera.execution.perp.funding.nominal_funding_time` does): Binance's REST ``fundingTime`` is
+# stamped a few ms after the hour and its archives' ``calc_time`` on it, so keying on the raw
+# stamp would store one funding event twice when both sources are imported.
+FUNDING_RATES: Final = pa.schema(
+    [
+        ("funding_time", TS),  # nominal funding time (on the hour)
+        ("reported_time", TS),  # fundingTime / calc_time exactly as the source gave it
+        ("funding_rate", PRICE),  # Binance quotes 8 decimals ("0.00010000")
+        ("mark_price", PRICE),  # REST markPrice where given; null in archives and old rows
+        ("interval_hours", pa.int32()),  # archives' funding_interval_hours; null from REST
+    ]
+)
+
+# Mark-price candles (``/fapi/v1/markPriceKlines``, archives' ``markPriceKlines``): the kline
+# layout; a mark price has no traded volume, so the volume columns are stored null.
+MARK_KLINES: Final = KLINES
+
 SCHEMAS: Final[dict[str, pa.Schema]] = {
     "trades": TRADES,
     "agg_trades": AGG_TRADES,
@@ -110,7 +134,14 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     "book_updates": BOOK_UPDATES,
     "book_snapshots": BOOK_SNAPSHOTS,
     "book_ticker": BOOK_TICKER,
+    "funding_rates": FUNDING_RATES,
+    "mark_klines": MARK_KLINES,
 }
+
+# Datasets that exist only for perpetual futures: refused on the spot venue (``binance``).
+PERP_DATASETS: Final = frozenset({"funding_rates", "mark_klines"})
+SPOT_VENUE: Final = "binance"
+USDM_VENUE: Final = "binance-usdm"
 
 DEDUP_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "trades": ("trade_id",),
@@ -119,6 +150,8 @@ DEDUP_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "book_updates": ("last_update_id", "side", "price"),
     "book_snapshots": ("last_update_id", "side", "price"),
     "book_ticker": ("update_id",),
+    "funding_rates": ("funding_time",),
+    "mark_klines": ("interval", "open_time"),
 }
 
 # The column whose UTC date picks the date= partition.
@@ -129,4 +162,6 @@ PARTITION_TIME: Final[dict[str, str]] = {
     "book_updates": "event_time",
     "book_snapshots": "recv_time",
     "book_ticker": "recv_time",
+    "funding_rates": "funding_time",
+    "mark_klines": "open_time",
 }

@@ -21,6 +21,7 @@ Layout: ``<root>/exchange=<x>/dataset=<d>/symbol=<s>/date=<YYYY-MM-DD>/part-<ns>
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tessera import metrics
-from tessera.data.schemas import DEDUP_KEYS, PARTITION_TIME, SCHEMAS
+from tessera.data.schemas import DEDUP_KEYS, PARTITION_TIME, PERP_DATASETS, SCHEMAS, SPOT_VENUE
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -170,8 +171,22 @@ def file_problem(path: Path, deep: bool = False) -> str | None:
     return None
 
 
+VENUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+
+
 class ParquetStore:
-    def __init__(self, root: Path | str, exchange: str = "binance") -> None:
+    """The store at ``root``, writing and reading the venue ``exchange`` (the ``exchange=``
+    partition: ``binance`` spot, ``binance-usdm`` USDⓈ-M perpetuals, ...); `venue` gives the
+    same store for another venue."""
+
+    def __init__(
+        self, root: Path | str, exchange: str = "binance", *, recover: bool = True
+    ) -> None:
+        if not VENUE_NAME.fullmatch(exchange):
+            raise StoreSchemaError(
+                f"venue {exchange!r}: a venue name becomes a folder of the store, so it is 1 to "
+                "40 lower-case letters, digits, '-' or '_' (like binance or binance-usdm)"
+            )
         self.root = Path(root)
         self.exchange = exchange
         self.root.mkdir(parents=True, exist_ok=True)
@@ -180,7 +195,22 @@ class ParquetStore:
         self._checked: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) seen valid
         self._q_lock = threading.Lock()
         self.quarantined: list[QuarantinedFile] = []  # moved aside by this instance
-        self._recover()
+        self._venues: dict[str, ParquetStore] = {exchange: self}
+        self._steps: dict[Path, int | None] = {}  # funding series -> spacing, per coverage()
+        if recover:
+            self._recover()
+
+    def venue(self, name: str) -> ParquetStore:
+        """This store (same root) writing and reading venue ``name``; one instance per venue,
+        sharing this one's quarantine record so that a command reports every file moved."""
+        other = self._venues.get(name)
+        if other is None:
+            other = ParquetStore(self.root, name, recover=False)
+            other.quarantined = self.quarantined
+            other._q_lock = self._q_lock
+            other._venues = self._venues
+            self._venues[name] = other
+        return other
 
     # --- paths ----------------------------------------------------------------------------------
 
@@ -373,6 +403,11 @@ class ParquetStore:
         """Store the rows of ``table`` not already stored; returns how many were written."""
         if dataset not in SCHEMAS:
             raise StoreSchemaError(f"unknown dataset {dataset!r}; known: {', '.join(SCHEMAS)}")
+        if dataset in PERP_DATASETS and self.exchange == SPOT_VENUE:
+            raise StoreSchemaError(
+                f"{dataset} exists for perpetual futures only, and this store writes the spot "
+                f"venue {SPOT_VENUE!r}: write it to the USDⓈ-M venue (store.venue('binance-usdm'))"
+            )
         if table.num_rows == 0:
             return 0
         table = self._conform(dataset, table)
@@ -499,6 +534,7 @@ class ParquetStore:
         of the first row after it. The first row of a series has no gap before it.
         """
         out: list[PartitionCoverage] = []
+        self._steps = {}
         last_seen: dict[tuple[Any, ...], int] = {}  # series -> its last id / bar time so far
         for xdir in sorted(self.root.glob("exchange=*")):
             exchange = xdir.name.split("=", 1)[1]
@@ -509,7 +545,9 @@ class ParquetStore:
                 tcol = PARTITION_TIME[dataset]
                 for pdir in sorted(ddir.glob("symbol=*/date=*")):
                     cols = [tcol] + [
-                        k for k in ("trade_id", "agg_id", "interval") if k in SCHEMAS[dataset].names
+                        k
+                        for k in ("trade_id", "agg_id", "interval", "interval_hours")
+                        if k in SCHEMAS[dataset].names
                     ]
                     read = [
                         self._read_or_quarantine(f, cols) for f in sorted(pdir.glob("*.parquet"))
@@ -527,8 +565,11 @@ class ParquetStore:
                         if series in last_seen:
                             missing += max(0, lo - last_seen[series] - 1)
                         last_seen[series] = max(hi, last_seen.get(series, hi))
-                    elif dataset == "klines" and t.num_rows:
+                    elif dataset in ("klines", "mark_klines") and t.num_rows:
                         missing = _missing_klines(t, series, last_seen)
+                    elif dataset == "funding_rates" and t.num_rows:
+                        step = self._funding_step(pdir.parent)
+                        missing = _missing_funding(t, series, last_seen, step)
                     out.append(
                         PartitionCoverage(
                             exchange,
@@ -543,6 +584,21 @@ class ParquetStore:
                         )
                     )
         return out
+
+    def _funding_step(self, symbol_dir: Path) -> int | None:
+        """The shortest spacing (ns) between a funding series' stored times, or None."""
+        steps = self._steps.get(symbol_dir)
+        if symbol_dir not in self._steps:
+            read = [
+                self._read_or_quarantine(f, ["funding_time"])
+                for f in sorted(symbol_dir.glob("date=*/*.parquet"))
+            ]
+            times = sorted(
+                {v for t in read if t is not None for v in pc.cast(t[0], pa.int64()).to_pylist()}
+            )
+            diffs = [b - a for a, b in itertools.pairwise(times)]
+            steps = self._steps[symbol_dir] = min(diffs) if diffs else None
+        return steps
 
     # --- maintenance ----------------------------------------------------------------------------
 
@@ -597,6 +653,32 @@ def _missing_klines(
             if key in last_seen:
                 missing += max(0, (first - last_seen[key]) // step - 1)
         last_seen[key] = max(last, last_seen.get(key, last))
+    return int(missing)
+
+
+def _missing_funding(
+    t: pa.Table,
+    series: tuple[Any, ...],
+    last_seen: dict[tuple[Any, ...], int],
+    series_step: int | None,
+) -> int:
+    """Funding times missing in one day, and before its first since the series' last one.
+
+    The step is the rows' ``interval_hours`` where the source gave it (the archives), else
+    ``series_step``, the shortest spacing between the series' funding times (REST rows and
+    freqtrade's carry no interval; a series of one row: not counted).
+    """
+    times = sorted(pc.cast(t["funding_time"], pa.int64()).to_pylist())
+    known = [h for h in t["interval_hours"].to_pylist() if h]
+    step = min(known) * 3_600_000_000_000 if known else series_step
+    missing = 0
+    if step:
+        previous = last_seen.get(series)
+        for ts in times:
+            if previous is not None and ts > previous:
+                missing += max(0, (ts - previous) // step - 1)
+            previous = ts if previous is None else max(previous, ts)
+    last_seen[series] = max(times[-1], last_seen.get(series, times[-1]))
     return int(missing)
 
 
