@@ -78,6 +78,11 @@ RISK_DENIAL_REASONS: Final = frozenset(
         "reducing_only",
         "kill_switch",
         "no_borrow",  # spot: a sell beyond what the account holds (a short) is not sent
+        # perpetuals (tessera.risk.leverage)
+        "max_leverage",
+        "max_gross_leverage",
+        "max_net_leverage",
+        "liquidation_distance",
     }
 )
 TRADING_STATES: Final = ("ACTIVE", "REDUCING", "HALTED")
@@ -229,6 +234,30 @@ TRADING_STATE = Gauge(
     ["state"],
 )
 RISK_DENIALS = Counter("tessera_risk_denials", "Orders denied by pre-trade risk checks", ["reason"])
+
+# Perpetuals: leverage risk (tessera.risk.leverage; set by tessera.risk.listeners.publish_perp)
+MARGIN_RATIO = Gauge(
+    "tessera_margin_ratio",
+    "Maintenance margin / margin balance (Binance's margin ratio, 0..1; liquidation at 1): the "
+    "position's when isolated, the cross wallet's on every cross symbol",
+    ["symbol"],
+)
+LIQUIDATION_DISTANCE_PCT = Gauge(
+    "tessera_liquidation_distance_pct",
+    "How far the mark may move against the position before liquidation, percent of the mark "
+    "(+Inf: no price liquidates it)",
+    ["symbol"],
+)
+# Funding flows both ways, and a counter only goes up: paid and received are two counters, so
+# that increase() and rate() survive restarts; the net funding cost is paid - received.
+FUNDING_PAID = Counter(
+    "tessera_funding_paid", "Funding payments paid, margin asset (quote currency)", ["symbol"]
+)
+FUNDING_RECEIVED = Counter(
+    "tessera_funding_received",
+    "Funding payments received, margin asset (quote currency)",
+    ["symbol"],
+)
 SIGNALS = Counter("tessera_signals", "Signals emitted by strategies", ["strategy"])
 SIGNALS_DROPPED = Counter(
     "tessera_signals_dropped",
@@ -332,6 +361,15 @@ def set_trading_state(state: str) -> None:
         raise ValueError(f"unknown trading state {state!r}; expected one of {TRADING_STATES}")
     for s in TRADING_STATES:
         TRADING_STATE.labels(state=s).set(1.0 if s == state else 0.0)
+
+
+def record_funding(symbol: str, amount: float) -> None:
+    """Count one funding payment: ``amount`` is the account's signed cash flow (negative: paid,
+    positive: received), as `tessera.execution.perp.funding.FundingEntry.amount`."""
+    if amount < 0:
+        FUNDING_PAID.labels(symbol=symbol).inc(-amount)
+    elif amount > 0:
+        FUNDING_RECEIVED.labels(symbol=symbol).inc(amount)
 
 
 def record_order_rejected(symbol: str, side: str, order_type: str, reason: str) -> None:

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -433,6 +434,76 @@ class RiskConfig(StrictModel):
         None, gt=0, le=100, description="Optional: only reducing orders beyond this drawdown"
     )
     flatten_on_halt: bool = Field(False, description="Close positions when the kill-switch fires")
+    # perpetual accounts only (tessera.risk.leverage, docs/futures.md "Leverage risk")
+    max_leverage: Decimal | None = Field(
+        None,
+        description="Perps: a position's notional at the mark over the margin balance behind "
+        "it, after the order (5 = 5x); null: off",
+    )
+    max_gross_leverage: Decimal | None = Field(
+        None,
+        description="Perps: sum of |notional| at the mark over equity, after the order "
+        "(3 = 3x); null: off",
+    )
+    max_net_leverage: Decimal | None = Field(
+        None,
+        description="Perps: |sum of signed notional| at the mark over equity, after the order "
+        "(1 = 1x); null: off",
+    )
+    min_liquidation_distance_pct: float | None = Field(
+        None,
+        description="Perps: percent of the mark between mark and liquidation price below "
+        "which adding orders are denied and the position is reduced; null: off",
+    )
+    margin_ratio_alert: float | None = Field(
+        None,
+        description="Perps: alert when maintenance margin / margin balance reaches this "
+        "(0.8 = 80%; liquidation at 1); null: off",
+    )
+
+    @field_validator(
+        "max_leverage",
+        "max_gross_leverage",
+        "max_net_leverage",
+        "min_liquidation_distance_pct",
+        "margin_ratio_alert",
+        mode="before",
+    )
+    @classmethod
+    def _off_or_text(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _OFF:
+            return None
+        return value
+
+    @field_validator("max_leverage", "max_gross_leverage", "max_net_leverage")
+    @classmethod
+    def _multiple(cls, value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if value is not None and (not value.is_finite() or value <= 0):
+            raise ValueError(
+                f"{info.field_name} is a leverage multiple above 0 (3 means 3x), got {value}; "
+                "null turns it off"
+            )
+        return value
+
+    @field_validator("min_liquidation_distance_pct")
+    @classmethod
+    def _distance(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < 100:
+            raise ValueError(
+                "min_liquidation_distance_pct is a percent of the mark price between 0 and "
+                f"100 (5 means 5%), got {value}; null turns it off"
+            )
+        return value
+
+    @field_validator("margin_ratio_alert")
+    @classmethod
+    def _ratio(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 1:
+            raise ValueError(
+                "margin_ratio_alert is maintenance margin / margin balance, above 0 and at "
+                f"most 1 (0.8 means 80%; Binance liquidates at 1), got {value}; null turns it off"
+            )
+        return value
 
     @field_validator("max_drawdown_pct", mode="before")
     @classmethod

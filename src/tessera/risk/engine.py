@@ -27,6 +27,11 @@ hold the very risk a limit is about, so:
   flatten must go out whatever the caps, band or rate say); any other reducing order still
   meets the operational checks: ``price_band``, ``max_open_orders``, ``order_rate``.
 
+Perpetual accounts (``AccountView.perp``) also meet the leverage checks of
+`tessera.risk.leverage` (position, gross and net leverage, distance to liquidation) after the
+spot ones, and `mark_perp` feeds the drawdown the equity at the mark and runs the leverage
+monitor; a spot account (``perp`` None) is checked exactly as before.
+
 Notional caps are a quote amount or a fraction of equity (`EquityFraction`, ``"50%"``),
 resolved against ``AccountView.equity`` when the caller gives it, else the equity of the last
 `update_equity`; with neither known, a fractional cap denies the orders it applies to.
@@ -39,10 +44,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tessera.config.models import EquityFraction, RiskConfig
 from tessera.execution.orders import OrderSide, OrderType
+
+if TYPE_CHECKING:
+    from tessera.risk.leverage import LeverageAction, PerpAccountSnapshot
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -67,6 +75,11 @@ class DenialReason(StrEnum):
     HALTED = "halted"
     REDUCING_ONLY = "reducing_only"
     KILL_SWITCH = "kill_switch"
+    # perpetual accounts (tessera.risk.leverage)
+    MAX_LEVERAGE = "max_leverage"
+    MAX_GROSS_LEVERAGE = "max_gross_leverage"
+    MAX_NET_LEVERAGE = "max_net_leverage"
+    LIQUIDATION_DISTANCE = "liquidation_distance"
 
 
 # the RiskConfig field behind each notional denial
@@ -105,6 +118,9 @@ class AccountView:
     # marked-to-market equity now, for caps written as a fraction of equity ("50%"); None: the
     # engine uses the equity of its last update_equity
     equity: Decimal | None = None
+    # a perpetual (USDⓈ-M) account at its marks: the leverage checks of tessera.risk.leverage
+    # run on it after the spot checks; None (spot) skips them
+    perp: PerpAccountSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +236,12 @@ class RiskEngine:
             cap = self._cap(cfg.max_gross_exposure, account)
             if cap is None or gross > cap:
                 return self._over(DenialReason.MAX_GROSS_EXPOSURE, "gross exposure", gross, cap)
+            if account.perp is not None:
+                from tessera.risk.leverage import check_order
+
+                decision = check_order(cfg, account.perp, intent)
+                if not decision.allowed:
+                    return decision
         if account.open_orders >= cfg.max_open_orders:
             return RiskDecision.deny(
                 DenialReason.MAX_OPEN_ORDERS, f"{account.open_orders} open orders"
@@ -288,6 +310,17 @@ class RiskEngine:
                 self.state = target
                 self.listener.on_state(target, None)
         return []
+
+    def mark_perp(
+        self, snapshot: PerpAccountSnapshot, ts: int
+    ) -> tuple[list[RiskAction], list[LeverageAction]]:
+        """Mark-to-market of a perpetual account: the drawdown (and its kill-switch) on the
+        equity at the mark — wallet plus every position's unrealized PnL at its mark — and the
+        leverage monitor (reduce orders when a position is too close to liquidation, margin
+        ratio alerts). Returns both lists of actions for the caller to carry out."""
+        from tessera.risk.leverage import monitor
+
+        return self.update_equity(snapshot.equity, ts), monitor(self.config, snapshot)
 
     def manual_halt(self, reason: str, ts: int) -> list[RiskAction]:
         if not reason.strip():
