@@ -169,6 +169,21 @@ RISK: list[Panel] = [
     ("Kill-switch history", "timeseries",
      [("max_over_time(tessera_kill_switch_engaged[5m])", "engaged")], {}),
     ("Drawdown", "timeseries", [("tessera_drawdown_pct", "drawdown %")], {"unit": "percent"}),
+    # perpetual accounts (tessera.risk.leverage; published by tessera.risk.listeners.publish_perp)
+    ("Margin ratio", "timeseries", [("tessera_margin_ratio", "{{symbol}}")],
+     {"unit": "percentunit",
+      "description": "Maintenance margin / margin balance (Binance); liquidation at 100%. Cross "
+                     "positions all show the cross wallet's ratio"}),
+    ("Liquidation distance", "timeseries",
+     [("tessera_liquidation_distance_pct", "{{symbol}}")],
+     {"unit": "percent",
+      "description": "How far the mark may move against the position before liquidation, % of "
+                     "the mark"}),
+    ("Funding paid and received", "timeseries",
+     [("sum by (symbol) (tessera_funding_paid_total)", "paid {{symbol}}"),
+      ("sum by (symbol) (tessera_funding_received_total)", "received {{symbol}}")],
+     {"description": "Funding payments since the bot started, quote currency; the net cost is "
+                     "paid minus received"}),
 ]
 
 DASHBOARDS = {

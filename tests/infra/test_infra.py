@@ -55,8 +55,22 @@ def test_promtool_unit_tests_cover_every_alert() -> None:
         "TesseraOrderRejectionRate",
         "TesseraOrderLatencyHigh",
         "TesseraBotDown",
+        "TesseraMarginRatioHigh",
+        "TesseraLiquidationNear",
     }
     assert required <= alerts
+
+
+def test_the_risk_dashboard_shows_the_leverage_metrics() -> None:
+    dash = json.loads((INFRA / "grafana" / "dashboards" / "risk.json").read_text())
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
+    for name in (
+        "tessera_margin_ratio",
+        "tessera_liquidation_distance_pct",
+        "tessera_funding_paid_total",
+        "tessera_funding_received_total",
+    ):
+        assert name in exprs, name
 
 
 def test_every_alert_has_a_runbook_entry() -> None:
