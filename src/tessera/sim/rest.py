@@ -175,7 +175,7 @@ class RestApi:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/fapi/")):
             return await handler(request)
         sim = self.sim
         resp: web.StreamResponse

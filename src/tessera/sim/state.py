@@ -85,7 +85,10 @@ class MarketState:
         self._depth: dict[str, tuple[list[int], list[str]]] = {}
         self._depth_next: dict[str, int] = {}
         for sym in market.symbols:
-            base = market.stream(f"{sym.lower()}@depth@100ms")
+            # spot diffs every 100 ms; USDⓈ-M recordings may hold the 0 ms (raw) diffs
+            base = market.stream(f"{sym.lower()}@depth@100ms") or market.stream(
+                f"{sym.lower()}@depth@0ms"
+            )
             snap = market.snapshots.get(sym)
             if snap is not None:
                 self.books[sym] = Book.from_snapshot(snap)
