@@ -451,13 +451,13 @@ def _cut_to_restore(snapshot: PerpAccountSnapshot, s: PerpSymbol, minimum: Decim
     position is usually what it takes.
     """
     assert s.position is not None
-    size = s.position.size
+    size, side = s.position.size, s.position.side
     step = s.qty_step or DEFAULT_QTY_QUANTUM
     steps = int((size / step).to_integral_value(rounding=ROUND_CEILING))
 
     def enough(n: int) -> bool:
         cut = min(step * n, size)
-        after = snapshot.after(s.symbol, cut * -s.position.side, s.mark)  # type: ignore[union-attr]
+        after = snapshot.after(s.symbol, -side * cut, s.mark)
         distance = after.liquidation_distance_pct(s.symbol)
         return distance is None or distance >= minimum
 
