@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tessera.execution.ccxt_exchange import CcxtExchange, binance_error
+from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.orders import (
     Liquidity,
@@ -33,6 +33,7 @@ from tessera.execution.userdata import ExecutionReport, ListStatus, UserDataStre
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.state import MarketState
 from tessera.sim.trading import ORDER_COUNT_HEADER, TradingConfig, TradingEngine
+from tessera.venues.binance.errors import binance_error
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 HTTP = Path(__file__).resolve().parents[2] / "samples/binance-api/spot-http"

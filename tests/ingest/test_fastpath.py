@@ -20,10 +20,10 @@ from tessera.data.ingest.fastpath import (
     BatchDecoder,
     _convert_slow,
     convert_batch,
-    frame_stream,
     table_of,
 )
 from tessera.data.store import ParquetStore
+from tessera.venues.binance_spot.fastpath import frame_stream
 
 
 def real_frames(stream_suffix: str, limit: int = 3000) -> list[str]:

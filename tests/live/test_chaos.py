@@ -66,7 +66,7 @@ import pytest
 from chaos_procs import SIM_KEY, SIM_SECRET, SimLedger, start_simulator, stop
 from sqlalchemy import select
 
-from tessera.execution.exchange import BINANCE_STATUS, Balance, ExchangeOrder, ExchangeTrade
+from tessera.execution.exchange import Balance, ExchangeOrder, ExchangeTrade
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import (
     Fill,
@@ -78,6 +78,7 @@ from tessera.execution.orders import (
 )
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.schema import order_events
+from tessera.venues.binance_spot.status import SPOT_STATUS
 
 SEED = int(os.environ.get("TESSERA_CHAOS_SEED", "20261130"))
 CYCLES = 20
@@ -346,7 +347,7 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
             o.side,
             str(o.order_id),
         ), (o, row)
-        assert row["status"] == BINANCE_STATUS[o.status].value, (o, row)
+        assert row["status"] == SPOT_STATUS[o.status].value, (o, row)
         assert row["filled_qty"] == o.executed_qty, (o, row)
         assert row["qty"] == o.qty, (o, row)
     on_exchange = {o.client_order_id for o in sim_orders}

@@ -22,9 +22,9 @@ import polars as pl
 import pyarrow as pa
 
 from tessera.data.bulk import import_file
-from tessera.data.ingest.messages import MS, book_ticker_row, depth_levels, trade_row
 from tessera.data.schemas import SCHEMAS
 from tessera.data.store import ParquetStore, rows_to_table
+from tessera.venues.binance.market_data import MS, book_ticker_row, depth_levels, trade_row
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = REPO_ROOT / "samples"

@@ -6,8 +6,9 @@ ccxt signs requests and speaks the REST API; we keep the parts where mistakes lo
   pointed at the simulator or a proxy it only has its generic mappings. We read Binance's
   ``{"code": ..., "msg": ...}`` body out of the exception ourselves and map the codes that
   matter (-1013, -2010 -> rejected; -2011, -2013 -> unknown order; -1021 -> clock skew; -1022,
-  -2014, -2015 -> auth; -1003, -1015, 429, 418 -> rate limited). Anything without an exchange
-  answer — a timeout, a dropped connection, a 5xx — is `OutcomeUnknownError`, never a rejection.
+  -2014, -2015 -> auth; -1003, -1015, 429, 418 -> rate limited; the whole table is the venue's,
+  `tessera.venues.binance_spot.errors`). Anything without an exchange answer — a timeout, a
+  dropped connection, a 5xx — is `OutcomeUnknownError`, never a rejection.
 * **Exact numbers.** Quantities and prices come from the raw Binance payload (``info``) as
   ``Decimal``, not from ccxt's floats.
 * **Every order type, and OCO lists.** ``submit`` sends each `OrderType` as Binance's own type
@@ -33,16 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
-import orjson
 
 from tessera.config.settings import require_supported_exchange
 from tessera.execution.exchange import (
-    BINANCE_STATUS,
     AuthError,
     Balance,
     ClockSkewError,
@@ -65,6 +63,9 @@ from tessera.execution.orders import (
 )
 from tessera.live.clock import ClockSyncError, ExchangeClock
 from tessera.logging import get_logger
+from tessera.venues.binance.errors import binance_error, exception_for
+from tessera.venues.binance_spot.errors import classify
+from tessera.venues.binance_spot.status import SPOT_STATUS
 
 if TYPE_CHECKING:
     from tessera.live.ratelimit import RateLimiter
@@ -72,12 +73,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 MS = 1_000_000
-REJECTED_CODES = {-1013, -1014, -2010, -1100, -1102, -1106, -1111, -1115, -1116, -1121, -1130,
-                  -2026, -1158, -1165, -1166, -1168, -1196, -1197, -1198, -1199}  # fmt: skip
-UNKNOWN_ORDER_CODES = {-2011, -2013}
-AUTH_CODES = {-1022, -2014, -2015}
-RATE_CODES = {-1003, -1015}
-STATUS = BINANCE_STATUS
+STATUS = SPOT_STATUS
 # (request weight, orders) of each ccxt call on Binance spot, as the exchange meters them
 REQUEST_COST: dict[str, tuple[int, int]] = {
     "load_markets": (20, 0),  # GET /api/v3/exchangeInfo
@@ -90,28 +86,6 @@ REQUEST_COST: dict[str, tuple[int, int]] = {
     "fetch_my_trades": (20, 0),
     "fetch_time": (1, 0),  # GET /api/v3/time
 }
-_BODY = re.compile(r"\{.*\}", re.DOTALL)
-
-
-def binance_error(exc: Exception, last_json: Any = None) -> tuple[int, str] | None:
-    """Binance's (code, msg): from the exception's message, or from the last response body
-    when ccxt matched the message text and dropped the body (only if the messages agree)."""
-    if (
-        isinstance(last_json, dict)
-        and isinstance(last_json.get("code"), int)
-        and str(last_json.get("msg", "")) in str(exc)
-    ):
-        return int(last_json["code"]), str(last_json.get("msg", ""))
-    m = _BODY.search(str(exc))
-    if m is None:
-        return None
-    try:
-        doc = orjson.loads(m.group(0))
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(doc, dict) and isinstance(doc.get("code"), int):
-        return int(doc["code"]), str(doc.get("msg", ""))
-    return None
 
 
 def map_error(exc: Exception, last_json: Any = None) -> Exception:
@@ -119,18 +93,10 @@ def map_error(exc: Exception, last_json: Any = None) -> Exception:
     body = binance_error(exc, last_json)
     if body is not None:
         code, msg = body
-        if code in REJECTED_CODES:
-            return OrderRejectedError(msg, code)
-        if code in UNKNOWN_ORDER_CODES:
-            return UnknownOrderError(msg, code)
-        if code == -1021:
-            return ClockSkewError(msg, code)
-        if code in AUTH_CODES:
-            return AuthError(msg, code)
-        if code in RATE_CODES:
-            return RateLimitedError(msg, code)
-        if code == -1001:  # "internal error; unable to process": the request may have happened
-            return OutcomeUnknownError(f"{code} {msg}")
+        action = classify(code)
+        mapped = exception_for(action, code, msg) if action is not None else None
+        if mapped is not None:
+            return mapped
     # ccxt matched the message text instead (its "broad" table) and kept no body
     if isinstance(exc, ccxt_async.InsufficientFunds):
         return OrderRejectedError(str(exc)[:300], -2010)

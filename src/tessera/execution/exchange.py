@@ -19,6 +19,9 @@ resynchronises its clock (`tessera.live.clock.ExchangeClock`) and repeats a requ
 to repeat once; `ClockSkewError` reaches a caller only if the repeat is refused too. A submit is
 never repeated: the exchange refused it without creating it, so it is an `OrderRejectedError`
 with code -1021.
+
+Which exchange code means which of these is each venue's (`tessera.venues.*.errors`); this
+module names no venue.
 """
 
 from __future__ import annotations
@@ -28,18 +31,6 @@ from decimal import Decimal
 from typing import Protocol
 
 from tessera.execution.orders import Fill, Order, OrderList, OrderStatus, OrderType
-
-# Binance order status -> ours (PENDING_NEW and friends never reach a spot client).
-BINANCE_STATUS = {
-    "NEW": OrderStatus.ACCEPTED,
-    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
-    "FILLED": OrderStatus.FILLED,
-    "CANCELED": OrderStatus.CANCELED,
-    "PENDING_CANCEL": OrderStatus.PENDING_CANCEL,
-    "REJECTED": OrderStatus.REJECTED,
-    "EXPIRED": OrderStatus.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
-}
 
 
 class ExchangeError(Exception):

@@ -1,5 +1,9 @@
 """Binance's user-data stream: our orders' updates and balances, pushed as they happen.
 
+The connection (listen key, keepalive, reconnects) is here; the events are parsed by
+`tessera.venues.binance_spot.user_data` into the domain's reports (`tessera.execution.reports`),
+and their names stay importable from this module for its many callers.
+
 A listen key (``POST /api/v3/userDataStream``, API key only) opens ``/ws/<listenKey>``; it
 expires 60 minutes after the last keepalive (``PUT``), so one is sent every 30 minutes. Events:
 
@@ -25,142 +29,30 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import orjson
 
 from tessera import metrics
-from tessera.execution.exchange import BINANCE_STATUS
-from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderStatus, OrderType
+from tessera.execution.reports import AccountPosition, ExecutionReport, ListStatus
 from tessera.logging import get_logger
+from tessera.venues.binance_spot.user_data import (
+    MalformedEventError,
+    UserEvent,
+    parse_user_event,
+)
+
+__all__ = [
+    "AccountPosition",
+    "ExecutionReport",
+    "ListStatus",
+    "MalformedEventError",
+    "UserDataStream",
+    "UserEvent",
+    "parse_user_event",
+]
 
 log = get_logger(__name__)
-MS = 1_000_000
-
-STATUS = BINANCE_STATUS
-
-
-class MalformedEventError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class ExecutionReport:
-    symbol: str
-    client_order_id: str  # for a cancel: the canceled order's id (Binance's "C")
-    side: OrderSide
-    exec_type: str  # x: NEW, TRADE, CANCELED, EXPIRED, REJECTED, ...
-    status: OrderStatus  # X
-    exchange_order_id: str
-    cum_qty: Decimal
-    cum_quote: Decimal
-    event_ms: int
-    fill: Fill | None  # exec_type TRADE only
-    reject_reason: str = "NONE"
-    order_type: OrderType | None = None  # o
-    stop_price: Decimal | None = None  # P, when the type has one
-    order_list_id: int = -1  # g: the OCO it belongs to, -1 when none
-    working: bool = True  # w: on the book (False for a stop not triggered yet, or when done)
-
-
-@dataclass(frozen=True)
-class ListStatus:
-    """A ``listStatus`` event: the state of an order list (OCO) as a whole."""
-
-    symbol: str
-    order_list_id: int  # g
-    list_client_order_id: str  # C
-    contingency_type: str  # c: OCO
-    list_status_type: str  # l: RESPONSE, EXEC_STARTED, UPDATED, ALL_DONE
-    list_order_status: str  # L: EXECUTING, ALL_DONE, REJECT
-    reject_reason: str  # r
-    event_ms: int
-    orders: tuple[tuple[int, str], ...]  # (orderId, clientOrderId) of each leg
-
-    @property
-    def done(self) -> bool:
-        return self.list_order_status in ("ALL_DONE", "REJECT")
-
-
-@dataclass(frozen=True)
-class AccountPosition:
-    event_ms: int
-    balances: dict[str, tuple[Decimal, Decimal]]  # asset -> (free, locked)
-
-
-UserEvent = ExecutionReport | AccountPosition | ListStatus
-
-
-def parse_user_event(raw: str | bytes) -> UserEvent | None:
-    """One user-data frame; None for event types we do not use. Raises `MalformedEventError`."""
-    try:
-        d = orjson.loads(raw)
-        if isinstance(d, dict) and "data" in d and "stream" in d:  # combined-stream wrapping
-            d = d["data"]
-        elif isinstance(d, dict) and "event" in d and "subscriptionId" in d:  # WebSocket API
-            d = d["event"]
-        kind = d["e"]
-        if kind == "executionReport":
-            exec_type = str(d["x"])
-            # a cancel names the canceled order in "C" (its own "c" is the cancel request's id)
-            cid = str(d["C"]) if exec_type == "CANCELED" and d.get("C") else str(d["c"])
-            side = OrderSide(str(d["S"]))
-            stop = Decimal(str(d.get("P") or "0"))
-            otype = str(d.get("o", ""))
-            fill = None
-            if exec_type == "TRADE":
-                fill = Fill(
-                    trade_id=str(d["t"]),
-                    client_order_id=cid,
-                    symbol=str(d["s"]),
-                    side=side,
-                    price=Decimal(str(d["L"])),
-                    qty=Decimal(str(d["l"])),
-                    fee=Decimal(str(d["n"])),
-                    fee_asset=str(d["N"] or ""),
-                    liquidity=Liquidity.MAKER if d["m"] else Liquidity.TAKER,
-                    ts_event=int(d["T"]) * MS,
-                )
-            return ExecutionReport(
-                symbol=str(d["s"]),
-                client_order_id=cid,
-                side=side,
-                exec_type=exec_type,
-                status=STATUS[str(d["X"])],
-                exchange_order_id=str(d["i"]),
-                cum_qty=Decimal(str(d["z"])),
-                cum_quote=Decimal(str(d["Z"])),
-                event_ms=int(d["E"]),
-                fill=fill,
-                reject_reason=str(d.get("r", "NONE")),
-                order_type=OrderType(otype) if otype in OrderType.__members__ else None,
-                stop_price=stop if stop else None,
-                order_list_id=int(d.get("g", -1)),
-                working=bool(d.get("w", True)),
-            )
-        if kind == "outboundAccountPosition":
-            return AccountPosition(
-                int(d["E"]),
-                {b["a"]: (Decimal(str(b["f"])), Decimal(str(b["l"]))) for b in d["B"]},
-            )
-        if kind == "listStatus":
-            return ListStatus(
-                symbol=str(d["s"]),
-                order_list_id=int(d["g"]),
-                list_client_order_id=str(d["C"]),
-                contingency_type=str(d["c"]),
-                list_status_type=str(d["l"]),
-                list_order_status=str(d["L"]),
-                reject_reason=str(d.get("r", "NONE")),
-                event_ms=int(d["E"]),
-                orders=tuple((int(o["i"]), str(o["c"])) for o in d["O"]),
-            )
-        return None
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        raise MalformedEventError(f"{type(exc).__name__}: {exc}") from exc
 
 
 Handler = Callable[[ExecutionReport], Any]

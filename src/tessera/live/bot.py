@@ -63,7 +63,7 @@ from tessera.live.account import AccountBook
 from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
 from tessera.live.context import LiveContext
 from tessera.live.executor import LatencyTrace, SignalExecutor
-from tessera.live.feed import MarketFeed, bar_from_rest
+from tessera.live.feed import MarketFeed
 from tessera.live.halt import ACCOUNT, HaltGuard
 from tessera.live.marks import AccountMarks
 from tessera.live.ratelimit import (
@@ -87,6 +87,7 @@ from tessera.risk.engine import AccountView, RiskEngine
 from tessera.risk.listeners import MetricsRiskListener
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick
 from tessera.strategies.guard import StrategyGuard
+from tessera.venues.binance.klines import bar_from_rest
 
 log = get_logger(__name__)
 ZERO = Decimal(0)

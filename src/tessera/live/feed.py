@@ -1,6 +1,7 @@
 """`MarketFeed`: the bot's own market-data connection (closed klines, trades, book tops).
 
-Binance's combined stream (``/stream?streams=a/b/c``) on one websocket. Closed klines
+Binance's combined stream (``/stream?streams=a/b/c``) on one websocket; the payloads are read
+by `tessera.venues.binance` (klines, trades, book tops, stream names). Closed klines
 (``"x": true``) become `Bar` objects for features, model and strategies; trades and book tops
 feed marks and the paper exchange. Every callback gets the local receive time next to the
 exchange event time: the latency histograms measure from the receive time.
@@ -37,7 +38,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 import orjson
@@ -47,6 +48,9 @@ from tessera.backtest.data import interval_ns
 from tessera.live.clock import MarketClock
 from tessera.logging import get_logger
 from tessera.strategies.base import Bar, BookTop, TradeTick
+from tessera.venues.binance.klines import parse_kline
+from tessera.venues.binance.streams import feed_streams
+from tessera.venues.binance.ticks import book_top, trade_tick
 
 log = get_logger(__name__)
 MS = 1_000_000
@@ -77,51 +81,6 @@ def _log_subscribe_failure(sent: asyncio.Future[None]) -> None:
     """The connection went down while subscribing: the next one subscribes in its URL."""
     if not sent.cancelled() and sent.exception() is not None:
         log.warning("could not subscribe the ingest's streams", error=repr(sent.exception()))
-
-
-def feed_streams(symbols: Sequence[str], interval: str, book: bool = True) -> list[str]:
-    out = []
-    for s in symbols:
-        low = s.lower()
-        out += [f"{low}@kline_{interval}", f"{low}@trade"]
-        if book:
-            out.append(f"{low}@bookTicker")
-    return out
-
-
-def parse_kline(d: dict[str, Any]) -> Bar | None:
-    """A closed kline event -> `Bar`; None while the bar is still open."""
-    k = d["k"]
-    if not k["x"]:
-        return None
-    return Bar(
-        symbol=str(k["s"]),
-        open_time=int(k["t"]) * MS,
-        close_time=int(k["T"]) * MS + MS - 1,  # the bar's last ns, as in the backtest
-        open=float(k["o"]),
-        high=float(k["h"]),
-        low=float(k["l"]),
-        close=float(k["c"]),
-        volume=float(k["v"]),
-        quote_volume=float(k["q"]),
-        taker_buy_volume=float(k["V"]),
-    )
-
-
-def bar_from_rest(symbol: str, row: Sequence[Any]) -> Bar:
-    """One row of ``GET /api/v3/klines`` -> `Bar`."""
-    return Bar(
-        symbol=symbol,
-        open_time=int(row[0]) * MS,
-        close_time=int(row[6]) * MS + MS - 1,
-        open=float(row[1]),
-        high=float(row[2]),
-        low=float(row[3]),
-        close=float(row[4]),
-        volume=float(row[5]),
-        quote_volume=float(row[7]),
-        taker_buy_volume=float(row[9]),
-    )
 
 
 @dataclass
@@ -364,27 +323,13 @@ class MarketFeed:
                     metrics.market_data_seen(bar.symbol, event_ns, recv_ns)
                     self.handler.on_bar(bar, event_ns, recv_ns)
             elif kind == "trade":
-                tick = TradeTick(
-                    symbol=str(d["s"]),
-                    ts=int(d["T"]) * MS,
-                    price=float(d["p"]),
-                    qty=float(d["q"]),
-                    is_buyer_maker=bool(d["m"]),
-                )
+                tick = trade_tick(d)
                 if self.market_clock is not None:
                     self.market_clock.observe(tick.symbol, int(d["E"]))
                 metrics.market_data_seen(tick.symbol, int(d["E"]) * MS, recv_ns)
                 self.handler.on_trade(tick, recv_ns)
             elif kind == "bookTicker":
-                book = BookTop(
-                    symbol=str(d["s"]),
-                    ts=recv_ns,  # spot bookTicker carries no event time
-                    bid=float(d["b"]),
-                    bid_qty=float(d["B"]),
-                    ask=float(d["a"]),
-                    ask_qty=float(d["A"]),
-                )
-                self.handler.on_book(book, recv_ns)
+                self.handler.on_book(book_top(d, recv_ns), recv_ns)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
             self.stats.malformed += 1
             metrics.WS_MALFORMED.labels(

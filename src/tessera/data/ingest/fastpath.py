@@ -11,6 +11,10 @@ checked with one regex and cast exactly to decimal128, never through a float).
 A frame that breaks the batch decode (invalid JSON, a wrong field type, a missing field) is
 found by decoding that batch's frames one by one: the good ones are kept, the bad ones are
 counted, logged and skipped, exactly as on the per-message path.
+
+What Binance sends (the typed payloads, their Arrow schemas, which key becomes which column) is
+the venue's: `tessera.venues.binance_spot.fastpath`. This module is the store's side: decoding
+in batches, sequencing by id and building the store's Arrow tables.
 """
 
 from __future__ import annotations
@@ -18,81 +22,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tessera.data.ingest.messages import MS
 from tessera.data.schemas import SCHEMAS
+from tessera.venues.binance.market_data import MS
+from tessera.venues.binance_spot.fastpath import (
+    ARROW_SCHEMAS,
+    COLUMNS,
+    ID_KEY,
+    MSG_TYPES,
+    OPTIONAL,
+    Frame,
+    TradeMsg,
+)
 
 # What Binance sends: plain digits with at most 8 decimals (the store's scale). Anything else
 # ("1e-5", "-1", "0.123456789", "") cannot be stored exactly and is rejected, not rounded.
 EXACT_DECIMAL = r"^[0-9]{1,30}(\.[0-9]{1,8})?$"
 _STR = pa.string()
 _I64 = pa.int64()
-STREAM_PREFIX = '{"stream":"'
-
-
-def frame_stream(raw: str) -> str | None:
-    """The stream name of a combined-stream frame, read from its prefix without parsing.
-
-    Binance (and the simulator) put ``stream`` first; any other layout returns None and takes
-    the generic path.
-    """
-    if raw.startswith(STREAM_PREFIX):
-        end = raw.find('"', 11)
-        if end > 11:
-            return raw[11:end]
-    return None
-
-
-# Field names are Binance's one-letter keys; unknown keys are ignored (Binance adds fields).
-# gc=False: these hold no reference cycles; skipping GC tracking keeps collections short.
-
-
-class TradeMsg(msgspec.Struct, gc=False):
-    event_ms: int = msgspec.field(name="E")
-    trade_id: int = msgspec.field(name="t")
-    price: str = msgspec.field(name="p")
-    qty: str = msgspec.field(name="q")
-    trade_ms: int = msgspec.field(name="T")
-    is_buyer_maker: bool = msgspec.field(name="m")
-
-
-class AggTradeMsg(msgspec.Struct, gc=False):
-    event_ms: int = msgspec.field(name="E")
-    agg_id: int = msgspec.field(name="a")
-    price: str = msgspec.field(name="p")
-    qty: str = msgspec.field(name="q")
-    first_trade_id: int = msgspec.field(name="f")
-    last_trade_id: int = msgspec.field(name="l")
-    trade_ms: int = msgspec.field(name="T")
-    is_buyer_maker: bool = msgspec.field(name="m")
-
-
-class BookTickerMsg(msgspec.Struct, gc=False):
-    update_id: int = msgspec.field(name="u")
-    bid_price: str = msgspec.field(name="b")
-    bid_qty: str = msgspec.field(name="B")
-    ask_price: str = msgspec.field(name="a")
-    ask_qty: str = msgspec.field(name="A")
-    event_ms: int | None = msgspec.field(name="E", default=None)  # spot sends none
-
-
-M = TypeVar("M", TradeMsg, AggTradeMsg, BookTickerMsg)
-
-
-class Frame(msgspec.Struct, Generic[M], gc=False):
-    data: M
-
-
-MSG_TYPES: dict[str, type[Any]] = {
-    "trade": TradeMsg,
-    "aggTrade": AggTradeMsg,
-    "bookTicker": BookTickerMsg,
-}
 DATASETS = {"trade": "trades", "aggTrade": "agg_trades", "bookTicker": "book_ticker"}
 
 
@@ -207,62 +159,6 @@ def warm_up() -> None:
 
 
 # --- the Arrow JSON path: the whole batch parsed in C++, off the event loop's GIL -----------------
-
-
-def _data(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    """The schema of a combined-stream frame whose ``data`` has these fields."""
-    return pa.schema([("data", pa.struct(list(fields)))])
-
-
-ARROW_SCHEMAS: dict[str, pa.Schema] = {
-    "trade": _data(
-        ("E", _I64), ("t", _I64), ("p", _STR), ("q", _STR), ("T", _I64), ("m", pa.bool_())
-    ),
-    "aggTrade": _data(
-        ("E", _I64),
-        ("a", _I64),
-        ("p", _STR),
-        ("q", _STR),
-        ("f", _I64),
-        ("l", _I64),
-        ("T", _I64),
-        ("m", pa.bool_()),
-    ),
-    "bookTicker": _data(
-        ("u", _I64), ("b", _STR), ("B", _STR), ("a", _STR), ("A", _STR), ("E", _I64)
-    ),
-}
-# Binance key -> store column, per kind; ``E``/``T`` are ms and become ns timestamps.
-COLUMNS: dict[str, dict[str, str]] = {
-    "trade": {
-        "t": "trade_id",
-        "p": "price",
-        "q": "qty",
-        "m": "is_buyer_maker",
-        "T": "trade_time",
-        "E": "event_time",
-    },
-    "aggTrade": {
-        "a": "agg_id",
-        "p": "price",
-        "q": "qty",
-        "f": "first_trade_id",
-        "l": "last_trade_id",
-        "m": "is_buyer_maker",
-        "T": "trade_time",
-        "E": "event_time",
-    },
-    "bookTicker": {
-        "u": "update_id",
-        "b": "bid_price",
-        "B": "bid_qty",
-        "a": "ask_price",
-        "A": "ask_qty",
-        "E": "event_time",
-    },
-}
-ID_KEY = {"trade": "t", "aggTrade": "a"}
-OPTIONAL = {"bookTicker": {"E"}}  # spot's bookTicker carries no event time
 
 
 @dataclass

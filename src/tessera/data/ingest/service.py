@@ -54,13 +54,14 @@ from tessera import metrics
 from tessera.data.ingest.book import BookState, Diff, OrderBook
 from tessera.data.ingest.fastpath import (
     DATASETS,
-    MSG_TYPES,
     Converted,
     convert_batch,
-    frame_stream,
     warm_up,
 )
-from tessera.data.ingest.messages import (
+from tessera.data.schemas import PARTITION_TIME
+from tessera.data.store import ParquetStore, StoreSchemaError, StoreWriteError, rows_to_table
+from tessera.logging import get_logger
+from tessera.venues.binance.market_data import (
     MS,
     MalformedMessageError,
     agg_trade_row,
@@ -68,12 +69,10 @@ from tessera.data.ingest.messages import (
     decode,
     depth_levels,
     kline_row,
-    stream_kind,
     trade_row,
 )
-from tessera.data.schemas import PARTITION_TIME
-from tessera.data.store import ParquetStore, StoreSchemaError, StoreWriteError, rows_to_table
-from tessera.logging import get_logger
+from tessera.venues.binance.streams import stream_kind
+from tessera.venues.binance_spot.fastpath import MSG_TYPES, frame_stream
 
 log = get_logger(__name__)
 

@@ -1,4 +1,11 @@
-"""Binance spot stream payloads -> store rows, with validation.
+"""Binance market-data stream payloads -> store rows, with validation (spot and USDⓈ-M alike).
+
+Spot and USDⓈ-M futures send the same keys for the streams read here (``trade``, ``aggTrade``,
+``kline``, ``depthUpdate``, ``bookTicker``); futures add a few (``T`` transaction time, ``pu``
+the previous diff's final update id, ``X`` the trade's type) and spot's ``bookTicker`` has no
+event time. The row shapes are the same for both, so one parser serves both venues and the
+store does not know which one spoke. Futures-only streams (mark price, liquidations) are in
+`tessera.venues.binance_usdm.market_data`.
 
 Decimals stay strings here (the store casts them to decimal128 in one vectorized step at flush
 time, never through floats); times become integer ns. Anything that does not look like the
@@ -145,12 +152,3 @@ def book_ticker_row(d: dict[str, Any], recv_ns: int) -> dict[str, Any]:
         "event_time": e * MS if type(e) is int else None,
         "recv_time": recv_ns,
     }
-
-
-def stream_kind(stream: str) -> str:
-    tail = stream.split("@", 1)[1] if "@" in stream else ""
-    if tail.startswith("depth"):
-        return "depth"
-    if tail.startswith("kline"):
-        return "kline"
-    return tail
