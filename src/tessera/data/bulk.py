@@ -2,7 +2,11 @@
 
 Layout: ``<base>/data/spot/{monthly,daily}/{klines,trades,aggTrades}/<SYMBOL>/[<interval>/]``
 ``<SYMBOL>-<interval|trades|aggTrades>-<YYYY-MM[-DD]>.zip``, each with a sibling ``.zip.CHECKSUM``
-holding ``<sha256>  <file name>``.
+holding ``<sha256>  <file name>``. USDⓈ-M perpetuals live under ``data/futures/um/`` with the same
+names, plus ``markPriceKlines/<SYMBOL>/<interval>/<SYMBOL>-<interval>-<period>.zip`` (named like
+trade klines: the folder, or ``kind="markPriceKlines"``, tells them apart) and
+``fundingRate/<SYMBOL>/<SYMBOL>-fundingRate-<YYYY-MM>.zip``; they are stored under the venue
+``binance-usdm``, never with spot's rows.
 
 CSV columns (with or without a header row; times in ms, or µs in the 2025+ spot files —
 detected by magnitude):
@@ -10,6 +14,12 @@ detected by magnitude):
   taker buy base, taker buy quote, ignore
 - trades: id, price, qty, quote qty, time, is buyer maker, is best match
 - aggTrades: agg id, price, qty, first id, last id, time, is buyer maker, is best match
+- markPriceKlines: the klines columns; the volume columns are stored null (a mark price has no
+  traded volume)
+- fundingRate: calc_time (ms), funding_interval_hours, last_funding_rate
+
+A kline's quote volume, trade count and taker volumes (and a mark kline's volume) may be empty:
+stored null (unknown), not zero.
 
 Imports are idempotent (the store deduplicates rows; a manifest skips a file already imported
 with the same symbol, kind and interval) and downloads resume from a ``.part`` file with an HTTP
@@ -27,6 +37,7 @@ import asyncio
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 import zipfile
@@ -43,15 +54,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tessera.data.barfile import BINANCE_KLINE_COLUMNS
-from tessera.data.schemas import SCHEMAS
+from tessera.data.schemas import PERP_DATASETS, SCHEMAS, SPOT_VENUE, USDM_VENUE
 from tessera.data.store import ParquetStore
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
 
-KINDS = {"klines": "klines", "trades": "trades", "aggTrades": "agg_trades"}
+KINDS = {
+    "klines": "klines",
+    "trades": "trades",
+    "aggTrades": "agg_trades",
+    "markPriceKlines": "mark_klines",
+    "fundingRate": "funding_rates",
+}
+KLINE_KINDS = frozenset({"klines", "markPriceKlines"})
+# Binance publishes these USDⓈ-M archives too; the store has no dataset for them, and their
+# files are named like trade klines, so they are refused rather than stored as trade prices.
+UNSTORED_KINDS = ("indexPriceKlines", "premiumIndexKlines", "bookTicker", "bookDepth", "metrics")
 COLUMNS = {
     "klines": list(BINANCE_KLINE_COLUMNS),
+    "markPriceKlines": list(BINANCE_KLINE_COLUMNS),
+    "fundingRate": ["calc_time", "funding_interval_hours", "last_funding_rate"],
     "trades": [
         "trade_id",
         "price",
@@ -72,8 +95,19 @@ COLUMNS = {
         "is_best_match",
     ],
 }
-TIME_COLS = {"open_time", "close_time", "trade_time"}
-INT_COLS = {"trades", "trade_id", "agg_id", "first_trade_id", "last_trade_id"}
+TIME_COLS = {"open_time", "close_time", "trade_time", "calc_time"}
+INT_COLS = {
+    "trades",
+    "trade_id",
+    "agg_id",
+    "first_trade_id",
+    "last_trade_id",
+    "funding_interval_hours",
+}
+# Kline columns a source may leave empty (unknown: stored null); a mark kline's volume too.
+OPTIONAL_COLS = {"quote_volume", "trades", "taker_buy_base", "taker_buy_quote"}
+MARK_NULL_COLS = ("volume", "quote_volume", "trades", "taker_buy_base", "taker_buy_quote")
+HOUR_MS = 3_600_000
 # Every kline interval Binance publishes, with its length in ms (None: a calendar month).
 INTERVALS: dict[str, int | None] = {
     "1s": 1_000,
@@ -99,7 +133,8 @@ MS_NS = 1_000_000
 EARLIEST_NS = 1_262_304_000_000_000_000  # 2010-01-01
 LATEST_NS = 4_102_444_800_000_000_000  # 2100-01-01
 SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
-NAME_FORMAT = "<SYMBOL>-<interval|trades|aggTrades>-<YYYY-MM[-DD]>.zip or .csv"
+NAME_FORMAT = "<SYMBOL>-<interval|trades|aggTrades|fundingRate>-<YYYY-MM[-DD]>.zip or .csv"
+VENUES = (SPOT_VENUE, USDM_VENUE)
 
 
 class BulkDataError(ValueError):
@@ -168,13 +203,17 @@ def _first_failing(values: pa.Array, convert: Callable[[pa.Array], object]) -> i
     return lo
 
 
-def _ints(rows: _Rows, field: str) -> pa.Array:
+def _ints(rows: _Rows, field: str, optional: bool = False) -> pa.Array:
     values = rows.cols[field]
     try:
+        if optional:
+            return pa.array([int(v) if v.strip() else None for v in values], pa.int64())
         return pa.array([int(v) for v in values], pa.int64())
     except (ValueError, OverflowError, pa.ArrowInvalid):
         pass
     for i, v in enumerate(values):
+        if optional and not v.strip():
+            continue
         try:
             pa.array([int(v)], pa.int64())
         except (ValueError, OverflowError, pa.ArrowInvalid):
@@ -235,8 +274,10 @@ def _decimal_problem(value: str, arrow_message: str) -> str:
     return f"{value!r} cannot be stored as a decimal with {DECIMALS} places ({arrow_message})"
 
 
-def _decimals(rows: _Rows, field: str, type_: pa.DataType) -> pa.Array:
+def _decimals(rows: _Rows, field: str, type_: pa.DataType, optional: bool = False) -> pa.Array:
     text = pc.utf8_trim_whitespace(pa.array(rows.cols[field], pa.string()))
+    if optional:  # an empty field is unknown: null, not zero
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
     def convert(values: pa.Array) -> object:
         return pc.cast(values, type_)
@@ -292,7 +333,7 @@ def parse_csv(text: str, kind: str, interval: str = "1m", source: str = "<csv>")
     """
     if kind not in COLUMNS:
         raise BulkDataError(f"unknown bulk kind {kind!r}; expected one of {', '.join(COLUMNS)}")
-    if kind == "klines":
+    if kind in KLINE_KINDS:
         check_interval(interval, source)
     names = COLUMNS[kind]
     numbered = [(n, r) for n, r in enumerate(csv.reader(io.StringIO(text)), 1) if r]
@@ -312,28 +353,62 @@ def parse_csv(text: str, kind: str, interval: str = "1m", source: str = "<csv>")
         [n for n, _ in numbered],
         {name: [r[i] for _, r in numbered] for i, name in enumerate(names)},
     )
+    if kind == "fundingRate":
+        return _funding_table(rows)
     dataset = KINDS[kind]
     schema = SCHEMAS[dataset]
     arrays: dict[str, pa.Array] = {}
     for field in schema:
         n = field.name
+        optional = kind in KLINE_KINDS and (
+            n in OPTIONAL_COLS or (kind == "markPriceKlines" and n == "volume")
+        )
         if n in rows.cols:
             if n in TIME_COLS:
                 arrays[n] = _times(rows, n)
             elif n in INT_COLS:
-                arrays[n] = _ints(rows, n)
+                arrays[n] = _ints(rows, n, optional)
             elif pa.types.is_boolean(field.type):
                 arrays[n] = _bools(rows, n)
             else:
-                arrays[n] = _decimals(rows, n, field.type)
+                arrays[n] = _decimals(rows, n, field.type, optional)
         elif n == "interval":
             arrays[n] = pa.array([interval] * len(numbered), pa.string())
         elif n == "event_time":
-            arrays[n] = arrays["close_time" if kind == "klines" else "trade_time"]
+            arrays[n] = arrays["close_time" if kind in KLINE_KINDS else "trade_time"]
         else:
             arrays[n] = pa.nulls(len(numbered), field.type)
-    if kind == "klines":
+    if kind in KLINE_KINDS:
         _check_bar_length(rows, arrays["open_time"], arrays["close_time"], interval)
+    if kind == "markPriceKlines":  # checked above; a mark price has no traded volume
+        for col in MARK_NULL_COLS:
+            arrays[col] = pa.nulls(len(numbered), schema.field(col).type)
+    return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
+
+
+def _funding_table(rows: _Rows) -> pa.Table:
+    """A fundingRate archive's rows as ``funding_rates``: ``calc_time`` is kept as reported and
+    floored to the hour for the nominal ``funding_time`` (the key shared with REST rows)."""
+    schema = SCHEMAS["funding_rates"]
+    reported = _times(rows, "calc_time")
+    hours = _ints(rows, "funding_interval_hours")
+    bad = pc.less_equal(hours, 0)
+    if len(hours) and pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise rows.error(
+            i, "funding_interval_hours", f"{hours[i].as_py()} is not a positive hour count"
+        )
+    rate = _decimals(rows, "last_funding_rate", schema.field("funding_rate").type)
+    ns = pc.cast(reported, pa.int64())
+    hour_ns = HOUR_MS * MS_NS
+    nominal = pc.multiply(pc.divide(ns, hour_ns), hour_ns)  # floored: the times are positive
+    arrays = {
+        "funding_time": nominal.cast(schema.field("funding_time").type),
+        "reported_time": reported,
+        "funding_rate": rate,
+        "mark_price": pa.nulls(len(ns), schema.field("mark_price").type),
+        "interval_hours": pc.cast(hours, pa.int32()),
+    }
     return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
 
@@ -404,7 +479,7 @@ class BulkName:
         if len(parts) < 3:
             raise BulkDataError(f"{name}: not a Binance bulk file name ({NAME_FORMAT})")
         symbol, mid, period = parts[0], parts[1], "-".join(parts[2:])
-        kind = mid if mid in ("trades", "aggTrades") else "klines"
+        kind = mid if mid in ("trades", "aggTrades", "fundingRate") else "klines"
         if kind == "klines":
             check_interval(mid, f"{name}: the second part of a bulk file name ({NAME_FORMAT})")
         return cls(symbol, kind, mid if kind == "klines" else "", period)
@@ -458,10 +533,40 @@ class ImportResult:
     file: Path
     symbol: str
     kind: str
-    interval: str  # "" for trades and aggTrades
+    interval: str  # "" for trades, aggTrades and fundingRate
     rows: int  # rows in the file (0 when skipped)
     written: int  # rows new to the store; the rest were stored already
     skipped: bool  # in the manifest with the same symbol, kind and interval: not read again
+    venue: str = SPOT_VENUE  # the store's exchange= partition the rows went to
+
+
+def kind_and_venue_from_path(path: Path) -> tuple[str | None, str | None]:
+    """What the Binance Vision folders around ``path`` say: the kind (``markPriceKlines`` is
+    named like a trade kline file, so only its folder tells) and the venue (``futures/um``).
+
+    A folder of an archive the store has no dataset for (index or premium-index klines, ...)
+    is `BulkDataError`: its file names look like trade klines and must not be stored as such.
+    """
+    parts = path.resolve().parts[:-1]
+    venue, at = None, max(0, len(parts) - 3)  # without a Vision tree: <kind>/<SYMBOL>/[<iv>/]
+    for i, (a, b) in enumerate(itertools.pairwise(parts)):
+        if a == "futures" and b == "cm":
+            raise BulkDataError(
+                f"{path}: a Binance COIN-M (futures/cm) archive; the store keeps spot and "
+                "USDⓈ-M (futures/um) data only. Nothing was stored"
+            )
+        if (a, b) in (("futures", "um"), ("data", "spot")):
+            venue, at = (USDM_VENUE if b == "um" else SPOT_VENUE), i + 2
+    region = parts[at:]
+    for unstored in UNSTORED_KINDS:
+        if unstored in region:
+            raise BulkDataError(
+                f"{path}: a Binance {unstored} archive (its folder says so); the store keeps "
+                f"{', '.join(KINDS)} only, and this file's name would read as trade klines. "
+                "Nothing was stored"
+            )
+    kind = next((k for k in ("markPriceKlines", "fundingRate") if k in region), None)
+    return kind, venue
 
 
 def import_bulk_file(
@@ -470,11 +575,15 @@ def import_bulk_file(
     symbol: str | None = None,
     kind: str | None = None,
     interval: str | None = None,
+    venue: str | None = None,
 ) -> ImportResult:
     """Import one bulk file (zip or csv), checked in full before anything is stored.
 
-    Symbol, kind and interval default to the file name's. `BulkDataError` for a bad name,
-    checksum, layout, row or field; nothing of the file is stored then.
+    Symbol, kind and interval default to the file name's (the kind to the Binance Vision
+    folder's where it says ``markPriceKlines``); the venue to the folder's (``futures/um``:
+    ``binance-usdm``), else ``binance-usdm`` for the perpetual-only kinds, else the store's.
+    `BulkDataError` for a bad name, checksum, layout, row or field, or a perpetual-only kind
+    given the spot venue; nothing of the file is stored then.
     """
     ok = verify_checksum(path)
     if ok is False:
@@ -482,6 +591,8 @@ def import_bulk_file(
             f"{path}: checksum mismatch with {path.name}.CHECKSUM; nothing was stored. "
             "Download the file again"
         )
+    folder_kind, folder_venue = kind_and_venue_from_path(path)
+    kind = kind or folder_kind
     name = BulkName.parse(path.name) if (symbol is None or kind is None) else None
     symbol = check_symbol(symbol or (name.symbol if name else ""), f"{path.name}: the symbol")
     kind = kind or (name.kind if name else "klines")
@@ -489,26 +600,36 @@ def import_bulk_file(
         raise BulkDataError(
             f"{path.name}: unknown bulk kind {kind!r}; expected one of {', '.join(COLUMNS)}"
         )
-    if kind == "klines":
+    if kind in KLINE_KINDS:
         interval = check_interval(
             interval or (name.interval if name and name.interval else "1m"), path.name
         )
     else:
         interval = ""
+    perp_only = KINDS[kind] in PERP_DATASETS
+    venue = venue or folder_venue or (USDM_VENUE if perp_only else store.exchange)
+    if perp_only and venue == SPOT_VENUE:
+        raise BulkDataError(
+            f"{path}: a {kind} archive belongs to USDⓈ-M perpetuals, not to the spot venue "
+            f"{SPOT_VENUE!r}; import it with --venue {USDM_VENUE} (or leave the venue out). "
+            "Nothing was stored"
+        )
+    target = store.venue(venue)
     digest = sha256_file(path)
     manifest = Manifest(store)
-    key = Manifest.key(digest, kind, symbol, interval)
-    if manifest.find(digest, kind, symbol, interval) is not None:
+    kind_key = kind if venue == SPOT_VENUE else f"{venue}:{kind}"
+    key = Manifest.key(digest, kind_key, symbol, interval)
+    if manifest.find(digest, kind_key, symbol, interval) is not None:
         log.info("bulk file already imported, skipped", file=path.name, manifest_key=key)
-        return ImportResult(path, symbol, kind, interval, 0, 0, True)
+        return ImportResult(path, symbol, kind, interval, 0, 0, True, venue)
     table = parse_csv(read_bulk_file(path), kind, interval or "1m", source=str(path))
-    written = store.write(KINDS[kind], symbol, table)
+    written = target.write(KINDS[kind], symbol, table)
     manifest.add(
         key,
         {
             "file": path.name,
             "symbol": symbol,
-            "kind": kind,
+            "kind": kind_key,
             "interval": interval,
             "rows": table.num_rows,
             "written": written,
@@ -523,7 +644,7 @@ def import_bulk_file(
         written=written,
         checksum="verified" if ok else "none",
     )
-    return ImportResult(path, symbol, kind, interval, table.num_rows, written, False)
+    return ImportResult(path, symbol, kind, interval, table.num_rows, written, False, venue)
 
 
 def import_file(

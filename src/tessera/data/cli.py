@@ -296,20 +296,39 @@ def import_(
     symbol: Annotated[
         str | None, typer.Option(help="Override the symbol from the file name")
     ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="klines, trades, aggTrades, markPriceKlines or fundingRate (default: the file "
+            "name's, or the Binance Vision folder's: a markPriceKlines file is named like klines)"
+        ),
+    ] = None,
+    venue: Annotated[
+        str | None,
+        typer.Option(
+            help="binance (spot) or binance-usdm (default: the folder's, data/futures/um is "
+            "binance-usdm; markPriceKlines and fundingRate are binance-usdm; else binance)"
+        ),
+    ] = None,
 ) -> None:
-    """Import Binance bulk-data files, or the bundled real datasets (idempotent).
+    """Import Binance bulk-data files (spot, and USDⓈ-M under data/futures/um), or the bundled
+    real datasets (idempotent).
 
     Each file is checked in full before any of it is stored. The first bad file stops the
     command (exit 2) with its line and field; the files before it stay imported, the ones after
     it are not read.
     """
-    from tessera.data.bulk import BulkDataError, import_bulk_file, sentence
+    from tessera.data.bulk import COLUMNS, VENUES, BulkDataError, import_bulk_file, sentence
     from tessera.data.importers import import_bundled
     from tessera.data.store import StoreSchemaError, StoreWriteError
 
     store = _open_store(_app(ctx))
     if not bundled and not paths:
         raise ConfigError("nothing to import: give file paths or --bundled")
+    if kind is not None and kind not in COLUMNS:
+        raise ConfigError(f"--kind {kind!r}: expected one of {', '.join(COLUMNS)}")
+    if venue is not None and venue not in VENUES:
+        raise ConfigError(f"--venue {venue!r}: expected one of {', '.join(VENUES)}")
     with Progress(TextColumn("{task.description}"), BarColumn(), console=out) as progress:
         if bundled:
             task = progress.add_task("bundled real data", total=1)
@@ -322,7 +341,7 @@ def import_(
         done: list[ImportResult] = []
         for i, p in enumerate(files):
             try:
-                r = import_bulk_file(store, p, symbol=symbol)
+                r = import_bulk_file(store, p, symbol=symbol, kind=kind, venue=venue)
             except (BulkDataError, StoreSchemaError, OSError) as exc:
                 if isinstance(exc, StoreWriteError):
                     problem = (
@@ -340,7 +359,9 @@ def import_(
                     + (f" Not read (after it): {', '.join(f.name for f in rest)}." if rest else "")
                 ) from exc
             done.append(r)
-            what = f"{r.kind} {r.symbol}" + (f" {r.interval}" if r.interval else "")
+            what = (f"{r.venue} " if r.venue != store.exchange else "") + (
+                f"{r.kind} {r.symbol}" + (f" {r.interval}" if r.interval else "")
+            )
             if r.skipped:
                 out.print(
                     f"  {p.name}: already imported as {what} (manifest "
