@@ -49,8 +49,8 @@ SCENARIOS = ("mark8h", "mark1h")
 def ensure_freqtrade_venv(venv: Path = VENV) -> Path:
     """The venv's python, creating the venv with the pinned freqtrade on first use.
 
-    The install time is printed to stderr (about 75 s here on a first install: ~95 wheels,
-    TA-Lib and pyarrow among them; pip's cache makes a re-creation faster).
+    The install time is printed to stderr: 75 s here for the first install (about 95
+    packages, TA-Lib and pyarrow among them), 66 s again with pip's cache warm.
     """
     py = venv / "bin" / "python"
     if not py.exists():
