@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from tessera.backtest.data import BarSeries
+    from tessera.backtest.perp_inputs import PerpInputs
     from tessera.backtest.results import BacktestResult
     from tessera.data.universe import LoadedBars
 
@@ -187,6 +188,64 @@ def _per_symbol(result: BacktestResult, series: list[BarSeries]) -> list[dict[st
     ]
 
 
+PERP_VENUE = "binance-usdm"
+
+
+def _perp_inputs(
+    cfg: BacktestConfig,
+    refs: list[str] | None,
+    loaded: list[LoadedBars],
+    series: list[BarSeries],
+    *,
+    mark: Path | None,
+    funding: Path | None,
+    no_funding: bool,
+) -> PerpInputs | None:
+    """The perpetual inputs when the symbols are USDⓈ-M perpetuals (``binance-usdm:SYMBOL``
+    on the command line or in backtest.symbols, or bars the store holds under that venue);
+    None for spot. Spot and perpetual symbols in one run are refused."""
+    from tessera.backtest.perp_inputs import PerpInputError, bundled_inputs_for, load_perp_inputs
+
+    names = list(refs or cfg.symbols)
+    flagged = {
+        b.symbol
+        for k, b in enumerate(loaded)
+        if b.venue == PERP_VENUE
+        or (k < len(names) and str(names[k]).lower().startswith(PERP_VENUE + ":"))
+    }
+    pcfg = cfg.perp
+    if not flagged:
+        if mark is not None or funding is not None or no_funding:
+            raise ConfigError(
+                "--mark, --funding and --no-funding are for perpetuals: name the symbol "
+                f"{PERP_VENUE}:SYMBOL"
+            )
+        return None
+    spot = [b.symbol for b in loaded if b.symbol not in flagged]
+    if spot:
+        raise ConfigError(
+            f"{', '.join(spot)} spot and {', '.join(sorted(flagged))} perpetual in one backtest: "
+            "run them separately (one account kind per run)"
+        )
+    if len(loaded) > 1 and (mark is not None or funding is not None):
+        raise ConfigError("--mark and --funding take one symbol's file: give one --symbol")
+    marks: dict[str, Path | None] = {}
+    rates: dict[str, Path | None] = {}
+    for b in loaded:
+        sample_mark, sample_funding = bundled_inputs_for(b.source)
+        marks[b.symbol] = mark or pcfg.mark_file or sample_mark
+        rates[b.symbol] = funding or pcfg.funding_file or sample_funding
+    try:
+        return load_perp_inputs(
+            series,
+            mark_files=marks,
+            funding_files=rates,
+            funding=pcfg.funding and not no_funding,
+        )
+    except PerpInputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _summary(results: dict[str, BacktestResult], elapsed: float, bars: int) -> Table:
     table = Table(
         title=f"Backtest: {bars:,} bars in {elapsed:.2f} s ({bars / elapsed:,.0f} bars/s)"
@@ -285,6 +344,26 @@ def backtest(
     min_train_bars: Annotated[
         int, typer.Option("--min-train-bars", help="Bars before the first walk-forward window")
     ] = 10_000,
+    mark: Annotated[
+        Path | None,
+        typer.Option(
+            "--mark",
+            help="Perpetuals: mark-price klines (freqtrade file); default backtest.perp.mark_file, "
+            "or the bundled XRP sample's; none: the trade price, said in the output",
+        ),
+    ] = None,
+    funding: Annotated[
+        Path | None,
+        typer.Option(
+            "--funding",
+            help="Perpetuals: funding-rate history (freqtrade file); default "
+            "backtest.perp.funding_file, or the bundled XRP sample's",
+        ),
+    ] = None,
+    no_funding: Annotated[
+        bool,
+        typer.Option("--no-funding", help="Perpetuals: run without funding (said in the output)"),
+    ] = False,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -298,11 +377,14 @@ def backtest(
 
     With --model or --walk-forward the strategy is model_signal (long when the score is above
     long_threshold, default 0; set it with -p long_threshold=0.0005).
+
+    A symbol named binance-usdm:SYMBOL is a USDⓈ-M perpetual: shorts, leverage and margin mode
+    (backtest.perp), funding (--funding, or --no-funding), the mark price (--mark), liquidation.
     """
     from tessera.backtest.data import BarSeries
     from tessera.backtest.engine import BacktestEngine
     from tessera.backtest.report import write_report
-    from tessera.backtest.results import risk_summary_lines
+    from tessera.backtest.results import perp_summary_lines, risk_summary_lines
     from tessera.strategies import StrategyParamError, strategy_class
     from tessera.strategies.cli import load_user_strategies
 
@@ -344,6 +426,9 @@ def backtest(
         all_series[0], notes_extra = _with_scores(
             app, all_series[0], loaded[0].frame, model, walk_forward, model_config, min_train_bars
         )
+    perp_inputs = _perp_inputs(
+        cfg, symbol, loaded, all_series, mark=mark, funding=funding, no_funding=no_funding
+    )
     n_bars = sum(len(x) for x in all_series)
     log.info(
         "backtest started",
@@ -353,15 +438,26 @@ def backtest(
         sources=[b.source for b in loaded],
     )
     t0 = time.perf_counter()
-    result = BacktestEngine(cfg, app.settings.risk).run(all_series, [strat])
+    try:
+        result = BacktestEngine(cfg, app.settings.risk, perp=perp_inputs).run(all_series, [strat])
+    except ValueError as exc:
+        if perp_inputs is None or "leverage" not in str(exc):
+            raise
+        raise ConfigError(str(exc)) from None  # a leverage above the bracket's maximum
     elapsed = time.perf_counter() - t0
     results = {name: result}
     if baselines:
         hold = strategy_class("buy_and_hold")(symbols)
-        results["buy & hold"] = BacktestEngine(cfg, app.settings.risk).run(all_series, [hold])
+        results["buy & hold"] = BacktestEngine(cfg, app.settings.risk, perp=perp_inputs).run(
+            all_series, [hold]
+        )
     out.print(_summary(results, elapsed, n_bars))
     if len(all_series) > 1:
         out.print(_attribution_table(result, all_series))
+    perp_lines = perp_summary_lines(result)
+    for line in perp_lines:
+        style = "bold red" if line.startswith("LIQUIDATED") else "bold"
+        out.print(f"[{style}]{line}[/]", highlight=False, soft_wrap=True)
     risk_lines = risk_summary_lines(result)
     for line in risk_lines:
         out.print(f"[bold yellow]{line}[/]", highlight=False, soft_wrap=True)
@@ -405,6 +501,9 @@ def backtest(
                 "slippage": f"{cfg.slippage.kind} {cfg.slippage.bps} bps",
                 "fill": cfg.fill_at,
                 "run_id": app.run_id,
+                **(
+                    {"market": "USDⓈ-M perpetual (one-way mode)"} if perp_inputs is not None else {}
+                ),
                 **notes_extra,
             },
         )

@@ -31,6 +31,15 @@ Orders decided at a bar's close arrive ``latency_ms`` later; with ``fill_at="clo
 orders fill at the deciding bar's close instead (the convention of backtesting.py's
 ``trade_on_close`` and vectorbt's ``from_signals`` on close prices).
 
+Perpetuals: given `PerpInputs` (``perp=``), every symbol is a USDⓈ-M perpetual and the
+account is a `PerpAccount` instead of the spot `Portfolio` (the same engine drives both through
+the methods they share). Shorts are allowed, orders opening exposure need initial margin
+(``insufficient_margin``, ``leverage_above_bracket`` in ``result.denials``), and per bar, after
+the fills at the open: the position is liquidated at its liquidation price if the bar's mark
+range crosses it (a fill with reason ``liquidation``, the strategy hears ``on_fill``), then the
+funding times closing with the bar are settled on the position held, then the strategy sees the
+bar. Equity is marked at the mark price.
+
 Money is exact: orders, fills, cash and positions are Decimal. The equity curve is float64.
 Same inputs and seed give the same result, byte for byte.
 """
@@ -46,7 +55,16 @@ from decimal import Decimal
 import numpy as np
 
 from tessera.backtest.data import BarSeries
-from tessera.backtest.results import BacktestResult, FillRecord, HaltSnapshot, build_result
+from tessera.backtest.perp_account import PerpAccount
+from tessera.backtest.perp_inputs import PerpInputs, SymbolPerpInputs
+from tessera.backtest.results import (
+    BacktestResult,
+    FillRecord,
+    HaltSnapshot,
+    PerpStats,
+    PerpSummary,
+    build_result,
+)
 from tessera.config.models import BacktestConfig, RiskConfig
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.filters import SymbolFilters
@@ -71,6 +89,8 @@ from tessera.execution.orders import (
     TimeInForce,
     exit_oco,
 )
+from tessera.execution.perp.funding import FundingRate
+from tessera.execution.perp.margin import MarginMode
 from tessera.execution.portfolio import Instrument, Portfolio
 from tessera.execution.pretrade import pretrade_denial
 from tessera.execution.sizing import NO_BORROW, flatten_orders, orders_for_target
@@ -103,6 +123,9 @@ class _SymbolState:
         self.last_close: float | None = None
         self.bar_index = -1
         self.position_f = 0.0  # float shadow of the net position, for the equity curve
+        self.perp: SymbolPerpInputs | None = None
+        self.last_mark: float | None = None  # perpetuals: the mark at the last close
+        self.liq_f: float | None = None  # perpetuals: float shadow of the liquidation price
         self.load(0, 0)
 
     def load(self, start: int, stop: int) -> None:
@@ -143,6 +166,15 @@ class BacktestContext(OrderHelpers):
 
     def cash(self) -> Decimal:
         return self._engine.portfolio.cash.get(self._engine.portfolio.quote_asset, ZERO)
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """The leverage of the perpetual ``symbol`` from now on (new exposure posts
+        ``notional / leverage``). ValueError above the bracket's maximum for the position's
+        notional, or on a spot symbol."""
+        account = self._engine.perp_account
+        if account is None or symbol not in account.brackets:
+            raise ValueError(f"set_leverage({symbol!r}): not a perpetual in this backtest")
+        account.set_leverage(symbol, leverage)
 
     def last_price(self, symbol: str) -> float | None:
         return self._engine.symbols[symbol].last_close
@@ -246,12 +278,13 @@ class BacktestContext(OrderHelpers):
         capped at the base the account has free. Returns the last order sent."""
         engine = self._engine
         held = self.position(symbol) + engine.in_flight(symbol, self._strategy)
+        perp = engine.perp_account is not None
         plan = orders_for_target(
             held,
             qty,
             filters=engine.filters.get(symbol),
-            can_short=False,
-            sellable=engine.sellable(symbol),
+            can_short=perp,
+            sellable=None if perp else engine.sellable(symbol),
         )
         if plan.denied is not None:
             engine.denials.append((engine.now, self._strategy, plan.denied))
@@ -283,6 +316,7 @@ class BacktestEngine:
     max_participation: float = 0.0
     limit_fill: str = "touch"
     risk_listener: RiskListener | None = None
+    perp: PerpInputs | None = None  # every symbol a USDⓈ-M perpetual (see the module docstring)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -295,6 +329,7 @@ class BacktestEngine:
         self.now = 0
         self._marks_dirty = False
         self._cash_f = 0.0
+        self.perp_account: PerpAccount | None = None
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -306,7 +341,14 @@ class BacktestEngine:
             f = self.filters.get(s.symbol)
             base = f.base_asset if f else s.symbol.removesuffix(cfg.quote_currency)
             instruments.append(Instrument(s.symbol, base, cfg.quote_currency))
-        self.portfolio = Portfolio.with_cash(cfg.quote_currency, cfg.initial_cash, instruments)
+        self.portfolio: Portfolio | PerpAccount
+        if self.perp is not None:
+            self.perp_account = self._perp_account(data)
+            self.portfolio = self.perp_account
+            self._perp_stats = PerpStats()
+        else:
+            self.perp_account = None
+            self.portfolio = Portfolio.with_cash(cfg.quote_currency, cfg.initial_cash, instruments)
         self.risk = (
             RiskEngine(self.risk_config, self.risk_listener)
             if self.risk_config is not None and self.risk_listener is not None
@@ -348,6 +390,8 @@ class BacktestEngine:
                 self.now = close_time
                 for sym, i in events:
                     self._process_bar(self.symbols[sym], i)
+                    if self.perp_account is not None:
+                        self._perp_bar(self.symbols[sym], i)
                 for sym, i in events:
                     self._strategy_bar(self.symbols[sym], i)
                 eq, expo = self._mark_and_risk()
@@ -373,6 +417,7 @@ class BacktestEngine:
             halted_at=self.halted_at,
             risk_config=self.risk_config,
             halt=self.halt,
+            perp=self._perp_summary() if self.perp_account is not None else None,
         )
 
     # --- the loop -------------------------------------------------------------------------------
@@ -404,6 +449,7 @@ class BacktestEngine:
         contexts = [self._contexts[x.strategy_id] for x in strategies]
         pairs = list(zip(strategies, contexts, strict=True))
         symbol = st.symbol
+        perp = self.perp_account is not None
         append_t, append_e, append_x = times.append, equity.append, exposure.append
         n = len(st.series)
         for start in range(0, n, CHUNK):
@@ -420,6 +466,8 @@ class BacktestEngine:
                 close = close_l[j]
                 st.last_close = close
                 self._marks_dirty = True
+                if perp:
+                    self._perp_bar(st, start + j)
                 bar = Bar(
                     symbol, ot_l[j], t, op_l[j], hi_l[j], lo_l[j], close, vol_l[j], qv_l[j], tb_l[j]
                 )
@@ -430,7 +478,10 @@ class BacktestEngine:
                     except Exception as exc:  # user code: name it, the hook and the bar
                         raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
                 pos = st.position_f
-                if pos:
+                if perp:
+                    eq, expo = self._mark_and_risk()
+                    append_x(expo)
+                elif pos:
                     eq = self._cash_f + pos * close
                     append_x(abs(pos) * close)
                     if self.risk is not None:
@@ -487,11 +538,14 @@ class BacktestEngine:
                     raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
 
     def sync_marks(self) -> None:
-        """Push the latest closes into the exact portfolio (only when someone needs it)."""
+        """Push the latest closes (perpetuals: marks) into the exact account (only when
+        someone needs it)."""
         if self._marks_dirty:
+            perp = self.perp_account is not None
             for sym, st in self.symbols.items():
-                if st.last_close is not None:
-                    self.portfolio.mark(sym, _d(st.last_close))
+                price = st.last_mark if perp else st.last_close
+                if price is not None:
+                    self.portfolio.mark(sym, _d(price))
             self._marks_dirty = False
 
     def _risk_update(self, equity: float) -> None:
@@ -519,13 +573,169 @@ class BacktestEngine:
     def _mark_and_risk(self) -> tuple[float, float]:
         eq = self._cash_f
         expo = 0.0
+        perp = self.perp_account is not None
         for st in self.symbols.values():
-            if st.position_f and st.last_close is not None:
-                eq += st.position_f * st.last_close
-                expo += abs(st.position_f) * st.last_close
+            price = st.last_mark if perp else st.last_close
+            if st.position_f and price is not None:
+                eq += st.position_f * price
+                expo += abs(st.position_f) * price
+        if perp and expo:
+            self._perp_margin_stats(eq, expo)
         if self.risk is not None and expo:
             self._risk_update(eq)
         return eq, expo
+
+    # --- perpetuals -----------------------------------------------------------------------------
+
+    def _perp_account(self, data: Sequence[BarSeries]) -> PerpAccount:
+        assert self.perp is not None
+        pcfg = self.config.perp
+        missing = [s.symbol for s in data if s.symbol not in self.perp.symbols]
+        if missing:
+            raise ValueError(f"no perpetual inputs for {', '.join(missing)}")
+        for s in data:
+            self.symbols[s.symbol].perp = self.perp.symbols[s.symbol]
+        account = PerpAccount(
+            self.config.quote_currency,
+            self.config.initial_cash,
+            {s.symbol: self.perp.symbols[s.symbol].brackets for s in data},
+            self.fees,
+            MarginMode.ISOLATED if pcfg.margin_mode == "isolated" else MarginMode.CROSS,
+            pcfg.leverage,
+            pcfg.liquidation_fee_rate,
+        )
+        self._funding_marked_at_trade = 0
+        return account
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """See `BacktestContext.set_leverage`."""
+        if self.perp_account is None:
+            raise ValueError(f"set_leverage({symbol!r}): not a perpetual in this backtest")
+        self.perp_account.set_leverage(symbol, leverage)
+
+    def _perp_bar(self, st: _SymbolState, i: int) -> None:
+        """After the fills at the bar's open: liquidation on the bar's mark range, then the
+        funding times that close with the bar, then the mark at the close."""
+        acct = self.perp_account
+        inputs = st.perp
+        assert acct is not None and inputs is not None
+        if st.position_f:
+            if st.liq_f is None or len(acct.positions) > 1:
+                self._perp_resync()
+            liq = st.liq_f
+            if liq is not None:
+                low = float(inputs.mark_low[i])
+                high = float(inputs.mark_high[i])
+                if (st.position_f > 0 and low <= liq) or (st.position_f < 0 and high >= liq):
+                    lp = acct.crossed(st.symbol, _d(low), _d(high))
+                    if lp is not None:
+                        self._liquidate(st, lp, _d(low if st.position_f > 0 else high))
+        due = inputs.funding.due.get(i)
+        if due:
+            close = _d(st.close[i - st.offset])
+            for fr in due:
+                rate = fr
+                if fr.mark_price is None:
+                    rate = FundingRate(fr.ts_ns, fr.rate, close)
+                if acct.settle_funding({st.symbol: rate}):
+                    self._perp_resync()
+        st.last_mark = float(inputs.mark_close[i])
+
+    def _perp_resync(self) -> None:
+        """Float shadows from the exact account: cash as ``wallet - sum(qty x entry)`` (so
+        equity = cash + sum(qty x mark)) and each symbol's liquidation price."""
+        acct = self.perp_account
+        assert acct is not None
+        self._cash_f = float(
+            acct.wallet - sum((p.qty * p.entry_price for p in acct.positions.values()), ZERO)
+        )
+        for sym, st in self.symbols.items():
+            st.position_f = float(acct.positions[sym].qty) if sym in acct.positions else 0.0
+            lp = acct.liquidation_price(sym) if sym in acct.positions else None
+            st.liq_f = float(lp) if lp is not None else None
+
+    def _perp_margin_stats(self, equity: float, gross: float) -> None:
+        stats = self._perp_stats
+        if equity > 0:
+            stats.peak_leverage = max(stats.peak_leverage, gross / equity)
+        for st in self.symbols.values():
+            if st.position_f and st.liq_f is not None and st.last_mark:
+                dist = abs(st.last_mark - st.liq_f) / st.last_mark
+                if stats.min_liq_distance is None or dist < stats.min_liq_distance:
+                    stats.min_liq_distance = dist
+                    stats.min_liq_distance_at = self.now
+                    stats.min_liq_distance_symbol = st.symbol
+
+    def _liquidate(self, st: _SymbolState, price: Decimal, extreme: Decimal) -> None:
+        """The exchange closes the position at ``price``: a reduce-only market order per
+        strategy holding it, filled at once with reason ``liquidation``; strategies hear
+        ``on_fill`` and ``on_order`` as for any fill."""
+        acct = self.perp_account
+        assert acct is not None
+        shares = acct.strategy_shares(st.symbol)
+        ts = st.open_time[st.bar_index - st.offset]
+        rec = acct.liquidate(st.symbol, price, self.now, extreme)
+        total = abs(rec.qty)
+        for strategy, qty in shares:
+            frac = abs(qty) / total
+            side = OrderSide.SELL if qty > 0 else OrderSide.BUY
+            order = Order(
+                client_order_id=self._ids.next(),
+                symbol=st.symbol,
+                side=side,
+                type=OrderType.MARKET,
+                qty=abs(qty),
+                price=None,
+                stop_price=None,
+                time_in_force=TimeInForce.GTC,
+                strategy=strategy,
+                ts_created=ts,
+                reason=ExitReason.LIQUIDATION,
+                reduce_only=True,
+            )
+            self.orders.append(order)
+            self.state_machine.apply(order, OrderEvent(K.SUBMITTED, ts))
+            self.state_machine.apply(order, OrderEvent(K.ACCEPTED, ts))
+            if strategy in self._strategies:
+                self._by_order[order.client_order_id] = self._strategies[strategy]
+            self._trade_seq += 1
+            fill = Fill(
+                trade_id=str(self._trade_seq),
+                client_order_id=order.client_order_id,
+                symbol=st.symbol,
+                side=side,
+                price=price,
+                qty=abs(qty),
+                fee=rec.fee * frac,
+                fee_asset=acct.quote_asset,
+                liquidity=Liquidity.TAKER,
+                ts_event=ts,
+                strategy=strategy,
+            )
+            self.state_machine.apply(order, OrderEvent(K.FILLED, ts, fill=fill))
+            self.fill_records.append(
+                FillRecord(fill, price, rec.realized_pnl * frac, ExitReason.LIQUIDATION)
+            )
+            self._perp_resync()
+            strat = self._by_order.get(order.client_order_id)
+            if strat is not None:
+                ctx = self._contexts[strat.strategy_id]
+                try:
+                    ctx._sdk_on_fill(fill)
+                    strat.on_fill(fill, ctx)
+                except Exception as exc:
+                    raise StrategyError(strat.strategy_id, "on_fill", None, exc) from exc
+                self._notify(order)
+        self._perp_resync()
+        # what was resting for the symbol would now open a position nobody asked for
+        for o in list(self.working.orders(st.symbol)):
+            if o.reduce_only:
+                self.cancel(o.client_order_id)
+
+    def _perp_summary(self) -> PerpSummary:
+        acct = self.perp_account
+        assert acct is not None and self.perp is not None
+        return PerpSummary.build(acct, self._perp_stats, self.perp, self.config.perp)
 
     # --- orders ---------------------------------------------------------------------------------
 
@@ -544,6 +754,9 @@ class BacktestEngine:
     def sellable(self, symbol: str) -> Decimal:
         """Base the account holds and has not locked in open sells (an OCO locks once), as
         Binance locks a sell's quantity while it rests."""
+        if self.perp_account is not None:
+            raise RuntimeError("a perpetual has no base balance to sell")
+        assert isinstance(self.portfolio, Portfolio)
         locked = ZERO
         lists: set[str] = set()
         for o in self.working.orders(symbol):
@@ -567,7 +780,8 @@ class BacktestEngine:
         """``qty`` as the spot account allows it, or None (denial recorded). A sell beyond the
         free base is refused (``no_borrow``: a short needs a borrow); a reduce-only order is
         cut to the strategy's position and, for a sell, to the free base."""
-        free = self.sellable(symbol) if side is OrderSide.SELL else None
+        perp = self.perp_account is not None
+        free = self.sellable(symbol) if side is OrderSide.SELL and not perp else None
         if not reduce_only:
             if free is not None and qty > free:
                 self.denials.append((self.now, strategy, NO_BORROW))
@@ -639,6 +853,14 @@ class BacktestEngine:
         if allowed is None:
             return None
         qty = allowed
+        if self.perp_account is not None and not reduce_only:
+            st = self.symbols[symbol]
+            ref = price or stop_price or (_d(st.last_close) if st.last_close else None)
+            if ref is not None:
+                why = self.perp_account.order_denial(symbol, qty * side.sign, ref)
+                if why is not None:
+                    self.denials.append((self.now, strategy, why))
+                    return None
         denial = self._pretrade(
             strategy, symbol, [(side, qty, order_type, price, stop_price)], reduce_only
         )
@@ -747,9 +969,11 @@ class BacktestEngine:
         """The kill-switch's flatten: reduce-only market orders (reason ``kill_switch``) from
         `execution.sizing`, through the risk engine, which lets reducing orders pass a halt."""
         positions = {key: pos.qty for key, pos in self.portfolio.by_strategy.items() if pos.qty}
-        held: dict[str, Decimal] = {}
-        for symbol, inst in self.portfolio.instruments.items():
-            held[inst.base_asset] = held.get(inst.base_asset, ZERO) + self.sellable(symbol)
+        held: dict[str, Decimal] | None = None
+        if isinstance(self.portfolio, Portfolio):
+            held = {}
+            for symbol, inst in self.portfolio.instruments.items():
+                held[inst.base_asset] = held.get(inst.base_asset, ZERO) + self.sellable(symbol)
         for step in flatten_orders(positions, self.filters, held, ExitReason.KILL_SWITCH):
             self.submit(
                 step.strategy,
@@ -799,16 +1023,30 @@ class BacktestEngine:
         notional = match.qty * match.price
         fee = self.fees.fee(notional, match.liquidity)
         # Spot accounts cannot spend cash they do not have, nor sell base they do not hold
-        # (Binance -2010).
-        if order.side is OrderSide.BUY:
+        # (Binance -2010); a perpetual needs the initial margin of what the fill opens.
+        why = "insufficient_balance"
+        if self.perp_account is not None:
+            acct = self.perp_account
+            held = acct.positions[order.symbol].qty if order.symbol in acct.positions else ZERO
+            delta = match.qty * order.side.sign
+            if order.reduce_only:  # only what the position still has (a liquidation took it?)
+                short = held == 0 or (held > 0) == (delta > 0) or abs(delta) > abs(held)
+                why = "reduce_only"
+            else:
+                denial = acct.order_denial(order.symbol, delta, match.price)
+                short = denial is not None
+                why = denial or why
+        elif order.side is OrderSide.BUY:
+            assert isinstance(self.portfolio, Portfolio)
             short = notional + fee > self.portfolio.cash.get(quote, ZERO)
         else:
+            assert isinstance(self.portfolio, Portfolio)
             short = match.qty > self.portfolio.base_holdings(order.symbol)
         if short:
             self.working.remove(order.client_order_id)
             if order.status.is_open:
                 self.state_machine.apply(order, OrderEvent(K.EXPIRED, ts, reason="insufficient"))
-                self.denials.append((self.now, order.strategy, "insufficient_balance"))
+                self.denials.append((self.now, order.strategy, why))
                 self._notify(order)
             return False
         self._trade_seq += 1
@@ -830,7 +1068,10 @@ class BacktestEngine:
         signed = float(fill.qty) * fill.side.sign
         self.symbols[order.symbol].position_f += signed
         # Re-derive the float cash from the exact books: no float drift across many fills.
-        self._cash_f = float(self.portfolio.cash.get(quote, ZERO))
+        if self.perp_account is not None:
+            self._perp_resync()
+        else:
+            self._cash_f = float(self.portfolio.cash.get(quote, ZERO))
         self.fill_records.append(FillRecord(fill, match.reference_price, realized, order.reason))
         strat = self._by_order.get(order.client_order_id)
         if strat is not None:

@@ -1,6 +1,8 @@
 """A self-contained HTML report of a backtest (plotly, no network needed to open it).
 
-Sections: warnings (risk halts, denials: whatever the caller passes) at the very top; headline
+Sections: warnings (risk halts, denials: whatever the caller passes) at the very top; for a
+perpetual, funding, the mark and funding sources, liquidations and margin stats (a liquidation is
+also an x on its symbol's price chart); headline
 metrics (with baselines side by side); equity and drawdown; per symbol its PnL (realized and
 unrealized) and price with fills; returns per day (runs under ~3 months, a calendar) or per month
 (only the months the run covers); trade PnL distribution; trades by exit reason; the trade list
@@ -37,7 +39,7 @@ from tessera.backtest.report_data import (
     trade_rows,
 )
 from tessera.backtest.report_figures import CONFIG, equity_figure, pnl_histogram, symbol_figure
-from tessera.backtest.results import BacktestResult
+from tessera.backtest.results import BacktestResult, perp_summary_lines
 from tessera.logging import get_logger
 
 __all__ = ["PLOTLY_JS", "monthly_returns", "period_returns", "write_report"]
@@ -283,6 +285,19 @@ def _trade_table(rows: Sequence[TradeRow], limit: int = TRADE_ROWS) -> str:
     )
 
 
+def _perp_section(result: BacktestResult) -> str:
+    """Perpetuals: funding, the mark and funding sources, liquidations, margin stats."""
+    lines = perp_summary_lines(result)
+    if not lines:
+        return ""
+    items = "".join(
+        f"<li{' class=liq' if line.startswith('LIQUIDATED') else ''}>{html.escape(line)}</li>"
+        for line in lines
+    )
+    head = "<h2>Perpetual: funding, margin, liquidation</h2>"
+    return f"<section class='perp'>{head}<ul>{items}</ul></section>"
+
+
 def _warnings_box(warnings: Sequence[str]) -> str:
     if not warnings:
         return ""
@@ -295,6 +310,7 @@ body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin
 h1{margin-bottom:4px} .sub{color:#555;margin-top:0} .market{font-size:18px;margin:4px 0}
 .warnings{border:2px solid #d62728;background:#fdecea;padding:8px 16px;margin:0 0 16px 0}
 .warnings ul{margin:4px 0}
+.perp .liq{color:#d62728;font-weight:bold}
 table{border-collapse:collapse;margin:12px 0;font-size:14px}
 td,th{border:1px solid #ddd;padding:4px 10px;text-align:right}
 table.metrics th:first-child,table.reasons th:first-child{text-align:left}
@@ -390,6 +406,7 @@ def write_report(
 <p class="market"><b>{html.escape(market)}</b></p>
 <p class="sub">{html.escape(sub)}</p>
 <ul>{info}</ul>
+{_perp_section(result)}
 <section><h2>Metrics</h2>{_metrics_table(result, baselines)}</section>
 <section>{figs[0]}</section>
 <section><h2>Per symbol</h2>{_symbol_table(pnls)}</section>

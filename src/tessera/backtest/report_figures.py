@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from tessera.backtest.data import BarSeries
 from tessera.backtest.report_data import SymbolPnl, TradeRow, drawdown_pct, minmax_indices
 from tessera.backtest.results import BacktestResult
+from tessera.execution.orders import ExitReason
 
 MAX_POINTS = 2_000  # per line trace; min/max per bucket keeps the curve's extremes
 MAX_MARKERS = 2_000  # fill markers per side and symbol; more are thinned (and the legend says so)
@@ -84,12 +85,30 @@ def equity_figure(result: BacktestResult, baselines: Mapping[str, BacktestResult
 
 def _fill_markers(result: BacktestResult, symbol: str) -> list[go.Scatter]:
     fills = [r.fill for r in result.fills if r.fill.symbol == symbol]
+    liq = [
+        r.fill
+        for r in result.fills
+        if r.fill.symbol == symbol and r.reason is ExitReason.LIQUIDATION
+    ]
+    liquidated = {f.trade_id for f in liq}
     traces = []
+    if liq:  # a perpetual closed by the exchange: a marker of its own, never thinned
+        traces.append(
+            go.Scatter(
+                x=_ms(np.array([f.ts_event for f in liq], dtype=np.int64)),
+                y=np.array([float(f.price) for f in liq], dtype=np.float64),
+                customdata=np.array([float(f.qty) for f in liq], dtype=np.float64),
+                mode="markers",
+                name="liquidation",
+                marker={"color": "#000000", "symbol": "x", "size": 14},
+                hovertemplate="LIQUIDATED %{customdata:.6~g} @ %{y:.8~g}<extra></extra>",
+            )
+        )
     for side, color, marker in (
         ("BUY", "#2ca02c", "triangle-up"),
         ("SELL", "#d62728", "triangle-down"),
     ):
-        sel = [f for f in fills if f.side.value == side]
+        sel = [f for f in fills if f.side.value == side and f.trade_id not in liquidated]
         if not sel:
             continue
         step = -(-len(sel) // MAX_MARKERS)  # ceil

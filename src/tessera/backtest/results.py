@@ -11,6 +11,12 @@ reason ``end_of_data`` — marked to market, no fill is invented (the fills and 
 change) — and is left out of the trade statistics (``trades``, win rate, profit factor), which
 count positions an order closed.
 
+Perpetuals: ``result.perp`` (`PerpSummary`) holds the funding paid (total, per symbol, the
+count of funding times), the liquidations (time, price, loss, fee), the margin stats (peak
+leverage used = gross notional at the mark / equity, the minimum distance from the mark to the
+liquidation price at a bar's close), the leverage and margin mode, and where the mark and the
+funding came from; in ``result.json`` under ``"perp"`` and in `perp_summary_lines`.
+
 Risk: what the risk limits did to the run is in ``result.risk`` (`RiskSummary`: the halt, its
 bar, the denials by reason and the return both as traded and with the position frozen at the
 halt), in ``result.json`` under ``"risk"``, and in the lines `risk_summary_lines` writes for the
@@ -26,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +42,11 @@ from tessera.config.models import BacktestConfig, RiskConfig
 from tessera.execution.orders import ExitReason, Fill, Order
 from tessera.execution.portfolio import Portfolio
 from tessera.risk.engine import DenialReason
+
+if TYPE_CHECKING:
+    from tessera.backtest.perp_account import PerpAccount
+    from tessera.backtest.perp_inputs import PerpInputs
+    from tessera.config.models import PerpBacktestConfig
 
 YEAR_NS = 365 * 86_400 * 1_000_000_000
 ZERO = Decimal(0)
@@ -265,6 +276,149 @@ def _pct(x: float | None) -> str:
 
 
 @dataclass
+class PerpStats:
+    """Margin statistics the engine gathers bar by bar (floats: they describe, not book)."""
+
+    peak_leverage: float = 0.0
+    min_liq_distance: float | None = None  # |mark - liquidation price| / mark
+    min_liq_distance_at: int | None = None
+    min_liq_distance_symbol: str | None = None
+
+
+@dataclass(frozen=True)
+class PerpSummary:
+    """What funding, margin and liquidation did to a perpetual backtest."""
+
+    leverage: int
+    margin_mode: str
+    liquidation_fee_rate: Decimal
+    funding_enabled: bool
+    funding_total: Decimal  # the account's funding cash flow (negative: paid)
+    funding_by_symbol: Mapping[str, Decimal]
+    funding_times: int  # funding entries booked
+    liquidations: tuple[Any, ...]  # perp_account.Liquidation records
+    peak_leverage: float
+    min_liq_distance: float | None
+    min_liq_distance_at: int | None
+    sources: tuple[str, ...]  # "XRPUSDT mark: ...", "XRPUSDT funding: ..."
+    final_wallet: Decimal
+    realized_pnl: Decimal
+    fees_paid: Decimal  # trading and liquidation fees
+
+    @property
+    def funding_paid(self) -> Decimal:
+        """Funding paid out (positive when the account paid more than it received)."""
+        return -self.funding_total
+
+    @classmethod
+    def build(
+        cls,
+        account: PerpAccount,
+        stats: PerpStats,
+        inputs: PerpInputs,
+        config: PerpBacktestConfig,
+    ) -> PerpSummary:
+        return cls(
+            leverage=config.leverage,
+            margin_mode=config.margin_mode,
+            liquidation_fee_rate=config.liquidation_fee_rate,
+            funding_enabled=inputs.funding_enabled,
+            funding_total=sum((e.amount for e in account.funding), ZERO),
+            funding_by_symbol=account.funding_by_symbol(),
+            funding_times=len(account.funding),
+            liquidations=tuple(account.liquidations),
+            peak_leverage=stats.peak_leverage,
+            min_liq_distance=stats.min_liq_distance,
+            min_liq_distance_at=stats.min_liq_distance_at,
+            sources=tuple(inputs.describe()),
+            final_wallet=account.wallet,
+            realized_pnl=account.realized,
+            fees_paid=account.fees_paid,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "leverage": self.leverage,
+            "margin_mode": self.margin_mode,
+            "liquidation_fee_rate": str(self.liquidation_fee_rate),
+            "funding_enabled": self.funding_enabled,
+            "funding_total": str(self.funding_total),
+            "funding_paid": str(self.funding_paid),
+            "funding_by_symbol": {k: str(v) for k, v in self.funding_by_symbol.items()},
+            "funding_times": self.funding_times,
+            "liquidations": [
+                {
+                    "time_ns": x.ts,
+                    "time": _when(x.ts),
+                    "symbol": x.symbol,
+                    "qty": str(x.qty),
+                    "entry_price": str(x.entry_price),
+                    "price": str(x.price),
+                    "mark_extreme": str(x.mark_extreme),
+                    "fee": str(x.fee),
+                    "loss": str(x.loss),
+                    "mode": x.mode,
+                }
+                for x in self.liquidations
+            ],
+            "peak_leverage": self.peak_leverage,
+            "min_liquidation_distance": self.min_liq_distance,
+            "min_liquidation_distance_at_ns": self.min_liq_distance_at,
+            "sources": list(self.sources),
+            "final_wallet": str(self.final_wallet),
+            "realized_pnl": str(self.realized_pnl),
+            "fees_paid": str(self.fees_paid),
+        }
+
+
+def _when(ts_ns: int) -> str:
+    secs = (ts_ns + 500_000_000) // 1_000_000_000
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def perp_summary_lines(result: BacktestResult) -> list[str]:
+    """Funding, liquidations and margin in a few plain lines (empty for spot). E.g.::
+
+    perpetual: leverage 20x isolated; funding paid 1.23 USDT over 9 funding times
+    XRPUSDT mark: samples/.../XRP_USDT_USDT-1h-mark.feather for 57 of 100 bars, ...
+    LIQUIDATED XRPUSDT 1000 at 1.0512 (bar opening 2021-11-18 09:00 UTC): lost 53.20 USDT
+    margin: peak leverage used 19.8x; closest to liquidation 0.4% (2021-11-18 08:59 UTC)
+    """
+    p = result.perp
+    if p is None:
+        return []
+    if p.funding_enabled:
+        funding = (
+            f"funding {'paid' if p.funding_paid >= 0 else 'received'} "
+            f"{abs(p.funding_paid):,.8f} over {p.funding_times} funding payments"
+        )
+        if len(p.funding_by_symbol) > 1:
+            funding += (
+                " (" + ", ".join(f"{k} {-v:+,.8f}" for k, v in p.funding_by_symbol.items()) + ")"
+            )
+    else:
+        funding = "funding OFF (--no-funding): none paid or received"
+    lines = [f"perpetual: leverage {p.leverage}x {p.margin_mode}; {funding}"]
+    lines.extend(p.sources)
+    for x in p.liquidations:
+        lines.append(
+            f"LIQUIDATED {x.symbol} {x.qty:f} (entry {x.entry_price:f}) at {x.price:.8g} in the "
+            f"bar opening {_when(x.ts)} UTC (mark reached {x.mark_extreme:f}): lost "
+            f"{x.loss:,.2f}, liquidation fee {x.fee:,.4f}"
+        )
+    if not p.liquidations:
+        lines.append("no liquidation")
+    dist = (
+        f"; closest to liquidation {p.min_liq_distance:.2%} of the mark "
+        f"({_when(p.min_liq_distance_at)} UTC)"
+        if p.min_liq_distance is not None and p.min_liq_distance_at is not None
+        else ""
+    )
+    lines.append(f"margin: peak leverage used {p.peak_leverage:.2f}x{dist}")
+    return lines
+
+
+@dataclass
 class BacktestResult:
     times: npt.NDArray[np.int64]
     equity: npt.NDArray[np.float64]
@@ -278,6 +432,7 @@ class BacktestResult:
     denials: list[tuple[int, str, str]] = field(default_factory=list)
     halted_at: int | None = None
     risk: RiskSummary = field(default_factory=RiskSummary)
+    perp: PerpSummary | None = None  # perpetuals only
 
     def equity_frame(self) -> pl.DataFrame:
         peak = np.maximum.accumulate(self.equity) if len(self.equity) else self.equity
@@ -387,6 +542,8 @@ class BacktestResult:
             "denials": self.denial_counts(),
             "risk": self.risk.to_dict(),
         }
+        if self.perp is not None:
+            doc["perp"] = self.perp.to_dict()
         if run is not None:
             doc["run"] = dict(run)
         return json.dumps(doc, sort_keys=True, indent=1, default=str)
@@ -628,12 +785,13 @@ def build_result(
     exposure: npt.NDArray[np.float64],
     fills: list[FillRecord],
     orders: list[Order],
-    portfolio: Portfolio,
+    portfolio: Portfolio | PerpAccount,
     denials: list[tuple[int, str, str]],
     halted_at: int | None,
     *,
     risk_config: RiskConfig | None = None,
     halt: HaltSnapshot | None = None,
+    perp: PerpSummary | None = None,
 ) -> BacktestResult:
     end_time = int(times[-1]) if len(times) else None
     trades = round_trips(fills, portfolio.marks, end_time)
@@ -659,4 +817,5 @@ def build_result(
             halt,
             portfolio.marks,
         ),
+        perp=perp,
     )

@@ -217,6 +217,37 @@ class SlippageConfig(StrictModel):
     vol_mult: float = Field(0.1, ge=0, description="volatility: fraction of bar range")
 
 
+class PerpBacktestConfig(StrictModel):
+    """Perpetual futures in a backtest (symbols named ``binance-usdm:SYMBOL``)."""
+
+    leverage: int = Field(
+        1,
+        ge=1,
+        le=125,
+        description="Leverage of every perpetual position "
+        "unless the strategy sets its own (ctx.set_leverage)",
+    )
+    margin_mode: Literal["isolated", "cross"] = Field(
+        "isolated", description="Isolated margin per position, or one shared cross wallet"
+    )
+    liquidation_fee_rate: Decimal = Field(
+        Decimal("0.005"),
+        ge=0,
+        lt=1,
+        description="Fraction of the liquidated notional charged on a liquidation (Binance's "
+        "XRPUSDT/ETHUSDT liquidationFee; BTCUSDT 0.012)",
+    )
+    mark_file: Path | None = Field(
+        None, description="Mark-price klines (freqtrade feather/parquet/csv); --mark overrides"
+    )
+    funding_file: Path | None = Field(
+        None, description="Funding-rate history (freqtrade layout); --funding overrides"
+    )
+    funding: bool = Field(
+        True, description="false: no funding at all (said in the output); --no-funding"
+    )
+
+
 class BacktestConfig(StrictModel):
     """An event-driven backtest run."""
 
@@ -247,6 +278,9 @@ class BacktestConfig(StrictModel):
         description="Strategy under test",
     )
     report_dir: Path | None = Field(None, description="Reports; default <data_dir>/reports")
+    perp: PerpBacktestConfig = Field(
+        default_factory=PerpBacktestConfig, description="Perpetual futures (binance-usdm:...)"
+    )
 
     @model_validator(mode="after")
     def _check_range(self) -> BacktestConfig:

@@ -99,6 +99,7 @@ class ExitReason(StrEnum):
     KILL_SWITCH = "kill_switch"  # the risk engine's flatten
     MANUAL = "manual"  # an operator's command (``tessera orders flatten``)
     END_OF_DATA = "end_of_data"  # the backtest closing what is open at its last bar
+    LIQUIDATION = "liquidation"  # a perpetual closed by the exchange at its liquidation price
 
     @classmethod
     def for_type(cls, order_type: OrderType) -> ExitReason:

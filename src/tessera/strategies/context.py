@@ -203,6 +203,15 @@ class OrderHelpers(ABC):
         """See `StrategyContext.warming` (False unless the venue warms strategies up)."""
         return False
 
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """The leverage of ``symbol``'s next exposure (perpetuals only). The backtest
+        implements it (`BacktestContext.set_leverage`: refused above the leverage bracket's
+        maximum for the position's notional, and on spot symbols); the live context will
+        later. Here: refused, so a strategy never believes a leverage was set that was not."""
+        raise NotImplementedError(
+            f"set_leverage({symbol!r}, {leverage}): this context does not set leverage yet"
+        )
+
     def tick_size(self, symbol: str) -> Decimal | None:
         """The symbol's price tick, when the venue knows it."""
         return None
