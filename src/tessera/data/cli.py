@@ -399,7 +399,13 @@ def download(
     start: Annotated[
         str, typer.Option(help="First day, YYYY-MM-DD (or a month, YYYY-MM)", show_default=False)
     ],
-    kind: Annotated[str, typer.Option(help="klines, trades or aggTrades")] = "klines",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="klines, trades or aggTrades; with --venue binance-usdm: klines, "
+            "markPriceKlines or fundingRate"
+        ),
+    ] = "klines",
     end: Annotated[
         str, typer.Option(help="Last day, YYYY-MM-DD or YYYY-MM (default: --start)")
     ] = "",
@@ -410,8 +416,23 @@ def download(
     base_url: Annotated[
         str | None, typer.Option("--base-url", help="Default: data.bulk_url")
     ] = None,
+    venue: Annotated[
+        str,
+        typer.Option(
+            help="binance: spot bulk files; binance-usdm: USDⓈ-M history over REST "
+            "(/fapi/v1/klines, markPriceKlines, fundingRate through ccxt binanceusdm)"
+        ),
+    ] = "binance",
+    rest_url: Annotated[
+        str | None,
+        typer.Option(
+            "--rest-url", help="With --venue binance-usdm: default https://fapi.binance.com"
+        ),
+    ] = None,
 ) -> None:
-    """Download Binance bulk files (resumable, checksum-verified) and import them.
+    """Download Binance bulk files (resumable, checksum-verified) and import them, or, with
+    ``--venue binance-usdm``, backfill USDⓈ-M klines, mark-price klines or funding rates over
+    REST (paged; each page checked, then stored atomically).
 
     A failure (no network, a missing file, a bad checksum or row) stops at that file with exit
     code 2 and says what was imported before it; running the same command again skips the files
@@ -421,6 +442,11 @@ def download(
     from tessera.data.bulk import download as run_download
 
     app = _app(ctx)
+    if venue == "binance-usdm":
+        _backfill_usdm(app, symbol, start, end, kind, interval, rest_url)
+        return
+    if venue != "binance":
+        raise ConfigError(f"--venue {venue!r}: expected binance or binance-usdm")
     if kind not in ("klines", "trades", "aggTrades"):
         raise ConfigError(f"--kind {kind!r}: expected klines, trades or aggTrades")
     try:
@@ -474,6 +500,70 @@ def download(
             ) from exc
     for name, n in results.items():
         out.print(f"  {name}: {n:,} rows written")
+
+
+def _backfill_usdm(
+    app: AppContext,
+    symbol: str,
+    start: str,
+    end: str,
+    kind: str,
+    interval: str,
+    rest_url: str | None,
+) -> None:
+    """`data download --venue binance-usdm`: one REST backfill of the days given."""
+    from tessera.data.bulk import BulkDataError
+    from tessera.data.usdm_rest import ENDPOINTS, backfill
+
+    if kind not in ENDPOINTS:
+        raise ConfigError(
+            f"--kind {kind!r}: with --venue binance-usdm, expected one of {', '.join(ENDPOINTS)}"
+        )
+    first = _day("--start", start)
+    last = _day("--end", end, end=True) if end else _day("--start", start, end=True)
+    if last < first:
+        raise ConfigError(f"--end {end}: before --start {start}")
+    epoch = date(1970, 1, 1)
+    start_ms = (first - epoch).days * 86_400_000
+    end_ms = (last - epoch).days * 86_400_000 + 86_400_000
+    store = _open_store(app)
+    with Progress(TextColumn("{task.description}"), console=out) as progress:
+        task = progress.add_task(f"{kind} {symbol}", total=None)
+
+        def report(rows: int, written: int) -> None:
+            progress.update(task, description=f"{kind} {symbol}: {rows:,} rows, {written:,} new")
+
+        try:
+            result = asyncio.run(
+                backfill(
+                    store,
+                    symbol,
+                    kind,
+                    start_ms,
+                    end_ms,
+                    interval=interval,
+                    rest_url=rest_url,
+                    progress=report,
+                )
+            )
+        except BulkDataError as exc:  # BackfillError and the symbol/interval checks
+            raise ConfigError(str(exc)) from exc
+        except OSError as exc:  # the local disk: the store
+            raise ConfigError(
+                f"cannot write {exc.filename or store.root}: {exc.strerror or exc}. Free space "
+                "or fix the folder (data.store_dir), then run the same command again: stored "
+                "rows are skipped"
+            ) from exc
+    what = f"binance-usdm {kind} {result.symbol}" + (
+        f" {result.interval}" if result.interval else ""
+    )
+    if result.skipped:
+        out.print(f"  {what} {first}..{last}: backfilled before (manifest): skipped")
+    else:
+        out.print(
+            f"  {what} {first}..{last}: {result.rows:,} rows in {result.pages} page(s), "
+            f"{result.written:,} written"
+        )
 
 
 def ingest(
