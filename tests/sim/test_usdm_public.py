@@ -17,7 +17,7 @@ import pytest
 from sim_helpers import SAMPLES, get, recorded_lines, recorded_snapshot, replay_all
 
 from tessera.sim import ExchangeSimulator, SimMarket
-from tessera.sim.usdm import usdm_market, usdm_simulator
+from tessera.sim.usdm import usdm_market, usdm_venue
 
 USDM_BTC = SAMPLES / "binance-raw-ws" / "usdm" / "btcusdt_20240808.gz"
 OPTIONS = {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False, "fetchMargins": False}
@@ -36,7 +36,7 @@ def usdm() -> SimMarket:
 
 @pytest.fixture
 async def replayed(usdm: SimMarket) -> AsyncIterator[ExchangeSimulator]:
-    async with usdm_simulator(usdm, speed=None) as sim:
+    async with usdm_venue(usdm, speed=None).sim as sim:
         await replay_all(sim)
         yield sim
 

@@ -107,7 +107,8 @@ def _algo_limits(info: dict[str, Any]) -> dict[str, int]:
     for s in info.get("symbols", []):
         for f in s.get("filters", []):
             if f.get("filterType") == "MAX_NUM_ALGO_ORDERS":
-                out[s["symbol"]] = int(f["maxNumAlgoOrders"])
+                # spot spells the count maxNumAlgoOrders, USDⓈ-M limit
+                out[s["symbol"]] = int(f.get("maxNumAlgoOrders", f.get("limit", 0)))
     return out
 
 
@@ -118,7 +119,7 @@ class MatchingCore:
         self.sim = sim
         self.config = config or TradingConfig()
         info = sim.market.exchange_info
-        self.filters: dict[str, SymbolFilters] = filters_by_symbol(info)
+        self.filters: dict[str, SymbolFilters] = self._symbol_filters(info)
         self._algo_limit = _algo_limits(info)
         self._oco_allowed = {s["symbol"]: bool(s.get("ocoAllowed", True)) for s in info["symbols"]}
         self.free: dict[str, Decimal] = defaultdict(Decimal)
@@ -137,6 +138,10 @@ class MatchingCore:
         # user-data stream: connected websockets get every event
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.bars = BarMatcher(self)  # symbols replayed as bars only are matched on bars
+
+    def _symbol_filters(self, info: dict[str, Any]) -> dict[str, SymbolFilters]:
+        """The filters orders are checked against (spot's exchangeInfo; USD-M overrides)."""
+        return filters_by_symbol(info)
 
     # --- events ---------------------------------------------------------------------------------
 

@@ -1,29 +1,51 @@
 """The simulator's Binance USDⓈ-M futures market (``/fapi``), next to spot's ``/api/v3``.
 
 Why a package: USDⓈ-M shares the replay, the book, the matching of our orders and the gateway
-with spot (`tessera.sim.server`, `state`, `matching_core`, `rest`) but has its own exchangeInfo,
-mark prices, margin accounts and wire spellings. Modules: `market` (loading a USDⓈ-M recording
-with the fapi exchangeInfo and brackets; mark prices), `rest` (public ``/fapi/v1`` endpoints).
+with spot (`tessera.sim.server`, `state`, `matching_core`, `trading`, `rest`) but has its own
+exchangeInfo, mark prices, margin accounts and wire spellings. Modules: `market` (a USDⓈ-M
+recording with the fapi exchangeInfo and brackets; mark prices), `rest` (public ``/fapi/v1``
+endpoints), `trading` (signed ``/fapi`` trading, one-way positions, user data).
 
-    sim = usdm_simulator(speed=None)          # the bundled BTCUSDT slice
-    async with sim: ...                       # ccxt binanceusdm with urls -> sim.rest_url
+    venue = usdm_venue(speed=None, trading=usdm_trading_config())  # the bundled BTCUSDT slice
+    async with venue.sim as sim: ...      # ccxt binanceusdm with its fapi urls -> sim.rest_url
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tessera.sim.market import SimMarket
 from tessera.sim.server import ExchangeSimulator
+from tessera.sim.trading import TradingConfig
 from tessera.sim.usdm.market import usdm_market
 from tessera.sim.usdm.rest import UsdmPublicApi
+from tessera.sim.usdm.trading import UsdmTradingEngine, usdm_trading_config
 
-__all__ = ["UsdmPublicApi", "usdm_market", "usdm_simulator"]
+__all__ = [
+    "UsdmPublicApi",
+    "UsdmTradingEngine",
+    "UsdmVenue",
+    "usdm_market",
+    "usdm_trading_config",
+    "usdm_venue",
+]
 
 
-def usdm_simulator(market: SimMarket | None = None, **kwargs: Any) -> ExchangeSimulator:
+@dataclass(frozen=True, slots=True)
+class UsdmVenue:
+    sim: ExchangeSimulator
+    public: UsdmPublicApi
+    engine: UsdmTradingEngine | None
+
+
+def usdm_venue(
+    market: SimMarket | None = None, *, trading: TradingConfig | None = None, **kwargs: Any
+) -> UsdmVenue:
     """An `ExchangeSimulator` replaying ``market`` (default: the bundled USDⓈ-M recording)
-    with the ``/fapi/v1`` public endpoints; ``kwargs`` go to `ExchangeSimulator`."""
+    with the ``/fapi/v1`` public endpoints, and signed trading when ``trading`` is given
+    (`usdm_trading_config` has USDⓈ-M's fees); ``kwargs`` go to `ExchangeSimulator`."""
     sim = ExchangeSimulator(market if market is not None else usdm_market(), **kwargs)
-    sim.usdm = UsdmPublicApi(sim)  # type: ignore[attr-defined]
-    return sim
+    public = UsdmPublicApi(sim)
+    engine = UsdmTradingEngine(sim, public, trading) if trading is not None else None
+    return UsdmVenue(sim, public, engine)

@@ -1,0 +1,246 @@
+"""Signed USDⓈ-M trading on the simulator through ccxt ``binanceusdm``: leverage, margin type,
+long and short positions, a partially filled limit, reduce-only closes, position risk and the
+user-data stream, on the bundled real BTCUSDT perpetual recording.
+
+The replay is stepped by hand (`ExchangeSimulator.release`), so the book a test reads over REST
+is the book its order meets. Reference values: the book the test fetched, the recorded trades
+(the market's own list), Binance's isolated liquidation formula written out here, and the
+payload shapes of Binance's documented examples (samples/binance-usdm/fapi-http, user-data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+import pytest
+from sim_helpers import SAMPLES, shape
+from test_usdm_public import USDM_BTC, point_usdm_at
+
+from tessera.sim import SimMarket
+from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+
+KEY, SECRET = "usdm-key", "usdm-secret"
+SYM = "BTC/USDT:USDT"
+START = 15_000  # frames released before a test trades (about 50 s into the recording)
+OPTIONS = {
+    "fetchMarkets": {"types": ["linear"]},
+    "fetchCurrencies": False,
+    "fetchMargins": False,
+    "fetchBalance": {"useV2": True},
+    "fetchPositionsRisk": {"useV2": True},
+}
+USDM = SAMPLES / "binance-usdm"
+
+
+def real(name: str) -> Any:
+    return json.loads((USDM / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def usdm() -> SimMarket:
+    return usdm_market([USDM_BTC])
+
+
+@pytest.fixture
+async def venue(usdm: SimMarket) -> AsyncIterator[UsdmVenue]:
+    v = usdm_venue(
+        usdm,
+        speed=None,
+        autostart=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+    async with v.sim:
+        v.sim.release(START)
+        yield v
+
+
+@pytest.fixture
+async def ex(venue: UsdmVenue) -> AsyncIterator[Any]:
+    client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
+    point_usdm_at(client, venue.sim)
+    await client.load_markets()
+    yield client
+    await client.close()
+
+
+def walk(levels: list[list[float]], qty: Decimal) -> Decimal:
+    """Average price of taking ``qty`` from book levels, best first."""
+    left, cost = qty, Decimal(0)
+    for p, q in levels:
+        take = min(left, Decimal(str(q)))
+        cost += take * Decimal(str(p))
+        left -= take
+        if left == 0:
+            return cost / qty
+    raise AssertionError("book too thin")
+
+
+async def test_leverage_and_margin_type_are_set_and_refused_as_binance_does(ex: Any) -> None:
+    assert (await ex.set_leverage(10, SYM))["leverage"] == 10
+    assert (await ex.set_margin_mode("isolated", SYM))["msg"] == "success"
+    with pytest.raises(Exception, match="-4046"):
+        await ex.fapiPrivatePostMarginType({"symbol": "BTCUSDT", "marginType": "ISOLATED"})
+    with pytest.raises(Exception, match="-4028"):
+        await ex.fapiPrivatePostLeverage({"symbol": "BTCUSDT", "leverage": 126})
+    await ex.create_order(SYM, "market", "buy", 0.01)
+    with pytest.raises(Exception, match="-4048"):
+        await ex.set_margin_mode("cross", SYM)
+    with pytest.raises(Exception, match="-4061"):
+        await ex.create_order(SYM, "market", "buy", 0.01, params={"positionSide": "LONG"})
+
+
+async def test_a_market_long_walks_the_asks_and_its_entry_is_the_average_taken(ex: Any) -> None:
+    await ex.set_leverage(50, SYM)  # a 4 BTC position needs more than 20x of 10,000 USDT
+    book = await ex.fetch_order_book(SYM, limit=20)
+    qty = Decimal(str(book["asks"][0][1])) + Decimal("0.5")  # more than the best level
+    long = await ex.create_order(SYM, "market", "buy", float(qty))
+    assert long["status"] == "closed"
+    assert Decimal(long["info"]["avgPrice"]) == walk(book["asks"], qty)
+    [pos] = await ex.fetch_positions([SYM])
+    assert (pos["side"], Decimal(str(pos["contracts"]))) == ("long", qty)
+    assert Decimal(pos["info"]["entryPrice"]) == walk(book["asks"], qty)
+    assert (pos["leverage"], pos["marginMode"]) == (50, "cross")
+
+
+async def test_a_sell_of_twice_the_long_closes_it_and_opens_a_short_at_the_bid(ex: Any) -> None:
+    book = await ex.fetch_order_book(SYM, limit=5)
+    (bid, bid_qty), (ask, ask_qty) = book["bids"][0], book["asks"][0]
+    assert min(bid_qty, ask_qty) >= 0.02  # both fit in the best level
+    await ex.create_order(SYM, "market", "buy", 0.01)
+    await ex.create_order(SYM, "market", "sell", 0.02)
+    [pos] = await ex.fetch_positions([SYM])
+    assert (pos["side"], pos["contracts"], pos["entryPrice"]) == ("short", 0.01, bid)
+    buy, sell = await ex.fetch_my_trades(SYM)
+    assert Decimal(buy["info"]["realizedPnl"]) == 0
+    expected = Decimal("0.01") * (Decimal(str(bid)) - Decimal(str(ask)))
+    assert Decimal(sell["info"]["realizedPnl"]) == expected
+    # taker fees (0.05 %) in USDT, and the realized loss, come out of the wallet
+    balance = await ex.fapiPrivateV2GetBalance()
+    fees = Decimal(buy["info"]["commission"]) + Decimal(sell["info"]["commission"])
+    assert Decimal(balance[0]["balance"]) == Decimal(10_000) + expected - fees
+    assert Decimal(sell["info"]["commission"]) == (
+        Decimal(str(bid)) * Decimal("0.02") * Decimal("0.0005")
+    ).quantize(Decimal("1e-8"))
+
+
+async def test_a_limit_fills_in_part_when_a_smaller_trade_prints_through_it(
+    venue: UsdmVenue, ex: Any
+) -> None:
+    sim, engine = venue.sim, venue.engine
+    assert engine is not None
+    book = await ex.fetch_order_book(SYM, limit=5)
+    bid = Decimal(str(book["bids"][0][0]))
+    trades = sim.market.trades("BTCUSDT")
+    after = sim.state.trades("BTCUSDT")
+    i = next(
+        k for k in range(len(after), len(trades.trades)) if Decimal(trades.trades[k].price) <= bid
+    )
+    hit = trades.trades[i]
+    qty = (Decimal(hit.qty) * 2).quantize(Decimal("0.001"))
+    order = await ex.create_order(SYM, "limit", "buy", float(qty), float(bid))
+    assert order["status"] == "open"
+    sim.release(trades.anchors[i] + 1)
+    engine.match_resting()
+    got = await ex.fetch_order(order["id"], SYM)
+    assert got["info"]["status"] == "PARTIALLY_FILLED"
+    assert Decimal(got["info"]["executedQty"]) == Decimal(hit.qty)
+    assert Decimal(got["info"]["avgPrice"]) == bid  # a maker fills at its own price
+
+
+async def test_a_reduce_only_order_closes_and_never_flips_the_position(ex: Any) -> None:
+    with pytest.raises(Exception, match="-2022"):  # nothing to reduce
+        await ex.create_order(SYM, "market", "sell", 0.01, params={"reduceOnly": True})
+    await ex.create_order(SYM, "market", "buy", 0.01)
+    close = await ex.create_order(SYM, "market", "sell", 0.05, params={"reduceOnly": True})
+    assert (close["filled"], close["info"]["status"]) == (0.01, "EXPIRED")
+    assert await ex.fetch_positions([SYM]) == []
+
+
+async def test_position_risk_shows_entry_leverage_and_binances_isolated_liquidation_price(
+    venue: UsdmVenue, ex: Any
+) -> None:
+    await ex.set_leverage(25, SYM)
+    await ex.set_margin_mode("isolated", SYM)
+    await ex.create_order(SYM, "market", "buy", 0.2)
+    rows = await ex.fapiPrivateV2GetPositionRisk({"symbol": "BTCUSDT"})
+    [row] = rows
+    assert shape(row).keys() == shape(real("fapi-http/position_risk.json")[0]).keys()
+    entry, qty = Decimal(row["entryPrice"]), Decimal("0.2")
+    assert (row["leverage"], row["marginType"], row["positionAmt"]) == ("25", "isolated", "0.200")
+    # Binance, isolated one-way long: LP = (WB + cum - qty*EP) / (qty*MMR - qty), with the
+    # bracket of BTCUSDT's first tier (notional < 50,000: MMR 0.004, cum 0), WB = qty*EP/lev
+    wallet = qty * entry / 25
+    lp = (wallet + 0 - qty * entry) / (qty * Decimal("0.004") - qty)
+    assert row["liquidationPrice"] == f"{lp:.2f}"
+    [pos] = await ex.fetch_positions([SYM])
+    assert (pos["leverage"], pos["marginMode"]) == (25, "isolated")
+
+
+async def test_payloads_have_the_fields_of_binances_examples(venue: UsdmVenue, ex: Any) -> None:
+    order = await ex.create_order(SYM, "limit", "buy", 0.01, 60000)
+    assert list(order["info"]) == list(real("fapi-http/order_response.json"))
+    account = await ex.fapiPrivateV2GetAccount()
+    ref = real("fapi-http/account_info_v2.json")
+    assert list(account) == list(ref)
+    assert list(account["assets"][0]) == list(ref["assets"][0])
+    assert list(account["positions"][0]) == list(ref["positions"][0])
+    balance = await ex.fapiPrivateV2GetBalance()
+    assert list(balance[0]) == list(real("fapi-http/balance.json")[0])
+    assert Decimal(account["totalOpenOrderInitialMargin"]) == Decimal("0.01") * 60000 / 20
+
+
+async def test_the_user_data_stream_sends_order_and_account_updates(
+    venue: UsdmVenue, ex: Any
+) -> None:
+    key = (await ex.fapiPrivatePostListenKey())["listenKey"]
+    events: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{venue.sim.ws_url}/ws/{key}") as ws:
+        await asyncio.sleep(0.05)
+        await ex.create_order(SYM, "market", "sell", 0.01)
+        while len(events) < 3:
+            events.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+    new, trade, account = events
+    assert (new["e"], new["o"]["x"], trade["o"]["x"]) == ("ORDER_TRADE_UPDATE", "NEW", "TRADE")
+    ref_trade = real("user-data/order_update_trade_partial.json")
+    assert list(trade) == list(ref_trade) and list(trade["o"]) == list(ref_trade["o"])
+    assert (trade["o"]["X"], trade["o"]["l"], trade["o"]["ps"]) == ("FILLED", "0.010", "BOTH")
+    ref_account = real("user-data/account_update.json")
+    assert list(account["a"]) == list(ref_account["a"])
+    assert list(account["a"]["P"][0]) == list(ref_account["a"]["P"][0])
+    assert (account["a"]["m"], account["a"]["P"][0]["pa"]) == ("ORDER", "-0.010")
+    assert (await ex.fapiPrivatePutListenKey())["listenKey"] == key
+
+
+async def test_orders_the_account_or_the_filters_cannot_take_are_refused_with_binances_codes(
+    ex: Any,
+) -> None:
+    book = await ex.fetch_order_book(SYM, limit=5)
+    ask = Decimal(str(book["asks"][0][0]))
+
+    async def raw(**params: Any) -> Any:
+        return await ex.fapiPrivatePostOrder({"symbol": "BTCUSDT", "side": "BUY", **params})
+
+    with pytest.raises(Exception, match="-2019"):  # 10 BTC at 20x needs ~31,000 USDT
+        await raw(type="MARKET", quantity="10")
+    with pytest.raises(Exception, match="-4014"):
+        await raw(
+            type="LIMIT",
+            timeInForce="GTC",
+            quantity="0.01",
+            price=f"{ask - 100 + Decimal('0.005')}",
+        )
+    with pytest.raises(Exception, match="-4023"):
+        await raw(type="MARKET", quantity="0.0015")
+    with pytest.raises(Exception, match="-4024"):  # below PERCENT_PRICE's 0.85 x mark
+        await raw(type="LIMIT", timeInForce="GTC", quantity="0.01", price=f"{ask * 8 // 10}")
+    with pytest.raises(Exception, match="-5022"):  # post-only at the ask would take
+        await raw(type="LIMIT", timeInForce="GTX", quantity="0.01", price=f"{ask}")
+    with pytest.raises(Exception, match="-1130"):  # a listed type the simulator lacks
+        await raw(type="STOP_MARKET", quantity="0.01", stopPrice=f"{ask + 100}")
+    assert await ex.fetch_open_orders(SYM) == []
