@@ -1,8 +1,9 @@
-"""Venues: each exchange's wire format in one folder (``binance_usdm`` so far).
+"""Venues: each exchange's wire format in one folder.
 
-A venue folder turns its exchange's payloads into the pure domain's types
-(`tessera.execution...`); nothing outside it should parse that exchange's JSON. The domain
-imports no venue.
+``binance`` (what Binance spot and USDⓈ-M share), ``binance_spot`` and ``binance_usdm``. A venue
+folder turns its exchange's payloads into the pure domain's types (`tessera.execution...`);
+nothing outside it should parse that exchange's JSON. The domain imports no venue (a test checks
+it). What a venue provides, and the registry that finds one by name, is `contract`.
 """
 
 from __future__ import annotations

@@ -43,21 +43,21 @@ def decode(raw: str | bytes) -> tuple[str | None, dict[str, Any]]:
     return None, doc
 
 
-def _int(d: dict[str, Any], key: str, kind: str) -> int:
+def int_field(d: dict[str, Any], key: str, kind: str) -> int:
     v = d.get(key)
     if type(v) is not int:
         raise MalformedMessageError(kind, f"field {key!r} must be an integer, got {v!r}")
     return v
 
 
-def _dec(d: dict[str, Any], key: str, kind: str) -> str:
+def dec_field(d: dict[str, Any], key: str, kind: str) -> str:
     v = d.get(key)
     if not isinstance(v, str) or not v or v.count(".") > 1 or not v.replace(".", "").isdigit():
         raise MalformedMessageError(kind, f"field {key!r} must be a decimal string, got {v!r}")
     return v
 
 
-def _bool(d: dict[str, Any], key: str, kind: str) -> bool:
+def bool_field(d: dict[str, Any], key: str, kind: str) -> bool:
     v = d.get(key)
     if type(v) is not bool:
         raise MalformedMessageError(kind, f"field {key!r} must be a boolean, got {v!r}")
@@ -66,12 +66,12 @@ def _bool(d: dict[str, Any], key: str, kind: str) -> bool:
 
 def trade_row(d: dict[str, Any], recv_ns: int) -> dict[str, Any]:
     return {
-        "trade_id": _int(d, "t", "trade"),
-        "price": _dec(d, "p", "trade"),
-        "qty": _dec(d, "q", "trade"),
-        "is_buyer_maker": _bool(d, "m", "trade"),
-        "trade_time": _int(d, "T", "trade") * MS,
-        "event_time": _int(d, "E", "trade") * MS,
+        "trade_id": int_field(d, "t", "trade"),
+        "price": dec_field(d, "p", "trade"),
+        "qty": dec_field(d, "q", "trade"),
+        "is_buyer_maker": bool_field(d, "m", "trade"),
+        "trade_time": int_field(d, "T", "trade") * MS,
+        "event_time": int_field(d, "E", "trade") * MS,
         "recv_time": recv_ns,
     }
 
@@ -79,14 +79,14 @@ def trade_row(d: dict[str, Any], recv_ns: int) -> dict[str, Any]:
 def agg_trade_row(d: dict[str, Any], recv_ns: int) -> dict[str, Any]:
     k = "aggTrade"
     return {
-        "agg_id": _int(d, "a", k),
-        "price": _dec(d, "p", k),
-        "qty": _dec(d, "q", k),
-        "first_trade_id": _int(d, "f", k),
-        "last_trade_id": _int(d, "l", k),
-        "is_buyer_maker": _bool(d, "m", k),
-        "trade_time": _int(d, "T", k) * MS,
-        "event_time": _int(d, "E", k) * MS,
+        "agg_id": int_field(d, "a", k),
+        "price": dec_field(d, "p", k),
+        "qty": dec_field(d, "q", k),
+        "first_trade_id": int_field(d, "f", k),
+        "last_trade_id": int_field(d, "l", k),
+        "is_buyer_maker": bool_field(d, "m", k),
+        "trade_time": int_field(d, "T", k) * MS,
+        "event_time": int_field(d, "E", k) * MS,
         "recv_time": recv_ns,
     }
 
@@ -96,24 +96,24 @@ def kline_row(d: dict[str, Any], recv_ns: int) -> tuple[bool, dict[str, Any]]:
     k = d.get("k")
     if not isinstance(k, dict):
         raise MalformedMessageError("kline", "missing 'k' object")
-    closed = _bool(k, "x", "kline")
+    closed = bool_field(k, "x", "kline")
     interval = k.get("i")
     if not isinstance(interval, str):
         raise MalformedMessageError("kline", "field 'i' must be a string")
     return closed, {
         "interval": interval,
-        "open_time": _int(k, "t", "kline") * MS,
-        "close_time": _int(k, "T", "kline") * MS,
-        "open": _dec(k, "o", "kline"),
-        "high": _dec(k, "h", "kline"),
-        "low": _dec(k, "l", "kline"),
-        "close": _dec(k, "c", "kline"),
-        "volume": _dec(k, "v", "kline"),
-        "quote_volume": _dec(k, "q", "kline"),
-        "trades": _int(k, "n", "kline"),
-        "taker_buy_base": _dec(k, "V", "kline"),
-        "taker_buy_quote": _dec(k, "Q", "kline"),
-        "event_time": _int(d, "E", "kline") * MS,
+        "open_time": int_field(k, "t", "kline") * MS,
+        "close_time": int_field(k, "T", "kline") * MS,
+        "open": dec_field(k, "o", "kline"),
+        "high": dec_field(k, "h", "kline"),
+        "low": dec_field(k, "l", "kline"),
+        "close": dec_field(k, "c", "kline"),
+        "volume": dec_field(k, "v", "kline"),
+        "quote_volume": dec_field(k, "q", "kline"),
+        "trades": int_field(k, "n", "kline"),
+        "taker_buy_base": dec_field(k, "V", "kline"),
+        "taker_buy_quote": dec_field(k, "Q", "kline"),
+        "event_time": int_field(d, "E", "kline") * MS,
         "recv_time": recv_ns,
     }
 
@@ -123,7 +123,7 @@ def depth_levels(
 ) -> tuple[int, int, int | None, int, list[list[str]], list[list[str]]]:
     """(U, u, pu, E ms, bids, asks) of a depth diff, validated."""
     kind = "depth"
-    first, last = _int(d, "U", kind), _int(d, "u", kind)
+    first, last = int_field(d, "U", kind), int_field(d, "u", kind)
     prev = d.get("pu")
     if prev is not None and type(prev) is not int:
         raise MalformedMessageError(kind, "field 'pu' must be an integer")
@@ -137,18 +137,29 @@ def depth_levels(
             raise MalformedMessageError(kind, f"bad price level {level!r}")
     if first > last:
         raise MalformedMessageError(kind, f"U {first} > u {last}")
-    return first, last, prev, _int(d, "E", kind), bids, asks
+    return first, last, prev, int_field(d, "E", kind), bids, asks
 
 
 def book_ticker_row(d: dict[str, Any], recv_ns: int) -> dict[str, Any]:
     k = "bookTicker"
     e = d.get("E")
     return {
-        "update_id": _int(d, "u", k),
-        "bid_price": _dec(d, "b", k),
-        "bid_qty": _dec(d, "B", k),
-        "ask_price": _dec(d, "a", k),
-        "ask_qty": _dec(d, "A", k),
+        "update_id": int_field(d, "u", k),
+        "bid_price": dec_field(d, "b", k),
+        "bid_qty": dec_field(d, "B", k),
+        "ask_price": dec_field(d, "a", k),
+        "ask_qty": dec_field(d, "A", k),
         "event_time": e * MS if type(e) is int else None,
         "recv_time": recv_ns,
     }
+
+
+def depth_follows(last_final_id: int, first_id: int, prev_final_id: int | None) -> bool:
+    """Whether a diff continues the one whose final update id was ``last_final_id``.
+
+    USDⓈ-M diffs name their predecessor (``pu``): it must equal the last diff's ``u``. Spot
+    diffs carry no ``pu``; there the first id ``U`` must be the last ``u`` + 1.
+    """
+    if prev_final_id is not None:
+        return prev_final_id == last_final_id
+    return first_id == last_final_id + 1

@@ -19,25 +19,20 @@ import orjson
 
 from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderType
 from tessera.execution.reports import AccountPosition, ExecutionReport, ListStatus
+from tessera.venues.binance.user_data import MalformedEventError, unwrap
 from tessera.venues.binance_spot.status import SPOT_STATUS
+
+__all__ = ["MalformedEventError", "UserEvent", "parse_user_event"]
 
 MS = 1_000_000
 
 UserEvent = ExecutionReport | AccountPosition | ListStatus
 
 
-class MalformedEventError(ValueError):
-    """A user-data frame that is not the documented payload; the message names the error."""
-
-
 def parse_user_event(raw: str | bytes) -> UserEvent | None:
     """One user-data frame; None for event types we do not use. Raises `MalformedEventError`."""
     try:
-        d = orjson.loads(raw)
-        if isinstance(d, dict) and "data" in d and "stream" in d:  # combined-stream wrapping
-            d = d["data"]
-        elif isinstance(d, dict) and "event" in d and "subscriptionId" in d:  # WebSocket API
-            d = d["event"]
+        d = unwrap(orjson.loads(raw))
         kind = d["e"]
         if kind == "executionReport":
             exec_type = str(d["x"])

@@ -1,5 +1,9 @@
 """Binance USDⓈ-M futures (``fapi``): parsing of its payloads into the perpetual domain.
 
-So far: ``/fapi/v1/leverageBracket`` (`brackets.parse_leverage_brackets`) and
-``/fapi/v1/exchangeInfo`` (`instruments.parse_exchange_info`). No network code lives here yet.
+``/fapi/v1/leverageBracket`` (`brackets.parse_leverage_brackets`), ``/fapi/v1/exchangeInfo``
+(`instruments.parse_exchange_info`), the futures-only streams (`market_data`: mark price and
+funding, liquidation orders; the streams spot also has are read by `tessera.venues.binance`),
+the user-data events (`user_data`), the futures error codes (`errors`), the order status names
+(`status`) and the venue's entry in the contract (`venue.VENUE`). No network code lives here
+yet.
 """

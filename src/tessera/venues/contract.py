@@ -1,0 +1,118 @@
+"""The venue contract: what every venue provides, and the registry that finds one by name.
+
+A venue is one exchange API's wire format: its stream names, its market-data and user-data
+payloads, its error codes and its order status names. The domain (orders, fills, positions,
+the state machine) names no venue; code that talks to an exchange asks the registry for a
+`Venue` (`venue("binance-spot")`) and reads payloads through it, so adding a venue means adding
+a folder and one entry in `REGISTRY`, not touching the domain.
+
+What a venue provides (`Venue`):
+
+* ``name``, ``description``;
+* ``stream_names(symbol, interval)``: the venue's stream name of each market-data kind for
+  one symbol (``trade``, ``aggTrade``, ``kline``, ``depth``, ``bookTicker`` and the venue's own);
+* ``market_data``: `MarketDataParsers`, the row parsers of those kinds; rows of the kinds every
+  venue has have the same keys on every venue (``extra`` holds the venue's own kinds);
+* ``parse_user_event(raw)``: one user-data frame -> an `ExecutionReport` (or a subclass with
+  the venue's own fields), an account update (an instance of one of ``account_events``), a
+  venue-only event, or None for an event the venue ignores; raises ``user_event_error``;
+* ``classify_error(code)`` -> `ErrorAction` (or None for a code with no known meaning) and
+  ``error_for(code, msg)`` -> the `tessera.execution.exchange` exception to raise (None when
+  the answer means "already so");
+* ``order_status``: every status name the venue sends -> `OrderStatus`;
+* ``simulator``: a factory of the venue's exchange simulator, or None (see below).
+
+**The contract tests** (``tests/venues/contract/``) are parametrized over every registered
+venue and each venue's bundled real payloads (a table per venue in
+``tests/venues/contract/fixtures.py``; a case with no real payload bundled yet is declared
+with the reason and shows as skipped, never faked): market data (trade, aggregate trade, kline
+closed and open, depth diff, book top give the same row shapes), user data (a new order, a
+partial fill, a fill, a cancel, an account update), error codes mapped to what to do (reject,
+retry later, unknown order, clock skew, auth, rate limit), and the status map covering every
+status the venue sends and every exchange-side `OrderStatus`.
+
+**Adding order life-cycle and reconciliation cases later.** Those need the venue's exchange
+stand-in: a venue sets ``simulator`` to a factory of its simulator (spot's is `tessera.sim`;
+USDⓈ-M's is being built), and the life-cycle tests in ``tests/venues/contract/`` take the venue
+from the same parametrization, skipping a venue whose ``simulator`` is None with that reason.
+The cases to write then: submit -> new -> partial fill -> fill, cancel of a resting order,
+cancel of an unknown order (`ErrorAction.UNKNOWN_ORDER`), an order lost in flight recovered by
+client order id, and reconciliation after a reconnect. Neither venue sets a simulator yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.execution.orders import OrderStatus
+from tessera.venues.binance.errors import ErrorAction
+
+RowParser = Callable[[dict[str, Any], int], dict[str, Any]]
+# (first update id, final update id, previous final id or None, event ms, bids, asks)
+DepthLevels = tuple[int, int, int | None, int, list[list[str]], list[list[str]]]
+
+
+@dataclass(frozen=True)
+class MarketDataParsers:
+    """Payload -> row parsers of the market-data kinds every venue has (same row keys on every
+    venue), and the venue's own kinds in ``extra``. Each raises ``error`` on a bad payload."""
+
+    trade: RowParser
+    agg_trade: RowParser
+    kline: Callable[[dict[str, Any], int], tuple[bool, dict[str, Any]]]  # (closed, row)
+    depth: Callable[[dict[str, Any]], DepthLevels]
+    book_ticker: RowParser
+    depth_follows: Callable[[int, int, int | None], bool]  # (last final id, U, pu) -> in order?
+    error: type[Exception]
+    extra: Mapping[str, RowParser] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Venue:
+    """What a venue provides; see the module docstring."""
+
+    name: str
+    description: str
+    stream_names: Callable[[str, str], dict[str, str]]
+    market_data: MarketDataParsers
+    parse_user_event: Callable[[str | bytes], object | None]
+    user_event_error: type[Exception]
+    account_events: tuple[type, ...]
+    classify_error: Callable[[int], ErrorAction | None]
+    error_for: Callable[[int, str], Exception | None]
+    order_status: Mapping[str, OrderStatus]
+    simulator: Callable[..., Any] | None = None
+
+
+# name -> the module whose ``VENUE`` it is (imported on first use: a process reading one venue
+# does not load the others)
+REGISTRY: Mapping[str, str] = {
+    "binance-spot": "tessera.venues.binance_spot.venue",
+    "binance-usdm": "tessera.venues.binance_usdm.venue",
+}
+
+
+class UnknownVenueError(KeyError):
+    """A venue name that is not registered; the message lists the registered ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown venue"
+
+
+def venue_names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def venue(name: str) -> Venue:
+    """The registered venue ``name`` (``binance-spot``, ``binance-usdm``)."""
+    if name not in REGISTRY:
+        raise UnknownVenueError(
+            f"unknown venue {name!r}: registered venues are {', '.join(REGISTRY)}"
+        )
+    found = importlib.import_module(REGISTRY[name]).VENUE
+    if not isinstance(found, Venue) or found.name != name:
+        raise TypeError(f"{REGISTRY[name]}.VENUE is not the Venue {name!r}")
+    return found
