@@ -13,9 +13,10 @@ so CI needs no freqtrade. These tests restate each of freqtrade's conventions (w
 docs/comparison.md, "Perpetual futures vs freqtrade") from the bundled files alone, with our
 readers and our funding and liquidation domain code, and check that the restatement gives
 freqtrade's trades, funding (to 1e-8), profits and final balance: if freqtrade's numbers
-and ours part, a test names the convention. Tessera's perpetual backtest engine is not there
-yet; where our domain's own convention differs from freqtrade's (the funding at an entry on
-the funding hour) a test pins the difference to the payment.
+and ours part, a test names the convention. Then our perpetual backtest (`BacktestEngine`
+with `PerpInputs`) runs the same rule on the same files and is set against freqtrade: same
+trades, fills and fees, the same funding but for the one payment our schedule does not charge
+(an entry at the funding hour's open), and a final balance that differs by exactly that.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from typing import Any
 
 import pytest
 
+from tessera.backtest import BacktestEngine, BarSeries
+from tessera.backtest.perp_inputs import load_perp_inputs
+from tessera.config import BacktestConfig
 from tessera.data.barfile import read_bar_file
 from tessera.data.futures_files import (
     SAMPLE_FUNDING,
@@ -41,6 +45,7 @@ from tessera.data.futures_files import (
 )
 from tessera.execution.perp.funding import HOUR_NS, FundingRate, funding_payment, schedule
 from tessera.execution.perp.margin import MarginMode, PerpPosition, liquidation_price
+from tessera.strategies.base import Bar, Strategy, StrategyContext
 from tessera.venues.binance_usdm.brackets import parse_leverage_brackets
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -302,3 +307,140 @@ def test_freqtrades_default_1h_marks_drop_the_funding_after_the_mark_file_ends(
     # the third and fourth trades (2021-11-19 15:00 -> 11-21 02:00) held through five funding
     # times (four and one) that freqtrade books as nothing; the fifth held through none
     assert dropped == [2, 3]
+
+
+# --- our perpetual backtest on the same inputs ----------------------------------------------
+
+BARS_FILE = SAMPLE_FUTURES / "XRP_USDT_USDT-1h-futures.feather"
+
+
+class _FreqtradeRule(Strategy):
+    """The cross-check rule in our engine: at the close of bar i (from bar STARTUP on, as
+    freqtrade), hold long if SMA10 > SMA30, short if below, flipping at once; at the close of
+    the second-to-last bar go flat (freqtrade closes what is open at the last bar's open).
+
+    Sizing is freqtrade's, which sizes at the fill price: ``stake x leverage / next open``
+    truncated to 0.1. A strategy deciding at a close does not know the next open, so the test
+    hands it the bar file's opens for sizing only (the signal uses closes up to bar i)."""
+
+    name = "freqtrade_rule"
+
+    def __init__(self, symbol: str, opens: list[Decimal]) -> None:
+        super().__init__([symbol])
+        self._symbol = symbol
+        self._opens = opens
+        self._closes: list[Decimal] = []
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self._closes.append(as_decimal(bar.close))
+        i = len(self._closes) - 1
+        last = len(self._opens) - 1
+        if i < STARTUP or i >= last:
+            return
+        if i == last - 1:
+            ctx.target_position(self._symbol, Decimal(0))
+            return
+        closes = self._closes
+        fast = sum(closes[i - FAST + 1 : i + 1], Decimal(0)) / FAST
+        slow = sum(closes[i - SLOW + 1 : i + 1], Decimal(0)) / SLOW
+        want = (fast > slow) - (fast < slow)
+        held = ctx.position(self._symbol)
+        if want == 0 or (held > 0 and want > 0) or (held < 0 and want < 0):
+            return
+        ctx.target_position(self._symbol, want * _amount(self._opens[i + 1]))
+
+
+@pytest.fixture(scope="module")
+def ours() -> Any:
+    frame = read_bar_file(BARS_FILE)
+    series = BarSeries.from_frame("XRPUSDT", frame, interval="1h")
+    opens = [as_decimal(v) for v in frame["open"]]
+    inputs = load_perp_inputs(
+        [series],
+        mark_files={"XRPUSDT": SAMPLE_MARK_8H},
+        funding_files={"XRPUSDT": SAMPLE_FUNDING},
+    )
+    cfg = BacktestConfig.model_validate(
+        {
+            "initial_cash": WALLET,
+            "fees": {"maker_bps": 4, "taker_bps": 4},
+            "slippage": {"kind": "none"},
+            "fill_at": "next_open",
+            "perp": {"leverage": 3, "margin_mode": "isolated"},
+        }
+    )
+    return BacktestEngine(cfg, perp=inputs).run([series], [_FreqtradeRule("XRPUSDT", opens)])
+
+
+def test_our_perp_backtest_makes_freqtrades_trades(ours: Any, ft8: dict[str, Any]) -> None:
+    theirs = _ft_trades(ft8)
+    got = [
+        (t.side, t.entry_time // MS, t.exit_time // MS, t.qty, t.entry_price, t.exit_price)
+        for t in ours.trades
+    ]
+    want = [
+        (
+            "long" if tr.side > 0 else "short",
+            tr.open_ms,
+            tr.close_ms,
+            as_decimal(t["amount"]),
+            tr.open_rate,
+            tr.close_rate,
+        )
+        for tr, t in zip(theirs, ft8["trades"], strict=True)
+    ]
+    assert got == want
+    assert ours.denials == []
+    assert ours.perp.liquidations == ()
+
+
+def test_our_perp_backtest_charges_freqtrades_fees(ours: Any, ft8: dict[str, Any]) -> None:
+    fees = sum((r.fill.fee for r in ours.fills), Decimal(0))
+    theirs = sum(
+        (
+            FEE
+            * as_decimal(t["amount"])
+            * (as_decimal(t["open_rate"]) + as_decimal(t["close_rate"]))
+            for t in ft8["trades"]
+        ),
+        Decimal(0),
+    )
+    assert fees == theirs  # exact: fee x notional at every fill (a flip: a close, an open)
+    assert ours.perp.fees_paid == theirs
+
+
+def test_our_trade_pnl_is_freqtrades_profit_without_the_trades_funding(
+    ours: Any, ft8: dict[str, Any]
+) -> None:
+    """freqtrade's profit_abs includes the funding paid over the trade; our Trade.pnl is
+    realized PnL net of fees, funding being the account's own entries (`result.perp`)."""
+    for ot, t in zip(ours.trades, ft8["trades"], strict=True):
+        theirs = Decimal(str(t["profit_abs"])) - Decimal(str(t["funding_fees"]))
+        assert abs(ot.pnl - theirs) < Decimal("1e-8"), t["open_date"]
+
+
+def test_our_perp_backtest_pays_freqtrades_funding_but_the_entry_on_the_funding_hour(
+    ours: Any, ft8: dict[str, Any]
+) -> None:
+    rates = _rates(SAMPLE_MARK_8H)
+    first = _ft_trades(ft8)[0]
+    at_entry = next(r for r in rates if r.ts_ns == first.open_ms * MS)
+    assert at_entry.mark_price is not None
+    missed = funding_payment(
+        as_decimal(ft8["trades"][0]["amount"]), at_entry.mark_price, at_entry.rate
+    )
+    theirs = Decimal(str(ft8["total_funding_fees"]))
+    ours_total = ours.perp.funding_total
+    assert abs(ours_total - (theirs - missed)) < Decimal("1e-8")
+    assert ours_total.quantize(Decimal("0.00000001")) == Decimal("0.02178533")
+    assert ours.perp.funding_times == 8  # freqtrade: 9 payments over the five trades
+
+
+def test_our_final_balance_is_freqtrades_plus_the_funding_it_charges_at_the_first_entry(
+    ours: Any, ft8: dict[str, Any]
+) -> None:
+    missed = Decimal("-0.300043900")  # 2709.2 XRP x 1.1075 x 0.0001 at 2021-11-18 08:00
+    theirs = Decimal(str(ft8["final_balance"]))
+    assert ours.perp.final_wallet == ours.final_equity  # flat at the end
+    assert abs(ours.perp.final_wallet - (theirs - missed)) < Decimal("1e-7")
+    assert ours.perp.final_wallet.quantize(Decimal("0.01")) == Decimal("9721.28")
