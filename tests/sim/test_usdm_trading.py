@@ -244,3 +244,61 @@ async def test_orders_the_account_or_the_filters_cannot_take_are_refused_with_bi
     with pytest.raises(Exception, match="-1130"):  # a listed type the simulator lacks
         await raw(type="STOP_MARKET", quantity="0.01", stopPrice=f"{ask + 100}")
     assert await ex.fetch_open_orders(SYM) == []
+
+
+async def test_a_position_under_its_maintenance_margin_gets_a_margin_call_then_is_liquidated(
+    usdm: SimMarket,
+) -> None:
+    # 10 USDT at 125x opens 0.02 BTC (~1,237 USDT, initial margin ~9.9); a 0.5 % taker fee
+    # (a setting, not market data: the recorded prices move too little in two minutes to
+    # liquidate anything) leaves ~3.7 USDT, under the 0.4 % maintenance margin (~4.9)
+    config = usdm_trading_config(
+        api_key=KEY, api_secret=SECRET, balances={"USDT": "10"}, taker_fee=Decimal("0.005")
+    )
+    venue = usdm_venue(usdm, speed=None, autostart=False, trading=config)
+    engine = venue.engine
+    assert engine is not None
+    async with venue.sim as sim:
+        sim.release(START)
+        client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
+        point_usdm_at(client, sim)
+        try:
+            await client.load_markets()
+            await client.set_leverage(125, SYM)
+            key = (await client.fapiPrivatePostListenKey())["listenKey"]
+            events: list[dict[str, Any]] = []
+            async with (
+                aiohttp.ClientSession() as s,
+                s.ws_connect(f"{sim.ws_url}/ws/{key}") as ws,
+            ):
+                await asyncio.sleep(0.05)
+                await client.create_order(SYM, "market", "buy", 0.02)
+                while not any(e["e"] == "ORDER_TRADE_UPDATE" and e["o"]["x"] == "CALCULATED"
+                              and e["o"]["X"] == "FILLED" for e in events):  # fmt: skip
+                    events.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+            assert await client.fetch_positions([SYM]) == []
+        finally:
+            await client.close()
+    kinds = [(e["e"], e.get("o", {}).get("x")) for e in events]
+    call = kinds.index(("MARGIN_CALL", None))
+    assert kinds[:call] == [
+        ("ORDER_TRADE_UPDATE", "NEW"),
+        ("ORDER_TRADE_UPDATE", "TRADE"),
+        ("ACCOUNT_UPDATE", None),
+    ]
+    margin_call = events[call]
+    [row] = margin_call["p"]
+    assert (row["s"], row["pa"], row["mt"]) == ("BTCUSDT", "0.020", "CROSSED")
+    assert Decimal(row["mm"]) > Decimal(margin_call["cw"]) + Decimal(row["up"])
+    liquidation = events[-1]["o"]
+    assert liquidation["c"].startswith("autoclose-")
+    assert (liquidation["S"], liquidation["o"], liquidation["f"], liquidation["R"]) == (
+        "SELL",
+        "LIMIT",
+        "IOC",
+        True,
+    )
+    assert liquidation["z"] == "0.020"
+    # the liquidation fee is BTCUSDT's liquidationFee (1.2 % in the bundled exchangeInfo)
+    fee = Decimal(liquidation["L"]) * Decimal("0.020") * Decimal("0.012")
+    assert Decimal(liquidation["n"]) == fee.quantize(Decimal("1e-8"))

@@ -94,6 +94,7 @@ def usdm_trading_config(**kw: Any) -> TradingConfig:
 class UsdmOrder(SimOrder):
     reduce_only: bool = False
     realized: Decimal = ZERO  # of the last fill (the event's "rp")
+    liquidation: bool = False  # an ``autoclose-`` order of the liquidation engine
 
 
 @dataclass
@@ -431,6 +432,8 @@ class UsdmTradingEngine(TradingEngine):
                 acc.fees_paid = ZERO
             acc.qty = new
         rate = self.config.maker_fee if is_maker else self.config.taker_fee
+        if isinstance(order, UsdmOrder) and order.liquidation:
+            rate = self.instruments[order.symbol].liquidation_fee
         commission = (price * qty * rate).quantize(Decimal("1e-8"))
         self.wallet += realized - commission
         acc.realized += realized
@@ -486,7 +489,7 @@ class UsdmTradingEngine(TradingEngine):
                 "p": px(sym, order.price) if order.price else "0",
                 "ap": f"{avg:f}" if order.executed_qty else "0",
                 "sp": "0",
-                "x": exec_type,
+                "x": "CALCULATED" if getattr(order, "liquidation", False) else exec_type,
                 "X": order.status,
                 "i": order.order_id,
                 "l": qty(sym, fill.qty) if fill else "0",
@@ -564,6 +567,108 @@ class UsdmTradingEngine(TradingEngine):
         if acc.qty == 0:
             return ZERO
         return acc.entry + acc.fees_paid / acc.qty
+
+    # --- liquidation ----------------------------------------------------------------------------
+
+    def match_resting(self) -> int:
+        """Resting orders meet the replayed trades, then every position is checked against
+        its maintenance margin at the new mark."""
+        filled = super().match_resting()
+        self.check_margin()
+        return filled
+
+    def margin_ratio(self, sym: str) -> Decimal | None:
+        """Maintenance margin over margin balance (Binance's "margin ratio"): of the position
+        for an isolated one, of every cross position together for a cross one; None when the
+        symbol has no position. 1 or more (or a margin balance at or under 0) liquidates."""
+        pos = self.position(sym)
+        if pos is None:
+            return None
+        if pos.mode is MarginMode.ISOLATED:
+            balance = pos.margin_balance(self.mark(sym))
+            maint = pos.maintenance_margin(self.mark(sym), self.brackets[sym])
+        else:
+            cross = [s for s in list(self.accounts) if (p := self.position(s)) and
+                     p.mode is MarginMode.CROSS]  # fmt: skip
+            balance = self.cross_wallet() + self.cross_unrealized()
+            maint = sum(
+                (self._maint(s) for s in cross),
+                ZERO,
+            )
+        return maint / balance if balance > 0 else Decimal("Infinity")
+
+    def _maint(self, sym: str) -> Decimal:
+        pos = self.position(sym)
+        return pos.maintenance_margin(self.mark(sym), self.brackets[sym]) if pos else ZERO
+
+    def check_margin(self) -> list[str]:
+        """Liquidate what reached a margin ratio of 100 %: a ``MARGIN_CALL`` first, then its
+        open orders canceled and the position closed by an ``autoclose-`` IOC order that takes
+        the book (``x`` CALCULATED), paying the symbol's ``liquidationFee``. Cross positions
+        go together. Returns the symbols liquidated."""
+        due = [
+            s
+            for s in list(self.accounts)
+            if (ratio := self.margin_ratio(s)) is not None and ratio >= 1
+        ]
+        if not due:
+            return []
+        self._publish(self._margin_call(due))
+        for sym in due:
+            for o in [o for o in self.orders.values() if o.is_open and o.symbol == sym]:
+                self.cancel(o)
+            self._liquidate(sym)
+        return due
+
+    def _margin_call(self, symbols: list[str]) -> dict[str, Any]:
+        rows = []
+        for sym in symbols:
+            pos = self.position(sym)
+            assert pos is not None
+            rows.append(
+                {
+                    "s": sym,
+                    "ps": "BOTH",
+                    "pa": self.public.qty(sym, pos.qty),
+                    "mt": "ISOLATED" if pos.mode is MarginMode.ISOLATED else "CROSSED",
+                    "iw": f"{pos.isolated_margin or ZERO:.8f}",
+                    "mp": f"{self.mark(sym):.8f}",
+                    "up": f"{self.unrealized(sym):.8f}",
+                    "mm": f"{self._maint(sym):.8f}",
+                }
+            )
+        return {
+            "e": "MARGIN_CALL",
+            "E": self.now_ms(),
+            "cw": f"{self.cross_wallet():.8f}",
+            "p": rows,
+        }
+
+    def _liquidate(self, sym: str) -> None:
+        acc = self.accounts[sym]
+        if acc.qty == 0:
+            return
+        now = self.now_ms()
+        oid = next(self._order_ids)
+        price = self.liquidation(sym)
+        order = UsdmOrder(
+            oid,
+            f"autoclose-{now}",
+            sym,
+            "SELL" if acc.qty > 0 else "BUY",
+            "LIMIT",
+            "IOC",
+            price,
+            acc.qty.copy_abs(),
+            now,
+            working_ms=now,
+            active_from=len(self.sim.state.trades(sym)),
+            reduce_only=True,
+            liquidation=True,
+        )
+        self.orders[oid] = order
+        self.by_client[(sym, order.client_order_id)] = order
+        self._execute(order, None)  # takes the book whatever its price: the position must go
 
     # --- rendering ------------------------------------------------------------------------------
 
