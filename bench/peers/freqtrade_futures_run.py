@@ -29,9 +29,10 @@ from freqtrade_venv import SCENARIOS, run_freqtrade_futures
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--scenario", choices=SCENARIOS, default="mark8h")
+    ap.add_argument("--leverage", type=int, default=3, help="the strategy's leverage (3)")
     ap.add_argument("--out", type=Path, help="also write the JSON document to this file")
     args = ap.parse_args()
-    doc = run_freqtrade_futures(args.scenario)
+    doc = run_freqtrade_futures(args.scenario, args.leverage)
     text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

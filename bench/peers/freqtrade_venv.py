@@ -62,7 +62,7 @@ def ensure_freqtrade_venv(venv: Path = VENV) -> Path:
     return py
 
 
-def prepare_workdir(workdir: Path, scenario: str = "mark8h") -> Path:
+def prepare_workdir(workdir: Path, scenario: str = "mark8h", leverage: int = 3) -> Path:
     """Lay out datadir, user_data (with the strategy) and config.json; return the config path."""
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {SCENARIOS}, got {scenario!r}")
@@ -85,6 +85,7 @@ def prepare_workdir(workdir: Path, scenario: str = "mark8h") -> Path:
     config.pop("$comment", None)
     config["datadir"] = str(workdir / "data")
     config["user_data_dir"] = str(workdir / "user_data")
+    config["cross_check_leverage"] = leverage
     if scenario == "mark8h":
         config["exchange"]["_ft_has_params"] = {
             "mark_ohlcv_timeframe": "8h",
@@ -95,12 +96,14 @@ def prepare_workdir(workdir: Path, scenario: str = "mark8h") -> Path:
     return path
 
 
-def run_freqtrade_futures(scenario: str = "mark8h", workdir: Path | None = None) -> dict[str, Any]:
+def run_freqtrade_futures(
+    scenario: str = "mark8h", leverage: int = 3, workdir: Path | None = None
+) -> dict[str, Any]:
     """Run the backtest offline in freqtrade's venv; return its JSON document (see the runner)."""
     py = ensure_freqtrade_venv()
     with tempfile.TemporaryDirectory(prefix="freqtrade-futures-") as tmp:
         wd = workdir or Path(tmp)
-        config = prepare_workdir(wd, scenario)
+        config = prepare_workdir(wd, scenario, leverage)
         results = wd / "user_data" / "backtest_results"
         cmd = [
             str(py),
@@ -134,5 +137,8 @@ def run_freqtrade_futures(scenario: str = "mark8h", workdir: Path | None = None)
             f"freqtrade backtesting ({scenario}): {time.perf_counter() - t0:.1f} s", file=sys.stderr
         )
     doc["scenario"] = scenario
-    doc["command"] = f"bench/peers/freqtrade_futures_run.py --scenario {scenario}"
+    doc["leverage"] = leverage
+    doc["command"] = (
+        f"bench/peers/freqtrade_futures_run.py --scenario {scenario} --leverage {leverage}"
+    )
     return doc

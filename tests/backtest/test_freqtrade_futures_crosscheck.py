@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -150,9 +150,9 @@ def _ft_trades(doc: dict[str, Any]) -> list[Trade]:
     ]
 
 
-def _amount(open_rate: Decimal) -> Decimal:
+def _amount(open_rate: Decimal, leverage: Decimal = LEVERAGE) -> Decimal:
     """stake x leverage / open, truncated to the lot step (freqtrade's amount_to_precision)."""
-    return (STAKE * LEVERAGE / open_rate).quantize(LOT_STEP, rounding=ROUND_DOWN)
+    return (STAKE * leverage / open_rate).quantize(LOT_STEP, rounding=ROUND_DOWN)
 
 
 def _freqtrade_funding(trade: Trade, amount: Decimal, rates: list[FundingRate]) -> Decimal:
@@ -325,10 +325,11 @@ class _FreqtradeRule(Strategy):
 
     name = "freqtrade_rule"
 
-    def __init__(self, symbol: str, opens: list[Decimal]) -> None:
+    def __init__(self, symbol: str, opens: list[Decimal], leverage: int) -> None:
         super().__init__([symbol])
         self._symbol = symbol
         self._opens = opens
+        self._leverage = Decimal(leverage)
         self._closes: list[Decimal] = []
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
@@ -347,11 +348,10 @@ class _FreqtradeRule(Strategy):
         held = ctx.position(self._symbol)
         if want == 0 or (held > 0 and want > 0) or (held < 0 and want < 0):
             return
-        ctx.target_position(self._symbol, want * _amount(self._opens[i + 1]))
+        ctx.target_position(self._symbol, want * _amount(self._opens[i + 1], self._leverage))
 
 
-@pytest.fixture(scope="module")
-def ours() -> Any:
+def _run_ours(leverage: int) -> Any:
     frame = read_bar_file(BARS_FILE)
     series = BarSeries.from_frame("XRPUSDT", frame, interval="1h")
     opens = [as_decimal(v) for v in frame["open"]]
@@ -366,10 +366,16 @@ def ours() -> Any:
             "fees": {"maker_bps": 4, "taker_bps": 4},
             "slippage": {"kind": "none"},
             "fill_at": "next_open",
-            "perp": {"leverage": 3, "margin_mode": "isolated"},
+            "perp": {"leverage": leverage, "margin_mode": "isolated"},
         }
     )
-    return BacktestEngine(cfg, perp=inputs).run([series], [_FreqtradeRule("XRPUSDT", opens)])
+    strategy = _FreqtradeRule("XRPUSDT", opens, leverage)
+    return BacktestEngine(cfg, perp=inputs).run([series], [strategy])
+
+
+@pytest.fixture(scope="module")
+def ours() -> Any:
+    return _run_ours(3)
 
 
 def test_our_perp_backtest_makes_freqtrades_trades(ours: Any, ft8: dict[str, Any]) -> None:
@@ -444,3 +450,58 @@ def test_our_final_balance_is_freqtrades_plus_the_funding_it_charges_at_the_firs
     assert ours.perp.final_wallet == ours.final_equity  # flat at the end
     assert abs(ours.perp.final_wallet - (theirs - missed)) < Decimal("1e-7")
     assert ours.perp.final_wallet.quantize(Decimal("0.01")) == Decimal("9721.28")
+
+
+# --- 25x: where liquidation decides --------------------------------------------------------
+
+
+def test_at_25x_freqtrade_books_its_stop_past_the_liquidation_price_where_we_liquidate() -> None:
+    """At 25x the first long's candle (2021-11-18 13:00, low 1.06094) reaches both
+    freqtrade's stop (stoploss -0.99 / 25 = 3.96 % below the entry) and its liquidation price.
+    freqtrade checks the stop first and books a stop_loss at 1.06346, beyond the liquidation
+    price; Binance, and our engine, liquidate at 1.0699426: the bracket of the notional at
+    the liquidation price (24,156 USDT: our table's bracket 3, mmr 0.01, cum 85), where
+    freqtrade's formula takes the tier of the stake (1,000 USDT: tier 1, mmr 0.005) and gets
+    1.0683497. The four later trades are the same in both."""
+    ft25 = _fixture("mark8h_25x")
+    ours25 = _run_ours(25)
+    first = ft25["trades"][0]
+    open_rate = as_decimal(first["open_rate"])
+    # the stop price, rounded towards the entry (up for a long) to the candles' 5 decimals
+    stop = (open_rate * (1 - Decimal("0.99") / 25)).quantize(Decimal("0.00001"), ROUND_UP)
+    assert (first["exit_reason"], as_decimal(first["close_rate"])) == ("stop_loss", stop)
+    assert first["min_rate"] < first["close_rate"] < first["liquidation"]["liquidation_price"]
+
+    (liq,) = ours25.perp.liquidations
+    assert liq.ts // MS == first["close_timestamp"]
+    brackets = parse_leverage_brackets(json.loads(BRACKETS.read_text()))["XRPUSDT"]
+    amount = as_decimal(first["amount"])
+    position = PerpPosition(
+        "XRPUSDT", amount, open_rate, 25, MarginMode.ISOLATED, amount * open_rate / 25
+    )
+    assert liq.price == liquidation_price(position, brackets)
+    assert brackets.tier_for(amount * liq.price).maintenance_margin_rate == Decimal("0.01")
+    assert liq.price.quantize(Decimal("0.0000001")) == Decimal("1.0699426")
+    # freqtrade's raw price is Binance's formula with the stake's tier (mmr 0.005, cum 0)
+    theirs_raw = (amount * open_rate / 25 - amount * open_rate) / (
+        amount * Decimal("0.005") - amount
+    )
+    raw = Decimal(str(first["liquidation"]["liquidation_price_raw"]))
+    assert abs(raw - theirs_raw) < Decimal("1e-12")
+    assert raw.quantize(Decimal("0.0000001")) == Decimal("1.0683497")
+
+    got = [(t.side, t.entry_time // MS, t.exit_time // MS, t.qty) for t in ours25.trades]
+    want = [
+        ("short" if t["is_short"] else "long", t["open_timestamp"], t["close_timestamp"],
+         as_decimal(t["amount"]))
+        for t in ft25["trades"]
+    ]  # fmt: skip
+    assert got == want
+    assert [t.exit_reason for t in ours25.trades][:2] == ["liquidation", "signal"]
+
+    # the balances differ by the first trade (its exit and our liquidation fee) and by the
+    # 08:00 funding freqtrade charges that entry; by nothing else
+    first_theirs = Decimal(str(first["profit_abs"])) - Decimal(str(first["funding_fees"]))
+    missed = funding_payment(amount, Decimal("1.1075"), Decimal("0.0001"))
+    expected = Decimal(str(ft25["final_balance"])) + (ours25.trades[0].pnl - first_theirs) - missed
+    assert abs(ours25.perp.final_wallet - expected) < Decimal("1e-7")

@@ -73,4 +73,5 @@ class SmaFlipFutures(IStrategy):
         side: str,
         **kwargs: object,
     ) -> float:
-        return self.LEVERAGE
+        # the runner's --leverage (config key "cross_check_leverage"), else 3
+        return float(self.config.get("cross_check_leverage", self.LEVERAGE))
