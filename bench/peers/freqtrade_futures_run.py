@@ -1,7 +1,8 @@
 """Print freqtrade's futures backtest of the cross-check strategy as one JSON document.
 
 Usage:
-    python bench/peers/freqtrade_futures_run.py [--scenario mark8h|mark1h] [--out FILE]
+    python bench/peers/freqtrade_futures_run.py [--scenario mark8h|mark1h] [--leverage 3]
+        [--out FILE]
 
 Creates bench/.venv-freqtrade on first use (pinned freqtrade from PyPI), lays out the bundled
 real XRP/USDT:USDT data as a freqtrade datadir in a temporary directory, runs
@@ -10,8 +11,8 @@ used, starting and final balance, total funding, and every trade as freqtrade ex
 (side, open/close dates and rates, amount, stake, leverage, fees, funding_fees, profit_abs,
 orders) plus what freqtrade computes but does not export: the liquidation price (with the
 tier and buffer) and the funding rows (time, mark, rate) behind each trade's funding.
-`--out` also writes it to FILE (the committed fixture
-tests/backtest/fixtures/freqtrade_futures_mark8h.json is this command's output).
+`--out` also writes it to FILE (the committed fixtures
+tests/backtest/fixtures/freqtrade_futures_*.json are this command's output, the command in each).
 """
 
 from __future__ import annotations
