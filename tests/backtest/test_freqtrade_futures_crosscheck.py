@@ -8,6 +8,8 @@ SMA 10/30 long/short flips, 3x isolated, stake 1,000 USDT, taker fee 0.0004, wal
         --out tests/backtest/fixtures/freqtrade_futures_mark8h.json
     .venv/bin/python bench/peers/freqtrade_futures_run.py --scenario mark1h \
         --out tests/backtest/fixtures/freqtrade_futures_mark1h.json
+    .venv/bin/python bench/peers/freqtrade_futures_run.py --scenario mark8h --leverage 25 \
+        --out tests/backtest/fixtures/freqtrade_futures_mark8h_25x.json
 
 so CI needs no freqtrade. These tests restate each of freqtrade's conventions (written down in
 docs/comparison.md, "Perpetual futures vs freqtrade") from the bundled files alone, with our
@@ -16,7 +18,8 @@ freqtrade's trades, funding (to 1e-8), profits and final balance: if freqtrade's
 and ours part, a test names the convention. Then our perpetual backtest (`BacktestEngine`
 with `PerpInputs`) runs the same rule on the same files and is set against freqtrade: same
 trades, fills and fees, the same funding but for the one payment our schedule does not charge
-(an entry at the funding hour's open), and a final balance that differs by exactly that.
+(an entry at the funding hour's open), and a final balance that differs by exactly that. At
+25x the first long meets the liquidation price, and there the two part as a test states.
 """
 
 from __future__ import annotations
