@@ -7,14 +7,23 @@ bundled fapi exchangeInfo file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxtpro
 import pytest
-from sim_helpers import SAMPLES, get, recorded_lines, recorded_snapshot, replay_all
+from sim_helpers import (
+    SAMPLES,
+    get,
+    rebuild_book,
+    recorded_lines,
+    recorded_snapshot,
+    replay_all,
+)
 
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.usdm import usdm_market, usdm_venue
@@ -116,3 +125,27 @@ async def test_usdm_payloads_use_futures_spellings(replayed: ExchangeSimulator) 
     assert (status, body["code"]) == (400, -1130)
     status, _, body = await get(replayed, "/fapi/v1/premiumIndex?symbol=ETHUSDT")
     assert (status, body["code"]) == (400, -1121)
+
+
+async def test_ccxt_pro_binanceusdm_keeps_the_book_of_the_recorded_0ms_diffs(
+    usdm: SimMarket,
+) -> None:
+    options = {**OPTIONS, "watchOrderBookRate": "0"}  # the recorded stream is @depth@0ms
+    async with usdm_venue(usdm, speed=30.0).sim as sim:
+        ex = ccxtpro.binanceusdm({"options": options})
+        point_usdm_at(ex, sim)
+        ex.urls["api"]["ws"]["linear"] = f"{sim.ws_url}/ws"  # ccxt opens <ws>/public/ws/...
+        try:
+            for _ in range(100):
+                book = await asyncio.wait_for(ex.watch_order_book("BTC/USDT:USDT"), 20)
+            trades = await asyncio.wait_for(ex.watch_trades("BTC/USDT:USDT"), 20)
+        finally:
+            await ex.close()
+    nonce = book["nonce"]
+    diffs = [d for d in recorded("btcusdt@depth@0ms") if d["u"] <= nonce]
+    last, bids, asks = rebuild_book(recorded_snapshot(USDM_BTC), diffs)
+    assert last == nonce
+    assert book["bids"][:20] == [[float(p), float(q)] for p, q in sorted(bids.items())[::-1][:20]]
+    assert book["asks"][:20] == [[float(p), float(q)] for p, q in sorted(asks.items())[:20]]
+    by_id = {t["t"]: t for t in recorded("btcusdt@trade")}
+    assert all(t["price"] == float(by_id[int(t["id"])]["p"]) for t in trades)

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxtpro
 import pytest
 from sim_helpers import SAMPLES, shape
 from test_usdm_public import USDM_BTC, point_usdm_at
@@ -302,3 +303,27 @@ async def test_a_position_under_its_maintenance_margin_gets_a_margin_call_then_i
     # the liquidation fee is BTCUSDT's liquidationFee (1.2 % in the bundled exchangeInfo)
     fee = Decimal(liquidation["L"]) * Decimal("0.020") * Decimal("0.012")
     assert Decimal(liquidation["n"]) == fee.quantize(Decimal("1e-8"))
+
+
+async def test_ccxt_pro_watch_orders_hears_the_fill_on_the_private_stream(
+    venue: UsdmVenue,
+) -> None:
+    client = ccxtpro.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
+    point_usdm_at(client, venue.sim)
+    client.urls["api"]["ws"]["linear"] = f"{venue.sim.ws_url}/ws"  # -> <ws>/private/ws?listenKey=
+    try:
+        await client.load_markets()
+        watching = asyncio.ensure_future(client.watch_orders(SYM))
+        engine = venue.engine
+        assert engine is not None
+        for _ in range(200):  # until ccxt made its listen key and opened the socket
+            if engine.listeners:
+                break
+            await asyncio.sleep(0.02)
+        placed = await client.create_order(SYM, "market", "buy", 0.01)
+        orders = await asyncio.wait_for(watching, 10)
+        while orders[-1]["status"] != "closed":
+            orders = await asyncio.wait_for(client.watch_orders(SYM), 10)
+        assert (orders[-1]["id"], orders[-1]["filled"]) == (placed["id"], 0.01)
+    finally:
+        await client.close()

@@ -185,8 +185,11 @@ class ExchangeSimulator:
         # extra routes first: they may claim paths under /ws (user-data listen keys)
         for register in self._extra_routes:
             register(app)
-        for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
-            app.router.add_get(path, ws_handler)
+        # "/public" and "/market": Binance USDⓈ-M's split of its market streams (ccxt.pro's
+        # binanceusdm opens <ws>/public/ws/<depth|bookTicker|trade> and <ws>/market/ws/<rest>)
+        for prefix in ("", "/public", "/market"):
+            for path in ("/ws", "/ws/{tail:.*}", "/stream", "/stream/{tail:.*}"):
+                app.router.add_get(prefix + path, ws_handler)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> ExchangeSimulator:

@@ -184,7 +184,8 @@ class TradingEngine(MatchingCore):
         return json_response({})
 
     async def user_data_ws(self, request: web.Request) -> web.StreamResponse:
-        key = request.match_info["listen_key"]
+        # /ws/<listenKey>, or USDⓈ-M's /private/ws?listenKey=<listenKey>
+        key = request.match_info.get("listen_key") or request.query.get("listenKey", "")
         if self.listen_keys.get(key, 0.0) < time.time():
             raise web.HTTPNotFound(text="unknown or expired listen key")
         ws = web.WebSocketResponse(heartbeat=self.sim.ping_interval_s)

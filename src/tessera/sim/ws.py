@@ -321,7 +321,7 @@ def limit_buffers(request: web.Request, size: int | None) -> None:
 def initial_streams(request: web.Request) -> tuple[bool, list[str]]:
     """(combined?, streams named in the URL) for a websocket request."""
     path = request.path
-    if path == "/stream":
+    if path in ("/stream", "/public/stream", "/market/stream"):
         return True, [s for s in request.query.get("streams", "").split("/") if s]
     tail = request.match_info.get("tail", "")
     return False, [s for s in tail.split("/") if "@" in s]

@@ -171,6 +171,7 @@ class UsdmTradingEngine(TradingEngine):
         ):
             app.router.add_route(method, "/fapi/v1/listenKey", self._keyed(keyed))
         app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
+        app.router.add_get("/private/ws", self.user_data_ws)
         app.on_startup.append(self._start_matcher)
         app.on_cleanup.append(self._stop_matcher)
 
