@@ -674,7 +674,7 @@ class BacktestEngine:
         assert acct is not None
         shares = acct.strategy_shares(st.symbol)
         ts = st.open_time[st.bar_index - st.offset]
-        rec = acct.liquidate(st.symbol, price, self.now, extreme)
+        rec = acct.liquidate(st.symbol, price, ts, extreme)
         total = abs(rec.qty)
         for strategy, qty in shares:
             frac = abs(qty) / total

@@ -26,8 +26,8 @@ Book-keeping (Binance's one-way mode, the margin arithmetic of `tessera.executio
 * liquidation: when the mark crosses the position's liquidation price (`liquidation_price`,
   with the bracket at that price), the position is closed **at the liquidation price** and a
   liquidation fee (``liquidation_fee_rate`` × notional at that price) is charged. An isolated
-  position never loses more than its isolated margin (the rest is the insurance fund's, which
-  is not modelled); a cross liquidation charges the whole fee to the wallet.
+  position never loses more than its isolated margin, a cross one more than the cross wallet
+  (the rest is the insurance fund's, which is not modelled): the fee is cut to what is left.
 """
 
 from __future__ import annotations
@@ -305,13 +305,16 @@ class PerpAccount:
     def liquidate(self, symbol: str, price: Decimal, ts: int, mark_extreme: Decimal) -> Liquidation:
         """Close ``symbol``'s position at ``price`` with the liquidation fee; the strategies'
         shares go to zero. Returns the record (the engine books the fills)."""
-        pos = self.positions.pop(symbol)
+        pos = self.positions[symbol]
+        # what the position can lose: its isolated margin, or the cross wallet (beyond that the
+        # insurance fund pays, which is not modelled: the wallet never goes below zero)
+        at_stake = pos.isolated_margin if pos.isolated_margin is not None else self.cross_wallet()
+        del self.positions[symbol]
         realized = pos.qty * (price - pos.entry_price)
         fee = pos.size * price * self.liquidation_fee_rate
-        if pos.isolated_margin is not None:
-            # an isolated position loses at most its margin (the insurance fund is not modelled)
-            fee = min(fee, max(pos.isolated_margin + realized, ZERO))
-            realized = max(realized, -pos.isolated_margin)
+        at_stake = max(at_stake, ZERO)
+        fee = min(fee, max(at_stake + realized, ZERO))
+        realized = max(realized, -at_stake)
         self.wallet += realized - fee
         self.realized += realized
         self.fees_paid += fee

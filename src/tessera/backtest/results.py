@@ -732,7 +732,8 @@ def compute_metrics(
         (final / initial) ** (1.0 / years) - 1.0 if years and years == years and final > 0 else nan
     )
     series = np.concatenate([[initial], equity])
-    rets = np.diff(series) / series[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):  # a perpetual liquidated to zero
+        rets = np.diff(series) / series[:-1]
     bar_ns = span / (n - 1) if n > 1 else nan
     per_year = YEAR_NS / bar_ns if bar_ns and bar_ns == bar_ns else nan
     std = float(np.std(rets, ddof=1)) if n > 1 else nan
