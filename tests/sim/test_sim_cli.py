@@ -85,3 +85,54 @@ def test_serve_runs_a_simulator_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_usdm_answers_the_fapi_with_the_bundled_perpetual_recording() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from tessera.sim.cli import app; app(prog_name='tessera sim')",
+            "serve",
+            "--usdm",
+            "--port",
+            "0",
+            "--speed",
+            "max",
+            "--no-loop",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        assert proc.stdout is not None
+        rest = None
+        deadline = time.monotonic() + 30
+        lines = []
+        while rest is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            m = re.search(r"REST\s+(http://127\.0\.0\.1:\d+)/fapi/v1", line)
+            rest = m.group(1) if m else None
+        assert rest is not None, "".join(lines)
+        with urllib.request.urlopen(f"{rest}/fapi/v1/exchangeInfo") as r:
+            info = json.loads(r.read())
+        assert [(s["symbol"], s["contractType"]) for s in info["symbols"]] == [
+            ("BTCUSDT", "PERPETUAL")
+        ]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out
+        assert "USDⓈ-M" in "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_usdm_refuses_bars_in_one_paragraph() -> None:
+    result = CliRunner().invoke(app, ["serve", "--usdm", "--bars", "x.csv"])
+    assert result.exit_code == 2
+    assert "recordings only" in result.output and "Traceback" not in result.output

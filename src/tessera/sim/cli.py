@@ -112,6 +112,16 @@ def serve(
             "history a bot warms up on)",
         ),
     ] = 200,
+    usdm: Annotated[
+        bool,
+        typer.Option(
+            "--usdm",
+            help="Serve Binance USDⓈ-M futures (/fapi) instead of spot: the bundled BTCUSDT "
+            "perpetual recording (or --recording files of USDⓈ-M frames) with the real fapi "
+            "exchangeInfo; with --trading, one-way positions, leverage and margin (ccxt "
+            "binanceusdm: point its fapi urls at the REST address).",
+        ),
+    ] = False,
     start_now: Annotated[
         bool,
         typer.Option(
@@ -136,6 +146,14 @@ def serve(
     from tessera.sim.server import ExchangeSimulator
 
     factor = parse_speed(speed)
+    if usdm:
+        if bars is not None:
+            raise typer.BadParameter(
+                "USDⓈ-M is replayed from recordings only; --bars serves spot", param_hint="--bars"
+            )
+        _serve_usdm(recording, factor, loop, start_now, trading, api_key, api_secret, host, port,
+                    speed)  # fmt: skip
+        return
     if bars is not None:
         from tessera.sim.bars import market_from_bar_file
 
@@ -168,8 +186,40 @@ def serve(
     asyncio.run(_serve(sim, host, port, speed, start_now, api_key if trading else None))
 
 
+def _serve_usdm(
+    recording: list[Path] | None,
+    factor: float | None,
+    loop: bool,
+    start_now: bool,
+    trading: bool,
+    api_key: str,
+    api_secret: str,
+    host: str,
+    port: int,
+    speed: str,
+) -> None:
+    from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+
+    try:
+        market = usdm_market(recording)
+    except (FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--recording") from exc
+    config = usdm_trading_config(api_key=api_key, api_secret=api_secret) if trading else None
+    venue = usdm_venue(
+        market, trading=config, speed=factor, loop_replay=loop, autostart=not start_now
+    )
+    asyncio.run(_serve(venue.sim, host, port, speed, start_now, api_key if trading else None,
+                       usdm=True))  # fmt: skip
+
+
 async def _serve(
-    sim: ExchangeSimulator, host: str, port: int, speed: str, start_now: bool, key: str | None
+    sim: ExchangeSimulator,
+    host: str,
+    port: int,
+    speed: str,
+    start_now: bool,
+    key: str | None,
+    usdm: bool = False,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -182,14 +232,19 @@ async def _serve(
         raise typer.Exit(2) from exc
     try:
         streams = ", ".join(sim.market.base_streams())
-        out.print(f"[bold]Binance spot simulator[/] replaying {len(sim.market.frames):,} frames")
-        out.print(f"  REST       [cyan]{sim.rest_url}/api/v3/...[/]")
+        kind, api = ("USDⓈ-M futures", "fapi/v1") if usdm else ("spot", "api/v3")
+        out.print(f"[bold]Binance {kind} simulator[/] replaying {len(sim.market.frames):,} frames")
+        out.print(f"  REST       [cyan]{sim.rest_url}/{api}/...[/]")
         out.print(f"  raw WS     [cyan]{sim.ws_url}/ws/<stream>[/]")
         out.print(f"  combined   [cyan]{sim.ws_url}/stream?streams=<a>/<b>[/]")
-        out.print(f"  ccxt.pro   urls['api']['ws']['spot'] = [cyan]{sim.ws_url}/stream/ws[/]")
-        out.print(f"  streams    {streams} (+ @aggTrade, @kline_<interval>, @depth)")
+        if usdm:
+            out.print(f"  ccxt.pro   urls['api']['ws']['linear'] = [cyan]{sim.ws_url}/ws[/]")
+        else:
+            out.print(f"  ccxt.pro   urls['api']['ws']['spot'] = [cyan]{sim.ws_url}/stream/ws[/]")
+        derived = "@aggTrade, @kline_<interval>" + ("" if usdm else ", @depth")
+        out.print(f"  streams    {streams} (+ {derived})")
         if key:
-            out.print(f"  trading    POST/GET/DELETE /api/v3/order ... signed with key {key}")
+            out.print(f"  trading    POST/GET/DELETE /{api}/order ... signed with key {key}")
         out.print(
             f"  speed {speed}; replay "
             + ("started" if start_now else "starts with the first subscription")
