@@ -243,7 +243,9 @@ async def test_orders_the_account_or_the_filters_cannot_take_are_refused_with_bi
     with pytest.raises(Exception, match="-5022"):  # post-only at the ask would take
         await raw(type="LIMIT", timeInForce="GTX", quantity="0.01", price=f"{ask}")
     with pytest.raises(Exception, match="-1130"):  # a listed type the simulator lacks
-        await raw(type="STOP_MARKET", quantity="0.01", stopPrice=f"{ask + 100}")
+        await raw(type="TRAILING_STOP_MARKET", quantity="0.01", callbackRate="1")
+    with pytest.raises(Exception, match="-2021"):  # a buy stop under the market
+        await raw(type="STOP_MARKET", quantity="0.01", stopPrice=f"{ask - 100}")
     assert await ex.fetch_open_orders(SYM) == []
 
 
@@ -327,3 +329,39 @@ async def test_ccxt_pro_watch_orders_hears_the_fill_on_the_private_stream(
         assert (orders[-1]["id"], orders[-1]["filled"]) == (placed["id"], 0.01)
     finally:
         await client.close()
+
+
+async def test_a_close_position_stop_market_closes_the_long_when_a_trade_reaches_its_stop(
+    venue: UsdmVenue, ex: Any
+) -> None:
+    sim, engine = venue.sim, venue.engine
+    assert engine is not None
+    await ex.create_order(SYM, "market", "buy", 0.01)
+    [pos] = await ex.fetch_positions([SYM])
+    trades = sim.market.trades("BTCUSDT")
+    seen = len(sim.state.trades("BTCUSDT"))
+    last = Decimal(trades.trades[seen - 1].price)
+    # the stop: the first later print at least 10 USDT under the last one
+    i = next(
+        k for k in range(seen, len(trades.trades)) if Decimal(trades.trades[k].price) <= last - 10
+    )
+    stop = Decimal(trades.trades[i].price)
+    placed = await ex.fapiPrivatePostOrder(
+        {"symbol": "BTCUSDT", "side": "SELL", "type": "STOP_MARKET", "stopPrice": f"{stop}",
+         "closePosition": "true"}
+    )  # fmt: skip
+    assert (placed["status"], placed["origQty"], placed["closePosition"]) == ("NEW", "0.000", True)
+    sim.release(trades.anchors[i])  # the print before the stop: nothing happens yet
+    engine.match_resting()
+    assert (await ex.fetch_order(placed["orderId"], SYM))["info"]["status"] == "NEW"
+    sim.release(trades.anchors[i] + 1)
+    book = await ex.fetch_order_book(SYM, limit=5)  # the book the triggered order takes
+    engine.match_resting()
+    done = (await ex.fetch_order(placed["orderId"], SYM))["info"]
+    assert (done["status"], done["executedQty"], done["type"]) == ("FILLED", "0.010", "STOP_MARKET")
+    assert Decimal(done["avgPrice"]) == walk(book["bids"], Decimal("0.01"))
+    assert await ex.fetch_positions([SYM]) == []
+    fills = await ex.fetch_my_trades(SYM)
+    expected = Decimal("0.01") * (Decimal(done["avgPrice"]) - Decimal(str(pos["entryPrice"])))
+    closing = [f for f in fills if f["order"] == str(placed["orderId"])]
+    assert sum(Decimal(f["info"]["realizedPnl"]) for f in closing) == expected

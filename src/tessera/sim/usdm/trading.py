@@ -13,10 +13,14 @@ routes instead of ``/api/v3``.
 Rules, as Binance USDⓈ-M (error codes in brackets):
 
 * orders: MARKET and LIMIT (GTC, IOC, FOK, GTX = post-only, refused if it would take [-5022]);
-  ``positionSide`` BOTH only (one-way mode; LONG/SHORT [-4061]); ``reduceOnly`` orders must
-  reduce the position (else [-2022]) and never flip it: what exceeds the position when they fill
-  expires; stop, take-profit and trailing types and ``closePosition`` are not implemented and
-  refused [-1130] rather than ignored;
+  STOP and TAKE_PROFIT (limit on trigger), STOP_MARKET and TAKE_PROFIT_MARKET, triggered by a
+  replayed trade at or through ``stopPrice`` (STOP buys rising, sells falling; TAKE_PROFIT the
+  other way round), refused if the last price already triggers them [-2021]; only
+  ``workingType`` CONTRACT_PRICE; ``closePosition`` on the two market kinds closes whatever
+  position there is at the trigger (it expires when there is none); ``positionSide`` BOTH only
+  (one-way mode; LONG/SHORT [-4061]); ``reduceOnly`` orders must reduce the position (else
+  [-2022]) and never flip it: what exceeds the position when they fill expires; trailing stops
+  are refused [-1130] rather than ignored;
 * filters from the fapi exchangeInfo: price below min [-4013], above max [-4002], off tick
   [-4014], quantity below min [-4004], above max [-4005], off step [-4023] (LOT_SIZE for limits,
   MARKET_LOT_SIZE for market orders), notional under MIN_NOTIONAL unless reduce-only [-4164],
@@ -64,6 +68,10 @@ if TYPE_CHECKING:
     from tessera.sim.usdm.rest import UsdmPublicApi
 
 ZERO = Decimal(0)
+CONDITIONAL_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
+PRICED_TYPES = frozenset({"LIMIT", "STOP", "TAKE_PROFIT"})  # rest as limits (once triggered)
+CLOSE_POSITION_TYPES = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"})
+SERVED_TYPES = frozenset({"MARKET", "LIMIT"}) | CONDITIONAL_TYPES
 DEFAULT_LEVERAGE = 20  # Binance's default for a symbol never set
 MARGIN_INSUFFICIENT = binance.error(-2019, "Margin is insufficient.")
 REDUCE_ONLY_REJECTED = binance.error(-2022, "ReduceOnly Order is rejected.")
@@ -95,6 +103,21 @@ class UsdmOrder(SimOrder):
     reduce_only: bool = False
     realized: Decimal = ZERO  # of the last fill (the event's "rp")
     liquidation: bool = False  # an ``autoclose-`` order of the liquidation engine
+    close_position: bool = False  # closes whatever position there is when it triggers
+
+    @property
+    def has_stop(self) -> bool:
+        return self.type in CONDITIONAL_TYPES
+
+    def triggers_above(self) -> bool:
+        """USDⓈ-M: STOP(_MARKET) buys on the way up and sells on the way down,
+        TAKE_PROFIT(_MARKET) the other way round."""
+        rising = self.side == "BUY"
+        return rising if self.type.startswith("STOP") else not rising
+
+    @property
+    def rests_as_limit(self) -> bool:
+        return self.is_working and self.is_open and self.type in PRICED_TYPES
 
 
 @dataclass
@@ -213,7 +236,7 @@ class UsdmTradingEngine(TradingEngine):
 
     def _order_margin(self, o: SimOrder) -> Decimal:
         """What an open order holds: its opening part at its price over the leverage."""
-        if not o.is_open or getattr(o, "reduce_only", False):
+        if not o.is_open or getattr(o, "reduce_only", False) or not o.is_working:
             return ZERO
         opening = self._opening_qty(o.symbol, o.side, o.remaining)
         return opening * o.price / self.accounts[o.symbol].leverage
@@ -286,28 +309,41 @@ class UsdmTradingEngine(TradingEngine):
         otype = params.get("type", "")
         if not otype:
             raise BinanceError(binance.missing_param("type"))
-        if otype not in ("MARKET", "LIMIT"):
+        if otype not in SERVED_TYPES:
             if otype in inst.order_types:
                 raise _error(-1130, f"Order type {otype} is not implemented by the simulator.")
             raise _error(-1116, "Invalid orderType.")
         if params.get("positionSide", "BOTH") != "BOTH":
             raise BinanceError(POSITION_SIDE_MISMATCH)
-        if params.get("closePosition", "false") == "true":
-            raise _error(-1106, "Parameter 'closePosition' sent when not required.")
-        for name in ("stopPrice", "activationPrice", "callbackRate", "priceMatch"):
+        if params.get("workingType", "CONTRACT_PRICE") != "CONTRACT_PRICE":
+            raise _error(-1130, "Only workingType CONTRACT_PRICE is implemented by the simulator.")
+        for name in ("activationPrice", "callbackRate", "priceMatch"):
             if params.get(name):
                 raise _error(-1106, f"Parameter '{name}' sent when not required.")
+        close_position = params.get("closePosition", "false").lower() == "true"
+        if close_position and otype not in CLOSE_POSITION_TYPES:
+            raise _error(-1106, "Parameter 'closePosition' sent when not required.")
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
+        if close_position and reduce_only:
+            raise _error(-1106, "Parameter 'reduceOnly' sent when not required.")
         qty = decimal_param(params, "quantity")
-        if qty is None:
+        if close_position and qty is not None:
+            raise _error(-1106, "Parameter 'quantity' sent when not required.")
+        if qty is None and not close_position:
             raise BinanceError(binance.missing_param("quantity"))
+        stop = decimal_param(params, "stopPrice")
+        if otype in CONDITIONAL_TYPES and stop is None:
+            raise BinanceError(binance.missing_param("stopPrice"))
+        if otype not in CONDITIONAL_TYPES and stop is not None:
+            raise _error(-1106, "Parameter 'stopPrice' sent when not required.")
         price = decimal_param(params, "price")
         tif = params.get("timeInForce", "")
-        if otype == "LIMIT":
+        if otype in PRICED_TYPES:
             if price is None:
                 raise BinanceError(binance.missing_param("price"))
-            if not tif:
+            if not tif and otype == "LIMIT":
                 raise BinanceError(binance.missing_param("timeInForce"))
+            tif = tif or "GTC"
             if tif not in inst.time_in_force:
                 raise _error(-1115, "Invalid timeInForce.")
         elif price is not None:
@@ -317,14 +353,23 @@ class UsdmTradingEngine(TradingEngine):
             known = self.by_client.get((sym, cid))
             if known is not None and known.is_open:
                 raise _error(-4015, "Client order id is not valid.")
-        self._check_filters(inst, otype, side, qty, price, reduce_only)
+        base_type = "LIMIT" if otype in PRICED_TYPES else "MARKET"
         pos = self.accounts[sym].qty
+        if qty is not None:
+            self._check_filters(inst, base_type, side, qty, price, reduce_only or close_position)
+        if stop is not None:
+            if inst.tick_size and (stop - inst.min_price) % inst.tick_size != 0:
+                raise _error(-4014, "Price not increased by tick size.")
+            probe = UsdmOrder(0, "", sym, side, otype, "GTC", ZERO, ZERO, 0, stop_price=stop)
+            last = self.last_price(sym)
+            if last is not None and probe.would_trigger(last):
+                raise _error(-2021, "Order would immediately trigger.")
         if reduce_only and (pos == 0 or (pos > 0) == (side == "BUY")):
             raise BinanceError(REDUCE_ONLY_REJECTED)
         bid, ask = self.best(sym)
         if otype == "LIMIT" and tif == "GTX" and self._marketable(side, price, sym):
             raise BinanceError(GTX_REJECTED)
-        if not reduce_only:
+        if not reduce_only and qty is not None and stop is None:
             ref = price if price is not None else (ask if side == "BUY" else bid)
             opening = self._opening_qty(sym, side, qty)
             need = opening * (ref or self.mark(sym)) / self.accounts[sym].leverage
@@ -338,21 +383,49 @@ class UsdmTradingEngine(TradingEngine):
             sym,
             side,
             otype,
-            tif if otype == "LIMIT" else "GTC",
+            tif if otype in PRICED_TYPES else "GTC",
             price if price is not None else ZERO,
-            qty,
+            qty if qty is not None else ZERO,
             now,
-            working_ms=now,
+            stop_price=stop if stop is not None else ZERO,
+            working_ms=-1 if stop is not None else now,
             active_from=len(self.sim.state.trades(sym)),
-            reduce_only=reduce_only,
+            reduce_only=reduce_only or close_position,
+            close_position=close_position,
         )
         self.orders[oid] = order
         self.by_client[(sym, order.client_order_id)] = order
         self._report(order, "NEW")
-        limit = price if otype == "LIMIT" else None
-        if otype == "LIMIT" and tif == "GTX":
-            return order, []
-        return order, self._execute(order, limit)
+        if stop is not None or (otype == "LIMIT" and tif == "GTX"):
+            return order, []  # waits for its trigger / rests as a maker
+        return order, self._execute(order, price if otype == "LIMIT" else None)
+
+    def _trigger(self, order: SimOrder, trade_index: int) -> None:
+        """A replayed trade reached the stop: a ``closePosition`` order takes the position's
+        size (it expires if there is none to close), an order that opens needs its margin
+        now (else it expires), then it works as a market or limit order."""
+        acc = self.accounts[order.symbol]
+        if isinstance(order, UsdmOrder) and order.close_position:
+            closing = acc.qty != 0 and (acc.qty > 0) != (order.side == "BUY")
+            if not closing:
+                self._close(order, "EXPIRED")
+                return
+            order.orig_qty = acc.qty.copy_abs()
+        elif not (isinstance(order, UsdmOrder) and order.reduce_only):
+            ref = order.price or self.last_price(order.symbol) or ZERO
+            opening = self._opening_qty(order.symbol, order.side, order.remaining)
+            if opening * ref / acc.leverage > self.available():
+                self._close(order, "EXPIRED")
+                return
+        self.start_working(order)
+        order.active_from = trade_index + 1
+        if order.type in PRICED_TYPES:
+            if self._marketable(order.side, order.price, order.symbol):
+                self._execute(order, order.price)
+            elif order.time_in_force in ("IOC", "FOK"):
+                self._close(order, "EXPIRED")
+            return
+        self._execute(order, None)
 
     def _check_filters(
         self,
@@ -489,7 +562,7 @@ class UsdmTradingEngine(TradingEngine):
                 "q": qty(sym, order.orig_qty),
                 "p": px(sym, order.price) if order.price else "0",
                 "ap": f"{avg:f}" if order.executed_qty else "0",
-                "sp": "0",
+                "sp": px(sym, order.stop_price) if order.stop_price else "0",
                 "x": "CALCULATED" if getattr(order, "liquidation", False) else exec_type,
                 "X": order.status,
                 "i": order.order_id,
@@ -507,7 +580,7 @@ class UsdmTradingEngine(TradingEngine):
                 "wt": "CONTRACT_PRICE",
                 "ot": order.type,
                 "ps": "BOTH",
-                "cp": False,
+                "cp": getattr(order, "close_position", False),
                 "AP": "0",
                 "cr": "0",
                 "pP": False,
@@ -691,10 +764,10 @@ class UsdmTradingEngine(TradingEngine):
             "timeInForce": o.time_in_force,
             "type": o.type,
             "reduceOnly": isinstance(o, UsdmOrder) and o.reduce_only,
-            "closePosition": False,
+            "closePosition": getattr(o, "close_position", False),
             "side": o.side,
             "positionSide": "BOTH",
-            "stopPrice": px(sym, ZERO),
+            "stopPrice": px(sym, o.stop_price),
             "workingType": "CONTRACT_PRICE",
             "priceProtect": False,
             "origType": o.type,
