@@ -126,6 +126,9 @@ class _SymbolState:
         self.perp: SymbolPerpInputs | None = None
         self.last_mark: float | None = None  # perpetuals: the mark at the last close
         self.liq_f: float | None = None  # perpetuals: float shadow of the liquidation price
+        self.mark_high: list[float] = []  # perpetuals: the mark per bar (whole series)
+        self.mark_low: list[float] = []
+        self.mark_close: list[float] = []
         self.load(0, 0)
 
     def load(self, start: int, stop: int) -> None:
@@ -450,6 +453,8 @@ class BacktestEngine:
         pairs = list(zip(strategies, contexts, strict=True))
         symbol = st.symbol
         perp = self.perp_account is not None
+        funding_due = st.perp.funding.due if st.perp is not None else {}
+        mark_close = st.mark_close
         append_t, append_e, append_x = times.append, equity.append, exposure.append
         n = len(st.series)
         for start in range(0, n, CHUNK):
@@ -466,8 +471,11 @@ class BacktestEngine:
                 close = close_l[j]
                 st.last_close = close
                 self._marks_dirty = True
-                if perp:
-                    self._perp_bar(st, start + j)
+                if perp:  # liquidation and funding only matter when held or due
+                    if st.position_f or (start + j) in funding_due:
+                        self._perp_bar(st, start + j)
+                    else:
+                        st.last_mark = mark_close[start + j]
                 bar = Bar(
                     symbol, ot_l[j], t, op_l[j], hi_l[j], lo_l[j], close, vol_l[j], qv_l[j], tb_l[j]
                 )
@@ -478,8 +486,26 @@ class BacktestEngine:
                     except Exception as exc:  # user code: name it, the hook and the bar
                         raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
                 pos = st.position_f
-                if perp:
-                    eq, expo = self._mark_and_risk()
+                if perp:  # marked at the mark price
+                    if pos:
+                        mark = st.last_mark
+                        assert mark is not None
+                        eq = self._cash_f + pos * mark
+                        expo = abs(pos) * mark
+                        stats = self._perp_stats
+                        if eq > 0 and expo > stats.peak_leverage * eq:
+                            stats.peak_leverage = expo / eq
+                        liq = st.liq_f
+                        if liq is not None:
+                            dist = abs(mark - liq) / mark
+                            if stats.min_liq_distance is None or dist < stats.min_liq_distance:
+                                stats.min_liq_distance = dist
+                                stats.min_liq_distance_at = t
+                                stats.min_liq_distance_symbol = symbol
+                        if self.risk is not None:
+                            self._risk_update(eq)
+                    else:
+                        eq, expo = self._cash_f, 0.0
                     append_x(expo)
                 elif pos:
                     eq = self._cash_f + pos * close
@@ -594,7 +620,12 @@ class BacktestEngine:
         if missing:
             raise ValueError(f"no perpetual inputs for {', '.join(missing)}")
         for s in data:
-            self.symbols[s.symbol].perp = self.perp.symbols[s.symbol]
+            state = self.symbols[s.symbol]
+            state.perp = inputs = self.perp.symbols[s.symbol]
+            # Python lists: indexing them is several times faster than NumPy scalars
+            state.mark_high = inputs.mark_high.tolist()
+            state.mark_low = inputs.mark_low.tolist()
+            state.mark_close = inputs.mark_close.tolist()
         account = PerpAccount(
             self.config.quote_currency,
             self.config.initial_cash,
@@ -620,12 +651,12 @@ class BacktestEngine:
         inputs = st.perp
         assert acct is not None and inputs is not None
         if st.position_f:
-            if st.liq_f is None or len(acct.positions) > 1:
-                self._perp_resync()
+            if len(acct.positions) > 1 and acct.mode is MarginMode.CROSS:
+                self._perp_resync()  # the others' marks move a cross liquidation price
             liq = st.liq_f
             if liq is not None:
-                low = float(inputs.mark_low[i])
-                high = float(inputs.mark_high[i])
+                low = st.mark_low[i]
+                high = st.mark_high[i]
                 if (st.position_f > 0 and low <= liq) or (st.position_f < 0 and high >= liq):
                     lp = acct.crossed(st.symbol, _d(low), _d(high))
                     if lp is not None:
@@ -639,7 +670,7 @@ class BacktestEngine:
                     rate = FundingRate(fr.ts_ns, fr.rate, close)
                 if acct.settle_funding({st.symbol: rate}):
                     self._perp_resync()
-        st.last_mark = float(inputs.mark_close[i])
+        st.last_mark = st.mark_close[i]
 
     def _perp_resync(self) -> None:
         """Float shadows from the exact account: cash as ``wallet - sum(qty x entry)`` (so
