@@ -144,9 +144,7 @@ def main() -> None:
     print(json.dumps({"bars": args.bars, "repeat": args.repeat, "engines": rows}, indent=1))
     print(f"{'engine':18} {'bars/s':>10} {'fills':>7} {'vs spot':>8}")
     for name, row in rows.items():
-        print(
-            f"{name:18} {row['bars_per_s']:>10,.0f} {row['fills']:>7,} {row['vs_spot']:>+8.1%}"
-        )
+        print(f"{name:18} {row['bars_per_s']:>10,.0f} {row['fills']:>7,} {row['vs_spot']:>+8.1%}")
 
 
 if __name__ == "__main__":
