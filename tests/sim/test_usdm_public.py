@@ -127,10 +127,12 @@ async def test_usdm_payloads_use_futures_spellings(replayed: ExchangeSimulator) 
     assert (status, body["code"]) == (400, -1121)
 
 
-async def test_ccxt_pro_binanceusdm_keeps_the_book_of_the_recorded_0ms_diffs(
-    usdm: SimMarket,
+@pytest.mark.parametrize("rate", ["0", "100", "500"])
+async def test_ccxt_pro_binanceusdm_keeps_the_book_of_the_recorded_diffs(
+    usdm: SimMarket, rate: str
 ) -> None:
-    options = {**OPTIONS, "watchOrderBookRate": "0"}  # the recorded stream is @depth@0ms
+    # @depth@0ms is the recorded stream; @depth@100ms and @500ms merge its diffs
+    options = {**OPTIONS, "watchOrderBookRate": rate}
     async with usdm_venue(usdm, speed=30.0).sim as sim:
         ex = ccxtpro.binanceusdm({"options": options})
         point_usdm_at(ex, sim)

@@ -64,6 +64,9 @@ SPOT_ORDER_TYPES = (
     "TAKE_PROFIT",
     "TAKE_PROFIT_LIMIT",
 )
+# USDⓈ-M diff-depth streams and their update speed (``@depth`` is 250 ms on futures), derived
+# from a recording's ``@depth@0ms`` diffs when the recording has no such stream itself
+USDM_DEPTH_WINDOWS_MS = {"depth": 250, "depth@100ms": 100, "depth@250ms": 250, "depth@500ms": 500}
 # Binance pushes kline updates every second for 1s bars and every 2 seconds for the others.
 KLINE_UPDATE_MS = {"1s": 1_000}
 DEFAULT_KLINE_UPDATE_MS = 2_000
@@ -289,6 +292,8 @@ class SimMarket:
             return StreamData(name, "aggTrade", anchors, payloads)
         if kind.startswith("kline_") and kind[6:] in INTERVAL_MS:
             return self._derive_klines(name, sym, kind[6:])
+        if kind in USDM_DEPTH_WINDOWS_MS and f"{sym_l}@depth@0ms" in self._base:
+            return self._derive_depth_usdm(name, sym, USDM_DEPTH_WINDOWS_MS[kind])
         if kind == "depth":
             return self._derive_depth_1s(name, sym)
         return None
@@ -383,6 +388,50 @@ class SimMarket:
         for i, text in zip(base.anchors, base.payloads, strict=True):
             d = orjson.loads(text)
             if group and int(d["E"]) // 1000 != int(group[0]["E"]) // 1000:
+                flush()
+                group = []
+            group.append(d)
+            anchor = i
+        if group:
+            flush()
+        return out
+
+    def _derive_depth_usdm(self, name: str, sym: str, window_ms: int) -> StreamData | None:
+        """USDⓈ-M ``@depth``/``@depth@<n>ms`` from recorded ``@depth@0ms`` diffs: the diffs of
+        each window of exchange time merged (the last quantity of a level wins), ``U`` and
+        ``pu`` of the first, ``u``, ``E`` and ``T`` of the last, so that ``pu`` still equals
+        the ``u`` of the event before, as Binance's futures book procedure checks."""
+        base = self._base[f"{sym.lower()}@depth@0ms"]
+        out = StreamData(name, "depth", [], [])
+        group: list[dict[str, Any]] = []
+        anchor = -1
+
+        def flush() -> None:
+            bids: dict[Decimal, list[str]] = {}
+            asks: dict[Decimal, list[str]] = {}
+            for d in group:
+                for lv in d["b"]:
+                    bids[Decimal(lv[0])] = lv
+                for lv in d["a"]:
+                    asks[Decimal(lv[0])] = lv
+            first, last = group[0], group[-1]
+            merged = {
+                "e": "depthUpdate",
+                "E": last["E"],
+                "T": last["T"],
+                "s": last["s"],
+                "U": first["U"],
+                "u": last["u"],
+                "pu": first["pu"],
+                "b": [bids[p] for p in sorted(bids, reverse=True)],
+                "a": [asks[p] for p in sorted(asks)],
+            }
+            out.anchors.append(anchor)
+            out.payloads.append(orjson.dumps(merged).decode())
+
+        for i, text in zip(base.anchors, base.payloads, strict=True):
+            d = orjson.loads(text)
+            if group and int(d["E"]) // window_ms != int(group[0]["E"]) // window_ms:
                 flush()
                 group = []
             group.append(d)
