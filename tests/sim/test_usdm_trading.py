@@ -365,3 +365,35 @@ async def test_a_close_position_stop_market_closes_the_long_when_a_trade_reaches
     expected = Decimal("0.01") * (Decimal(done["avgPrice"]) - Decimal(str(pos["entryPrice"])))
     closing = [f for f in fills if f["order"] == str(placed["orderId"])]
     assert sum(Decimal(f["info"]["realizedPnl"]) for f in closing) == expected
+
+
+# GET /fapi/v3/positionRisk, one-way mode, as Binance's "Position Information V3" page lists it
+V3_POSITION_RISK = [
+    "symbol", "positionSide", "positionAmt", "entryPrice", "breakEvenPrice", "markPrice",
+    "unRealizedProfit", "liquidationPrice", "isolatedMargin", "notional", "marginAsset",
+    "isolatedWallet", "initialMargin", "maintMargin", "positionInitialMargin",
+    "openOrderInitialMargin", "adl", "bidNotional", "askNotional", "updateTime",
+]  # fmt: skip
+
+
+async def test_ccxt_defaults_read_the_v3_position_risk_and_account(venue: UsdmVenue) -> None:
+    v3 = {k: v for k, v in OPTIONS.items() if k not in ("fetchBalance", "fetchPositionsRisk")}
+    client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": v3})
+    point_usdm_at(client, venue.sim)
+    try:
+        await client.load_markets()
+        assert await client.fapiPrivateV3GetPositionRisk() == []  # nothing open: no rows
+        order = await client.create_order(SYM, "market", "sell", 0.01)
+        [pos] = await client.fetch_positions([SYM])  # /fapi/v3/positionRisk
+        assert list(pos["info"]) == V3_POSITION_RISK
+        assert (pos["side"], pos["contracts"], pos["entryPrice"]) == (
+            "short",
+            0.01,
+            order["average"],
+        )
+        balance = await client.fetch_balance()  # /fapi/v3/account
+        v2 = await client.fapiPrivateV2GetAccount()
+        assert balance["USDT"]["total"] == float(v2["totalMarginBalance"])
+        assert balance["USDT"]["used"] == float(v2["totalInitialMargin"])
+    finally:
+        await client.close()

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from aiohttp import web
 
 from tessera.execution.filters import SymbolFilters
@@ -72,6 +73,18 @@ CONDITIONAL_TYPES = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFI
 PRICED_TYPES = frozenset({"LIMIT", "STOP", "TAKE_PROFIT"})  # rest as limits (once triggered)
 CLOSE_POSITION_TYPES = frozenset({"STOP_MARKET", "TAKE_PROFIT_MARKET"})
 SERVED_TYPES = frozenset({"MARKET", "LIMIT"}) | CONDITIONAL_TYPES
+V3_ACCOUNT_POSITION_FIELDS = (
+    "symbol",
+    "positionSide",
+    "positionAmt",
+    "unrealizedProfit",
+    "isolatedMargin",
+    "notional",
+    "isolatedWallet",
+    "initialMargin",
+    "maintMargin",
+    "updateTime",
+)
 DEFAULT_LEVERAGE = 20  # Binance's default for a symbol never set
 MARGIN_INSUFFICIENT = binance.error(-2019, "Margin is insufficient.")
 REDUCE_ONLY_REJECTED = binance.error(-2022, "ReduceOnly Order is rejected.")
@@ -179,7 +192,9 @@ class UsdmTradingEngine(TradingEngine):
             ("GET", "/fapi/v1/positionSide/dual", self.position_mode, 30),
             ("GET", "/fapi/v1/leverageBracket", self.leverage_bracket, 1),
             ("GET", "/fapi/v2/positionRisk", self.position_risk, 5),
+            ("GET", "/fapi/v3/positionRisk", self.position_risk_v3, 5),
             ("GET", "/fapi/v2/account", self.account, 5),
+            ("GET", "/fapi/v3/account", self.account_v3, 5),
             ("GET", "/fapi/v2/balance", self.balance, 5),
             ("GET", "/fapi/v1/userTrades", self.my_trades, 5),
         )
@@ -922,6 +937,67 @@ class UsdmTradingEngine(TradingEngine):
             "isolatedWallet": f"{(pos.isolated_margin or ZERO) if pos else ZERO:f}",
             "updateTime": acc.update_ms,
         }
+
+    async def position_risk_v3(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """v3: only symbols with a position or open orders, without leverage and margin type
+        (Binance's v3 layout; ccxt's default)."""
+        sym = params.get("symbol")
+        symbols = [self.symbol(params)] if sym else list(self.sim.market.symbols)
+        return json_response([self._risk_row_v3(s) for s in symbols if self._active(s)])
+
+    def _active(self, sym: str) -> bool:
+        return self.accounts[sym].qty != 0 or any(
+            o.is_open and o.symbol == sym for o in self.orders.values()
+        )
+
+    def _risk_row_v3(self, sym: str) -> dict[str, Any]:
+        v2 = self._risk_row(sym)
+        pos = self.position(sym)
+        im = pos.initial_margin() if pos else ZERO
+        order_im = sum(
+            (self._order_margin(o) for o in self.orders.values() if o.symbol == sym), ZERO
+        )
+        return {
+            "symbol": sym,
+            "positionSide": "BOTH",
+            "positionAmt": v2["positionAmt"],
+            "entryPrice": v2["entryPrice"],
+            "breakEvenPrice": v2["breakEvenPrice"],
+            "markPrice": v2["markPrice"],
+            "unRealizedProfit": v2["unRealizedProfit"],
+            "liquidationPrice": v2["liquidationPrice"],
+            "isolatedMargin": v2["isolatedMargin"],
+            "notional": v2["notional"],
+            "marginAsset": self.asset,
+            "isolatedWallet": v2["isolatedWallet"],
+            "initialMargin": f"{im + order_im:.8f}",
+            "maintMargin": f"{self._maint(sym):.8f}",
+            "positionInitialMargin": f"{im:.8f}",
+            "openOrderInitialMargin": f"{order_im:.8f}",
+            "adl": 0,
+            "bidNotional": "0",
+            "askNotional": "0",
+            "updateTime": v2["updateTime"],
+        }
+
+    async def account_v3(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """v3: the v2 totals and assets; positions only where there is one (Binance's v3
+        layout; ccxt's default for fetch_balance)."""
+        resp = await self.account(request, params)
+        assert isinstance(resp.body, bytes)
+        v2 = orjson.loads(resp.body)
+        positions = []
+        for sym in self.sim.market.symbols:
+            if self.accounts[sym].qty == 0:
+                continue
+            row = self._risk_row_v3(sym)
+            row["unrealizedProfit"] = row.pop("unRealizedProfit")
+            positions.append({k: row[k] for k in V3_ACCOUNT_POSITION_FIELDS})
+        drop = ("feeTier", "canTrade", "canDeposit", "canWithdraw", "updateTime",
+                "multiAssetsMargin", "tradeGroupId", "positions")  # fmt: skip
+        body = {k: v for k, v in v2.items() if k not in drop}
+        body["positions"] = positions
+        return json_response(body)
 
     async def position_risk(self, request: web.Request, params: dict[str, str]) -> web.Response:
         sym = params.get("symbol")
