@@ -450,3 +450,22 @@ def test_the_backtest_command_runs_the_bundled_xrp_perpetual_and_prints_funding_
     assert res.returncode == 2
     assert "--no-funding" in res.stderr + res.stdout
     assert "Traceback" not in res.stderr
+
+
+def test_a_drawdown_halt_on_a_perpetual_snapshots_equity_at_the_mark(
+    xrp_1h: BarSeries, inputs_1h: PerpInputs
+) -> None:
+    from tessera.config.models import RiskConfig
+
+    # a 10x long of 9,000 XRP (~9,700 USDT) loses 1 % of 10,000 on a ~1 % move
+    risk = RiskConfig(max_drawdown_pct=1.0, max_order_notional="100%", max_position_notional="100%")
+    config = BacktestConfig.model_validate({"perp": {"leverage": 10}})
+    engine = BacktestEngine(config, risk, perp=inputs_1h)
+    result = engine.run([xrp_1h], [Targets([SYM], {0: D(9000)})])
+    halt = engine.halt
+    assert halt is not None and result.risk.halted_at_ns == halt.ts
+    # the snapshot's cash is wallet - qty x entry, so cash + qty x mark is the equity there
+    [(sym, qty)] = halt.positions.items()
+    i = int(result.risk.halt_bar or 0)
+    mark = D(repr(float(inputs_1h.symbols[sym].mark_close[i])))
+    assert float(halt.cash + qty * mark) == pytest.approx(float(halt.equity), rel=1e-9)

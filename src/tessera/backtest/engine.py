@@ -277,8 +277,9 @@ class BacktestContext(OrderHelpers):
 
     def target_position(self, symbol: str, qty: Decimal) -> Order | None:
         """Market orders from `execution.sizing`, as live: from the position plus the market
-        orders still on their way, a flip closed first, a short refused (``no_borrow``), a sell
-        capped at the base the account has free. Returns the last order sent."""
+        orders still on their way, a flip closed first (reduce-only, then the open); on spot a
+        short refused (``no_borrow``) and a sell capped at the base the account has free; on a
+        perpetual a short is a position like a long. Returns the last order sent."""
         engine = self._engine
         held = self.position(symbol) + engine.in_flight(symbol, self._strategy)
         perp = engine.perp_account is not None
@@ -587,7 +588,7 @@ class BacktestEngine:
                     reason=self.risk.halt.reason,
                     drawdown_pct=self.risk.halt.drawdown_pct,
                     equity=_d(equity),
-                    cash=self.portfolio.cash.get(quote, ZERO),
+                    cash=self._halt_cash(quote),
                     positions={s: q for s, q in self.portfolio.net_positions().items() if q},
                 )
             if RiskAction.CANCEL_ALL in actions:
@@ -595,6 +596,14 @@ class BacktestEngine:
                     self.cancel(order.client_order_id)
             if RiskAction.FLATTEN in actions:
                 self._flatten()
+
+    def _halt_cash(self, quote: str) -> Decimal:
+        """The cash of the halt snapshot, such that cash + sum(qty x price) is the equity: the
+        spot cash, or a perpetual's wallet minus sum(qty x entry)."""
+        if self.perp_account is None:
+            return self.portfolio.cash.get(quote, ZERO)
+        acct = self.perp_account
+        return acct.wallet - sum((p.qty * p.entry_price for p in acct.positions.values()), ZERO)
 
     def _mark_and_risk(self) -> tuple[float, float]:
         eq = self._cash_f
