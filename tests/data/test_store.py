@@ -235,6 +235,10 @@ def test_import_bundled_is_idempotent(tmp_path: Path) -> None:
     first = import_bundled(store)
     assert first["binance/trades"] == 9757 + 10147 + 6106 + 8409
     assert first["nautilus/klines"] == 45031 and first["coinbase/klines"] == 20111
+    # USDⓈ-M: the perpetual recording and the archives, under their own venue
+    assert first["binance-usdm/book_updates"] == 146_231
+    assert first["binance-usdm/funding_rates"] == 91 and first["binance-usdm/mark_klines"] == 100
+    assert first["binance-usdm/klines"] == 100 + 288
     assert all(v == 0 for v in import_bundled(store).values())
 
 
@@ -309,8 +313,11 @@ def test_data_cli_info_and_query(tmp_path: Path) -> None:
     assert run("data", "import", "--bundled").returncode == 0
     info = run("data", "info")
     assert info.returncode == 0 and "2024-08-09" in info.stdout and "BTCPERP" in info.stdout
-    q = run("data", "query", "select count(*) as n from trades")
+    q = run("data", "query", "select count(*) as n from trades where exchange = 'binance'")
     assert q.returncode == 0 and "34419" in q.stdout
+    # a view spans every venue; the exchange column tells spot from the perpetual
+    q = run("data", "query", "select exchange, count(*) from trades group by 1 order by 1")
+    assert q.returncode == 0 and "binance-usdm" in q.stdout and "4315" in q.stdout
     bad = run("data", "query", "select nope from trades")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     out = tmp_path / "t.csv"

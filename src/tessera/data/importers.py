@@ -7,6 +7,10 @@
   volume stays unknown/null).
 - ``bars/Coinbase_BTCUSD_1h.csv.gz``: hourly BTC/USD bars (exchange ``coinbase``).
 - ``binance-bulk/ADABTC-1m-2021-11-27.csv``: a Binance bulk-data kline file.
+- ``binance-raw-ws/usdm/*.gz``: a Binance USDⓈ-M BTCUSDT perpetual recording (trades, depth
+  diffs with ``pu``, bookTicker, the REST depth snapshot), exchange ``binance-usdm``.
+- ``binance-usdm/archives/``: USDⓈ-M bulk archives (XRPUSDT trade and mark klines, funding
+  rates; real values re-laid by ``scripts/bundle_usdm_archives.py``), exchange ``binance-usdm``.
 """
 
 from __future__ import annotations
@@ -21,17 +25,19 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from tessera.data.bulk import import_file
-from tessera.data.schemas import SCHEMAS
+from tessera.data.bulk import KINDS, import_bulk_file, import_file
+from tessera.data.schemas import SCHEMAS, USDM_VENUE
 from tessera.data.store import ParquetStore, rows_to_table
 from tessera.venues.binance.market_data import MS, book_ticker_row, depth_levels, trade_row
+from tessera.venues.binance_usdm.market_data import force_order_row, mark_price_row
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = REPO_ROOT / "samples"
 
 
 def import_recording(store: ParquetStore, path: Path) -> dict[str, int]:
-    """One raw websocket recording -> trades, book_updates, book_ticker, book_snapshots."""
+    """One raw websocket recording -> trades, book_updates, book_ticker, book_snapshots, and
+    on USDⓈ-M (``store`` of that venue) mark_prices and liquidations."""
     rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
@@ -76,6 +82,11 @@ def import_recording(store: ParquetStore, path: Path) -> dict[str, int]:
                         )
             elif stream.endswith("@bookTicker"):
                 rows[("book_ticker", sym)].append(book_ticker_row(d, recv))
+            elif "@markPrice" in stream:
+                rows[("mark_prices", sym)].append(mark_price_row(d, recv))
+            elif "forceOrder" in stream:  # <symbol>@forceOrder or !forceOrder@arr
+                row = force_order_row(d, recv)
+                rows[("liquidations", row.pop("symbol"))].append(row)
     written: dict[str, int] = defaultdict(int)
     for (dataset, sym), items in rows.items():
         written[dataset] += store.write(dataset, sym, rows_to_table(dataset, items))
@@ -164,5 +175,13 @@ def import_bundled(store: ParquetStore) -> dict[str, int]:
         kind="klines",
         interval="1m",
     )
+    usdm = store.venue(USDM_VENUE)
+    for path in sorted((SAMPLES / "binance-raw-ws" / "usdm").glob("*.gz")):
+        for dataset, n in import_recording(usdm, path).items():
+            out[f"{USDM_VENUE}/{dataset}"] += n
+    for path in sorted((SAMPLES / "binance-usdm" / "archives").rglob("*-*-*")):
+        if path.suffix in (".zip", ".csv"):
+            result = import_bulk_file(store, path)
+            out[f"{result.venue}/{KINDS[result.kind]}"] += result.written
     assert set(SCHEMAS)  # every dataset name used above is a known one
     return dict(out)

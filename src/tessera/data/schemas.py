@@ -11,7 +11,8 @@ identify a row: a row whose key is already stored is never written again.
 
 The ``exchange`` partition is the venue: ``binance`` for spot, ``binance-usdm`` for USDⓈ-M
 perpetuals, whose klines and trades are other prices than spot's and must never mix with them.
-``funding_rates`` and ``mark_klines`` exist for perpetuals only (`PERP_DATASETS`).
+``funding_rates``, ``mark_klines``, ``mark_prices`` and ``liquidations`` exist for perpetuals
+only (`PERP_DATASETS`).
 """
 
 from __future__ import annotations
@@ -127,6 +128,41 @@ FUNDING_RATES: Final = pa.schema(
 # layout; a mark price has no traded volume, so the volume columns are stored null.
 MARK_KLINES: Final = KLINES
 
+# ``<symbol>@markPrice[@1s]`` (``markPriceUpdate``), one row per update: the mark, the index, the
+# estimated settle price, the funding rate in force and the next funding time (rows of
+# `tessera.venues.binance_usdm.market_data.mark_price_row`).
+MARK_PRICES: Final = pa.schema(
+    [
+        ("mark_price", PRICE),
+        ("index_price", PRICE),
+        ("estimated_settle_price", PRICE),
+        ("funding_rate", PRICE),  # signed, 8 decimals
+        ("next_funding_time", TS),
+        ("event_time", TS),
+        ("recv_time", TS),
+    ]
+)
+
+# ``<symbol>@forceOrder`` / ``!forceOrder@arr``: liquidation orders the exchange placed (rows of
+# `force_order_row`; the symbol is the partition). Binance gives them no id: a row is the order
+# at its trade time, side, price and quantity.
+LIQUIDATIONS: Final = pa.schema(
+    [
+        ("side", pa.string()),  # BUY | SELL
+        ("order_type", pa.string()),
+        ("time_in_force", pa.string()),
+        ("qty", QTY),
+        ("price", PRICE),
+        ("avg_price", PRICE),
+        ("status", pa.string()),
+        ("last_filled_qty", QTY),
+        ("filled_qty", QTY),
+        ("trade_time", TS),
+        ("event_time", TS),
+        ("recv_time", TS),
+    ]
+)
+
 SCHEMAS: Final[dict[str, pa.Schema]] = {
     "trades": TRADES,
     "agg_trades": AGG_TRADES,
@@ -136,10 +172,12 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     "book_ticker": BOOK_TICKER,
     "funding_rates": FUNDING_RATES,
     "mark_klines": MARK_KLINES,
+    "mark_prices": MARK_PRICES,
+    "liquidations": LIQUIDATIONS,
 }
 
 # Datasets that exist only for perpetual futures: refused on the spot venue (``binance``).
-PERP_DATASETS: Final = frozenset({"funding_rates", "mark_klines"})
+PERP_DATASETS: Final = frozenset({"funding_rates", "mark_klines", "mark_prices", "liquidations"})
 SPOT_VENUE: Final = "binance"
 USDM_VENUE: Final = "binance-usdm"
 
@@ -152,6 +190,8 @@ DEDUP_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "book_ticker": ("update_id",),
     "funding_rates": ("funding_time",),
     "mark_klines": ("interval", "open_time"),
+    "mark_prices": ("event_time",),
+    "liquidations": ("trade_time", "side", "price", "qty"),
 }
 
 # The column whose UTC date picks the date= partition.
@@ -164,4 +204,6 @@ PARTITION_TIME: Final[dict[str, str]] = {
     "book_ticker": "recv_time",
     "funding_rates": "funding_time",
     "mark_klines": "open_time",
+    "mark_prices": "event_time",
+    "liquidations": "trade_time",
 }

@@ -95,7 +95,9 @@ class PartitionCoverage:
     first: datetime | None
     last: datetime | None
     files: int
-    missing: int  # missing ids (trades/agg_trades) or missing bars (klines); 0 when unknown
+    # missing ids (trades/agg_trades), bars (klines, mark_klines), funding times, or breaks in
+    # the chain of depth diffs (book_updates); 0 when unknown
+    missing: int
 
 
 def _fsync_dir(path: Path) -> None:
@@ -546,8 +548,16 @@ class ParquetStore:
                 for pdir in sorted(ddir.glob("symbol=*/date=*")):
                     cols = [tcol] + [
                         k
-                        for k in ("trade_id", "agg_id", "interval", "interval_hours")
-                        if k in SCHEMAS[dataset].names
+                        for k in (
+                            "trade_id",
+                            "agg_id",
+                            "interval",
+                            "interval_hours",
+                            "first_update_id",
+                            "last_update_id",
+                            "prev_update_id",
+                        )
+                        if k in SCHEMAS[dataset].names and k != tcol
                     ]
                     read = [
                         self._read_or_quarantine(f, cols) for f in sorted(pdir.glob("*.parquet"))
@@ -567,6 +577,8 @@ class ParquetStore:
                         last_seen[series] = max(hi, last_seen.get(series, hi))
                     elif dataset in ("klines", "mark_klines") and t.num_rows:
                         missing = _missing_klines(t, series, last_seen)
+                    elif dataset == "book_updates" and t.num_rows:
+                        missing = _depth_breaks(t, series, last_seen)
                     elif dataset == "funding_rates" and t.num_rows:
                         step = self._funding_step(pdir.parent)
                         missing = _missing_funding(t, series, last_seen, step)
@@ -654,6 +666,30 @@ def _missing_klines(
                 missing += max(0, (first - last_seen[key]) // step - 1)
         last_seen[key] = max(last, last_seen.get(key, last))
     return int(missing)
+
+
+def _depth_breaks(
+    t: pa.Table, series: tuple[Any, ...], last_seen: dict[tuple[Any, ...], int]
+) -> int:
+    """Breaks in one day's chain of depth diffs, and between it and the series' last diff.
+
+    A USDⓈ-M diff names the previous diff's final update id (``pu``): it follows when ``pu``
+    is the last diff's ``u``. A spot diff has no ``pu``: it follows when its first id ``U`` is
+    the last ``u`` + 1. Each break is one (unknown-sized) hole in the book's history.
+    """
+    frame = pl.from_arrow(t.select(["first_update_id", "last_update_id", "prev_update_id"]))
+    assert isinstance(frame, pl.DataFrame)
+    diffs = frame.unique().sort("last_update_id")
+    breaks = 0
+    last = last_seen.get(series)
+    for first, final, prev in diffs.iter_rows():
+        if last is not None and final > last:
+            follows = prev == last if prev is not None else first == last + 1
+            breaks += not follows
+        last = final if last is None else max(last, final)
+    if last is not None:
+        last_seen[series] = last
+    return breaks
 
 
 def _missing_funding(
