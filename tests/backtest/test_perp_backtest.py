@@ -469,3 +469,15 @@ def test_a_drawdown_halt_on_a_perpetual_snapshots_equity_at_the_mark(
     i = int(result.risk.halt_bar or 0)
     mark = D(repr(float(inputs_1h.symbols[sym].mark_close[i])))
     assert float(halt.cash + qty * mark) == pytest.approx(float(halt.equity), rel=1e-9)
+
+
+def test_the_sweep_refuses_a_perpetual_rather_than_running_it_as_spot(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["TESSERA_DATA_DIR"] = str(tmp_path / "data")
+    res = subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "sweep", "--workers", "1",
+         "--symbol", "binance-usdm:XRPUSDT", "--bars", str(BARS_1H)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert "does not run perpetuals yet" in res.stderr + res.stdout

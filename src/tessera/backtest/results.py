@@ -393,9 +393,11 @@ def perp_summary_lines(result: BacktestResult) -> list[str]:
             f"{abs(p.funding_paid):,.8f} over {p.funding_times} funding payments"
         )
         if len(p.funding_by_symbol) > 1:
-            funding += (
-                " (" + ", ".join(f"{k} {-v:+,.8f}" for k, v in p.funding_by_symbol.items()) + ")"
-            )
+            parts = [
+                f"{k} {'paid' if v <= 0 else 'received'} {abs(v):,.8f}"
+                for k, v in p.funding_by_symbol.items()
+            ]
+            funding += f" ({', '.join(parts)})"
     else:
         funding = "funding OFF (--no-funding): none paid or received"
     lines = [f"perpetual: leverage {p.leverage}x {p.margin_mode}; {funding}"]

@@ -123,6 +123,20 @@ def sweep(
     except KeyError as exc:
         raise ConfigError(str(exc).strip("\"'")) from exc
     loaded = research_bars(app.settings, symbol, timeframe, timerange, bars, console=out)
+    perp = [
+        b.symbol
+        for k, b in enumerate(loaded)
+        if b.venue == "binance-usdm"
+        or (
+            k < len(symbol or cfg.symbols)
+            and str((symbol or cfg.symbols)[k]).startswith("binance-usdm:")
+        )
+    ]
+    if perp:  # never sweep a perpetual as if it were spot
+        raise ConfigError(
+            f"{', '.join(perp)}: tessera sweep does not run perpetuals yet; "
+            "use tessera backtest for a binance-usdm symbol"
+        )
     series = [BarSeries.from_frame(b.symbol, b.frame, b.interval) for b in loaded]
     specs = grid or (["fast=5:50:5", "slow=20:200:20"] if strategy == "sma_cross" else [])
     if not specs:
