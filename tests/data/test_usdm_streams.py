@@ -129,3 +129,39 @@ def test_mark_price_updates_and_liquidations_are_stored_exactly_on_the_usdm_venu
     assert import_recording(store, rec) == {"mark_prices": 0, "liquidations": 0}
     with pytest.raises(StoreSchemaError, match="perpetual futures only"):
         import_recording(ParquetStore(tmp_path / "spot"), rec)
+
+
+def frame(stream: str, name: str, **changes: str) -> str:
+    data = {**json.loads((PAYLOADS / name).read_text()), **changes}
+    return json.dumps({"stream": stream, "data": data})
+
+
+async def test_the_ingest_service_stores_mark_price_updates_and_liquidations(
+    tmp_path: Path,
+) -> None:
+    from tessera.data.ingest import IngestService
+
+    store = ParquetStore(tmp_path).venue(USDM)
+    svc = IngestService(
+        store, "ws://unused", "http://unused", ["BTCUSDT"], kinds=("markPrice@1s", "forceOrder"),
+        backfill=False,
+    )  # fmt: skip
+    assert svc.streams == ["btcusdt@markPrice@1s", "btcusdt@forceOrder"]
+    fed = [
+        frame("btcusdt@markPrice@1s", "mark_price_stream.json"),
+        frame("btcusdt@forceOrder", "liquidation_stream.json"),
+        frame("btcusdt@markPrice@1s", "mark_price_stream.json", r="0.0003816x"),  # broken
+    ]
+    for i, f in enumerate(fed):
+        svc.on_frame(f, 1_700_000_000_000_000_000 + i)
+    await svc.flush(force=True)
+    assert svc.stats.malformed == 1 and svc.stats.rows_written == {
+        "mark_prices": 1,
+        "liquidations": 1,
+    }
+    assert store.read("mark_prices", "BTCUSDT")["funding_rate"].to_pylist() == [
+        Decimal("0.00038167")
+    ]
+    assert store.read("liquidations", "BTCUSDT")["avg_price"].to_pylist() == [
+        Decimal("9910.12345678")
+    ]

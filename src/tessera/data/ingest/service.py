@@ -73,6 +73,7 @@ from tessera.venues.binance.market_data import (
 )
 from tessera.venues.binance.streams import stream_kind
 from tessera.venues.binance_spot.fastpath import MSG_TYPES, frame_stream
+from tessera.venues.binance_usdm.market_data import force_order_row, mark_price_row
 
 log = get_logger(__name__)
 
@@ -731,6 +732,13 @@ class IngestService:
                     self._resync_book(symbol)
         elif kind == "bookTicker":
             self._add("book_ticker", symbol, book_ticker_row(d, recv_ns))
+        elif kind.startswith("markPrice"):  # USDⓈ-M <symbol>@markPrice[@1s]: store of that venue
+            row = mark_price_row(d, recv_ns)
+            self._lag("markPrice", symbol, recv_ns, row["event_time"])
+            self._add("mark_prices", symbol, row)
+        elif kind == "forceOrder":  # USDⓈ-M <symbol>@forceOrder: the order names its symbol
+            row = force_order_row(d, recv_ns)
+            self._add("liquidations", row.pop("symbol"), row)
 
     def _apply(self, buf: _RawBuffer, frames: list[str], conv: Converted) -> None:
         """Book-keeping of a converted batch, on the event loop: ids, gaps, metrics, logs."""
