@@ -169,6 +169,21 @@ def test_a_month_of_funding_on_a_constant_1000_xrp_long_is_the_pinned_8_03121014
     assert sum((e.amount for e in acct.funding), D(0)) - unpaid == D("-8.031210148")
 
 
+def test_a_position_closed_at_a_funding_time_pays_it_and_one_opened_there_does_not(
+    xrp_1h: BarSeries, inputs_1h: PerpInputs
+) -> None:
+    # bar 22 closes at 2021-11-18 00:00; its order fills at the 00:00 open of bar 23
+    assert xrp_1h.open_time[23] == ns("2021-11-18T00:00:00")
+    engine, _, strat = run(xrp_1h, inputs_1h, {0: D(1000), 22: D(0)})
+    assert engine.perp_account is not None
+    assert strat.fills[-1].ts_event == ns("2021-11-18T00:00:00")  # closed at the funding time
+    assert [e.ts_ns for e in engine.perp_account.funding] == [ns("2021-11-18T00:00:00")]
+    engine, _, strat = run(xrp_1h, inputs_1h, {22: D(1000)})
+    assert engine.perp_account is not None
+    assert strat.fills[0].ts_event == ns("2021-11-18T00:00:00")  # opened at the funding time
+    assert engine.perp_account.funding[0].ts_ns == ns("2021-11-18T08:00:00")
+
+
 def test_the_account_books_the_whole_month_of_funding_as_the_pinned_figure() -> None:
     rates, _ = funding_rates_from_frames(
         read_funding_rates(SAMPLE_FUNDING), read_mark_prices(SAMPLE_MARK_8H)
