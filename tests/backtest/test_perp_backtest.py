@@ -496,3 +496,21 @@ def test_the_sweep_refuses_a_perpetual_rather_than_running_it_as_spot(tmp_path: 
     )  # fmt: skip
     assert res.returncode == 2
     assert "does not run perpetuals yet" in res.stderr + res.stdout
+
+
+@pytest.mark.parametrize(
+    ("plan", "leverage"), [({0: D(1000), 5: D(-1000), 60: D(500)}, 1), ({0: D(9000)}, 50)]
+)
+def test_the_per_symbol_attribution_of_a_perpetual_adds_up_to_the_account(
+    xrp_1h: BarSeries, inputs_1h: PerpInputs, plan: dict[int, Decimal], leverage: int
+) -> None:
+    from tessera.backtest.attribution import attribution_rows
+
+    _, result, _ = run(xrp_1h, inputs_1h, plan, leverage=leverage)
+    assert result.perp is not None
+    symbol, total = attribution_rows(result, [xrp_1h])
+    assert total.initial_cash == D(10000)  # the wallet it started with, not a spot cash flow
+    assert abs(symbol.pnl - total.pnl) < D("1e-18")
+    assert total.pnl == result.final_equity - D(10000)
+    # the first run pays funding (in the symbol's realized PnL), the second is liquidated
+    assert (result.perp.funding_total != 0) != bool(result.perp.liquidations)

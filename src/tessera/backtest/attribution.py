@@ -20,6 +20,11 @@ shows the attribution loses or invents nothing; the identity holds because cash 
 by fills and Position's FIFO lots make realized + unrealized equal the cash flows plus the
 marked inventory without rounding. The initial cash is recovered from the result exactly
 (final cash minus what the fills moved), so no config is needed.
+
+A perpetual's cash does not move by the notional: its initial wallet is recovered from the
+perpetual summary (final wallet − realized PnL + fees − funding), each symbol's funding is in
+its ``realized_pnl``, and open lots are marked at the final **mark** price, as the engine marks
+them, so the rows still add up to the account.
 """
 
 from __future__ import annotations
@@ -74,7 +79,11 @@ def _d(x: float) -> Decimal:
 
 
 def initial_cash(result: BacktestResult) -> Decimal:
-    """The cash the run started with: final cash minus what every fill moved (exact)."""
+    """The cash the run started with: final cash minus what every fill moved (exact); for a
+    perpetual, the initial wallet from the perpetual summary."""
+    if result.perp is not None:
+        p = result.perp
+        return p.final_wallet - p.realized_pnl + p.fees_paid - p.funding_total
     moved = ZERO
     for rec in result.fills:
         f = rec.fill
@@ -115,13 +124,18 @@ def attribution_rows(
             fees += f.fee
             fill_ts.append(f.ts_event)
             fill_qty.append(float(signed))
-        unrealized = pos.unrealized_pnl(_d(float(s.close[-1]))) if len(s) and pos.lots else ZERO
+        last = _d(float(s.close[-1])) if len(s) else None
+        funding = ZERO
+        if result.perp is not None:  # marked at the mark; funding is the symbol's own PnL
+            last = result.perp.final_marks.get(s.symbol, last)
+            funding = result.perp.funding_by_symbol.get(s.symbol, ZERO)
+        unrealized = pos.unrealized_pnl(last) if last is not None and pos.lots else ZERO
         gross[k] = _gross_exposure(s, np.asarray(fill_ts, np.int64), np.asarray(fill_qty), times)
         closed = [t for t in result.trades if t.symbol == s.symbol and t.closed_by_order]
         rows.append(
             SymbolAttribution(
                 symbol=s.symbol,
-                realized_pnl=pos.realized_pnl - fees,
+                realized_pnl=pos.realized_pnl - fees + funding,
                 unrealized_pnl=unrealized,
                 fees=fees,
                 fills=len(fill_ts),

@@ -304,6 +304,7 @@ class PerpSummary:
     final_wallet: Decimal
     realized_pnl: Decimal
     fees_paid: Decimal  # trading and liquidation fees
+    final_marks: Mapping[str, Decimal] = field(default_factory=dict)  # the last mark per symbol
 
     @property
     def funding_paid(self) -> Decimal:
@@ -334,6 +335,7 @@ class PerpSummary:
             final_wallet=account.wallet,
             realized_pnl=account.realized,
             fees_paid=account.fees_paid,
+            final_marks=dict(account.marks),
         )
 
     def to_dict(self) -> dict[str, Any]:
