@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from test_futures_store import WIDE, cli
 from typer.testing import CliRunner, Result
@@ -185,3 +188,46 @@ def test_a_cut_mark_archive_line_names_the_file_in_the_zip(tmp_path: Path) -> No
     with pytest.raises(BulkDataError, match=r"line 4 has \d+ columns") as exc:
         parse_csv("\n".join(lines), "markPriceKlines", "1h", source=str(MARK_1H))
     assert str(MARK_1H) in str(exc.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    row=st.integers(min_value=0, max_value=51),
+    archive_ms=st.integers(min_value=0, max_value=3_599_999),
+    rest_ms=st.integers(min_value=0, max_value=3_599_999),
+)
+def test_one_funding_reported_at_any_ms_of_its_hour_by_both_sources_is_one_row_at_the_hour(
+    row: int, archive_ms: int, rest_ms: int
+) -> None:
+    """The key is `nominal_funding_time` of the reported time, whichever source reports it and
+    however late in the hour (the rates are the real December ones; only the stamps vary)."""
+    import tempfile
+
+    from tessera.data.futures_store import funding_table
+    from tessera.execution.perp.funding import nominal_funding_time
+
+    line = FUNDING_DEC.read_text().splitlines()[1 + row]
+    calc_ms, hours, rate = line.split(",")
+    hour_ms = int(calc_ms) - int(calc_ms) % 3_600_000
+    archive = parse_csv(f"{hour_ms + archive_ms},{hours},{rate}", "fundingRate", source="a")
+    rest = funding_table([((hour_ms + rest_ms) * 1_000_000, rate, None, None)])
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ParquetStore(tmp).venue(USDM)
+        assert store.write("funding_rates", "XRPUSDT", archive) == 1
+        assert store.write("funding_rates", "XRPUSDT", rest) == 0
+        (stored,) = store.read("funding_rates", "XRPUSDT").to_pylist()
+    ns = int(stored["funding_time"].timestamp()) * 1_000_000_000
+    assert ns == nominal_funding_time((hour_ms + archive_ms) * 1_000_000) == hour_ms * 1_000_000
+    assert stored["reported_time"].timestamp() * 1000 == pytest.approx(hour_ms + archive_ms)
+    assert stored["funding_rate"] == Decimal(rate)
+
+
+def test_outside_a_vision_tree_a_folder_named_like_an_archive_kind_is_just_a_folder(
+    tmp_path: Path,
+) -> None:
+    loose = tmp_path / "metrics" / KLINES_1H.name
+    loose.parent.mkdir()
+    shutil.copy(KLINES_1H, loose)
+    store = ParquetStore(tmp_path / "s")
+    r = import_bulk_file(store, loose, venue=USDM)  # no futures/um folder: the venue is given
+    assert (r.venue, r.kind, r.written) == (USDM, "klines", 100)

@@ -558,8 +558,9 @@ def kind_and_venue_from_path(path: Path) -> tuple[str | None, str | None]:
         if (a, b) in (("futures", "um"), ("data", "spot")):
             venue, at = (USDM_VENUE if b == "um" else SPOT_VENUE), i + 2
     region = parts[at:]
+    in_tree = venue is not None  # outside a Vision tree, only unmistakable folder names count
     for unstored in UNSTORED_KINDS:
-        if unstored in region:
+        if unstored in region and (in_tree or unstored.endswith("Klines")):
             raise BulkDataError(
                 f"{path}: a Binance {unstored} archive (its folder says so); the store keeps "
                 f"{', '.join(KINDS)} only, and this file's name would read as trade klines. "
