@@ -451,7 +451,7 @@ def test_the_backtest_command_runs_the_bundled_xrp_perpetual_and_prints_funding_
     assert "the trade price for 43" in text
     assert "XRPUSDT funding: " in text and "10 funding times applied" in text
     doc = json.loads((tmp_path / "out" / "result.json").read_text())
-    assert doc["perp"]["margin_mode"] == "isolated"
+    assert (doc["perp"]["margin_mode"], doc["perp"]["liquidation_count"]) == ("isolated", 0)
     assert doc["perp"]["funding_total"] == doc["perp"]["funding_by_symbol"]["XRPUSDT"]
     assert "Perpetual: funding, margin, liquidation" in (tmp_path / "r.html").read_text()
     # no funding file for a non-sample perpetual: refused in one paragraph, exit 2

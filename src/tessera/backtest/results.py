@@ -348,6 +348,7 @@ class PerpSummary:
             "funding_paid": str(self.funding_paid),
             "funding_by_symbol": {k: str(v) for k, v in self.funding_by_symbol.items()},
             "funding_times": self.funding_times,
+            "liquidation_count": len(self.liquidations),
             "liquidations": [
                 {
                     "time_ns": x.ts,
@@ -381,10 +382,16 @@ def _when(ts_ns: int) -> str:
 def perp_summary_lines(result: BacktestResult) -> list[str]:
     """Funding, liquidations and margin in a few plain lines (empty for spot). E.g.::
 
-    perpetual: leverage 20x isolated; funding paid 1.23 USDT over 9 funding times
-    XRPUSDT mark: samples/.../XRP_USDT_USDT-1h-mark.feather for 57 of 100 bars, ...
-    LIQUIDATED XRPUSDT 1000 at 1.0512 (bar opening 2021-11-18 09:00 UTC): lost 53.20 USDT
-    margin: peak leverage used 19.8x; closest to liquidation 0.4% (2021-11-18 08:59 UTC)
+    perpetual: leverage 50x isolated; funding paid 0.00000000 over 0 funding payments
+    XRPUSDT mark: .../XRP_USDT_USDT-1h-mark.feather for 57 of 100 bars, the trade price for 43
+    XRPUSDT funding: .../XRP_USDT_USDT-8h-funding_rate.feather: 10 funding times applied (...)
+    1 liquidation:
+    LIQUIDATED XRPUSDT 9000 (entry 1.079067896) at 1.0628005 in the bar opening 2021-11-17
+    03:00 UTC (mark reached 1.05931): lost 194.23, liquidation fee 47.8260
+    margin: peak leverage used 0.97x; closest to liquidation 1.23% of the mark (2021-11-17
+    03:00 UTC)
+
+    Amounts are in the quote asset (USDT); the closest-to-liquidation time is a bar's close.
     """
     p = result.perp
     if p is None:
@@ -404,14 +411,14 @@ def perp_summary_lines(result: BacktestResult) -> list[str]:
         funding = "funding OFF (--no-funding): none paid or received"
     lines = [f"perpetual: leverage {p.leverage}x {p.margin_mode}; {funding}"]
     lines.extend(p.sources)
+    n = len(p.liquidations)
+    lines.append(f"{n} liquidation{'' if n == 1 else 's'}:" if n else "no liquidation")
     for x in p.liquidations:
         lines.append(
             f"LIQUIDATED {x.symbol} {x.qty:f} (entry {x.entry_price:f}) at {x.price:.8g} in the "
             f"bar opening {_when(x.ts)} UTC (mark reached {x.mark_extreme:f}): lost "
             f"{x.loss:,.2f}, liquidation fee {x.fee:,.4f}"
         )
-    if not p.liquidations:
-        lines.append("no liquidation")
     dist = (
         f"; closest to liquidation {p.min_liq_distance:.2%} of the mark "
         f"({_when(p.min_liq_distance_at)} UTC)"
