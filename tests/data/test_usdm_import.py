@@ -14,6 +14,7 @@ import shutil
 import zipfile
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -231,3 +232,53 @@ def test_outside_a_vision_tree_a_folder_named_like_an_archive_kind_is_just_a_fol
     store = ParquetStore(tmp_path / "s")
     r = import_bulk_file(store, loose, venue=USDM)  # no futures/um folder: the venue is given
     assert (r.venue, r.kind, r.written) == (USDM, "klines", 100)
+
+
+async def test_usdm_archives_download_from_their_futures_um_paths_verified_and_imported(
+    tmp_path: Path,
+) -> None:
+    from aiohttp import web
+
+    from tessera.data.bulk import download
+
+    served: list[str] = []
+
+    @web.middleware
+    async def log_path(request: web.Request, handler: Any) -> web.StreamResponse:
+        served.append(request.path)
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app = web.Application(middlewares=[log_path])
+    app.router.add_static("/", ARCHIVES)  # the bundled tree is Binance's own layout
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    store = ParquetStore(tmp_path / "store")
+    try:
+        for kind, interval in (("klines", "1h"), ("markPriceKlines", "1h"), ("fundingRate", "")):
+            got = await download(
+                store, base, "XRPUSDT", kind, ["2021-11"], tmp_path / "dl" / kind,
+                interval or "1m", venue=USDM,
+            )  # fmt: skip
+            assert list(got.values()) == [{"klines": 100, "markPriceKlines": 100}.get(kind, 39)]
+    finally:
+        await runner.cleanup()
+    assert "/data/futures/um/monthly/markPriceKlines/XRPUSDT/1h/XRPUSDT-1h-2021-11.zip" in served
+    assert (
+        "/data/futures/um/monthly/fundingRate/XRPUSDT/XRPUSDT-fundingRate-2021-11.zip.CHECKSUM"
+        in served
+    )
+    usdm = store.venue(USDM)
+    assert [usdm.read(d).num_rows for d in ("klines", "mark_klines", "funding_rates")] == [
+        100,
+        100,
+        39,
+    ]
+    assert store.files("klines") == []  # nothing under spot
+    msg = config_error(
+        run(tmp_path, "download", "--venue", USDM, "--archives", "--kind", "fundingRate",
+            "--symbol", "XRPUSDT", "--start", "2021-11-01", "--daily")
+    )  # fmt: skip
+    assert "monthly only" in msg

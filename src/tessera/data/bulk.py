@@ -659,11 +659,22 @@ def import_file(
     return import_bulk_file(store, path, symbol, kind, interval).written
 
 
-def bulk_url(base: str, symbol: str, kind: str, period: str, interval: str = "1m") -> str:
+def bulk_url(
+    base: str,
+    symbol: str,
+    kind: str,
+    period: str,
+    interval: str = "1m",
+    venue: str = SPOT_VENUE,
+) -> str:
+    """The file's address: ``data/spot/...`` or, for ``binance-usdm``, ``data/futures/um/...``
+    (where markPriceKlines sit in an interval folder like klines, fundingRate in none)."""
     freq = "daily" if len(period) == 10 else "monthly"
-    mid = interval if kind == "klines" else kind
-    sub = f"{symbol}/{interval}/" if kind == "klines" else f"{symbol}/"
-    return f"{base.rstrip('/')}/data/spot/{freq}/{kind}/{sub}{symbol}-{mid}-{period}.zip"
+    kline = kind in KLINE_KINDS
+    mid = interval if kline else kind
+    sub = f"{symbol}/{interval}/" if kline else f"{symbol}/"
+    tree = "data/futures/um" if venue == USDM_VENUE else "data/spot"
+    return f"{base.rstrip('/')}/{tree}/{freq}/{kind}/{sub}{symbol}-{mid}-{period}.zip"
 
 
 def periods(start: date, end: date, daily: bool) -> list[str]:
@@ -765,6 +776,7 @@ async def download(
     dest_dir: Path,
     interval: str = "1m",
     progress: Callable[[str, int, int], None] | None = None,
+    venue: str = SPOT_VENUE,
 ) -> dict[str, int]:
     """Download (resumably), verify and import each period; returns rows written per file.
 
@@ -775,7 +787,7 @@ async def download(
     results: dict[str, int] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
         for period in period_list:
-            url = bulk_url(base_url, symbol, kind, period, interval)
+            url = bulk_url(base_url, symbol, kind, period, interval, venue)
             name = url.rsplit("/", 1)[1]
             dest = dest_dir / name
             try:
@@ -795,9 +807,10 @@ async def download(
             except BulkDataError as exc:
                 raise BulkDataError(f"{sentence(str(exc))} {_done_so_far(results)}") from exc
             try:
-                results[name] = await asyncio.to_thread(
-                    import_file, store, dest, symbol, kind, interval
+                imported = await asyncio.to_thread(
+                    import_bulk_file, store, dest, symbol, kind, interval, venue
                 )
+                results[name] = imported.written
             except BulkDataError as exc:
                 dest.unlink(missing_ok=True)  # a corrupt file must be downloaded again
                 raise BulkDataError(

@@ -429,6 +429,14 @@ def download(
             "--rest-url", help="With --venue binance-usdm: default https://fapi.binance.com"
         ),
     ] = None,
+    archives: Annotated[
+        bool,
+        typer.Option(
+            "--archives",
+            help="With --venue binance-usdm: download Binance's USDⓈ-M bulk archives "
+            "(data/futures/um) instead of the REST backfill",
+        ),
+    ] = False,
 ) -> None:
     """Download Binance bulk files (resumable, checksum-verified) and import them, or, with
     ``--venue binance-usdm``, backfill USDⓈ-M klines, mark-price klines or funding rates over
@@ -442,16 +450,21 @@ def download(
     from tessera.data.bulk import download as run_download
 
     app = _app(ctx)
-    if venue == "binance-usdm":
+    if venue == "binance-usdm" and not archives:
         _backfill_usdm(app, symbol, start, end, kind, interval, rest_url)
         return
-    if venue != "binance":
+    if venue not in ("binance", "binance-usdm"):
         raise ConfigError(f"--venue {venue!r}: expected binance or binance-usdm")
-    if kind not in ("klines", "trades", "aggTrades"):
-        raise ConfigError(f"--kind {kind!r}: expected klines, trades or aggTrades")
+    kinds: tuple[str, ...] = ("klines", "trades", "aggTrades")
+    if venue == "binance-usdm":
+        kinds += ("markPriceKlines", "fundingRate")
+    if kind not in kinds:
+        raise ConfigError(f"--kind {kind!r}: expected {', '.join(kinds)}")
+    if kind == "fundingRate" and daily:
+        raise ConfigError("--kind fundingRate: Binance publishes funding rates monthly only")
     try:
         symbol = check_symbol(symbol, "--symbol")
-        if kind == "klines":
+        if kind in ("klines", "markPriceKlines"):
             check_interval(interval, "--interval")
     except BulkDataError as exc:
         raise ConfigError(str(exc)) from exc
@@ -488,6 +501,7 @@ def download(
                     dest,
                     interval,
                     report,
+                    venue,
                 )
             )
         except BulkDataError as exc:
