@@ -69,26 +69,36 @@ REMOVED_SETTINGS = {
     "from Binance is stored under exchange=binance; the venue Tessera connects to is "
     "exchange.name (in tessera.yaml or TESSERA_EXCHANGE__NAME)",
 }
-# ccxt exchange ids Tessera can trade on and take market data from, and what each one means.
-# The order adapter, the market-data feed, the bulk download and the simulator all speak
-# Binance's spot API; another venue needs its own adapter, not a different id.
-SUPPORTED_EXCHANGES: dict[str, str] = {"binance": "binance (spot)"}
+# exchange.name values Tessera can trade on, and what each one means. The market-data feed,
+# the bulk download and the spot simulator speak Binance's spot API: binance-usdm (Binance
+# USDⓈ-M perpetuals) is for trading only (its order adapter, tessera.execution.ccxt_exchange).
+# Another venue needs its own adapter, not a different id.
+SUPPORTED_EXCHANGES: dict[str, str] = {
+    "binance": "binance (spot)",
+    "binance-usdm": "binance-usdm (USDⓈ-M perpetuals, for trading)",
+}
+# exchange.name -> ccxt's exchange id
+CCXT_IDS: dict[str, str] = {"binance": "binance", "binance-usdm": "binanceusdm"}
+# exchange.name values only the order adapter speaks (not market data or downloads yet)
+TRADING_ONLY_EXCHANGES = frozenset({"binance-usdm"})
 
 
 def require_supported_exchange(name: str, use: str = "trading") -> str:
     """``name`` (the ``exchange.name`` setting) as the ccxt exchange id, or `ConfigError`.
 
-    ``use`` says what it is for ("trading", "market data") in the message. Called where a
-    command starts trading (`tessera.live.assembly.bot_options`) and by `CcxtExchange`, so an
-    unsupported venue stops the start instead of being ignored.
+    ``use`` says what it is for ("trading", "market data") in the message; a venue of
+    `TRADING_ONLY_EXCHANGES` is refused for any other use. Called where a command starts
+    trading (`tessera.live.assembly.bot_options`) and by `CcxtExchange`, so an unsupported
+    venue stops the start instead of being ignored.
     """
-    if name in SUPPORTED_EXCHANGES:
-        return name
-    venues = ", ".join(SUPPORTED_EXCHANGES.values())
+    if name in SUPPORTED_EXCHANGES and (use == "trading" or name not in TRADING_ONLY_EXCHANGES):
+        return CCXT_IDS[name]
+    usable = [n for n in SUPPORTED_EXCHANGES if use == "trading" or n not in TRADING_ONLY_EXCHANGES]
+    venues = ", ".join(SUPPORTED_EXCHANGES[n] for n in usable)
     raise ConfigError(
-        f"exchange.name {name!r} is not supported for {use}: Tessera trades {venues} only (its "
-        "order adapter, market-data feed and simulator speak Binance's spot API). Set "
-        f"exchange.name to one of {sorted(SUPPORTED_EXCHANGES)} in {TOP_LEVEL_YAML} or "
+        f"exchange.name {name!r} is not supported for {use}: Tessera supports {venues} for "
+        f"{use} (each venue needs its own adapter, not only a different name). Set "
+        f"exchange.name to one of {sorted(usable)} in {TOP_LEVEL_YAML} or "
         "TESSERA_EXCHANGE__NAME (or remove it: binance is the default); for a Binance-compatible "
         "endpoint such as the testnet, set exchange.rest_url and exchange.ws_url instead."
     )
@@ -101,8 +111,9 @@ class ExchangeSettings(BaseModel):
 
     name: str = Field(
         "binance",
-        description="ccxt exchange id of the venue: binance (spot) is the only one supported; "
-        "`tessera run` refuses any other (exit 2)",
+        description="the venue: binance (spot) or binance-usdm (USDⓈ-M perpetuals; its order "
+        "adapter only, `tessera run` does not trade it yet); `tessera run` refuses any other "
+        "(exit 2)",
     )
     api_key: SecretStr | None = Field(
         None, description="API key (needed for paper-on-exchange/live)"

@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import ccxt.async_support as ccxt_async
 
+from tessera.config.errors import ConfigError
 from tessera.config.settings import require_supported_exchange
 from tessera.execution.exchange import (
     AuthError,
@@ -61,11 +63,15 @@ from tessera.execution.orders import (
     OrderStatus,
     OrderType,
 )
+from tessera.execution.perp.margin import MarginMode
+from tessera.execution.perp_reconcile import PerpBalance, VenuePosition
 from tessera.live.clock import ClockSyncError, ExchangeClock
 from tessera.logging import get_logger
-from tessera.venues.binance.errors import binance_error, exception_for
-from tessera.venues.binance_spot.errors import classify
+from tessera.venues.binance.errors import ErrorAction, binance_error, exception_for
+from tessera.venues.binance_spot.errors import classify as classify_spot
 from tessera.venues.binance_spot.status import SPOT_STATUS
+from tessera.venues.binance_usdm.errors import classify as classify_usdm
+from tessera.venues.binance_usdm.status import USDM_STATUS
 
 if TYPE_CHECKING:
     from tessera.live.ratelimit import RateLimiter
@@ -88,8 +94,15 @@ REQUEST_COST: dict[str, tuple[int, int]] = {
 }
 
 
-def map_error(exc: Exception, last_json: Any = None) -> Exception:
-    """A ccxt exception -> ours (see the module docstring)."""
+def map_error(
+    exc: Exception,
+    last_json: Any = None,
+    classify: Callable[[int], ErrorAction | None] = classify_spot,
+) -> Exception:
+    """A ccxt exception -> ours (see the module docstring); ``classify`` is the venue's code
+    table (spot's by default). A code the venue calls `ErrorAction.NO_CHANGE` ("already so")
+    comes back as a plain `ExchangeError` with its code, for the caller that asked for the
+    change to read as success."""
     body = binance_error(exc, last_json)
     if body is not None:
         code, msg = body
@@ -97,6 +110,8 @@ def map_error(exc: Exception, last_json: Any = None) -> Exception:
         mapped = exception_for(action, code, msg) if action is not None else None
         if mapped is not None:
             return mapped
+        if action is ErrorAction.NO_CHANGE:
+            return ExchangeError(msg, code)
     # ccxt matched the message text instead (its "broad" table) and kept no body
     if isinstance(exc, ccxt_async.InsufficientFunds):
         return OrderRejectedError(str(exc)[:300], -2010)
@@ -116,7 +131,14 @@ def map_error(exc: Exception, last_json: Any = None) -> Exception:
 
 
 class CcxtExchange:
-    """Binance spot through ccxt; ``rest_url`` points it at the simulator, testnet or Binance."""
+    """Binance spot through ccxt; ``rest_url`` points it at the simulator, testnet or Binance.
+
+    `UsdmCcxtExchange` is the USDⓈ-M perpetuals adapter; `open_exchange` picks the class from
+    the ``exchange.name`` setting."""
+
+    # the venue's exchange.name (SUPPORTED_EXCHANGES), and what it costs to call
+    VENUE = "binance"
+    COST = REQUEST_COST
 
     def __init__(
         self,
@@ -124,20 +146,28 @@ class CcxtExchange:
         api_key: str = "",
         api_secret: str = "",
         *,
-        exchange_id: str = "binance",
+        exchange_id: str | None = None,
         timeout_ms: int = 10_000,
         recv_window_ms: int = 5_000,
         limiter: RateLimiter | None = None,
         clock: ExchangeClock | None = None,
     ) -> None:
-        """``exchange_id``: the ccxt id (the ``exchange.name`` setting; anything but a venue of
-        `SUPPORTED_EXCHANGES` is a `ConfigError`: this adapter speaks Binance's spot API).
+        """``exchange_id``: the ``exchange.name`` setting (default: this class's venue); a
+        name not in `SUPPORTED_EXCHANGES` is a `ConfigError`, and a supported venue this class
+        does not speak is one too (`open_exchange` picks the class).
         ``timeout_ms``: how long a request may go unanswered before its outcome is unknown (the
         bot passes ``live.order_timeout_s``). ``recv_window_ms``: sent as ``recvWindow`` with
         every signed request (``exchange.recv_window_ms``). ``clock``: the exchange clock to
-        sign with (shared with the bot); None builds one on this client's ``GET /api/v3/time``,
+        sign with (shared with the bot); None builds one on this client's server-time request,
         paced by ``limiter`` and closed with this client."""
-        cls = getattr(ccxt_async, require_supported_exchange(exchange_id))
+        name = self.VENUE if exchange_id is None else exchange_id
+        ccxt_id = require_supported_exchange(name)
+        if ccxt_id != require_supported_exchange(self.VENUE):
+            raise ConfigError(
+                f"exchange.name {name!r}: {type(self).__name__} speaks {self.VENUE}'s API; "
+                "open the adapter with tessera.execution.ccxt_exchange.open_exchange"
+            )
+        cls = getattr(ccxt_async, ccxt_id)
         self.limiter = limiter
         self.client: Any = cls(
             {
@@ -147,13 +177,7 @@ class CcxtExchange:
                 "enableRateLimit": False,  # our own limiter (tessera.live.ratelimit) paces us
                 # keep the last body: ccxt drops Binance's code when it matches by message
                 "enableLastJsonResponse": True,
-                "options": {
-                    "fetchMarkets": {"types": ["spot"]},
-                    "fetchCurrencies": False,
-                    "fetchMargins": False,  # spot only: no sapi margin-pair lookups
-                    "recvWindow": recv_window_ms,
-                    "adjustForTimeDifference": False,  # see "The exchange's clock" above
-                },
+                "options": self._ccxt_options(recv_window_ms),
             }
         )
         self._owns_clock = clock is None
@@ -164,12 +188,27 @@ class CcxtExchange:
         # ccxt stamps every signed request with ``self.nonce()`` (binance: ``timestamp``)
         self.client.nonce = self.clock.now_ms
         if rest_url:
-            base = rest_url.rstrip("/")
-            for key in ("public", "private"):
-                self.client.urls["api"][key] = f"{base}/api/v3"
-            self.client.urls["api"]["v1"] = f"{base}/api/v1"
+            self._point_at(rest_url.rstrip("/"))
         self._markets_loaded = False
         self._ccxt_symbols: dict[str, str] = {}
+
+    @staticmethod
+    def _ccxt_options(recv_window_ms: int) -> dict[str, Any]:
+        return {
+            "fetchMarkets": {"types": ["spot"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,  # spot only: no sapi margin-pair lookups
+            "recvWindow": recv_window_ms,
+            "adjustForTimeDifference": False,  # see "The exchange's clock" above
+        }
+
+    def _point_at(self, base: str) -> None:
+        for key in ("public", "private"):
+            self.client.urls["api"][key] = f"{base}/api/v3"
+        self.client.urls["api"]["v1"] = f"{base}/api/v1"
+
+    def _map_error(self, exc: Exception) -> Exception:
+        return map_error(exc, getattr(self.client, "last_json_response", None))
 
     async def close(self) -> None:
         if self._owns_clock:
@@ -218,11 +257,11 @@ class CcxtExchange:
 
     async def _pace_time(self) -> None:
         if self.limiter is not None:
-            await self.limiter.acquire(*REQUEST_COST["fetch_time"])
+            await self.limiter.acquire(*self.COST["fetch_time"])
 
     async def _metered(self, method: str, *args: Any, **kw: Any) -> Any:
         """One request, paced by the shared limiter (see `_request`)."""
-        weight, orders = REQUEST_COST.get(method, (1, 0))
+        weight, orders = self.COST.get(method, (1, 0))
         if self.limiter is not None:
             await self.limiter.acquire(weight, orders)
         return await self._request(method, *args, **kw)
@@ -233,7 +272,7 @@ class CcxtExchange:
         try:
             result = await getattr(self.client, method)(*args, **kw)
         except Exception as exc:
-            mapped = map_error(exc, getattr(self.client, "last_json_response", None))
+            mapped = self._map_error(exc)
             if isinstance(mapped, RateLimitedError):
                 await self._throttled(mapped)
             raise mapped from exc
@@ -471,6 +510,325 @@ class CcxtExchange:
             type=OrderType(otype) if otype in OrderType.__members__ else None,
             stop_price=stop if stop else None,
         )
+
+
+# (request weight, orders) of each ccxt call on Binance USDⓈ-M (fapi), as the exchange meters them
+USDM_REQUEST_COST: dict[str, tuple[int, int]] = {
+    "load_markets": (1, 0),  # GET /fapi/v1/exchangeInfo
+    "create_order": (0, 1),  # POST /fapi/v1/order: no IP weight, one order
+    "cancel_order": (1, 0),
+    "fetch_order": (1, 0),
+    "fetch_open_orders": (1, 0),  # one symbol; 40 for all
+    "fetch_my_trades": (5, 0),  # GET /fapi/v1/userTrades
+    "fetch_time": (1, 0),  # GET /fapi/v1/time
+    "fapiPrivateV3GetAccount": (5, 0),
+    "fapiPrivateV2GetPositionRisk": (5, 0),
+    "fapiPrivateGetPositionSideDual": (30, 0),
+    "fapiPrivatePostLeverage": (1, 0),
+    "fapiPrivatePostMarginType": (1, 0),
+}
+# the domain's order types -> USDⓈ-M's (type, takes a price, takes timeInForce); a stop-loss
+# that becomes a market order on trigger is USDⓈ-M's STOP_MARKET, its limit kind is STOP
+USDM_TYPES: dict[OrderType, str] = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.LIMIT_MAKER: "LIMIT",  # with timeInForce GTX (post-only)
+    OrderType.STOP_LOSS: "STOP_MARKET",
+    OrderType.STOP_LOSS_LIMIT: "STOP",
+    OrderType.TAKE_PROFIT: "TAKE_PROFIT_MARKET",
+    OrderType.TAKE_PROFIT_LIMIT: "TAKE_PROFIT",
+}
+FROM_USDM_TYPES: dict[str, OrderType] = {
+    "MARKET": OrderType.MARKET,
+    "LIMIT": OrderType.LIMIT,
+    "STOP_MARKET": OrderType.STOP_LOSS,
+    "STOP": OrderType.STOP_LOSS_LIMIT,
+    "TAKE_PROFIT_MARKET": OrderType.TAKE_PROFIT,
+    "TAKE_PROFIT": OrderType.TAKE_PROFIT_LIMIT,
+}
+# a client order id the exchange already has: a resend of an order whose answer was lost
+USDM_DUPLICATE_CODES = frozenset({-4015, -4116})
+
+
+class UsdmCcxtExchange(CcxtExchange):
+    """Binance USDⓈ-M perpetuals through ccxt ``binanceusdm`` (``exchange.name:
+    binance-usdm``): the same `Exchange` calls as spot, plus what a perpetual account has.
+
+    What differs from spot, and why:
+
+    * **Errors** go through USDⓈ-M's table (`tessera.venues.binance_usdm.errors`): -2019
+      (margin), -2022 (reduce-only refused), -4164 (notional) are rejections, -1006/-1007
+      (backend timeout) leave the outcome unknown, -4046 ("no need to change margin type")
+      is success.
+    * **Orders** carry ``reduceOnly`` (`Order.reduce_only`: an exit can only close, never
+      flip the position) and go out as USDⓈ-M's types (`USDM_TYPES`: a stop-loss is
+      ``STOP_MARKET``/``STOP``, a take-profit ``TAKE_PROFIT_MARKET``/``TAKE_PROFIT``, a
+      post-only limit is ``LIMIT`` with ``timeInForce=GTX``). There are no OCO lists on
+      USDⓈ-M: `submit_list` refuses them. An order answer has no fills (``cumQuote`` and
+      ``avgPrice`` instead); fills come from the user-data stream or `my_trades`.
+    * **A duplicate client order id** is -4015/-4116 (spot: "Duplicate order"): the order is
+      looked up by that id, as on spot. USDⓈ-M refuses a client id only while its order is
+      open, so `submit_resolved` looks the id up before it sends anything.
+    * **The account**: `positions` (signed quantity, entry, leverage, margin mode,
+      liquidation price from ``/fapi/v2/positionRisk``, which reports flat symbols'
+      settings too), `set_leverage`, `set_margin_mode`, `hedge_mode`, `perp_balances`
+      (wallet, unrealized, available from ``/fapi/v3/account``); `balances` answers each
+      margin asset with ``free`` = available and ``free + locked`` = wallet + unrealized.
+    """
+
+    VENUE = "binance-usdm"
+    COST = USDM_REQUEST_COST
+
+    @staticmethod
+    def _ccxt_options(recv_window_ms: int) -> dict[str, Any]:
+        return {
+            "fetchMarkets": {"types": ["linear"]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "recvWindow": recv_window_ms,
+            "adjustForTimeDifference": False,  # see "The exchange's clock" above
+        }
+
+    def _point_at(self, base: str) -> None:
+        for key, url in list(self.client.urls["api"].items()):
+            if isinstance(url, str) and url.startswith("https://fapi.binance.com"):
+                self.client.urls["api"][key] = url.replace("https://fapi.binance.com", base)
+
+    def _map_error(self, exc: Exception) -> Exception:
+        return map_error(exc, getattr(self.client, "last_json_response", None), classify_usdm)
+
+    # --- orders ---------------------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        """Place ``order`` as USDⓈ-M's type, reduce-only when `Order.reduce_only`.
+
+        Stop and take-profit types are refused before anything is sent (`OrderRejectedError`:
+        the order never exists): since December 2025 Binance takes USDⓈ-M conditional orders
+        only through its Algo Order API (``/fapi/v1/algoOrder``, queried and canceled by
+        ``clientAlgoId``), where ccxt sends them, and neither this adapter's query and cancel
+        nor the simulator speak that API yet."""
+        if order.type.has_stop:
+            raise OrderRejectedError(
+                f"{order.client_order_id}: {order.type.value} on Binance USDⓈ-M is a conditional "
+                "order of the Algo Order API (/fapi/v1/algoOrder), which Tessera does not "
+                "speak yet; not sent"
+            )
+        otype, price, params = self._order_args(order)
+        try:
+            raw = await self._call(
+                "create_order",
+                self.unified(order.symbol),
+                otype,
+                order.side.value.lower(),
+                float(order.qty),
+                price,
+                params,
+                repeatable=False,
+            )
+        except ExchangeError as exc:
+            if exc.code not in USDM_DUPLICATE_CODES:
+                raise
+            found = await self.query(order.symbol, order.client_order_id)
+            if found is None:
+                raise
+            log.warning("submit was a duplicate; the order exists", cid=order.client_order_id)
+            return found
+        return self._parse(raw, order.side)
+
+    async def submit_resolved(self, order: Order, attempts: int = 5) -> ExchangeOrder:
+        """As spot's, but the client id is looked up *before* the first send: USDⓈ-M keeps a
+        client order id unique among open orders only, so resending an order that was placed
+        and has filled (a caller's earlier submit whose outcome was unknown) would be a second
+        order, not a duplicate refused."""
+        found = await self._query_until_known(order)
+        if found is not None:
+            return found
+        return await super().submit_resolved(order, attempts)
+
+    @staticmethod
+    def _order_args(order: Order) -> tuple[str, float | None, dict[str, Any]]:
+        params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
+        if order.reduce_only:
+            params["reduceOnly"] = True
+        otype = USDM_TYPES[order.type]
+        if otype in ("LIMIT", "STOP", "TAKE_PROFIT"):
+            tif = "GTX" if order.type is OrderType.LIMIT_MAKER else order.time_in_force.value
+            params["timeInForce"] = tif
+        if order.stop_price is not None:
+            params["stopPrice"] = _plain(order.stop_price)
+        price = float(order.price) if order.price is not None else None
+        return otype.lower() if otype in ("MARKET", "LIMIT") else otype, price, params
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        """USDⓈ-M has no OCO lists: refused before anything is sent (neither leg exists)."""
+        raise OrderRejectedError(
+            f"{orders.list_id}: Binance USDⓈ-M has no OCO order lists; send the legs as "
+            "separate reduce-only orders"
+        )
+
+    async def my_trades(self, symbol: str, from_id: int | None = None) -> list[ExchangeTrade]:
+        """``GET /fapi/v1/userTrades``: our fills of ``symbol`` (exact numbers from the raw
+        rows; ``realizedPnl`` is the exchange's and is not kept here)."""
+        params = {"fromId": from_id} if from_id is not None else {}
+        raw = await self._call("fetch_my_trades", self.unified(symbol), None, 1000, params)
+        out: list[ExchangeTrade] = []
+        for t in raw:
+            info = t["info"]
+            fill = Fill(
+                trade_id=str(info["id"]),
+                client_order_id="",  # Binance lists trades by orderId only
+                symbol=str(info["symbol"]),
+                side=OrderSide.BUY if info["buyer"] else OrderSide.SELL,
+                price=Decimal(str(info["price"])),
+                qty=Decimal(str(info["qty"])),
+                fee=Decimal(str(info["commission"])),
+                fee_asset=str(info["commissionAsset"]),
+                liquidity=Liquidity.MAKER if info["maker"] else Liquidity.TAKER,
+                ts_event=int(info["time"]) * MS,
+            )
+            out.append(ExchangeTrade(str(info["orderId"]), fill))
+        return out
+
+    # --- the account ----------------------------------------------------------------------------
+
+    async def _account(self) -> dict[str, Any]:
+        raw = await self._call("fapiPrivateV3GetAccount")
+        if not isinstance(raw, dict):
+            raise ExchangeError(f"/fapi/v3/account answered {type(raw).__name__}, not an object")
+        return raw
+
+    async def perp_balances(self) -> dict[str, PerpBalance]:
+        """Each margin asset of the futures wallet (``/fapi/v3/account``)."""
+        out: dict[str, PerpBalance] = {}
+        for a in (await self._account()).get("assets", []):
+            out[str(a["asset"])] = PerpBalance(
+                asset=str(a["asset"]),
+                wallet=Decimal(str(a["walletBalance"])),
+                unrealized=Decimal(str(a["unrealizedProfit"])),
+                available=Decimal(str(a["availableBalance"])),
+            )
+        return out
+
+    async def balances(self) -> dict[str, Balance]:
+        """``free`` = available, ``free + locked`` = wallet + unrealized (the equity)."""
+        return {
+            k: Balance(k, b.available, b.equity - b.available)
+            for k, b in (await self.perp_balances()).items()
+        }
+
+    async def positions(self, symbols: list[str]) -> list[VenuePosition]:
+        """Each symbol's one-way position and its leverage and margin mode (flat symbols too),
+        from ``/fapi/v2/positionRisk``. A hedge-mode row (LONG/SHORT) is an `ExchangeError`:
+        the bot trades one-way mode only (see `hedge_mode`)."""
+        out: list[VenuePosition] = []
+        for symbol in symbols:
+            rows = await self._call("fapiPrivateV2GetPositionRisk", {"symbol": symbol})
+            for r in rows:
+                if str(r.get("positionSide", "BOTH")) != "BOTH":
+                    raise ExchangeError(
+                        f"{symbol}: a {r['positionSide']} position: the account is in hedge "
+                        "mode; Tessera trades one-way mode only"
+                    )
+                qty = Decimal(str(r["positionAmt"]))
+                liq = Decimal(str(r["liquidationPrice"]))
+                out.append(
+                    VenuePosition(
+                        symbol=str(r["symbol"]),
+                        qty=qty,
+                        entry_price=Decimal(str(r["entryPrice"])),
+                        leverage=int(r["leverage"]),
+                        mode=(
+                            MarginMode.ISOLATED
+                            if str(r["marginType"]).lower() == "isolated"
+                            else MarginMode.CROSS
+                        ),
+                        liquidation_price=liq if qty and liq else None,
+                        unrealized_pnl=Decimal(str(r["unRealizedProfit"])),
+                        isolated_wallet=Decimal(str(r.get("isolatedWallet") or "0")),
+                    )
+                )
+        return out
+
+    async def hedge_mode(self) -> bool:
+        """Whether the account is in hedge (dual-side) position mode."""
+        raw = await self._call("fapiPrivateGetPositionSideDual")
+        return bool(raw.get("dualSidePosition"))
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        """Set ``symbol``'s leverage (raises `OrderRejectedError`: -4028 invalid, -2027 the
+        position is too large for it); answers the leverage the exchange set."""
+        raw = await self._call(
+            "fapiPrivatePostLeverage", {"symbol": symbol, "leverage": str(leverage)}
+        )
+        return int(raw["leverage"])
+
+    async def set_margin_mode(self, symbol: str, mode: MarginMode) -> bool:
+        """Set ``symbol``'s margin mode; False when it already was (-4046). Raises
+        `OrderRejectedError` when Binance refuses (-4048 a position is open, -4047 open
+        orders)."""
+        wire = "ISOLATED" if mode is MarginMode.ISOLATED else "CROSSED"
+        try:
+            await self._call("fapiPrivatePostMarginType", {"symbol": symbol, "marginType": wire})
+        except ExchangeError as exc:
+            if classify_usdm(exc.code) is ErrorAction.NO_CHANGE:
+                return False
+            raise
+        return True
+
+    # --- parsing --------------------------------------------------------------------------------
+
+    def _parse(self, raw: dict[str, Any], side: OrderSide | None) -> ExchangeOrder:
+        info = raw.get("info") or raw
+        status = USDM_STATUS.get(str(info.get("status", "NEW")), OrderStatus.ACCEPTED)
+        cid = str(info.get("clientOrderId") or "")
+        ts_ms = info.get("updateTime") or info.get("time") or 0
+        price = Decimal(str(info["price"])) if info.get("price") not in (None, "") else None
+        stop = Decimal(str(info["stopPrice"])) if info.get("stopPrice") not in (None, "") else None
+        wire_type = str(info.get("origType") or info.get("type") or "")
+        otype = FROM_USDM_TYPES.get(wire_type)
+        if otype is OrderType.LIMIT and info.get("timeInForce") == "GTX":
+            otype = OrderType.LIMIT_MAKER
+        return ExchangeOrder(
+            client_order_id=cid,
+            exchange_order_id=str(info.get("orderId", "")),
+            symbol=str(info.get("symbol", "")),
+            status=status,
+            qty=Decimal(str(info.get("origQty", "0"))),
+            filled_qty=Decimal(str(info.get("executedQty", "0"))),
+            filled_notional=Decimal(str(info.get("cumQuote", "0"))),
+            price=price if price else None,
+            ts_update=int(ts_ms) * MS,
+            fills=[],
+            type=otype,
+            stop_price=stop if stop else None,
+        )
+
+
+def open_exchange(
+    rest_url: str | None = None,
+    api_key: str = "",
+    api_secret: str = "",
+    *,
+    exchange_id: str = "binance",
+    timeout_ms: int = 10_000,
+    recv_window_ms: int = 5_000,
+    limiter: RateLimiter | None = None,
+    clock: ExchangeClock | None = None,
+) -> CcxtExchange:
+    """The adapter of ``exchange_id`` (the ``exchange.name`` setting): `CcxtExchange` for
+    ``binance``, `UsdmCcxtExchange` for ``binance-usdm``; anything else is a `ConfigError`."""
+    require_supported_exchange(exchange_id)
+    cls = UsdmCcxtExchange if exchange_id == UsdmCcxtExchange.VENUE else CcxtExchange
+    return cls(
+        rest_url,
+        api_key,
+        api_secret,
+        exchange_id=exchange_id,
+        timeout_ms=timeout_ms,
+        recv_window_ms=recv_window_ms,
+        limiter=limiter,
+        clock=clock,
+    )
 
 
 def _plain(value: Decimal) -> str:

@@ -15,8 +15,15 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from tessera.config.errors import ConfigError
 from tessera.config.models import StrategyRef
-from tessera.config.settings import TesseraSettings, require_supported_exchange
+from tessera.config.settings import (
+    SUPPORTED_EXCHANGES,
+    TOP_LEVEL_YAML,
+    TRADING_ONLY_EXCHANGES,
+    TesseraSettings,
+    require_supported_exchange,
+)
 from tessera.live.bot import BotOptions
 
 if TYPE_CHECKING:
@@ -64,6 +71,16 @@ def bot_options(
         raise TypeError(f"bot_options: no BotOptions field named {unknown}")
     live = settings.live
     values: dict[str, Any] = {name: getattr(live, name) for name in _FROM_LIVE}
+    require_supported_exchange(settings.exchange.name, "trading")
+    if settings.exchange.name in TRADING_ONLY_EXCHANGES:
+        # its order adapter and start-up reconciliation exist; the bot's feed, user-data
+        # stream and executor still speak spot (docs/futures.md, "Trading perpetuals live")
+        raise ConfigError(
+            f"exchange.name {settings.exchange.name!r}: the bot does not trade "
+            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} yet (its market-data feed, "
+            "user-data stream and position sizing speak Binance spot). Set exchange.name to "
+            f"binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME."
+        )
     values.update(
         mode=mode,
         strategies=list(strategies),
@@ -76,7 +93,7 @@ def bot_options(
         run_id=run_id,
         risk=settings.risk,
         redis_url=settings.redis_url,
-        exchange_id=require_supported_exchange(settings.exchange.name, "trading"),
+        exchange_id=settings.exchange.name,
         recv_window_ms=settings.exchange.recv_window_ms,
         consumer=f"bot-{run_id}",
     )
@@ -90,9 +107,9 @@ def exchange_client(
     """The bot's signed REST client: the venue (``exchange_id``), the credentials, the
     ``recvWindow`` of every signed request, and ``order_timeout_s`` as the time a request may go
     unanswered before its outcome is unknown (then looked up by client order id)."""
-    from tessera.execution.ccxt_exchange import CcxtExchange
+    from tessera.execution.ccxt_exchange import open_exchange
 
-    return CcxtExchange(
+    return open_exchange(
         options.rest_url,
         options.api_key,
         options.api_secret,

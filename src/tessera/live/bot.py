@@ -256,7 +256,7 @@ class BotOptions:
     shutdown_timeout_s: float = 30.0
     # an order request unanswered this long has an unknown outcome (resolved by client order id)
     order_timeout_s: float = 10.0
-    # the venue's ccxt id (``exchange.name``) and the recvWindow of signed requests
+    # the venue (``exchange.name``: binance, binance-usdm) and the recvWindow of signed requests
     exchange_id: str = "binance"
     recv_window_ms: int = 5_000
     # the market data has ended (a finished replay): the bot stops, saying so, instead of idling
