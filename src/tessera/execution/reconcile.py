@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tessera import metrics
+from tessera.execution.exchange import ExchangeError
 from tessera.execution.filters import SymbolFilters
 from tessera.execution.manager import OrderManager, RecoveryReport
 from tessera.execution.orders import Fill, Order, OrderSide
+from tessera.execution.perp_reconcile import PerpExchange, PerpSettings, plan
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -95,18 +97,22 @@ class Reconciler:
                         f"open order {eo.client_order_id} ({symbol}) on the exchange is not ours"
                     )
         report.problems.extend(await self._import_trades(report))
+        report.problems.extend(await self._account_problems(report))
+        if report.problems:
+            self._halt(report.problems)
+        else:
+            log.info("reconciliation clean", fills_imported=report.fills_imported)
+        return report
+
+    async def _account_problems(self, report: ReconcileReport) -> list[str]:
+        """Spot: the balances of the traded assets against what our fills explain."""
         balance_problems = await self._balances()
         if balance_problems:
             # fills the exchange made after our trade query are in its balances but not yet in
             # our store: import them and compare once more before calling it unexplained
             report.problems.extend(await self._import_trades(report))
             balance_problems = await self._balances()
-        report.problems.extend(balance_problems)
-        if report.problems:
-            self._halt(report.problems)
-        else:
-            log.info("reconciliation clean", fills_imported=report.fills_imported)
-        return report
+        return balance_problems
 
     async def _import_trades(self, report: ReconcileReport) -> list[str]:
         """Our trades the store lacks are imported (once); a trade of no order of ours is a
@@ -179,3 +185,69 @@ class Reconciler:
         self.store.record_risk_event("halt", "reconciliation", detail=reason[:2000])
         metrics.set_trading_state("HALTED")
         metrics.KILL_SWITCH_ENGAGED.set(1)
+
+
+class PerpReconciler(Reconciler):
+    """Reconciliation of a USDⓈ-M account: orders and trades as on spot; instead of spot's
+    balance check (a perpetual's wallet moves with realized PnL and funding, which fills'
+    quantities do not explain), each traded symbol's position, leverage and margin mode
+    (`tessera.execution.perp_reconcile.plan`): a flat symbol gets the configured leverage and
+    margin mode, a position our fills do not explain or settings that cannot be changed under
+    an open position halt trading, through the same persisted halt as spot. A hedge-mode
+    account halts too (one-way mode only).
+
+    ``exchange`` is the order manager's exchange; it must also answer `PerpExchange`."""
+
+    def __init__(
+        self,
+        manager: OrderManager,
+        filters: Mapping[str, SymbolFilters],
+        symbols: Sequence[str],
+        settings: PerpSettings,
+        account: str = "default",
+    ) -> None:
+        super().__init__(manager, filters, symbols, account)
+        if not isinstance(manager.exchange, PerpExchange):
+            raise TypeError(
+                f"{type(manager.exchange).__name__} is not a perpetuals exchange adapter "
+                "(positions, leverage and margin mode)"
+            )
+        self.perp: PerpExchange = manager.exchange
+        self.settings = settings
+
+    def ledger_positions(self) -> dict[str, Decimal]:
+        """Signed position per symbol that our recorded fills explain."""
+        out: dict[str, Decimal] = defaultdict(Decimal)
+        for f in self.store.all_fills():
+            out[f.symbol] += f.qty if f.side is OrderSide.BUY else -f.qty
+        return dict(out)
+
+    async def _account_problems(self, report: ReconcileReport) -> list[str]:
+        if await self.perp.hedge_mode():
+            return ["the account is in hedge (dual-side) position mode; Tessera trades one-way"]
+        positions = await self.perp.positions(self.symbols)
+        found = plan(positions, self.ledger_positions(), self.settings, self.symbols)
+        if found.unexplained:
+            # fills the exchange made after our trade query move its position but are not yet
+            # in our store: import them and compare once more before calling it unexplained
+            report.problems.extend(await self._import_trades(report))
+            positions = await self.perp.positions(self.symbols)
+            found = plan(positions, self.ledger_positions(), self.settings, self.symbols)
+        problems = list(found.problems)
+        for symbol, lev in found.set_leverage.items():
+            try:
+                await self.perp.set_leverage(symbol, lev)
+            except ExchangeError as exc:
+                problems.append(f"{symbol}: leverage {lev}x refused by the exchange: {exc}")
+            else:
+                log.info("leverage set", symbol=symbol, leverage=lev)
+        for symbol, mode in found.set_mode.items():
+            try:
+                await self.perp.set_margin_mode(symbol, mode)
+            except ExchangeError as exc:
+                problems.append(
+                    f"{symbol}: margin mode {mode.value} refused by the exchange: {exc}"
+                )
+            else:
+                log.info("margin mode set", symbol=symbol, mode=mode.value)
+        return problems
