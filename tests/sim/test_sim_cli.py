@@ -132,7 +132,7 @@ def test_serve_usdm_answers_the_fapi_with_the_bundled_perpetual_recording() -> N
             proc.wait()
 
 
-def test_serve_usdm_refuses_bars_in_one_paragraph() -> None:
-    result = CliRunner().invoke(app, ["serve", "--usdm", "--bars", "x.csv"])
+def test_serve_usdm_refuses_bars_with_recordings_in_one_paragraph() -> None:
+    result = CliRunner().invoke(app, ["serve", "--usdm", "--bars", "x.csv", "--recording", "y.gz"])
     assert result.exit_code == 2
-    assert "recordings only" in result.output and "Traceback" not in result.output
+    assert "not both" in result.output and "Traceback" not in result.output

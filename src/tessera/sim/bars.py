@@ -16,15 +16,20 @@ import pyarrow as pa
 
 from tessera.backtest.bars_io import read_bar_file
 from tessera.sim.market import SimMarket
+from tessera.sim.payloads import INTERVAL_MS
 
 
-def kline_table(frame: pl.DataFrame) -> pa.Table:
-    """1m OHLCV bars as a ``KLINES`` Arrow table for `SimMarket.from_tables`.
+def kline_table(frame: pl.DataFrame, interval: str = "1m") -> pa.Table:
+    """OHLCV bars of ``interval`` (default 1m) as a ``KLINES`` Arrow table for
+    `SimMarket.from_tables`.
 
     Columns a generic bar file lacks are derived or zero: quote volume = volume x close,
     trade count and taker volumes 0.
     """
     dec = pl.Decimal(38, 8)
+    span = INTERVAL_MS.get(interval)
+    if span is None:  # 1M bars have no fixed length; 1s is not a bar file's
+        raise ValueError(f"bars of {interval!r} cannot be replayed (use 1m to 1w)")
     cols = set(frame.columns)
     quote = (
         pl.col("quote_volume").cast(dec)
@@ -32,9 +37,9 @@ def kline_table(frame: pl.DataFrame) -> pa.Table:
         else (pl.col("volume") * pl.col("close")).round(8).cast(dec)
     )
     return frame.select(
-        pl.lit("1m").alias("interval"),
+        pl.lit(interval).alias("interval"),
         pl.col("open_time").cast(pl.Datetime("ns", "UTC")),
-        (pl.col("open_time") + pl.duration(milliseconds=59_999))
+        (pl.col("open_time") + pl.duration(milliseconds=span - 1))
         .cast(pl.Datetime("ns", "UTC"))  # the schema's unit (the sum would be in µs)
         .alias("close_time"),
         *(pl.col(c).cast(dec) for c in ("open", "high", "low", "close", "volume")),

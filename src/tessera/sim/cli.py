@@ -103,8 +103,30 @@ def serve(
         ),
     ] = None,
     symbol: Annotated[
-        str, typer.Option(help="With --bars: the symbol the bars are served as")
-    ] = "BTCUSDT",
+        str | None,
+        typer.Option(
+            help="With --bars: the symbol the bars are served as (default BTCUSDT; with --usdm, "
+            "read from a freqtrade file name such as XRP_USDT_USDT-1h-futures.feather)"
+        ),
+    ] = None,
+    mark: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="With --usdm --bars: mark-price klines of the same symbol (e.g. the bundled "
+            "samples/freqtrade/futures/XRP_USDT_USDT-1h-mark.feather); candles it does not "
+            "cover, or all without it, are marked at their close",
+        ),
+    ] = None,
+    funding: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="With --usdm --bars: funding-rate history (freqtrade's file, e.g. "
+            "samples/freqtrade/futures/XRP_USDT_USDT-8h-funding_rate.feather): served as "
+            "fundingRate/premiumIndex and settled on open positions at each funding time",
+        ),
+    ] = None,
     history: Annotated[
         int,
         typer.Option(
@@ -117,8 +139,9 @@ def serve(
         typer.Option(
             "--usdm",
             help="Serve Binance USDⓈ-M futures (/fapi) instead of spot: the bundled BTCUSDT "
-            "perpetual recording (or --recording files of USDⓈ-M frames) with the real fapi "
-            "exchangeInfo; with --trading, one-way positions, leverage and margin (ccxt "
+            "perpetual recording (or --recording files of USDⓈ-M frames, or --bars candles "
+            "with --mark and --funding) with the real fapi exchangeInfo; with --trading, "
+            "one-way positions, leverage and margin, funding settled in bar mode (ccxt "
             "binanceusdm: point its fapi urls at the REST address).",
         ),
     ] = False,
@@ -146,19 +169,24 @@ def serve(
     from tessera.sim.server import ExchangeSimulator
 
     factor = parse_speed(speed)
+    if (mark is not None or funding is not None) and not (usdm and bars is not None):
+        raise typer.BadParameter(
+            "--mark and --funding go with --usdm --bars (a perpetual replayed from candles)",
+            param_hint="--mark/--funding",
+        )
     if usdm:
-        if bars is not None:
+        if bars is not None and recording:
             raise typer.BadParameter(
-                "USDⓈ-M is replayed from recordings only; --bars serves spot", param_hint="--bars"
+                "--usdm replays either --recording files or --bars, not both", param_hint="--bars"
             )
         _serve_usdm(recording, factor, loop, start_now, trading, api_key, api_secret, host, port,
-                    speed)  # fmt: skip
+                    speed, bars, symbol, mark, funding, history)  # fmt: skip
         return
     if bars is not None:
         from tessera.sim.bars import market_from_bar_file
 
         try:
-            market = market_from_bar_file(bars, symbol)
+            market = market_from_bar_file(bars, symbol or "BTCUSDT")
         except (FileNotFoundError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--bars") from exc
     else:
@@ -197,19 +225,49 @@ def _serve_usdm(
     host: str,
     port: int,
     speed: str,
+    bars: Path | None = None,
+    symbol: str | None = None,
+    mark: Path | None = None,
+    funding: Path | None = None,
+    history: int = 0,
 ) -> None:
+    from tessera.sim.market import SimMarket
     from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
 
-    try:
-        market = usdm_market(recording)
-    except (FileNotFoundError, ValueError) as exc:
-        raise typer.BadParameter(str(exc), param_hint="--recording") from exc
+    notes: list[str] = []
+    market: SimMarket
+    if bars is not None:
+        from tessera.sim.usdm.bars import symbol_from_file_name, usdm_bar_market
+
+        sym = symbol or symbol_from_file_name(bars)
+        if sym is None:
+            raise typer.BadParameter(
+                f"{bars}: cannot tell the symbol from the file name; give --symbol",
+                param_hint="--symbol",
+            )
+        try:
+            bar_mkt = usdm_bar_market(bars, sym, mark, funding)
+        except (FileNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--bars/--mark/--funding") from exc
+        notes = [
+            f"  bars       {sym} {bar_mkt.interval} candles from {bars.name} (bar mode)",
+            f"  mark       {bar_mkt.mark_source}",
+            f"  funding    {bar_mkt.funding_source}",
+        ]
+        market = bar_mkt
+    else:
+        try:
+            market = usdm_market(recording)
+        except (FileNotFoundError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--recording") from exc
     config = usdm_trading_config(api_key=api_key, api_secret=api_secret) if trading else None
     venue = usdm_venue(
         market, trading=config, speed=factor, loop_replay=loop, autostart=not start_now
     )
+    if bars is not None and history > 0:
+        venue.sim.release(min(history, len(market.frames)))
     asyncio.run(_serve(venue.sim, host, port, speed, start_now, api_key if trading else None,
-                       usdm=True))  # fmt: skip
+                       usdm=True, notes=notes))  # fmt: skip
 
 
 async def _serve(
@@ -220,6 +278,7 @@ async def _serve(
     start_now: bool,
     key: str | None,
     usdm: bool = False,
+    notes: list[str] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -243,6 +302,8 @@ async def _serve(
             out.print(f"  ccxt.pro   urls['api']['ws']['spot'] = [cyan]{sim.ws_url}/stream/ws[/]")
         derived = "@aggTrade, @kline_<interval>" + ("" if usdm else ", @depth")
         out.print(f"  streams    {streams} (+ {derived})")
+        for note in notes or []:
+            out.print(note)
         if key:
             out.print(f"  trading    POST/GET/DELETE /{api}/order ... signed with key {key}")
         out.print(

@@ -44,6 +44,7 @@ from tessera.sim.payloads import (
     aggregate_trades,
     bucket_open,
     combine,
+    finer,
 )
 from tessera.sim.recording import Frame, Recording, Snapshot, load_recording
 
@@ -128,6 +129,7 @@ class SymbolBars:
     anchors: list[int]
     bars: list[Kline]  # each frame's bar: updates of one open_time replace earlier ones
     closed: list[bool]  # the frame's "x": the bar is final
+    interval: str = "1m"  # the bars' interval (a bar file of 1h perpetual candles: "1h")
 
 
 class SimMarket:
@@ -157,6 +159,12 @@ class SimMarket:
         self._trades: dict[str, SymbolTrades] = {}
         self._aggs: dict[str, tuple[list[int], list[AggTrade]]] = {}
         self._bars: dict[str, SymbolBars] = {}
+        # the interval of the bars each symbol carries as kline frames (1m, or a bar file's own)
+        self.bar_intervals: dict[str, str] = {}
+        for name in self._base:
+            sym_l, _, kind = name.partition("@")
+            if kind.startswith("kline_"):
+                self.bar_intervals.setdefault(sym_l.upper(), kind[6:])
         if exchange_info is None:
             exchange_info = build_exchange_info(
                 self.symbols, self._observed_steps(), exchange_info_path
@@ -189,8 +197,9 @@ class SimMarket:
     ) -> SimMarket:
         """Events from tables with the ``TRADES`` / ``KLINES`` columns, keyed by symbol.
 
-        Trades become ``@trade`` frames (``E`` = ``event_time``, else ``trade_time``); 1m klines
-        become closed ``@kline_1m`` events at their ``event_time`` (else close time + 1 ms). The
+        Trades become ``@trade`` frames (``E`` = ``event_time``, else ``trade_time``); klines (of
+        one interval, 1m or longer) become closed ``@kline_<interval>`` events at their
+        ``event_time`` (else close time + 1 ms). The
         tables carry no trade ids per bar, so those events say ``f``/``L`` = -1.
         """
         frames: list[tuple[int, int, Frame]] = []
@@ -259,15 +268,20 @@ class SimMarket:
         return got
 
     def given_bars(self, symbol: str) -> SymbolBars | None:
-        """1m bars carried as kline frames (recorded or from a table), if the data has them."""
+        """Bars carried as kline frames (recorded 1m, or a table's bars of any one interval),
+        if the data has them."""
         got = self._bars.get(symbol)
         if got is None:
-            base = self._base.get(f"{symbol.lower()}@kline_1m")
-            if base is None:
+            interval = self.bar_intervals.get(symbol)
+            base = self._base.get(f"{symbol.lower()}@kline_{interval}") if interval else None
+            if base is None or interval is None:
                 return None
             ks = [orjson.loads(p)["k"] for p in base.payloads]
             got = SymbolBars(
-                list(base.anchors), [Kline.from_ws(k) for k in ks], [bool(k["x"]) for k in ks]
+                list(base.anchors),
+                [Kline.from_ws(k) for k in ks],
+                [bool(k["x"]) for k in ks],
+                interval,
             )
             self._bars[symbol] = got
         return got
@@ -331,8 +345,8 @@ class SimMarket:
                     out.payloads.append(orjson.dumps(cur.ws(sym, interval, e, False)).decode())
         else:
             given = self.given_bars(sym)
-            if given is None or interval == "1s":
-                return None
+            if given is None or finer(interval, given.interval):
+                return None  # finer bars than the data: not derivable
             done: list[Kline] = []  # final 1m bars of the current bucket
             for i, b, final in zip(given.anchors, given.bars, given.closed, strict=True):
                 start = bucket_open(b.open_time, interval)
@@ -505,8 +519,12 @@ def _trade_frames(symbol: str, table: pa.Table) -> Iterable[tuple[int, int, Fram
 
 def _kline_frames(symbol: str, table: pa.Table) -> Iterable[tuple[int, int, Frame]]:
     intervals = set(table["interval"].to_pylist())
-    if intervals - {"1m"}:
-        raise ValueError(f"{symbol}: klines must be 1m bars (got {sorted(intervals)})")
+    if len(intervals) != 1 or not intervals <= set(INTERVAL_MS) - {"1s"}:
+        raise ValueError(
+            f"{symbol}: klines must be bars of one interval of Binance's, 1m or longer "
+            f"(got {sorted(intervals)})"
+        )
+    (interval,) = intervals
     cols = {
         name: pc.cast(table[name], pa.string()).to_pylist()
         for name in (
@@ -523,7 +541,7 @@ def _kline_frames(symbol: str, table: pa.Table) -> Iterable[tuple[int, int, Fram
     opens, closes = _ms(table["open_time"]), _ms(table["close_time"])
     events = _ms(table["event_time"]) if "event_time" in table.column_names else closes
     counts = table["trades"].to_pylist()
-    stream = f"{symbol.lower()}@kline_1m"
+    stream = f"{symbol.lower()}@kline_{interval}"
     for j in range(table.num_rows):
         ot, ct = opens[j], closes[j]
         assert ot is not None and ct is not None
@@ -542,5 +560,5 @@ def _kline_frames(symbol: str, table: pa.Table) -> Iterable[tuple[int, int, Fram
             Decimal(cols["taker_buy_base"][j]),
             Decimal(cols["taker_buy_quote"][j]),
         )
-        text = orjson.dumps(bar.ws(symbol, "1m", ev, True)).decode()
+        text = orjson.dumps(bar.ws(symbol, interval, ev, True)).decode()
         yield ev, ot, Frame(ev * 1_000_000, stream, "kline", symbol, text)

@@ -43,6 +43,11 @@ INTERVAL_MS: dict[str, int | None] = {
 }
 
 
+def finer(a: str, b: str) -> bool:
+    """Interval ``a`` is shorter than ``b`` (a month, of varying length, is the longest)."""
+    return (INTERVAL_MS[a] or 1 << 62) < (INTERVAL_MS[b] or 1 << 62)
+
+
 def fmt8(value: Decimal) -> str:
     """Binance spot's decimal format: a string with exactly 8 places."""
     return f"{value:.8f}"

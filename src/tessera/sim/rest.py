@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tessera.sim import payloads as binance
 from tessera.sim import tickers
-from tessera.sim.payloads import INTERVAL_MS, Kline, bucket_close, bucket_open
+from tessera.sim.payloads import INTERVAL_MS, Kline, bucket_close, bucket_open, finer
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
@@ -383,6 +383,15 @@ class RestApi:
             raise BinanceError(binance.missing_param("interval"))
         if interval not in INTERVAL_MS:
             raise BinanceError(binance.INVALID_INTERVAL)
+        given = self.sim.market.given_bars(sym)
+        if given is not None and finer(interval, given.interval):
+            raise BinanceError(
+                binance.error(
+                    -1120,
+                    f"Invalid interval. The simulator replays {given.interval} bars of {sym}: "
+                    f"it has no {interval} bars.",
+                )
+            )
         limit = self.limit(request, 500, 1000)
         start, end = self.integer(request, "startTime"), self.integer(request, "endTime")
         if start is not None and end is not None and start > end:

@@ -23,6 +23,7 @@ from tessera.sim.payloads import (
     Trade,
     bucket_close,
     bucket_open,
+    finer,
     fmt8,
     resample,
 )
@@ -174,7 +175,8 @@ class MarketState:
 
     def bars_1m(self, symbol: str) -> list[Kline]:
         """Released 1m bars; the last one is the bar in progress. Minutes without trades get
-        Binance's empty bar (previous close as OHLC, zero volume)."""
+        Binance's empty bar (previous close as OHLC, zero volume). A market of given bars of a
+        longer interval (a 1h bar file) returns those bars: the finest this market has."""
         given = self.market.given_bars(symbol)
         if given is not None:
             n = self._visible(given.anchors)
@@ -207,7 +209,14 @@ class MarketState:
         limit: int = 500,
     ) -> list[Kline]:
         """``/klines``: from ``start`` ascending, else the last ``limit`` bars up to ``end``."""
-        if interval == "1s":
+        given = self.market.given_bars(symbol)
+        if given is not None and given.interval != "1m":  # a bar file of longer bars
+            if finer(interval, given.interval):
+                return []  # finer than the data (the REST layer refuses it first)
+            bars = self.bars_1m(symbol)
+            if interval != given.interval:
+                bars = resample(bars, interval)
+        elif interval == "1s":
             bars = self._bars_1s(symbol, start, end, limit)
         elif interval == "1m":
             bars = self.bars_1m(symbol)

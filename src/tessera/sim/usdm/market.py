@@ -17,22 +17,25 @@ funding data the funding rate is unknown: ``premiumIndex`` then says ``lastFundi
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tessera.execution.perp.margin import LeverageBrackets
 from tessera.sim.market import SimMarket
-from tessera.sim.payloads import bucket_close, bucket_open
+from tessera.sim.payloads import bucket_close, bucket_open, finer
 from tessera.sim.recording import REPO_ROOT, load_recording
 from tessera.sim.state import MarketState
 from tessera.venues.binance_usdm.brackets import parse_leverage_brackets
+
+if TYPE_CHECKING:
+    from tessera.sim.usdm.bars import UsdmBarMarket
 
 USDM_SAMPLES = REPO_ROOT / "samples" / "binance-usdm"
 USDM_EXCHANGE_INFO_FILE = USDM_SAMPLES / "exchange_info.json"
@@ -86,8 +89,10 @@ def usdm_market(paths: Sequence[Path] | None = None) -> SimMarket:
 class MarkSample:
     time: int  # ms
     price: Decimal
-    funding_rate: Decimal | None  # only from markPrice frames
+    funding_rate: Decimal | None  # from markPrice frames, or a bar market's funding file
     next_funding_time: int | None
+    high: Decimal | None = None  # bar mode: the mark's range over the candle
+    low: Decimal | None = None
 
 
 class MarkPrices:
@@ -106,7 +111,9 @@ class MarkPrices:
         samples: list[MarkSample] = []
         low = symbol.lower()
         marks = [s for s in self.market.base_streams() if s.startswith(f"{low}@markPrice")]
-        if marks:
+        if bar_market(self.market) is not None:
+            self.source[symbol] = self._bar_series(symbol, anchors, samples)
+        elif marks:
             self.source[symbol] = marks[0]
             sd = self.market.stream(marks[0])
             assert sd is not None
@@ -128,6 +135,24 @@ class MarkPrices:
         got = self._series[symbol] = (anchors, samples)
         return got
 
+    def _bar_series(self, symbol: str, anchors: list[int], samples: list[MarkSample]) -> str:
+        """Bar mode: one sample per candle, released with the candle (see `usdm.bars`); the
+        funding rate is the last one settled (none before the first: no look-ahead)."""
+        market = bar_market(self.market)
+        assert market is not None
+        given = market.given_bars(symbol)
+        if given is None or symbol != market.symbol:
+            return "none"
+        times = [f.ts_ns // 1_000_000 for f in market.funding]
+        for i, mb in zip(given.anchors, market.mark_bars, strict=True):
+            now = mb.close_ms + 1
+            k = bisect_right(times, now)
+            rate = market.funding[k - 1].rate if k > 0 else None
+            nxt = times[k] if k < len(times) else next_funding_time(now)
+            samples.append(MarkSample(now, mb.close, rate, nxt, mb.high, mb.low))
+            anchors.append(i)
+        return market.mark_source
+
     def at(self, state: MarketState, symbol: str) -> MarkSample | None:
         """The last mark released at the state's position (None before the first)."""
         anchors, samples = self.series(symbol)
@@ -135,7 +160,37 @@ class MarkPrices:
         return samples[n - 1] if n > 0 else None
 
     def has_funding(self, symbol: str) -> bool:
+        market = bar_market(self.market)
+        if market is not None:
+            return symbol == market.symbol and bool(market.funding)
         return any(s.funding_rate is not None for s in self.series(symbol)[1][:1])
+
+    def _bar_klines(
+        self, state: MarketState, market: UsdmBarMarket, symbol: str, interval: str,
+        start: int | None, end: int | None, limit: int,
+    ) -> list[list[object]]:  # fmt: skip
+        """Bar mode: the released candles' mark bars (the mark file's klines, else the
+        candle's), resampled to ``interval``; finer intervals than the candles have no rows."""
+        given = market.given_bars(symbol)
+        if given is None or symbol != market.symbol or finer(interval, market.interval):
+            return []
+        n = bisect_left(given.anchors, state.position)
+        rows: list[list[Any]] = []
+        for mb in market.mark_bars[:n]:
+            t = bucket_open(mb.open_ms, interval)
+            if rows and rows[-1][0] == t:
+                r = rows[-1]
+                r[2], r[3], r[4], r[6] = max(r[2], mb.high), min(r[3], mb.low), mb.close, r[6] + 1
+            else:
+                rows.append([t, mb.open, mb.high, mb.low, mb.close, bucket_close(t, interval), 1])
+        rows = [
+            r
+            for r in rows
+            if (start is None or r[0] >= bucket_open(start, interval))
+            and (end is None or r[0] <= end)
+        ]
+        rows = rows[:limit] if start is not None else rows[-limit:]
+        return [_mark_row(r) for r in rows]
 
     def klines(
         self, state: MarketState, symbol: str, interval: str, start: int | None,
@@ -143,6 +198,9 @@ class MarkPrices:
     ) -> list[list[object]]:  # fmt: skip
         """``markPriceKlines`` rows from the released marks: OHLC of the marks in each bar,
         volume "0", the number of marks as the count (Binance's layout)."""
+        market = bar_market(self.market)
+        if market is not None:
+            return self._bar_klines(state, market, symbol, interval, start, end, limit)
         anchors, samples = self.series(symbol)
         released = samples[: bisect_left(anchors, state.position)]
         bars: list[list[Any]] = []
@@ -163,6 +221,19 @@ class MarkPrices:
         return [[r[0], *(f"{p:f}" for p in r[1:5]), *r[5:]] for r in rows]
 
 
+def _mark_row(r: list[Any]) -> list[Any]:
+    """[open time, open, high, low, close, close time, count] as a markPriceKlines row."""
+    t, o, h, lo, c, close, n = r
+    return [t, f"{o:f}", f"{h:f}", f"{lo:f}", f"{c:f}", "0", close, "0", n, "0", "0", "0"]
+
+
 def next_funding_time(now_ms: int) -> int:
     """The next 00:00/08:00/16:00 UTC after ``now_ms``."""
     return (now_ms // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+
+
+def bar_market(market: SimMarket) -> UsdmBarMarket | None:
+    """The market as a `UsdmBarMarket` (bar mode with mark and funding files), else None."""
+    from tessera.sim.usdm.bars import UsdmBarMarket
+
+    return market if isinstance(market, UsdmBarMarket) else None

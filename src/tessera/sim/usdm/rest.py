@@ -26,7 +26,7 @@ from tessera.sim import payloads as binance
 from tessera.sim import tickers
 from tessera.sim.payloads import INTERVAL_MS, fmt_plain
 from tessera.sim.rest import BinanceError, depth_weight, json_response, server_time_ms
-from tessera.sim.usdm.market import INTEREST_RATE, MarkPrices, next_funding_time
+from tessera.sim.usdm.market import INTEREST_RATE, MarkPrices, bar_market, next_funding_time
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
@@ -190,6 +190,22 @@ class UsdmPublicApi:
     def funding_rows(self, sym: str) -> list[dict[str, Any]]:
         """One row per funding time the released marks passed (the rate their last frame
         before it announced, and the mark of that frame)."""
+        market = bar_market(self.sim.market)
+        if market is not None:  # bar mode: the funding file's rows the replay has passed
+            if sym != market.symbol:
+                return []
+            head = self.sim.head
+            now = self.sim.market.clock_ms[head - 1] if head else -1  # the replay's clock
+            return [
+                {
+                    "symbol": sym,
+                    "fundingRate": f"{f.rate:.8f}",
+                    "fundingTime": f.ts_ns // 1_000_000,
+                    "markPrice": f"{f.mark_price:.8f}" if f.mark_price is not None else "",
+                }
+                for f in market.funding
+                if f.ts_ns // 1_000_000 <= now
+            ]
         anchors, samples = self.marks.series(sym)
         released = samples[: len([a for a in anchors if a < self.sim.state.position])]
         rows: list[dict[str, Any]] = []

@@ -39,6 +39,8 @@ is); ``positionRisk`` reports the liquidation price of `tessera.execution.perp.m
 
 from __future__ import annotations
 
+import itertools
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
@@ -48,6 +50,7 @@ import orjson
 from aiohttp import web
 
 from tessera.execution.filters import SymbolFilters
+from tessera.execution.perp.funding import FundingRate, funding_payment
 from tessera.execution.perp.instrument import PerpetualInstrument
 from tessera.execution.perp.margin import (
     LeverageBrackets,
@@ -57,15 +60,16 @@ from tessera.execution.perp.margin import (
     liquidation_price,
 )
 from tessera.sim import payloads as binance
-from tessera.sim.order_params import decimal_param
+from tessera.sim.order_params import OrderRequest, decimal_param
 from tessera.sim.rest import BinanceError, json_response
 from tessera.sim.trading import Signed, TradingConfig, TradingEngine
-from tessera.sim.usdm.market import USDM_BRACKETS_FILE, usdm_brackets
+from tessera.sim.usdm.market import USDM_BRACKETS_FILE, bar_market, usdm_brackets
 from tessera.sim.venue_orders import SimFill, SimOrder
 from tessera.venues.binance_usdm.instruments import parse_exchange_info
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
+    from tessera.sim.usdm.bars import MarkBar
     from tessera.sim.usdm.rest import UsdmPublicApi
 
 ZERO = Decimal(0)
@@ -146,6 +150,30 @@ class SymbolAccount:
     realized: Decimal = ZERO  # cumulative realized PnL of the symbol ("cr")
 
 
+@dataclass(frozen=True, slots=True)
+class IncomeRow:
+    """One ``/fapi/v1/income`` row (Binance's fields; see the real row in
+    ``samples/ccxt-fixtures/response-binance.json``, fetchFundingHistory)."""
+
+    symbol: str
+    kind: str  # incomeType
+    amount: Decimal
+    time_ms: int
+    tran_id: int
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "incomeType": self.kind,
+            "income": f"{self.amount:.8f}",
+            "asset": "USDT",
+            "info": self.kind,
+            "time": self.time_ms,
+            "tranId": self.tran_id,
+            "tradeId": "",
+        }
+
+
 def _error(code: int, msg: str) -> BinanceError:
     return BinanceError(binance.error(code, msg))
 
@@ -172,6 +200,16 @@ class UsdmTradingEngine(TradingEngine):
         self.asset = "USDT"
         self.wallet = Decimal(self.config.balances.get(self.asset, "0"))
         self.fill_realized: dict[int, Decimal] = {}  # trade id -> realized PnL
+        self.incomes: list[IncomeRow] = []  # funding fees booked (``/fapi/v1/income``)
+        self._tran_ids = itertools.count(1)
+        # bar mode with mark and funding files: each released candle's mark range is checked
+        # for liquidation, then each funding time it passes is settled (see `on_bars_released`)
+        self._bar_market = bar_market(sim.market)
+        self._bar_cursor = 0
+        self._funding_next = 0
+        if self._bar_market is not None:
+            sim.release_hooks.append(self.on_bars_released)
+            sim.release_stops.append(self._next_candle_stop)
 
     def _symbol_filters(self, info: dict[str, Any]) -> dict[str, SymbolFilters]:
         return {s: inst.filters() for s, inst in parse_exchange_info(info).instruments.items()}
@@ -197,6 +235,7 @@ class UsdmTradingEngine(TradingEngine):
             ("GET", "/fapi/v3/account", self.account_v3, 5),
             ("GET", "/fapi/v2/balance", self.balance, 5),
             ("GET", "/fapi/v1/userTrades", self.my_trades, 5),
+            ("GET", "/fapi/v1/income", self.income, 30),
         )
         for method, path, handler, weight in routes:
             rest.weights[path] = weight
@@ -390,6 +429,16 @@ class UsdmTradingEngine(TradingEngine):
             need = opening * (ref or self.mark(sym)) / self.accounts[sym].leverage
             if need > self.available():
                 raise BinanceError(MARGIN_INSUFFICIENT)
+        on_bars = self.bars.trades_on_bars(sym)
+        result = None
+        if on_bars:  # bar mode (`tessera.sim.bar_matching`): decided on the forming bar
+            if stop is not None or tif == "GTX":
+                kind = f"{otype} GTX" if tif == "GTX" else otype
+                raise _error(-1130, f"{kind} is not implemented in the simulator's bar mode.")
+            assert qty is not None
+            result = self.bars.arrival(
+                OrderRequest(sym, side, otype, qty, price, None, tif or "GTC", cid)
+            )
         now = self.now_ms()
         oid = next(self._order_ids)
         order = UsdmOrder(
@@ -411,6 +460,8 @@ class UsdmTradingEngine(TradingEngine):
         self.orders[oid] = order
         self.by_client[(sym, order.client_order_id)] = order
         self._report(order, "NEW")
+        if on_bars:
+            return order, self.bars.start(order, result)
         if stop is not None or (otype == "LIMIT" and tif == "GTX"):
             return order, []  # waits for its trigger / rests as a maker
         return order, self._execute(order, price if otype == "LIMIT" else None)
@@ -657,6 +708,106 @@ class UsdmTradingEngine(TradingEngine):
             return ZERO
         return acc.entry + acc.fees_paid / acc.qty
 
+    # --- bar mode: the mark's range and funding -------------------------------------------------
+
+    def hold_at_least(self, order: SimOrder, amount: Decimal) -> bool:
+        """Bar mode asks this before a buy fills: nothing is held per order on USDⓈ-M (its
+        margin was checked when it was placed)."""
+        return True
+
+    def _next_candle_stop(self, start: int, end: int) -> int:
+        """While a position is open, the replay stops after each candle, so that the candle's
+        liquidation check and funding come before the next candle's fills."""
+        market = self._bar_market
+        if market is None or self.accounts[market.symbol].qty == 0:
+            return end
+        given = market.given_bars(market.symbol)
+        assert given is not None
+        i = bisect_left(given.anchors, max(start, self._bar_cursor))
+        return min(end, given.anchors[i] + 1) if i < len(given.anchors) else end
+
+    def on_bars_released(self, n: int) -> bool:
+        """The replay is about to release base frames up to ``n``: for each candle that closes
+        in between (its fills already matched by the bar matcher), a position whose
+        liquidation price the candle's mark range reached is liquidated at that price, then
+        every funding time up to the candle's close is settled. True when events went out."""
+        market = self._bar_market
+        assert market is not None
+        sym = market.symbol
+        given = market.given_bars(sym)
+        assert given is not None
+        if n < self._bar_cursor:  # the replay started over
+            self._bar_cursor, self._funding_next = n, 0
+            return False
+        lo, hi = bisect_left(given.anchors, self._bar_cursor), bisect_left(given.anchors, n)
+        self._bar_cursor = n
+        published = False
+        for i in range(lo, hi):
+            mark = market.mark_bars[i]
+            published |= self._liquidate_on_mark(sym, mark)
+            while (
+                self._funding_next < len(market.funding)
+                and market.funding[self._funding_next].ts_ns // 1_000_000 <= mark.close_ms + 1
+            ):
+                published |= self.settle_funding(sym, market.funding[self._funding_next], mark)
+                self._funding_next += 1
+        return published
+
+    def _liquidate_on_mark(self, sym: str, mark: MarkBar) -> bool:
+        pos = self.position(sym)
+        if pos is None:
+            return False
+        price = self.liquidation(sym)
+        if price <= 0:
+            return False
+        if (mark.low > price) if pos.qty > 0 else (mark.high < price):
+            return False
+        self._publish(self._margin_call([sym]))
+        for o in [o for o in self.orders.values() if o.is_open and o.symbol == sym]:
+            self.cancel(o)
+        self._liquidate(sym)
+        return True
+
+    def settle_funding(self, sym: str, rate: FundingRate, mark: MarkBar) -> bool:
+        """One funding time: the position pays or receives `funding_payment` at the mark at
+        that time (the funding file's, else the candle's close), booked to 8 decimals as
+        Binance books it; an ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE`` goes out (the
+        balance only for a cross position, with the position for an isolated one, as
+        Binance's docs say). False when flat (nothing is paid)."""
+        acc = self.accounts[sym]
+        if acc.qty == 0:
+            return False
+        at = rate.mark_price if rate.mark_price is not None else mark.close
+        amount = funding_payment(acc.qty, at, rate.rate).quantize(Decimal("1e-8"))
+        self.wallet += amount
+        ts = rate.ts_ns // 1_000_000
+        self.incomes.append(IncomeRow(sym, "FUNDING_FEE", amount, ts, next(self._tran_ids)))
+        event = self._account_update("FUNDING_FEE", [sym] if self._isolated(sym) else [])
+        event["E"] = event["T"] = ts
+        event["a"]["B"][0]["bc"] = f"{amount:.8f}"
+        self._publish(event)
+        return True
+
+    async def income(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """``/fapi/v1/income``: the funding fees booked, newest last (the simulator books no
+        other income type: other ``incomeType`` values answer an empty list)."""
+        sym = params.get("symbol")
+        if sym:
+            self.symbol(params)
+        kind = params.get("incomeType")
+        start = int(params["startTime"]) if params.get("startTime") else None
+        end = int(params["endTime"]) if params.get("endTime") else None
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+        rows = [
+            r.payload()
+            for r in self.incomes
+            if (not sym or r.symbol == sym)
+            and (not kind or r.kind == kind)
+            and (start is None or r.time_ms >= start)
+            and (end is None or r.time_ms <= end)
+        ]
+        return json_response(rows[:limit] if start is not None else rows[-limit:])
+
     # --- liquidation ----------------------------------------------------------------------------
 
     def match_resting(self) -> int:
@@ -757,6 +908,9 @@ class UsdmTradingEngine(TradingEngine):
         )
         self.orders[oid] = order
         self.by_client[(sym, order.client_order_id)] = order
+        if self.bars.trades_on_bars(sym):  # no book: closed at the liquidation price
+            self._fill(order, price, order.orig_qty, is_maker=False)
+            return
         self._execute(order, None)  # takes the book whatever its price: the position must go
 
     # --- rendering ------------------------------------------------------------------------------
