@@ -3,7 +3,9 @@
 1. Buffer the stream's diffs. 2. Fetch a REST ``/depth`` snapshot (``lastUpdateId`` = L).
 3. Drop buffered diffs with ``u <= L``. 4. The first diff applied must have ``U <= L+1 <= u``
 (else the snapshot is too old: fetch another). 5. From then on each diff must start at the
-previous ``u + 1``; a jump is a gap: the book is resynchronised from a new snapshot.
+previous ``u + 1`` (spot) or name the previous diff's ``u`` as its ``pu`` (USDⓈ-M, whose
+diff ids are not consecutive); a break is a gap: the book is resynchronised from a new
+snapshot. The continuity rule is the venue's (`venues.binance.market_data.depth_follows`).
 Quantities are absolute; 0 removes the level. Prices are exact (`Decimal`).
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+
+from tessera.venues.binance.market_data import depth_follows
 
 
 class BookState(StrEnum):
@@ -25,6 +29,7 @@ class Diff:
     last: int  # u
     bids: list[list[str]]
     asks: list[list[str]]
+    prev: int | None = None  # pu: USDⓈ-M's "previous final update id"; None on spot
 
 
 @dataclass
@@ -48,7 +53,7 @@ class OrderBook:
             return "buffered"
         if diff.last <= self.last_update_id:
             return "stale"  # already applied (reconnect overlap)
-        if diff.first != self.last_update_id + 1:
+        if not depth_follows(self.last_update_id, diff.first, diff.prev):
             self._start_resync(diff)
             return "gap"
         self._apply(diff)
@@ -68,8 +73,10 @@ class OrderBook:
         self.ask_ceiling = max(self.asks) if self.asks else None
         self.state = BookState.LIVE
         self.buffer = []
-        for d in pending:
-            if d.first > self.last_update_id + 1:
+        for i, d in enumerate(pending):
+            # the first diff straddles the snapshot (U <= L+1 <= u, checked above); each later
+            # one must follow the one before it by the venue's rule
+            if i > 0 and not depth_follows(self.last_update_id, d.first, d.prev):
                 self._start_resync(d)
                 return True
             self._apply(d)

@@ -719,7 +719,7 @@ class IngestService:
                     )
             book = self.books.get(symbol)
             if book is not None:
-                outcome = book.on_diff(Diff(first, last, bids, asks))
+                outcome = book.on_diff(Diff(first, last, bids, asks, prev))
                 if outcome == "gap":
                     self.stats.gaps_found += 1
                     metrics.WS_GAPS.labels(dataset="book_updates", action="found").inc()
