@@ -46,9 +46,11 @@ ORDER_TYPES: Final = frozenset(
 LIQUIDITY: Final = frozenset({"maker", "taker"})
 STREAM_TYPES: Final = frozenset(
     {"trade", "aggTrade", "kline", "depth", "bookTicker", "user", "control"}
+    | {"markPrice", "forceOrder"}  # USDⓈ-M
 )
 DATASETS: Final = frozenset(
     {"trades", "agg_trades", "klines", "book_updates", "book_snapshots", "book_ticker"}
+    | {"mark_prices", "liquidations", "funding_rates", "mark_klines"}  # USDⓈ-M
 )
 RECONNECT_REASONS: Final = frozenset({"closed", "error", "timeout", "planned", "stale", "gap"})
 GAP_ACTIONS: Final = frozenset({"found", "filled", "unfillable"})

@@ -22,10 +22,10 @@ def feed_streams(symbols: Sequence[str], interval: str, book: bool = True) -> li
 
 def stream_kind(stream: str) -> str:
     """The payload kind of a stream name: ``btcusdt@depth@100ms`` -> ``depth``,
-    ``btcusdt@kline_1m`` -> ``kline``, ``btcusdt@trade`` -> ``trade``."""
+    ``btcusdt@kline_1m`` -> ``kline``, ``btcusdt@trade`` -> ``trade``, USDⓈ-M's
+    ``btcusdt@markPrice@1s`` -> ``markPrice`` (the kinds `tessera.metrics.STREAM_TYPES` counts)."""
     tail = stream.split("@", 1)[1] if "@" in stream else ""
-    if tail.startswith("depth"):
-        return "depth"
-    if tail.startswith("kline"):
-        return "kline"
+    for kind in ("depth", "kline", "markPrice"):
+        if tail.startswith(kind):
+            return kind
     return tail
