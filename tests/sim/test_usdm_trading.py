@@ -5,7 +5,8 @@ user-data stream, on the bundled real BTCUSDT perpetual recording.
 The replay is stepped by hand (`ExchangeSimulator.release`), so the book a test reads over REST
 is the book its order meets. Reference values: the book the test fetched, the recorded trades
 (the market's own list), Binance's isolated liquidation formula written out here, and the
-payload shapes of Binance's documented examples (samples/binance-usdm/fapi-http, user-data).
+payload shapes of Binance's documented examples (samples/binance-api/futures-http and
+futures-user-data).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ OPTIONS = {
     "fetchBalance": {"useV2": True},
     "fetchPositionsRisk": {"useV2": True},
 }
-USDM = SAMPLES / "binance-usdm"
 
 
 def real(name: str) -> Any:
-    return json.loads((USDM / name).read_text())
+    """A bundled real USDⓈ-M payload (samples/binance-api/futures-*)."""
+    return json.loads((SAMPLES / "binance-api" / name).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +172,7 @@ async def test_position_risk_shows_entry_leverage_and_binances_isolated_liquidat
     await ex.create_order(SYM, "market", "buy", 0.2)
     rows = await ex.fapiPrivateV2GetPositionRisk({"symbol": "BTCUSDT"})
     [row] = rows
-    assert shape(row).keys() == shape(real("fapi-http/position_risk.json")[0]).keys()
+    assert shape(row).keys() == shape(real("futures-http/position_risk.json")[0]).keys()
     entry, qty = Decimal(row["entryPrice"]), Decimal("0.2")
     assert (row["leverage"], row["marginType"], row["positionAmt"]) == ("25", "isolated", "0.200")
     # Binance, isolated one-way long: LP = (WB + cum - qty*EP) / (qty*MMR - qty), with the
@@ -185,14 +186,14 @@ async def test_position_risk_shows_entry_leverage_and_binances_isolated_liquidat
 
 async def test_payloads_have_the_fields_of_binances_examples(venue: UsdmVenue, ex: Any) -> None:
     order = await ex.create_order(SYM, "limit", "buy", 0.01, 60000)
-    assert list(order["info"]) == list(real("fapi-http/order_response.json"))
+    assert list(order["info"]) == list(real("futures-http/order_response.json"))
     account = await ex.fapiPrivateV2GetAccount()
-    ref = real("fapi-http/account_info_v2.json")
+    ref = real("futures-http/account_info_v2.json")
     assert list(account) == list(ref)
     assert list(account["assets"][0]) == list(ref["assets"][0])
     assert list(account["positions"][0]) == list(ref["positions"][0])
     balance = await ex.fapiPrivateV2GetBalance()
-    assert list(balance[0]) == list(real("fapi-http/balance.json")[0])
+    assert list(balance[0]) == list(real("futures-http/balance.json")[0])
     assert Decimal(account["totalOpenOrderInitialMargin"]) == Decimal("0.01") * 60000 / 20
 
 
@@ -208,10 +209,10 @@ async def test_the_user_data_stream_sends_order_and_account_updates(
             events.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
     new, trade, account = events
     assert (new["e"], new["o"]["x"], trade["o"]["x"]) == ("ORDER_TRADE_UPDATE", "NEW", "TRADE")
-    ref_trade = real("user-data/order_update_trade_partial.json")
+    ref_trade = real("futures-user-data/order_update_trade_partial.json")
     assert list(trade) == list(ref_trade) and list(trade["o"]) == list(ref_trade["o"])
     assert (trade["o"]["X"], trade["o"]["l"], trade["o"]["ps"]) == ("FILLED", "0.010", "BOTH")
-    ref_account = real("user-data/account_update.json")
+    ref_account = real("futures-user-data/account_update.json")
     assert list(account["a"]) == list(ref_account["a"])
     assert list(account["a"]["P"][0]) == list(ref_account["a"]["P"][0])
     assert (account["a"]["m"], account["a"]["P"][0]["pa"]) == ("ORDER", "-0.010")
