@@ -82,7 +82,7 @@ class Targets(Strategy):
 
     def on_start(self, ctx: StrategyContext) -> None:
         if self.leverage is not None:
-            ctx.set_leverage(self.symbols[0], self.leverage)  # type: ignore[attr-defined]
+            ctx.set_leverage(self.symbols[0], self.leverage)
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
         self.i += 1

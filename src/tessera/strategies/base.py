@@ -104,6 +104,13 @@ class StrategyContext(Protocol):
 
     def last_price(self, symbol: str) -> float | None: ...
 
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        """The leverage of the perpetual ``symbol``'s next exposure. The backtest sets it
+        (refused above the leverage bracket's maximum for the position's notional, and on a
+        spot symbol: ValueError); the live context raises NotImplementedError until live
+        perpetuals land, so a strategy never believes a leverage was set that was not."""
+        ...
+
     def features(self, symbol: str) -> Mapping[str, float]:
         """Latest feature values of ``symbol`` (empty if no feature set is attached)."""
         ...
