@@ -94,6 +94,10 @@ async def test_a_long_then_a_short_then_a_reduce_only_close_leave_the_account_fl
         "u-long",
     )
     assert long.filled_notional == Decimal("0.010") * ask  # the best ask holds 0.01
+    # the answer carries its fills (from the order's trades), as spot's FULL answer does
+    assert [(f.client_order_id, f.side, f.qty, f.price) for f in long.fills] == [
+        ("u-long", OrderSide.BUY, Decimal("0.010"), ask)
+    ]
     [pos] = await ex.positions(["BTCUSDT"])
     assert (pos.qty, pos.entry_price, pos.mode) == (Decimal("0.010"), ask, MarginMode.CROSS)
     assert pos.liquidation_price is None  # 10,000 USDT cross behind 0.01 BTC: Binance sends 0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -565,7 +566,9 @@ class UsdmCcxtExchange(CcxtExchange):
       ``STOP_MARKET``/``STOP``, a take-profit ``TAKE_PROFIT_MARKET``/``TAKE_PROFIT``, a
       post-only limit is ``LIMIT`` with ``timeInForce=GTX``). There are no OCO lists on
       USDⓈ-M: `submit_list` refuses them. An order answer has no fills (``cumQuote`` and
-      ``avgPrice`` instead); fills come from the user-data stream or `my_trades`.
+      ``avgPrice`` instead): `submit` and `query` add the order's trades to an answer with an
+      executed quantity (`_with_fills`), so the ledger learns a fill with the answer, as on
+      spot.
     * **A duplicate client order id** is -4015/-4116 (spot: "Duplicate order"): the order is
       looked up by that id, as on spot. USDⓈ-M refuses a client id only while its order is
       open, so `submit_resolved` looks the id up before it sends anything.
@@ -633,7 +636,43 @@ class UsdmCcxtExchange(CcxtExchange):
                 raise
             log.warning("submit was a duplicate; the order exists", cid=order.client_order_id)
             return found
-        return self._parse(raw, order.side)
+        return await self._with_fills(self._parse(raw, order.side))
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        """The order by client id with its fills (see `_with_fills`), or None if the exchange
+        says it does not exist."""
+        found = await super().query(symbol, client_order_id)
+        return await self._with_fills(found) if found is not None else None
+
+    async def _with_fills(self, ack: ExchangeOrder) -> ExchangeOrder:
+        """A USDⓈ-M order answer has no fills (spot's FULL answer has them): an answer with an
+        executed quantity gets the order's trades (``/fapi/v1/userTrades?orderId=``, weight 5),
+        so the order manager records the fills with the answer, as on spot, instead of holding
+        a filled order whose position it does not know until the user-data stream speaks (a
+        target signal meanwhile would trade the same difference again)."""
+        if ack.filled_qty <= 0 or ack.fills:
+            return ack
+        raw = await self._call(
+            "fetch_my_trades",
+            self.unified(ack.symbol),
+            None,
+            1000,
+            {"orderId": ack.exchange_order_id},
+        )
+        ack.fills = [
+            dataclasses.replace(t.fill, client_order_id=ack.client_order_id)
+            for t in (self._trade(r["info"]) for r in raw)
+            if t.exchange_order_id == ack.exchange_order_id
+        ]
+        got = sum((f.qty for f in ack.fills), Decimal(0))
+        if got != ack.filled_qty:
+            log.warning(
+                "the order's trades do not add up to its executed quantity yet",
+                cid=ack.client_order_id,
+                executed=str(ack.filled_qty),
+                trades=str(got),
+            )
+        return ack
 
     async def submit_resolved(self, order: Order, attempts: int = 5) -> ExchangeOrder:
         """As spot's, but the client id is looked up *before* the first send: USDⓈ-M keeps a
@@ -671,23 +710,24 @@ class UsdmCcxtExchange(CcxtExchange):
         rows; ``realizedPnl`` is the exchange's and is not kept here)."""
         params = {"fromId": from_id} if from_id is not None else {}
         raw = await self._call("fetch_my_trades", self.unified(symbol), None, 1000, params)
-        out: list[ExchangeTrade] = []
-        for t in raw:
-            info = t["info"]
-            fill = Fill(
-                trade_id=str(info["id"]),
-                client_order_id="",  # Binance lists trades by orderId only
-                symbol=str(info["symbol"]),
-                side=OrderSide.BUY if info["buyer"] else OrderSide.SELL,
-                price=Decimal(str(info["price"])),
-                qty=Decimal(str(info["qty"])),
-                fee=Decimal(str(info["commission"])),
-                fee_asset=str(info["commissionAsset"]),
-                liquidity=Liquidity.MAKER if info["maker"] else Liquidity.TAKER,
-                ts_event=int(info["time"]) * MS,
-            )
-            out.append(ExchangeTrade(str(info["orderId"]), fill))
-        return out
+        return [self._trade(t["info"]) for t in raw]
+
+    @staticmethod
+    def _trade(info: dict[str, Any]) -> ExchangeTrade:
+        """One ``userTrades`` row (exact numbers from the raw row)."""
+        fill = Fill(
+            trade_id=str(info["id"]),
+            client_order_id="",  # Binance lists trades by orderId only
+            symbol=str(info["symbol"]),
+            side=OrderSide.BUY if info["buyer"] else OrderSide.SELL,
+            price=Decimal(str(info["price"])),
+            qty=Decimal(str(info["qty"])),
+            fee=Decimal(str(info["commission"])),
+            fee_asset=str(info["commissionAsset"]),
+            liquidity=Liquidity.MAKER if info["maker"] else Liquidity.TAKER,
+            ts_event=int(info["time"]) * MS,
+        )
+        return ExchangeTrade(str(info["orderId"]), fill)
 
     # --- the account ----------------------------------------------------------------------------
 
