@@ -7,7 +7,9 @@ this module, so a strategy meets the same refusals in research as in production:
 * a flip (long to short or back) is two orders, the close first and reduce-only, then the
   open: an opening leg that cannot be paid for (or is refused) still leaves the close done;
 * on spot (``can_short=False``) a target below zero is cut to zero — a short needs a borrow —
-  and the plan says so (``denied="no_borrow"``, ``cut`` the refused quantity);
+  and the plan says so (``denied="no_borrow"``, ``cut`` the refused quantity); on a
+  perpetual a target below zero is a short position like a long (`MarketKind`,
+  `orders_for_market`: the caller says which market it trades, not how to size);
 * ``sellable`` caps what a spot sell may take (the account's base balance live, the portfolio's
   base holding in the backtest); the part cut is in the plan, never dropped in silence;
 * quantities are rounded down to the market lot step (``SymbolFilters.round_qty``); rounding is
@@ -19,12 +21,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from tessera.execution.filters import SymbolFilters
 from tessera.execution.orders import ExitReason, OrderSide
 
 ZERO = Decimal(0)
 NO_BORROW = "no_borrow"
+
+
+class MarketKind(StrEnum):
+    """What the traded market lets a target be: spot holds the base asset (no short without a
+    borrow; a sell is capped at what is held); a perpetual holds a signed position (a short is
+    a position; the exchange's reduce-only flag, not a balance, keeps an exit from opening)."""
+
+    SPOT = "spot"
+    PERPETUAL = "perpetual"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,24 @@ def orders_for_target(
         cut=cut,
         denied=NO_BORROW if cut else None,
     )
+
+
+def orders_for_market(
+    position: Decimal,
+    target: Decimal,
+    *,
+    market: MarketKind,
+    filters: SymbolFilters | None,
+    sellable: Decimal | None = None,
+) -> SizingPlan:
+    """`orders_for_target` for ``market``: on spot a short is cut (``no_borrow``) and a sell
+    capped at ``sellable``; on a perpetual ``sellable`` must be None (a position, not a
+    balance, is what an order reduces) and a negative target is a short."""
+    if market is MarketKind.PERPETUAL:
+        if sellable is not None:
+            raise ValueError("a perpetual has no sellable balance: pass sellable=None")
+        return orders_for_target(position, target, filters=filters, can_short=True, sellable=None)
+    return orders_for_target(position, target, filters=filters, can_short=False, sellable=sellable)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ manager), then acknowledges it once the order intent is durable:
 * ``target``: the orders that move the strategy from what it holds (and has in flight) to the
   target, from the pure `sizing` module the backtest uses too — a flip is closed first, then
   opened; on spot a short is refused (``no_borrow``) and a sell is capped at what the account
-  holds, both said and counted, never narrowed in silence;
+  holds, both said and counted, never narrowed in silence; on a perpetual
+  (``market=MarketKind.PERPETUAL``) a negative target is a short and the close is reduce-only;
 * ``order`` / ``oco``: the strategy's own order or order list, with the client order ids the
   strategy was given when it decided (so it can cancel them, and a redelivered or re-decided
   signal finds its order by that id instead of sending a second one);
@@ -48,7 +49,7 @@ from tessera.execution.orders import (
     TimeInForce,
 )
 from tessera.execution.persistence import ExecutionStore
-from tessera.execution.sizing import orders_for_target
+from tessera.execution.sizing import MarketKind, orders_for_market
 from tessera.live.account import AccountBook
 from tessera.live.ratelimit import RateLimitBannedError
 from tessera.live.signals import Delivery, LocalSignalQueue, Signal, SignalKind, SignalQueue
@@ -169,7 +170,12 @@ class SignalExecutor:
         consumer: str,
         max_signal_age_s: float,
         claim_idle_ms: int,
+        market: MarketKind = MarketKind.SPOT,
     ) -> None:
+        """``market``: what a target means (`MarketKind`): on spot a short is refused and a
+        sell capped at the account's base balance; on a perpetual a negative target is a
+        short and exits are reduce-only orders, capped by the exchange."""
+        self.market = market
         self.queue = queue
         self.store = store
         self.manager = manager
@@ -320,13 +326,17 @@ class SignalExecutor:
         held = self.position(sig.symbol, sig.strategy) + self.in_flight(sig.symbol, sig.strategy)
         # spot: sell at most what the account holds; a buy's commission paid in the base asset
         # leaves less than the position, and the exchange refuses the rest
-        held_base = max(self.account.balances.get(filters.base_asset, ZERO), ZERO)
-        plan = orders_for_target(
+        sellable = (
+            max(self.account.balances.get(filters.base_asset, ZERO), ZERO)
+            if self.market is MarketKind.SPOT
+            else None
+        )
+        plan = orders_for_market(
             held,
             Decimal(sig.target_qty),
+            market=self.market,
             filters=filters,
-            can_short=False,
-            sellable=held_base,
+            sellable=sellable,
         )
         log.debug("signal", target=sig.target_qty, held=str(held), plan=str(plan))
         if plan.cut:
