@@ -34,7 +34,7 @@ import aiohttp
 from tessera import __version__, metrics
 from tessera.backtest.data import interval_ns
 from tessera.config.models import RiskConfig, StrategyRef
-from tessera.config.settings import DatabaseSync
+from tessera.config.settings import TRADING_ONLY_EXCHANGES, DatabaseSync
 from tessera.execution.exchange import (
     Balance,
     Exchange,
@@ -329,6 +329,13 @@ class TradingBot:
     async def _setup(self) -> None:
         o = self.o
         self._check_identifiers()
+        if o.exchange_id in TRADING_ONLY_EXCHANGES:
+            # BotOptions built without `bot_options` (which refuses it first): the feed, the
+            # user-data stream and the account book below speak Binance spot
+            raise LiveRefusedError(
+                f"exchange {o.exchange_id!r}: the bot does not trade it yet (its order adapter "
+                "exists; the feed, user-data stream and account book speak Binance spot)"
+            )
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
         # one trading process per account: a second bot would double every position and each
