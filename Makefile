@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=
 PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services tools lint typecheck docs unit test demo bench clean
+.PHONY: help setup services tools lint typecheck docs unit test demo bench clean peers
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,7 +47,10 @@ docs: setup  ## build the documentation site into site/ (strict: broken links fa
 unit: setup  ## pytest only (in parallel, PYTEST_WORKERS workers)
 	$(BIN)/pytest -q $(PYTEST_XDIST)
 
-test: setup services tools lint typecheck docs  ## everything CI runs: lint, types, docs, the full test suite
+peers: setup  ## freqtrade's own venv (bench/.venv-freqtrade, ~70 s the first time; its client test needs it)
+	$(PY) bench/peers/freqtrade_venv.py
+
+test: setup services tools lint typecheck docs peers  ## everything CI runs: lint, types, docs, the full test suite
 	$(BIN)/pytest -q $(PYTEST_XDIST)
 
 demo: setup  ## the main job end to end on the bundled real data

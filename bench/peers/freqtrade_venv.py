@@ -142,3 +142,7 @@ def run_freqtrade_futures(
         f"bench/peers/freqtrade_futures_run.py --scenario {scenario} --leverage {leverage}"
     )
     return doc
+
+
+if __name__ == "__main__":  # `make peers`: create the venv (tests/sim/test_freqtrade_client.py)
+    print(ensure_freqtrade_venv())
