@@ -96,6 +96,12 @@ from tessera.execution.pretrade import pretrade_denial
 from tessera.execution.sizing import NO_BORROW, flatten_orders, orders_for_target
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
 from tessera.risk.engine import AccountView, OrderIntent, RiskAction, RiskEngine, RiskListener
+from tessera.risk.leverage import (
+    LeverageAction,
+    MarginRatioAlert,
+    PerpAccountSnapshot,
+    ReduceOrder,
+)
 from tessera.strategies.base import Bar, Strategy
 from tessera.strategies.context import OrderHelpers
 from tessera.strategies.guard import StrategyError
@@ -576,8 +582,18 @@ class BacktestEngine:
             self._marks_dirty = False
 
     def _risk_update(self, equity: float) -> None:
+        """Mark-to-market into the risk engine; a perpetual account goes through
+        `RiskEngine.mark_perp` (the drawdown on the exact equity at the mark, and the leverage
+        monitor, whose cuts are sent here and whose alerts are counted)."""
         assert self.risk is not None
-        actions = self.risk.update_equity(equity, self.now)
+        leverage_actions: list[LeverageAction] = []
+        if self.perp_account is not None:
+            snapshot = self._perp_snapshot()
+            actions, leverage_actions = self.risk.mark_perp(snapshot, self.now)
+            equity_d = snapshot.equity
+        else:
+            actions = self.risk.update_equity(equity, self.now)
+            equity_d = _d(equity)
         if actions:
             if self.halted_at is None and self.risk.halt is not None:
                 # the account as the halt found it, for the result's frozen-position return
@@ -587,7 +603,7 @@ class BacktestEngine:
                     ts=self.now,
                     reason=self.risk.halt.reason,
                     drawdown_pct=self.risk.halt.drawdown_pct,
-                    equity=_d(equity),
+                    equity=equity_d,
                     cash=self._halt_cash(quote),
                     positions={s: q for s, q in self.portfolio.net_positions().items() if q},
                 )
@@ -596,6 +612,69 @@ class BacktestEngine:
                     self.cancel(order.client_order_id)
             if RiskAction.FLATTEN in actions:
                 self._flatten()
+        if leverage_actions:
+            self._leverage_actions(leverage_actions)
+
+    def _perp_snapshot(self) -> PerpAccountSnapshot:
+        """The perpetual account at its marks, for the leverage risk (`PerpAccount.snapshot`;
+        the lot step of the filters rounds the monitor's cuts)."""
+        acct = self.perp_account
+        assert acct is not None
+        self.sync_marks()
+        fallback = {k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close}
+        steps = {k: f.market_step_size or f.step_size for k, f in self.filters.items()}
+        return acct.snapshot(fallback, {k: v for k, v in steps.items() if v > 0})
+
+    def _leverage_actions(self, actions: Sequence[LeverageAction]) -> None:
+        """The leverage monitor's verdicts at a mark: a margin-ratio alert is counted (the
+        backtest has nobody to page); a cut (`ReduceOrder`, a position closer to liquidation
+        than ``min_liquidation_distance_pct``) goes out as reduce-only market orders with
+        reason ``liq_distance`` through `submit`, from the strategies holding the position
+        (in id order) — unless a cut of the symbol is still on its way."""
+        acct = self.perp_account
+        assert acct is not None
+        stats = self._perp_stats
+        for action in actions:
+            if isinstance(action, MarginRatioAlert):
+                stats.margin_ratio_alerts += 1
+                ratio = float(action.margin_ratio)
+                if stats.peak_margin_ratio is None or ratio > stats.peak_margin_ratio:
+                    stats.peak_margin_ratio = ratio
+                if stats.first_margin_ratio_alert_at is None:
+                    stats.first_margin_ratio_alert_at = self.now
+                continue
+            assert isinstance(action, ReduceOrder)
+            if any(
+                o.reason is ExitReason.LIQ_DISTANCE and o.status.is_open
+                for o in self.working.orders(action.symbol)
+            ):
+                continue
+            left = action.qty
+            sent = False
+            holders = sorted(acct.strategy_shares(action.symbol))
+            for strategy, qty in holders:
+                if left <= 0:
+                    break
+                if (qty > 0) == (action.side is OrderSide.BUY):
+                    continue  # on the side the cut adds to
+                cut = min(left, abs(qty))
+                order = self.submit(
+                    strategy,
+                    action.symbol,
+                    action.side,
+                    cut,
+                    OrderType.MARKET,
+                    None,
+                    None,
+                    TimeInForce.GTC,
+                    reason=ExitReason.LIQ_DISTANCE,
+                    reduce_only=True,
+                )
+                if order is not None:
+                    left -= order.qty
+                    sent = True
+            if sent:
+                stats.liq_distance_cuts += 1
 
     def _halt_cash(self, quote: str) -> Decimal:
         """The cash of the halt snapshot, such that cash + sum(qty x price) is the equity: the
@@ -863,6 +942,8 @@ class BacktestEngine:
             },
             open_orders=len(self.working),
             equity=self.portfolio.equity(),  # caps written as "50%" of equity resolve on it
+            # a perpetual meets the leverage limits of the RiskConfig too
+            perp=self._perp_snapshot() if self.perp_account is not None and self.risk else None,
         )
         filters = self.filters.get(symbol)
         for side, qty, otype, price, stop in legs:

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.orders import Fill, Liquidity
@@ -46,6 +47,9 @@ from tessera.execution.perp.margin import (
     PerpPosition,
     liquidation_price,
 )
+
+if TYPE_CHECKING:
+    from tessera.risk.leverage import PerpAccountSnapshot
 
 ZERO = Decimal(0)
 INSUFFICIENT_MARGIN = "insufficient_margin"
@@ -327,6 +331,39 @@ class PerpAccount:
         )  # fmt: skip
         self.liquidations.append(rec)
         return rec
+
+    def snapshot(
+        self,
+        fallback_marks: Mapping[str, Decimal] | None = None,
+        qty_steps: Mapping[str, Decimal] | None = None,
+    ) -> PerpAccountSnapshot:
+        """The account as the leverage risk of `tessera.risk.leverage` sees it: the wallet,
+        each symbol's mark, brackets, leverage (a held position's own, else the setting), the
+        margin mode and the position. A symbol with no mark yet takes ``fallback_marks``' price
+        (the engine's last trade price), else its entry price; a flat symbol with neither is
+        left out (nothing can be checked or cut on it)."""
+        from tessera.risk.leverage import PerpAccountSnapshot, PerpSymbol
+
+        symbols: dict[str, PerpSymbol] = {}
+        for sym, brackets in self.brackets.items():
+            pos = self.positions.get(sym)
+            mark = self.marks.get(sym)
+            if mark is None and fallback_marks is not None:
+                mark = fallback_marks.get(sym)
+            if mark is None and pos is not None:
+                mark = pos.entry_price
+            if mark is None or mark <= 0:
+                continue
+            symbols[sym] = PerpSymbol(
+                sym,
+                mark,
+                brackets,
+                pos.leverage if pos is not None else self.leverage_of(sym),
+                pos.mode if pos is not None else self.mode,
+                pos,
+                qty_step=(qty_steps or {}).get(sym) or None,
+            )
+        return PerpAccountSnapshot(self.wallet, symbols)
 
     def strategy_shares(self, symbol: str) -> list[tuple[str, Decimal]]:
         """(strategy, signed qty) of every strategy holding ``symbol``."""

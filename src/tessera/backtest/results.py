@@ -97,7 +97,21 @@ _REASON_FIELD = {
     DenialReason.ORDER_RATE.value: "max_orders_per_second",
     DenialReason.KILL_SWITCH.value: "max_drawdown_pct",
     DenialReason.REDUCING_ONLY.value: "reduce_only_drawdown_pct",
+    # perpetuals (tessera.risk.leverage); max_leverage is also the bracket's own cap
+    DenialReason.MAX_LEVERAGE.value: "max_leverage",
+    DenialReason.MAX_GROSS_LEVERAGE.value: "max_gross_leverage",
+    DenialReason.MAX_NET_LEVERAGE.value: "max_net_leverage",
+    DenialReason.LIQUIDATION_DISTANCE.value: "min_liquidation_distance_pct",
 }
+# the RiskConfig settings that only a perpetual account can meet (a spot account has no
+# leverage, margin or liquidation): on spot they are listed as not applied, never silent
+PERP_ONLY_LIMITS = (
+    "max_leverage",
+    "max_gross_leverage",
+    "max_net_leverage",
+    "min_liquidation_distance_pct",
+    "margin_ratio_alert",
+)
 
 
 _NOTIONAL_FIELDS = frozenset({"max_order_notional", "max_position_notional", "max_gross_exposure"})
@@ -147,6 +161,8 @@ class RiskSummary:
     return_as_traded: float | None = None
     return_at_halt: float | None = None
     return_frozen_marked: float | None = None
+    # perpetual-only settings given to a spot run ("max_leverage 2"): not applied, and said
+    not_applied: tuple[str, ...] = ()
 
     @property
     def acted(self) -> bool:
@@ -165,6 +181,7 @@ class RiskSummary:
             "return_as_traded": _json_float(self.return_as_traded),
             "return_at_halt": _json_float(self.return_at_halt),
             "return_frozen_marked": _json_float(self.return_frozen_marked),
+            "not_applied": list(self.not_applied),
         }
 
 
@@ -180,8 +197,10 @@ def summarize_risk(
     denials: list[tuple[int, str, str]],
     halt: HaltSnapshot | None,
     last_prices: Mapping[str, Decimal],
+    perp: bool = False,
 ) -> RiskSummary:
-    """The `RiskSummary` of a run (see its docstring for each field)."""
+    """The `RiskSummary` of a run (see its docstring for each field); on a spot run
+    (``perp`` False) the perpetual-only settings that are set go to ``not_applied``."""
     counts: dict[str, int] = {}
     after = 0
     for ts, _, reason in denials:
@@ -191,8 +210,15 @@ def summarize_risk(
                 after += 1
     as_traded = final_equity / float(initial) - 1.0 if final_equity is not None else None
     limits = risk_config.model_dump(mode="json") if risk_config is not None else {}
+    not_applied = (
+        ()
+        if perp
+        else tuple(f"{k} {limits[k]}" for k in PERP_ONLY_LIMITS if limits.get(k) is not None)
+    )
     if halt is None:
-        return RiskSummary(limits, denials=counts, return_as_traded=as_traded)
+        return RiskSummary(
+            limits, denials=counts, return_as_traded=as_traded, not_applied=not_applied
+        )
     frozen = halt.cash + sum(
         (qty * last_prices.get(sym, ZERO) for sym, qty in halt.positions.items()), ZERO
     )
@@ -208,6 +234,7 @@ def summarize_risk(
         return_as_traded=as_traded,
         return_at_halt=float(halt.equity / initial) - 1.0,
         return_frozen_marked=float(frozen / initial) - 1.0,
+        not_applied=not_applied,
     )
 
 
@@ -222,9 +249,14 @@ def risk_summary_lines(result: BacktestResult) -> list[str]:
         risk limits denied 380 orders: kill_switch 380 (max_drawdown_pct 10.0)
     """
     r = result.risk
-    if not r.acted:
-        return []
     lines: list[str] = []
+    if r.not_applied:
+        lines.append(
+            f"perpetuals only, not applied on spot: {', '.join(r.not_applied)} (a spot account "
+            "has no leverage, margin or liquidation)"
+        )
+    if not r.acted:
+        return lines
     if r.halted_at_ns is not None:
         # a bar closes 1 ns before the next opens: round to the second, 13:59:59.999 is 14:00
         secs = (r.halted_at_ns + 500_000_000) // 1_000_000_000
@@ -251,7 +283,7 @@ def risk_summary_lines(result: BacktestResult) -> list[str]:
         for reason, n in sorted(r.denials.items(), key=lambda kv: (-kv[1], kv[0])):
             name = _REASON_FIELD.get(reason)
             limit = ""
-            if name is not None and name in r.limits:
+            if name is not None and r.limits.get(name) is not None:
                 label = "limit" if name == reason else name
                 limit = f" ({label} {r.limits[name]})"
             parts.append(f"{reason} {n:,}{limit}")
@@ -283,6 +315,11 @@ class PerpStats:
     min_liq_distance: float | None = None  # |mark - liquidation price| / mark
     min_liq_distance_at: int | None = None
     min_liq_distance_symbol: str | None = None
+    # the leverage monitor of the risk engine (RiskEngine.mark_perp)
+    margin_ratio_alerts: int = 0  # marks with a margin ratio >= margin_ratio_alert
+    first_margin_ratio_alert_at: int | None = None
+    peak_margin_ratio: float | None = None  # the highest ratio alerted on
+    liq_distance_cuts: int = 0  # cuts sent for min_liquidation_distance_pct
 
 
 @dataclass(frozen=True)
@@ -305,6 +342,10 @@ class PerpSummary:
     realized_pnl: Decimal
     fees_paid: Decimal  # trading and liquidation fees
     final_marks: Mapping[str, Decimal] = field(default_factory=dict)  # the last mark per symbol
+    margin_ratio_alerts: int = 0  # marks at which the margin ratio reached margin_ratio_alert
+    first_margin_ratio_alert_at: int | None = None
+    peak_margin_ratio: float | None = None
+    liq_distance_cuts: int = 0  # reduce-only cuts sent for min_liquidation_distance_pct
 
     @property
     def funding_paid(self) -> Decimal:
@@ -336,6 +377,10 @@ class PerpSummary:
             realized_pnl=account.realized,
             fees_paid=account.fees_paid,
             final_marks=dict(account.marks),
+            margin_ratio_alerts=stats.margin_ratio_alerts,
+            first_margin_ratio_alert_at=stats.first_margin_ratio_alert_at,
+            peak_margin_ratio=stats.peak_margin_ratio,
+            liq_distance_cuts=stats.liq_distance_cuts,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -371,6 +416,10 @@ class PerpSummary:
             "final_wallet": str(self.final_wallet),
             "realized_pnl": str(self.realized_pnl),
             "fees_paid": str(self.fees_paid),
+            "margin_ratio_alerts": self.margin_ratio_alerts,
+            "first_margin_ratio_alert_at_ns": self.first_margin_ratio_alert_at,
+            "peak_margin_ratio": self.peak_margin_ratio,
+            "liq_distance_cuts": self.liq_distance_cuts,
         }
 
 
@@ -426,6 +475,18 @@ def perp_summary_lines(result: BacktestResult) -> list[str]:
         else ""
     )
     lines.append(f"margin: peak leverage used {p.peak_leverage:.2f}x{dist}")
+    if p.liq_distance_cuts:
+        lines.append(
+            f"risk monitor: {p.liq_distance_cuts:,} reduce-only cut"
+            f"{'' if p.liq_distance_cuts == 1 else 's'} (reason liq_distance) of a position "
+            "closer to liquidation than min_liquidation_distance_pct"
+        )
+    if p.margin_ratio_alerts and p.first_margin_ratio_alert_at is not None:
+        peak = f", peak {p.peak_margin_ratio:.2%}" if p.peak_margin_ratio is not None else ""
+        lines.append(
+            f"margin ratio alerts: {p.margin_ratio_alerts:,} marks at or above "
+            f"margin_ratio_alert (first {_when(p.first_margin_ratio_alert_at)} UTC{peak})"
+        )
     return lines
 
 
@@ -828,6 +889,7 @@ def build_result(
             denials,
             halt,
             portfolio.marks,
+            perp=perp is not None,
         ),
         perp=perp,
     )

@@ -100,6 +100,9 @@ class ExitReason(StrEnum):
     MANUAL = "manual"  # an operator's command (``tessera orders flatten``)
     END_OF_DATA = "end_of_data"  # the backtest closing what is open at its last bar
     LIQUIDATION = "liquidation"  # a perpetual closed by the exchange at its liquidation price
+    # the risk monitor cut a perpetual closer to liquidation than min_liquidation_distance_pct
+    # (tessera.risk.leverage.ReduceOrder; "liq_distance": the orders.reason column holds 16)
+    LIQ_DISTANCE = "liq_distance"
 
     @classmethod
     def for_type(cls, order_type: OrderType) -> ExitReason:
