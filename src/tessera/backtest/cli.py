@@ -19,6 +19,7 @@ from tessera.data.research_cli import (
     TimeframeOpt,
     TimerangeOpt,
     research_bars,
+    store_root,
 )
 from tessera.logging import get_logger
 from tessera.strategies.cli import StrategyPathOption
@@ -200,11 +201,19 @@ def _perp_inputs(
     mark: Path | None,
     funding: Path | None,
     no_funding: bool,
+    store: Path | None = None,
 ) -> PerpInputs | None:
     """The perpetual inputs when the symbols are USDⓈ-M perpetuals (``binance-usdm:SYMBOL``
     on the command line or in backtest.symbols, or bars the store holds under that venue);
-    None for spot. Spot and perpetual symbols in one run are refused."""
-    from tessera.backtest.perp_inputs import PerpInputError, bundled_inputs_for, load_perp_inputs
+    None for spot. Spot and perpetual symbols in one run are refused. Bars read from the
+    ``store`` take their mark and funding from it where no file is given."""
+    from tessera.backtest.perp_inputs import (
+        PerpInputError,
+        StoreSeries,
+        bundled_inputs_for,
+        load_perp_inputs,
+    )
+    from tessera.data.store import ParquetStore
 
     names = list(refs or cfg.symbols)
     flagged = {
@@ -231,16 +240,20 @@ def _perp_inputs(
         raise ConfigError("--mark and --funding take one symbol's file: give one --symbol")
     marks: dict[str, Path | None] = {}
     rates: dict[str, Path | None] = {}
+    stores: dict[str, StoreSeries] = {}
     for b in loaded:
         sample_mark, sample_funding = bundled_inputs_for(b.source)
         marks[b.symbol] = mark or pcfg.mark_file or sample_mark
         rates[b.symbol] = funding or pcfg.funding_file or sample_funding
+        if store is not None and b.source.startswith("store:") and b.venue == PERP_VENUE:
+            stores[b.symbol] = StoreSeries(ParquetStore(store), b.venue, b.interval)
     try:
         return load_perp_inputs(
             series,
             mark_files=marks,
             funding_files=rates,
             funding=pcfg.funding and not no_funding,
+            stores=stores,
         )
     except PerpInputError as exc:
         raise ConfigError(str(exc)) from None
@@ -427,7 +440,14 @@ def backtest(
             app, all_series[0], loaded[0].frame, model, walk_forward, model_config, min_train_bars
         )
     perp_inputs = _perp_inputs(
-        cfg, symbol, loaded, all_series, mark=mark, funding=funding, no_funding=no_funding
+        cfg,
+        symbol,
+        loaded,
+        all_series,
+        mark=mark,
+        funding=funding,
+        no_funding=no_funding,
+        store=store_root(settings),
     )
     n_bars = sum(len(x) for x in all_series)
     log.info(

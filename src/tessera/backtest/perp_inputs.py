@@ -1,9 +1,12 @@
 """What a perpetual backtest needs besides the trade bars: brackets, mark prices, funding rates.
 
-One function, `load_perp_inputs`, gathers them, so that the USDⓈ-M tables of the data store
-can replace the files later without touching the engine. Today they come from files
-(`tessera.data.futures_files`): ``--mark FILE`` and ``--funding FILE``, or, when the bars are
-the bundled XRP/USDT perpetual sample, its bundled mark and funding files.
+One function, `load_perp_inputs`, gathers them, from files or from the store, without the
+engine knowing which: ``--mark FILE`` and ``--funding FILE`` (`tessera.data.futures_files`)
+when given; else, when the bars come from the store (venue ``binance-usdm``), the store's
+``mark_klines`` and ``funding_rates`` of the symbol (`tessera.data.futures_store`, exact
+decimals); else, when the bars are the bundled XRP/USDT perpetual sample, its bundled files.
+The output names the source (``store binance-usdm XRPUSDT 1h mark_klines for 100 of 100
+bars``).
 
 Nothing is filled in silently:
 
@@ -32,6 +35,7 @@ import numpy.typing as npt
 
 from tessera.backtest.data import BarSeries
 from tessera.data.barfile import SAMPLES, BarFileError
+from tessera.data.store import ParquetStore
 from tessera.execution.perp.funding import FundingRate, FundingSchedule, schedule
 from tessera.execution.perp.margin import LeverageBrackets
 
@@ -41,6 +45,16 @@ SAMPLE_PERP_BARS = {"XRP_USDT_USDT-1h-futures.feather", "XRP_USDT_USDT-5m-future
 
 class PerpInputError(ValueError):
     """A perpetual backtest cannot run with these inputs (the message says why)."""
+
+
+@dataclass(frozen=True)
+class StoreSeries:
+    """Where a symbol's bars came from in the store: the mark and the funding are read from
+    the same ``venue`` there (the mark candles at the bars' ``interval``)."""
+
+    store: ParquetStore
+    venue: str
+    interval: str
 
 
 @dataclass(frozen=True)
@@ -101,16 +115,23 @@ def load_perp_inputs(
     funding_files: Mapping[str, Path | None],
     funding: bool = True,
     brackets_file: Path = BRACKETS_FILE,
+    stores: Mapping[str, StoreSeries] | None = None,
 ) -> PerpInputs:
     """The perpetual inputs of each series (see the module docstring for the rules).
 
-    ``mark_files`` / ``funding_files`` map symbol → file (None: none stored). Raises
-    `PerpInputError` for a symbol with no brackets, a funding file missing while funding is
-    on, or an unreadable file (the message names it)."""
+    ``mark_files`` / ``funding_files`` map symbol → file (None: none given); ``stores`` maps
+    a symbol whose bars came from the store to that store, read where no file is given.
+    Raises `PerpInputError` for a symbol with no brackets, no funding history while funding
+    is on (no file, nothing in the store), or an unreadable file (the message names it)."""
     from tessera.data.futures_files import (
         funding_rates_from_frames,
         read_funding_rates,
         read_mark_prices,
+    )
+    from tessera.data.futures_store import (
+        FuturesStoreError,
+        load_funding_rates,
+        load_mark_klines,
     )
 
     all_brackets = load_brackets(brackets_file)
@@ -124,10 +145,20 @@ def load_perp_inputs(
             )
         interval = int(s.close_time[0] - s.open_time[0] + 1) if len(s) else 1
         mark_path = mark_files.get(s.symbol)
+        stored = (stores or {}).get(s.symbol)
         marks = None
+        mark_label: str | Path | None = mark_path
+        store_note = ""
         try:
             if mark_path is not None:
                 marks = read_mark_prices(Path(mark_path))
+            elif stored is not None:
+                label = f"store {stored.venue} {s.symbol} {stored.interval} mark_klines"
+                try:
+                    marks = load_mark_klines(stored.store, stored.venue, s.symbol, stored.interval)
+                    mark_label = label
+                except FuturesStoreError as exc:
+                    store_note = f" ({exc})"
         except BarFileError as exc:
             raise PerpInputError(str(exc)) from None
         mo, mh, ml, mc = (s.open.copy(), s.high.copy(), s.low.copy(), s.close.copy())
@@ -145,15 +176,15 @@ def load_perp_inputs(
                     arr[hit] = vals[idx_c[hit]]
                 mark_bars = int(hit.sum())
         n = len(s)
-        if mark_path is None:
-            mark_source = f"none stored: the trade price for all {n:,} bars"
+        if mark_label is None:
+            mark_source = f"none stored: the trade price for all {n:,} bars{store_note}"
         elif mark_bars == 0 and marks is not None and len(marks):
             mark_source = (
-                f"{mark_path} is not at the bars' interval: the trade price for all {n:,} bars "
+                f"{mark_label} is not at the bars' interval: the trade price for all {n:,} bars "
                 "(its opens still mark the funding times)"
             )
         else:
-            mark_source = f"{mark_path} for {mark_bars:,} of {n:,} bars" + (
+            mark_source = f"{mark_label} for {mark_bars:,} of {n:,} bars" + (
                 f", the trade price for {n - mark_bars:,}" if mark_bars < n else ""
             )
         if not funding:
@@ -162,20 +193,32 @@ def load_perp_inputs(
             funding_source = "OFF (--no-funding): no funding paid or received"
         else:
             fpath = funding_files.get(s.symbol)
-            if fpath is None:
+            flabel: str | Path
+            if fpath is None and stored is not None:
+                try:
+                    rates, _ = load_funding_rates(stored.store, stored.venue, s.symbol)
+                except FuturesStoreError as exc:
+                    raise PerpInputError(
+                        f"{s.symbol}: no funding-rate history: {exc}; or give --funding FILE, "
+                        "or --no-funding to run without funding"
+                    ) from None
+                flabel = f"store {stored.venue} {s.symbol} funding_rates"
+            elif fpath is None:
                 raise PerpInputError(
                     f"{s.symbol}: no funding-rate history; give --funding FILE (or "
                     "backtest.perp.funding_file), or --no-funding to run without funding"
                 )
-            try:
-                rates, _ = funding_rates_from_frames(read_funding_rates(Path(fpath)), marks)
-            except BarFileError as exc:
-                raise PerpInputError(str(exc)) from None
+            else:
+                flabel = fpath
+                try:
+                    rates, _ = funding_rates_from_frames(read_funding_rates(Path(fpath)), marks)
+                except BarFileError as exc:
+                    raise PerpInputError(str(exc)) from None
             sched = schedule(rates, s.open_time.tolist(), interval)
             due = [r for v in sched.due.values() for r in v]
             without = sum(1 for r in due if r.mark_price is None)
             funding_source = (
-                f"{fpath}: {sched.applied} funding times applied"
+                f"{flabel}: {sched.applied} funding times applied"
                 + (f" ({without} marked at the trade price)" if without else "")
                 + (f", {sched.before} before the bars" if sched.before else "")
                 + (f", {sched.after} after them" if sched.after else "")
