@@ -38,7 +38,11 @@ the methods they share). Shorts are allowed, orders opening exposure need initia
 the fills at the open: the position is liquidated at its liquidation price if the bar's mark
 range crosses it (a fill with reason ``liquidation``, the strategy hears ``on_fill``), then the
 funding times closing with the bar are settled on the position held, then the strategy sees the
-bar. Equity is marked at the mark price.
+bar. Equity is marked at the mark price. The leverage limits of the `RiskConfig` apply: the
+pre-trade check sees the account as a `PerpAccountSnapshot` (``AccountView.perp``), and each
+mark goes through `RiskEngine.mark_perp` (drawdown at the mark; the monitor's cuts sent as
+reduce-only orders with reason ``liq_distance``; margin-ratio alerts counted). On spot they
+cannot bind and the result lists them as not applied (`RiskSummary.not_applied`).
 
 Money is exact: orders, fills, cash and positions are Decimal. The equity curve is float64.
 Same inputs and seed give the same result, byte for byte.
