@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sim_helpers import SAMPLES
 from test_usdm_public import point_usdm_at
 from typer.testing import CliRunner
@@ -224,3 +226,38 @@ def test_serve_usdm_bars_says_where_the_mark_and_funding_come_from() -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    tenths=st.integers(min_value=-20_000, max_value=20_000).filter(lambda n: abs(n) >= 50),
+    funding_index=st.integers(min_value=0, max_value=4),
+)
+def test_any_position_over_a_funding_time_books_the_domains_payment_once(
+    xrp: UsdmBarMarket, tenths: int, funding_index: int
+) -> None:
+    """Long or short, any size the filters take, any of the funding times inside the candles:
+    the wallet moves by `funding_payment` at the file's rate and mark (8 decimals), once."""
+    venue = usdm_venue(xrp, speed=None, autostart=False, trading=usdm_trading_config())
+    engine = venue.engine
+    assert engine is not None
+    qty = Decimal(tenths) / 10
+    funding = xrp.funding[funding_index]
+    at = funding.ts_ns // 1_000_000
+    given_bars = xrp.given_bars("XRPUSDT")
+    assert given_bars is not None
+    closes = [b.close_time + 1 for b in given_bars.bars]
+    last_before = closes.index(at)  # the candle closing at the funding time
+    venue.sim.release(last_before)
+    side = "BUY" if qty > 0 else "SELL"
+    engine.place({"symbol": "XRPUSDT", "side": side, "type": "MARKET",
+                  "quantity": f"{abs(qty)}"})  # fmt: skip
+    wallet = engine.wallet
+    venue.sim.release(last_before + 1)
+    assert funding.mark_price is not None
+    due = funding_payment(qty, funding.mark_price, funding.rate).quantize(Decimal("1e-8"))
+    assert engine.wallet - wallet == due
+    assert [(r.time_ms, r.amount) for r in engine.incomes] == [(at, due)]
+    assert (due < 0) == (qty > 0)  # every rate in the candles' span is positive
+    venue.sim.release(last_before + 9)  # the next funding time closes 8 candles on
+    assert len(engine.incomes) == 2

@@ -1,4 +1,6 @@
-"""OHLCV bar files as data the simulator replays (closed ``@kline_1m`` events and REST klines).
+"""OHLCV bar files as data the simulator replays (closed ``@kline_<interval>`` events and REST
+klines; the interval is the file's own, read from its open times: 1m for research bars, 1h for
+freqtrade's perpetual candles; finer intervals than the file's are not served).
 
 For bar data without trades or a book: research bars (the bundled month of 1m BTC bars, any
 exported store query) replayed so that the bot's 1m strategies and models can run on them.
@@ -51,7 +53,23 @@ def kline_table(frame: pl.DataFrame, interval: str = "1m") -> pa.Table:
 
 
 def market_from_bar_file(path: Path, symbol: str) -> SimMarket:
-    """A market replaying the 1m bars of ``path`` as ``symbol`` (a symbol exchangeInfo lists)."""
+    """A market replaying the bars of ``path`` as ``symbol`` (a symbol exchangeInfo lists), at
+    their own interval (`bar_interval`: 1m for the bundled BTC month)."""
     frame = read_bar_file(path).drop_nulls(["open", "high", "low", "close"])
     frame = frame.with_columns(pl.col("volume").fill_null(0.0))
-    return SimMarket.from_tables(klines={symbol.upper(): kline_table(frame)})
+    interval = bar_interval(Path(path), frame) if len(frame) > 1 else "1m"
+    return SimMarket.from_tables(klines={symbol.upper(): kline_table(frame, interval)})
+
+
+def bar_interval(path: Path, frame: pl.DataFrame) -> str:
+    """The candles' interval: the smallest step between two open times, one of Binance's."""
+    steps = frame["open_time"].dt.epoch("ms").diff().drop_nulls()
+    if steps.is_empty():
+        raise ValueError(f"{path}: fewer than two bars; the interval cannot be told")
+    step = int(steps.min())  # type: ignore[arg-type]
+    names = [k for k, v in INTERVAL_MS.items() if v == step and k != "1s"]
+    if not names:
+        raise ValueError(
+            f"{path}: bars {step} ms apart, which is not one of Binance's kline intervals"
+        )
+    return names[0]

@@ -96,9 +96,10 @@ def serve(
         Path | None,
         typer.Option(
             metavar="PATH",
-            help="Replay a file of 1m OHLCV bars (.csv, .csv.gz, .parquet; e.g. the bundled "
-            "samples/bars/btc-perp-20211231-20220201_1m.csv.gz) as closed @kline_1m events and "
-            "REST klines, instead of the recordings. With --trading, orders are matched bar by "
+            help="Replay a file of OHLCV bars (.csv, .csv.gz, .parquet, .feather; 1m, e.g. the "
+            "bundled samples/bars/btc-perp-20211231-20220201_1m.csv.gz, or longer: the interval "
+            "is read from the open times) as closed @kline_<interval> events and REST klines, "
+            "instead of the recordings. With --trading, orders are matched bar by "
             "bar by the backtest's rules (bar mode: the same fills as a backtest on the file).",
         ),
     ] = None,

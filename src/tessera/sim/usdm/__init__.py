@@ -4,7 +4,8 @@ Why a package: USDⓈ-M shares the replay, the book, the matching of our orders 
 with spot (`tessera.sim.server`, `state`, `matching_core`, `trading`, `rest`) but has its own
 exchangeInfo, mark prices, margin accounts and wire spellings. Modules: `market` (a USDⓈ-M
 recording with the fapi exchangeInfo and brackets; mark prices), `rest` (public ``/fapi/v1``
-endpoints), `trading` (signed ``/fapi`` trading, one-way positions, user data).
+endpoints), `trading` (signed ``/fapi`` trading, one-way positions, user data, funding),
+`bars` (bar mode: perpetual candles with their mark klines and funding history).
 
     venue = usdm_venue(speed=None, trading=usdm_trading_config())  # the bundled BTCUSDT slice
     async with venue.sim as sim: ...      # ccxt binanceusdm with its fapi urls -> sim.rest_url
@@ -18,14 +19,17 @@ from typing import Any
 from tessera.sim.market import SimMarket
 from tessera.sim.server import ExchangeSimulator
 from tessera.sim.trading import TradingConfig
+from tessera.sim.usdm.bars import UsdmBarMarket, usdm_bar_market
 from tessera.sim.usdm.market import usdm_market
 from tessera.sim.usdm.rest import UsdmPublicApi
 from tessera.sim.usdm.trading import UsdmTradingEngine, usdm_trading_config
 
 __all__ = [
+    "UsdmBarMarket",
     "UsdmPublicApi",
     "UsdmTradingEngine",
     "UsdmVenue",
+    "usdm_bar_market",
     "usdm_market",
     "usdm_trading_config",
     "usdm_venue",

@@ -37,7 +37,7 @@ from tessera.data.futures_files import (
     read_mark_prices,
 )
 from tessera.execution.perp.funding import FundingRate
-from tessera.sim.bars import kline_table
+from tessera.sim.bars import bar_interval, kline_table
 from tessera.sim.market import SimMarket
 from tessera.sim.payloads import INTERVAL_MS
 from tessera.sim.usdm.market import usdm_exchange_info
@@ -70,20 +70,6 @@ class UsdmBarMarket(SimMarket):
     funding: list[FundingRate]  # ascending nominal funding times
     mark_source: str
     funding_source: str
-
-
-def bar_interval(path: Path, frame: pl.DataFrame) -> str:
-    """The candles' interval: the smallest step between two open times, one of Binance's."""
-    steps = frame["open_time"].dt.epoch("ms").diff().drop_nulls()
-    if steps.is_empty():
-        raise ValueError(f"{path}: fewer than two bars; the interval cannot be told")
-    step = int(steps.min())  # type: ignore[arg-type]
-    names = [k for k, v in INTERVAL_MS.items() if v == step and k != "1s"]
-    if not names:
-        raise ValueError(
-            f"{path}: bars {step} ms apart, which is not one of Binance's kline intervals"
-        )
-    return names[0]
 
 
 def usdm_bar_market(
