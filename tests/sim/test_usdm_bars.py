@@ -261,3 +261,21 @@ def test_any_position_over_a_funding_time_books_the_domains_payment_once(
     assert (due < 0) == (qty > 0)  # every rate in the candles' span is positive
     venue.sim.release(last_before + 9)  # the next funding time closes 8 candles on
     assert len(engine.incomes) == 2
+
+
+async def test_an_isolated_positions_funding_event_carries_that_position(
+    venue: UsdmVenue, ex: Any
+) -> None:
+    await ex.set_margin_mode("isolated", SYM)
+    key = (await ex.fapiPrivatePostListenKey())["listenKey"]
+    async with aiohttp.ClientSession() as s, s.ws_connect(f"{venue.sim.ws_url}/ws/{key}") as ws:
+        await asyncio.sleep(0.05)
+        await ex.create_order(SYM, "market", "sell", 500)  # short 500 XRP from candle 20
+        step_to(venue, 24)
+        events = [json.loads((await asyncio.wait_for(ws.receive(), 5)).data) for _ in range(4)]
+    funding = events[-1]
+    assert (funding["e"], funding["a"]["m"], funding["E"]) == ("ACCOUNT_UPDATE", "FUNDING_FEE", F1)
+    received = funding_payment(Decimal(-500), Decimal("1.09503"), Decimal("0.0001"))
+    assert funding["a"]["B"][0]["bc"] == f"{received:.8f}" == "0.05475150"
+    [position] = funding["a"]["P"]
+    assert (position["s"], position["pa"], position["mt"]) == ("XRPUSDT", "-500.0", "isolated")
