@@ -1,9 +1,13 @@
-"""``exchange.name: binance-usdm`` before the bot trades perpetuals: the order adapter accepts
-it, the bot refuses it in one paragraph (its feed, user-data stream and account speak spot),
-and the market-data commands still refuse it."""
+"""``exchange.name: binance-usdm``: the bot takes it in dev mode (against the simulator) with
+``live.perp_leverage`` and ``live.perp_margin_mode``, refuses paper and live mode in one
+paragraph, and the market-data commands still refuse it."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,13 +19,17 @@ from tessera.live.assembly import bot_options
 from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
 
 
-def test_binance_usdm_is_refused_by_the_bot_and_accepted_by_the_adapter(tmp_path: Path) -> None:
+def test_binance_usdm_runs_in_dev_mode_only_with_the_configured_leverage_and_margin_mode(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance-usdm\n")
+    (tmp_path / "live.yaml").write_text("perp_leverage: 3\nperp_margin_mode: isolated\n")
     settings = load_settings(config_dir=tmp_path, env_file=None, data_dir=tmp_path)
-    with pytest.raises(ConfigError) as refused:
-        bot_options(
+
+    def options(mode: str) -> BotOptions:
+        return bot_options(
             settings,
-            mode="dev",
+            mode=mode,
             strategies=[],
             symbols=["BTCUSDT"],
             rest_url="http://127.0.0.1:1",
@@ -29,19 +37,29 @@ def test_binance_usdm_is_refused_by_the_bot_and_accepted_by_the_adapter(tmp_path
             database_url="sqlite://",
             run_id="r-usdm",
         )
-    text = str(refused.value)
-    assert "the bot does not trade binance-usdm (USDⓈ-M perpetuals" in text
-    assert "TESSERA_EXCHANGE__NAME" in text and "\n" not in text
+
+    dev = options("dev")
+    assert (dev.exchange_id, dev.perp_leverage, dev.perp_margin_mode) == (
+        "binance-usdm",
+        3,
+        "ISOLATED",
+    )
+    for mode in ("live", "paper"):
+        with pytest.raises(ConfigError) as refused:
+            options(mode)
+        text = str(refused.value)
+        assert "in dev mode only" in text and f"{mode} mode on perpetuals is not done" in text
+        assert "TESSERA_EXCHANGE__NAME" in text and "\n" not in text
     assert require_supported_exchange("binance-usdm", "trading") == "binanceusdm"
     with pytest.raises(ConfigError, match="not supported for market data"):
         require_supported_exchange("binance-usdm", "market data")
 
 
-async def test_a_bot_built_for_binance_usdm_without_bot_options_refuses_to_start(
+async def test_a_bot_for_binance_usdm_refuses_live_and_paper_mode_even_without_bot_options(
     tmp_path: Path,
 ) -> None:
     options = BotOptions(
-        mode="dev",
+        mode="live",
         strategies=[],
         symbols=["BTCUSDT"],
         interval="1m",
@@ -52,5 +70,33 @@ async def test_a_bot_built_for_binance_usdm_without_bot_options_refuses_to_start
         risk=RiskConfig(),
         exchange_id="binance-usdm",
     )
-    with pytest.raises(LiveRefusedError, match="the bot does not trade it yet"):
+    with pytest.raises(LiveRefusedError, match="in dev mode only"):
         await TradingBot(options)._setup()
+    options.mode = "paper"
+    with pytest.raises(LiveRefusedError, match="paper mode on perpetuals is not done yet"):
+        await TradingBot(options)._setup()
+
+
+def test_tessera_run_dev_on_binance_usdm_trades_the_embedded_perpetual_simulator(
+    tmp_path: Path,
+) -> None:
+    """`tessera run --mode dev` with exchange.name binance-usdm and no rest_url: the embedded
+    USDⓈ-M simulator replays the bundled perpetual recording, start-up reconciliation sets the
+    configured leverage, the strategy trades, and the run ends with the replay (exit 0)."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
+    env |= {
+        "TESSERA_EXCHANGE__NAME": "binance-usdm",
+        "TESSERA_LIVE__PERP_LEVERAGE": "4",
+        "TESSERA_DATA_DIR": str(tmp_path / "data"),
+    }
+    argv = [sys.executable, "-m", "tessera.cli", "--json", "--metrics-port", "0", "run"]
+    argv += ["--mode", "dev", "--strategy", "sma_cross:fast=1,slow=2,qty=0.01"]
+    argv += ["--symbol", "BTCUSDT", "--interval", "1s", "--no-ingest", "--speed", "100x"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert '"event": "leverage set"' in out and '"leverage": 4' in out
+    assert '"event": "reconciliation clean"' in out
+    [stopped] = [json.loads(line) for line in out.splitlines() if '"bot stopped"' in line]
+    assert stopped["orders"] > 0  # orders went out (and the spot order-rate gate still held)

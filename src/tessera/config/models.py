@@ -350,6 +350,18 @@ class LiveConfig(StrictModel):
     i_understand_live_trading: bool = Field(
         False, description="Must be true (or the CLI flag given) to trade real money"
     )
+    perp_leverage: int = Field(
+        1,
+        ge=1,
+        le=125,
+        description="Perpetuals (exchange.name binance-usdm): the leverage start-up "
+        "reconciliation sets on each flat symbol; a position held at another leverage halts",
+    )
+    perp_margin_mode: Literal["isolated", "cross"] = Field(
+        "cross",
+        description="Perpetuals: the margin mode set on each flat symbol; a position held in "
+        "the other mode halts (Binance refuses the change while a position is open)",
+    )
 
 
 # --- risk -----------------------------------------------------------------------------------

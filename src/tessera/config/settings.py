@@ -69,9 +69,9 @@ REMOVED_SETTINGS = {
     "from Binance is stored under exchange=binance; the venue Tessera connects to is "
     "exchange.name (in tessera.yaml or TESSERA_EXCHANGE__NAME)",
 }
-# exchange.name values Tessera can trade on, and what each one means. The market-data feed,
-# the bulk download and the spot simulator speak Binance's spot API: binance-usdm (Binance
-# USDⓈ-M perpetuals) is for trading only (its order adapter, tessera.execution.ccxt_exchange).
+# exchange.name values Tessera can trade on, and what each one means. The market-data
+# commands (ingest, bulk download) speak Binance's spot API: binance-usdm (Binance USDⓈ-M
+# perpetuals) is for trading only (the bot in dev mode, tessera.execution.ccxt_exchange).
 # Another venue needs its own adapter, not a different id.
 SUPPORTED_EXCHANGES: dict[str, str] = {
     "binance": "binance (spot)",
@@ -111,9 +111,9 @@ class ExchangeSettings(BaseModel):
 
     name: str = Field(
         "binance",
-        description="the venue: binance (spot) or binance-usdm (USDⓈ-M perpetuals; its order "
-        "adapter only, `tessera run` does not trade it yet); `tessera run` refuses any other "
-        "(exit 2)",
+        description="the venue: binance (spot) or binance-usdm (USDⓈ-M perpetuals: `tessera "
+        "run` trades it in dev mode only, against the simulator); `tessera run` refuses any "
+        "other (exit 2)",
     )
     api_key: SecretStr | None = Field(
         None, description="API key (needed for paper-on-exchange/live)"

@@ -196,7 +196,8 @@ class PerpReconciler(Reconciler):
     an open position halt trading, through the same persisted halt as spot. A hedge-mode
     account halts too (one-way mode only).
 
-    ``exchange`` is the order manager's exchange; it must also answer `PerpExchange`."""
+    ``perp``: the adapter's account calls (`PerpExchange`); default: the order manager's
+    exchange (pass the adapter when the manager's exchange is a wrapper of it)."""
 
     def __init__(
         self,
@@ -205,14 +206,16 @@ class PerpReconciler(Reconciler):
         symbols: Sequence[str],
         settings: PerpSettings,
         account: str = "default",
+        perp: PerpExchange | None = None,
     ) -> None:
         super().__init__(manager, filters, symbols, account)
-        if not isinstance(manager.exchange, PerpExchange):
+        found = perp if perp is not None else manager.exchange
+        if not isinstance(found, PerpExchange):
             raise TypeError(
-                f"{type(manager.exchange).__name__} is not a perpetuals exchange adapter "
+                f"{type(found).__name__} is not a perpetuals exchange adapter "
                 "(positions, leverage and margin mode)"
             )
-        self.perp: PerpExchange = manager.exchange
+        self.perp: PerpExchange = found
         self.settings = settings
 
     def ledger_positions(self) -> dict[str, Decimal]:

@@ -72,15 +72,19 @@ def bot_options(
     live = settings.live
     values: dict[str, Any] = {name: getattr(live, name) for name in _FROM_LIVE}
     require_supported_exchange(settings.exchange.name, "trading")
-    if settings.exchange.name in TRADING_ONLY_EXCHANGES:
-        # its order adapter and start-up reconciliation exist; the bot's feed, user-data
-        # stream and executor still speak spot (docs/futures.md, "Trading perpetuals live")
+    if settings.exchange.name in TRADING_ONLY_EXCHANGES and mode != "dev":
+        # perpetuals: the order adapter, reconciliation, user data and sizing exist and are
+        # tested against the simulator (dev mode); paper and live mode are not done yet
         raise ConfigError(
-            f"exchange.name {settings.exchange.name!r}: the bot does not trade "
-            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} yet (its market-data feed, "
-            "user-data stream and position sizing speak Binance spot). Set exchange.name to "
-            f"binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME."
+            f"exchange.name {settings.exchange.name!r}: the bot trades "
+            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} in dev mode only (against the "
+            f"simulator: --mode dev); {mode} mode on perpetuals is not done yet. Set "
+            f"exchange.name to binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME for {mode}."
         )
+    values.update(
+        perp_leverage=live.perp_leverage,
+        perp_margin_mode=live.perp_margin_mode.upper(),
+    )
     values.update(
         mode=mode,
         strategies=list(strategies),

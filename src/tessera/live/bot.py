@@ -34,7 +34,7 @@ import aiohttp
 from tessera import __version__, metrics
 from tessera.backtest.data import interval_ns
 from tessera.config.models import RiskConfig, StrategyRef
-from tessera.config.settings import TRADING_ONLY_EXCHANGES, DatabaseSync
+from tessera.config.settings import DatabaseSync
 from tessera.execution.exchange import (
     Balance,
     Exchange,
@@ -55,9 +55,12 @@ from tessera.execution.lock import (
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import Order, OrderList, OrderStatus
+from tessera.execution.perp.margin import MarginMode
+from tessera.execution.perp_reconcile import PerpExchange, PerpSettings
 from tessera.execution.persistence import ExecutionStore, LedgerConflictError
-from tessera.execution.reconcile import Reconciler
+from tessera.execution.reconcile import PerpReconciler, Reconciler
 from tessera.execution.schema import MAX_RUN_ID, MAX_STRATEGY_ID, MAX_SYMBOL, ValueTooLongError
+from tessera.execution.sizing import MarketKind
 from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
 from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
@@ -66,6 +69,7 @@ from tessera.live.executor import LatencyTrace, SignalExecutor
 from tessera.live.feed import MarketFeed
 from tessera.live.halt import ACCOUNT, HaltGuard
 from tessera.live.marks import AccountMarks
+from tessera.live.perp_account import perp_book_balances, perp_filters
 from tessera.live.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
@@ -259,6 +263,10 @@ class BotOptions:
     # the venue (``exchange.name``: binance, binance-usdm) and the recvWindow of signed requests
     exchange_id: str = "binance"
     recv_window_ms: int = 5_000
+    # perpetuals (exchange_id binance-usdm): the leverage and margin mode (ISOLATED, CROSS)
+    # start-up reconciliation sets on a flat symbol and requires of an open position
+    perp_leverage: int = 1
+    perp_margin_mode: str = "CROSS"
     # the market data has ended (a finished replay): the bot stops, saying so, instead of idling
     end_of_data: Callable[[], bool] | None = None
     # a strategy raising this many times in a row is paused (the others trade on; exit 1)
@@ -297,6 +305,8 @@ class TradingBot:
     def __init__(self, options: BotOptions) -> None:
         self.o = options
         self.symbols = [s.upper() for s in options.symbols]
+        # Binance USDⓈ-M perpetuals: fapi paths, perpetual sizing and reconciliation
+        self.perp = options.exchange_id == "binance-usdm"
         self.unknown_after_ns = options.recv_window_ms * MS + UNKNOWN_MARGIN_NS
         self.health = HealthState()
         self.stopping = asyncio.Event()
@@ -329,12 +339,11 @@ class TradingBot:
     async def _setup(self) -> None:
         o = self.o
         self._check_identifiers()
-        if o.exchange_id in TRADING_ONLY_EXCHANGES:
-            # BotOptions built without `bot_options` (which refuses it first): the feed, the
-            # user-data stream and the account book below speak Binance spot
+        if self.perp and o.mode != "dev":
+            # BotOptions built without `bot_options` (which refuses it first)
             raise LiveRefusedError(
-                f"exchange {o.exchange_id!r}: the bot does not trade it yet (its order adapter "
-                "exists; the feed, user-data stream and account book speak Binance spot)"
+                f"exchange {o.exchange_id!r}: the bot trades it in dev mode only (against the "
+                f"simulator); {o.mode} mode on perpetuals is not done yet"
             )
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
@@ -352,8 +361,12 @@ class TradingBot:
             self.store.start_run(o.run_id, o.mode, __version__, [s.name for s in o.strategies])
         except LedgerConflictError as exc:
             raise LiveRefusedError(str(exc)) from exc
-        info = await self._rest("/api/v3/exchangeInfo", {}, weight=20)
-        self.filters: dict[str, SymbolFilters] = filters_by_symbol(info)
+        if self.perp:
+            info = await self._rest("/fapi/v1/exchangeInfo", {}, weight=1)
+            self.filters: dict[str, SymbolFilters] = perp_filters(info)
+        else:
+            info = await self._rest("/api/v3/exchangeInfo", {}, weight=20)
+            self.filters = filters_by_symbol(info)
         missing = [s for s in self.symbols if s not in self.filters]
         if missing:
             raise LiveRefusedError(f"the exchange does not list {missing}")
@@ -371,7 +384,9 @@ class TradingBot:
             self.limiter = LocalRateLimiter(limits)
             self.queue = LocalSignalQueue(o.signal_maxlen)
         # the exchange's time: requests are signed with it, and bars are closed by it
-        self.clock = ExchangeClock.for_rest_url(o.rest_url, limiter=self.limiter)
+        self.clock = ExchangeClock.for_rest_url(
+            o.rest_url, limiter=self.limiter, path="/fapi/v1/time" if self.perp else "/api/v3/time"
+        )
         try:
             await self.clock.sync("startup")
         except ClockSyncError as exc:
@@ -429,6 +444,7 @@ class TradingBot:
             consumer=o.consumer,
             max_signal_age_s=o.max_signal_age_s,
             claim_idle_ms=o.claim_idle_ms,
+            market=MarketKind.PERPETUAL if self.perp else MarketKind.SPOT,
         )
         self.halt = HaltGuard(
             store=self.store,
@@ -522,12 +538,26 @@ class TradingBot:
             await self.manager.recover()
             return True
         async with self.executor.lock:
-            report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
+            if self.perp:
+                settings = PerpSettings(self.o.perp_leverage, MarginMode(self.o.perp_margin_mode))
+                assert isinstance(self.exchange, PerpExchange)
+                report = await PerpReconciler(
+                    self.manager, self.filters, self.symbols, settings, ACCOUNT, self.exchange
+                ).run()
+            else:
+                report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
         if not report.ok:
             self.halt.restore()
         return report.ok
 
     async def _load_balances(self) -> None:
+        if self.perp:
+            perp = self.exchange
+            assert isinstance(perp, PerpExchange)
+            positions = await perp.positions(list(self.symbols))
+            wallets = await perp.perp_balances()
+            self.account.reset(perp_book_balances(wallets, positions, self.filters))
+            return
         balances = await self.exchange.balances()
         self.account.reset({a: b.free + b.locked for a, b in balances.items()})
 
@@ -954,7 +984,7 @@ class TradingBot:
         are closed by the market's clock too (a replay's server clock is years past its bars,
         so the clock alone would take a forming bar, half built, for closed)."""
         rows = await self._rest(
-            "/api/v3/klines",
+            "/fapi/v1/klines" if self.perp else "/api/v3/klines",
             {"symbol": symbol, "interval": self.o.interval, "limit": min(limit + 1, 1000)},
         )
         return [bar_from_rest(symbol, row) for row in self.market_clock.closed(symbol, rows[:-1])]
@@ -1093,8 +1123,9 @@ class TradingBot:
 
     async def _user_data(self) -> None:
         from tessera.execution.userdata import UserDataStream
+        from tessera.live.perp_userdata import PerpUserDataStream
 
-        stream = UserDataStream(
+        stream = (PerpUserDataStream if self.perp else UserDataStream)(
             self.o.rest_url,
             self.o.ws_url,
             self.o.api_key,

@@ -165,14 +165,15 @@ def run(
     from tessera.models.cli import registry_root
 
     sim_thread: SimulatorThread | None = None
+    usdm = s.exchange.name == "binance-usdm"  # the perpetuals simulator and its /fapi paths
     if chosen == "dev" and not s.exchange.rest_url:
-        sim_thread, rest_url, ws_url = _start_dev_simulator(speed)
+        sim_thread, rest_url, ws_url = _start_dev_simulator(speed, usdm=usdm)
         api_key, api_secret = SIM_KEY, SIM_SECRET
         register_secret(SIM_SECRET)
     elif chosen == "dev":
         # The configured keys will sign requests to exchange.rest_url: only a simulator may
         # get them without the live gate.
-        version = require_simulator(rest_url)
+        version = require_simulator(rest_url, ping="/fapi/v1/ping" if usdm else "/api/v3/ping")
         log.info("dev mode: simulator found", rest=redact_url(rest_url), version=version)
     options = bot_options(
         s,
@@ -237,17 +238,18 @@ def check_strategies(refs: list[StrategyRef]) -> None:
             raise ConfigError(f"--strategy: {exc.args[0]}") from None
 
 
-def require_simulator(rest_url: str, timeout_s: float = 10.0) -> str:
+def require_simulator(rest_url: str, timeout_s: float = 10.0, ping: str = "/api/v3/ping") -> str:
     """The version of the Tessera simulator answering at ``rest_url``, or `ConfigError`.
 
     Dev mode signs requests with the configured credentials, which may be real exchange keys.
-    Before any of them is sent, an unsigned ``GET /api/v3/ping`` must come back with the
+    Before any of them is sent, an unsigned ``GET /api/v3/ping`` (``ping``: USDⓈ-M's
+    ``/fapi/v1/ping``) must come back with the
     simulator's ``X-Tessera-Simulator`` header; anything else (a real exchange, a testnet, a
     proxy, nothing at all) is refused: trading there is what live mode and its gate are for.
     """
     from tessera.sim.server import SIMULATOR_HEADER
 
-    url = rest_url.rstrip("/") + "/api/v3/ping"
+    url = rest_url.rstrip("/") + ping
     shown = redact_url(rest_url)
     version: str | None = None
     if not rest_url.lower().startswith(("http://", "https://")):
@@ -271,7 +273,7 @@ def require_simulator(rest_url: str, timeout_s: float = 10.0) -> str:
         log.error("dev mode refused: not a Tessera simulator", rest=shown)
         raise ConfigError(
             f"dev mode trades only against a Tessera simulator, and exchange.rest_url={shown} "
-            f"is not one (its answer to GET /api/v3/ping has no {SIMULATOR_HEADER} header); "
+            f"is not one (its answer to GET {ping} has no {SIMULATOR_HEADER} header); "
             "nothing was sent to it with the configured API key. To trade there with the "
             "configured credentials (a real exchange or a testnet), run --mode live "
             "--i-understand-live-trading; for dev mode, unset exchange.rest_url (an in-process "
@@ -292,15 +294,24 @@ def _database_url(app: AppContext, fresh_exchange: bool) -> str:
     return s.database_url or f"sqlite:///{s.data_dir / 'tessera.db'}"
 
 
-def _start_dev_simulator(speed: str) -> tuple[SimulatorThread, str, str]:
+def _start_dev_simulator(speed: str, usdm: bool = False) -> tuple[SimulatorThread, str, str]:
     from tessera.sim.cli import parse_speed
     from tessera.sim.server import ExchangeSimulator, SimulatorThread
     from tessera.sim.trading import TradingConfig, TradingEngine
 
     # no loop: a second pass would replay bar times the bot has seen, and it would sit idle
     # (and ready) on data it skips. The run ends with the replay instead (`end_of_data`).
-    sim = ExchangeSimulator(speed=parse_speed(speed), loop_replay=False)
-    TradingEngine(sim, TradingConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
+    if usdm:  # the bundled BTCUSDT perpetual recording, USDⓈ-M's trading and fees
+        from tessera.sim.usdm import usdm_trading_config, usdm_venue
+
+        sim = usdm_venue(
+            speed=parse_speed(speed),
+            loop_replay=False,
+            trading=usdm_trading_config(api_key=SIM_KEY, api_secret=SIM_SECRET),
+        ).sim
+    else:
+        sim = ExchangeSimulator(speed=parse_speed(speed), loop_replay=False)
+        TradingEngine(sim, TradingConfig(api_key=SIM_KEY, api_secret=SIM_SECRET))
     thread = SimulatorThread(sim)
     started = thread.start()
     log.info("dev simulator started", rest=started.rest_url, speed=speed)

@@ -113,11 +113,13 @@ class ExchangeClock:
         *,
         limiter: RateLimiter | None = None,
         timeout_s: float = 5.0,
+        path: str = "/api/v3/time",
         **kwargs: Any,
     ) -> ExchangeClock:
-        """A clock on ``{rest_url}/api/v3/time`` (Binance, testnet or the simulator), paced by
-        ``limiter`` if given (weight 1 per sample). Close it with `close`."""
-        source = _RestServerTime(rest_url, timeout_s)
+        """A clock on ``{rest_url}{path}`` (spot's ``/api/v3/time`` by default, USDⓈ-M's
+        ``/fapi/v1/time``; Binance, testnet or the simulator), paced by ``limiter`` if given
+        (weight 1 per sample). Close it with `close`."""
+        source = _RestServerTime(rest_url, timeout_s, path)
 
         async def pace() -> None:
             if limiter is not None:
@@ -267,8 +269,8 @@ class _RestServerTime:
     """``GET /api/v3/time`` on one kept-alive session: a new connection per sample would put
     the TCP (and TLS) handshake inside the round trip and widen every sample's error bound."""
 
-    def __init__(self, rest_url: str, timeout_s: float) -> None:
-        self.url = rest_url.rstrip("/") + "/api/v3/time"
+    def __init__(self, rest_url: str, timeout_s: float, path: str = "/api/v3/time") -> None:
+        self.url = rest_url.rstrip("/") + path
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
 

@@ -1,0 +1,143 @@
+"""`TradingBot` in dev mode on Binance USDⓈ-M (``exchange_id="binance-usdm"``) against the
+USDⓈ-M simulator on its own thread, replaying the bundled real BTCUSDT perpetual recording:
+the feed on the USDⓈ-M streams, the venue's user data, start-up reconciliation setting the
+configured leverage and margin mode, and a tiny strategy that goes long, then short, then flat.
+Afterwards the ledger (orders, fills, position) equals the simulator's account."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import ccxt.async_support as ccxt_async
+from inprocess_bot import wait_until
+from live_bot_helpers import KEY, SECRET
+
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.execution.orders import OrderSide, OrderStatus
+from tessera.execution.perp.margin import MarginMode
+from tessera.live.bot import BotOptions, TradingBot
+from tessera.live.halt import ACCOUNT
+from tessera.sim.server import SimulatorThread
+from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
+
+USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+D = Decimal
+
+
+class LongShortFlatParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    every: int = 4  # bars between decisions
+
+
+@register_strategy
+class LongShortFlat(Strategy):
+    """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing."""
+
+    name = "usdm_long_short_flat"
+    Params: ClassVar[type[StrategyParams]] = LongShortFlatParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, LongShortFlatParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
+        if self.bars in steps:
+            ctx.target_position(bar.symbol, steps[self.bars])
+
+
+async def test_dev_mode_on_usdm_goes_long_short_flat_and_the_ledger_equals_the_exchange(
+    tmp_path: Path,
+) -> None:
+    venue = usdm_venue(
+        usdm_market([USDM_BTC]),
+        speed=10.0,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+    sim, engine = venue.sim, venue.engine
+    assert engine is not None
+    thread = SimulatorThread(sim)
+    thread.start()
+    try:
+        options = BotOptions(
+            mode="dev",
+            strategies=[StrategyRef(name="usdm_long_short_flat", params={})],
+            symbols=["BTCUSDT"],
+            interval="1s",
+            rest_url=sim.rest_url,
+            ws_url=sim.ws_url,
+            database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+            run_id=f"usdm-{secrets.token_hex(4)}",
+            risk=RiskConfig(),
+            api_key=KEY,
+            api_secret=SECRET,
+            reconcile_interval_s=3600.0,
+            exchange_id="binance-usdm",
+            perp_leverage=5,
+            perp_margin_mode="ISOLATED",
+        )
+        bot = TradingBot(options)
+        task = asyncio.create_task(bot.run())
+        try:
+            await wait_until(lambda: hasattr(bot, "store"), 20, "the bot's setup")
+            await wait_until(
+                lambda: (
+                    len(bot.store.list_orders()) >= 4
+                    and all(o.status.is_terminal for o in bot.store.list_orders())
+                ),
+                30,
+                "four orders, all done",
+            )
+        finally:
+            bot._request_stop()
+            await asyncio.wait_for(task, 30)
+        store_orders = sorted(bot.store.list_orders(), key=lambda o: o.ts_created)
+        assert [(o.side, o.qty, o.reduce_only, o.status) for o in store_orders] == [
+            (OrderSide.BUY, D("0.010"), False, OrderStatus.FILLED),
+            (OrderSide.SELL, D("0.010"), True, OrderStatus.FILLED),
+            (OrderSide.SELL, D("0.010"), False, OrderStatus.FILLED),
+            (OrderSide.BUY, D("0.010"), True, OrderStatus.FILLED),
+        ]
+        # the simulator's account: flat, at the configured 5x isolated, its trades ours
+        acc = engine.accounts["BTCUSDT"]
+        assert (acc.qty, acc.leverage, acc.mode) == (0, 5, MarginMode.ISOLATED)
+        client = ccxt_async.binanceusdm(
+            {"apiKey": KEY, "secret": SECRET,
+             "options": {"fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False,
+                         "fetchMargins": False}}
+        )  # fmt: skip
+        for key, url in list(client.urls["api"].items()):
+            if isinstance(url, str) and url.startswith("https://fapi.binance.com"):
+                client.urls["api"][key] = url.replace("https://fapi.binance.com", sim.rest_url)
+        try:
+            trades = await client.fapiPrivateGetUserTrades({"symbol": "BTCUSDT"})
+        finally:
+            await client.close()
+        fills = bot.store.all_fills()
+        assert sorted((f.trade_id, f.qty, f.price, f.fee) for f in fills) == sorted(
+            (str(t["id"]), D(t["qty"]), D(t["price"]), D(t["commission"])) for t in trades
+        )
+        net = sum((f.qty if f.side is OrderSide.BUY else -f.qty for f in fills), D(0))
+        assert net == 0
+        assert bot.store.load_halt(ACCOUNT) is None
+    finally:
+        thread.stop()
