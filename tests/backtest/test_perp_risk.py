@@ -123,10 +123,13 @@ def test_margin_ratio_alerts_are_counted_in_the_result(
     assert any(x.startswith("margin ratio alerts: ") for x in perp_summary_lines(alerted))
 
 
+# margin_ratio_alert set: every mark builds the snapshot for RiskEngine.mark_perp; unset, the
+# engine feeds update_equity the account's exact equity at the mark (the monitor cannot act)
+@pytest.mark.parametrize("monitor", [{}, {"margin_ratio_alert": 0.99}])
 def test_the_drawdown_halt_is_measured_on_the_equity_at_the_mark(
-    xrp_1h: BarSeries, inputs_1h: PerpInputs
+    xrp_1h: BarSeries, inputs_1h: PerpInputs, monitor: dict[str, float]
 ) -> None:
-    engine, result = run(xrp_1h, inputs_1h, 10, max_drawdown_pct=3)
+    engine, result = run(xrp_1h, inputs_1h, 10, max_drawdown_pct=3, **monitor)
     halt = engine.halt
     acct = engine.perp_account
     assert halt is not None and acct is not None and result.risk.halt_bar is not None
