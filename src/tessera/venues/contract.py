@@ -20,7 +20,9 @@ What a venue provides (`Venue`):
   ``error_for(code, msg)`` -> the `tessera.execution.exchange` exception to raise (None when
   the answer means "already so");
 * ``order_status``: every status name the venue sends -> `OrderStatus`;
-* ``simulator``: a factory of the venue's exchange simulator, or None (see below).
+* ``simulator``: the venue's exchange simulator as a `SimulatorSpec` (its module, the adapter's
+  ``exchange.name``, whether the account is balances or positions, which code refuses an order
+  over the lot size), or None; read from `SIMULATORS` (see below).
 
 **The contract tests** (``tests/venues/contract/``) are parametrized over every registered
 venue and each venue's bundled real payloads (a table per venue in
@@ -31,13 +33,25 @@ partial fill, a fill, a cancel, an account update), error codes mapped to what t
 retry later, unknown order, clock skew, auth, rate limit), and the status map covering every
 status the venue sends and every exchange-side `OrderStatus`.
 
-**Adding order life-cycle and reconciliation cases later.** Those need the venue's exchange
-stand-in: a venue sets ``simulator`` to a factory of its simulator (spot's is `tessera.sim`;
-USDⓈ-M's is being built), and the life-cycle tests in ``tests/venues/contract/`` take the venue
-from the same parametrization, skipping a venue whose ``simulator`` is None with that reason.
-The cases to write then: submit -> new -> partial fill -> fill, cancel of a resting order,
-cancel of an unknown order (`ErrorAction.UNKNOWN_ORDER`), an order lost in flight recovered by
-client order id, and reconciliation after a reconnect. Neither venue sets a simulator yet.
+**The life-cycle and reconciliation cases**
+(``tests/venues/contract/test_venue_contract_lifecycle.py``) run the same test bodies on every
+registered venue against its in-process simulator over real sockets, through the venue's
+`tessera.execution.exchange.Exchange` adapter: a limit rests, is found by client order id among
+the open orders and canceled, a second cancel is an unknown order; a market order fills and its
+fills (price, quantity, fee, liquidity) move the account by exactly that; a partly filled limit
+canceled keeps its filled quantity; an order over the lot size's maximum quantity is refused
+with the venue's code, which the venue's table maps to `ErrorAction.REJECT` (on USDⓈ-M an
+expected failure: its table lacks -4005), and nothing is left open;
+an order whose answer is dropped is found by its client order id in the state it has (what
+`OrderManager` recovery relies on); after a sequence the exchange's open orders and account
+(balances on spot, the position and wallet on USDⓈ-M) equal what the fills imply. Where the
+venues differ, the test reads the venue's `SimulatorSpec`, never the venue's name.
+
+Why a spec and not a factory: the simulators import the venue layer (`tessera.sim.usdm` reads
+its exchangeInfo and user-data spellings through `tessera.venues.binance_usdm`), so a venue
+importing its simulator would turn the layering upside down. The contract names the simulator
+and what the venue's account looks like; the factories that start one and hand back a
+connected adapter live with the tests (``tests/venues/contract/simulators.py``).
 """
 
 from __future__ import annotations
@@ -45,7 +59,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from tessera.execution.orders import OrderStatus
 from tessera.venues.binance.errors import ErrorAction
@@ -84,7 +98,48 @@ class Venue:
     classify_error: Callable[[int], ErrorAction | None]
     error_for: Callable[[int, str], Exception | None]
     order_status: Mapping[str, OrderStatus]
-    simulator: Callable[..., Any] | None = None
+
+    @property
+    def simulator(self) -> SimulatorSpec | None:
+        """The venue's exchange simulator (`SIMULATORS`), or None if it has none."""
+        return SIMULATORS.get(self.name)
+
+
+@dataclass(frozen=True)
+class SimulatorSpec:
+    """A venue's exchange simulator and the capabilities its life-cycle cases depend on.
+
+    ``module`` serves the venue (an in-process ``ExchangeSimulator``); ``exchange_id`` is the
+    ``exchange.name`` that picks the venue's adapter (`tessera.execution.ccxt_exchange.
+    open_exchange`); ``account`` is what a fill moves: ``balances`` (spot: each asset's free and
+    locked amount) or ``positions`` (a derivatives venue: a signed position per symbol and a
+    margin wallet in ``margin_asset``); ``lot_size_code`` is the error code the venue answers
+    an order over its LOT_SIZE maximum quantity with (a filter every venue checks that the
+    adapter cannot round away)."""
+
+    module: str
+    exchange_id: str
+    account: Literal["balances", "positions"]
+    lot_size_code: int
+    margin_asset: str = ""
+
+
+# venue name -> its simulator; a venue missing here has none and its life-cycle cases skip
+SIMULATORS: Mapping[str, SimulatorSpec] = {
+    "binance-spot": SimulatorSpec(
+        module="tessera.sim",
+        exchange_id="binance",
+        account="balances",
+        lot_size_code=-1013,  # Filter failure: LOT_SIZE
+    ),
+    "binance-usdm": SimulatorSpec(
+        module="tessera.sim.usdm",
+        exchange_id="binance-usdm",
+        account="positions",
+        lot_size_code=-4005,  # Quantity greater than max quantity.
+        margin_asset="USDT",
+    ),
+}
 
 
 # name -> the module whose ``VENUE`` it is (imported on first use: a process reading one venue
