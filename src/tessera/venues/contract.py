@@ -26,7 +26,7 @@ What a venue provides (`Venue`):
 
 **The contract tests** (``tests/venues/contract/``) are parametrized over every registered
 venue and each venue's bundled real payloads (a table per venue in
-``tests/venues/contract/fixtures.py``; a case with no real payload bundled yet is declared
+``tests/venues/contract/venue_payloads.py``; a case with no real payload bundled yet is declared
 with the reason and shows as skipped, never faked): market data (trade, aggregate trade, kline
 closed and open, depth diff, book top give the same row shapes), user data (a new order, a
 partial fill, a fill, a cancel, an account update), error codes mapped to what to do (reject,
@@ -42,13 +42,15 @@ fills (price, quantity, fee, liquidity) move the account by exactly that; a part
 canceled keeps its filled quantity; an order over the lot size's maximum quantity is refused
 with the venue's code, which the venue's table maps to `ErrorAction.REJECT` (on USDⓈ-M an
 expected failure: its table lacks -4005), and nothing is left open;
-an order whose answer is dropped is found by its client order id in the state it has (what
+an order whose answer is dropped (by the caller, or lost on the wire by the simulator's fault)
+is found by its client order id in the state it has (what
 `OrderManager` recovery relies on); after a sequence the exchange's open orders and account
-(balances on spot, the position and wallet on USDⓈ-M) equal what the fills imply. Where the
+(balances on spot, the position and wallet on USDⓈ-M) equal what the fills imply, and a new
+adapter (a reconnect) reads the same orders, account and trades. Where the
 venues differ, the test reads the venue's `SimulatorSpec`, never the venue's name.
 
 Why a spec and not a factory: the simulators import the venue layer (`tessera.sim.usdm` reads
-its exchangeInfo and user-data spellings through `tessera.venues.binance_usdm`), so a venue
+its exchangeInfo and leverage brackets through `tessera.venues.binance_usdm`), so a venue
 importing its simulator would turn the layering upside down. The contract names the simulator
 and what the venue's account looks like; the factories that start one and hand back a
 connected adapter live with the tests (``tests/venues/contract/simulators.py``).

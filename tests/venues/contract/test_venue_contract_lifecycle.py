@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from simulators import HARNESSES, SERVED_BY, SYMBOL, Harness, Running
+from simulators import HARNESSES, KEY, SECRET, SERVED_BY, SYMBOL, Harness, Running
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange
+from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
 from tessera.execution.exchange import (
     ExchangeError,
     ExchangeOrder,
@@ -280,4 +280,16 @@ async def test_after_a_sequence_the_exchanges_orders_and_account_equal_what_the_
     [open_order] = await ex.open_orders(SYMBOL)
     assert (open_order.client_order_id, open_order.filled_qty) == ("c-seq-rest", ZERO)
     locked = far * harness.qty
-    assert await account(run) == implied(run, before, listed, locked)
+    view = await account(run)
+    assert view == implied(run, before, listed, locked)
+    # after a reconnect (a new adapter, as a restarted process has) the exchange says the same
+    fresh = open_exchange(run.sim.rest_url, KEY, SECRET, exchange_id=run.spec.exchange_id)
+    try:
+        again = Running(run.spec, run.sim, run.engine, fresh)
+        assert await account(again) == view
+        assert [o.client_order_id for o in await fresh.open_orders(SYMBOL)] == ["c-seq-rest"]
+        assert [t.fill.trade_id for t in await fresh.my_trades(SYMBOL)] == [
+            t.fill.trade_id for t in await ex.my_trades(SYMBOL)
+        ]
+    finally:
+        await fresh.close()
