@@ -41,12 +41,12 @@ the open orders and canceled, a second cancel is an unknown order; a market orde
 fills (price, quantity, fee, liquidity) move the account by exactly that; a partly filled limit
 canceled keeps its filled quantity; an order over the lot size's maximum quantity is refused
 with the venue's code, which the venue's table maps to `ErrorAction.REJECT` (on USDⓈ-M an
-expected failure: its table lacks -4005), and nothing is left open;
-an order whose answer is dropped (by the caller, or lost on the wire by the simulator's fault)
-is found by its client order id in the state it has (what
-`OrderManager` recovery relies on); after a sequence the exchange's open orders and account
-(balances on spot, the position and wallet on USDⓈ-M) equal what the fills imply, and a new
-adapter (a reconnect) reads the same orders, account and trades. Where the
+expected failure: its table lacks -4005), and nothing is left open; an order whose answer is
+dropped (by the caller, or lost on the wire by the simulator's fault) is found by its client
+order id in the state it has, and `OrderManager.recover` after a restart brings an order
+filled meanwhile to FILLED with its fills imported once; after a sequence the exchange's open
+orders and account (balances on spot, the position and wallet on USDⓈ-M) equal what the fills
+imply, and a new adapter (a reconnect) reads the same orders, account and trades. Where the
 venues differ, the test reads the venue's `SimulatorSpec`, never the venue's name.
 
 Why a spec and not a factory: the simulators import the venue layer (`tessera.sim.usdm` reads

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from simulators import HARNESSES, KEY, SECRET, SERVED_BY, SYMBOL, Harness, Running
@@ -25,7 +26,9 @@ from tessera.execution.exchange import (
     OutcomeUnknownError,
     UnknownOrderError,
 )
+from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.persistence import ExecutionStore
 from tessera.venues.binance.errors import ErrorAction
 from tessera.venues.contract import venue, venue_names
 
@@ -245,6 +248,7 @@ async def test_an_order_whose_answer_is_lost_is_found_by_its_client_id_in_its_st
         lost = await ex.submit(order("c-lost", "BUY", harness.qty, price))
     except OutcomeUnknownError:
         lost = await ex.query(SYMBOL, "c-lost")
+    assert run.sim.stats.faults["lost_order_response"] == 1
     assert lost is not None and (lost.client_order_id, lost.status) == (
         "c-lost",
         OrderStatus.ACCEPTED,
@@ -255,6 +259,41 @@ async def test_an_order_whose_answer_is_lost_is_found_by_its_client_id_in_its_st
         "c-drop-limit",
         "c-lost",
     ]
+
+
+async def test_the_order_manager_recovers_by_client_id_an_order_that_filled_while_it_was_away(
+    harness: Harness, run: Running, tmp_path: Path
+) -> None:
+    """`OrderManager` on a real SQLite store: a resting buy whose answer is lost on the wire is
+    resolved by its client order id (placed once); the market fills it while no one listens; a
+    restarted manager's `recover()` finds it FILLED and imports its fills once."""
+    url = f"sqlite:///{tmp_path / 'tessera.db'}"
+    store, restarted = ExecutionStore(url), ExecutionStore(url)
+    try:
+        om = OrderManager(store, run.exchange, "run-contract", strategy="contract")
+        price = run.resting_price()
+        run.engine.config.lose_responses = 1  # placed; its answer never arrives
+        placed = await om.submit(order("c-om", "BUY", harness.qty, price))
+        assert run.sim.stats.faults["lost_order_response"] == 1
+        assert placed.status is OrderStatus.ACCEPTED
+        [ours] = [o for o in run.engine.orders.values() if o.client_order_id == "c-om"]
+        assert run.step_until(lambda: ours.executed_qty == harness.qty, frames=200)
+        report = await OrderManager(restarted, run.exchange, "run-contract").recover()
+        assert report.updated == ["c-om"] and report.fills_imported >= 1
+        stored = store.get_order("c-om")
+        assert stored is not None and (stored.status, stored.filled_qty) == (
+            OrderStatus.FILLED,
+            harness.qty,
+        )
+        trades = await run.exchange.my_trades(SYMBOL)
+        assert sorted(f.trade_id for f in store.all_fills()) == sorted(
+            t.fill.trade_id for t in trades
+        )
+        again = await OrderManager(restarted, run.exchange, "run-contract").recover()
+        assert again.fills_imported == 0 and len(store.all_fills()) == len(trades)
+    finally:
+        store.close()
+        restarted.close()
 
 
 async def test_after_a_sequence_the_exchanges_orders_and_account_equal_what_the_fills_imply(
