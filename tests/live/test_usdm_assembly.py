@@ -100,3 +100,22 @@ def test_tessera_run_dev_on_binance_usdm_trades_the_embedded_perpetual_simulator
     assert '"event": "reconciliation clean"' in out
     [stopped] = [json.loads(line) for line in out.splitlines() if '"bot stopped"' in line]
     assert stopped["orders"] > 0  # orders went out (and the spot order-rate gate still held)
+
+
+@pytest.mark.parametrize("setting", ["max_leverage", "min_liquidation_distance_pct"])
+def test_tessera_run_refuses_a_leverage_limit_the_bot_cannot_apply(
+    tmp_path: Path, setting: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
+    env |= {
+        "TESSERA_EXCHANGE__NAME": "binance-usdm",
+        f"TESSERA_RISK__{setting.upper()}": "3",
+        "TESSERA_DATA_DIR": str(tmp_path / "data"),
+    }
+    argv = [sys.executable, "-m", "tessera.cli", "run", "--mode", "dev"]
+    argv += ["--strategy", "sma_cross:fast=1,slow=2,qty=0.01", "--symbol", "BTCUSDT"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-3000:]
+    assert "Traceback" not in out
+    assert f"risk.{setting} (3" in out and f"TESSERA_RISK__{setting.upper()}" in out

@@ -46,6 +46,33 @@ _FROM_LIVE = (
 )
 
 
+# the perpetual-only limits of `RiskConfig` (tessera.risk.leverage)
+LEVERAGE_SETTINGS = (
+    "max_leverage",
+    "max_gross_leverage",
+    "max_net_leverage",
+    "min_liquidation_distance_pct",
+    "margin_ratio_alert",
+)
+
+
+def _refuse_unapplied_leverage_limits(settings: TesseraSettings) -> None:
+    """A leverage setting the bot would not apply is a `ConfigError`, never silently ignored:
+    the bot does not apply the leverage limits yet (the perpetual backtest does), and on spot
+    they mean nothing."""
+    given = {n: getattr(settings.risk, n) for n in LEVERAGE_SETTINGS}
+    given = {n: v for n, v in given.items() if v is not None}
+    if not given:
+        return
+    named = ", ".join(f"risk.{n} ({v})" for n, v in given.items())
+    env = ", ".join(f"TESSERA_RISK__{n.upper()}" for n in given)
+    raise ConfigError(
+        f"{named}: the bot does not apply the leverage limits yet (tessera backtest on a "
+        f"perpetual does), so running with them set would ignore them. Remove them from "
+        f"risk.yaml (or unset {env}) to run the bot."
+    )
+
+
 def bot_options(
     settings: TesseraSettings,
     *,
@@ -81,6 +108,7 @@ def bot_options(
             f"simulator: --mode dev); {mode} mode on perpetuals is not done yet. Set "
             f"exchange.name to binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME for {mode}."
         )
+    _refuse_unapplied_leverage_limits(settings)
     values.update(
         perp_leverage=live.perp_leverage,
         perp_margin_mode=live.perp_margin_mode.upper(),
