@@ -139,13 +139,6 @@ HARNESSES: dict[str, Harness] = {
         start_frame=15_000,
         qty=Decimal("0.010"),
         over_max_qty=Decimal("1001"),  # LOT_SIZE maxQty 1000
-        known_gaps={
-            "test_an_order_over_the_lot_size_is_refused_with_the_reject_action": (
-                "venues/binance_usdm/errors.py has no -4005 (nor -4004, -4002, -4013, -4016, "
-                "-4024, the simulator's other filter codes): the adapter raises a plain "
-                "ExchangeError, not OrderRejectedError, and classify_error answers None"
-            ),
-        },
     ),
 }
 

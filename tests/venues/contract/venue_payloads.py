@@ -201,6 +201,13 @@ ERRORS: dict[str, dict[int, ErrorAction]] = {
         -2019: ErrorAction.REJECT,  # margin insufficient
         -2022: ErrorAction.REJECT,  # ReduceOnly rejected
         -4164: ErrorAction.REJECT,  # notional too small
+        # each exchange filter's own code (the simulator answers them too)
+        -4002: ErrorAction.REJECT,  # price above max
+        -4004: ErrorAction.REJECT,  # quantity below min
+        -4005: ErrorAction.REJECT,  # quantity above max
+        -4013: ErrorAction.REJECT,  # price below min
+        -4016: ErrorAction.REJECT,  # limit price above the mark's band
+        -4024: ErrorAction.REJECT,  # limit price below the mark's band
         -4028: ErrorAction.REJECT,  # leverage invalid
         -4046: ErrorAction.NO_CHANGE,  # no need to change margin type
         -1007: ErrorAction.RETRY_LATER,  # backend timeout: status unknown
