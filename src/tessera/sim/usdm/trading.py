@@ -63,6 +63,7 @@ from tessera.sim import payloads as binance
 from tessera.sim.order_params import OrderRequest, decimal_param
 from tessera.sim.rest import BinanceError, json_response
 from tessera.sim.trading import Signed, TradingConfig, TradingEngine
+from tessera.sim.usdm.algo import AlgoOrder
 from tessera.sim.usdm.market import USDM_BRACKETS_FILE, bar_market, usdm_brackets
 from tessera.sim.venue_orders import SimFill, SimOrder
 from tessera.venues.binance_usdm.instruments import parse_exchange_info
@@ -202,6 +203,11 @@ class UsdmTradingEngine(TradingEngine):
         self.fill_realized: dict[int, Decimal] = {}  # trade id -> realized PnL
         self.incomes: list[IncomeRow] = []  # funding fees booked (``/fapi/v1/income``)
         self._tran_ids = itertools.count(1)
+        # conditional orders of the algo service (`tessera.sim.usdm.algo`)
+        self.algos: dict[int, AlgoOrder] = {}
+        self.algo_by_client: dict[str, AlgoOrder] = {}
+        self.algo_of: dict[int, AlgoOrder] = {}  # orderId of the triggered order -> its algo
+        self._algo_ids = itertools.count(1000001)
         # bar mode with mark and funding files: each released candle's mark range is checked
         # for liquidation, then each funding time it passes is settled (see `on_bars_released`)
         self._bar_market = bar_market(sim.market)
@@ -236,6 +242,11 @@ class UsdmTradingEngine(TradingEngine):
             ("GET", "/fapi/v2/balance", self.balance, 5),
             ("GET", "/fapi/v1/userTrades", self.my_trades, 5),
             ("GET", "/fapi/v1/income", self.income, 30),
+            ("POST", "/fapi/v1/algoOrder", self.new_algo_order, 0),
+            ("GET", "/fapi/v1/algoOrder", self.query_algo_order, 1),
+            ("DELETE", "/fapi/v1/algoOrder", self.cancel_algo_order, 1),
+            ("GET", "/fapi/v1/openAlgoOrders", self.open_algo_orders, 1),
+            ("GET", "/fapi/v1/allAlgoOrders", self.all_algo_orders, 5),
         )
         for method, path, handler, weight in routes:
             rest.weights[path] = weight
@@ -354,7 +365,9 @@ class UsdmTradingEngine(TradingEngine):
 
     # --- placing --------------------------------------------------------------------------------
 
-    def place(self, params: dict[str, str]) -> tuple[SimOrder, list[SimFill]]:
+    def place(self, params: dict[str, str], algo_id: int = 0) -> tuple[SimOrder, list[SimFill]]:
+        """Place an order; with ``algo_id`` a conditional of the algo service (its trigger
+        price in ``stopPrice``, its ``clientAlgoId`` in ``newClientOrderId``)."""
         sym = self.symbol(params)
         inst = self.instruments[sym]
         side = params.get("side", "")
@@ -459,6 +472,10 @@ class UsdmTradingEngine(TradingEngine):
         )
         self.orders[oid] = order
         self.by_client[(sym, order.client_order_id)] = order
+        if algo_id:
+            algo = AlgoOrder(algo_id, order.client_order_id, order, now)
+            self.algos[algo_id] = self.algo_by_client[algo.client_algo_id] = algo
+            self.algo_of[oid] = algo
         self._report(order, "NEW")
         if on_bars:
             return order, self.bars.start(order, result)
@@ -604,7 +621,29 @@ class UsdmTradingEngine(TradingEngine):
         return fill
 
     def _report(self, order: SimOrder, exec_type: str, fill: SimFill | None = None) -> None:
+        """``ORDER_TRADE_UPDATE``; for a conditional of the algo service ``ALGO_UPDATE`` until
+        it triggers, then both (see `tessera.sim.usdm.algo`)."""
+        algo = self.algo_of.get(order.order_id)
+        if algo is None:
+            self._publish(self._order_update(order, exec_type, fill))
+            return
+        if not order.is_working:  # placed, or canceled/expired before its trigger
+            self._publish(algo.event(self.public, self.now_ms()))
+            return
+        if exec_type == "NEW":  # `start_working`: the trigger hands it to the matching engine
+            algo.trigger_ms = order.working_ms
+            self._publish(algo.event(self.public, self.now_ms()))
         self._publish(self._order_update(order, exec_type, fill))
+        if not order.is_open:
+            self._publish(algo.event(self.public, self.now_ms()))
+
+    def _hidden(self, order: SimOrder) -> bool:
+        """An algo conditional not triggered yet: only the algo endpoints show it."""
+        return order.order_id in self.algo_of and not order.is_working
+
+    def _find(self, params: dict[str, str], symbol: str) -> SimOrder | None:
+        order = super()._find(params, symbol)
+        return None if order is None or self._hidden(order) else order
 
     def _order_update(
         self, order: SimOrder, exec_type: str, fill: SimFill | None
@@ -975,12 +1014,13 @@ class UsdmTradingEngine(TradingEngine):
             self.symbol(params)
         return json_response(
             [self.render(o) for o in self.orders.values()
-             if o.is_open and (not sym or o.symbol == sym)]
+             if o.is_open and (not sym or o.symbol == sym) and not self._hidden(o)]
         )  # fmt: skip
 
     async def cancel_all(self, request: web.Request, params: dict[str, str]) -> web.Response:
         sym = self.symbol(params)
-        for o in [o for o in self.orders.values() if o.is_open and o.symbol == sym]:
+        for o in [o for o in self.orders.values()
+                  if o.is_open and o.symbol == sym and not self._hidden(o)]:  # fmt: skip
             self.cancel(o)
         return json_response(
             {"code": 200, "msg": "The operation of cancel all open order is done."}
@@ -993,7 +1033,9 @@ class UsdmTradingEngine(TradingEngine):
         rows = [
             o
             for o in sorted(self.orders.values(), key=lambda o: o.order_id)
-            if o.symbol == sym and (from_id is None or o.order_id >= from_id)
+            if o.symbol == sym
+            and (from_id is None or o.order_id >= from_id)
+            and not self._hidden(o)
         ]
         rows = rows[:limit] if from_id is not None else rows[-limit:]
         return json_response([self.render(o) for o in rows])
@@ -1290,3 +1332,82 @@ class UsdmTradingEngine(TradingEngine):
             and (order_id is None or f.order.order_id == order_id)
         ]
         return json_response(rows[:limit])
+
+    # --- the algo service (``/fapi/v1/algoOrder``) ---------------------------------------------
+
+    async def new_algo_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """Place a conditional: the ``/fapi/v1/order`` rules (`place`) with the algo
+        service's parameter names (``triggerPrice``, ``clientAlgoId``, ``algoType``)."""
+        algo_type = params.get("algoType", "")
+        if not algo_type:
+            raise BinanceError(binance.missing_param("algoType"))
+        if algo_type != "CONDITIONAL":
+            raise _error(-1130, "Data sent for parameter 'algoType' is not valid.")
+        otype = params.get("type", "")
+        if otype and otype not in CONDITIONAL_TYPES:
+            if otype == "TRAILING_STOP_MARKET":
+                raise _error(-1130, f"Order type {otype} is not implemented by the simulator.")
+            raise _error(-1116, "Invalid orderType.")
+        if params.get("stopPrice"):
+            raise _error(-1106, "Parameter 'stopPrice' sent when not required.")
+        if params.get("triggerPrice") is None:
+            raise BinanceError(binance.missing_param("triggerPrice"))
+        cid = params.get("clientAlgoId", "")
+        known = self.algo_by_client.get(cid) if cid else None
+        if known is not None and known.status in ("NEW", "TRIGGERED"):
+            raise _error(-4015, "Client order id is not valid.")
+        count, refused = self._count_new_orders(1)
+        if refused is not None:
+            return refused
+        inner = {
+            k: v
+            for k, v in params.items()
+            if k not in ("algoType", "triggerPrice", "clientAlgoId", "newClientOrderId")
+        }
+        inner["stopPrice"] = params["triggerPrice"]
+        algo_id = next(self._algo_ids)
+        inner["newClientOrderId"] = cid or f"simalgo{algo_id}"
+        order, _ = self.place(inner, algo_id=algo_id)
+        return await self._answer_order(request, self.algo_of[order.order_id].render(self.public),
+                                        count)  # fmt: skip
+
+    def _find_algo(self, params: dict[str, str]) -> AlgoOrder | None:
+        if params.get("symbol"):
+            self.symbol(params)
+        if params.get("algoId"):
+            raw = params["algoId"]
+            return self.algos.get(int(raw)) if raw.isdigit() else None
+        cid = params.get("clientAlgoId")
+        if not cid:
+            raise _error(-1102, "Param 'clientAlgoId' or 'algoId' must be sent, but both were "
+                                "empty/null!")  # fmt: skip
+        return self.algo_by_client.get(cid)
+
+    async def query_algo_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        algo = self._find_algo(params)
+        if algo is None:
+            raise BinanceError(NO_SUCH_ORDER)
+        return json_response(algo.render(self.public))
+
+    async def cancel_algo_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        """Cancel a conditional not triggered yet (a triggered one is the matching engine's
+        order: cancel it on ``/fapi/v1/order``)."""
+        algo = self._find_algo(params)
+        if algo is None or algo.status != "NEW":
+            raise BinanceError(UNKNOWN_ORDER)
+        self.cancel(algo.order)
+        return json_response({"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id,
+                              "code": "200", "msg": "success"})  # fmt: skip
+
+    async def open_algo_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        sym = self.symbol(params) if params.get("symbol") else None
+        return json_response(
+            [a.render(self.public) for a in self.algos.values()
+             if a.status == "NEW" and (sym is None or a.order.symbol == sym)]
+        )  # fmt: skip
+
+    async def all_algo_orders(self, request: web.Request, params: dict[str, str]) -> web.Response:
+        sym = self.symbol(params)
+        limit = max(1, min(int(params.get("limit") or 500), 1000))
+        rows = [a for a in self.algos.values() if a.order.symbol == sym]
+        return json_response([a.render(self.public) for a in rows[-limit:]])
