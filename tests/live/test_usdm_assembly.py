@@ -103,12 +103,12 @@ def test_tessera_run_dev_on_binance_usdm_trades_the_embedded_perpetual_simulator
 
 
 @pytest.mark.parametrize("setting", ["max_leverage", "min_liquidation_distance_pct"])
-def test_tessera_run_refuses_a_leverage_limit_the_bot_cannot_apply(
+def test_tessera_run_on_spot_refuses_a_leverage_limit_which_only_perpetuals_have(
     tmp_path: Path, setting: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
     env |= {
-        "TESSERA_EXCHANGE__NAME": "binance-usdm",
+        "TESSERA_EXCHANGE__NAME": "binance",
         f"TESSERA_RISK__{setting.upper()}": "3",
         "TESSERA_DATA_DIR": str(tmp_path / "data"),
     }
@@ -119,3 +119,4 @@ def test_tessera_run_refuses_a_leverage_limit_the_bot_cannot_apply(
     assert done.returncode == 2, out[-3000:]
     assert "Traceback" not in out
     assert f"risk.{setting} (3" in out and f"TESSERA_RISK__{setting.upper()}" in out
+    assert "perpetuals only" in out

@@ -57,9 +57,10 @@ LEVERAGE_SETTINGS = (
 
 
 def _refuse_unapplied_leverage_limits(settings: TesseraSettings) -> None:
-    """A leverage setting the bot would not apply is a `ConfigError`, never silently ignored:
-    the bot does not apply the leverage limits yet (the perpetual backtest does), and on spot
-    they mean nothing."""
+    """A leverage setting on a spot venue is a `ConfigError`, never silently ignored: the
+    limits are perpetual-only (the bot applies them on binance-usdm, `tessera.live.perp_risk`)."""
+    if settings.exchange.name == "binance-usdm":
+        return
     given = {n: getattr(settings.risk, n) for n in LEVERAGE_SETTINGS}
     given = {n: v for n, v in given.items() if v is not None}
     if not given:
@@ -67,9 +68,9 @@ def _refuse_unapplied_leverage_limits(settings: TesseraSettings) -> None:
     named = ", ".join(f"risk.{n} ({v})" for n, v in given.items())
     env = ", ".join(f"TESSERA_RISK__{n.upper()}" for n in given)
     raise ConfigError(
-        f"{named}: the bot does not apply the leverage limits yet (tessera backtest on a "
-        f"perpetual does), so running with them set would ignore them. Remove them from "
-        f"risk.yaml (or unset {env}) to run the bot."
+        f"{named}: the leverage limits apply to perpetuals only (exchange.name binance-usdm), "
+        f"and exchange.name is {settings.exchange.name!r}, so running with them set would "
+        f"ignore them. Remove them from risk.yaml (or unset {env}) to run the bot on spot."
     )
 
 

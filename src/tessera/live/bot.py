@@ -54,7 +54,7 @@ from tessera.execution.lock import (
 )
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
-from tessera.execution.orders import Order, OrderList, OrderStatus
+from tessera.execution.orders import ExitReason, Order, OrderList, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
 from tessera.execution.perp_reconcile import PerpExchange, PerpSettings
 from tessera.execution.persistence import ExecutionStore, LedgerConflictError
@@ -70,6 +70,7 @@ from tessera.live.feed import MarketFeed
 from tessera.live.halt import ACCOUNT, HaltGuard
 from tessera.live.marks import AccountMarks
 from tessera.live.perp_account import perp_book_balances, perp_filters
+from tessera.live.perp_risk import PerpRiskBook
 from tessera.live.ratelimit import (
     LocalRateLimiter,
     RateLimiter,
@@ -88,7 +89,8 @@ from tessera.live.strategy_host import StrategyHost, StrategyStartError
 from tessera.logging import bind_context, get_logger
 from tessera.metrics import HealthState
 from tessera.risk.engine import AccountView, RiskEngine
-from tessera.risk.listeners import MetricsRiskListener
+from tessera.risk.leverage import MarginRatioAlert, ReduceOrder
+from tessera.risk.listeners import MetricsRiskListener, publish_perp
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick
 from tessera.strategies.guard import StrategyGuard
 from tessera.venues.binance.klines import bar_from_rest
@@ -420,6 +422,10 @@ class TradingBot:
         self.manager.take_seq = self.ids.take  # signal-derived ids share the run's sequence
         self.account = AccountBook(self.filters, o.quote_asset)
         self.risk = RiskEngine(o.risk, MetricsRiskListener())
+        self.perp_risk: PerpRiskBook | None = self._perp_risk_book() if self.perp else None
+        self._perp_mark_task: asyncio.Task[None] | None = None
+        self.margin_ratio_alerts = 0
+        self.liq_distance_cuts = 0
         self.gateway = OrderGateway(
             self.manager,
             self.risk,
@@ -557,6 +563,8 @@ class TradingBot:
             positions = await perp.positions(list(self.symbols))
             wallets = await perp.perp_balances()
             self.account.reset(perp_book_balances(wallets, positions, self.filters))
+            if self.perp_risk is not None:
+                self.perp_risk.reset(wallets, positions)
             return
         balances = await self.exchange.balances()
         self.account.reset({a: b.free + b.locked for a, b in balances.items()})
@@ -925,6 +933,8 @@ class TradingBot:
                 self.predictions[bar.symbol] = score
         self._t_model[bar.symbol] = time.time_ns()
         self.host.on_bar(bar, self.warming)
+        if self.perp_risk is not None and not self.warming:
+            self._start_perp_mark(bar.close_time)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
@@ -1097,7 +1107,10 @@ class TradingBot:
         for (sym, _), p in self.manager.positions.items():
             positions[sym] = positions.get(sym, ZERO) + p.qty
         open_orders = sum(1 for o in self.manager.live.values() if o.status.is_open)
-        return AccountView(positions, dict(self.last_prices), open_orders)
+        perp = None
+        if self.perp_risk is not None:
+            perp = self.perp_risk.snapshot(self.last_prices, self.symbols)
+        return AccountView(positions, dict(self.last_prices), open_orders, perp=perp)
 
     # --- order events (the manager's observer) --------------------------------------------------
 
@@ -1132,10 +1145,140 @@ class TradingBot:
             on_report=self._on_report,
             on_reconnect=self.manager.recover,
         )
+        if isinstance(stream, PerpUserDataStream):
+            stream.on_perp_account = self._on_perp_account
         try:
             await stream.run()
         finally:
             stream.stop()
+
+    # --- the leverage risk on a perpetual (tessera.risk.leverage) --------------------------------
+
+    def _perp_risk_book(self) -> PerpRiskBook:
+        """The perpetual account for the leverage risk, with the bundled real leverage brackets
+        (``samples/binance-usdm/leverage_brackets.json``). A leverage setting with a traded
+        symbol the brackets do not list is refused: it could not be applied to it."""
+        from tessera.backtest.perp_inputs import BRACKETS_FILE, PerpInputError, load_brackets
+
+        cfg = self.o.risk
+        limits = [
+            cfg.max_leverage,
+            cfg.max_gross_leverage,
+            cfg.max_net_leverage,
+            cfg.min_liquidation_distance_pct,
+            cfg.margin_ratio_alert,
+        ]
+        try:
+            brackets = load_brackets()
+        except PerpInputError as exc:
+            raise LiveRefusedError(str(exc)) from exc
+        missing = [s for s in self.symbols if s not in brackets]
+        if missing and any(v is not None for v in limits):
+            raise LiveRefusedError(
+                f"the leverage limits of risk.yaml cannot be applied to {missing}: "
+                f"{BRACKETS_FILE} has no leverage brackets for them"
+            )
+        steps = {k: f.market_step_size or f.step_size for k, f in self.filters.items()}
+        return PerpRiskBook(
+            brackets,
+            self.o.perp_leverage,
+            MarginMode(self.o.perp_margin_mode),
+            {k: v for k, v in steps.items() if v > 0},
+        )
+
+    def _on_perp_account(self, update: Any) -> None:
+        """An ``ACCOUNT_UPDATE``: wallet and positions to the risk book; a funding payment to
+        ``tessera_funding_paid/received_total`` and the log (the ledger has no place for it)."""
+        if self.perp_risk is None:
+            return
+        payment = self.perp_risk.on_account_update(update)
+        if payment is not None:
+            metrics.record_funding(payment.symbol, float(payment.amount))
+            log.info(
+                "funding booked",
+                symbol=payment.symbol,
+                amount=str(payment.amount),
+                ts_ms=payment.ts_ms,
+            )
+
+    def _start_perp_mark(self, ts: int) -> None:
+        """Mark the perpetual account at a closed bar, unless the last mark is still acting."""
+        task = self._perp_mark_task
+        if self.stopping.is_set() or (task is not None and not task.done()):
+            return
+        self._perp_mark_task = asyncio.create_task(self._mark_perp(ts), name="perp-mark")
+
+    async def _mark_perp(self, ts: int) -> None:
+        """`RiskEngine.mark_perp` at the last prices: the drawdown at the mark (kill-switch
+        actions to the halt guard), the gauges (`publish_perp`), margin-ratio alerts logged, and
+        the monitor's cuts sent as reduce-only market orders (reason ``liq_distance``)."""
+        try:
+            assert self.perp_risk is not None
+            snap = self.perp_risk.snapshot(self.last_prices, self.symbols)
+            actions, leverage = self.risk.mark_perp(snap, ts)
+            publish_perp(snap)
+            for action in leverage:
+                if isinstance(action, MarginRatioAlert):
+                    self.margin_ratio_alerts += 1
+                    log.warning(
+                        "margin ratio alert",
+                        symbols=list(action.symbols),
+                        margin_ratio=str(action.margin_ratio),
+                        threshold=str(action.threshold),
+                        mode=action.mode.value,
+                    )
+                else:
+                    await self._cut(action)
+            if actions:
+                await self.halt.on_actions(actions)
+        except Exception as exc:
+            self._failed("perpetual mark", exc)
+
+    async def _cut(self, action: ReduceOrder) -> None:
+        """A position too close to liquidation: reduce-only market orders from the strategies
+        holding it (in id order), unless a cut of the symbol is still open."""
+        async with self.executor.lock:
+            if any(
+                o.symbol == action.symbol and o.reason is ExitReason.LIQ_DISTANCE
+                for o in self.manager.live.values()
+                if o.status.is_open
+            ):
+                return
+            left = action.qty
+            holders = sorted(
+                (strat, p.qty)
+                for (sym, strat), p in self.manager.positions.items()
+                if sym == action.symbol and p.qty
+            )
+            log.warning(
+                "position too close to liquidation: cutting",
+                symbol=action.symbol,
+                qty=str(action.qty),
+                distance_pct=str(action.distance_pct),
+            )
+            for strategy, qty in holders:
+                if left <= 0:
+                    break
+                if (qty > 0) == (action.side.sign > 0):
+                    continue  # on the side the cut adds to
+                cut = min(left, abs(qty))
+                order = Order(
+                    client_order_id=self.ids.next(),
+                    symbol=action.symbol,
+                    side=action.side,
+                    type=OrderType.MARKET,
+                    qty=cut,
+                    strategy=strategy,
+                    signal_id=f"liq:{strategy}:{action.symbol}:{time.time_ns()}",
+                    reason=ExitReason.LIQ_DISTANCE,
+                    reduce_only=True,
+                )
+                placed = await self.gateway.submit(order)
+                if placed.status is OrderStatus.REJECTED:
+                    log.error("cut failed", symbol=action.symbol, strategy=strategy)
+                    continue
+                left -= cut
+                self.liq_distance_cuts += 1
 
     # --- marks, drawdown and the kill-switch ----------------------------------------------------
 

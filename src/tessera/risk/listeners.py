@@ -58,7 +58,8 @@ def publish_perp(snapshot: PerpAccountSnapshot, funding: Iterable[FundingEntry] 
     caller drops from the snapshot keeps its last values: pass it flat instead. Each funding
     entry goes to `tessera_funding_paid_total` or `tessera_funding_received_total` by its sign.
     The equity and drawdown gauges come from `RiskEngine.mark_perp` through the listener.
-    (Not wired into the live bot yet: its perpetual account comes in a later step.)
+    The live bot calls it at each closed bar on a perpetual (`tessera.live.bot`); it counts
+    the venue's funding payments with `metrics.record_funding` itself (they carry no rate).
     """
     for key, sym in snapshot.symbols.items():
         ratio = snapshot.margin_ratio(key)

@@ -1,0 +1,146 @@
+"""The leverage risk of `tessera.risk.leverage` in the bot on Binance USDⓈ-M (dev mode, the
+USDⓈ-M simulator replaying the bundled real BTCUSDT perpetual recording): the pre-trade check
+sees the account as a `PerpAccountSnapshot` (max_leverage denies an entry, counted as spot
+denials are), and each closed bar marks it (the margin-ratio gauge, margin-ratio alerts)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from inprocess_bot import wait_until
+from live_bot_helpers import KEY, SECRET
+from prometheus_client import REGISTRY
+
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.execution.orders import OrderSide, OrderStatus
+from tessera.live.bot import BotOptions, TradingBot
+from tessera.sim.server import SimulatorThread
+from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
+
+USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+D = Decimal
+
+
+class GoLongParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    after: int = 2  # bars before the entry
+
+
+@register_strategy
+class GoLong(Strategy):
+    """Long ``qty`` after ``after`` bars, then holds."""
+
+    name = "usdm_go_long"
+    Params: ClassVar[type[StrategyParams]] = GoLongParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, GoLongParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        if self.bars == self.p.after:
+            ctx.target_position(bar.symbol, self.p.qty)
+
+
+def _denials(reason: str) -> float:
+    return REGISTRY.get_sample_value("tessera_risk_denials_total", {"reason": reason}) or 0.0
+
+
+async def _run(tmp_path: Path, risk: RiskConfig, until: Any, what: str) -> TradingBot:
+    venue = usdm_venue(
+        usdm_market([USDM_BTC]),
+        speed=10.0,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+    thread = SimulatorThread(venue.sim)
+    thread.start()
+    try:
+        bot = TradingBot(
+            BotOptions(
+                mode="dev",
+                strategies=[StrategyRef(name="usdm_go_long", params={})],
+                symbols=["BTCUSDT"],
+                interval="1s",
+                rest_url=venue.sim.rest_url,
+                ws_url=venue.sim.ws_url,
+                database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+                run_id=f"usdm-{secrets.token_hex(4)}",
+                risk=risk,
+                api_key=KEY,
+                api_secret=SECRET,
+                reconcile_interval_s=3600.0,
+                exchange_id="binance-usdm",
+                perp_leverage=5,
+                perp_margin_mode="ISOLATED",
+            )
+        )
+        task = asyncio.create_task(bot.run())
+        try:
+            await wait_until(lambda: hasattr(bot, "store"), 20, "the bot's setup")
+            await wait_until(lambda: until(bot), 30, what)
+        finally:
+            bot._request_stop()
+            await asyncio.wait_for(task, 30)
+        return bot
+    finally:
+        thread.stop()
+
+
+async def test_max_leverage_denies_a_perpetual_entry_above_it_and_counts_the_denial(
+    tmp_path: Path,
+) -> None:
+    """5x isolated: the entry's position leverage is 5 > max_leverage 2, so it is denied
+    before it is sent (no order in the ledger) and counted under reason max_leverage."""
+    before = _denials("max_leverage")
+    bot = await _run(
+        tmp_path,
+        RiskConfig(max_leverage=D(2)),
+        lambda b: _denials("max_leverage") > before,
+        "the max_leverage denial",
+    )
+    assert bot.store.list_orders() == []
+    assert bot.orders_sent == 0
+
+
+async def test_a_held_perpetual_publishes_its_margin_ratio_and_raises_the_alert(
+    tmp_path: Path,
+) -> None:
+    """Allowed under max_leverage 6: the long fills; the closed bars after it publish
+    tessera_margin_ratio and tessera_liquidation_distance_pct for BTCUSDT, and a
+    margin_ratio_alert below the ratio is raised."""
+
+    def ratio() -> float | None:
+        return REGISTRY.get_sample_value("tessera_margin_ratio", {"symbol": "BTCUSDT"})
+
+    bot = await _run(
+        tmp_path,
+        RiskConfig(max_leverage=D(6), margin_ratio_alert=0.0001),
+        lambda b: (ratio() or 0) > 0 and b.margin_ratio_alerts > 0,
+        "the margin ratio of the long",
+    )
+    [order] = bot.store.list_orders()
+    assert (order.side, order.qty, order.status) == (OrderSide.BUY, D("0.010"), OrderStatus.FILLED)
+    value = ratio()
+    assert value is not None and 0 < value < 1  # 5x isolated, far from liquidation
+    distance = REGISTRY.get_sample_value("tessera_liquidation_distance_pct", {"symbol": "BTCUSDT"})
+    assert distance is not None and 5 < distance < 25  # about 1/5x less the maintenance
+    assert bot.perp_risk is not None and bot.perp_risk.updates > 0  # from ACCOUNT_UPDATE
