@@ -16,7 +16,7 @@ from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
 
 from tessera.config.models import RiskConfig, StrategyRef
-from tessera.execution.orders import OrderSide, OrderStatus
+from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.sim.server import SimulatorThread
 from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
@@ -64,7 +64,9 @@ def _denials(reason: str) -> float:
     return REGISTRY.get_sample_value("tessera_risk_denials_total", {"reason": reason}) or 0.0
 
 
-async def _run(tmp_path: Path, risk: RiskConfig, until: Any, what: str) -> TradingBot:
+async def _run(
+    tmp_path: Path, risk: RiskConfig, until: Any, what: str, then: Any = None
+) -> TradingBot:
     venue = usdm_venue(
         usdm_market([USDM_BTC]),
         speed=10.0,
@@ -97,6 +99,8 @@ async def _run(tmp_path: Path, risk: RiskConfig, until: Any, what: str) -> Tradi
         try:
             await wait_until(lambda: hasattr(bot, "store"), 20, "the bot's setup")
             await wait_until(lambda: until(bot), 30, what)
+            if then is not None:
+                await wait_until(lambda: then(bot), 30, "what follows")
         finally:
             bot._request_stop()
             await asyncio.wait_for(task, 30)
@@ -144,3 +148,34 @@ async def test_a_held_perpetual_publishes_its_margin_ratio_and_raises_the_alert(
     distance = REGISTRY.get_sample_value("tessera_liquidation_distance_pct", {"symbol": "BTCUSDT"})
     assert distance is not None and 5 < distance < 25  # about 1/5x less the maintenance
     assert bot.perp_risk is not None and bot.perp_risk.updates > 0  # from ACCOUNT_UPDATE
+
+
+async def test_a_position_closer_to_liquidation_than_the_minimum_is_cut_reduce_only(
+    tmp_path: Path,
+) -> None:
+    """The long fills at 5x isolated (about 19 % from liquidation); then the minimum distance
+    is raised to 50 % (the risk config of the running engine): the next closed bar's monitor
+    cut goes through the gateway as a reduce-only market sell with reason liq_distance."""
+
+    def filled(b: TradingBot) -> bool:
+        orders = b.store.list_orders()
+        done = len(orders) == 1 and orders[0].status is OrderStatus.FILLED
+        if done:
+            b.risk.config = RiskConfig(min_liquidation_distance_pct=50.0)
+        return done
+
+    def cut(b: TradingBot) -> bool:
+        return any(
+            o.reason is ExitReason.LIQ_DISTANCE and o.status is OrderStatus.FILLED
+            for o in b.store.list_orders()
+        )
+
+    bot = await _run(tmp_path, RiskConfig(), filled, "the long", then=cut)
+    entry, *cuts = sorted(bot.store.list_orders(), key=lambda o: o.ts_created)
+    assert entry.side is OrderSide.BUY and cuts
+    assert all(
+        (o.side, o.reduce_only, o.reason) == (OrderSide.SELL, True, ExitReason.LIQ_DISTANCE)
+        for o in cuts
+    )
+    assert sum((o.qty for o in cuts), D(0)) <= entry.qty
+    assert bot.liq_distance_cuts == len(cuts)
