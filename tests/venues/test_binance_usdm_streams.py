@@ -187,9 +187,8 @@ def test_an_account_update_of_a_balance_only_has_no_positions() -> None:
     assert event.positions == () and event.balances["BNFCR"].wallet == Decimal("5001.28983031")
 
 
-@pytest.mark.parametrize(
-    "name", ["trade_lite.json", "algo_update_new.json", "algo_update_canceled.json"]
-)
+# ALGO_UPDATE gives a report now: tests/execution/test_usdm_algo_exchange.py
+@pytest.mark.parametrize("name", ["trade_lite.json"])
 def test_events_the_order_manager_does_not_need_give_none(name: str) -> None:
     assert parse_user_event((USER / name).read_text()) is None
 

@@ -525,6 +525,7 @@ USDM_REQUEST_COST: dict[str, tuple[int, int]] = {
     "fapiPrivateV3GetAccount": (5, 0),
     "fapiPrivateV2GetPositionRisk": (5, 0),
     "fapiPrivateGetPositionSideDual": (30, 0),
+    "fapiPrivateGetAllAlgoOrders": (5, 0),
     "fapiPrivatePostLeverage": (1, 0),
     "fapiPrivatePostMarginType": (1, 0),
 }
@@ -549,6 +550,15 @@ FROM_USDM_TYPES: dict[str, OrderType] = {
 }
 # a client order id the exchange already has: a resend of an order whose answer was lost
 USDM_DUPLICATE_CODES = frozenset({-4015, -4116})
+# a conditional's ``algoStatus`` (Binance's algo order service) -> ours, while it has not
+# become an order of the matching engine (TRIGGERED/FINISHED: its ``actualOrderId`` is)
+USDM_ALGO_STATUS: dict[str, OrderStatus] = {
+    "NEW": OrderStatus.ACCEPTED,
+    "TRIGGERING": OrderStatus.ACCEPTED,
+    "CANCELED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "REJECTED": OrderStatus.REJECTED,
+}
 
 
 class UsdmCcxtExchange(CcxtExchange):
@@ -569,6 +579,16 @@ class UsdmCcxtExchange(CcxtExchange):
       ``avgPrice`` instead): `submit` and `query` add the order's trades to an answer with an
       executed quantity (`_with_fills`), so the ledger learns a fill with the answer, as on
       spot.
+    * **Stops and take-profits** are conditional orders of Binance's algo order service
+      (``/fapi/v1/algoOrder``, where ccxt sends them; our client id is their
+      ``clientAlgoId``): until the trigger only the algo endpoints know them, after it the
+      order it became (``actualOrderId``) is a matching-engine order. So `query` and
+      `cancel` try the order by client id first, then the conditional. A conditional keeps
+      ``exchange_order_id`` ``algo-<algoId>`` throughout: not triggered yet it is ACCEPTED;
+      triggered, it is reported in the state of the order it became, with that order's
+      fills under our client id, and `my_trades` attributes that order's trades to the
+      conditional (``/fapi/v1/allAlgoOrders`` names it), so the ledger's order and the
+      exchange's trades keep matching. `open_orders` lists both kinds.
     * **A duplicate client order id** is -4015/-4116 (spot: "Duplicate order"): the order is
       looked up by that id, as on spot. USDⓈ-M refuses a client id only while its order is
       open, so `submit_resolved` looks the id up before it sends anything.
@@ -603,19 +623,9 @@ class UsdmCcxtExchange(CcxtExchange):
     # --- orders ---------------------------------------------------------------------------------
 
     async def submit(self, order: Order) -> ExchangeOrder:
-        """Place ``order`` as USDⓈ-M's type, reduce-only when `Order.reduce_only`.
-
-        Stop and take-profit types are refused before anything is sent (`OrderRejectedError`:
-        the order never exists): since December 2025 Binance takes USDⓈ-M conditional orders
-        only through its Algo Order API (``/fapi/v1/algoOrder``, queried and canceled by
-        ``clientAlgoId``), where ccxt sends them, and neither this adapter's query and cancel
-        nor the simulator speak that API yet."""
-        if order.type.has_stop:
-            raise OrderRejectedError(
-                f"{order.client_order_id}: {order.type.value} on Binance USDⓈ-M is a conditional "
-                "order of the Algo Order API (/fapi/v1/algoOrder), which Tessera does not "
-                "speak yet; not sent"
-            )
+        """Place ``order`` as USDⓈ-M's type, reduce-only when `Order.reduce_only`; a stop or
+        take-profit goes to the algo order service (ccxt routes it there by its trigger
+        price; our client id becomes its ``clientAlgoId``)."""
         otype, price, params = self._order_args(order)
         try:
             raw = await self._call(
@@ -639,10 +649,69 @@ class UsdmCcxtExchange(CcxtExchange):
         return await self._with_fills(self._parse(raw, order.side))
 
     async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
-        """The order by client id with its fills (see `_with_fills`), or None if the exchange
-        says it does not exist."""
+        """The order by client id with its fills (see `_with_fills`); else the conditional of
+        that ``clientAlgoId`` (as the order it became once triggered); None if the exchange
+        knows neither."""
         found = await super().query(symbol, client_order_id)
-        return await self._with_fills(found) if found is not None else None
+        if found is not None and not (found.type is not None and found.type.has_stop):
+            return await self._with_fills(found)
+        algo = await self._algo(symbol, client_order_id)
+        if algo is None:
+            return await self._with_fills(found) if found is not None else None
+        actual = str(algo.get("actualOrderId") or "")
+        if not actual:
+            return self._parse_algo(algo)
+        if found is None or found.exchange_order_id != actual:
+            raw = await self._call("fetch_order", actual, self.unified(symbol))
+            found = self._parse(raw, None)
+        became = await self._with_fills(dataclasses.replace(found, client_order_id=client_order_id))
+        # the conditional keeps its identity (see the class docstring)
+        return dataclasses.replace(became, exchange_order_id=f"algo-{algo['algoId']}")
+
+    async def _algo(self, symbol: str, client_algo_id: str) -> dict[str, Any] | None:
+        """``GET /fapi/v1/algoOrder?clientAlgoId=``: the raw conditional, None if unknown."""
+        try:
+            raw = await self._call(
+                "fetch_order",
+                None,
+                self.unified(symbol),
+                {"trigger": True, "clientAlgoId": client_algo_id},
+            )
+        except UnknownOrderError:
+            return None
+        except ExchangeError as exc:
+            if "does not exist" in str(exc):
+                return None
+            raise
+        info = raw.get("info") or raw
+        return dict(info)
+
+    async def cancel(self, symbol: str, client_order_id: str) -> ExchangeOrder:
+        """Cancel the order of that client id; if the matching engine does not know it (-2011),
+        the conditional of that ``clientAlgoId`` (``DELETE /fapi/v1/algoOrder``), answered as
+        `query` then sees it."""
+        try:
+            return await super().cancel(symbol, client_order_id)
+        except UnknownOrderError:
+            if await self._algo(symbol, client_order_id) is None:
+                raise
+        await self._call(
+            "cancel_order",
+            None,
+            self.unified(symbol),
+            {"trigger": True, "clientAlgoId": client_order_id},
+        )
+        found = await self.query(symbol, client_order_id)
+        if found is None:
+            raise UnknownOrderError(f"{client_order_id}: canceled, then not found", -2013)
+        return found
+
+    async def open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
+        """The matching engine's open orders, then the conditionals not triggered yet."""
+        orders = await super().open_orders(symbol)
+        unified = self.unified(symbol) if symbol else None
+        raw = await self._call("fetch_open_orders", unified, None, None, {"trigger": True})
+        return orders + [self._parse(r, None) for r in raw]
 
     async def _with_fills(self, ack: ExchangeOrder) -> ExchangeOrder:
         """A USDⓈ-M order answer has no fills (spot's FULL answer has them): an answer with an
@@ -710,7 +779,20 @@ class UsdmCcxtExchange(CcxtExchange):
         rows; ``realizedPnl`` is the exchange's and is not kept here)."""
         params = {"fromId": from_id} if from_id is not None else {}
         raw = await self._call("fetch_my_trades", self.unified(symbol), None, 1000, params)
-        return [self._trade(t["info"]) for t in raw]
+        trades = [self._trade(t["info"]) for t in raw]
+        if not trades:
+            return trades
+        # a triggered conditional's trades belong to it (``algo-<algoId>``), not to the order
+        # it became: ``/fapi/v1/allAlgoOrders`` (weight 5) names that order
+        algos = await self._call("fapiPrivateGetAllAlgoOrders", {"symbol": symbol})
+        became = {str(a["actualOrderId"]): f"algo-{a['algoId']}"
+                  for a in algos if a.get("actualOrderId")}  # fmt: skip
+        return [
+            dataclasses.replace(t, exchange_order_id=became[t.exchange_order_id])
+            if t.exchange_order_id in became
+            else t
+            for t in trades
+        ]
 
     @staticmethod
     def _trade(info: dict[str, Any]) -> ExchangeTrade:
@@ -819,6 +901,8 @@ class UsdmCcxtExchange(CcxtExchange):
 
     def _parse(self, raw: dict[str, Any], side: OrderSide | None) -> ExchangeOrder:
         info = raw.get("info") or raw
+        if "algoId" in info:
+            return self._parse_algo(info)
         status = USDM_STATUS.get(str(info.get("status", "NEW")), OrderStatus.ACCEPTED)
         cid = str(info.get("clientOrderId") or "")
         ts_ms = info.get("updateTime") or info.get("time") or 0
@@ -840,6 +924,34 @@ class UsdmCcxtExchange(CcxtExchange):
             ts_update=int(ts_ms) * MS,
             fills=[],
             type=otype,
+            stop_price=stop if stop else None,
+        )
+
+    @staticmethod
+    def _parse_algo(info: dict[str, Any]) -> ExchangeOrder:
+        """A conditional of the algo service not triggered yet (a cancel's answer has only the
+        ids: `cancel` queries the order after it)."""
+        wire = str(info.get("algoStatus", ""))
+        status = USDM_ALGO_STATUS.get(wire)
+        if status is None:
+            raise ExchangeError(
+                f"algo order {info.get('clientAlgoId')}: algoStatus {wire!r} without the order "
+                "it became (actualOrderId)"
+            )
+        price = Decimal(str(info["price"])) if info.get("price") not in (None, "") else None
+        stop = Decimal(str(info.get("triggerPrice") or "0"))
+        ts_ms = info.get("updateTime") or info.get("createTime") or 0
+        return ExchangeOrder(
+            client_order_id=str(info.get("clientAlgoId") or ""),
+            exchange_order_id=f"algo-{info['algoId']}",
+            symbol=str(info.get("symbol", "")),
+            status=status,
+            qty=Decimal(str(info.get("quantity") or "0")),
+            filled_qty=Decimal(0),
+            filled_notional=Decimal(0),
+            price=price if price else None,
+            ts_update=int(ts_ms) * MS,
+            type=FROM_USDM_TYPES.get(str(info.get("orderType") or "")),
             stop_price=stop if stop else None,
         )
 

@@ -8,10 +8,18 @@
 * ``ACCOUNT_UPDATE`` -> `FuturesAccountUpdate`: the changed balances (wallet, cross wallet,
   change) and positions (signed amount, entry and break-even price, unrealized PnL, margin
   mode, isolated wallet, position side), with the reason (``m``: ORDER, FUNDING_FEE, ...).
+* ``ALGO_UPDATE`` -> `FuturesExecutionReport` too, for a stop or take-profit of Binance's
+  algo order service (``/fapi/v1/algoOrder``) before it becomes a matching-engine order: the
+  client id is the ``clientAlgoId`` (``caid``), ``exchange_order_id`` ``algo-<aid>``, never a
+  fill, ``working`` False. ``X`` NEW and TRIGGERING -> ACCEPTED, CANCELED, EXPIRED,
+  REJECTED as named; TRIGGERED -> ACCEPTED with ``exchange_order_id`` the order it became
+  (``ai``), working. FINISHED gives None: the order it became reports its fills and its end
+  with ``ORDER_TRADE_UPDATE`` (an ALGO_UPDATE carries no trade, and "finished" does not say
+  filled or canceled).
 * ``MARGIN_CALL`` -> `MarginCall`: the positions near liquidation.
 * ``listenKeyExpired`` -> `ListenKeyExpired`: the stream is dead; open a new listen key.
 
-Other events (``TRADE_LITE``, ``ALGO_UPDATE``, ``ACCOUNT_CONFIG_UPDATE``, ...) give None:
+Other events (``TRADE_LITE``, ``ACCOUNT_CONFIG_UPDATE``, ...) give None:
 nothing in them is needed to keep orders and positions right (``TRADE_LITE`` repeats a fill
 that ``ORDER_TRADE_UPDATE`` also reports).
 
@@ -30,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderType
+from tessera.execution.orders import Fill, Liquidity, OrderSide, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
 from tessera.execution.reports import ExecutionReport
 from tessera.venues.binance.user_data import MalformedEventError, unwrap
@@ -199,6 +207,49 @@ def _order_update(d: dict[str, Any]) -> FuturesExecutionReport:
     )
 
 
+_ALGO_STATUS = {
+    "NEW": OrderStatus.ACCEPTED,
+    "TRIGGERING": OrderStatus.ACCEPTED,
+    "TRIGGERED": OrderStatus.ACCEPTED,
+    "CANCELED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "REJECTED": OrderStatus.REJECTED,
+}
+
+
+def _algo_update(d: dict[str, Any]) -> FuturesExecutionReport | None:
+    o = d["o"]
+    wire = str(o["X"])
+    if wire == "FINISHED":
+        return None
+    status = _ALGO_STATUS.get(wire)
+    if status is None:
+        raise ValueError(f"unknown algo status {wire!r}")
+    triggered = wire == "TRIGGERED"
+    otype = str(o["o"])
+    stop = _dec(o, "tp")
+    return FuturesExecutionReport(
+        symbol=str(o["s"]),
+        client_order_id=str(o["caid"]),
+        side=OrderSide(str(o["S"])),
+        exec_type=wire,
+        status=status,
+        exchange_order_id=str(o["ai"]) if triggered else f"algo-{o['aid']}",
+        cum_qty=ZERO,
+        cum_quote=ZERO,
+        event_ms=int(d["E"]),
+        fill=None,
+        reject_reason=str(o.get("rm") or "NONE") if status is OrderStatus.REJECTED else "NONE",
+        order_type=OrderType(otype) if otype in OrderType.__members__ else None,
+        stop_price=stop if stop else None,
+        working=triggered,
+        reduce_only=bool(o["R"]),
+        position_side=str(o.get("ps", "BOTH")),
+        venue_order_type=otype,
+        time_in_force=str(o["f"]),
+    )
+
+
 def _account_update(d: dict[str, Any]) -> FuturesAccountUpdate:
     a = d["a"]
     balances = {
@@ -252,6 +303,8 @@ def parse_user_event(raw: str | bytes) -> UsdmUserEvent | None:
             return _order_update(d)
         if kind == "ACCOUNT_UPDATE":
             return _account_update(d)
+        if kind == "ALGO_UPDATE":
+            return _algo_update(d)
         if kind == "MARGIN_CALL":
             return _margin_call(d)
         if kind == "listenKeyExpired":
