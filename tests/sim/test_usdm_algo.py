@@ -139,6 +139,8 @@ async def test_binances_refusals_of_conditionals_hold_on_the_algo_endpoint(
         await raw(triggerPrice=f"{stop + 1000}")
     with pytest.raises(Exception, match="-1130"):
         await raw(triggerPrice=f"{stop}", workingType="MARK_PRICE")
+    with pytest.raises(Exception, match="-1130"):  # not implemented, refused rather than ignored
+        await raw(type="TRAILING_STOP_MARKET", triggerPrice=f"{stop}", callbackRate="1")
     with pytest.raises(Exception, match="-1102"):
         await raw(algoType="", triggerPrice=f"{stop}")
 

@@ -33,6 +33,10 @@ Rules, as Binance USDⓈ-M (error codes in brackets):
   [-2027]; ``marginType`` ISOLATED/CROSSED, not while a position or open orders exist
   [-4048/-4047], not to the current type [-4046].
 
+The same conditionals placed through Binance's algo order service (``/fapi/v1/algoOrder``,
+``openAlgoOrders``, ``allAlgoOrders``; ``ALGO_UPDATE`` on the user-data socket) are handles on
+these orders: see `tessera.sim.usdm.algo`.
+
 Positions are marked at `UsdmPublicApi.mark` (see `tessera.sim.usdm.market` for what the mark
 is); ``positionRisk`` reports the liquidation price of `tessera.execution.perp.margin`.
 """
