@@ -8,6 +8,9 @@ reconciliation asks the exchange about those by client order id.
 
 Fills are unique per (exchange, symbol, trade id): a fill seen twice — stream and REST, or
 before and after a restart — is stored once (`record_fill` returns False the second time).
+A perpetual's funding payments likewise, per (account, symbol, asset, funding time to the
+minute): the stream's event and the ``/fapi/v1/income`` row of one payment are one row
+(`record_funding`).
 
 A unique key is a claim about identity, so a collision is checked, never assumed harmless: when
 an insert hits a unique key (a fill's trade id, an order's client id or signal id, a run id),
@@ -71,6 +74,7 @@ from tessera.execution.schema import (
     ValueTooLongError,
     balances,
     fills,
+    funding_payments,
     order_events,
     orders,
     paper_accounts,
@@ -91,12 +95,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 ZERO = Decimal(0)
 
 __all__ = [
+    "FUNDING_SOURCES",
     "ExecutionStore",
+    "FundingRecord",
     "LedgerConflictError",
     "PaperBookTakenOverError",
     "StoredFill",
+    "StoredFunding",
     "ValueTooLongError",
     "advisory_key",
+    "funding_slot",
     "make_engine",
     "migrate",
     "sqlite_path",
@@ -287,6 +295,44 @@ class StoredFill:
     # the reason of the fill's order: the exit reason when the fill closes a position
     reason: ExitReason = ExitReason.SIGNAL
     list_id: str = ""
+
+
+FUNDING_SOURCES = ("user_data", "income")
+FUNDING_SLOT_MS = 60_000
+
+
+def funding_slot(ts_ms: int) -> int:
+    """The funding time to the nearest minute: what identifies a payment together with its
+    account, symbol and asset (the stream's event and the income row of one payment may differ
+    by milliseconds; funding times of one symbol are at least an hour apart)."""
+    return (ts_ms + FUNDING_SLOT_MS // 2) // FUNDING_SLOT_MS * FUNDING_SLOT_MS
+
+
+@dataclass(frozen=True, slots=True)
+class FundingRecord:
+    """One funding payment of a perpetual as the venue reports it (negative ``amount``:
+    paid). ``source`` is "user_data" (ACCOUNT_UPDATE FUNDING_FEE) or "income"
+    (``/fapi/v1/income``); ``venue_id`` the income row's ``tranId`` when known."""
+
+    symbol: str
+    ts_ms: int
+    amount: Decimal
+    asset: str
+    source: str
+    venue_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in FUNDING_SOURCES:
+            raise ValueError(
+                f"funding payment source must be one of {FUNDING_SOURCES}, got {self.source!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFunding:
+    account: str
+    record: FundingRecord
+    ts_recorded: int
 
 
 class ExecutionStore:
@@ -1008,6 +1054,96 @@ class ExecutionStore:
                 select(strategy_state.c.state).where(strategy_state.c.strategy == strategy)
             ).first()
             return str(row[0]) if row is not None else None
+
+    # --- funding payments of perpetuals ------------------------------------------------------
+
+    # What identifies a payment's content besides its key: a different amount at the same
+    # funding time is a conflict, never a duplicate (the source and the time's milliseconds
+    # may differ between the stream and the income rows of one payment).
+    FUNDING_CONTENT = ("amount",)
+
+    def record_funding(self, account: str, payment: FundingRecord) -> bool:
+        """Store a funding payment once: False (nothing changes, except that an income row
+        fills in the ``tranId`` a stream row lacked) if this account already has the payment
+        of this symbol and asset at this funding time; `LedgerConflictError` if the stored one
+        has another amount."""
+        row = {
+            "account": account,
+            "symbol": payment.symbol,
+            "asset": payment.asset,
+            "funding_slot": funding_slot(payment.ts_ms),
+            "ts_ms": payment.ts_ms,
+            "amount": payment.amount,
+            "source": payment.source,
+            "venue_id": payment.venue_id,
+        }
+        try:
+            with self.tx() as c:
+                c.execute(insert(funding_payments).values(**row, ts_recorded=now_ns()))
+            return True
+        except IntegrityError as exc:
+            if self._batch.get() is not None:
+                raise
+            error = exc
+        key = {k: row[k] for k in ("account", "symbol", "asset", "funding_slot")}
+        where = [getattr(funding_payments.c, k) == v for k, v in key.items()]
+        with self.tx() as c:
+            stored = c.execute(select(funding_payments).where(*where)).mappings().first()
+            if stored is None:  # the insert failed for another reason
+                raise error
+            diffs = _differences(stored, row, self.FUNDING_CONTENT)
+            if diffs:
+                raise _conflict("funding_payments", key, diffs)
+            if stored["venue_id"] is None and payment.venue_id is not None:
+                c.execute(
+                    update(funding_payments)
+                    .where(funding_payments.c.id == stored["id"])
+                    .values(venue_id=payment.venue_id)
+                )
+        return False
+
+    def funding_payments(
+        self, account: str, symbol: str | None = None, since: int | None = None
+    ) -> list[StoredFunding]:
+        """The account's funding payments, oldest first; of ``symbol`` only, and at or after
+        ``since`` (ms) only, when given."""
+        q = (
+            select(funding_payments)
+            .where(funding_payments.c.account == account)
+            .order_by(funding_payments.c.ts_ms, funding_payments.c.id)
+        )
+        if symbol:
+            q = q.where(funding_payments.c.symbol == symbol)
+        if since is not None:
+            q = q.where(funding_payments.c.ts_ms >= since)
+        with self.tx() as c:
+            rows = c.execute(q).mappings().all()
+        return [
+            StoredFunding(
+                r["account"],
+                FundingRecord(
+                    r["symbol"],
+                    int(r["ts_ms"]),
+                    Decimal(r["amount"]),
+                    r["asset"],
+                    r["source"],
+                    r["venue_id"],
+                ),
+                int(r["ts_recorded"]),
+            )
+            for r in rows
+        ]
+
+    def last_funding_ms(self, account: str) -> int | None:
+        """The funding time of the account's newest stored payment (where an import of missed
+        payments starts), None if it has none."""
+        with self.tx() as c:
+            value = c.execute(
+                select(func.max(funding_payments.c.ts_ms)).where(
+                    funding_payments.c.account == account
+                )
+            ).scalar()
+        return int(value) if value is not None else None
 
     def save_halt(
         self, account: str, reason: str, ts: int, drawdown_pct: float, equity_peak: Decimal

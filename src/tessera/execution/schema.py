@@ -1,4 +1,5 @@
-"""The execution database: runs, orders, order events, fills, positions, balances, risk.
+"""The execution database: runs, orders, order events, fills, positions, balances, risk,
+funding payments.
 
 SQLAlchemy Core tables, created and evolved by the Alembic migrations next to this file
 (`tessera.execution.migrations`); a test checks that the migrations produce exactly these
@@ -284,6 +285,35 @@ strategy_state = Table(
     Column("strategy", Bounded(MAX_STRATEGY_ID), primary_key=True),
     Column("state", Text, nullable=False),
     Column("ts", BigInteger, nullable=False),
+)
+
+# A perpetual's funding payments, one row per payment (negative ``amount``: paid). The same
+# payment reaches the bot twice — the user-data stream's ACCOUNT_UPDATE (reason FUNDING_FEE),
+# and ``/fapi/v1/income`` when a restarted bot imports what it missed — so its identity is
+# natural, not the venue's transaction id (the stream carries none): account, symbol, asset and
+# ``funding_slot``, the funding time rounded to the minute (funding times are at least an hour
+# apart; the stream's and the income row's times of one payment may differ by milliseconds).
+# ``source`` says who told us first ("user_data" | "income"); ``venue_id`` is the income row's
+# ``tranId`` when known. Times are milliseconds since the epoch (UTC), as the venue gives them.
+funding_payments = Table(
+    "funding_payments",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("account", Bounded(MAX_ACCOUNT), nullable=False),
+    Column("symbol", Bounded(MAX_SYMBOL), nullable=False),
+    Column("asset", Bounded(MAX_ASSET), nullable=False),
+    Column("funding_slot", BigInteger, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("source", Bounded(16), nullable=False),
+    Column("venue_id", Bounded(MAX_TRADE_ID)),
+    Column("ts_recorded", BigInteger, nullable=False),
+    UniqueConstraint(
+        "account", "symbol", "asset", "funding_slot", name="uq_funding_payments_payment"
+    ),
+    Index("ix_funding_payments_account_ts", "account", "ts_ms"),
 )
 
 # Ids for the paper exchange: each `PaperExchange` takes a session number from this table (the
