@@ -59,7 +59,6 @@ from decimal import Decimal
 import numpy as np
 
 from tessera.backtest.data import BarSeries
-from tessera.backtest.perp_account import PerpAccount
 from tessera.backtest.perp_inputs import PerpInputs, SymbolPerpInputs
 from tessera.backtest.results import (
     BacktestResult,
@@ -93,6 +92,7 @@ from tessera.execution.orders import (
     TimeInForce,
     exit_oco,
 )
+from tessera.execution.perp.account import PerpAccount
 from tessera.execution.perp.funding import FundingRate
 from tessera.execution.perp.margin import MarginMode
 from tessera.execution.portfolio import Instrument, Portfolio

@@ -44,9 +44,9 @@ from tessera.execution.portfolio import Portfolio
 from tessera.risk.engine import DenialReason
 
 if TYPE_CHECKING:
-    from tessera.backtest.perp_account import PerpAccount
     from tessera.backtest.perp_inputs import PerpInputs
     from tessera.config.models import PerpBacktestConfig
+    from tessera.execution.perp.account import PerpAccount
 
 YEAR_NS = 365 * 86_400 * 1_000_000_000
 ZERO = Decimal(0)

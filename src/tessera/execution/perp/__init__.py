@@ -4,7 +4,8 @@ No I/O and no venue here: venue folders (`tessera.venues.binance_usdm`) parse th
 these types. One-way position mode only (see `tessera.execution.perp.margin`).
 
 Modules: `instrument` (`PerpetualInstrument`), `margin` (`MarginTier`, `LeverageBrackets`,
-`MarginMode`, `PerpPosition`, `liquidation_price`), `funding` (funding payments). Their public
+`MarginMode`, `PerpPosition`, `liquidation_price`), `funding` (funding payments), `account`
+(`PerpAccount`: the wallet and positions the backtest and paper book into). Their public
 names are also reachable here, looked up on first use (PEP 562), so this package imports none
 of its modules until one is asked for and the modules stay independent of each other.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_MODULES = ("margin", "instrument", "funding")
+_MODULES = ("margin", "instrument", "funding", "account")
 
 
 def __getattr__(name: str) -> Any:
