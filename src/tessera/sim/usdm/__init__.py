@@ -20,6 +20,7 @@ from tessera.sim.market import SimMarket
 from tessera.sim.server import ExchangeSimulator
 from tessera.sim.trading import TradingConfig
 from tessera.sim.usdm.bars import UsdmBarMarket, usdm_bar_market
+from tessera.sim.usdm.mark_stream import serve_mark_streams
 from tessera.sim.usdm.market import usdm_market
 from tessera.sim.usdm.rest import UsdmPublicApi
 from tessera.sim.usdm.trading import UsdmTradingEngine, usdm_trading_config
@@ -51,5 +52,6 @@ def usdm_venue(
     (`usdm_trading_config` has USDⓈ-M's fees); ``kwargs`` go to `ExchangeSimulator`."""
     sim = ExchangeSimulator(market if market is not None else usdm_market(), **kwargs)
     public = UsdmPublicApi(sim)
+    serve_mark_streams(sim.market, public.marks)  # @markPrice(@1s) as premiumIndex says
     engine = UsdmTradingEngine(sim, public, trading) if trading is not None else None
     return UsdmVenue(sim, public, engine)
