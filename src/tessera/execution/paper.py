@@ -89,6 +89,10 @@ from tessera.execution.orders import (
     OrderType,
     TimeInForce,
 )
+from tessera.execution.perp.account import PerpAccount
+from tessera.execution.perp.funding import FundingRate
+from tessera.execution.perp.margin import LeverageBrackets, MarginMode
+from tessera.execution.perp_reconcile import PerpBalance, VenuePosition
 from tessera.execution.persistence import ExecutionStore, PaperBookTakenOverError
 from tessera.execution.userdata import ExecutionReport
 from tessera.logging import get_logger
@@ -111,7 +115,15 @@ NOT_SUPPORTED = {
     OrderType.TAKE_PROFIT_LIMIT: "Take profit limit orders are not supported for this symbol.",
 }
 
-__all__ = ["PAPER_ID_SPAN", "SOURCE", "PaperBookTakenOverError", "PaperExchange"]
+__all__ = [
+    "PAPER_ID_SPAN",
+    "SOURCE",
+    "SOURCE_USDM",
+    "PaperBookTakenOverError",
+    "PaperExchange",
+    "PaperPerpError",
+    "PerpPaperExchange",
+]
 
 
 @dataclass
@@ -139,6 +151,8 @@ class _Resting:
 
 
 class PaperExchange:
+    source = SOURCE  # the account of its book and balances in the store
+
     def __init__(
         self,
         filters: Mapping[str, SymbolFilters],
@@ -169,8 +183,8 @@ class PaperExchange:
         self._reports: list[ExecutionReport] = []  # written, not yet pushed
         # without a store the account lives in memory only, and ids start at 1
         self.session = store.new_paper_session() if store is not None else 0
-        rows = store.claim_paper_book(SOURCE, self.session) if store is not None else []
-        restored = store.latest_balances(SOURCE) if store is not None else {}
+        rows = store.claim_paper_book(self.source, self.session) if store is not None else []
+        restored = store.latest_balances(self.source) if store is not None else {}
         start = restored or {a: (Decimal(v), ZERO) for a, v in (initial_balances or {}).items()}
         self.free: dict[str, Decimal] = {a: f for a, (f, _) in start.items()}
         self.held: dict[str, Decimal] = {a: h for a, (_, h) in start.items()}
@@ -229,7 +243,7 @@ class PaperExchange:
                 raise OrderRejectedError(first.reject, -2010)
         est = first.match.price if first.match is not None else self._price_to_hold(own)
         need = order.qty * est * (1 + self.fees.rate(Liquidity.TAKER)) if buy else order.qty
-        hold = self._hold(flt, order.side, need)
+        hold = self._hold_for(flt, own, est, need)
         r = self._place(own, hold)
         if first.match is not None:
             self._fill(r, first.match.price, first.match.qty, first.match.liquidity)
@@ -276,7 +290,7 @@ class PaperExchange:
     async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
         r = self.book.get(client_order_id)
         if r is None and self.store is not None:
-            row = self.store.paper_order(SOURCE, client_order_id)
+            row = self.store.paper_order(self.source, client_order_id)
             if row is not None:
                 r = _from_row(row, _Hold("", ZERO))
         return self._view(r) if r is not None else None
@@ -297,7 +311,7 @@ class PaperExchange:
         session's orders without a store."""
         orders: dict[str, _Resting] = {}
         if self.store is not None:
-            for row in self.store.paper_book(SOURCE, symbol):
+            for row in self.store.paper_book(self.source, symbol):
                 orders[row["client_order_id"]] = _from_row(row, _Hold("", ZERO))
         orders.update({c: r for c, r in self.book.items() if r.order.symbol == symbol})
         trades = [
@@ -365,6 +379,11 @@ class PaperExchange:
         px = order.price if order.price is not None else order.stop_price
         assert px is not None, "a market order holds at its fill price"
         return px
+
+    def _hold_for(self, flt: SymbolFilters, order: Order, price: Decimal, need: Decimal) -> _Hold:
+        """What a new order holds (spot: ``need`` of the asset it spends; refused -2010 when
+        the free balance is short); ``price`` is about what it fills at."""
+        return self._hold(flt, order.side, need)
 
     def _hold(self, flt: SymbolFilters, side: OrderSide, need: Decimal) -> _Hold:
         asset = flt.quote_asset if side is OrderSide.BUY else flt.base_asset
@@ -453,22 +472,9 @@ class PaperExchange:
         return cost - r.hold.amount <= self.free.get(r.hold.asset, ZERO)
 
     def _fill(self, r: _Resting, price: Decimal, qty: Decimal, liquidity: Liquidity) -> None:
-        flt = self.filters[r.order.symbol]
-        base, quote = flt.base_asset, flt.quote_asset
+        quote = self.filters[r.order.symbol].quote_asset
         notional = price * qty
         fee = self.fees.fee(notional, liquidity)
-        hold = r.hold
-        if r.order.side is OrderSide.BUY:
-            cost = notional + fee
-            take = min(cost, hold.amount)
-            hold.amount -= take
-            self.held[quote] -= take
-            self.free[quote] = self.free.get(quote, ZERO) - (cost - take)
-            self.free[base] = self.free.get(base, ZERO) + qty
-        else:
-            hold.amount -= qty
-            self.held[base] -= qty
-            self.free[quote] = self.free.get(quote, ZERO) + notional - fee
         fill = Fill(
             trade_id=str(next(self._trade_ids)),
             client_order_id=r.order.client_order_id,
@@ -481,6 +487,7 @@ class PaperExchange:
             liquidity=liquidity,
             ts_event=self.clock(),
         )
+        self._book(r, fill)
         r.fills.append(fill)
         self.trades.append(ExchangeTrade(r.exchange_order_id, fill))
         # the matcher reads the remaining quantity from the order it works
@@ -495,6 +502,24 @@ class PaperExchange:
             r.status = OrderStatus.PARTIALLY_FILLED
         self._dirty.add(r.order.client_order_id)
         self._report(r, "TRADE", fill)
+
+    def _book(self, r: _Resting, fill: Fill) -> None:
+        """A fill's balance moves (spot: the asset bought in, the one sold out of its hold)."""
+        flt = self.filters[r.order.symbol]
+        base, quote = flt.base_asset, flt.quote_asset
+        notional = fill.price * fill.qty
+        hold = r.hold
+        if r.order.side is OrderSide.BUY:
+            cost = notional + fill.fee
+            take = min(cost, hold.amount)
+            hold.amount -= take
+            self.held[quote] -= take
+            self.free[quote] = self.free.get(quote, ZERO) - (cost - take)
+            self.free[base] = self.free.get(base, ZERO) + fill.qty
+        else:
+            hold.amount -= fill.qty
+            self.held[base] -= fill.qty
+            self.free[quote] = self.free.get(quote, ZERO) + notional - fill.fee
 
     def _release(self, r: _Resting) -> None:
         """Free what the order holds — once no order sharing the holding (an OCO) is open."""
@@ -519,7 +544,7 @@ class PaperExchange:
         if self.store is not None and self._dirty:
             rows = [self._row(self.book[c]) for c in sorted(self._dirty)]
             items = {a: (self.free.get(a, ZERO), self.held.get(a, ZERO)) for a in self.free}
-            self.store.save_paper_book(SOURCE, self.session, rows, items, self.clock())
+            self.store.save_paper_book(self.source, self.session, rows, items, self.clock())
         self._dirty.clear()
         while self._reports:  # one at a time: a failing listener leaves the rest for later
             report = self._reports.pop(0)
@@ -542,7 +567,7 @@ class PaperExchange:
         o = r.order
         return {
             "client_order_id": o.client_order_id,
-            "account": SOURCE,
+            "account": self.source,
             "exchange_order_id": r.exchange_order_id,
             "symbol": o.symbol,
             "side": o.side.value,
@@ -651,6 +676,7 @@ def _copy(order: Order) -> Order:
         stop_price=order.stop_price,
         time_in_force=order.time_in_force,
         list_id=order.list_id,
+        reduce_only=order.reduce_only,
     )
 
 
@@ -666,6 +692,7 @@ def _as_triggered(order: Order) -> Order:
         qty=order.qty,
         price=None if market else order.price,
         time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only,
     )
     now.filled_qty = order.filled_qty
     now.filled_notional = order.filled_notional
@@ -715,3 +742,227 @@ def _from_row(row: Mapping[str, Any], hold: _Hold) -> _Resting:
         fills=fills,
         ts_created=int(row["ts_created"]),
     )
+
+
+SOURCE_USDM = "paper-usdm"  # the paper USDⓈ-M account: its book and wallet in the store
+FUNDING_INTERVAL_NS = 8 * 3_600 * 10**9  # Binance's USDⓈ-M funding times: 00, 08, 16 UTC
+
+
+class PaperPerpError(RuntimeError):
+    """The paper USDⓈ-M account cannot go on without losing something (a funding payment no
+    one booked, a liquidation it does not model, a position it cannot restore)."""
+
+
+class PerpPaperExchange(PaperExchange):
+    """`PaperExchange` on USDⓈ-M perpetuals: the same quotes, prints and `WorkingOrders`
+    decide the fills; the fills are booked into a `PerpAccount` (the backtest's account) instead
+    of spot balances.
+
+    * an order that opens or increases exposure needs its initial margin (and taker fee) free:
+      refused ``-2019 Margin is insufficient.`` at submit and expired at its fill when it is
+      not; a ``reduce_only`` order that would open or increase is refused ``-2022 ReduceOnly
+      Order is rejected.`` (and expired at a fill that would). A resting order reserves no
+      margin: the check is at submit and again at each fill.
+    * `positions`, `perp_balances`, `hedge_mode` (always one-way), `set_leverage`,
+      `set_margin_mode` answer as `UsdmCcxtExchange` does; `balances` gives the margin asset
+      with ``free`` = available and ``free + locked`` = wallet + unrealized.
+    * the last print (or the quote's mid before one) is the mark.
+    * funding: `settle_funding` books a funding time's rates (``premiumIndex``'s
+      ``lastFundingRate`` and ``markPrice``). Market data past a funding time (every 8 h)
+      while a position is open and that time was not settled raises `PaperPerpError`: paper
+      never skips a payment silently. A mark through the liquidation price raises it too
+      (liquidation is not modelled in paper).
+    * the store keeps the book (``paper_orders``, account ``paper-usdm``) and the wallet and
+      signed positions (``balances``, source ``paper-usdm``; a position under its base asset).
+      A restart with an open position or open orders raises `PaperPerpError` (their margin,
+      entry and reduce-only flags are not restored); a flat account restarts with its wallet.
+    * no OCO lists: USDⓈ-M has none (-1116).
+    """
+
+    source = SOURCE_USDM
+
+    def __init__(
+        self,
+        filters: Mapping[str, SymbolFilters],
+        brackets: Mapping[str, LeverageBrackets],
+        store: ExecutionStore | None = None,
+        initial_balances: Mapping[str, str] | None = None,
+        fees: FeeSchedule | None = None,
+        slippage: SlippageModel | None = None,
+        limit_fill: str = "touch",
+        on_report: Callable[[ExecutionReport], Any] | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        leverage: int = 1,
+        margin_mode: MarginMode = MarginMode.CROSS,
+    ) -> None:
+        super().__init__(filters, store, initial_balances, fees, slippage, limit_fill,
+                         on_report, clock)  # fmt: skip
+        quotes = {f.quote_asset for s, f in self.filters.items() if s in brackets}
+        if len(quotes) != 1:
+            raise PaperPerpError(
+                f"paper USDⓈ-M: one margin asset is modelled; the symbols with brackets are "
+                f"margined in {sorted(quotes) or 'none'}"
+            )
+        self.quote_asset = quotes.pop()
+        open_positions = {a: q for a, q in self.free.items() if a != self.quote_asset and q}
+        if open_positions or self.book:
+            what = [f"positions {sorted(open_positions)}"] if open_positions else []
+            what += [f"{len(self.book)} open orders"] if self.book else []
+            raise PaperPerpError(
+                f"paper USDⓈ-M account {self.source!r} in the store has {' and '.join(what)}: "
+                "restoring a perpetual position's entry, margin and reduce-only orders is not "
+                "done, so the paper exchange does not start rather than lose them. Close them "
+                "in the run that opened them, or start paper on a new database."
+            )
+        wallet = self.free.get(self.quote_asset, ZERO)
+        self.account = PerpAccount(self.quote_asset, wallet, dict(brackets), self.fees,
+                                   margin_mode, leverage)  # fmt: skip
+        self.next_funding_ns = (self.clock() // FUNDING_INTERVAL_NS + 1) * FUNDING_INTERVAL_NS
+        self._sync_balances()
+
+    # --- market data: marks, funding times, liquidation ----------------------------------------
+
+    def on_quote(self, symbol: str, bid: Decimal, ask: Decimal) -> None:
+        super().on_quote(symbol, bid, ask)
+        if symbol not in self.last:
+            self.account.mark(symbol, (bid + ask) / 2)
+
+    def on_trade(self, symbol: str, price: Decimal, qty: Decimal) -> int:
+        self.account.mark(symbol, price)
+        self._check_account()
+        return super().on_trade(symbol, price, qty)
+
+    def _check_account(self) -> None:
+        now = self.clock()
+        while now >= self.next_funding_ns:
+            held = {s: str(q) for s, q in self.account.net_positions().items() if q}
+            if held:
+                raise PaperPerpError(
+                    f"paper USDⓈ-M: the funding time {self.next_funding_ns} ns passed with "
+                    f"positions {held} and no funding settled for it (settle_funding from the "
+                    "venue's premiumIndex); paper does not skip a funding payment silently"
+                )
+            self.next_funding_ns += FUNDING_INTERVAL_NS
+        for symbol in list(self.account.positions):
+            mark = self.account.marks.get(symbol)
+            if mark is not None and self.account.crossed(symbol, mark, mark) is not None:
+                raise PaperPerpError(
+                    f"paper USDⓈ-M: {symbol}'s mark {mark} reached its liquidation price "
+                    f"{self.account.liquidation_price(symbol)}; paper does not model liquidation"
+                )
+
+    def settle_funding(self, ts_ns: int, rates: Mapping[str, tuple[Decimal, Decimal]]) -> None:
+        """Book the funding time ``ts_ns``: ``rates`` maps symbol → (lastFundingRate,
+        markPrice) of the venue's ``premiumIndex``. A held symbol without a rate raises
+        `PaperPerpError`; settling a time before the next one due is refused the same way."""
+        if ts_ns != self.next_funding_ns:
+            raise PaperPerpError(
+                f"paper USDⓈ-M: funding time {ts_ns} ns is not the one due ({self.next_funding_ns})"
+            )
+        held = [s for s, q in self.account.net_positions().items() if q]
+        missing = [s for s in held if s not in rates]
+        if missing:
+            raise PaperPerpError(f"paper USDⓈ-M: no funding rate for held {missing} at {ts_ns}")
+        due = {s: FundingRate(ts_ns, r, m) for s, (r, m) in rates.items()}
+        self.account.settle_funding(due, {s: m for s, (_, m) in rates.items()})
+        self.next_funding_ns += FUNDING_INTERVAL_NS
+        self._sync_balances()
+        self._commit_wallet()
+
+    # --- the USDⓈ-M interface -------------------------------------------------------------------
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        self._check_account()
+        return await super().submit(order)
+
+    async def submit_list(self, orders: OrderList) -> list[ExchangeOrder]:
+        raise OrderRejectedError("paper USDⓈ-M: USDⓈ-M has no OCO order lists", -1116)
+
+    async def positions(self, symbols: list[str]) -> list[VenuePosition]:
+        out = []
+        for s in symbols:
+            pos = self.account.positions.get(s)
+            if pos is None:
+                out.append(VenuePosition(s, ZERO, ZERO, self.account.leverage_of(s),
+                                         self.account.mode, None))  # fmt: skip
+                continue
+            mark = self.account.marks.get(s, pos.entry_price)
+            out.append(
+                VenuePosition(
+                    s, pos.qty, pos.entry_price, pos.leverage, pos.mode,
+                    self.account.liquidation_price(s), pos.unrealized_pnl(mark),
+                    pos.isolated_margin or ZERO,
+                )
+            )  # fmt: skip
+        return out
+
+    async def hedge_mode(self) -> bool:
+        return False
+
+    async def set_leverage(self, symbol: str, leverage: int) -> int:
+        try:
+            self.account.set_leverage(symbol, leverage)
+        except ValueError as exc:
+            raise OrderRejectedError(str(exc), -4028) from exc
+        return leverage
+
+    async def set_margin_mode(self, symbol: str, mode: MarginMode) -> bool:
+        """One margin mode for the account (`PerpAccount`); refused -4048 with a position."""
+        if mode is self.account.mode:
+            return False
+        if self.account.positions:
+            raise OrderRejectedError("Margin type cannot be changed if there exists position.",
+                                     -4048)  # fmt: skip
+        self.account.mode = mode
+        return True
+
+    async def perp_balances(self) -> dict[str, PerpBalance]:
+        a = self.account
+        return {self.quote_asset: PerpBalance(self.quote_asset, a.wallet, a.unrealized(),
+                                              a.available())}  # fmt: skip
+
+    async def balances(self) -> dict[str, Balance]:
+        a = self.account
+        free = max(a.available(), ZERO)
+        return {self.quote_asset: Balance(self.quote_asset, free, a.equity() - free)}
+
+    # --- margin instead of balances -------------------------------------------------------------
+
+    def _denial(self, order: Order, qty: Decimal, price: Decimal) -> OrderRejectedError | None:
+        signed = qty if order.side is OrderSide.BUY else -qty
+        held = self.account.net_positions().get(order.symbol, ZERO)
+        if order.reduce_only and (
+            held == 0 or (held > 0) == (signed > 0) or abs(signed) > abs(held)
+        ):
+            return OrderRejectedError("ReduceOnly Order is rejected.", -2022)
+        if self.account.order_denial(order.symbol, signed, price) is not None:
+            return OrderRejectedError("Margin is insufficient.", -2019)
+        return None
+
+    def _hold_for(self, flt: SymbolFilters, order: Order, price: Decimal, need: Decimal) -> _Hold:
+        rejected = self._denial(order, order.qty, price)
+        if rejected is not None:
+            raise rejected
+        return _Hold(self.quote_asset, ZERO)
+
+    def _can_pay(self, r: _Resting, price: Decimal, qty: Decimal, liquidity: Liquidity) -> bool:
+        return self._denial(r.order, qty, price) is None
+
+    def _book(self, r: _Resting, fill: Fill) -> None:
+        self.account.apply_fill(fill)
+        self._sync_balances()
+
+    def _sync_balances(self) -> None:
+        """What the store keeps: the wallet under the margin asset, each position under its
+        base asset (signed)."""
+        self.free = {self.quote_asset: self.account.wallet}
+        self.held = {self.quote_asset: ZERO}
+        for s, f in self.filters.items():
+            if s in self.account.brackets:
+                self.free[f.base_asset] = self.account.net_positions().get(s, ZERO)
+                self.held[f.base_asset] = ZERO
+
+    def _commit_wallet(self) -> None:
+        if self.store is not None:
+            items = {a: (self.free[a], self.held.get(a, ZERO)) for a in self.free}
+            self.store.save_paper_book(self.source, self.session, [], items, self.clock())

@@ -1,0 +1,214 @@
+"""`PerpPaperExchange` on real recorded USDⓈ-M BTCUSDT quotes and prints, through `OrderManager`.
+
+The recording (samples/binance-raw-ws/usdm/btcusdt_20240808.gz, two minutes before the
+2024-08-09 00:00 funding time) is fed as the venue's market data, its event times as the
+exchange's clock; the fills are decided by the same matcher as spot paper and booked into the
+backtest's `PerpAccount`. Levels come from the recording itself, never invented. The ledger
+(`ExecutionStore`'s fills, written by `OrderManager` from the paper reports) is compared with
+the paper account.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tessera.execution.exchange import OrderRejectedError
+from tessera.execution.fees import FeeSchedule
+from tessera.execution.manager import OrderManager
+from tessera.execution.matching import SlippageKind, SlippageModel
+from tessera.execution.orders import ExitReason, Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.paper import PaperPerpError, PerpPaperExchange
+from tessera.execution.perp.margin import MarginMode
+from tessera.execution.persistence import ExecutionStore
+from tessera.live.perp_account import perp_filters
+from tessera.sim.usdm.market import usdm_brackets, usdm_exchange_info
+
+USDM = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+SYM = "BTCUSDT"
+FILTERS = perp_filters(usdm_exchange_info([SYM]))
+BRACKETS = {SYM: usdm_brackets()[SYM]}
+FEES = FeeSchedule(Decimal("2"), Decimal("5"))  # USDⓈ-M's base tier: 0.02 % maker, 0.05 % taker
+D = Decimal
+HEAD = 500
+MS = 1_000_000
+FUNDING_2024_08_09 = 1723161600000 * MS  # 2024-08-09 00:00 UTC, after the recording
+Event = tuple[str, int, Decimal, Decimal]
+
+
+def events() -> list[Event]:
+    """("quote", ns, bid, ask) and ("trade", ns, price, qty) in the order Binance sent them."""
+    out: list[Event] = []
+    with gzip.open(USDM, "rt") as fh:
+        for line in fh:
+            doc = orjson.loads(line.split(" ", 1)[1])
+            stream, d = doc.get("stream", ""), doc.get("data", {})
+            if stream.endswith("@bookTicker"):
+                out.append(("quote", int(d["E"]) * MS, D(d["b"]), D(d["a"])))
+            elif stream.endswith("@trade") or stream.endswith("@aggTrade"):
+                out.append(("trade", int(d["E"]) * MS, D(d["p"]), D(d["q"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def market() -> list[Event]:
+    evs = events()
+    assert sum(e[0] == "trade" for e in evs) > 100 and sum(e[0] == "quote" for e in evs) > 100
+    return evs
+
+
+class Venue:
+    """The paper exchange, its clock (the recording's event time) and the order manager."""
+
+    def __init__(self, url: str, clock_ns: int, **kw: object) -> None:
+        self.now = clock_ns
+        self.store = ExecutionStore(url)
+        self.paper = PerpPaperExchange(
+            FILTERS, BRACKETS, self.store, initial_balances={"USDT": "1000"}, fees=FEES,
+            slippage=SlippageModel(SlippageKind.NONE), clock=lambda: self.now, leverage=10, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+        self.om = OrderManager(self.store, self.paper, "run-paper-usdm")
+        self.paper.on_report = self.om.on_execution_report
+
+    def feed(self, evs: Sequence[Event]) -> None:
+        for kind, ts, a, b in evs:
+            self.now = ts
+            if kind == "quote":
+                self.paper.on_quote(SYM, a, b)
+            else:
+                self.paper.on_trade(SYM, a, b)
+
+    def ledger_position(self) -> Decimal:
+        fills = [f.fill for f in self.store.list_fills(limit=1000)]
+        return sum((f.qty * f.side.sign for f in fills), D(0))
+
+    def ledger_fees(self) -> Decimal:
+        return sum((f.fill.fee for f in self.store.list_fills(limit=1000)), D(0))
+
+
+def order(cid: str, side: OrderSide, qty: str, typ: OrderType = OrderType.MARKET,
+          **kw: object) -> Order:  # fmt: skip
+    return Order(cid, SYM, side, typ, D(qty), reason=ExitReason.for_type(typ), **kw)  # type: ignore[arg-type]
+
+
+async def test_a_long_opens_at_the_ask_and_a_reduce_only_sell_closes_it_at_the_bid(
+    market: list[Event], database_url: str
+) -> None:
+    v = Venue(database_url, market[0][1])
+    v.feed(market[:HEAD])
+    _, ask = v.paper.quotes[SYM]
+    buy = order("u-1", OrderSide.BUY, "0.01")
+    await v.om.submit(buy)
+    assert buy.status is OrderStatus.FILLED and buy.avg_price == ask
+    [pos] = await v.paper.positions([SYM])
+    assert (pos.qty, pos.entry_price, pos.leverage) == (D("0.01"), ask, 10)
+    assert v.ledger_position() == pos.qty
+
+    # a reduce-only order larger than the long would open a short: refused as Binance -2022
+    with pytest.raises(OrderRejectedError) as err:
+        await v.paper.submit(order("u-2", OrderSide.SELL, "0.02", reduce_only=True))
+    assert err.value.code == -2022
+
+    v.feed(market[HEAD : 2 * HEAD])
+    bid2, _ = v.paper.quotes[SYM]
+    sell = order("u-3", OrderSide.SELL, "0.01", reduce_only=True)
+    await v.om.submit(sell)
+    assert sell.status is OrderStatus.FILLED and sell.avg_price == bid2
+    assert v.paper.account.positions == {} and v.ledger_position() == 0
+    fees = (ask + bid2) * D("0.01") * D("0.0005")
+    assert v.ledger_fees() == fees == v.paper.account.fees_paid
+    wallet = D(1000) + D("0.01") * (bid2 - ask) - fees
+    assert v.paper.account.wallet == wallet
+    assert (await v.paper.perp_balances())["USDT"].wallet == wallet
+    v.store.close()
+
+
+async def test_a_short_rests_as_a_limit_fills_as_maker_on_a_print_and_a_reduce_only_buy_closes_it(
+    market: list[Event], database_url: str
+) -> None:
+    v = Venue(database_url, market[0][1])
+    v.feed(market[:HEAD])
+    _, ask = v.paper.quotes[SYM]
+    later = [e for e in market[HEAD:] if e[0] == "trade"]
+    high = max(e[2] for e in later)
+    assert high > ask  # the recording trades above the ask of the order's arrival
+    short = order("s-1", OrderSide.SELL, "0.01", OrderType.LIMIT, price=high)
+    await v.om.submit(short)
+    assert short.status is OrderStatus.ACCEPTED
+    v.feed(market[HEAD:])
+    assert short.status is OrderStatus.FILLED and short.avg_price == high
+    [pos] = await v.paper.positions([SYM])
+    assert pos.qty == D("-0.01") and pos.entry_price == high
+    assert v.ledger_position() == pos.qty
+    mark = market[-1][2] if market[-1][0] == "trade" else v.paper.last[SYM]
+    assert pos.unrealized_pnl == D("-0.01") * (mark - high)
+    maker = high * D("0.01") * D("0.0002")
+    assert v.ledger_fees() == maker
+
+    _, ask = v.paper.quotes[SYM]
+    cover = order("s-2", OrderSide.BUY, "0.01", reduce_only=True)
+    await v.om.submit(cover)
+    assert cover.status is OrderStatus.FILLED and cover.avg_price == ask
+    assert v.paper.account.positions == {} and v.ledger_position() == 0
+    fees = maker + ask * D("0.01") * D("0.0005")
+    assert v.paper.account.wallet == D(1000) + D("0.01") * (high - ask) - fees
+    assert v.ledger_fees() == fees
+    v.store.close()
+
+
+async def test_orders_beyond_the_margin_or_reducing_nothing_are_refused_like_binance(
+    market: list[Event], database_url: str
+) -> None:
+    v = Venue(database_url, market[0][1])
+    v.feed(market[:HEAD])
+    _, ask = v.paper.quotes[SYM]
+    # 1 BTC at 10x needs ask / 10 of margin, far above the 1000 USDT wallet
+    assert ask / 10 > 1000
+    with pytest.raises(OrderRejectedError) as err:
+        await v.paper.submit(order("m-1", OrderSide.BUY, "1"))
+    assert err.value.code == -2019
+    with pytest.raises(OrderRejectedError) as err:
+        await v.paper.submit(order("m-2", OrderSide.BUY, "0.01", reduce_only=True))
+    assert err.value.code == -2022
+    assert v.paper.trades == [] and v.paper.account.wallet == 1000
+    v.store.close()
+
+
+async def test_a_funding_time_passed_with_a_position_and_no_rate_stops_the_paper_account(
+    market: list[Event], database_url: str
+) -> None:
+    v = Venue(database_url, market[0][1])
+    v.feed(market[:HEAD])
+    await v.om.submit(order("f-1", OrderSide.BUY, "0.01"))
+    v.now = FUNDING_2024_08_09  # the clock reaches 00:00 UTC, no funding settled
+    with pytest.raises(PaperPerpError, match="funding"):
+        await v.paper.submit(order("f-2", OrderSide.SELL, "0.01", reduce_only=True))
+    with pytest.raises(PaperPerpError, match="funding"):
+        v.paper.on_trade(SYM, market[HEAD][2], D("0.001"))
+    v.store.close()
+
+
+async def test_a_restart_keeps_a_flat_wallet_and_refuses_an_open_position(
+    market: list[Event], database_url: str
+) -> None:
+    v = Venue(database_url, market[0][1])
+    v.feed(market[:HEAD])
+    await v.om.submit(order("r-1", OrderSide.BUY, "0.01"))
+    await v.om.submit(order("r-2", OrderSide.SELL, "0.01", reduce_only=True))
+    wallet = v.paper.account.wallet
+    assert wallet < 1000  # two taker fees, a zero spread at most
+    again = Venue(database_url, market[HEAD][1], margin_mode=MarginMode.CROSS)
+    assert again.paper.account.wallet == wallet
+    again.feed(market[HEAD : HEAD + 50])
+    opened = order("r-3", OrderSide.BUY, "0.01")
+    await again.om.submit(opened)
+    assert opened.status is OrderStatus.FILLED
+    with pytest.raises(PaperPerpError, match="positions"):
+        Venue(database_url, market[HEAD][1])
+    v.store.close()
+    again.store.close()
