@@ -24,6 +24,13 @@ and so does every connect and disconnect — one connection per bot, whose state
 ``tessera_ws_connected{source="feed"}`` shows. The connection's numbers (messages, bytes,
 malformed frames, reconnects) are counted here, once per frame, whoever else reads it.
 
+On Binance USDⓈ-M the bot's perpetual risk marks positions at the venue's mark price (Binance
+liquidates on the mark): given ``on_mark``, the feed also subscribes each symbol's mark price
+stream (the venue's name for it, ``<symbol>@markPrice@1s``), reads its ``markPriceUpdate``
+frames with the venue's parser (`tessera.venues.binance_usdm.market_data.mark_price_row`; a
+malformed one is a `ValueError`, counted and skipped like any other) and hands each one to
+``on_mark(symbol, mark, event_ms)``.
+
 `lag_ns` measures how late a frame arrives compared with the feed's usual lag (the smallest
 ``receive time - event time`` of the last minutes: network latency plus any clock offset,
 including the offset of a replayed recording). A bar delivered after a stall arrives late by
@@ -38,6 +45,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
 import aiohttp
@@ -51,6 +59,8 @@ from tessera.strategies.base import Bar, BookTop, TradeTick
 from tessera.venues.binance.klines import parse_kline
 from tessera.venues.binance.streams import feed_streams
 from tessera.venues.binance.ticks import book_top, trade_tick
+from tessera.venues.binance_usdm.market_data import mark_price_row
+from tessera.venues.binance_usdm.venue import stream_names as usdm_stream_names
 
 log = get_logger(__name__)
 MS = 1_000_000
@@ -135,10 +145,14 @@ class MarketFeed:
         max_backoff_s: float = 30.0,
         stall_after_s: float | None = None,
         market_clock: MarketClock | None = None,
+        on_mark: Callable[[str, Decimal, int], None] | None = None,
     ) -> None:
         self.ws_url = ws_url.rstrip("/")
         self.symbols = [s.upper() for s in symbols]
         self.streams = feed_streams(self.symbols, interval, book)
+        self.on_mark = on_mark  # USDⓈ-M: (symbol, mark price, event ms) of each mark frame
+        if on_mark is not None:
+            self.streams += [usdm_stream_names(s, interval)["markPrice"] for s in self.symbols]
         self._own = frozenset(self.streams)  # what the handler hears; `streams` may grow
         self.sink: FrameSink | None = None
         self._subscribing: asyncio.Future[None] | None = None
@@ -330,6 +344,12 @@ class MarketFeed:
                 self.handler.on_trade(tick, recv_ns)
             elif kind == "bookTicker":
                 self.handler.on_book(book_top(d, recv_ns), recv_ns)
+            elif kind == "markPrice" and self.on_mark is not None:
+                row = mark_price_row(d, recv_ns)
+                event_ms = row["event_time"] // MS
+                if self.market_clock is not None:
+                    self.market_clock.observe(str(d["s"]), event_ms)
+                self.on_mark(str(d["s"]), Decimal(row["mark_price"]), event_ms)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
             self.stats.malformed += 1
             metrics.WS_MALFORMED.labels(
