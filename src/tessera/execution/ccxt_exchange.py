@@ -955,6 +955,34 @@ class UsdmCcxtExchange(CcxtExchange):
             stop_price=stop if stop else None,
         )
 
+    # --- funding payments (the ledger's ``funding_payments``) ------------------------------------
+
+    async def funding_income(
+        self, since_ms: int | None = None, symbol: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The funding fees ``/fapi/v1/income`` lists (``incomeType=FUNDING_FEE``) as Binance's
+        rows, oldest first, each once (by ``tranId``; `FundingRecord.from_income` reads one):
+        from ``since_ms`` on (inclusive) when given, else what Binance answers without a start
+        time (its last 7 days). Full pages of 1000 are followed from their newest time."""
+        found: dict[str, dict[str, Any]] = {}
+        start = since_ms
+        while True:
+            params: dict[str, Any] = {"incomeType": "FUNDING_FEE", "limit": 1000}
+            if start is not None:
+                params["startTime"] = start
+            if symbol:
+                params["symbol"] = symbol
+            rows = await self._call("fapiPrivateGetIncome", params)
+            for r in rows:
+                if r.get("incomeType") != "FUNDING_FEE":
+                    raise ExchangeError(f"/fapi/v1/income answered a non-funding row: {r}")
+                found[str(r.get("tranId"))] = r
+            newest = max((int(r["time"]) for r in rows), default=start)
+            if len(rows) < 1000 or newest is None or newest == start:
+                break
+            start = newest
+        return sorted(found.values(), key=lambda r: (int(r["time"]), str(r.get("symbol"))))
+
 
 def open_exchange(
     rest_url: str | None = None,

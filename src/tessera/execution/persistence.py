@@ -33,7 +33,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -326,6 +326,24 @@ class FundingRecord:
             raise ValueError(
                 f"funding payment source must be one of {FUNDING_SOURCES}, got {self.source!r}"
             )
+
+    @classmethod
+    def from_income(cls, row: Mapping[str, Any]) -> FundingRecord:
+        """One ``/fapi/v1/income`` FUNDING_FEE row (``symbol``, ``time``, ``income``,
+        ``asset``, ``tranId``); a missing or malformed field raises `ValueError` naming it."""
+        try:
+            return cls(
+                str(row["symbol"]),
+                int(row["time"]),
+                Decimal(str(row["income"])),
+                str(row["asset"]),
+                "income",
+                str(row["tranId"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"/fapi/v1/income row without {exc}: {dict(row)}") from None
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise ValueError(f"/fapi/v1/income row not understood ({exc}): {dict(row)}") from None
 
 
 @dataclass(frozen=True, slots=True)

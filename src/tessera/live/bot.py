@@ -1143,10 +1143,12 @@ class TradingBot:
             self.o.ws_url,
             self.o.api_key,
             on_report=self._on_report,
-            on_reconnect=self.manager.recover,
+            on_reconnect=self._on_user_data_reconnect if self.perp else self.manager.recover,
         )
         if isinstance(stream, PerpUserDataStream):
             stream.on_perp_account = self._on_perp_account
+            # the payments made while no bot listened (down over a funding time)
+            self._spawn(self._import_funding(), "funding-import")
         try:
             await stream.run()
         finally:
@@ -1188,7 +1190,12 @@ class TradingBot:
 
     def _on_perp_account(self, update: Any) -> None:
         """An ``ACCOUNT_UPDATE``: wallet and positions to the risk book; a funding payment to
-        ``tessera_funding_paid/received_total`` and the log (the ledger has no place for it)."""
+        ``tessera_funding_paid/received_total``, the log and the ledger (``funding_payments``).
+        A cross payment while several symbols are held names no symbol: the ledger takes it
+        from ``/fapi/v1/income``, which does."""
+        from tessera.execution.persistence import FundingRecord
+        from tessera.live.perp_risk import CROSS_FUNDING
+
         if self.perp_risk is None:
             return
         payment = self.perp_risk.on_account_update(update)
@@ -1200,6 +1207,52 @@ class TradingBot:
                 amount=str(payment.amount),
                 ts_ms=payment.ts_ms,
             )
+            if payment.symbol == CROSS_FUNDING:
+                self._spawn(self._import_funding(), "funding-import")
+                return
+            record = FundingRecord(
+                payment.symbol,
+                payment.ts_ms,
+                payment.amount,
+                self.perp_risk.margin_asset,
+                "user_data",
+            )
+            try:
+                self.store.record_funding(ACCOUNT, record)
+            except Exception as exc:  # the next import (reconnect, restart) stores it
+                self._failed("funding payment", exc)
+
+    async def _on_user_data_reconnect(self) -> None:
+        """Back on the user-data stream: orders and fills, then the funding payments missed."""
+        await self.manager.recover()
+        await self._import_funding()
+
+    async def _import_funding(self) -> int:
+        """Store the funding payments ``/fapi/v1/income`` lists since the newest stored one
+        (each once: the ledger skips what the stream already stored); the new ones also go to
+        the funding metrics. Answers how many were new."""
+        from tessera.execution.persistence import FundingRecord
+
+        fetch = getattr(self.exchange, "funding_income", None)
+        if fetch is None:
+            return 0
+        try:
+            since = await asyncio.to_thread(self.store.last_funding_ms, ACCOUNT)
+            rows = await fetch(since)
+            new = 0
+            for row in rows:
+                record = FundingRecord.from_income(row)
+                if self.store.record_funding(ACCOUNT, record):
+                    new += 1
+                    metrics.record_funding(record.symbol, float(record.amount))
+        except (ExchangeError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("funding import failed; the next reconnect retries", error=str(exc)[:300])
+            return 0
+        except Exception as exc:
+            self._failed("funding import", exc)
+            return 0
+        log.info("funding imported", since_ms=since, rows=len(rows), new=new)
+        return new
 
     def _start_perp_mark(self, ts: int) -> None:
         """Mark the perpetual account at a closed bar, unless the last mark is still acting."""
