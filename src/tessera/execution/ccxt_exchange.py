@@ -64,7 +64,7 @@ from tessera.execution.orders import (
     OrderStatus,
     OrderType,
 )
-from tessera.execution.perp.margin import MarginMode
+from tessera.execution.perp.margin import LeverageBrackets, MarginMode
 from tessera.execution.perp_reconcile import PerpBalance, VenuePosition
 from tessera.live.clock import ClockSyncError, ExchangeClock
 from tessera.logging import get_logger
@@ -954,6 +954,15 @@ class UsdmCcxtExchange(CcxtExchange):
             type=FROM_USDM_TYPES.get(str(info.get("orderType") or "")),
             stop_price=stop if stop else None,
         )
+
+    # --- leverage brackets (tessera.live.perp_risk) -------------------------------------------
+
+    async def leverage_brackets(self) -> dict[str, LeverageBrackets]:
+        """Every symbol's leverage brackets from ``GET /fapi/v1/leverageBracket`` (signed),
+        parsed by the venue layer (a malformed answer raises, naming the field)."""
+        from tessera.venues.binance_usdm.brackets import parse_leverage_brackets
+
+        return parse_leverage_brackets(await self._call("fapiPrivateGetLeverageBracket"))
 
     # --- funding payments (the ledger's ``funding_payments``) ------------------------------------
 

@@ -55,7 +55,7 @@ from tessera.execution.lock import (
 from tessera.execution.manager import OrderManager
 from tessera.execution.observers import MetricsOrderObserver
 from tessera.execution.orders import ExitReason, Order, OrderList, OrderStatus, OrderType
-from tessera.execution.perp.margin import MarginMode
+from tessera.execution.perp.margin import LeverageBrackets, MarginMode
 from tessera.execution.perp_reconcile import PerpExchange, PerpSettings
 from tessera.execution.persistence import ExecutionStore, LedgerConflictError
 from tessera.execution.reconcile import PerpReconciler, Reconciler
@@ -615,6 +615,8 @@ class TradingBot:
             "not_halted": lambda: self.risk.halt is None,
         }
         try:
+            if self.perp_risk is not None:
+                await self._load_brackets()
             await self._load_balances()
             ok = await self._reconcile(first=True)
             if not ok and o.mode == "live":
@@ -637,6 +639,7 @@ class TradingBot:
                 on_reconnect=self._on_feed_reconnect,
                 stall_after_s=o.stall_after_s,
                 market_clock=self.market_clock,
+                on_mark=self._on_mark if self.perp_risk is not None else None,
             )
             self._spawn(self.feed.run(), "feed")
             await asyncio.wait_for(self.feed.connected.wait(), 30)
@@ -1157,36 +1160,71 @@ class TradingBot:
     # --- the leverage risk on a perpetual (tessera.risk.leverage) --------------------------------
 
     def _perp_risk_book(self) -> PerpRiskBook:
-        """The perpetual account for the leverage risk, with the bundled real leverage brackets
-        (``samples/binance-usdm/leverage_brackets.json``). A leverage setting with a traded
-        symbol the brackets do not list is refused: it could not be applied to it."""
-        from tessera.backtest.perp_inputs import BRACKETS_FILE, PerpInputError, load_brackets
-
-        cfg = self.o.risk
-        limits = [
-            cfg.max_leverage,
-            cfg.max_gross_leverage,
-            cfg.max_net_leverage,
-            cfg.min_liquidation_distance_pct,
-            cfg.margin_ratio_alert,
-        ]
-        try:
-            brackets = load_brackets()
-        except PerpInputError as exc:
-            raise LiveRefusedError(str(exc)) from exc
-        missing = [s for s in self.symbols if s not in brackets]
-        if missing and any(v is not None for v in limits):
-            raise LiveRefusedError(
-                f"the leverage limits of risk.yaml cannot be applied to {missing}: "
-                f"{BRACKETS_FILE} has no leverage brackets for them"
-            )
+        """The perpetual account for the leverage risk; its brackets come from the venue at
+        start-up (`_load_brackets`)."""
         steps = {k: f.market_step_size or f.step_size for k, f in self.filters.items()}
         return PerpRiskBook(
-            brackets,
+            {},
             self.o.perp_leverage,
             MarginMode(self.o.perp_margin_mode),
             {k: v for k, v in steps.items() if v > 0},
         )
+
+    async def _load_brackets(self) -> None:
+        """The leverage brackets of every traded symbol from the venue
+        (``GET /fapi/v1/leverageBracket``); the bundled real answer
+        (``samples/binance-usdm/leverage_brackets.json``) only when the venue does not answer
+        that endpoint (logged). A traded symbol without brackets is refused: its margin, and so
+        every leverage limit, could not be computed."""
+        from tessera.backtest.perp_inputs import BRACKETS_FILE, PerpInputError, load_brackets
+        from tessera.execution.exchange import AuthError, ExchangeError, OutcomeUnknownError
+
+        assert self.perp_risk is not None
+        endpoint = "GET /fapi/v1/leverageBracket"
+        fetch = getattr(self.exchange, "leverage_brackets", None)
+        source = f"the venue's {endpoint}"
+        brackets: dict[str, LeverageBrackets] | None = None
+        error = "the exchange client has no leverage_brackets"
+        if fetch is not None:
+            try:
+                brackets = await fetch()
+            except AuthError:
+                raise
+            except (ExchangeError, OutcomeUnknownError) as exc:
+                error = str(exc)[:200]
+            except ValueError as exc:
+                raise LiveRefusedError(
+                    f"{endpoint} answered with leverage brackets the bot cannot read ({exc}); "
+                    "without them the leverage risk cannot be computed, so the bot does not start"
+                ) from None
+        if brackets is None:
+            log.warning(
+                "the venue did not answer the leverage brackets: using the bundled file",
+                endpoint=endpoint,
+                error=error,
+                file=str(BRACKETS_FILE),
+            )
+            source = str(BRACKETS_FILE)
+            try:
+                brackets = load_brackets()
+            except PerpInputError as exc:
+                raise LiveRefusedError(str(exc)) from exc
+        missing = [s for s in self.symbols if s not in brackets]
+        if missing:
+            raise LiveRefusedError(
+                f"{source} has no leverage brackets for {', '.join(missing)}: the bot cannot "
+                "compute the margin, liquidation price or leverage limits of a position there, "
+                "so it does not start. Trade symbols the venue lists brackets for (remove "
+                f"{', '.join(missing)} from the strategies' symbols)."
+            )
+        self.perp_risk.brackets = dict(brackets)
+        log.info("leverage brackets loaded", source=source, symbols=len(brackets))
+
+    def _on_mark(self, symbol: str, price: Decimal, event_ms: int) -> None:
+        """The venue's mark price of ``symbol`` (its ``@markPrice@1s`` stream) to the risk
+        book: the perpetual risk marks positions there, as Binance liquidates them."""
+        if self.perp_risk is not None:
+            self.perp_risk.on_mark(symbol, price, event_ms)
 
     def _on_perp_account(self, update: Any) -> None:
         """An ``ACCOUNT_UPDATE``: wallet and positions to the risk book; a funding payment to
@@ -1262,9 +1300,10 @@ class TradingBot:
         self._perp_mark_task = asyncio.create_task(self._mark_perp(ts), name="perp-mark")
 
     async def _mark_perp(self, ts: int) -> None:
-        """`RiskEngine.mark_perp` at the last prices: the drawdown at the mark (kill-switch
-        actions to the halt guard), the gauges (`publish_perp`), margin-ratio alerts logged, and
-        the monitor's cuts sent as reduce-only market orders (reason ``liq_distance``)."""
+        """`RiskEngine.mark_perp` at the venue's marks (the last prices until they arrive): the
+        drawdown at the mark (kill-switch actions to the halt guard), the gauges
+        (`publish_perp`), margin-ratio alerts logged, and the monitor's cuts sent as reduce-only
+        market orders (reason ``liq_distance``)."""
         try:
             assert self.perp_risk is not None
             snap = self.perp_risk.snapshot(self.last_prices, self.symbols)

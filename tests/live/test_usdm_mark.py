@@ -1,0 +1,190 @@
+"""The bot's perpetual risk on Binance USDⓈ-M uses the venue's mark price and leverage brackets
+(dev mode, the USDⓈ-M simulator replaying the bundled real BTCUSDT perpetual recording, where
+the venue's mark is the recorded book mid, `tessera.sim.usdm.market`): the feed's
+``@markPrice@1s`` frames mark the risk snapshot, and the brackets come from
+``GET /fapi/v1/leverageBracket``, the bundled file only when the venue does not answer it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from aiohttp import web
+from inprocess_bot import wait_until
+from live_bot_helpers import KEY, SECRET
+from prometheus_client import REGISTRY
+
+from tessera import metrics
+from tessera.backtest.perp_inputs import load_brackets
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+from tessera.live.perp_risk import PerpRiskBook
+from tessera.sim.server import SimulatorThread
+from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
+
+USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+D = Decimal
+
+
+class MarkLongParams(StrategyParams):
+    qty: Decimal = D("0.010")
+
+
+@register_strategy
+class MarkLong(Strategy):
+    """Long ``qty`` at its second bar, then holds."""
+
+    name = "usdm_mark_long"
+    Params: ClassVar[type[StrategyParams]] = MarkLongParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, MarkLongParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        if self.bars == 2:
+            ctx.target_position(bar.symbol, self.p.qty)
+
+
+def _venue() -> UsdmVenue:
+    return usdm_venue(
+        usdm_market([USDM_BTC]),
+        speed=10.0,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+
+
+async def _run(tmp_path: Path, venue: UsdmVenue, until: Any, what: str) -> TradingBot:
+    thread = SimulatorThread(venue.sim)
+    thread.start()
+    try:
+        bot = TradingBot(
+            BotOptions(
+                mode="dev",
+                strategies=[StrategyRef(name="usdm_mark_long", params={})],
+                symbols=["BTCUSDT"],
+                interval="1s",
+                rest_url=venue.sim.rest_url,
+                ws_url=venue.sim.ws_url,
+                database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+                run_id=f"usdm-{secrets.token_hex(4)}",
+                risk=RiskConfig(),
+                api_key=KEY,
+                api_secret=SECRET,
+                reconcile_interval_s=3600.0,
+                exchange_id="binance-usdm",
+                perp_leverage=5,
+                perp_margin_mode="ISOLATED",
+            )
+        )
+        task = asyncio.create_task(bot.run())
+        try:
+            await wait_until(lambda: hasattr(bot, "store") or task.done(), 20, "the bot's setup")
+            if not task.done():
+                await wait_until(lambda: until(bot) or task.done(), 30, what)
+        finally:
+            bot._request_stop()
+            await asyncio.wait_for(task, 30)  # raises what the run raised
+        return bot
+    finally:
+        thread.stop()
+
+
+def _source(source: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "tessera_perp_mark_source", {"symbol": "BTCUSDT", "source": source}
+    )
+
+
+async def test_the_risk_snapshot_marks_a_held_perpetual_at_the_venues_mark_not_the_last_trade(
+    tmp_path: Path,
+) -> None:
+    """The long fills; once the feed's ``@markPrice@1s`` frames arrived, the snapshot's mark is
+    the venue's mark (the simulator's mark at that frame's event time: the recorded book mid),
+    not the last trade price, and tessera_perp_mark_source says mark_price."""
+    venue = _venue()
+    metrics.MARGIN_RATIO.clear()  # published again by this run's closed bars
+
+    def held_and_marked(b: TradingBot) -> bool:
+        book: PerpRiskBook | None = getattr(b, "perp_risk", None)
+        return (
+            book is not None
+            and "BTCUSDT" in book.positions
+            and "BTCUSDT" in book.marks
+            and _source("mark_price") == 1.0
+            and REGISTRY.get_sample_value("tessera_margin_ratio", {"symbol": "BTCUSDT"}) is not None
+        )
+
+    bot = await _run(tmp_path, venue, held_and_marked, "a held position marked by the venue")
+    book = bot.perp_risk
+    assert book is not None
+    venue_mark = book.marks["BTCUSDT"]
+    snap = book.snapshot(bot.last_prices, bot.symbols)
+    assert snap.symbols["BTCUSDT"].mark == venue_mark.price
+    assert snap.symbols["BTCUSDT"].mark != bot.last_prices["BTCUSDT"]
+    _, samples = venue.public.marks.series("BTCUSDT")
+    served = {s.time: s.price for s in samples}
+    assert served[venue_mark.event_ms] == venue_mark.price
+    assert _source("last_trade") == 0.0
+    ratio = REGISTRY.get_sample_value("tessera_margin_ratio", {"symbol": "BTCUSDT"})
+    assert ratio is not None and 0 < ratio < 1
+
+
+async def test_the_leverage_brackets_come_from_the_venue_and_a_symbol_it_lacks_refuses_the_start(
+    tmp_path: Path,
+) -> None:
+    """The venue's /fapi/v1/leverageBracket lists no BTCUSDT (the bundled file does): the bot
+    does not start, and the one-paragraph refusal names the venue's endpoint and the symbol."""
+    venue = _venue()
+    assert venue.engine is not None
+    del venue.engine.brackets["BTCUSDT"]
+    with pytest.raises(LiveRefusedError) as caught:
+        await _run(tmp_path, venue, lambda b: False, "the refusal")
+    text = str(caught.value)
+    assert "GET /fapi/v1/leverageBracket has no leverage brackets for BTCUSDT" in text
+    assert "\n" not in text
+
+
+async def test_the_bundled_brackets_stand_in_only_when_the_venue_does_not_answer_the_endpoint(
+    tmp_path: Path,
+) -> None:
+    """The venue answers /fapi/v1/leverageBracket with 404 (its own BTCUSDT brackets are
+    XRPUSDT's here, so the two sources differ): the bot starts on the bundled real brackets."""
+    venue = _venue()
+    engine = venue.engine
+    assert engine is not None
+    engine.brackets["BTCUSDT"] = engine.brackets["XRPUSDT"]
+
+    async def not_served(request: web.Request, params: dict[str, str]) -> web.Response:
+        raise web.HTTPNotFound()
+
+    engine.leverage_bracket = not_served  # type: ignore[method-assign]
+    bot = await _run(
+        tmp_path,
+        venue,
+        lambda b: bool(getattr(b, "perp_risk", None) and b.perp_risk.brackets),
+        "brackets",
+    )
+    assert bot.perp_risk is not None
+    bundled = load_brackets()
+    assert bot.perp_risk.brackets == bundled
+    assert bundled["BTCUSDT"] != engine.brackets["BTCUSDT"]
