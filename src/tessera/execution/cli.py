@@ -1,5 +1,8 @@
 """`tessera orders|fills|positions|risk|db`: read and steer the execution database.
 
+A perpetual's funding payments are ledger rows too (``funding_payments``): `tessera fills
+funding` lists them, and `tessera positions` adds what each symbol paid or received.
+
 Every list and status command takes ``--json``: one JSON document on stdout (the same rows,
 filters and limit as the table; Decimals as strings, times as ISO-8601 UTC and epoch ms).
 ``tessera risk status`` exits `EXIT_HALTED` when trading is halted, so a script can test it.
@@ -21,7 +24,7 @@ from tessera.execution.position import Position
 from tessera.logging import scrub
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic load in the commands: `--help` stays fast
-    from tessera.execution.persistence import ExecutionStore, StoredFill
+    from tessera.execution.persistence import ExecutionStore, StoredFill, StoredFunding
 
 out = make_console()
 orders_app = typer.Typer(help="Orders recorded in the execution database.", no_args_is_help=True)
@@ -159,8 +162,66 @@ def fills_list(
     store.close()
 
 
+@fills_app.command("funding")
+def fills_funding(
+    ctx: typer.Context,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a perpetual account's funding payments, oldest first (one row per payment,
+    whether the user-data stream or /fapi/v1/income reported it); negative: paid."""
+    store = _store(ctx)
+    try:
+        rows = store.funding_payments(ACCOUNT, symbol)
+    finally:
+        store.close()
+    if as_json:
+        echo_json([_funding_json(sf) for sf in rows])
+        return
+    table = Table(title="funding payments")
+    for col in ("funding time (UTC)", "symbol", "amount", "asset", "source", "venue id"):
+        table.add_column(col)
+    for sf in rows:
+        r = sf.record
+        table.add_row(
+            _ts(r.ts_ms * 1_000_000),
+            r.symbol,
+            _num(r.amount),
+            r.asset,
+            r.source,
+            r.venue_id or "",
+        )
+    out.print(table)
+
+
+def _funding_json(sf: StoredFunding) -> dict[str, Any]:
+    """A `fills funding` row for ``--json``: the table's columns, unformatted."""
+    r = sf.record
+    return {
+        "time": iso_utc(r.ts_ms * 1_000_000),
+        "time_ms": r.ts_ms,
+        "symbol": r.symbol,
+        "amount": r.amount,
+        "asset": r.asset,
+        "source": r.source,
+        "venue_id": r.venue_id,
+    }
+
+
+def _funding_totals(store: ExecutionStore) -> dict[tuple[str, str], tuple[Decimal, int]]:
+    """(symbol, asset) -> (the sum of its funding payments, how many)."""
+    totals: dict[tuple[str, str], tuple[Decimal, int]] = {}
+    for sf in store.funding_payments(ACCOUNT):
+        key = (sf.record.symbol, sf.record.asset)
+        total, n = totals.get(key, (Decimal(0), 0))
+        totals[key] = (total + sf.record.amount, n + 1)
+    return totals
+
+
 def positions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Positions per symbol and strategy, with average price and realized PnL."""
+    # a perpetual account's table adds the funding each symbol paid or received (``--json``
+    # lists the positions only; `tessera fills funding --json` lists the payments)
     store = _store(ctx)
     if as_json:
         echo_json([_position_json(p) for p in store.positions()])
@@ -180,7 +241,15 @@ def positions(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             _ts(p.ts_last),
         )
     out.print(table)
+    totals = _funding_totals(store)
     store.close()
+    if totals:  # a perpetual account: what each symbol's funding paid (negative) or received
+        funding = Table(title="funding")
+        for col in ("symbol", "funding total", "payments"):
+            funding.add_column(col)
+        for (sym, asset), (total, n) in sorted(totals.items()):
+            funding.add_row(sym, f"{_num(total)} {asset}", str(n))
+        out.print(funding)
 
 
 @risk_app.command("status")
