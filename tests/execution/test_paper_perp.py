@@ -23,7 +23,7 @@ from tessera.execution.fees import FeeSchedule
 from tessera.execution.manager import OrderManager
 from tessera.execution.matching import SlippageKind, SlippageModel
 from tessera.execution.orders import ExitReason, Order, OrderSide, OrderStatus, OrderType
-from tessera.execution.paper import PaperPerpError, PerpPaperExchange
+from tessera.execution.paper import FUNDING_GRACE_NS, PaperPerpError, PerpPaperExchange
 from tessera.execution.perp.margin import MarginMode
 from tessera.execution.persistence import ExecutionStore
 from tessera.live.perp_account import perp_filters
@@ -185,7 +185,7 @@ async def test_a_funding_time_passed_with_a_position_and_no_rate_stops_the_paper
     v = Venue(database_url, market[0][1])
     v.feed(market[:HEAD])
     await v.om.submit(order("f-1", OrderSide.BUY, "0.01"))
-    v.now = FUNDING_2024_08_09  # the clock reaches 00:00 UTC, no funding settled
+    v.now = FUNDING_2024_08_09 + FUNDING_GRACE_NS  # a minute after 00:00 UTC, not settled
     with pytest.raises(PaperPerpError, match="funding"):
         await v.paper.submit(order("f-2", OrderSide.SELL, "0.01", reduce_only=True))
     with pytest.raises(PaperPerpError, match="funding"):

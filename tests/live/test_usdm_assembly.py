@@ -1,6 +1,6 @@
 """``exchange.name: binance-usdm``: the bot takes it in dev mode (against the simulator) with
-``live.perp_leverage`` and ``live.perp_margin_mode``, refuses paper and live mode in one
-paragraph, and the market-data commands still refuse it."""
+``live.perp_leverage`` and ``live.perp_margin_mode``, and in paper mode (`PerpPaperExchange`);
+it refuses live mode in one paragraph, and the market-data commands still refuse it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tessera.live.assembly import bot_options
 from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
 
 
-def test_binance_usdm_runs_in_dev_mode_only_with_the_configured_leverage_and_margin_mode(
+def test_binance_usdm_runs_in_dev_and_paper_mode_with_the_configured_leverage_and_margin_mode(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance-usdm\n")
@@ -44,18 +44,18 @@ def test_binance_usdm_runs_in_dev_mode_only_with_the_configured_leverage_and_mar
         3,
         "ISOLATED",
     )
-    for mode in ("live", "paper"):
-        with pytest.raises(ConfigError) as refused:
-            options(mode)
-        text = str(refused.value)
-        assert "in dev mode only" in text and f"{mode} mode on perpetuals is not done" in text
-        assert "TESSERA_EXCHANGE__NAME" in text and "\n" not in text
+    assert options("paper").perp_leverage == 3
+    with pytest.raises(ConfigError) as refused:
+        options("live")
+    text = str(refused.value)
+    assert "dev mode" in text and "live mode on perpetuals is not done" in text
+    assert "TESSERA_EXCHANGE__NAME" in text and "\n" not in text
     assert require_supported_exchange("binance-usdm", "trading") == "binanceusdm"
     with pytest.raises(ConfigError, match="not supported for market data"):
         require_supported_exchange("binance-usdm", "market data")
 
 
-async def test_a_bot_for_binance_usdm_refuses_live_and_paper_mode_even_without_bot_options(
+async def test_a_bot_for_binance_usdm_refuses_live_mode_even_without_bot_options(
     tmp_path: Path,
 ) -> None:
     options = BotOptions(
@@ -70,10 +70,7 @@ async def test_a_bot_for_binance_usdm_refuses_live_and_paper_mode_even_without_b
         risk=RiskConfig(),
         exchange_id="binance-usdm",
     )
-    with pytest.raises(LiveRefusedError, match="in dev mode only"):
-        await TradingBot(options)._setup()
-    options.mode = "paper"
-    with pytest.raises(LiveRefusedError, match="paper mode on perpetuals is not done yet"):
+    with pytest.raises(LiveRefusedError, match="live mode on perpetuals is not done yet"):
         await TradingBot(options)._setup()
 
 

@@ -746,6 +746,9 @@ def _from_row(row: Mapping[str, Any], hold: _Hold) -> _Resting:
 
 SOURCE_USDM = "paper-usdm"  # the paper USDⓈ-M account: its book and wallet in the store
 FUNDING_INTERVAL_NS = 8 * 3_600 * 10**9  # Binance's USDⓈ-M funding times: 00, 08, 16 UTC
+# how long after a funding time market data and orders go on before an unsettled time stops
+# them: the settling task wakes at the funding time, in the same event loop as the prints
+FUNDING_GRACE_NS = 60 * 10**9
 
 
 class PaperPerpError(RuntimeError):
@@ -768,10 +771,11 @@ class PerpPaperExchange(PaperExchange):
       with ``free`` = available and ``free + locked`` = wallet + unrealized.
     * the last print (or the quote's mid before one) is the mark.
     * funding: `settle_funding` books a funding time's rates (``premiumIndex``'s
-      ``lastFundingRate`` and ``markPrice``). Market data past a funding time (every 8 h)
-      while a position is open and that time was not settled raises `PaperPerpError`: paper
-      never skips a payment silently. A mark through the liquidation price raises it too
-      (liquidation is not modelled in paper).
+      ``lastFundingRate`` and ``markPrice``). A print or an order more than a minute
+      (`FUNDING_GRACE_NS`) past a funding time (every 8 h) while a position is open and that
+      time was not settled raises `PaperPerpError`: paper never skips a payment silently.
+      Settled late, the payment is on the position held when it is settled. A mark through
+      the liquidation price raises it too (liquidation is not modelled in paper).
     * the store keeps the book (``paper_orders``, account ``paper-usdm``) and the wallet and
       signed positions (``balances``, source ``paper-usdm``; a position under its base asset).
       A restart with an open position or open orders raises `PaperPerpError` (their margin,
@@ -834,7 +838,7 @@ class PerpPaperExchange(PaperExchange):
 
     def _check_account(self) -> None:
         now = self.clock()
-        while now >= self.next_funding_ns:
+        while now >= self.next_funding_ns + FUNDING_GRACE_NS:
             held = {s: str(q) for s, q in self.account.net_positions().items() if q}
             if held:
                 raise PaperPerpError(
@@ -898,6 +902,10 @@ class PerpPaperExchange(PaperExchange):
 
     async def hedge_mode(self) -> bool:
         return False
+
+    async def leverage_brackets(self) -> dict[str, LeverageBrackets]:
+        """The brackets the paper account margins with (the bot's risk takes the same)."""
+        return dict(self.account.brackets)
 
     async def set_leverage(self, symbol: str, leverage: int) -> int:
         try:

@@ -100,14 +100,16 @@ def bot_options(
     live = settings.live
     values: dict[str, Any] = {name: getattr(live, name) for name in _FROM_LIVE}
     require_supported_exchange(settings.exchange.name, "trading")
-    if settings.exchange.name in TRADING_ONLY_EXCHANGES and mode != "dev":
+    if settings.exchange.name in TRADING_ONLY_EXCHANGES and mode == "live":
         # perpetuals: the order adapter, reconciliation, user data and sizing exist and are
-        # tested against the simulator (dev mode); paper and live mode are not done yet
+        # tested against the simulator (dev mode), paper books into the backtest's account
+        # (`PerpPaperExchange`); live mode is not done yet
         raise ConfigError(
             f"exchange.name {settings.exchange.name!r}: the bot trades "
-            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} in dev mode only (against the "
-            f"simulator: --mode dev); {mode} mode on perpetuals is not done yet. Set "
-            f"exchange.name to binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME for {mode}."
+            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} in dev mode (against the "
+            f"simulator: --mode dev) and paper mode only; {mode} mode on perpetuals is not done "
+            f"yet. Set exchange.name to binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME "
+            f"for {mode}."
         )
     _refuse_unapplied_leverage_limits(settings)
     values.update(

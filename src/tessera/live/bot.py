@@ -341,11 +341,11 @@ class TradingBot:
     async def _setup(self) -> None:
         o = self.o
         self._check_identifiers()
-        if self.perp and o.mode != "dev":
+        if self.perp and o.mode == "live":
             # BotOptions built without `bot_options` (which refuses it first)
             raise LiveRefusedError(
-                f"exchange {o.exchange_id!r}: the bot trades it in dev mode only (against the "
-                f"simulator); {o.mode} mode on perpetuals is not done yet"
+                f"exchange {o.exchange_id!r}: the bot trades it in dev and paper mode only; "
+                "live mode on perpetuals is not done yet"
             )
         if o.mode == "live" and not (o.api_key and o.api_secret):
             raise LiveRefusedError("live mode needs exchange credentials (api_key, api_secret)")
@@ -399,10 +399,14 @@ class TradingBot:
                 scope=metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
             ).set(lim.limit)
         self.exchange: Exchange
-        if o.mode == "paper":
+        self.paper: Any
+        if o.mode == "paper" and self.perp:
+            self.paper = self._perp_paper()
+            self.exchange = self.paper
+        elif o.mode == "paper":
             from tessera.execution.paper import PaperExchange
 
-            self.paper: Any = PaperExchange(
+            self.paper = PaperExchange(
                 self.filters,
                 self.store,
                 initial_balances=o.paper_balances,
@@ -655,6 +659,8 @@ class TradingBot:
                 self._spawn(self.executor.claim_loop(), "claim")
             if self.paper is None:
                 self._spawn(self._user_data(), "user-data")
+            elif self.perp:
+                self._spawn(self._paper_funding(), "paper-funding")
             self._spawn(self.clock.run(self.stopping), "clock")
             if o.end_of_data is not None:
                 self._spawn(self._watch_end_of_data(o.end_of_data), "end-of-data")
@@ -1158,6 +1164,67 @@ class TradingBot:
             stream.stop()
 
     # --- the leverage risk on a perpetual (tessera.risk.leverage) --------------------------------
+
+    def _perp_paper(self) -> Any:
+        """Paper on a perpetual: `PerpPaperExchange` margined with the bundled real leverage
+        brackets (``/fapi/v1/leverageBracket`` needs keys paper does not have); a traded symbol
+        without brackets is refused."""
+        from tessera.backtest.perp_inputs import BRACKETS_FILE, PerpInputError, load_brackets
+        from tessera.execution.paper import PaperPerpError, PerpPaperExchange
+
+        try:
+            brackets = load_brackets()
+        except PerpInputError as exc:
+            raise LiveRefusedError(str(exc)) from exc
+        missing = [s for s in self.symbols if s not in brackets]
+        if missing:
+            raise LiveRefusedError(
+                f"{BRACKETS_FILE} has no leverage brackets for {', '.join(missing)}: paper "
+                "cannot margin a position there, so the bot does not start"
+            )
+        try:
+            return PerpPaperExchange(
+                self.filters,
+                {s: brackets[s] for s in self.symbols},
+                self.store,
+                initial_balances=self.o.paper_balances,
+                fees=self.o.fees,
+                on_report=self._on_report,
+                leverage=self.o.perp_leverage,
+                margin_mode=MarginMode(self.o.perp_margin_mode),
+            )
+        except (PaperPerpError, ValueError) as exc:
+            raise LiveRefusedError(str(exc)) from exc
+
+    async def _paper_funding(self) -> None:
+        """Paper on a perpetual: a second before each funding time the venue's
+        ``/fapi/v1/premiumIndex`` (lastFundingRate, markPrice) of every traded symbol, booked
+        into the paper account at the funding time. A failure is logged; the paper exchange
+        then refuses prints and orders a minute after the time (never skips it)."""
+        paper = self.paper
+        while not self.stopping.is_set():
+            due = paper.next_funding_ns
+            wait = (due - 1_000_000_000 - time.time_ns()) / 1e9
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                continue
+            try:
+                rates = {}
+                for sym in self.symbols:
+                    doc = await self._rest("/fapi/v1/premiumIndex", {"symbol": sym}, weight=1)
+                    rates[sym] = (Decimal(str(doc["lastFundingRate"])),
+                                  Decimal(str(doc["markPrice"])))  # fmt: skip
+                await asyncio.sleep(max(due - time.time_ns(), 0) / 1e9)
+                paper.settle_funding(due, rates)
+                log.info(
+                    "paper funding settled",
+                    ts=due,
+                    rates={s: str(r) for s, (r, _) in rates.items()},
+                )
+            except Exception as exc:
+                self._failed("paper funding", exc)
+                await asyncio.sleep(5)
 
     def _perp_risk_book(self) -> PerpRiskBook:
         """The perpetual account for the leverage risk; its brackets come from the venue at

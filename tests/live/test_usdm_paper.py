@@ -1,0 +1,129 @@
+"""`TradingBot` in paper mode on Binance USDⓈ-M: the USDⓈ-M simulator replays the bundled real
+BTCUSDT perpetual recording as the venue's market data only; the orders of a strategy that goes
+long, then short, then flat are filled by `PerpPaperExchange` on those quotes. Afterwards the
+ledger equals the paper account (fills, fees, wallet, flat position) and the simulator's order
+endpoints never saw an order."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from inprocess_bot import wait_until
+from live_bot_helpers import KEY, SECRET
+
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.execution.orders import OrderSide, OrderStatus
+from tessera.live.bot import BotOptions, TradingBot
+from tessera.sim.server import SimulatorThread
+from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
+
+USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+D = Decimal
+
+
+class PaperLongShortFlatParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    every: int = 4  # bars between decisions
+
+
+@register_strategy
+class PaperLongShortFlat(Strategy):
+    """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing."""
+
+    name = "usdm_paper_long_short_flat"
+    Params: ClassVar[type[StrategyParams]] = PaperLongShortFlatParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, PaperLongShortFlatParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
+        if self.bars in steps:
+            ctx.target_position(bar.symbol, steps[self.bars])
+
+
+async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_sends_no_order(
+    tmp_path: Path,
+) -> None:
+    # the venue can trade (keys, an engine), so that an order sent to it would be seen there
+    venue = usdm_venue(
+        usdm_market([USDM_BTC]),
+        speed=10.0,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+    sim, engine = venue.sim, venue.engine
+    assert engine is not None
+    thread = SimulatorThread(sim)
+    thread.start()
+    try:
+        options = BotOptions(
+            mode="paper",
+            strategies=[StrategyRef(name="usdm_paper_long_short_flat", params={})],
+            symbols=["BTCUSDT"],
+            interval="1s",
+            rest_url=sim.rest_url,
+            ws_url=sim.ws_url,
+            database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+            run_id=f"usdm-paper-{secrets.token_hex(4)}",
+            risk=RiskConfig(),
+            reconcile_interval_s=3600.0,
+            exchange_id="binance-usdm",
+            perp_leverage=5,
+            perp_margin_mode="ISOLATED",
+        )
+        bot = TradingBot(options)
+        task = asyncio.create_task(bot.run())
+        try:
+            await wait_until(lambda: hasattr(bot, "store"), 20, "the bot's setup")
+            await wait_until(
+                lambda: (
+                    len(bot.store.list_orders()) >= 4
+                    and all(o.status.is_terminal for o in bot.store.list_orders())
+                ),
+                30,
+                "four orders, all done",
+            )
+        finally:
+            bot._request_stop()
+            await asyncio.wait_for(task, 30)
+        store_orders = sorted(bot.store.list_orders(), key=lambda o: o.ts_created)
+        assert [(o.side, o.qty, o.reduce_only, o.status) for o in store_orders] == [
+            (OrderSide.BUY, D("0.010"), False, OrderStatus.FILLED),
+            (OrderSide.SELL, D("0.010"), True, OrderStatus.FILLED),
+            (OrderSide.SELL, D("0.010"), False, OrderStatus.FILLED),
+            (OrderSide.BUY, D("0.010"), True, OrderStatus.FILLED),
+        ]
+        paper = bot.paper
+        acct = paper.account
+        fills = bot.store.all_fills()
+        assert sorted((f.trade_id, f.qty, f.price, f.fee) for f in fills) == sorted(
+            (t.fill.trade_id, t.fill.qty, t.fill.price, t.fill.fee) for t in paper.trades
+        )
+        assert acct.positions == {} and acct.leverage_of("BTCUSDT") == 5
+        assert acct.fees_paid == sum((f.fee for f in fills), D(0))
+        cash = sum((f.qty * f.price * (-f.side.sign) for f in fills), D(0))
+        assert acct.wallet == D(10000) + cash - acct.fees_paid
+        # the venue's order endpoints never saw an order: its trading engine holds none
+        assert not engine.orders and all(a.qty == 0 for a in engine.accounts.values())
+    finally:
+        thread.stop()
