@@ -123,6 +123,9 @@ async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_
         assert acct.fees_paid == sum((f.fee for f in fills), D(0))
         cash = sum((f.qty * f.price * (-f.side.sign) for f in fills), D(0))
         assert acct.wallet == D(10000) + cash - acct.fees_paid
+        # the leverage risk follows the paper account (no ACCOUNT_UPDATE in paper)
+        assert bot.perp_risk is not None and bot.perp_risk.wallet == acct.wallet != 10000
+        assert bot.perp_risk.positions == {}
         # the venue's order endpoints never saw an order: its trading engine holds none
         assert not engine.orders and all(a.qty == 0 for a in engine.accounts.values())
     finally:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -883,6 +883,10 @@ class PerpPaperExchange(PaperExchange):
         raise OrderRejectedError("paper USDⓈ-M: USDⓈ-M has no OCO order lists", -1116)
 
     async def positions(self, symbols: list[str]) -> list[VenuePosition]:
+        return self.position_list(symbols)
+
+    def position_list(self, symbols: Sequence[str]) -> list[VenuePosition]:
+        """`positions` without the await: each symbol's position as ``positionRisk`` says."""
         out = []
         for s in symbols:
             pos = self.account.positions.get(s)
@@ -925,6 +929,10 @@ class PerpPaperExchange(PaperExchange):
         return True
 
     async def perp_balances(self) -> dict[str, PerpBalance]:
+        return self.wallets()
+
+    def wallets(self) -> dict[str, PerpBalance]:
+        """`perp_balances` without the await: the margin asset's wallet, unrealized, available."""
         a = self.account
         return {self.quote_asset: PerpBalance(self.quote_asset, a.wallet, a.unrealized(),
                                               a.available())}  # fmt: skip

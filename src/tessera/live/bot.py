@@ -1189,12 +1189,23 @@ class TradingBot:
                 self.store,
                 initial_balances=self.o.paper_balances,
                 fees=self.o.fees,
-                on_report=self._on_report,
+                on_report=self._on_paper_perp_report,
                 leverage=self.o.perp_leverage,
                 margin_mode=MarginMode(self.o.perp_margin_mode),
             )
         except (PaperPerpError, ValueError) as exc:
             raise LiveRefusedError(str(exc)) from exc
+
+    def _on_paper_perp_report(self, report: Any) -> None:
+        """A paper report; after a fill the leverage risk takes the paper account as it is now
+        (paper sends no ACCOUNT_UPDATE)."""
+        self._on_report(report)
+        if report.fill is not None:
+            self._paper_risk_sync()
+
+    def _paper_risk_sync(self) -> None:
+        if self.perp_risk is not None and self.paper is not None:
+            self.perp_risk.reset(self.paper.wallets(), self.paper.position_list(self.symbols))
 
     async def _paper_funding(self) -> None:
         """Paper on a perpetual: a second before each funding time the venue's
@@ -1217,6 +1228,7 @@ class TradingBot:
                                   Decimal(str(doc["markPrice"])))  # fmt: skip
                 await asyncio.sleep(max(due - time.time_ns(), 0) / 1e9)
                 paper.settle_funding(due, rates)
+                self._paper_risk_sync()
                 log.info(
                     "paper funding settled",
                     ts=due,
