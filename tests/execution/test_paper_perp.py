@@ -16,14 +16,24 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
+import polars as pl
 import pytest
 
+from tessera.data.barfile import read_bar_file
+from tessera.data.futures_files import (
+    SAMPLE_FUNDING,
+    SAMPLE_FUTURES,
+    SAMPLE_MARK_1H,
+    read_funding_rates,
+    read_mark_prices,
+)
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.manager import OrderManager
 from tessera.execution.matching import SlippageKind, SlippageModel
 from tessera.execution.orders import ExitReason, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.paper import FUNDING_GRACE_NS, PaperPerpError, PerpPaperExchange
+from tessera.execution.perp.funding import nominal_funding_time
 from tessera.execution.perp.margin import MarginMode
 from tessera.execution.persistence import ExecutionStore
 from tessera.live.perp_account import perp_filters
@@ -92,8 +102,8 @@ class Venue:
 
 
 def order(cid: str, side: OrderSide, qty: str, typ: OrderType = OrderType.MARKET,
-          **kw: object) -> Order:  # fmt: skip
-    return Order(cid, SYM, side, typ, D(qty), reason=ExitReason.for_type(typ), **kw)  # type: ignore[arg-type]
+          symbol: str = SYM, **kw: object) -> Order:  # fmt: skip
+    return Order(cid, symbol, side, typ, D(qty), reason=ExitReason.for_type(typ), **kw)  # type: ignore[arg-type]
 
 
 async def test_a_long_opens_at_the_ask_and_a_reduce_only_sell_closes_it_at_the_bid(
@@ -212,3 +222,40 @@ async def test_a_restart_keeps_a_flat_wallet_and_refuses_an_open_position(
         Venue(database_url, market[HEAD][1])
     v.store.close()
     again.store.close()
+
+
+def _ns(frame: pl.DataFrame, column: str) -> list[int]:
+    return [int(x) for x in frame[column].dt.epoch("ns")]
+
+
+async def test_a_short_held_over_a_funding_time_receives_the_real_rate_on_the_mark() -> None:
+    """Bar mode: the real XRPUSDT 1h candles (freqtrade's test data) quote the paper exchange at
+    each close; a short held over 2021-11-18 00:00 is paid that time's real rate (0.01 %) on
+    the real mark, as Binance books it: -position x mark x rate to the wallet."""
+    sym = "XRPUSDT"
+    bars = read_bar_file(SAMPLE_FUTURES / "XRP_USDT_USDT-1h-futures.feather")
+    rates = read_funding_rates(SAMPLE_FUNDING)
+    marks = read_mark_prices(SAMPLE_MARK_1H)
+    due = nominal_funding_time(_ns(rates, "open_time")[0])
+    rate = D(repr(rates["funding_rate"][0]))
+    mark = D(repr(marks["open"][_ns(marks, "open_time").index(due)]))
+    before = [i for i, t in enumerate(_ns(bars, "open_time")) if t + 3_600 * 10**9 <= due]
+    close = D(repr(bars["close"][before[-1]]))
+    now = due - MS  # the last bar before the funding time closes a millisecond before it
+    paper = PerpPaperExchange(
+        perp_filters(usdm_exchange_info([sym])), {sym: usdm_brackets()[sym]},
+        initial_balances={"USDT": "1000"}, fees=FEES, slippage=SlippageModel(SlippageKind.NONE),
+        clock=lambda: now, leverage=2,
+    )  # fmt: skip
+    paper.on_quote(sym, close, close)  # no book in bar mode: the close is the quote
+    await paper.submit(order("x-1", OrderSide.SELL, "100", symbol=sym))
+    assert paper.account.net_positions() == {sym: D(-100)} and paper.next_funding_ns == due
+    wallet = paper.account.wallet
+    paper.settle_funding(due, {sym: (rate, mark)})
+    [entry] = paper.account.funding
+    assert entry.amount == D(100) * mark * rate > 0
+    assert paper.account.wallet == wallet + entry.amount
+    assert (await paper.perp_balances())["USDT"].wallet == paper.account.wallet
+    assert paper.next_funding_ns == due + 8 * 3_600 * 10**9
+    now = due + FUNDING_GRACE_NS  # settled: the account goes on past the time
+    paper.on_trade(sym, close, D(1))
