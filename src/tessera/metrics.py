@@ -598,7 +598,7 @@ EXCHANGE_CLOCK_SYNC_FAILURES = Counter(
 
 # --- the execution ledger -------------------------------------------------------------------
 
-LEDGER_TABLES: Final = frozenset({"runs", "orders", "fills"})
+LEDGER_TABLES: Final = frozenset({"runs", "orders", "fills", "funding_payments"})
 LEDGER_CONFLICTS = Counter(
     "tessera_ledger_conflicts",
     "Unique-key collisions in the execution store whose stored row differs from the new one "

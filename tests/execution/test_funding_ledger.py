@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect
 
+from tessera import metrics
 from tessera.data.futures_files import (
     SAMPLE_FUNDING,
     funding_rates_from_frames,
@@ -81,9 +82,12 @@ def test_another_amount_at_the_same_funding_time_is_a_conflict_not_a_duplicate(
 ) -> None:
     any_store.record_funding("main", REAL_INCOME)
     other = FundingRecord(REAL_INCOME.symbol, REAL_INCOME.ts_ms, Decimal("-0.05"), "USDT", "income")
+    conflicts = metrics.LEDGER_CONFLICTS.labels(table="funding_payments")
+    before = conflicts._value.get()
     with pytest.raises(LedgerConflictError, match="funding_payments"):
         any_store.record_funding("main", other)
     assert [r.record.amount for r in any_store.funding_payments("main")] == [REAL_INCOME.amount]
+    assert conflicts._value.get() == before + 1  # counted under its table, not "other"
 
 
 def test_an_unknown_source_is_refused_by_name() -> None:

@@ -528,6 +528,8 @@ USDM_REQUEST_COST: dict[str, tuple[int, int]] = {
     "fapiPrivateGetAllAlgoOrders": (5, 0),
     "fapiPrivatePostLeverage": (1, 0),
     "fapiPrivatePostMarginType": (1, 0),
+    "fapiPrivateGetLeverageBracket": (1, 0),  # all symbols
+    "fapiPrivateGetIncome": (30, 0),  # GET /fapi/v1/income: Binance weighs it 30
 }
 # the domain's order types -> USDⓈ-M's (type, takes a price, takes timeInForce); a stop-loss
 # that becomes a market order on trigger is USDⓈ-M's STOP_MARKET, its limit kind is STOP
