@@ -1158,6 +1158,9 @@ class TradingBot:
             stream.on_perp_account = self._on_perp_account
             # the payments made while no bot listened (down over a funding time)
             self._spawn(self._import_funding(), "funding-import")
+            # the account as the venue has it once the stream listens: an ACCOUNT_UPDATE sent
+            # before (a fill between start-up and the first connect) reached nobody
+            self._spawn(self._seed_perp_risk_when(stream.connected), "perp-risk-seed")
         try:
             await stream.run()
         finally:
@@ -1340,9 +1343,32 @@ class TradingBot:
                 self._failed("funding payment", exc)
 
     async def _on_user_data_reconnect(self) -> None:
-        """Back on the user-data stream: orders and fills, then the funding payments missed."""
+        """Back on the user-data stream: orders and fills, the account the leverage risk
+        reads (the ACCOUNT_UPDATEs sent while away are lost), then the funding payments missed."""
         await self.manager.recover()
+        await self._seed_perp_risk()
         await self._import_funding()
+
+    async def _seed_perp_risk_when(self, connected: asyncio.Event) -> None:
+        await connected.wait()
+        await self._seed_perp_risk()
+
+    async def _seed_perp_risk(self) -> None:
+        """The leverage risk's account from the venue's positions and wallets (its REST view):
+        the book otherwise follows ACCOUNT_UPDATEs, and one sent while no stream listened would
+        leave it trading on a position it does not know. A failure is logged; the next
+        ACCOUNT_UPDATE or reconnect corrects the book."""
+        if self.perp_risk is None or self.paper is not None:
+            return
+        perp = self.exchange
+        assert isinstance(perp, PerpExchange)
+        try:
+            positions = await perp.positions(list(self.symbols))
+            wallets = await perp.perp_balances()
+        except Exception as exc:
+            self._failed("leverage risk account", exc)
+            return
+        self.perp_risk.reset(wallets, positions)
 
     async def _import_funding(self) -> int:
         """Store the funding payments ``/fapi/v1/income`` lists since the newest stored one
