@@ -259,3 +259,9 @@ async def test_a_short_held_over_a_funding_time_receives_the_real_rate_on_the_ma
     assert paper.next_funding_ns == due + 8 * 3_600 * 10**9
     now = due + FUNDING_GRACE_NS  # settled: the account goes on past the time
     paper.on_trade(sym, close, D(1))
+
+
+def test_a_leverage_above_the_real_bracket_is_refused_naming_symbol_and_cap() -> None:
+    cap = BRACKETS[SYM].max_leverage(D(0))
+    with pytest.raises(ValueError, match=f"BTCUSDT: leverage {cap + 1}x is above the {cap}x"):
+        PerpPaperExchange(FILTERS, BRACKETS, initial_balances={"USDT": "1000"}, leverage=cap + 1)

@@ -820,7 +820,9 @@ class PerpPaperExchange(PaperExchange):
             )
         wallet = self.free.get(self.quote_asset, ZERO)
         self.account = PerpAccount(self.quote_asset, wallet, dict(brackets), self.fees,
-                                   margin_mode, leverage)  # fmt: skip
+                                   margin_mode)  # fmt: skip
+        for symbol in self.account.brackets:  # ValueError naming symbol, leverage and cap
+            self.account.set_leverage(symbol, leverage)
         self.next_funding_ns = (self.clock() // FUNDING_INTERVAL_NS + 1) * FUNDING_INTERVAL_NS
         self._sync_balances()
 

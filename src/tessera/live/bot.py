@@ -1196,8 +1196,10 @@ class TradingBot:
                 leverage=self.o.perp_leverage,
                 margin_mode=MarginMode(self.o.perp_margin_mode),
             )
-        except (PaperPerpError, ValueError) as exc:
+        except PaperPerpError as exc:
             raise LiveRefusedError(str(exc)) from exc
+        except ValueError as exc:
+            raise LiveRefusedError(f"live.perp_leverage: {exc}") from exc
 
     def _on_paper_perp_report(self, report: Any) -> None:
         """A paper report; after a fill the leverage risk takes the paper account as it is now
