@@ -117,3 +117,25 @@ def test_tessera_run_on_spot_refuses_a_leverage_limit_which_only_perpetuals_have
     assert "Traceback" not in out
     assert f"risk.{setting} (3" in out and f"TESSERA_RISK__{setting.upper()}" in out
     assert "perpetuals only" in out
+
+
+def test_a_perpetual_run_talks_to_usdm_hosts_unless_exchange_urls_say_otherwise(
+    tmp_path: Path,
+) -> None:
+    """``data.rest_url``/``ws_url`` are spot's (the ingest's): a paper run on binance-usdm
+    with no ``exchange.rest_url`` would otherwise read its quotes from spot's hosts."""
+    from tessera.live.cli import exchange_hosts
+
+    (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance-usdm\n")
+    usdm = load_settings(config_dir=tmp_path, env_file=None, data_dir=tmp_path)
+    assert exchange_hosts(usdm) == ("https://fapi.binance.com", "wss://fstream.binance.com")
+    (tmp_path / "tessera.yaml").write_text(
+        "exchange:\n  name: binance-usdm\n  rest_url: http://127.0.0.1:9\n"
+        "  ws_url: ws://127.0.0.1:9\n"
+    )
+    told = load_settings(config_dir=tmp_path, env_file=None, data_dir=tmp_path)
+    assert exchange_hosts(told) == ("http://127.0.0.1:9", "ws://127.0.0.1:9")
+    (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance\n")
+    spot = load_settings(config_dir=tmp_path, env_file=None, data_dir=tmp_path)
+    assert exchange_hosts(spot) == (spot.data.rest_url, spot.data.ws_url)
+    assert spot.data.rest_url == "https://api.binance.com"

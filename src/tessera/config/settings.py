@@ -112,7 +112,8 @@ class ExchangeSettings(BaseModel):
     name: str = Field(
         "binance",
         description="the venue: binance (spot) or binance-usdm (USDⓈ-M perpetuals: `tessera "
-        "run` trades it in dev mode only, against the simulator); `tessera run` refuses any "
+        "run` trades it in dev mode against the simulator and in paper mode, not yet live; its "
+        "hosts default to fapi.binance.com and fstream.binance.com); `tessera run` refuses any "
         "other (exit 2)",
     )
     api_key: SecretStr | None = Field(

@@ -100,6 +100,8 @@ class Venue:
     classify_error: Callable[[int], ErrorAction | None]
     error_for: Callable[[int, str], Exception | None]
     order_status: Mapping[str, OrderStatus]
+    rest_url: str  # the real venue's REST base (what a run on it talks to unless told otherwise)
+    ws_url: str  # its market-data websocket base
 
     @property
     def simulator(self) -> SimulatorSpec | None:

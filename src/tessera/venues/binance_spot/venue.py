@@ -49,4 +49,6 @@ VENUE = Venue(
     classify_error=classify,
     error_for=error_for,
     order_status=SPOT_STATUS,
+    rest_url="https://api.binance.com",
+    ws_url="wss://stream.binance.com:9443",
 )

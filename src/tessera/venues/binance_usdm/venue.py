@@ -57,4 +57,6 @@ VENUE = Venue(
     classify_error=classify,
     error_for=error_for,
     order_status=USDM_STATUS,
+    rest_url="https://fapi.binance.com",
+    ws_url="wss://fstream.binance.com",
 )
