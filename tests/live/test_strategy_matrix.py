@@ -285,9 +285,12 @@ EXIT_LINE = re.compile(r"stopped: (\d+) signals, (\d+) orders sent")
 
 
 def test_the_matrix_covers_every_registered_strategy() -> None:
-    assert set(MATRIX) == set(registered_strategies()), (
+    # the built-ins: strategies other test modules register for themselves are theirs
+    builtin = {n for n, c in registered_strategies().items() if c.__module__.startswith("tessera.")}
+    assert "sma_cross" in builtin
+    assert set(MATRIX) == builtin, (
         "every built-in strategy must run in the end-to-end matrix: add the missing ones to "
-        f"MATRIX (registered: {sorted(registered_strategies())}, matrix: {sorted(MATRIX)})"
+        f"MATRIX (built in: {sorted(builtin)}, matrix: {sorted(MATRIX)})"
     )
 
 
