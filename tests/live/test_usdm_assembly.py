@@ -1,6 +1,7 @@
 """``exchange.name: binance-usdm``: the bot takes it in dev mode (against the simulator) with
-``live.perp_leverage`` and ``live.perp_margin_mode``, and in paper mode (`PerpPaperExchange`);
-it refuses live mode in one paragraph, and the market-data commands still refuse it."""
+``live.perp_leverage`` and ``live.perp_margin_mode``, in paper mode (`PerpPaperExchange`) and
+in live mode (its gates: tests/live/test_usdm_live.py); the market-data commands still refuse
+it."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from pathlib import Path
 import pytest
 
 from tessera.config import ConfigError, load_settings
-from tessera.config.models import RiskConfig
 from tessera.config.settings import require_supported_exchange
 from tessera.live.assembly import bot_options
-from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+from tessera.live.bot import BotOptions
 
 
-def test_binance_usdm_runs_in_dev_and_paper_mode_with_the_configured_leverage_and_margin_mode(
+def test_binance_usdm_runs_in_dev_paper_and_live_mode_with_the_configured_leverage_and_margin_mode(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance-usdm\n")
@@ -45,33 +45,10 @@ def test_binance_usdm_runs_in_dev_and_paper_mode_with_the_configured_leverage_an
         "ISOLATED",
     )
     assert options("paper").perp_leverage == 3
-    with pytest.raises(ConfigError) as refused:
-        options("live")
-    text = str(refused.value)
-    assert "dev mode" in text and "live mode on perpetuals is not done" in text
-    assert "TESSERA_EXCHANGE__NAME" in text and "\n" not in text
+    assert (options("live").perp_leverage, options("live").perp_margin_mode) == (3, "ISOLATED")
     assert require_supported_exchange("binance-usdm", "trading") == "binanceusdm"
     with pytest.raises(ConfigError, match="not supported for market data"):
         require_supported_exchange("binance-usdm", "market data")
-
-
-async def test_a_bot_for_binance_usdm_refuses_live_mode_even_without_bot_options(
-    tmp_path: Path,
-) -> None:
-    options = BotOptions(
-        mode="live",
-        strategies=[],
-        symbols=["BTCUSDT"],
-        interval="1m",
-        rest_url="http://127.0.0.1:1",
-        ws_url="",
-        database_url=f"sqlite:///{tmp_path / 'ledger.db'}",
-        run_id="r-usdm",
-        risk=RiskConfig(),
-        exchange_id="binance-usdm",
-    )
-    with pytest.raises(LiveRefusedError, match="live mode on perpetuals is not done yet"):
-        await TradingBot(options)._setup()
 
 
 def test_tessera_run_dev_on_binance_usdm_trades_the_embedded_perpetual_simulator(

@@ -18,9 +18,6 @@ from typing import TYPE_CHECKING, Any
 from tessera.config.errors import ConfigError
 from tessera.config.models import StrategyRef
 from tessera.config.settings import (
-    SUPPORTED_EXCHANGES,
-    TOP_LEVEL_YAML,
-    TRADING_ONLY_EXCHANGES,
     TesseraSettings,
     require_supported_exchange,
 )
@@ -100,17 +97,6 @@ def bot_options(
     live = settings.live
     values: dict[str, Any] = {name: getattr(live, name) for name in _FROM_LIVE}
     require_supported_exchange(settings.exchange.name, "trading")
-    if settings.exchange.name in TRADING_ONLY_EXCHANGES and mode == "live":
-        # perpetuals: the order adapter, reconciliation, user data and sizing exist and are
-        # tested against the simulator (dev mode), paper books into the backtest's account
-        # (`PerpPaperExchange`); live mode is not done yet
-        raise ConfigError(
-            f"exchange.name {settings.exchange.name!r}: the bot trades "
-            f"{SUPPORTED_EXCHANGES[settings.exchange.name]} in dev mode (against the "
-            f"simulator: --mode dev) and paper mode only; {mode} mode on perpetuals is not done "
-            f"yet. Set exchange.name to binance in {TOP_LEVEL_YAML} or TESSERA_EXCHANGE__NAME "
-            f"for {mode}."
-        )
     _refuse_unapplied_leverage_limits(settings)
     values.update(
         perp_leverage=live.perp_leverage,

@@ -1,0 +1,207 @@
+"""Live mode on Binance USDⓈ-M perpetuals behind spot's gates: ``tessera run --mode live``
+refuses without ``--i-understand-live-trading``, the bot refuses without credentials, a
+start-up reconciliation that is not clean (a position opened by hand, leverage or margin mode
+that cannot be set under it) halts it before it trades, and with everything in order it
+trades. The venue is the USDⓈ-M simulator replaying the bundled real BTCUSDT perpetual
+recording, pointed at as spot's live tests point at the spot simulator (the bot's REST and
+websocket URLs); the simulator answers like the venue and says nothing of being one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from inprocess_bot import wait_until
+from live_bot_helpers import KEY, SECRET
+
+from tessera.config.models import RiskConfig, StrategyRef
+from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.perp.margin import MarginMode
+from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+from tessera.live.halt import ACCOUNT
+from tessera.sim.server import SimulatorThread
+from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.strategies.base import (
+    Bar,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    register_strategy,
+)
+
+USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+D = Decimal
+
+
+class LiveLongFlatParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    every: int = 3  # bars between decisions
+
+
+@register_strategy
+class LiveLongFlat(Strategy):
+    """Long ``qty``, then flat, ``every`` bars apart; then nothing."""
+
+    name = "usdm_live_long_flat"
+    Params: ClassVar[type[StrategyParams]] = LiveLongFlatParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, LiveLongFlatParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        steps = {self.p.every: self.p.qty, 2 * self.p.every: D(0)}
+        if self.bars in steps:
+            ctx.target_position(bar.symbol, steps[self.bars])
+
+
+@pytest.fixture
+def venue() -> Iterator[UsdmVenue]:
+    v = usdm_venue(
+        usdm_market([USDM_BTC]),
+        speed=10.0,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+    thread = SimulatorThread(v.sim)
+    thread.start()
+    try:
+        yield v
+    finally:
+        thread.stop()
+
+
+def live_options(venue: UsdmVenue, tmp_path: Path, **overrides: Any) -> BotOptions:
+    values: dict[str, Any] = dict(
+        mode="live",
+        strategies=[StrategyRef(name="usdm_live_long_flat", params={})],
+        symbols=["BTCUSDT"],
+        interval="1s",
+        rest_url=venue.sim.rest_url,
+        ws_url=venue.sim.ws_url,
+        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+        run_id=f"usdm-live-{secrets.token_hex(4)}",
+        risk=RiskConfig(),
+        api_key=KEY,
+        api_secret=SECRET,
+        reconcile_interval_s=3600.0,
+        exchange_id="binance-usdm",
+        perp_leverage=5,
+        perp_margin_mode="ISOLATED",
+    )
+    values.update(overrides)
+    return BotOptions(**values)
+
+
+def test_tessera_run_live_on_binance_usdm_refuses_without_the_live_trading_flag(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
+    env |= {
+        "TESSERA_EXCHANGE__NAME": "binance-usdm",
+        "TESSERA_EXCHANGE__API_KEY": KEY,
+        "TESSERA_EXCHANGE__API_SECRET": SECRET,
+        "TESSERA_DATA_DIR": str(tmp_path / "data"),
+    }
+    argv = [sys.executable, "-m", "tessera.cli", "run", "--mode", "live", "--no-ingest"]
+    argv += ["--strategy", "sma_cross:fast=1,slow=2,qty=0.01", "--symbol", "BTCUSDT"]
+    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out[-3000:]
+    assert "--i-understand-live-trading" in out and "Traceback" not in out
+
+
+async def test_live_mode_on_usdm_refuses_without_credentials(
+    venue: UsdmVenue, tmp_path: Path
+) -> None:
+    bot = TradingBot(live_options(venue, tmp_path, api_key="", api_secret=""))
+    with pytest.raises(LiveRefusedError, match="credentials"):
+        await bot.run()
+    assert venue.engine is not None and not venue.engine.orders
+
+
+async def _open_by_hand(venue: UsdmVenue, leverage: int, qty: str) -> None:
+    """A person trades the account on the venue: ``leverage`` x, cross, a market buy."""
+    ex = open_exchange(venue.sim.rest_url, KEY, SECRET, exchange_id="binance-usdm")
+    assert isinstance(ex, UsdmCcxtExchange)
+    try:
+        await ex.set_leverage("BTCUSDT", leverage)
+        await ex.set_margin_mode("BTCUSDT", MarginMode.CROSS)
+        for _ in range(100):  # the replay's first book
+            if venue.engine is not None and venue.engine.mark("BTCUSDT"):
+                break
+            await asyncio.sleep(0.05)
+        placed = await ex.submit(
+            Order("manual-1", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, D(qty))
+        )
+        assert placed.status is OrderStatus.FILLED, placed
+    finally:
+        await ex.close()
+
+
+async def test_live_mode_on_usdm_halts_before_trading_on_a_position_opened_by_hand(
+    venue: UsdmVenue, tmp_path: Path
+) -> None:
+    """The position is not in the ledger, and the configured 5x isolated cannot be set under
+    it (the account is 3x cross): start-up reconciliation is not clean, the bot refuses and
+    the persisted halt names all three."""
+    await _open_by_hand(venue, leverage=3, qty="0.010")
+    bot = TradingBot(live_options(venue, tmp_path))
+    with pytest.raises(LiveRefusedError, match="reconciliation failed"):
+        await bot.run()
+    halt = bot.store.load_halt(ACCOUNT) if hasattr(bot, "store") else None
+    assert halt is not None
+    reason = str(halt["reason"])
+    assert "opened or changed by hand" in reason, reason
+    assert "leverage 3x on the exchange, 5x configured" in reason, reason
+    assert "margin mode CROSS on the exchange, ISOLATED configured" in reason, reason
+    assert venue.engine is not None
+    assert [o.client_order_id for o in venue.engine.orders.values()] == ["manual-1"]
+    acc = venue.engine.accounts["BTCUSDT"]
+    assert (acc.qty, acc.leverage, acc.mode) == (D("0.010"), 3, MarginMode.CROSS)
+
+
+async def test_live_mode_on_usdm_with_everything_in_order_trades(
+    venue: UsdmVenue, tmp_path: Path
+) -> None:
+    bot = TradingBot(live_options(venue, tmp_path))
+    task = asyncio.create_task(bot.run())
+    try:
+        await wait_until(lambda: hasattr(bot, "store"), 20, "the bot's setup")
+        await wait_until(
+            lambda: (
+                len(bot.store.list_orders()) >= 2
+                and all(o.status.is_terminal for o in bot.store.list_orders())
+            ),
+            30,
+            "two orders, both done",
+        )
+    finally:
+        bot._request_stop()
+        code = await asyncio.wait_for(task, 30)
+    assert code == 0
+    orders = sorted(bot.store.list_orders(), key=lambda o: o.ts_created)
+    assert [(o.side, o.qty, o.reduce_only, o.status) for o in orders] == [
+        (OrderSide.BUY, D("0.010"), False, OrderStatus.FILLED),
+        (OrderSide.SELL, D("0.010"), True, OrderStatus.FILLED),
+    ]
+    assert venue.engine is not None
+    acc = venue.engine.accounts["BTCUSDT"]
+    assert (acc.qty, acc.leverage, acc.mode) == (0, 5, MarginMode.ISOLATED)
+    assert bot.store.load_halt(ACCOUNT) is None
