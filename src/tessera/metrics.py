@@ -260,6 +260,12 @@ FUNDING_RECEIVED = Counter(
     "Funding payments received, margin asset (quote currency)",
     ["symbol"],
 )
+# a position the exchange closed itself (liquidation, ADL, settlement): trading halts on it
+LIQUIDATIONS = Counter(
+    "tessera_liquidations",
+    "Orders the exchange placed on the account to close a position",
+    ["symbol"],
+)
 SIGNALS = Counter("tessera_signals", "Signals emitted by strategies", ["strategy"])
 SIGNALS_DROPPED = Counter(
     "tessera_signals_dropped",

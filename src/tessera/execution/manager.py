@@ -29,6 +29,15 @@ in one transaction. Each leg keeps its own client order id, so an unknown outcom
 flight and recovery resolves each like any order. ``orders.signal_id`` is unique and the two
 legs come from one signal: the first leg carries the signal id, the second a derived one
 (`leg_signal_id`), so a redelivered signal still places nothing.
+
+An order the exchange placed itself on the account (a perpetual's liquidation ``autoclose-``
+order, ADL, insurance fund, settlement: the report's ``by_exchange``) carries no client id of
+ours, yet it moves our position: ignored as "not ours", the ledger would still hold the
+position the exchange closed, and reconciliation would halt on fills and a position it cannot
+explain. So its first report books it as an order of the account (`book_exchange_order`):
+reason ``liquidation``, reduce-only, attributed to the strategy holding the symbol, then its
+fills like any order's (once by trade id, so the later userTrades import finds them stored),
+and ``on_exchange_order`` tells the bot, which halts trading.
 """
 
 from __future__ import annotations
@@ -53,7 +62,16 @@ from tessera.execution.exchange import (
     RateLimitedError,
 )
 from tessera.execution.observers import NullObserver, OrderObserver
-from tessera.execution.orders import Fill, Order, OrderList, OrderStatus
+from tessera.execution.orders import (
+    ExitReason,
+    Fill,
+    Order,
+    OrderList,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.position import Position
 from tessera.execution.schema import MAX_SIGNAL_ID
@@ -156,6 +174,9 @@ class OrderManager:
         self._recovering = asyncio.Lock()
         # the sequence of an order whose client id does not end in one (see `_seq`)
         self.take_seq: Callable[[], int] | None = None
+        # told once of each order the exchange placed on the account (a liquidation), after
+        # the report that made it known is booked
+        self.on_exchange_order: Callable[[Order], None] | None = None
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -448,6 +469,10 @@ class OrderManager:
         order = self.live.get(report.client_order_id) or self.store.get_order(
             report.client_order_id
         )
+        placed_by_exchange = False
+        if order is None and getattr(report, "by_exchange", False):
+            order = self.book_exchange_order(report)
+            placed_by_exchange = order is not None
         if order is None:
             log.info("execution report for an order not ours", cid=report.client_order_id)
             return
@@ -459,6 +484,67 @@ class OrderManager:
         )
         if order.status.is_terminal:
             self.live.pop(order.client_order_id, None)
+        if placed_by_exchange and self.on_exchange_order is not None:
+            self.on_exchange_order(order)
+
+    def book_exchange_order(self, report: ExecutionReport) -> Order | None:
+        """Record an order the exchange placed on the account (see the module docstring) as
+        SUBMITTED, ready for the report's acceptance and fills: reason ``liquidation``,
+        reduce-only, a market IOC (it takes the book), its quantity what the ledger holds on
+        the other side of ``report.side`` (at least what the report says is filled), its
+        strategy the one holding most of it (this manager's own when none does). None when
+        neither the ledger nor the report gives a quantity (a later report books it)."""
+        closes_long = report.side is OrderSide.SELL
+        holders = sorted(
+            (
+                (abs(p.qty), strategy)
+                for (symbol, strategy), p in self.positions.items()
+                if symbol == report.symbol and p.qty and (p.qty > 0) == closes_long
+            ),
+            reverse=True,
+        )
+        qty = max(
+            sum((q for q, _ in holders), Decimal(0)),
+            report.cum_qty,
+            report.fill.qty if report.fill is not None else Decimal(0),
+        )
+        if qty <= 0:
+            log.warning(
+                "an order of the exchange with nothing to close", cid=report.client_order_id
+            )
+            return None
+        if len(holders) > 1:
+            log.warning(
+                "an order of the exchange closes several strategies' positions: booked to the "
+                "largest",
+                cid=report.client_order_id,
+                strategies=[s for _, s in holders],
+            )
+        order = Order(
+            client_order_id=report.client_order_id,
+            symbol=report.symbol,
+            side=report.side,
+            type=OrderType.MARKET,
+            qty=qty,
+            time_in_force=TimeInForce.IOC,
+            strategy=holders[0][1] if holders else self.strategy,
+            ts_created=report.event_ms * 1_000_000 or now_ns(),
+            reason=ExitReason.LIQUIDATION,
+            reduce_only=True,
+        )
+        seq = self.take_seq() if self.take_seq is not None else self.store.next_seq(self.run_id)
+        if not self.store.record_intent(order, self.run_id, seq):
+            return self.store.get_order(report.client_order_id)
+        self._event(order, OrderEvent(OrderEventKind.SUBMITTED, order.ts_created))
+        log.error(
+            "the exchange placed an order on the account (liquidation)",
+            cid=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side.value,
+            qty=str(order.qty),
+            strategy=order.strategy,
+        )
+        return order
 
     # --- recovery -------------------------------------------------------------------------------
 
