@@ -301,6 +301,7 @@ def zero_counters(symbols: Sequence[str]) -> None:
                 metrics.ORDERS_REJECTED.labels(**order, reason=reason)
             for liquidity in metrics.LIQUIDITY:
                 metrics.FILLS.labels(symbol=sym, side=side, liquidity=liquidity)
+        metrics.LIQUIDATIONS.labels(symbol=sym)
 
 
 class TradingBot:
@@ -418,6 +419,7 @@ class TradingBot:
         self.manager = OrderManager(self.store, self.wire, o.run_id, "", o.mode, self)
         self.ids = ClientOrderIdGenerator(o.run_id, self.store.next_seq(o.run_id))
         self.manager.take_seq = self.ids.take  # signal-derived ids share the run's sequence
+        self.manager.on_exchange_order = self._on_liquidated
         self.account = AccountBook(self.filters, o.quote_asset)
         self.risk = RiskEngine(o.risk, MetricsRiskListener())
         self.perp_risk: PerpRiskBook | None = self._perp_risk_book() if self.perp else None
@@ -1130,6 +1132,21 @@ class TradingBot:
     def _on_denied(self, order: Order, reason: str) -> None:
         """An order a check refused before it was sent: the strategy hears it as a rejection."""
         self.host.on_order(order)
+
+    def _on_liquidated(self, order: Order) -> None:
+        """The exchange closed a position itself (liquidation, ADL, settlement; the manager
+        booked its order with reason liquidation): an error, ``tessera_liquidations_total``,
+        and trading halts, persisted as every halt, until a person resets it."""
+        reason = f"liquidated on the exchange: {order.symbol} order {order.client_order_id}"
+        log.error("liquidated on the exchange", symbol=order.symbol, cid=order.client_order_id,
+                  qty=str(order.filled_qty or order.qty), strategy=order.strategy)  # fmt: skip
+        metrics.LIQUIDATIONS.labels(symbol=order.symbol).inc()
+        ts = time.time_ns()
+        self.halt.seen = float(ts)  # this process's own halt: the watch does not act twice
+        actions = self.risk.manual_halt(reason, ts)
+        self.store.save_halt(ACCOUNT, reason, ts, self.risk.drawdown_pct, self.risk.equity_peak)
+        self.store.record_risk_event("halt", "liquidation", detail=reason)
+        self._spawn(self.halt.carry_out(actions), "liquidation-halt")
 
     def _on_report(self, report: Any) -> None:
         try:
