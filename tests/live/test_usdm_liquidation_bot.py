@@ -94,6 +94,11 @@ def _options(venue: UsdmVenue, db: str, run_id: str) -> BotOptions:
     )
 
 
+def _sells_submitted() -> float:
+    labels = {"symbol": SAMPLE_SYMBOL, "side": "sell", "type": "market"}
+    return REGISTRY.get_sample_value("tessera_orders_submitted_total", labels) or 0.0
+
+
 def _liquidations() -> float:
     return REGISTRY.get_sample_value("tessera_liquidations_total", {"symbol": SAMPLE_SYMBOL}) or 0.0
 
@@ -133,7 +138,7 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
     assert engine is not None
     db = f"sqlite:///{tmp_path / 'bot.db'}"
     run_id = f"usdm-liq-{secrets.token_hex(4)}"
-    before = _liquidations()
+    before, sells = _liquidations(), _sells_submitted()
     async with venue.sim:
         venue.sim.release(ENTRY)
         bot, task = await _start(venue, db, run_id)
@@ -165,6 +170,7 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
         halt = bot.store.load_halt(ACCOUNT)
         assert halt is not None and HALT_REASON in str(halt["reason"])
         assert _liquidations() == before + 1
+        assert _sells_submitted() == sells  # we sent no sell
         assert any(o.client_order_id == liq.client_order_id for o in LiqLong.heard_orders)
 
         # a restart: the reconciliation imports nothing twice and trading stays halted

@@ -533,9 +533,12 @@ class OrderManager:
             reduce_only=True,
         )
         seq = self.take_seq() if self.take_seq is not None else self.store.next_seq(self.run_id)
-        if not self.store.record_intent(order, self.run_id, seq):
+        # intent and SUBMITTED in one commit; not told to observers: we sent nothing
+        # (tessera_orders_submitted_total counts our requests)
+        submitted = OrderEvent(OrderEventKind.SUBMITTED, order.ts_created)
+        self.machine.apply(order, submitted)
+        if not self.store.record_submission(order, self.run_id, seq, submitted):
             return self.store.get_order(report.client_order_id)
-        self._event(order, OrderEvent(OrderEventKind.SUBMITTED, order.ts_created))
         log.error(
             "the exchange placed an order on the account (liquidation)",
             cid=order.client_order_id,
