@@ -148,7 +148,10 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
                 10,
                 "the long filled",
             )
+            _step_to(venue, LIQUIDATED - 1)  # candles 25-27: the mark stays above it
+            assert engine.accounts[SAMPLE_SYMBOL].qty == QTY
             _step_to(venue, LIQUIDATED)
+            assert engine.accounts[SAMPLE_SYMBOL].qty == 0  # the exchange closed it
             await wait_until(lambda: bot.risk.halt is not None, 10, "the halt")
             await wait_until(lambda: len(LiqLong.heard_fills) == 2, 10, "the strategy hears it")
         finally:
