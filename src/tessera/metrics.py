@@ -266,6 +266,14 @@ LIQUIDATIONS = Counter(
     "Orders the exchange placed on the account to close a position",
     ["symbol"],
 )
+# the venue's MARGIN_CALL (or the margin ratio past risk.margin_ratio_alert): the bot acts on
+# it as risk.on_margin_call says, and /readyz says so
+MARGIN_CALLS = Counter(
+    "tessera_margin_calls",
+    "Margin calls on a perpetual: the venue's MARGIN_CALL events and margin ratios past "
+    "risk.margin_ratio_alert",
+    ["symbol"],
+)
 SIGNALS = Counter("tessera_signals", "Signals emitted by strategies", ["strategy"])
 SIGNALS_DROPPED = Counter(
     "tessera_signals_dropped",

@@ -506,6 +506,13 @@ class RiskConfig(StrictModel):
         description="Perps: alert when maintenance margin / margin balance reaches this "
         "(0.8 = 80%; liquidation at 1); null: off",
     )
+    on_margin_call: Literal["halt", "flatten", "log"] = Field(
+        "halt",
+        description="Perps: on the venue's MARGIN_CALL or a margin ratio past "
+        "margin_ratio_alert: halt (the kill-switch halt, closing positions when "
+        "flatten_on_halt), flatten (halt and close positions), log (an error and the metric "
+        "only); always logged, counted and shown by /readyz",
+    )
 
     @field_validator(
         "max_leverage",

@@ -302,6 +302,7 @@ def zero_counters(symbols: Sequence[str]) -> None:
             for liquidity in metrics.LIQUIDITY:
                 metrics.FILLS.labels(symbol=sym, side=side, liquidity=liquidity)
         metrics.LIQUIDATIONS.labels(symbol=sym)
+        metrics.MARGIN_CALLS.labels(symbol=sym)
 
 
 class TradingBot:
@@ -425,6 +426,8 @@ class TradingBot:
         self.perp_risk: PerpRiskBook | None = self._perp_risk_book() if self.perp else None
         self._perp_mark_task: asyncio.Task[None] | None = None
         self.margin_ratio_alerts = 0
+        self.margin_called: list[str] = []  # symbols margin-called in this run: /readyz false
+        self._past_ratio_alert: set[str] = set()
         self.liq_distance_cuts = 0
         self.gateway = OrderGateway(
             self.manager,
@@ -613,6 +616,7 @@ class TradingBot:
             "warmed_up": lambda: not self.warming,
             # a halted bot (kill-switch, `tessera risk halt`) is alive but will not trade
             "not_halted": lambda: self.risk.halt is None,
+            "no_margin_call": lambda: not self.margin_called,
         }
         try:
             if self.perp_risk is not None:
@@ -1172,6 +1176,9 @@ class TradingBot:
             # the account as the venue has it once the stream listens: an ACCOUNT_UPDATE sent
             # before (a fill between start-up and the first connect) reached nobody
             self._spawn(self._seed_perp_risk_when(stream.connected), "perp-risk-seed")
+            stream.on_margin_call = lambda e: self._margin_call(
+                [p.symbol for p in e.positions], "the venue's MARGIN_CALL"
+            )
         try:
             await stream.run()
         finally:
@@ -1410,6 +1417,27 @@ class TradingBot:
         log.info("funding imported", since_ms=since, rows=len(rows), new=new)
         return new
 
+    def _margin_call(self, symbols: list[str], what: str) -> None:
+        """A margin call on ``symbols`` (``what``: the venue's event or the ratio alert):
+        logged as an error, counted, /readyz false for the rest of the run, and acted on as
+        ``risk.on_margin_call`` says (halt, flatten: through `HaltGuard.halt_now`; log)."""
+        act = self.risk.config.on_margin_call
+        log.error("margin call", symbols=symbols, source=what, action=act)
+        for sym in symbols:
+            metrics.MARGIN_CALLS.labels(symbol=sym).inc()
+            if sym not in self.margin_called:
+                self.margin_called.append(sym)
+        if act == "log":
+            return
+        reason = f"margin call: {', '.join(symbols)} ({what})"
+        try:
+            actions = self.halt.halt_now(reason, flatten=True if act == "flatten" else None)
+        except Exception as exc:  # the store: the order path refuses anyway
+            self._failed("margin call halt", exc)
+            return
+        if actions:
+            self._spawn(self.halt.carry_out(actions), "margin-call-halt")
+
     def _start_perp_mark(self, ts: int) -> None:
         """Mark the perpetual account at a closed bar, unless the last mark is still acting."""
         task = self._perp_mark_task
@@ -1427,6 +1455,10 @@ class TradingBot:
             snap = self.perp_risk.snapshot(self.last_prices, self.symbols)
             actions, leverage = self.risk.mark_perp(snap, ts)
             publish_perp(snap)
+            alerted = {s for a in leverage if isinstance(a, MarginRatioAlert) for s in a.symbols}
+            crossed, self._past_ratio_alert = alerted - self._past_ratio_alert, alerted
+            if crossed:
+                self._margin_call(sorted(crossed), "margin ratio past risk.margin_ratio_alert")
             for action in leverage:
                 if isinstance(action, MarginRatioAlert):
                     self.margin_ratio_alerts += 1

@@ -83,6 +83,22 @@ class HaltGuard:
         self.seen = float(halt.ts)
         await self.carry_out(actions)
 
+    def halt_now(self, reason: str, *, flatten: bool | None = None) -> list[RiskAction]:
+        """Halt trading from inside this process for ``reason`` (a margin call), persisted as
+        every halt, at once; returns what `carry_out` is to do: cancel the open orders and,
+        when ``flatten`` (default: ``risk.flatten_on_halt``, as the kill-switch does), close
+        every position reduce-only. An account already halted keeps its first halt: []."""
+        if self.risk.halt is not None:
+            return []
+        ts = time.time_ns()
+        self.seen = float(ts)  # this process's own halt: the watch does not act on it again
+        actions = self.risk.manual_halt(reason, ts)
+        if self.risk.config.flatten_on_halt if flatten is None else flatten:
+            actions.append(RiskAction.FLATTEN)
+        log.error("trading halted", reason=reason, flatten=RiskAction.FLATTEN in actions)
+        self.store.save_halt(ACCOUNT, reason, ts, self.risk.drawdown_pct, self.risk.equity_peak)
+        return actions
+
     async def carry_out(self, actions: Sequence[RiskAction]) -> None:
         async with self.order_lock:  # not between a signal's intent and its send
             if RiskAction.CANCEL_ALL in actions:
