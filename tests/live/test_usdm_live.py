@@ -2,9 +2,11 @@
 refuses without ``--i-understand-live-trading``, the bot refuses without credentials, a
 start-up reconciliation that is not clean (a position opened by hand, leverage or margin mode
 that cannot be set under it) halts it before it trades, and with everything in order it
-trades. The venue is the USDⓈ-M simulator replaying the bundled real BTCUSDT perpetual
-recording, pointed at as spot's live tests point at the spot simulator (the bot's REST and
-websocket URLs); the simulator answers like the venue and says nothing of being one."""
+trades; a hedge-mode account is refused in one paragraph. The venue is the USDⓈ-M simulator
+replaying the bundled real BTCUSDT perpetual recording, pointed at as spot's live tests point
+at the spot simulator (the bot's REST and websocket URLs). The simulator is one-way only, so
+for hedge mode a proxy in front of it answers GET /fapi/v1/positionSide/dual as a hedge-mode
+account does (``{"dualSidePosition": true}``) and passes every other request on."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
+import aiohttp
 import pytest
+from aiohttp import web
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 
@@ -143,10 +147,6 @@ async def _open_by_hand(venue: UsdmVenue, leverage: int, qty: str) -> None:
     try:
         await ex.set_leverage("BTCUSDT", leverage)
         await ex.set_margin_mode("BTCUSDT", MarginMode.CROSS)
-        for _ in range(100):  # the replay's first book
-            if venue.engine is not None and venue.engine.mark("BTCUSDT"):
-                break
-            await asyncio.sleep(0.05)
         placed = await ex.submit(
             Order("manual-1", "BTCUSDT", OrderSide.BUY, OrderType.MARKET, D(qty))
         )
@@ -205,3 +205,55 @@ async def test_live_mode_on_usdm_with_everything_in_order_trades(
     acc = venue.engine.accounts["BTCUSDT"]
     assert (acc.qty, acc.leverage, acc.mode) == (0, 5, MarginMode.ISOLATED)
     assert bot.store.load_halt(ACCOUNT) is None
+
+
+@pytest.fixture
+async def hedge_mode_venue(venue: UsdmVenue) -> AsyncIterator[tuple[str, list[str]]]:
+    """The simulator behind a proxy that says the account is in hedge mode: its URL and the
+    paths of the requests it passed on."""
+    session = aiohttp.ClientSession()
+    passed: list[str] = []
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        if request.path == "/fapi/v1/positionSide/dual":
+            return web.json_response({"dualSidePosition": True})
+        passed.append(f"{request.method} {request.path}")
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with session.request(
+            request.method,
+            venue.sim.rest_url + request.path_qs,
+            data=await request.read(),
+            headers=headers,
+        ) as upstream:
+            body = await upstream.read()
+            return web.Response(
+                body=body, status=upstream.status, content_type=upstream.content_type
+            )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", passed
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+async def test_live_mode_on_usdm_refuses_a_hedge_mode_account_in_one_paragraph(
+    venue: UsdmVenue, tmp_path: Path, hedge_mode_venue: tuple[str, list[str]]
+) -> None:
+    url, passed = hedge_mode_venue
+    bot = TradingBot(live_options(venue, tmp_path, rest_url=url))
+    with pytest.raises(LiveRefusedError) as refused:
+        await bot.run()
+    text = str(refused.value)
+    assert "hedge mode" in text and "one-way mode only" in text and "\n" not in text
+    # refused before anything is reconciled, set or traded
+    assert not any("leverage" in p or "marginType" in p or "order" in p for p in passed), passed
+    assert venue.engine is not None and not venue.engine.orders
+    acc = venue.engine.accounts.get("BTCUSDT")
+    assert acc is None or acc.leverage != 5

@@ -619,6 +619,8 @@ class TradingBot:
             "no_margin_call": lambda: not self.margin_called,
         }
         try:
+            if self.perp and self.paper is None:
+                await self._refuse_hedge_mode()
             if self.perp_risk is not None:
                 await self._load_brackets()
             await self._load_balances()
@@ -1416,6 +1418,19 @@ class TradingBot:
             return 0
         log.info("funding imported", since_ms=since, rows=len(rows), new=new)
         return new
+
+    async def _refuse_hedge_mode(self) -> None:
+        """One-way mode only: a hedge-mode account (the venue's positionSide/dual) is refused
+        before anything is reconciled or traded (the reconciliation would halt on it too)."""
+        perp = self.exchange
+        assert isinstance(perp, PerpExchange)
+        if await perp.hedge_mode():
+            raise LiveRefusedError(
+                f"the {self.o.exchange_id} account is in hedge mode (GET /fapi/v1/positionSide/"
+                "dual says dualSidePosition true); Tessera trades one-way mode only, one "
+                "position per symbol: switch the account to one-way mode (Binance refuses the "
+                "switch while a position or an order is open) and start again"
+            )
 
     def _margin_call(self, symbols: list[str], what: str) -> None:
         """A margin call on ``symbols`` (``what``: the venue's event or the ratio alert):
