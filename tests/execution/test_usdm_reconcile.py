@@ -139,6 +139,7 @@ async def test_a_position_opened_by_hand_halts_trading(setup: Setup) -> None:
     report = await rec.run()
     assert not report.ok
     assert any("belongs to an order we never sent" in p for p in report.problems)
+    assert len(report.problems) == len(set(report.problems))  # each told once
     assert any("position -0.010 on the exchange, 0 in our ledger" in p for p in report.problems)
     halt = om.store.load_halt("perp")
     assert halt is not None and "opened or changed by hand" in str(halt)

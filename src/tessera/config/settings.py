@@ -112,7 +112,7 @@ class ExchangeSettings(BaseModel):
     name: str = Field(
         "binance",
         description="the venue: binance (spot) or binance-usdm (USDⓈ-M perpetuals: `tessera "
-        "run` trades it in dev mode against the simulator and in paper mode, not yet live; its "
+        "run` trades it in dev, paper and live mode, one-way positions only; its "
         "hosts default to fapi.binance.com and fstream.binance.com); `tessera run` refuses any "
         "other (exit 2)",
     )

@@ -110,9 +110,15 @@ class Reconciler:
         if balance_problems:
             # fills the exchange made after our trade query are in its balances but not yet in
             # our store: import them and compare once more before calling it unexplained
-            report.problems.extend(await self._import_trades(report))
+            self._add_new(report, await self._import_trades(report))
             balance_problems = await self._balances()
         return balance_problems
+
+    @staticmethod
+    def _add_new(report: ReconcileReport, problems: list[str]) -> None:
+        """The second trade import (after an unexplained account) finds the same foreign trades
+        as the first: each problem is told once."""
+        report.problems.extend(p for p in problems if p not in report.problems)
 
     async def _import_trades(self, report: ReconcileReport) -> list[str]:
         """Our trades the store lacks are imported (once); a trade of no order of ours is a
@@ -233,7 +239,7 @@ class PerpReconciler(Reconciler):
         if found.unexplained:
             # fills the exchange made after our trade query move its position but are not yet
             # in our store: import them and compare once more before calling it unexplained
-            report.problems.extend(await self._import_trades(report))
+            self._add_new(report, await self._import_trades(report))
             positions = await self.perp.positions(self.symbols)
             found = plan(positions, self.ledger_positions(), self.settings, self.symbols)
         problems = list(found.problems)
