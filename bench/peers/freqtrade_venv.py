@@ -53,7 +53,7 @@ def ensure_freqtrade_venv(venv: Path = VENV) -> Path:
     packages, TA-Lib and pyarrow among them), 66 s again with pip's cache warm.
     """
     py = venv / "bin" / "python"
-    if not py.exists():
+    if not (venv / "bin" / "freqtrade").exists():  # a venv whose install failed is redone
         print(f"creating {venv} with {FREQTRADE_PIN} (first run only)…", file=sys.stderr)
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
