@@ -265,3 +265,74 @@ def test_a_leverage_above_the_real_bracket_is_refused_naming_symbol_and_cap() ->
     cap = BRACKETS[SYM].max_leverage(D(0))
     with pytest.raises(ValueError, match=f"BTCUSDT: leverage {cap + 1}x is above the {cap}x"):
         PerpPaperExchange(FILTERS, BRACKETS, initial_balances={"USDT": "1000"}, leverage=cap + 1)
+
+
+async def test_a_50x_long_is_liquidated_at_its_liquidation_price_and_booked_as_the_exchanges(
+    database_url: str,
+) -> None:
+    """Bar mode on the real XRPUSDT 1h candles: each close is the quote and the print (the
+    mark). An isolated 50x long is closed by the exchange when a close reaches its liquidation
+    price: at that price, with the liquidation fee (`PerpAccount.liquidate`, as the backtest),
+    its resting reduce-only order canceled, and the close reported as the exchange's own order
+    (``by_exchange``), which the order manager books as a liquidation — never an exception."""
+    sym = "XRPUSDT"
+    bars = read_bar_file(SAMPLE_FUTURES / "XRP_USDT_USDT-1h-futures.feather")
+    hour = 3_600 * 10**9
+    ends = [t + hour - MS for t in _ns(bars, "open_time")]  # each close's time
+    closes = [D(repr(c)) for c in bars["close"]]
+
+    def window(i: int) -> range:  # the closes after i before its next funding time
+        due = (ends[i] // (8 * hour) + 1) * 8 * hour
+        return range(i + 1, next(j for j in range(i, len(ends)) if ends[j] >= due))
+
+    # the first close after which the market falls 2 % before the next funding time
+    start = next(i for i in range(len(closes) - 9)
+                 if any(closes[j] <= closes[i] * D("0.98") for j in window(i)))  # fmt: skip
+    now = ends[start]
+    store = ExecutionStore(database_url)
+    paper = PerpPaperExchange(
+        perp_filters(usdm_exchange_info([sym])), {sym: usdm_brackets()[sym]}, store,
+        initial_balances={"USDT": "1000"}, fees=FEES, slippage=SlippageModel(SlippageKind.NONE),
+        clock=lambda: now, leverage=50, margin_mode=MarginMode.ISOLATED,
+    )  # fmt: skip
+    om = OrderManager(store, paper, "run-paper-liq")
+    reports: list[object] = []
+    exchange_orders: list[Order] = []
+    om.on_exchange_order = exchange_orders.append
+
+    def on_report(report: object) -> None:
+        reports.append(report)
+        om.on_execution_report(report)  # type: ignore[arg-type]
+
+    paper.on_report = on_report
+    paper.on_quote(sym, closes[start], closes[start])
+    paper.on_trade(sym, closes[start], D(1))
+    await om.submit(order("l-1", OrderSide.BUY, "1000", symbol=sym))
+    above = (closes[start] * D("1.05")).quantize(D("0.0001"))  # on XRPUSDT's tick
+    take_profit = order("l-2", OrderSide.SELL, "1000", OrderType.LIMIT, symbol=sym,
+                        price=above, reduce_only=True)  # fmt: skip
+    await om.submit(take_profit)
+    assert take_profit.status is OrderStatus.ACCEPTED
+    pos = paper.account.positions[sym]
+    lp = paper.account.liquidation_price(sym)
+    assert lp is not None and pos.entry_price * D("0.97") < lp < pos.entry_price
+    wallet = paper.account.wallet
+    cut = next(j for j in window(start) if closes[j] <= lp)
+    for i in range(start + 1, cut + 1):
+        now = ends[i]
+        assert paper.account.positions  # held until the close that reaches the price
+        paper.on_quote(sym, closes[i], closes[i])
+        paper.on_trade(sym, closes[i], D(1))
+    assert paper.account.positions == {}
+    [liq] = paper.account.liquidations
+    assert (liq.price, liq.qty, liq.entry_price) == (lp, D(1000), pos.entry_price)
+    assert paper.account.wallet == wallet + liq.realized_pnl - liq.fee
+    assert take_profit.status is OrderStatus.CANCELED
+    [rep] = [r for r in reports if getattr(r, "by_exchange", False)]
+    assert rep.side is OrderSide.SELL and rep.fill.price == lp and rep.fill.fee == liq.fee  # type: ignore[attr-defined]
+    [booked] = exchange_orders
+    assert booked.reason is ExitReason.LIQUIDATION and booked.status is OrderStatus.FILLED
+    fills = [f.fill for f in store.list_fills(limit=100)]
+    assert sum((f.qty * f.side.sign for f in fills), D(0)) == 0
+    assert [t.fill.price for t in await paper.my_trades(sym)][-1] == lp
+    store.close()

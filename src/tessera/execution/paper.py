@@ -56,7 +56,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -96,6 +96,7 @@ from tessera.execution.perp_reconcile import PerpBalance, VenuePosition
 from tessera.execution.persistence import ExecutionStore, PaperBookTakenOverError
 from tessera.execution.userdata import ExecutionReport
 from tessera.logging import get_logger
+from tessera.venues.binance_usdm.user_data import FuturesExecutionReport
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
@@ -753,7 +754,7 @@ FUNDING_GRACE_NS = 60 * 10**9
 
 class PaperPerpError(RuntimeError):
     """The paper USDⓈ-M account cannot go on without losing something (a funding payment no
-    one booked, a liquidation it does not model, a position it cannot restore)."""
+    one booked, a position it cannot restore)."""
 
 
 class PerpPaperExchange(PaperExchange):
@@ -774,8 +775,11 @@ class PerpPaperExchange(PaperExchange):
       ``lastFundingRate`` and ``markPrice``). A print or an order more than a minute
       (`FUNDING_GRACE_NS`) past a funding time (every 8 h) while a position is open and that
       time was not settled raises `PaperPerpError`: paper never skips a payment silently.
-      Settled late, the payment is on the position held when it is settled. A mark through
-      the liquidation price raises it too (liquidation is not modelled in paper).
+      Settled late, the payment is on the position held when it is settled.
+    * liquidation: a mark (the last print) through a position's liquidation price closes it at
+      that price with the liquidation fee (`PerpAccount.liquidate`, as the backtest), cancels
+      the symbol's open orders and reports the close as an order of the exchange
+      (``autoclose-<id>``, ``by_exchange``), which the order manager books as a liquidation.
     * the store keeps the book (``paper_orders``, account ``paper-usdm``) and the wallet and
       signed positions (``balances``, source ``paper-usdm``; a position under its base asset).
       A restart with an open position or open orders raises `PaperPerpError` (their margin,
@@ -851,11 +855,53 @@ class PerpPaperExchange(PaperExchange):
             self.next_funding_ns += FUNDING_INTERVAL_NS
         for symbol in list(self.account.positions):
             mark = self.account.marks.get(symbol)
-            if mark is not None and self.account.crossed(symbol, mark, mark) is not None:
-                raise PaperPerpError(
-                    f"paper USDⓈ-M: {symbol}'s mark {mark} reached its liquidation price "
-                    f"{self.account.liquidation_price(symbol)}; paper does not model liquidation"
-                )
+            price = None if mark is None else self.account.crossed(symbol, mark, mark)
+            if mark is not None and price is not None:
+                self._liquidate(symbol, price, mark)
+
+    def _liquidate(self, symbol: str, price: Decimal, mark: Decimal) -> None:
+        """The exchange closes ``symbol``'s position, as Binance does: its open orders are
+        canceled, the position is closed at the liquidation price with the liquidation fee
+        (`PerpAccount.liquidate`, the backtest's), and the close is an order of the exchange's
+        own (``autoclose-…``, reduce-only, one taker fill) stored in the book and reported
+        with ``by_exchange`` like the venue's, so the bot books it as a liquidation."""
+        for r in [r for r in self.book.values() if r.order.symbol == symbol]:
+            if r.status.is_open:
+                self._unrest(r.order.client_order_id)
+                self._close(r, OrderStatus.CANCELED)
+        pos = self.account.positions[symbol]
+        now = self.clock()
+        rec = self.account.liquidate(symbol, price, now, mark)
+        side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
+        eid = str(next(self._ids))
+        cid = f"autoclose-{eid}"
+        order = Order(cid, symbol, side, OrderType.MARKET, pos.size,
+                      time_in_force=TimeInForce.IOC, reduce_only=True)  # fmt: skip
+        fill = Fill(str(next(self._trade_ids)), cid, symbol, side, price, pos.size, rec.fee,
+                    self.quote_asset, Liquidity.TAKER, now)  # fmt: skip
+        order.filled_qty, order.filled_notional = pos.size, pos.size * price
+        r = _Resting(order, eid, _Hold(self.quote_asset, ZERO), OrderStatus.FILLED,
+                     fills=[fill], ts_created=now)  # fmt: skip
+        self.book[cid] = r
+        self.trades.append(ExchangeTrade(eid, fill))
+        self._dirty.add(cid)
+        self._sync_balances()
+        log.error("paper USDⓈ-M: position liquidated", symbol=symbol, qty=str(pos.qty),
+                  price=str(price), mark=str(mark), fee=str(rec.fee))  # fmt: skip
+        self._report(r, "TRADE", fill)
+        self._commit()
+
+    def _report(self, r: _Resting, exec_type: str, fill: Fill | None) -> None:
+        """USDⓈ-M's order update: an order the exchange placed says ``by_exchange``."""
+        super()._report(r, exec_type, fill)
+        base = self._reports.pop()
+        self._reports.append(
+            FuturesExecutionReport(
+                **{f.name: getattr(base, f.name) for f in fields(base)},
+                reduce_only=r.order.reduce_only,
+                by_exchange=r.order.client_order_id.startswith("autoclose-"),
+            )
+        )
 
     def settle_funding(self, ts_ns: int, rates: Mapping[str, tuple[Decimal, Decimal]]) -> None:
         """Book the funding time ``ts_ns``: ``rates`` maps symbol → (lastFundingRate,
