@@ -10,7 +10,10 @@ the paper account.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
+import secrets
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +21,8 @@ from pathlib import Path
 import orjson
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tessera.data.barfile import read_bar_file
 from tessera.data.futures_files import (
@@ -65,9 +70,14 @@ def events() -> list[Event]:
     return out
 
 
+@functools.cache
+def _recording() -> list[Event]:
+    return events()
+
+
 @pytest.fixture(scope="module")
 def market() -> list[Event]:
-    evs = events()
+    evs = _recording()
     assert sum(e[0] == "trade" for e in evs) > 100 and sum(e[0] == "quote" for e in evs) > 100
     return evs
 
@@ -203,7 +213,7 @@ async def test_a_funding_time_passed_with_a_position_and_no_rate_stops_the_paper
     v.store.close()
 
 
-async def test_a_restart_keeps_a_flat_wallet_and_refuses_an_open_position(
+async def test_a_restart_keeps_a_flat_wallet_and_takes_the_configured_margin_mode(
     market: list[Event], database_url: str
 ) -> None:
     v = Venue(database_url, market[0][1])
@@ -213,15 +223,106 @@ async def test_a_restart_keeps_a_flat_wallet_and_refuses_an_open_position(
     wallet = v.paper.account.wallet
     assert wallet < 1000  # two taker fees, a zero spread at most
     again = Venue(database_url, market[HEAD][1], margin_mode=MarginMode.CROSS)
-    assert again.paper.account.wallet == wallet
+    assert again.paper.account.wallet == wallet and again.paper.account.mode is MarginMode.CROSS
+    assert again.paper.account.fees_paid == v.paper.account.fees_paid
     again.feed(market[HEAD : HEAD + 50])
     opened = order("r-3", OrderSide.BUY, "0.01")
     await again.om.submit(opened)
     assert opened.status is OrderStatus.FILLED
-    with pytest.raises(PaperPerpError, match="positions"):
-        Venue(database_url, market[HEAD][1])
     v.store.close()
     again.store.close()
+
+
+def _same_account(a: PerpPaperExchange, b: PerpPaperExchange) -> None:
+    """Everything the account booked, its positions as ``positionRisk`` says them (at the
+    same marks), its wallets, its funding clock and its open orders, equal."""
+    assert a.account.to_state() == b.account.to_state()
+    b.account.marks = dict(a.account.marks)  # market data, not the account: the next print's
+    assert a.position_list([SYM]) == b.position_list([SYM]) and a.wallets() == b.wallets()
+    assert a.next_funding_ns == b.next_funding_ns
+    opened = {c: r.order for c, r in a.book.items() if r.status.is_open}
+    assert {c: r.order for c, r in b.book.items() if r.status.is_open} == opened
+
+
+async def test_a_restart_with_a_long_and_a_resting_reduce_only_limit_is_the_same_account(
+    market: list[Event], database_url: str
+) -> None:
+    """Run, stop with a 10x long open and a reduce-only sell limit resting above the market,
+    start again on the same database: the same account, position and order (reduce-only
+    still); the recording's later prints then fill the limit as maker and close the long."""
+    v = Venue(database_url, market[0][1], margin_mode=MarginMode.ISOLATED)
+    v.feed(market[:HEAD])
+    _, ask = v.paper.quotes[SYM]
+    await v.om.submit(order("k-1", OrderSide.BUY, "0.01"))
+    high = max(e[2] for e in market[HEAD:] if e[0] == "trade")
+    assert high > ask  # the recording trades above the entry later
+    await v.om.submit(order("k-2", OrderSide.SELL, "0.01", OrderType.LIMIT, price=high,
+                            reduce_only=True))  # fmt: skip
+    await v.paper.close()
+    v.store.close()
+
+    again = Venue(database_url, v.now, margin_mode=MarginMode.ISOLATED)
+    _same_account(v.paper, again.paper)
+    assert again.paper.book["k-2"].order.reduce_only
+    [pos] = await again.paper.positions([SYM])
+    assert (pos.qty, pos.entry_price, pos.leverage) == (D("0.01"), ask, 10)
+    assert pos.isolated_wallet == D("0.01") * ask / 10
+
+    again.feed(market[HEAD:])
+    closed = again.store.get_order("k-2")
+    assert closed is not None and closed.status is OrderStatus.FILLED
+    assert again.paper.account.positions == {} and again.ledger_position() == 0
+    fees = ask * D("0.01") * D("0.0005") + high * D("0.01") * D("0.0002")
+    assert again.paper.account.wallet == D(1000) + D("0.01") * (high - ask) - fees
+    again.store.close()
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 400), st.sampled_from(["BUY", "SELL"]),
+                  st.sampled_from(["0.001", "0.005", "0.01", "0.02"]), st.booleans()),
+        min_size=1, max_size=6,
+    ),
+    isolated=st.booleans(),
+)  # fmt: skip
+async def test_saving_and_loading_the_paper_account_is_the_identity_over_fill_sequences(
+    tmp_path: Path,
+    steps: list[tuple[int, str, str, bool]],
+    isolated: bool,
+) -> None:
+    """Market orders on the recording's quotes (some refused: margin, reduce-only), a reduce-
+    only limit resting at the end; a paper exchange started on the same database after each
+    step is the same account."""
+    market = _recording()
+    mode = MarginMode.ISOLATED if isolated else MarginMode.CROSS
+    url = f"sqlite:///{tmp_path / f'prop-{secrets.token_hex(4)}.db'}"
+    v = Venue(url, market[0][1], margin_mode=mode)
+    at = 50
+    v.feed(market[:at])  # a quote to trade on
+    for n, (gap, side, qty, reduce_only) in enumerate(steps):
+        v.feed(market[at : at + gap])
+        at += gap
+        with contextlib.suppress(OrderRejectedError):  # margin, reduce-only: refused
+            await v.paper.submit(order(f"p-{n}", OrderSide(side), qty, reduce_only=reduce_only))
+        held = v.paper.account.net_positions().get(SYM, D(0))
+        if held:
+            exit_side = OrderSide.SELL if held > 0 else OrderSide.BUY
+            bid, ask = v.paper.quotes[SYM]
+            far = ask * D("1.01") if held > 0 else bid * D("0.99")
+            await v.paper.submit(order(f"q-{n}", exit_side, str(abs(held)), OrderType.LIMIT,
+                                       price=far.quantize(D("0.1")), reduce_only=True))  # fmt: skip
+        again = PerpPaperExchange(
+            FILTERS, BRACKETS, ExecutionStore(url), initial_balances={"USDT": "1000"}, fees=FEES,
+            slippage=SlippageModel(SlippageKind.NONE), clock=lambda: v.now, leverage=10,
+            margin_mode=mode,
+        )  # fmt: skip
+        _same_account(v.paper, again)
+        assert again.store is not None
+        again.store.close()
+        v.paper.session = again.session  # the newest owns the book: the run goes on as it
+    v.store.close()
 
 
 def _ns(frame: pl.DataFrame, column: str) -> list[int]:
@@ -335,4 +436,10 @@ async def test_a_50x_long_is_liquidated_at_its_liquidation_price_and_booked_as_t
     fills = [f.fill for f in store.list_fills(limit=100)]
     assert sum((f.qty * f.side.sign for f in fills), D(0)) == 0
     assert [t.fill.price for t in await paper.my_trades(sym)][-1] == lp
+    again = PerpPaperExchange(
+        perp_filters(usdm_exchange_info([sym])), {sym: usdm_brackets()[sym]}, store,
+        initial_balances={"USDT": "1000"}, fees=FEES, clock=lambda: now, leverage=50,
+        margin_mode=MarginMode.ISOLATED,
+    )  # fmt: skip
+    assert again.account.to_state() == paper.account.to_state()  # the liquidation kept too
     store.close()

@@ -545,12 +545,18 @@ class PaperExchange:
         if self.store is not None and self._dirty:
             rows = [self._row(self.book[c]) for c in sorted(self._dirty)]
             items = {a: (self.free.get(a, ZERO), self.held.get(a, ZERO)) for a in self.free}
-            self.store.save_paper_book(self.source, self.session, rows, items, self.clock())
+            self.store.save_paper_book(self.source, self.session, rows, items, self.clock(),
+                                       self._state())  # fmt: skip
         self._dirty.clear()
         while self._reports:  # one at a time: a failing listener leaves the rest for later
             report = self._reports.pop(0)
             if self.on_report is not None:
                 self.on_report(report)
+
+    def _state(self) -> str | None:
+        """The account's own books no other table holds (JSON), stored with every write; spot
+        paper has none (its balances are all it holds)."""
+        return None
 
     def _commit_request(self) -> None:
         """`_commit` inside a request: a write that failed leaves the order placed in memory
@@ -586,6 +592,7 @@ class PaperExchange:
             "fills": json.dumps([_fill_doc(f) for f in r.fills]),
             "ts_created": r.ts_created,
             "ts_update": self.clock(),
+            "reduce_only": o.reduce_only,
         }
 
     def _restore(self, rows: Iterable[dict[str, Any]]) -> None:
@@ -716,6 +723,7 @@ def _from_row(row: Mapping[str, Any], hold: _Hold) -> _Resting:
         stop_price=None if row["stop_price"] is None else Decimal(row["stop_price"]),
         time_in_force=TimeInForce(row["time_in_force"]),
         list_id=row["list_id"] or "",
+        reduce_only=bool(row.get("reduce_only") or False),
     )
     order.filled_qty = Decimal(row["filled_qty"])
     order.filled_notional = Decimal(row["filled_notional"])
@@ -782,8 +790,11 @@ class PerpPaperExchange(PaperExchange):
       (``autoclose-<id>``, ``by_exchange``), which the order manager books as a liquidation.
     * the store keeps the book (``paper_orders``, account ``paper-usdm``) and the wallet and
       signed positions (``balances``, source ``paper-usdm``; a position under its base asset).
-      A restart with an open position or open orders raises `PaperPerpError` (their margin,
-      entry and reduce-only flags are not restored); a flat account restarts with its wallet.
+      The account itself (`PerpAccount.to_state`: each position's signed qty, entry, leverage,
+      margin mode and isolated margin, the wallet, funding booked, fees) and the next funding
+      time are in ``paper_accounts.state``, written in the same transaction as the book and
+      balances; each order's reduce-only flag is in its row. A restart rebuilds the account
+      exactly and goes on matching the open orders.
     * no OCO lists: USDⓈ-M has none (-1116).
     """
 
@@ -812,23 +823,63 @@ class PerpPaperExchange(PaperExchange):
                 f"margined in {sorted(quotes) or 'none'}"
             )
         self.quote_asset = quotes.pop()
-        open_positions = {a: q for a, q in self.free.items() if a != self.quote_asset and q}
-        if open_positions or self.book:
-            what = [f"positions {sorted(open_positions)}"] if open_positions else []
-            what += [f"{len(self.book)} open orders"] if self.book else []
-            raise PaperPerpError(
-                f"paper USDⓈ-M account {self.source!r} in the store has {' and '.join(what)}: "
-                "restoring a perpetual position's entry, margin and reduce-only orders is not "
-                "done, so the paper exchange does not start rather than lose them. Close them "
-                "in the run that opened them, or start paper on a new database."
-            )
         wallet = self.free.get(self.quote_asset, ZERO)
         self.account = PerpAccount(self.quote_asset, wallet, dict(brackets), self.fees,
                                    margin_mode)  # fmt: skip
         for symbol in self.account.brackets:  # ValueError naming symbol, leverage and cap
             self.account.set_leverage(symbol, leverage)
         self.next_funding_ns = (self.clock() // FUNDING_INTERVAL_NS + 1) * FUNDING_INTERVAL_NS
+        self._load_state(store, leverage, margin_mode)
         self._sync_balances()
+
+    def _load_state(self, store: ExecutionStore | None, leverage: int, mode: MarginMode) -> None:
+        """The account as the last run stored it (``paper_accounts.state``): positions with
+        their entry, leverage, margin mode and isolated margin, the wallet, funding booked, the
+        next funding time. The configured leverage applies to what comes next, as the bot's
+        `set_leverage` would on the venue; the configured margin mode only when flat (Binance
+        refuses to change it under a position). The signed positions in ``balances`` (written
+        in the same transaction) must agree, else `PaperPerpError` naming both."""
+        saved = store.paper_state(self.source) if store is not None else None
+        held = {a: q for a, q in self.free.items() if a != self.quote_asset and q}
+        if saved is None:
+            if held:
+                raise PaperPerpError(
+                    f"paper USDⓈ-M account {self.source!r} in the store has positions "
+                    f"{sorted(held)} but no saved account (written before their entry and "
+                    "margin were stored): the paper exchange does not start rather than lose "
+                    "them. Start paper on a new database."
+                )
+            return
+        try:
+            doc = json.loads(saved)
+            self.account.load_state(doc["account"])
+            self.next_funding_ns = int(doc["next_funding_ns"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PaperPerpError(
+                f"paper USDⓈ-M account {self.source!r}: paper_accounts.state cannot be read: "
+                f"{exc!r}"
+            ) from exc
+        bases = {f.base_asset: s for s, f in self.filters.items() if s in self.account.brackets}
+        stored = {bases.get(a, a): q for a, q in held.items()}
+        booked = {s: q for s, q in self.account.net_positions().items() if q}
+        if stored != booked:
+            raise PaperPerpError(
+                f"paper USDⓈ-M account {self.source!r}: the stored positions {stored} are not "
+                f"the saved account's {booked}"
+            )
+        for symbol in self.account.brackets:  # ValueError naming symbol, leverage and cap
+            self.account.set_leverage(symbol, leverage)
+        if not self.account.positions:
+            self.account.mode = mode
+        log.info("paper USDⓈ-M account restored", wallet=str(self.account.wallet),
+                 positions={s: str(q) for s, q in booked.items()},
+                 open_orders=sum(r.status.is_open for r in self.book.values()))  # fmt: skip
+
+    def _state(self) -> str | None:
+        return json.dumps(
+            {"account": self.account.to_state(), "next_funding_ns": self.next_funding_ns},
+            sort_keys=True,
+        )
 
     # --- market data: marks, funding times, liquidation ----------------------------------------
 
@@ -964,6 +1015,7 @@ class PerpPaperExchange(PaperExchange):
             self.account.set_leverage(symbol, leverage)
         except ValueError as exc:
             raise OrderRejectedError(str(exc), -4028) from exc
+        self._commit_wallet()
         return leverage
 
     async def set_margin_mode(self, symbol: str, mode: MarginMode) -> bool:
@@ -974,6 +1026,7 @@ class PerpPaperExchange(PaperExchange):
             raise OrderRejectedError("Margin type cannot be changed if there exists position.",
                                      -4048)  # fmt: skip
         self.account.mode = mode
+        self._commit_wallet()
         return True
 
     async def perp_balances(self) -> dict[str, PerpBalance]:
@@ -1029,4 +1082,5 @@ class PerpPaperExchange(PaperExchange):
     def _commit_wallet(self) -> None:
         if self.store is not None:
             items = {a: (self.free[a], self.held.get(a, ZERO)) for a in self.free}
-            self.store.save_paper_book(self.source, self.session, [], items, self.clock())
+            self.store.save_paper_book(self.source, self.session, [], items, self.clock(),
+                                       self._state())  # fmt: skip

@@ -952,15 +952,18 @@ class ExecutionStore:
         rows: Sequence[dict[str, Any]],
         items: dict[str, tuple[Decimal, Decimal]],
         ts: int,
+        state: str | None = None,
     ) -> None:
         """Store changed paper orders (whole rows, keyed by client order id) and the account's
-        balances (a snapshot, source ``account``) in one transaction — if ``session`` still owns
-        the book; otherwise `PaperBookTakenOverError` and nothing is written."""
+        balances (a snapshot, source ``account``) and, when given, its ``state`` (JSON) in one
+        transaction — if ``session`` still owns the book; otherwise `PaperBookTakenOverError`
+        and nothing is written."""
+        kept: dict[str, Any] = {"since": paper_accounts.c.since} if state is None else {}
         with self.tx() as c:
             owned = c.execute(
                 update(paper_accounts)
                 .where(paper_accounts.c.account == account, paper_accounts.c.session == session)
-                .values(since=paper_accounts.c.since)  # locks the row until the commit
+                .values(**kept, **({} if state is None else {"state": state}))  # locks the row
             )
             if owned.rowcount == 0:
                 raise PaperBookTakenOverError(account, session)
@@ -979,6 +982,16 @@ class ExecutionStore:
                         ts=ts, source=account, asset=asset, free=free, locked=locked
                     )
                 )
+
+    def paper_state(self, account: str) -> str | None:
+        """The paper account's state as `save_paper_book` last stored it (None: never)."""
+        with self.tx() as c:
+            return cast(
+                "str | None",
+                c.execute(
+                    select(paper_accounts.c.state).where(paper_accounts.c.account == account)
+                ).scalar(),
+            )
 
     def paper_order(self, account: str, client_order_id: str) -> dict[str, Any] | None:
         """One order of the paper book, open or not (a row of ``paper_orders``)."""

@@ -357,6 +357,7 @@ paper_orders = Table(
     Column("fills", Text, nullable=False),
     Column("ts_created", BigInteger, nullable=False),
     Column("ts_update", BigInteger, nullable=False),
+    Column("reduce_only", Boolean, nullable=False, server_default=false()),
     Index("ix_paper_orders_account", "account", "status"),
 )
 
@@ -369,6 +370,9 @@ paper_accounts = Table(
     Column("account", Bounded(MAX_ACCOUNT), primary_key=True),
     Column("session", BigInteger, nullable=False),
     Column("since", BigInteger, nullable=False),
+    # the account's own books no other table holds, as JSON (a perpetual paper account's
+    # positions, leverage, funding; NULL for spot paper: its balances are in ``balances``)
+    Column("state", Text),
 )
 
 # Who holds an account's trading lock (PostgreSQL; see `tessera.execution.lock`): the lock

@@ -35,9 +35,10 @@ Book-keeping (Binance's one-way mode, the margin arithmetic of `tessera.executio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from tessera.execution.fees import FeeSchedule
 from tessera.execution.orders import Fill, Liquidity
@@ -367,6 +368,61 @@ class PerpAccount:
             )
         return PerpAccountSnapshot(self.wallet, symbols)
 
+    # --- the account as a document (the paper exchange stores it to restart with it) ----------
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything the account booked, as JSON-ready values (Decimals as strings): wallet,
+        margin mode, leverage per symbol, each position (signed qty, entry, leverage, mode,
+        isolated margin), each strategy's share, funding entries, liquidations, realized PnL and
+        fees. Not the marks (market data) nor the brackets and fees (configuration):
+        `load_state` on an account built with the same configuration gives this one back."""
+        return {
+            "initial_wallet": str(self.initial_wallet),
+            "wallet": str(self.wallet),
+            "mode": self.mode.value,
+            "leverage": dict(sorted(self.leverage.items())),
+            "positions": [_row(astuple(p)) for p in self.positions.values()],
+            "by_strategy": [[s, k, str(v.qty)] for (s, k), v in self.by_strategy.items()],
+            "funding": [_row(astuple(e)) for e in self.funding],
+            "liquidations": [_row(astuple(x)) for x in self.liquidations],
+            "realized": str(self.realized),
+            "fees_paid": str(self.fees_paid),
+        }
+
+    def load_state(self, doc: Mapping[str, Any]) -> None:
+        """Take the books of `to_state`'s ``doc`` (KeyError/ValueError on a malformed one)."""
+        self.initial_wallet = Decimal(doc["initial_wallet"])
+        self.wallet = Decimal(doc["wallet"])
+        self.mode = MarginMode(doc["mode"])
+        self.leverage = {str(s): int(v) for s, v in doc["leverage"].items()}
+        self.positions = {
+            sym: PerpPosition(sym, Decimal(q), Decimal(e), int(lev), MarginMode(m),
+                              None if iso is None else Decimal(iso))
+            for sym, q, e, lev, m, iso in doc["positions"]
+        }  # fmt: skip
+        self.by_strategy = {(s, k): StrategyQty(Decimal(q)) for s, k, q in doc["by_strategy"]}
+        self.funding = [
+            FundingEntry(int(t), sym, Decimal(q), Decimal(m), Decimal(r), Decimal(a))
+            for t, sym, q, m, r, a in doc["funding"]
+        ]
+        self.liquidations = [
+            Liquidation(
+                int(ts),
+                sym,
+                Decimal(q),
+                Decimal(e),
+                Decimal(p),
+                Decimal(m),
+                Decimal(r),
+                Decimal(f),
+                Decimal(loss),
+                mode,
+            )
+            for ts, sym, q, e, p, m, r, f, loss, mode in doc["liquidations"]
+        ]
+        self.realized = Decimal(doc["realized"])
+        self.fees_paid = Decimal(doc["fees_paid"])
+
     def strategy_shares(self, symbol: str) -> list[tuple[str, Decimal]]:
         """(strategy, signed qty) of every strategy holding ``symbol``."""
         return [(k[1], v.qty) for k, v in self.by_strategy.items() if k[0] == symbol and v.qty]
@@ -376,3 +432,9 @@ class PerpAccount:
         for e in self.funding:
             out[e.symbol] = out.get(e.symbol, ZERO) + e.amount
         return dict(sorted(out.items()))
+
+
+def _row(values: tuple[Any, ...]) -> list[Any]:
+    """A record as JSON-ready values: Decimals as strings (exact), enums by value."""
+    return [str(v) if isinstance(v, Decimal) else v.value if isinstance(v, Enum) else v
+            for v in values]  # fmt: skip
