@@ -11,8 +11,12 @@
   order at once but answers ``DELAY`` seconds later, on REST and on the user-data stream (a
   slow venue), so that a kill often lands while an order exists on the exchange and its
   answer is not yet in our database.
+* ``python chaos_procs.py PORT DELAY --usdm``: the same for Binance USDⓈ-M (``/fapi``): what
+  ``tessera sim serve --usdm --port PORT --speed 10x --start-now`` runs (the bundled real
+  120 s BTCUSDT perpetual recording, replay looped), with the same two changes.
 * `SimLedger`: the simulator's own record of our account (orders, trades, balances), read over
-  its signed REST API with a plain HMAC-SHA256 client — independent of the bot's adapter.
+  its signed REST API with a plain HMAC-SHA256 client — independent of the bot's adapter;
+  `UsdmSimLedger` the same over ``/fapi`` (orders, trades, signed positions, wallet).
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from typing import Any
 SIM_KEY, SIM_SECRET = "tessera-sim-key", "tessera-sim-secret"
 
 
-def start_simulator(log: Path, answer_delay_s: float = 0.0) -> tuple[subprocess.Popen[bytes], int]:
-    """The simulator in a process of its own, on a port the kernel picks (no other test or
-    worker can take it between choosing and binding); returns it and its port once it
-    answers."""
+def start_simulator(
+    log: Path, answer_delay_s: float = 0.0, usdm: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The simulator (spot's, or USDⓈ-M's with ``usdm``) in a process of its own, on a port
+    the kernel picks (no other test or worker can take it between choosing and binding);
+    returns it and its port once it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env["COLUMNS"] = "200"  # its banner (which names the port) on one line per item
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "0", str(answer_delay_s)],
+            [sys.executable, __file__, "0", str(answer_delay_s)] + (["--usdm"] if usdm else []),
             env=env,
             cwd=log.parent,
             stdout=out,
@@ -61,7 +67,8 @@ def start_simulator(log: Path, answer_delay_s: float = 0.0) -> tuple[subprocess.
             port = int(found.group(1)) if found else None
         if port is not None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=2):
+                ping = "/fapi/v1/ping" if usdm else "/api/v3/ping"
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ping}", timeout=2):
                     return proc, port
             except OSError:
                 pass
@@ -103,6 +110,7 @@ class SimTrade:
     qty: Decimal
     commission: Decimal
     commission_asset: str
+    realized_pnl: Decimal = Decimal(0)  # USDⓈ-M's realizedPnl of the trade; spot has none
 
 
 class SimLedger:
@@ -190,6 +198,70 @@ class SimLedger:
             from_id = int(page[-1]["id"]) + 1
 
 
+class UsdmSimLedger(SimLedger):
+    """The USDⓈ-M simulator's record of our account, over its signed ``/fapi`` endpoints."""
+
+    def orders(self, symbols: list[str]) -> list[SimOrder]:
+        """Every order the simulator holds for us (``allOrders`` per symbol, by order id)."""
+        out: list[SimOrder] = []
+        for sym in symbols:
+            from_id = 0
+            while True:
+                page = self.get("/fapi/v1/allOrders", symbol=sym, orderId=from_id, limit=1000)
+                out += [
+                    SimOrder(
+                        int(o["orderId"]),
+                        o["clientOrderId"],
+                        o["symbol"],
+                        o["side"],
+                        o["status"],
+                        Decimal(o["origQty"]),
+                        Decimal(o["executedQty"]),
+                    )
+                    for o in page
+                ]
+                if len(page) < 1000:
+                    break
+                from_id = int(page[-1]["orderId"]) + 1
+        return sorted(out, key=lambda o: o.order_id)
+
+    def open_orders(self, symbol: str) -> list[dict[str, Any]]:
+        return list(self.get("/fapi/v1/openOrders", symbol=symbol))
+
+    def trades(self, symbol: str) -> list[SimTrade]:
+        """All of our trades in ``symbol`` (``userTrades``, paged by trade id)."""
+        out: list[SimTrade] = []
+        from_id = 0
+        while True:
+            page = self.get("/fapi/v1/userTrades", symbol=symbol, fromId=from_id, limit=1000)
+            out += [
+                SimTrade(
+                    int(t["id"]),
+                    int(t["orderId"]),
+                    t["symbol"],
+                    bool(t["buyer"]),
+                    Decimal(t["price"]),
+                    Decimal(t["qty"]),
+                    Decimal(t["commission"]),
+                    t["commissionAsset"],
+                    Decimal(t["realizedPnl"]),
+                )
+                for t in page
+            ]
+            if len(page) < 1000:
+                return out
+            from_id = int(page[-1]["id"]) + 1
+
+    def positions(self, symbols: list[str]) -> dict[str, Decimal]:
+        """The signed position per symbol (``/fapi/v2/positionRisk``; one-way mode)."""
+        rows = self.get("/fapi/v2/positionRisk")
+        return {r["symbol"]: Decimal(r["positionAmt"]) for r in rows if r["symbol"] in symbols}
+
+    def balances(self) -> dict[str, Decimal]:
+        """The wallet balance per asset (``/fapi/v2/balance``: unrealized PnL not included)."""
+        return {b["asset"]: Decimal(b["balance"]) for b in self.get("/fapi/v2/balance")}
+
+
 def _serve(port: int, answer_delay_s: float) -> None:
     import asyncio
 
@@ -210,6 +282,24 @@ def _serve(port: int, answer_delay_s: float) -> None:
     if answer_delay_s:
         _delay_user_data(engine, answer_delay_s)
     asyncio.run(serve_forever(sim, "127.0.0.1", port, "10x", True, SIM_KEY))
+
+
+def _serve_usdm(port: int, answer_delay_s: float) -> None:
+    import asyncio
+
+    from tessera.sim.cli import _serve as serve_forever
+    from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+
+    market = usdm_market(None)
+    for limit in market.exchange_info["rateLimits"]:
+        if limit["rateLimitType"] == "REQUEST_WEIGHT":
+            limit["limit"] = 6000
+    config = usdm_trading_config(api_key=SIM_KEY, api_secret=SIM_SECRET)
+    config.response_delay_s = answer_delay_s  # the /fapi order answer, as spot's
+    venue = usdm_venue(market, trading=config, speed=10.0, loop_replay=True, autostart=False)
+    if answer_delay_s:
+        _delay_user_data(venue.engine, answer_delay_s)
+    asyncio.run(serve_forever(venue.sim, "127.0.0.1", port, "10x", True, SIM_KEY, usdm=True))
 
 
 def _delay_user_data(engine: Any, delay_s: float) -> None:
@@ -239,4 +329,5 @@ def _delay_user_data(engine: Any, delay_s: float) -> None:
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+    serve = _serve_usdm if "--usdm" in sys.argv[3:] else _serve
+    serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)

@@ -1,15 +1,20 @@
 """Chaos: `tessera run` killed with SIGKILL at chosen moments, restarted each time.
 
-One simulator process (the bundled real BTCUSDT/ETHUSDT recordings at 10x, signed trading
-endpoints) keeps running while the bot is killed ``CYCLES`` times and restarted each time: a
-new process and a new run id, on the same PostgreSQL database. A fast SMA cross on 1s bars
-trades every few seconds on both symbols. The venue answers orders 0.3 s late (REST and
+One simulator process (real recordings replayed at 10x, signed trading endpoints) keeps
+running while the bot is killed ``CYCLES`` times and restarted each time: a new process and a
+new run id, on the same PostgreSQL database. A fast SMA cross on 1s bars
+trades every few seconds on each symbol. The venue answers orders 0.3 s late (REST and
 user-data stream, see `chaos_procs`), so that a kill can land while an order exists on the
 exchange that our database still has as SUBMITTED; the periodic reconciliation runs every
 1.5 s, so that it also meets orders in flight. Every other run commits with
 ``database_sync=normal`` (no fsync: a kill of the bot must lose nothing either way; only the
 machine going down may lose the last commits). A final run is stopped with SIGTERM and must
 exit 0. ``TESSERA_CHAOS_SEED`` picks another sequence of kills.
+
+It runs for both venues with one body (``venue``): spot (``exchange.name: binance``, BTCUSDT and
+ETHUSDT) and USDⓈ-M perpetuals (``binance-usdm`` against the USDⓈ-M simulator: the bundled
+real 120 s BTCUSDT perpetual recording at 10x, looped, its ``/fapi`` order answers and user
+data 0.3 s late as spot's). Only the positions are checked differently (below).
 
 A kill is worth something only if it lands where it was aimed. A kill timed from the process
 start proves nothing on a loaded machine: the CLI can take seconds to start, and a kill before
@@ -35,8 +40,11 @@ Then our database is held against the simulator's own ledger, read over its sign
 * every order of ours that never reached the exchange is closed ("never reached the
   exchange", or refused by it), none left open;
 * the exchange's trade ids for our account are exactly our fills, once each, same numbers;
-* the positions are the exchange's: per symbol, the base balance change — the net traded
-  quantity less the commissions charged in the base asset;
+* the positions are the exchange's: on spot, per symbol, the base balance change — the net
+  traded quantity less the commissions charged in the base asset — and the quote balance moved
+  by the trades' flow; on USDⓈ-M, per symbol, the exchange's signed position
+  (``/fapi/v2/positionRisk``) and the signed sum of its trades (``/fapi/v1/userTrades``), and
+  the wallet moved by the trades' realized PnL less their commissions;
 * reconciliation never halted trading (`tessera risk status`: ACTIVE).
 
 The races this test found are pinned by the deterministic tests at the end of the file.
@@ -63,7 +71,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from chaos_procs import SIM_KEY, SIM_SECRET, SimLedger, start_simulator, stop
+from chaos_procs import (
+    SIM_KEY,
+    SIM_SECRET,
+    SimLedger,
+    SimTrade,
+    UsdmSimLedger,
+    start_simulator,
+    stop,
+)
 from sqlalchemy import select
 
 from tessera.execution.exchange import Balance, ExchangeOrder, ExchangeTrade
@@ -79,6 +95,7 @@ from tessera.execution.orders import (
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.schema import order_events
 from tessera.venues.binance_spot.status import SPOT_STATUS
+from tessera.venues.binance_usdm.status import USDM_STATUS
 
 SEED = int(os.environ.get("TESSERA_CHAOS_SEED", "20261130"))
 CYCLES = 20
@@ -92,7 +109,6 @@ IN_FLIGHT_KILL_S = (0.0, 0.12)  # ... and kill this long after seeing it (answer
 DOWN_S = (0.0, 0.5)  # the market moves on while the bot is down
 FINAL_RUN_S = 6.0
 ANSWER_DELAY_S = 0.3  # the exchange answers orders late: kills land mid-order
-SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 BASE = {"BTCUSDT": "BTC", "ETHUSDT": "ETH"}
 QTY = Decimal("0.01")
 STRATEGY = f"sma_cross:fast=2,slow=5,qty={QTY}"  # long QTY or flat; crosses every few 1s bars
@@ -102,6 +118,24 @@ IN_FLIGHT_QUERY = (
     "WHERE run_id = %s AND status IN ('INITIALIZED', 'SUBMITTED') ORDER BY client_order_id"
 )
 METRICS_URL = re.compile(r"url=http://127\.0\.0\.1:(\d+)/metrics")
+
+
+@dataclass(frozen=True)
+class ChaosVenue:
+    """What differs between the venues the chaos test runs on; the test body is one."""
+
+    name: str  # exchange.name
+    usdm: bool
+    symbols: list[str]
+    status: Any  # the venue's status names -> OrderStatus
+
+    def ledger(self, rest_url: str) -> SimLedger:
+        return UsdmSimLedger(rest_url) if self.usdm else SimLedger(rest_url)
+
+
+SPOT = ChaosVenue("binance", False, ["BTCUSDT", "ETHUSDT"], SPOT_STATUS)
+# the bundled USDⓈ-M recording has one symbol: BTCUSDT, 120 s, looped
+USDM = ChaosVenue("binance-usdm", True, ["BTCUSDT"], USDM_STATUS)
 
 
 @dataclass
@@ -133,11 +167,11 @@ class Kill:
         )
 
 
-def _bot(cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _bot(cwd: Path, env: dict[str, str], log: Path, symbols: list[str]) -> subprocess.Popen[bytes]:
     # --metrics-port 0: any free port, read back from the log; no collision with a neighbour
     cmd = [sys.executable, "-m", "tessera.cli", "--metrics-port", "0", "run", "--mode", "dev"]
     cmd += ["--strategy", STRATEGY, "--interval", "1s", "--no-ingest"]
-    for sym in SYMBOLS:
+    for sym in symbols:
         cmd += ["--symbol", sym]
     with log.open("wb") as out:
         return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -216,18 +250,21 @@ def _wait_in_flight(
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(600)  # ~100 s; 250 s seen on a two-core machine under a parallel suite
+@pytest.mark.parametrize("venue", [SPOT, USDM], ids=["spot", "usdm"])
 def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
-    tmp_path: Path, fresh_postgres_url: str
+    tmp_path: Path, fresh_postgres_url: str, venue: ChaosVenue
 ) -> None:
     rng = random.Random(SEED)
     plans = ["in-flight"] * IN_FLIGHT_PLANS + ["running"] * (CYCLES - IN_FLIGHT_PLANS)
     rng.shuffle(plans)
-    sim, port = start_simulator(tmp_path / "sim.log", ANSWER_DELAY_S)
+    symbols = venue.symbols
+    sim, port = start_simulator(tmp_path / "sim.log", ANSWER_DELAY_S, usdm=venue.usdm)
     rest_url = f"http://127.0.0.1:{port}"
     db = fresh_postgres_url
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env.update(
         TESSERA_DATABASE_URL=db,
+        TESSERA_EXCHANGE__NAME=venue.name,
         TESSERA_EXCHANGE__REST_URL=rest_url,
         TESSERA_EXCHANGE__WS_URL=f"ws://127.0.0.1:{port}",
         TESSERA_EXCHANGE__API_KEY=SIM_KEY,
@@ -241,7 +278,7 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
     runs_seen: set[str] = set()
     t0 = time.monotonic()
     try:
-        ledger = SimLedger(rest_url)
+        ledger = venue.ledger(rest_url)
         start_balances = ledger.balances()
 
         for cycle, plan in enumerate(plans):
@@ -249,7 +286,7 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
             logs.append(log)
             kill = Kill(cycle, plan, "normal" if cycle % 2 else "full")
             env["TESSERA_DATABASE_SYNC"] = kill.sync
-            bot = _bot(tmp_path, env, log)
+            bot = _bot(tmp_path, env, log, symbols)
             bots.append(bot)
             kill.ready_after_s = _wait_ready(bot, log, f"run {cycle} ({plan})")
             ready_at = time.monotonic()
@@ -279,7 +316,7 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
 
         log = tmp_path / "bot-final.log"
         logs.append(log)
-        bot = _bot(tmp_path, env, log)
+        bot = _bot(tmp_path, env, log, symbols)
         bots.append(bot)
         try:
             _wait_ready(bot, log, "the final run")
@@ -294,10 +331,11 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
         assert bot.returncode == 0, _tail(log)
         assert sim.poll() is None, "the simulator died"
 
-        sim_orders = ledger.orders(SYMBOLS)
-        sim_trades = {sym: ledger.trades(sym) for sym in SYMBOLS}
-        sim_open = {sym: ledger.open_orders(sym) for sym in SYMBOLS}
+        sim_orders = ledger.orders(symbols)
+        sim_trades = {sym: ledger.trades(sym) for sym in symbols}
+        sim_open = {sym: ledger.open_orders(sym) for sym in symbols}
         end_balances = ledger.balances()
+        sim_positions = ledger.positions(symbols) if isinstance(ledger, UsdmSimLedger) else {}
     finally:
         for proc in bots:  # a failed assertion must not leave a bot trading
             if proc.poll() is None:
@@ -347,7 +385,7 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
             o.side,
             str(o.order_id),
         ), (o, row)
-        assert row["status"] == SPOT_STATUS[o.status].value, (o, row)
+        assert row["status"] == venue.status[o.status].value, (o, row)
         assert row["filled_qty"] == o.executed_qty, (o, row)
         assert row["qty"] == o.qty, (o, row)
     on_exchange = {o.client_order_id for o in sim_orders}
@@ -409,33 +447,10 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
     position: dict[str, Decimal] = defaultdict(Decimal)
     for p in db_positions:
         position[p["symbol"]] += p["qty"]
-    for sym in SYMBOLS:
-        trades = sim_trades[sym]
-        net = sum((t.qty if t.is_buyer else -t.qty for t in trades), Decimal(0))
-        base = BASE[sym]
-        base_fees = sum((t.commission for t in trades if t.commission_asset == base), Decimal(0))
-        change = end_balances.get(base, Decimal(0)) - start_balances.get(base, Decimal(0))
-        # the position is what the account holds: traded quantity less base-asset commissions
-        assert position[sym] == net - base_fees, (sym, position[sym], net, base_fees)
-        # the strategy is long QTY or flat: no intent traded twice, not even across processes
-        # (held: what the account holds, base-asset commissions taken out)
-        held = Decimal(0)
-        for t in sorted(trades, key=lambda t: t.trade_id):
-            held += t.qty if t.is_buyer else -t.qty
-            held -= t.commission if t.commission_asset == base else Decimal(0)
-            assert 0 <= held <= QTY, f"{sym}: position {held} after trade {t.trade_id}"
-        assert change == position[sym], (sym, change, position[sym])
-    quote_change = end_balances["USDT"] - start_balances["USDT"]
-    quote_flow = sum(
-        (
-            (-t.qty * t.price if t.is_buyer else t.qty * t.price)
-            - (t.commission if t.commission_asset == "USDT" else 0)
-            for trades in sim_trades.values()
-            for t in trades
-        ),
-        Decimal(0),
-    )
-    assert quote_change == quote_flow
+    if venue.usdm:
+        _assert_usdm_positions(position, sim_trades, sim_positions, start_balances, end_balances)
+    else:
+        _assert_spot_positions(position, sim_trades, start_balances, end_balances)
 
     # --- reconciliation never found our ledger wrong ---------------------------------------------
     assert "reconciliation mismatch" not in every_log
@@ -466,6 +481,67 @@ def test_sigkill_after_readiness_and_mid_order_loses_and_duplicates_nothing(
         f"fills={len(db_fills)} (recorded >1 s late, i.e. recovered after a kill: {len(late)})\n"
         f"{report}"
     )
+
+
+def _assert_spot_positions(
+    position: dict[str, Decimal],
+    sim_trades: dict[str, list[SimTrade]],
+    start_balances: dict[str, Decimal],
+    end_balances: dict[str, Decimal],
+) -> None:
+    """Spot: each symbol's position is the base balance change (traded quantity less the
+    commissions charged in the base asset); the quote balance moved by the trades' flow."""
+    for sym in sim_trades:
+        trades = sim_trades[sym]
+        net = sum((t.qty if t.is_buyer else -t.qty for t in trades), Decimal(0))
+        base = BASE[sym]
+        base_fees = sum((t.commission for t in trades if t.commission_asset == base), Decimal(0))
+        change = end_balances.get(base, Decimal(0)) - start_balances.get(base, Decimal(0))
+        # the position is what the account holds: traded quantity less base-asset commissions
+        assert position[sym] == net - base_fees, (sym, position[sym], net, base_fees)
+        # the strategy is long QTY or flat: no intent traded twice, not even across processes
+        # (held: what the account holds, base-asset commissions taken out)
+        held = Decimal(0)
+        for t in sorted(trades, key=lambda t: t.trade_id):
+            held += t.qty if t.is_buyer else -t.qty
+            held -= t.commission if t.commission_asset == base else Decimal(0)
+            assert 0 <= held <= QTY, f"{sym}: position {held} after trade {t.trade_id}"
+        assert change == position[sym], (sym, change, position[sym])
+    quote_change = end_balances["USDT"] - start_balances["USDT"]
+    quote_flow = sum(
+        (
+            (-t.qty * t.price if t.is_buyer else t.qty * t.price)
+            - (t.commission if t.commission_asset == "USDT" else 0)
+            for trades in sim_trades.values()
+            for t in trades
+        ),
+        Decimal(0),
+    )
+    assert quote_change == quote_flow
+
+
+def _assert_usdm_positions(
+    position: dict[str, Decimal],
+    sim_trades: dict[str, list[SimTrade]],
+    sim_positions: dict[str, Decimal],
+    start_balances: dict[str, Decimal],
+    end_balances: dict[str, Decimal],
+) -> None:
+    """USDⓈ-M: each symbol's position is the exchange's signed position (positionRisk) and the
+    signed sum of its trades; the wallet moved by the trades' realized PnL less commissions."""
+    for sym, trades in sim_trades.items():
+        net = sum((t.qty if t.is_buyer else -t.qty for t in trades), Decimal(0))
+        assert position[sym] == sim_positions[sym] == net, (sym, position[sym], net)
+        # the strategy is long QTY or flat: no intent traded twice, not even across processes
+        held = Decimal(0)
+        for t in sorted(trades, key=lambda t: t.trade_id):
+            held += t.qty if t.is_buyer else -t.qty
+            assert 0 <= held <= QTY, f"{sym}: position {held} after trade {t.trade_id}"
+    assert {t.commission_asset for ts in sim_trades.values() for t in ts} <= {"USDT"}
+    wallet_flow = sum(
+        (t.realized_pnl - t.commission for ts in sim_trades.values() for t in ts), Decimal(0)
+    )
+    assert end_balances["USDT"] - start_balances["USDT"] == wallet_flow
 
 
 # --- the races the chaos test found, pinned ------------------------------------------------------
