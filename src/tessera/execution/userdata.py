@@ -92,8 +92,20 @@ class UserDataStream:
         self._stop.set()
 
     async def _listen_key(self, session: aiohttp.ClientSession, method: str, key: str = "") -> str:
-        url = f"{self.rest_url}/api/v3/userDataStream"
         params = {"listenKey": key} if key else None
+        url = f"{self.rest_url}/api/v3/userDataStream"
+        return await self._listen_key_call(session, method, url, key, params)
+
+    async def _listen_key_call(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        key: str,
+        params: dict[str, str] | None = None,
+    ) -> str:
+        """One listen-key request to ``url``: the key it answers (else ``key``); a non-200
+        answer raises `aiohttp.ClientResponseError` with the body."""
         async with session.request(
             method, url, params=params, headers={"X-MBX-APIKEY": self.api_key}
         ) as resp:

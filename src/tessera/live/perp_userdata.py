@@ -70,15 +70,9 @@ class PerpUserDataStream(UserDataStream):
 
     async def _listen_key(self, session: aiohttp.ClientSession, method: str, key: str = "") -> str:
         # USDⓈ-M's keepalive and close take no listenKey parameter: the API key names it
-        async with session.request(
-            method, f"{self.rest_url}/fapi/v1/listenKey", headers={"X-MBX-APIKEY": self.api_key}
-        ) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message=str(body)
-                )
-            return str(body.get("listenKey", key))
+        return await self._listen_key_call(
+            session, method, f"{self.rest_url}/fapi/v1/listenKey", key
+        )
 
     def _dispatch(self, raw: str) -> None:
         try:
