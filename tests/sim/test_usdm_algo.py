@@ -16,13 +16,13 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 import pytest
-from test_usdm_public import USDM_BTC, point_usdm_at
+from test_usdm_public import USDM_BTC
 from test_usdm_trading import KEY, OPTIONS, SECRET, START, SYM, real
+from usdm_client import started_usdm_venue, usdm_ccxt_client
 
 from tessera.sim import SimMarket
-from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.sim.usdm import UsdmVenue, usdm_market
 
 
 @pytest.fixture(scope="module")
@@ -32,24 +32,14 @@ def usdm() -> SimMarket:
 
 @pytest.fixture
 async def venue(usdm: SimMarket) -> AsyncIterator[UsdmVenue]:
-    v = usdm_venue(
-        usdm,
-        speed=None,
-        autostart=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
-    async with v.sim:
-        v.sim.release(START)
+    async with started_usdm_venue(usdm, KEY, SECRET, START) as v:
         yield v
 
 
 @pytest.fixture
 async def ex(venue: UsdmVenue) -> AsyncIterator[Any]:
-    client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
-    point_usdm_at(client, venue.sim)
-    await client.load_markets()
-    yield client
-    await client.close()
+    async with usdm_ccxt_client(venue, KEY, SECRET, OPTIONS) as client:
+        yield client
 
 
 def first_print_below(venue: UsdmVenue, by: Decimal) -> tuple[int, Decimal]:

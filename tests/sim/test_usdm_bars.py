@@ -22,13 +22,12 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import SAMPLES
-from test_usdm_public import point_usdm_at
 from typer.testing import CliRunner
+from usdm_client import started_usdm_venue, usdm_ccxt_client
 
 from tessera.execution.perp.funding import funding_payment
 from tessera.execution.perp.margin import MarginMode, PerpPosition, liquidation_price
@@ -52,24 +51,14 @@ def xrp() -> UsdmBarMarket:
 
 @pytest.fixture
 async def venue(xrp: UsdmBarMarket) -> AsyncIterator[UsdmVenue]:
-    v = usdm_venue(
-        xrp,
-        speed=None,
-        autostart=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
-    async with v.sim:
-        v.sim.release(20)
+    async with started_usdm_venue(xrp, KEY, SECRET, 20) as v:
         yield v
 
 
 @pytest.fixture
 async def ex(venue: UsdmVenue) -> AsyncIterator[Any]:
-    client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
-    point_usdm_at(client, venue.sim)
-    await client.load_markets()
-    yield client
-    await client.close()
+    async with usdm_ccxt_client(venue, KEY, SECRET, OPTIONS) as client:
+        yield client
 
 
 def step_to(venue: UsdmVenue, n: int) -> None:

@@ -23,6 +23,7 @@ import ccxt.pro as ccxtpro
 import pytest
 from sim_helpers import SAMPLES, shape
 from test_usdm_public import USDM_BTC, point_usdm_at
+from usdm_client import started_usdm_venue, usdm_ccxt_client
 
 from tessera.sim import SimMarket
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
@@ -51,24 +52,14 @@ def usdm() -> SimMarket:
 
 @pytest.fixture
 async def venue(usdm: SimMarket) -> AsyncIterator[UsdmVenue]:
-    v = usdm_venue(
-        usdm,
-        speed=None,
-        autostart=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
-    async with v.sim:
-        v.sim.release(START)
+    async with started_usdm_venue(usdm, KEY, SECRET, START) as v:
         yield v
 
 
 @pytest.fixture
 async def ex(venue: UsdmVenue) -> AsyncIterator[Any]:
-    client = ccxt_async.binanceusdm({"apiKey": KEY, "secret": SECRET, "options": OPTIONS})
-    point_usdm_at(client, venue.sim)
-    await client.load_markets()
-    yield client
-    await client.close()
+    async with usdm_ccxt_client(venue, KEY, SECRET, OPTIONS) as client:
+        yield client
 
 
 def walk(levels: list[list[float]], qty: Decimal) -> Decimal:
