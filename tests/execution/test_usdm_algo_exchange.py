@@ -15,8 +15,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from usdm_exchange_helpers import btc_usdm_market, started_usdm_venue, usdm_exchange
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import UsdmCcxtExchange
 from tessera.execution.exchange import UnknownOrderError
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
@@ -25,14 +26,11 @@ from tessera.execution.perp_reconcile import PerpSettings
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import PerpReconciler
 from tessera.sim import SimMarket
-from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.sim.usdm import UsdmVenue
 from tessera.venues.binance_usdm.user_data import FuturesExecutionReport, parse_user_event
 
 ROOT = Path(__file__).resolve().parents[2]
-USDM_BTC = ROOT / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 USER = ROOT / "samples/binance-api/futures-user-data"
-KEY, SECRET = "usdm-key", "usdm-secret"
-START = 15_000  # frames released before a test trades (about 50 s into the recording)
 CROSS20 = PerpSettings(leverage=20, mode=MarginMode.CROSS)
 
 Setup = tuple[UsdmVenue, UsdmCcxtExchange, OrderManager, PerpReconciler]
@@ -40,28 +38,19 @@ Setup = tuple[UsdmVenue, UsdmCcxtExchange, OrderManager, PerpReconciler]
 
 @pytest.fixture(scope="module")
 def market() -> SimMarket:
-    return usdm_market([USDM_BTC])
+    return btc_usdm_market()
 
 
 @pytest.fixture
 async def venue(market: SimMarket) -> AsyncIterator[UsdmVenue]:
-    v = usdm_venue(
-        market,
-        speed=None,
-        autostart=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
-    async with v.sim:
-        v.sim.release(START)
+    async with started_usdm_venue(market) as v:
         yield v
 
 
 @pytest.fixture
 async def ex(venue: UsdmVenue) -> AsyncIterator[UsdmCcxtExchange]:
-    client = open_exchange(venue.sim.rest_url, KEY, SECRET, exchange_id="binance-usdm")
-    assert isinstance(client, UsdmCcxtExchange)
-    yield client
-    await client.close()
+    async with usdm_exchange(venue) as client:
+        yield client
 
 
 @pytest.fixture

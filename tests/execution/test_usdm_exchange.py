@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from usdm_exchange_helpers import btc_usdm_market, started_usdm_venue, usdm_exchange
 
 from tessera.config.errors import ConfigError
 from tessera.execution.ccxt_exchange import CcxtExchange, UsdmCcxtExchange, open_exchange
@@ -21,37 +21,24 @@ from tessera.execution.exchange import OrderRejectedError, OutcomeUnknownError
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
 from tessera.sim import SimMarket
-from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
-
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
-KEY, SECRET = "usdm-key", "usdm-secret"
-START = 15_000  # frames released before a test trades (about 50 s into the recording)
+from tessera.sim.usdm import UsdmVenue
 
 
 @pytest.fixture(scope="module")
 def market() -> SimMarket:
-    return usdm_market([USDM_BTC])
+    return btc_usdm_market()
 
 
 @pytest.fixture
 async def venue(market: SimMarket) -> AsyncIterator[UsdmVenue]:
-    v = usdm_venue(
-        market,
-        speed=None,
-        autostart=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
-    async with v.sim:
-        v.sim.release(START)
+    async with started_usdm_venue(market) as v:
         yield v
 
 
 @pytest.fixture
 async def ex(venue: UsdmVenue) -> AsyncIterator[UsdmCcxtExchange]:
-    client = open_exchange(venue.sim.rest_url, KEY, SECRET, exchange_id="binance-usdm")
-    assert isinstance(client, UsdmCcxtExchange)
-    yield client
-    await client.close()
+    async with usdm_exchange(venue) as client:
+        yield client
 
 
 def order(cid: str, side: str, qty: str, *, reduce_only: bool = False, **kw: object) -> Order:
