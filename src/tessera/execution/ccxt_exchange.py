@@ -308,18 +308,8 @@ class CcxtExchange:
         Every `OrderType` goes out as Binance's own type: ccxt passes ``STOP_LOSS``,
         ``STOP_LOSS_LIMIT``, ``TAKE_PROFIT``, ``TAKE_PROFIT_LIMIT`` and ``LIMIT_MAKER`` through
         with ``stopPrice`` from the params (``market``/``limit`` are its unified names)."""
-        otype, price, params = self._order_args(order)
         try:
-            raw = await self._call(
-                "create_order",
-                self.unified(order.symbol),
-                otype,
-                order.side.value.lower(),
-                float(order.qty),
-                price,
-                params,
-                repeatable=False,
-            )
+            raw = await self._create_order(order)
         except OrderRejectedError as exc:
             if "Duplicate order" not in str(exc):
                 raise
@@ -333,6 +323,21 @@ class CcxtExchange:
             log.warning("submit was a duplicate; the order exists", cid=order.client_order_id)
             return found
         return self._parse(raw, order.side)
+
+    async def _create_order(self, order: Order) -> Any:
+        """ccxt's ``create_order`` for ``order`` with `_order_args` (sent once, never retried:
+        a lost answer is resolved by the caller's duplicate check)."""
+        otype, price, params = self._order_args(order)
+        return await self._call(
+            "create_order",
+            self.unified(order.symbol),
+            otype,
+            order.side.value.lower(),
+            float(order.qty),
+            price,
+            params,
+            repeatable=False,
+        )
 
     @staticmethod
     def _order_args(order: Order) -> tuple[str, float | None, dict[str, Any]]:
@@ -628,18 +633,8 @@ class UsdmCcxtExchange(CcxtExchange):
         """Place ``order`` as USDⓈ-M's type, reduce-only when `Order.reduce_only`; a stop or
         take-profit goes to the algo order service (ccxt routes it there by its trigger
         price; our client id becomes its ``clientAlgoId``)."""
-        otype, price, params = self._order_args(order)
         try:
-            raw = await self._call(
-                "create_order",
-                self.unified(order.symbol),
-                otype,
-                order.side.value.lower(),
-                float(order.qty),
-                price,
-                params,
-                repeatable=False,
-            )
+            raw = await self._create_order(order)
         except ExchangeError as exc:
             if exc.code not in USDM_DUPLICATE_CODES:
                 raise
