@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import ccxt.async_support as ccxt_async
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
+from usdm_harness import btc_usdm_venue
 
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import OrderSide, OrderStatus
@@ -22,7 +23,6 @@ from tessera.execution.perp.margin import MarginMode
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
-from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -31,7 +31,6 @@ from tessera.strategies.base import (
     register_strategy,
 )
 
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 D = Decimal
 
 
@@ -67,12 +66,7 @@ class LongShortFlat(Strategy):
 async def test_dev_mode_on_usdm_goes_long_short_flat_and_the_ledger_equals_the_exchange(
     tmp_path: Path,
 ) -> None:
-    venue = usdm_venue(
-        usdm_market([USDM_BTC]),
-        speed=10.0,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = btc_usdm_venue()
     sim, engine = venue.sim, venue.engine
     assert engine is not None
     thread = SimulatorThread(sim)

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
+from usdm_harness import btc_usdm_venue
 
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.sim.server import SimulatorThread
-from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -28,7 +28,6 @@ from tessera.strategies.base import (
     register_strategy,
 )
 
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 D = Decimal
 
 
@@ -67,12 +66,7 @@ def _denials(reason: str) -> float:
 async def _run(
     tmp_path: Path, risk: RiskConfig, until: Any, what: str, then: Any = None
 ) -> TradingBot:
-    venue = usdm_venue(
-        usdm_market([USDM_BTC]),
-        speed=10.0,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = btc_usdm_venue()
     thread = SimulatorThread(venue.sim)
     thread.start()
     try:

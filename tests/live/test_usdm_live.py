@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
+from usdm_harness import btc_usdm_venue
 
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
@@ -33,7 +34,7 @@ from tessera.execution.perp.margin import MarginMode
 from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
 from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
-from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.sim.usdm import UsdmVenue
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -42,7 +43,6 @@ from tessera.strategies.base import (
     register_strategy,
 )
 
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 D = Decimal
 
 
@@ -77,12 +77,7 @@ class LiveLongFlat(Strategy):
 
 @pytest.fixture
 def venue() -> Iterator[UsdmVenue]:
-    v = usdm_venue(
-        usdm_market([USDM_BTC]),
-        speed=10.0,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    v = btc_usdm_venue()
     thread = SimulatorThread(v.sim)
     thread.start()
     try:

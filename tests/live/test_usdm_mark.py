@@ -17,6 +17,7 @@ from aiohttp import web
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
+from usdm_harness import btc_usdm_venue
 
 from tessera import metrics
 from tessera.backtest.perp_inputs import load_brackets
@@ -24,7 +25,7 @@ from tessera.config.models import RiskConfig, StrategyRef
 from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
 from tessera.live.perp_risk import PerpRiskBook
 from tessera.sim.server import SimulatorThread
-from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.sim.usdm import UsdmVenue
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -33,7 +34,6 @@ from tessera.strategies.base import (
     register_strategy,
 )
 
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 D = Decimal
 
 
@@ -65,12 +65,7 @@ class MarkLong(Strategy):
 
 
 def _venue() -> UsdmVenue:
-    return usdm_venue(
-        usdm_market([USDM_BTC]),
-        speed=10.0,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    return btc_usdm_venue()
 
 
 async def _run(tmp_path: Path, venue: UsdmVenue, until: Any, what: str) -> TradingBot:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
+from usdm_harness import btc_usdm_venue
 
 from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import OrderSide, OrderStatus
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.sim.server import SimulatorThread
-from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -28,7 +27,6 @@ from tessera.strategies.base import (
     register_strategy,
 )
 
-USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 D = Decimal
 
 
@@ -65,12 +63,7 @@ async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_
     tmp_path: Path,
 ) -> None:
     # the venue can trade (keys, an engine), so that an order sent to it would be seen there
-    venue = usdm_venue(
-        usdm_market([USDM_BTC]),
-        speed=10.0,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = btc_usdm_venue()
     sim, engine = venue.sim, venue.engine
     assert engine is not None
     thread = SimulatorThread(sim)
