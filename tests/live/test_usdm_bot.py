@@ -7,7 +7,6 @@ Afterwards the ledger (orders, fills, position) equals the simulator's account."
 from __future__ import annotations
 
 import asyncio
-import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,12 +14,11 @@ from typing import Any, ClassVar
 import ccxt.async_support as ccxt_async
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
-from usdm_harness import btc_usdm_venue
+from usdm_harness import btc_usdm_venue, usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import OrderSide, OrderStatus
 from tessera.execution.perp.margin import MarginMode
-from tessera.live.bot import BotOptions, TradingBot
+from tessera.live.bot import TradingBot
 from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
 from tessera.strategies.base import (
@@ -72,22 +70,8 @@ async def test_dev_mode_on_usdm_goes_long_short_flat_and_the_ledger_equals_the_e
     thread = SimulatorThread(sim)
     thread.start()
     try:
-        options = BotOptions(
-            mode="dev",
-            strategies=[StrategyRef(name="usdm_long_short_flat", params={})],
-            symbols=["BTCUSDT"],
-            interval="1s",
-            rest_url=sim.rest_url,
-            ws_url=sim.ws_url,
-            database_url=f"sqlite:///{tmp_path / 'bot.db'}",
-            run_id=f"usdm-{secrets.token_hex(4)}",
-            risk=RiskConfig(),
-            api_key=KEY,
-            api_secret=SECRET,
-            reconcile_interval_s=3600.0,
-            exchange_id="binance-usdm",
-            perp_leverage=5,
-            perp_margin_mode="ISOLATED",
+        options = usdm_bot_options(
+            venue, "usdm_long_short_flat", f"sqlite:///{tmp_path / 'bot.db'}"
         )
         bot = TradingBot(options)
         task = asyncio.create_task(bot.run())

@@ -6,19 +6,17 @@ denials are), and each closed bar marks it (the margin-ratio gauge, margin-ratio
 from __future__ import annotations
 
 import asyncio
-import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
-from usdm_harness import btc_usdm_venue
+from usdm_harness import btc_usdm_venue, usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
-from tessera.live.bot import BotOptions, TradingBot
+from tessera.live.bot import TradingBot
 from tessera.sim.server import SimulatorThread
 from tessera.strategies.base import (
     Bar,
@@ -71,23 +69,7 @@ async def _run(
     thread.start()
     try:
         bot = TradingBot(
-            BotOptions(
-                mode="dev",
-                strategies=[StrategyRef(name="usdm_go_long", params={})],
-                symbols=["BTCUSDT"],
-                interval="1s",
-                rest_url=venue.sim.rest_url,
-                ws_url=venue.sim.ws_url,
-                database_url=f"sqlite:///{tmp_path / 'bot.db'}",
-                run_id=f"usdm-{secrets.token_hex(4)}",
-                risk=risk,
-                api_key=KEY,
-                api_secret=SECRET,
-                reconcile_interval_s=3600.0,
-                exchange_id="binance-usdm",
-                perp_leverage=5,
-                perp_margin_mode="ISOLATED",
-            )
+            usdm_bot_options(venue, "usdm_go_long", f"sqlite:///{tmp_path / 'bot.db'}", risk=risk)
         )
         task = asyncio.create_task(bot.run())
         try:

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import pytest
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
+from usdm_harness import usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.models import RiskConfig
 from tessera.execution.persistence import ExecutionStore
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
@@ -60,23 +61,15 @@ class HoldLong(Strategy):
 
 
 def _options(venue: Any, db: str) -> BotOptions:
-    return BotOptions(
-        mode="dev",
-        strategies=[StrategyRef(name=HoldLong.name, params={})],
+    return usdm_bot_options(
+        venue,
+        HoldLong.name,
+        db,
         symbols=[SAMPLE_SYMBOL],
         interval="1h",
-        rest_url=venue.sim.rest_url,
-        ws_url=venue.sim.ws_url,
-        database_url=db,
         run_id=f"usdm-funding-{secrets.token_hex(4)}",
         risk=RiskConfig(max_orders_per_second=1000),
-        api_key=KEY,
-        api_secret=SECRET,
-        reconcile_interval_s=3600.0,
         max_bar_age_s=1e9,
-        exchange_id="binance-usdm",
-        perp_leverage=5,
-        perp_margin_mode="ISOLATED",
     )
 
 

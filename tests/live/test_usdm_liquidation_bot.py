@@ -18,8 +18,9 @@ import pytest
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
+from usdm_harness import usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, Fill, Order, OrderSide, OrderStatus
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
@@ -74,23 +75,16 @@ class LiqLong(Strategy):
 
 
 def _options(venue: UsdmVenue, db: str, run_id: str) -> BotOptions:
-    return BotOptions(
-        mode="dev",
-        strategies=[StrategyRef(name=LiqLong.name, params={})],
+    return usdm_bot_options(
+        venue,
+        LiqLong.name,
+        db,
         symbols=[SAMPLE_SYMBOL],
         interval="1h",
-        rest_url=venue.sim.rest_url,
-        ws_url=venue.sim.ws_url,
-        database_url=db,
         run_id=run_id,
         risk=RiskConfig(max_orders_per_second=1000),
-        api_key=KEY,
-        api_secret=SECRET,
-        reconcile_interval_s=3600.0,
         max_bar_age_s=1e9,
-        exchange_id="binance-usdm",
         perp_leverage=50,
-        perp_margin_mode="ISOLATED",
     )
 
 

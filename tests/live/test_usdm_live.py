@@ -25,9 +25,8 @@ import pytest
 from aiohttp import web
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
-from usdm_harness import btc_usdm_venue
+from usdm_harness import btc_usdm_venue, usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
@@ -87,25 +86,11 @@ def venue() -> Iterator[UsdmVenue]:
 
 
 def live_options(venue: UsdmVenue, tmp_path: Path, **overrides: Any) -> BotOptions:
-    values: dict[str, Any] = dict(
-        mode="live",
-        strategies=[StrategyRef(name="usdm_live_long_flat", params={})],
-        symbols=["BTCUSDT"],
-        interval="1s",
-        rest_url=venue.sim.rest_url,
-        ws_url=venue.sim.ws_url,
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
-        run_id=f"usdm-live-{secrets.token_hex(4)}",
-        risk=RiskConfig(),
-        api_key=KEY,
-        api_secret=SECRET,
-        reconcile_interval_s=3600.0,
-        exchange_id="binance-usdm",
-        perp_leverage=5,
-        perp_margin_mode="ISOLATED",
-    )
+    values: dict[str, Any] = dict(mode="live", run_id=f"usdm-live-{secrets.token_hex(4)}")
     values.update(overrides)
-    return BotOptions(**values)
+    return usdm_bot_options(
+        venue, "usdm_live_long_flat", f"sqlite:///{tmp_path / 'bot.db'}", **values
+    )
 
 
 def test_tessera_run_live_on_binance_usdm_refuses_without_the_live_trading_flag(

@@ -21,8 +21,9 @@ import pytest
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
+from usdm_harness import usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
@@ -81,23 +82,17 @@ def _halt_reasons(db: Path) -> list[str]:
 
 
 def _options(venue: UsdmVenue, tmp_path: Path, risk: RiskConfig) -> BotOptions:
-    return BotOptions(
+    return usdm_bot_options(
+        venue,
+        CalledLong.name,
+        f"sqlite:///{tmp_path / 'bot.db'}",
         mode="live",  # against the simulator, as spot's live tests run
-        strategies=[StrategyRef(name=CalledLong.name, params={})],
         symbols=[SAMPLE_SYMBOL],
         interval="1h",
-        rest_url=venue.sim.rest_url,
-        ws_url=venue.sim.ws_url,
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
         run_id=f"usdm-mc-{secrets.token_hex(4)}",
         risk=risk,
-        api_key=KEY,
-        api_secret=SECRET,
-        reconcile_interval_s=3600.0,
         max_bar_age_s=1e9,
-        exchange_id="binance-usdm",
         perp_leverage=50,
-        perp_margin_mode="ISOLATED",
     )
 
 

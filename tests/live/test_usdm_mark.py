@@ -7,7 +7,6 @@ the venue's mark is the recorded book mid, `tessera.sim.usdm.market`): the feed'
 from __future__ import annotations
 
 import asyncio
-import secrets
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,14 +14,12 @@ from typing import Any, ClassVar
 import pytest
 from aiohttp import web
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
-from usdm_harness import btc_usdm_venue
+from usdm_harness import btc_usdm_venue, usdm_bot_options
 
 from tessera import metrics
 from tessera.backtest.perp_inputs import load_brackets
-from tessera.config.models import RiskConfig, StrategyRef
-from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
+from tessera.live.bot import LiveRefusedError, TradingBot
 from tessera.live.perp_risk import PerpRiskBook
 from tessera.sim.server import SimulatorThread
 from tessera.sim.usdm import UsdmVenue
@@ -73,23 +70,7 @@ async def _run(tmp_path: Path, venue: UsdmVenue, until: Any, what: str) -> Tradi
     thread.start()
     try:
         bot = TradingBot(
-            BotOptions(
-                mode="dev",
-                strategies=[StrategyRef(name="usdm_mark_long", params={})],
-                symbols=["BTCUSDT"],
-                interval="1s",
-                rest_url=venue.sim.rest_url,
-                ws_url=venue.sim.ws_url,
-                database_url=f"sqlite:///{tmp_path / 'bot.db'}",
-                run_id=f"usdm-{secrets.token_hex(4)}",
-                risk=RiskConfig(),
-                api_key=KEY,
-                api_secret=SECRET,
-                reconcile_interval_s=3600.0,
-                exchange_id="binance-usdm",
-                perp_leverage=5,
-                perp_margin_mode="ISOLATED",
-            )
+            usdm_bot_options(venue, "usdm_mark_long", f"sqlite:///{tmp_path / 'bot.db'}")
         )
         task = asyncio.create_task(bot.run())
         try:

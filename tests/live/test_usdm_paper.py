@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inprocess_bot import wait_until
-from usdm_harness import btc_usdm_venue
+from usdm_harness import btc_usdm_venue, usdm_bot_options
 
-from tessera.config.models import RiskConfig, StrategyRef
 from tessera.execution.orders import OrderSide, OrderStatus
-from tessera.live.bot import BotOptions, TradingBot
+from tessera.live.bot import TradingBot
 from tessera.sim.server import SimulatorThread
 from tessera.strategies.base import (
     Bar,
@@ -69,20 +68,14 @@ async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_
     thread = SimulatorThread(sim)
     thread.start()
     try:
-        options = BotOptions(
+        options = usdm_bot_options(
+            venue,
+            "usdm_paper_long_short_flat",
+            f"sqlite:///{tmp_path / 'bot.db'}",
             mode="paper",
-            strategies=[StrategyRef(name="usdm_paper_long_short_flat", params={})],
-            symbols=["BTCUSDT"],
-            interval="1s",
-            rest_url=sim.rest_url,
-            ws_url=sim.ws_url,
-            database_url=f"sqlite:///{tmp_path / 'bot.db'}",
             run_id=f"usdm-paper-{secrets.token_hex(4)}",
-            risk=RiskConfig(),
-            reconcile_interval_s=3600.0,
-            exchange_id="binance-usdm",
-            perp_leverage=5,
-            perp_margin_mode="ISOLATED",
+            api_key="",
+            api_secret="",
         )
         bot = TradingBot(options)
         task = asyncio.create_task(bot.run())
