@@ -14,16 +14,14 @@ from typing import Any, ClassVar
 
 import pytest
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
-from usdm_harness import usdm_bot_options
+from usdm_harness import start_bot, stop_bot, usdm_bot_options, xrp_bar_venue
 
 from tessera.config.models import RiskConfig
 from tessera.execution.persistence import ExecutionStore
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.live.halt import ACCOUNT
-from tessera.sim.usdm import usdm_trading_config, usdm_venue
-from tessera.sim.usdm.bars import SAMPLE_SYMBOL, usdm_bar_market
+from tessera.sim.usdm.bars import SAMPLE_SYMBOL
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -85,16 +83,7 @@ def _ledger(db: str) -> list[tuple[str, int, Decimal, str]]:
 
 
 async def _start(venue: Any, db: str) -> tuple[TradingBot, asyncio.Task[int]]:
-    bot = TradingBot(_options(venue, db))
-    task = asyncio.create_task(bot.run())
-    await wait_until(lambda: (bot.health.ready and not bot.warming) or task.done(), 30, "start-up")
-    assert not task.done(), bot.problems
-    return bot, task
-
-
-async def _stop(bot: TradingBot, task: asyncio.Task[int]) -> None:
-    bot._request_stop()
-    await asyncio.wait_for(task, 30)
+    return await start_bot(_options(venue, db))
 
 
 async def test_the_bot_stores_each_funding_payment_once_and_imports_those_it_missed_while_down(
@@ -102,13 +91,7 @@ async def test_the_bot_stores_each_funding_payment_once_and_imports_those_it_mis
 ) -> None:
     # the market stands still while a bot starts: its warm-up need not wait for a live frame
     monkeypatch.setattr(bot_module, "FIRST_FRAME_WAIT_S", 0.05)
-    venue = usdm_venue(
-        usdm_bar_market(),
-        speed=SPEED,
-        autostart=False,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = xrp_bar_venue(SPEED)
     engine = venue.engine
     assert engine is not None
     db = f"sqlite:///{tmp_path / 'bot.db'}"
@@ -124,7 +107,7 @@ async def test_the_bot_stores_each_funding_payment_once_and_imports_those_it_mis
         await wait_until(lambda: len(incomes()) >= 1, 30, "a funding time held")
         venue.sim.pause()
         await wait_until(lambda: len(_ledger(db)) == len(incomes()), 10, "the payments stored")
-        await _stop(bot, task)
+        await stop_bot(bot, task)
         heard = incomes()
         assert [row[:3] for row in _ledger(db)] == heard
         assert {row[3] for row in _ledger(db)} == {"user_data"}
@@ -139,7 +122,7 @@ async def test_the_bot_stores_each_funding_payment_once_and_imports_those_it_mis
 
         bot, task = await _start(venue, db)  # imports what it missed at start
         await wait_until(lambda: len(_ledger(db)) == len(incomes()), 10, "the import")
-        await _stop(bot, task)
+        await stop_bot(bot, task)
     assert _ledger(db) == [(*row, "user_data") for row in heard] + [
         (*row, "income") for row in missed
     ]

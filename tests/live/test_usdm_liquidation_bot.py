@@ -16,17 +16,16 @@ from typing import Any, ClassVar
 
 import pytest
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
-from usdm_harness import usdm_bot_options
+from usdm_harness import start_bot, step_to, stop_bot, usdm_bot_options, xrp_bar_venue
 
 from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, Fill, Order, OrderSide, OrderStatus
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.live.halt import ACCOUNT
-from tessera.sim.usdm import UsdmVenue, usdm_trading_config, usdm_venue
-from tessera.sim.usdm.bars import SAMPLE_SYMBOL, usdm_bar_market
+from tessera.sim.usdm import UsdmVenue
+from tessera.sim.usdm.bars import SAMPLE_SYMBOL
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -98,21 +97,7 @@ def _liquidations() -> float:
 
 
 async def _start(venue: UsdmVenue, db: str, run_id: str) -> tuple[TradingBot, asyncio.Task[int]]:
-    bot = TradingBot(_options(venue, db, run_id))
-    task = asyncio.create_task(bot.run())
-    await wait_until(lambda: (bot.health.ready and not bot.warming) or task.done(), 30, "start-up")
-    assert not task.done(), bot.problems
-    return bot, task
-
-
-async def _stop(bot: TradingBot, task: asyncio.Task[int]) -> None:
-    bot._request_stop()
-    await asyncio.wait_for(task, 30)
-
-
-def _step_to(venue: UsdmVenue, n: int) -> None:
-    while venue.sim.head < n:
-        venue.sim.release(venue.sim.head + 1)
+    return await start_bot(_options(venue, db, run_id))
 
 
 async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
@@ -121,13 +106,7 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
     monkeypatch.setattr(bot_module, "FIRST_FRAME_WAIT_S", 0.05)
     LiqLong.heard_orders.clear()
     LiqLong.heard_fills.clear()
-    venue = usdm_venue(
-        usdm_bar_market(),
-        speed=None,
-        autostart=False,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = xrp_bar_venue(None)
     engine = venue.engine
     assert engine is not None
     db = f"sqlite:///{tmp_path / 'bot.db'}"
@@ -142,14 +121,14 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
                 10,
                 "the long filled",
             )
-            _step_to(venue, LIQUIDATED - 1)  # candles 25-27: the mark stays above it
+            step_to(venue, LIQUIDATED - 1)  # candles 25-27: the mark stays above it
             assert engine.accounts[SAMPLE_SYMBOL].qty == QTY
-            _step_to(venue, LIQUIDATED)
+            step_to(venue, LIQUIDATED)
             assert engine.accounts[SAMPLE_SYMBOL].qty == 0  # the exchange closed it
             await wait_until(lambda: bot.risk.halt is not None, 10, "the halt")
             await wait_until(lambda: len(LiqLong.heard_fills) == 2, 10, "the strategy hears it")
         finally:
-            await _stop(bot, task)
+            await stop_bot(bot, task)
 
         entry, liq = sorted(bot.store.list_orders(), key=lambda o: o.ts_created)
         assert (entry.side, entry.qty, entry.reason) == (OrderSide.BUY, QTY, ExitReason.SIGNAL)
@@ -175,7 +154,7 @@ async def test_a_liquidation_by_the_exchange_is_booked_once_and_halts_trading(
         try:
             assert bot.risk.halt is not None and HALT_REASON in bot.risk.halt.reason
         finally:
-            await _stop(bot, task)
+            await stop_bot(bot, task)
         assert len(bot.store.all_fills()) == 2
         assert len(bot.store.list_orders()) == 2
         halt = bot.store.load_halt(ACCOUNT)

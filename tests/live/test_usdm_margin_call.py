@@ -19,17 +19,16 @@ from typing import Any, ClassVar
 
 import pytest
 from inprocess_bot import wait_until
-from live_bot_helpers import KEY, SECRET
 from prometheus_client import REGISTRY
-from usdm_harness import usdm_bot_options
+from usdm_harness import usdm_bot_options, xrp_bar_venue
 
 from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
 from tessera.live import bot as bot_module
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.live.halt import ACCOUNT
-from tessera.sim.usdm import UsdmVenue, usdm_trading_config, usdm_venue
-from tessera.sim.usdm.bars import SAMPLE_SYMBOL, usdm_bar_market
+from tessera.sim.usdm import UsdmVenue
+from tessera.sim.usdm.bars import SAMPLE_SYMBOL
 from tessera.strategies.base import (
     Bar,
     Strategy,
@@ -105,13 +104,7 @@ async def _run_to(
     """The bot long from candle ``ENTRY`` on, the candles released one by one up to
     ``release_to`` (the last once ``before_last`` holds), then stopped; returns the stopped
     bot and the venue."""
-    venue = usdm_venue(
-        usdm_bar_market(),
-        speed=None,
-        autostart=False,
-        loop_replay=False,
-        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
-    )
+    venue = xrp_bar_venue(None)
     async with venue.sim:
         venue.sim.release(ENTRY)
         bot = TradingBot(_options(venue, tmp_path, risk))

@@ -8,15 +8,18 @@ that each test file states only what differs and what it checks.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
 
+from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 
 from tessera.config.models import RiskConfig, StrategyRef
-from tessera.live.bot import BotOptions
+from tessera.live.bot import BotOptions, TradingBot
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.sim.usdm.bars import usdm_bar_market
 
 USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 
@@ -29,6 +32,39 @@ def btc_usdm_venue() -> UsdmVenue:
         loop_replay=False,
         trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
     )
+
+
+def xrp_bar_venue(speed: float | None) -> UsdmVenue:
+    """The bundled real XRP/USDT perpetual 1h candles (bar mode), stepped by hand unless started
+    at ``speed``; replayed once, trading with KEY/SECRET."""
+    return usdm_venue(
+        usdm_bar_market(),
+        speed=speed,
+        autostart=False,
+        loop_replay=False,
+        trading=usdm_trading_config(api_key=KEY, api_secret=SECRET),
+    )
+
+
+def step_to(venue: UsdmVenue, n: int) -> None:
+    """Release candles one at a time up to ``n``."""
+    while venue.sim.head < n:
+        venue.sim.release(venue.sim.head + 1)
+
+
+async def start_bot(options: BotOptions) -> tuple[TradingBot, asyncio.Task[int]]:
+    """Run a bot on ``options`` until it is ready and warmed up (fails if it exits instead)."""
+    bot = TradingBot(options)
+    task = asyncio.create_task(bot.run())
+    await wait_until(lambda: (bot.health.ready and not bot.warming) or task.done(), 30, "start-up")
+    assert not task.done(), bot.problems
+    return bot, task
+
+
+async def stop_bot(bot: TradingBot, task: asyncio.Task[int]) -> None:
+    """Ask the bot to stop and wait (30 s at most) for its run to end."""
+    bot._request_stop()
+    await asyncio.wait_for(task, 30)
 
 
 def usdm_bot_options(
