@@ -9,61 +9,27 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
 
 import ccxt.async_support as ccxt_async
+import pytest
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
-from usdm_harness import btc_usdm_venue, usdm_bot_options
+from usdm_harness import LongShortFlat, btc_usdm_venue, usdm_bot_options
 
 from tessera.execution.orders import OrderSide, OrderStatus
 from tessera.execution.perp.margin import MarginMode
 from tessera.live.bot import TradingBot
 from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
-from tessera.strategies.base import (
-    Bar,
-    Strategy,
-    StrategyContext,
-    StrategyParams,
-    register_strategy,
-)
+from tessera.strategies import base
 
 D = Decimal
 
 
-class LongShortFlatParams(StrategyParams):
-    qty: Decimal = D("0.010")
-    every: int = 4  # bars between decisions
-
-
-@register_strategy
-class LongShortFlat(Strategy):
-    """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing."""
-
-    name = "usdm_long_short_flat"
-    Params: ClassVar[type[StrategyParams]] = LongShortFlatParams
-
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, LongShortFlatParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
-        if self.bars in steps:
-            ctx.target_position(bar.symbol, steps[self.bars])
-
-
 async def test_dev_mode_on_usdm_goes_long_short_flat_and_the_ledger_equals_the_exchange(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(base._REGISTRY, LongShortFlat.name, LongShortFlat)
     venue = btc_usdm_venue()
     sim, engine = venue.sim, venue.engine
     assert engine is not None

@@ -10,57 +10,23 @@ import asyncio
 import secrets
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
 
+import pytest
 from inprocess_bot import wait_until
-from usdm_harness import btc_usdm_venue, usdm_bot_options
+from usdm_harness import LongShortFlat, btc_usdm_venue, usdm_bot_options
 
 from tessera.execution.orders import OrderSide, OrderStatus
 from tessera.live.bot import TradingBot
 from tessera.sim.server import SimulatorThread
-from tessera.strategies.base import (
-    Bar,
-    Strategy,
-    StrategyContext,
-    StrategyParams,
-    register_strategy,
-)
+from tessera.strategies import base
 
 D = Decimal
 
 
-class PaperLongShortFlatParams(StrategyParams):
-    qty: Decimal = D("0.010")
-    every: int = 4  # bars between decisions
-
-
-@register_strategy
-class PaperLongShortFlat(Strategy):
-    """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing."""
-
-    name = "usdm_paper_long_short_flat"
-    Params: ClassVar[type[StrategyParams]] = PaperLongShortFlatParams
-
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, PaperLongShortFlatParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
-        if self.bars in steps:
-            ctx.target_position(bar.symbol, steps[self.bars])
-
-
 async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_sends_no_order(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(base._REGISTRY, LongShortFlat.name, LongShortFlat)
     # the venue can trade (keys, an engine), so that an order sent to it would be seen there
     venue = btc_usdm_venue()
     sim, engine = venue.sim, venue.engine
@@ -70,7 +36,7 @@ async def test_paper_mode_on_usdm_goes_long_short_flat_on_the_venues_quotes_and_
     try:
         options = usdm_bot_options(
             venue,
-            "usdm_paper_long_short_flat",
+            LongShortFlat.name,
             f"sqlite:///{tmp_path / 'bot.db'}",
             mode="paper",
             run_id=f"usdm-paper-{secrets.token_hex(4)}",

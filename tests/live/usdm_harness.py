@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
@@ -20,8 +21,41 @@ from tessera.config.models import RiskConfig, StrategyRef
 from tessera.live.bot import BotOptions, TradingBot
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
 from tessera.sim.usdm.bars import usdm_bar_market
+from tessera.strategies.base import Bar, Strategy, StrategyContext, StrategyParams
 
+D = Decimal
 USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
+
+
+class LongShortFlatParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    every: int = 4  # bars between decisions
+
+
+class LongShortFlat(Strategy):
+    """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing.
+
+    Not registered at import: a test registers it with
+    ``monkeypatch.setitem(base._REGISTRY, LongShortFlat.name, LongShortFlat)``."""
+
+    name = "usdm_long_short_flat"
+    Params: ClassVar[type[StrategyParams]] = LongShortFlatParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, LongShortFlatParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
+        if self.bars in steps:
+            ctx.target_position(bar.symbol, steps[self.bars])
 
 
 def btc_usdm_venue() -> UsdmVenue:
