@@ -8,53 +8,25 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+import pytest
 from inprocess_bot import wait_until
 from prometheus_client import REGISTRY
-from usdm_harness import btc_usdm_venue, usdm_bot_options
+from usdm_harness import GoLong, btc_usdm_venue, usdm_bot_options
 
 from tessera.config.models import RiskConfig
 from tessera.execution.orders import ExitReason, OrderSide, OrderStatus
 from tessera.live.bot import TradingBot
 from tessera.sim.server import SimulatorThread
-from tessera.strategies.base import (
-    Bar,
-    Strategy,
-    StrategyContext,
-    StrategyParams,
-    register_strategy,
-)
+from tessera.strategies import base
 
 D = Decimal
 
 
-class GoLongParams(StrategyParams):
-    qty: Decimal = D("0.010")
-    after: int = 2  # bars before the entry
-
-
-@register_strategy
-class GoLong(Strategy):
-    """Long ``qty`` after ``after`` bars, then holds."""
-
-    name = "usdm_go_long"
-    Params: ClassVar[type[StrategyParams]] = GoLongParams
-
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, GoLongParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        if self.bars == self.p.after:
-            ctx.target_position(bar.symbol, self.p.qty)
+@pytest.fixture(autouse=True)
+def _go_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._REGISTRY, GoLong.name, GoLong)
 
 
 def _denials(reason: str) -> float:
@@ -69,7 +41,7 @@ async def _run(
     thread.start()
     try:
         bot = TradingBot(
-            usdm_bot_options(venue, "usdm_go_long", f"sqlite:///{tmp_path / 'bot.db'}", risk=risk)
+            usdm_bot_options(venue, GoLong.name, f"sqlite:///{tmp_path / 'bot.db'}", risk=risk)
         )
         task = asyncio.create_task(bot.run())
         try:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from aiohttp import web
 from inprocess_bot import wait_until
 from prometheus_client import REGISTRY
-from usdm_harness import btc_usdm_venue, usdm_bot_options
+from usdm_harness import GoLong, btc_usdm_venue, usdm_bot_options
 
 from tessera import metrics
 from tessera.backtest.perp_inputs import load_brackets
@@ -23,42 +23,14 @@ from tessera.live.bot import LiveRefusedError, TradingBot
 from tessera.live.perp_risk import PerpRiskBook
 from tessera.sim.server import SimulatorThread
 from tessera.sim.usdm import UsdmVenue
-from tessera.strategies.base import (
-    Bar,
-    Strategy,
-    StrategyContext,
-    StrategyParams,
-    register_strategy,
-)
+from tessera.strategies import base
 
 D = Decimal
 
 
-class MarkLongParams(StrategyParams):
-    qty: Decimal = D("0.010")
-
-
-@register_strategy
-class MarkLong(Strategy):
-    """Long ``qty`` at its second bar, then holds."""
-
-    name = "usdm_mark_long"
-    Params: ClassVar[type[StrategyParams]] = MarkLongParams
-
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, MarkLongParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        if self.bars == 2:
-            ctx.target_position(bar.symbol, self.p.qty)
+@pytest.fixture(autouse=True)
+def _go_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base._REGISTRY, GoLong.name, GoLong)
 
 
 def _venue() -> UsdmVenue:
@@ -69,9 +41,7 @@ async def _run(tmp_path: Path, venue: UsdmVenue, until: Any, what: str) -> Tradi
     thread = SimulatorThread(venue.sim)
     thread.start()
     try:
-        bot = TradingBot(
-            usdm_bot_options(venue, "usdm_mark_long", f"sqlite:///{tmp_path / 'bot.db'}")
-        )
+        bot = TradingBot(usdm_bot_options(venue, GoLong.name, f"sqlite:///{tmp_path / 'bot.db'}"))
         task = asyncio.create_task(bot.run())
         try:
             await wait_until(lambda: hasattr(bot, "store") or task.done(), 20, "the bot's setup")

@@ -58,6 +58,33 @@ class LongShortFlat(Strategy):
             ctx.target_position(bar.symbol, steps[self.bars])
 
 
+class GoLongParams(StrategyParams):
+    qty: Decimal = D("0.010")
+    after: int = 2  # bars before the entry
+
+
+class GoLong(Strategy):
+    """Long ``qty`` after ``after`` bars, then holds (registered by the tests with monkeypatch)."""
+
+    name = "usdm_go_long"
+    Params: ClassVar[type[StrategyParams]] = GoLongParams
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        assert isinstance(self.params, GoLongParams)
+        self.p = self.params
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        if self.bars == self.p.after:
+            ctx.target_position(bar.symbol, self.p.qty)
+
+
 def btc_usdm_venue() -> UsdmVenue:
     """The BTCUSDT perpetual recording replayed once at 10x, trading with KEY/SECRET."""
     return usdm_venue(
