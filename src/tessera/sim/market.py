@@ -379,13 +379,7 @@ class SimMarket:
         anchor = -1
 
         def flush() -> None:
-            bids: dict[Decimal, list[str]] = {}
-            asks: dict[Decimal, list[str]] = {}
-            for d in group:
-                for lv in d["b"]:
-                    bids[Decimal(lv[0])] = lv
-                for lv in d["a"]:
-                    asks[Decimal(lv[0])] = lv
+            bids, asks = _merged_levels(group)
             first, last = group[0], group[-1]
             merged = {
                 "e": "depthUpdate",
@@ -393,8 +387,8 @@ class SimMarket:
                 "s": last["s"],
                 "U": first["U"],
                 "u": last["u"],
-                "b": [bids[p] for p in sorted(bids, reverse=True)],
-                "a": [asks[p] for p in sorted(asks)],
+                "b": bids,
+                "a": asks,
             }
             out.anchors.append(anchor)
             out.payloads.append(orjson.dumps(merged).decode())
@@ -421,13 +415,7 @@ class SimMarket:
         anchor = -1
 
         def flush() -> None:
-            bids: dict[Decimal, list[str]] = {}
-            asks: dict[Decimal, list[str]] = {}
-            for d in group:
-                for lv in d["b"]:
-                    bids[Decimal(lv[0])] = lv
-                for lv in d["a"]:
-                    asks[Decimal(lv[0])] = lv
+            bids, asks = _merged_levels(group)
             first, last = group[0], group[-1]
             merged = {
                 "e": "depthUpdate",
@@ -437,8 +425,8 @@ class SimMarket:
                 "U": first["U"],
                 "u": last["u"],
                 "pu": first["pu"],
-                "b": [bids[p] for p in sorted(bids, reverse=True)],
-                "a": [asks[p] for p in sorted(asks)],
+                "b": bids,
+                "a": asks,
             }
             out.anchors.append(anchor)
             out.payloads.append(orjson.dumps(merged).decode())
@@ -464,6 +452,19 @@ class SimMarket:
                     step_of(t.qty for t in st.trades),
                 )
         return steps
+
+
+def _merged_levels(group: list[dict[str, Any]]) -> tuple[list[list[str]], list[list[str]]]:
+    """Bids (best first) and asks (best first) of depth diffs merged in order: the last
+    quantity of a level wins, as a book applying them one by one would hold it."""
+    bids: dict[Decimal, list[str]] = {}
+    asks: dict[Decimal, list[str]] = {}
+    for d in group:
+        for lv in d["b"]:
+            bids[Decimal(lv[0])] = lv
+        for lv in d["a"]:
+            asks[Decimal(lv[0])] = lv
+    return [bids[p] for p in sorted(bids, reverse=True)], [asks[p] for p in sorted(asks)]
 
 
 def _replay_clock(frames: list[Frame]) -> list[int]:
