@@ -99,7 +99,6 @@ class TradingEngine(MatchingCore):
     # --- wiring ---------------------------------------------------------------------------------
 
     def _register(self, app: web.Application) -> None:
-        rest = self.sim.rest
         routes: tuple[tuple[str, str, Signed, int], ...] = (
             ("POST", "/api/v3/order", self.new_order, 1),
             ("GET", "/api/v3/order", self.query_order, 4),
@@ -114,19 +113,31 @@ class TradingEngine(MatchingCore):
             ("GET", "/api/v3/account", self.account, 20),
             ("GET", "/api/v3/myTrades", self.my_trades, 20),
         )
+        self._add_routes(app, routes, "/api/v3/userDataStream", 2)
+        app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
+        app.on_startup.append(self._start_matcher)
+        app.on_cleanup.append(self._stop_matcher)
+
+    def _add_routes(
+        self,
+        app: web.Application,
+        routes: tuple[tuple[str, str, Signed, int], ...],
+        listen_key_path: str,
+        listen_key_weight: int,
+    ) -> None:
+        """The signed ``routes`` (method, path, handler, weight) and the listen key's
+        POST/PUT/DELETE at ``listen_key_path``, each with its request weight."""
+        rest = self.sim.rest
         for method, path, handler, weight in routes:
             rest.weights[path] = weight
             app.router.add_route(method, path, self._signed(handler))
-        rest.weights["/api/v3/userDataStream"] = 2
+        rest.weights[listen_key_path] = listen_key_weight
         for method, keyed in (
             ("POST", self.new_listen_key),
             ("PUT", self.keepalive_listen_key),
             ("DELETE", self.close_listen_key),
         ):
-            app.router.add_route(method, "/api/v3/userDataStream", self._keyed(keyed))
-        app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
-        app.on_startup.append(self._start_matcher)
-        app.on_cleanup.append(self._stop_matcher)
+            app.router.add_route(method, listen_key_path, self._keyed(keyed))
 
     async def _start_matcher(self, app: web.Application) -> None:
         self._matcher = asyncio.get_running_loop().create_task(self._match_loop())

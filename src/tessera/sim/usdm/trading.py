@@ -227,7 +227,6 @@ class UsdmTradingEngine(TradingEngine):
     # --- wiring ---------------------------------------------------------------------------------
 
     def _register(self, app: web.Application) -> None:
-        rest = self.sim.rest
         routes: tuple[tuple[str, str, Signed, int], ...] = (
             ("POST", "/fapi/v1/order", self.new_order, 0),
             ("GET", "/fapi/v1/order", self.query_order, 1),
@@ -252,16 +251,7 @@ class UsdmTradingEngine(TradingEngine):
             ("GET", "/fapi/v1/openAlgoOrders", self.open_algo_orders, 1),
             ("GET", "/fapi/v1/allAlgoOrders", self.all_algo_orders, 5),
         )
-        for method, path, handler, weight in routes:
-            rest.weights[path] = weight
-            app.router.add_route(method, path, self._signed(handler))
-        rest.weights["/fapi/v1/listenKey"] = 1
-        for method, keyed in (
-            ("POST", self.new_listen_key),
-            ("PUT", self.keepalive_listen_key),
-            ("DELETE", self.close_listen_key),
-        ):
-            app.router.add_route(method, "/fapi/v1/listenKey", self._keyed(keyed))
+        self._add_routes(app, routes, "/fapi/v1/listenKey", 1)
         app.router.add_get("/ws/{listen_key:[A-Za-z0-9]{60}}", self.user_data_ws)
         app.router.add_get("/private/ws", self.user_data_ws)
         app.on_startup.append(self._start_matcher)
