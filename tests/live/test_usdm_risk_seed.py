@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
-from test_usdm_funding_bot import WARM, _start, _stop
+from test_usdm_funding_bot import WARM, _start
+from usdm_harness import stop_bot
 
 from tessera.live import bot as bot_module
 from tessera.live.perp_userdata import PerpUserDataStream
@@ -64,4 +65,4 @@ async def test_a_fill_made_before_the_user_data_stream_connects_is_in_the_risk_b
         await wait_until(lambda: SAMPLE_SYMBOL in risk.positions, 10, "the seeded risk book")
         seeded = risk.positions[SAMPLE_SYMBOL]
         assert (seeded.qty, seeded.entry_price) == (held.qty, held.entry_price)
-        await _stop(bot, task)
+        await stop_bot(bot, task)
