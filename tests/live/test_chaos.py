@@ -102,7 +102,8 @@ CYCLES = 20
 IN_FLIGHT_PLANS = 12  # of the CYCLES kills, aimed at an order in flight; the rest anywhere
 MIN_IN_FLIGHT_KILLS = 10  # kills that must land with an order in flight (aimed or by chance)
 READY_TIMEOUT_S = 60.0  # generous: a loaded machine starts the CLI in ~5 s, warm-up is ~1 s
-ORDER_TIMEOUT_S = 30.0  # the strategy crosses every few 1s bars (0.1 s each at 10x)
+ORDER_TIMEOUT_S = 60.0  # the strategy crosses every few 1s bars (0.1 s each at 10x); USDⓈ-M has one
+# symbol, and a quiet stretch of its 120 s recording once left a run without an order for 30 s
 RUNNING_KILL_S = (0.0, 2.0)  # a `running` kill: this long after readiness
 BEFORE_ORDER_S = (0.0, 1.0)  # an `in-flight` kill: trade this long, then watch for an order
 IN_FLIGHT_KILL_S = (0.0, 0.12)  # ... and kill this long after seeing it (answer: 0.3 s)
