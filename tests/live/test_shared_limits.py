@@ -210,7 +210,12 @@ def test_two_bots_sharing_a_key_stay_inside_the_order_limit(
     # both processes traded, and together they used the budget to the full but not beyond
     orders = list(engine.orders.values())
     by_bot = Counter(o.client_order_id.rsplit("-", 1)[0] for o in orders)
-    assert len(by_bot) == 2 and min(by_bot.values()) >= 1, by_bot
+    assert len(by_bot) == 2 and min(by_bot.values()) >= 1, (
+        by_bot,
+        counter.statuses,
+        [metric_sum(t, "tessera_signals_total") for t in texts],
+        [log[-4000:] for log in logs],
+    )
     per_window = Counter(o.time_ms // 10_000 for o in orders)
     assert max(per_window.values()) == ORDER_LIMIT, per_window
     signals = sum(metric_sum(t, "tessera_signals_total") for t in texts)
