@@ -146,8 +146,19 @@ class SmaCross(_Sized):
     """
 
     class Params(SizingParams):
-        fast: int = Field(10, gt=0, description="bars of the fast average")
-        slow: int = Field(30, gt=0, description="bars of the slow average, more than fast")
+        # `search`: the space `tessera optimize` searches by default (see tessera.optimize.space)
+        fast: int = Field(
+            10,
+            gt=0,
+            description="bars of the fast average",
+            json_schema_extra={"search": "int:5..50"},
+        )
+        slow: int = Field(
+            30,
+            gt=0,
+            description="bars of the slow average, more than fast",
+            json_schema_extra={"search": "int:30..200"},
+        )
 
         @model_validator(mode="after")
         def _fast_below_slow(self) -> SmaCross.Params:
@@ -199,9 +210,23 @@ class BollingerMeanReversion(_Sized):
     """Buy when the close is ``entry_z`` std below its rolling mean; exit back at ``exit_z``."""
 
     class Params(SizingParams):
-        window: int = Field(60, gt=0, description="bars of the rolling mean and std")
-        entry_z: float = Field(2.0, gt=0, description="enter this many std from the mean")
-        exit_z: float = Field(0.0, description="exit when back within this many std")
+        window: int = Field(
+            60,
+            gt=0,
+            description="bars of the rolling mean and std",
+            json_schema_extra={"search": "int:20..200"},
+        )
+        entry_z: float = Field(
+            2.0,
+            gt=0,
+            description="enter this many std from the mean",
+            json_schema_extra={"search": "float:1.0..3.5"},
+        )
+        exit_z: float = Field(
+            0.0,
+            description="exit when back within this many std",
+            json_schema_extra={"search": "float:-0.5..0.5"},
+        )
 
         @model_validator(mode="after")
         def _exit_inside_entry(self) -> BollingerMeanReversion.Params:

@@ -19,6 +19,7 @@ Written by `tessera strategy new $name`; edit freely. Try it:
     tessera strategy list                                  # found, with its parameters
     tessera backtest --strategy $name -p period=7          # on the bundled real BTC bars
     tessera sweep -s $name -g period=7:28:7 -g oversold=20,25,30
+    tessera optimize --strategy $name --trials 100         # Bayesian search of the declared space
     tessera run --mode paper --strategy $name:period=14    # live market data, simulated fills
 
 The rules: when the RSI (Wilder's, over `period` bars) closes below `oversold` and the strategy
@@ -85,17 +86,41 @@ class $class_name(Strategy):
         """Typed, constrained, defaulted: `-p period=7` is checked here before the run starts
         (a wrong type or value stops it with a sentence naming the parameter)."""
 
-        period: int = Field(14, gt=1, description="bars of the RSI")
-        oversold: float = Field(30.0, gt=0, lt=100, description="buy when the RSI is below this")
-        overbought: float = Field(70.0, gt=0, lt=100, description="sell when the RSI is above this")
+        # `search` is the space `tessera optimize --strategy $name` searches when no --space
+        # is given: int:LOW..HIGH, float:LOW..HIGH (:STEP or :log), cat:A,B,C. It must lie
+        # inside the field's own constraints.
+        period: int = Field(
+            14, gt=1, description="bars of the RSI", json_schema_extra={"search": "int:5..30"}
+        )
+        oversold: float = Field(
+            30.0,
+            gt=0,
+            lt=100,
+            description="buy when the RSI is below this",
+            json_schema_extra={"search": "float:15..40"},
+        )
+        overbought: float = Field(
+            70.0,
+            gt=0,
+            lt=100,
+            description="sell when the RSI is above this",
+            json_schema_extra={"search": "float:60..85"},
+        )
         notional: Decimal = Field(
             Decimal("1000"), gt=0, description="quote currency (USDT) spent per entry"
         )
         stop_loss_pct: Decimal = Field(
-            Decimal("1.0"), gt=0, lt=100, description="stop-loss, percent below the close"
+            Decimal("1.0"),
+            gt=0,
+            lt=100,
+            description="stop-loss, percent below the close",
+            json_schema_extra={"search": "float:0.5..5:0.25"},
         )
         take_profit_pct: Decimal = Field(
-            Decimal("1.5"), gt=0, description="take-profit, percent above the close"
+            Decimal("1.5"),
+            gt=0,
+            description="take-profit, percent above the close",
+            json_schema_extra={"search": "float:0.5..5:0.25"},
         )
         qty_step: Decimal = Field(
             Decimal("0.00001"), gt=0, description="quantities round down to this (lot step)"
