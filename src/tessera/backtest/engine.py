@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -156,6 +156,13 @@ class _SymbolState:
 
 
 CHUNK = 1 << 16
+# How often `BacktestEngine.run` calls its ``progress`` callback: about this many times a run.
+PROGRESS_CHECKPOINTS = 10
+
+#: ``progress(bars_done, bars_total, equity_so_far)``: the equity curve up to the last bar
+#: done (a copy). An optimiser reports a running objective from it and may stop a hopeless
+#: run by raising (Optuna's ``TrialPruned``); the exception leaves `run` as raised.
+Progress = Callable[[int, int, np.ndarray], None]
 
 
 class BacktestContext(OrderHelpers):
@@ -347,7 +354,15 @@ class BacktestEngine:
 
     # --- public ---------------------------------------------------------------------------------
 
-    def run(self, data: Sequence[BarSeries], strategies: Sequence[Strategy]) -> BacktestResult:
+    def run(
+        self,
+        data: Sequence[BarSeries],
+        strategies: Sequence[Strategy],
+        *,
+        progress: Progress | None = None,
+    ) -> BacktestResult:
+        """Run ``strategies`` over ``data``. ``progress`` (see `Progress`) is called about
+        `PROGRESS_CHECKPOINTS` times, after whole bars only; without it nothing changes."""
         cfg = self.config
         self.symbols = {s.symbol: _SymbolState(s) for s in data}
         instruments = []
@@ -396,11 +411,13 @@ class BacktestEngine:
             except Exception as exc:
                 raise StrategyError(st.strategy_id, "on_start", None, exc) from exc
         if len(data) == 1:
-            self._run_single(self.symbols[data[0].symbol], times, equity, exposure)
+            self._run_single(self.symbols[data[0].symbol], times, equity, exposure, progress)
         else:
             for state in self.symbols.values():
                 state.load(0, len(state.series))
-            for close_time, events in self._timeline(data):
+            timeline = self._timeline(data)
+            every = -(-len(timeline) // PROGRESS_CHECKPOINTS) if progress is not None else 0
+            for step, (close_time, events) in enumerate(timeline, 1):
                 self.now = close_time
                 for sym, i in events:
                     self._process_bar(self.symbols[sym], i)
@@ -412,6 +429,9 @@ class BacktestEngine:
                 times.append(close_time)
                 equity.append(eq)
                 exposure.append(expo)
+                if every and (step % every == 0 or step == len(timeline)):
+                    assert progress is not None
+                    progress(step, len(timeline), np.array(equity, dtype=np.float64))
         for st in strategies:
             try:
                 st.on_stop(self._contexts[st.strategy_id])
@@ -456,9 +476,15 @@ class BacktestEngine:
         return out
 
     def _run_single(
-        self, st: _SymbolState, times: array[int], equity: array[float], exposure: array[float]
+        self,
+        st: _SymbolState,
+        times: array[int],
+        equity: array[float],
+        exposure: array[float],
+        progress: Progress | None = None,
     ) -> None:
-        """One symbol: no timeline merge, the fewest operations per bar."""
+        """One symbol: no timeline merge, the fewest operations per bar. With ``progress`` the
+        bars are converted in smaller chunks (each ends at a checkpoint); the loop is the same."""
         strategies = [x for x in self._strategies.values() if st.symbol in x.symbols]
         contexts = [self._contexts[x.strategy_id] for x in strategies]
         pairs = list(zip(strategies, contexts, strict=True))
@@ -468,8 +494,11 @@ class BacktestEngine:
         mark_close = st.mark_close
         append_t, append_e, append_x = times.append, equity.append, exposure.append
         n = len(st.series)
-        for start in range(0, n, CHUNK):
-            st.load(start, min(start + CHUNK, n))
+        chunk = CHUNK if progress is None else max(1, min(CHUNK, -(-n // PROGRESS_CHECKPOINTS)))
+        for start in range(0, n, chunk):
+            if progress is not None and start:
+                progress(start, n, np.array(equity, dtype=np.float64))
+            st.load(start, min(start + chunk, n))
             close_l, ct_l = st.close, st.close_time
             ot_l, op_l, hi_l, lo_l, vol_l = st.open_time, st.open, st.high, st.low, st.volume
             qv_l, tb_l = st.quote_volume, st.taker_buy
@@ -528,6 +557,8 @@ class BacktestEngine:
                     append_x(0.0)
                 append_t(t)
                 append_e(eq)
+        if progress is not None and n:
+            progress(n, n, np.array(equity, dtype=np.float64))
 
     def _match_working(self, st: _SymbolState, i: int) -> None:
         j = i - st.offset
