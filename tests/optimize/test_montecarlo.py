@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tessera.optimize import montecarlo
 from tessera.optimize.montecarlo import (
     PERCENTILES,
     Distribution,
@@ -168,6 +169,15 @@ def test_long_series_keep_a_bounded_number_of_band_points_with_their_steps() -> 
     assert 900 < mc.band_steps.size <= 1000
     assert mc.bands[50].shape == mc.band_steps.shape
     assert mc.bands[5][-1] == pytest.approx(1 + mc.final_return.percentile(5), rel=1e-12)
+
+
+def test_runs_simulated_in_chunks_fill_every_run_and_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(montecarlo, "_CHUNK_ELEMENTS", 1000)  # 100 periods: 10 runs a chunk
+    mc = block_bootstrap(_iid(100, 6), runs=95, seed=2)
+    assert mc.final_return.values.size == 95
+    assert np.unique(mc.final_return.values).size > 90  # no chunk left empty or repeated
+    assert mc.bands[50][-1] == pytest.approx(1 + mc.final_return.percentile(50), rel=1e-12)
+    _check_invariants(mc)
 
 
 def test_a_thousand_runs_of_a_month_of_hours_take_well_under_a_second() -> None:
