@@ -77,6 +77,12 @@ LAZY_COMMANDS: tuple[LazyCommand, ...] = (
         "Grid or random search over a strategy's parameters, in parallel (local or Ray).",
     ),
     LazyCommand(
+        "optimize",
+        "tessera.optimize.cli:optimize",
+        "Bayesian search of a strategy's parameters, with the statistics that say how much is "
+        "luck.",
+    ),
+    LazyCommand(
         "positions",
         "tessera.execution.cli:positions",
         "Positions per symbol and strategy, with average price and realized PnL.",

@@ -35,6 +35,7 @@ HEAVY = ("sqlalchemy", "alembic", "aiohttp", "polars", "numpy", "torch", "lightg
 EAGER_COMMANDS: list[tuple[str, str, str, bool]] = [
     ("backtest", "tessera.backtest.cli", "backtest", False),
     ("sweep", "tessera.backtest.sweep_cli", "sweep", False),
+    ("optimize", "tessera.optimize.cli", "optimize", False),
     ("orders", "tessera.execution.cli", "orders_app", True),
     ("fills", "tessera.execution.cli", "fills_app", True),
     ("positions", "tessera.execution.cli", "positions", False),
