@@ -493,3 +493,45 @@ def test_a_postgresql_study_is_shared_and_resumed(
     assert second.study_name == first.study_name
     assert [t.number for t in second.trials] == [0, 1, 2, 3, 4]
     assert same_metrics(second.trials[0].metrics, first.trials[0].metrics)
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_with_a_sentence_not_a_traceback(
+    btc_slice: BarSeries, backtest_config: BacktestConfig
+) -> None:
+    with pytest.raises(ValueError, match=r"postgresql\+psycopg://postgres:\*\*\*@127\.0\.0\.1:9/x"):
+        optimize(
+            btc_slice,
+            "sma_cross",
+            SMA_SPACE,
+            backtest_config,
+            trials=1,
+            storage="postgresql://postgres:secret@127.0.0.1:9/x",
+        )
+    with pytest.raises(ValueError, match="cannot be created"):
+        optimize(
+            btc_slice, "sma_cross", SMA_SPACE, backtest_config, trials=1, storage="/proc/no/db"
+        )
+
+
+@pytest.mark.slow
+def test_a_study_on_a_private_ray_runs_every_trial_on_the_engine(
+    tmp_path: Path, btc_slice: BarSeries, backtest_config: BacktestConfig
+) -> None:
+    pytest.importorskip("ray")
+    result = optimize(
+        btc_slice,
+        "sma_cross",
+        SMA_SPACE,
+        backtest_config,
+        trials=6,
+        seed=1,
+        workers=2,
+        ray_address="local",
+        storage=tmp_path,
+        prune=False,
+    )
+    assert sorted(t.number for t in result.trials) == list(range(6))
+    best = result.best
+    assert best is not None
+    run = backtest_point(btc_slice, "sma_cross", best.params, backtest_config)
+    assert same_metrics(run.metrics, best.metrics)

@@ -414,7 +414,12 @@ def storage_url(storage: str | Path) -> str:
     path = Path(text).expanduser()
     if path.is_dir() or text.endswith(("/", "\\")):
         path = path / "optuna.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(
+            f"the study storage {path}: its folder cannot be created ({exc.strerror or exc})"
+        ) from None
     return f"sqlite:///{path.resolve()}"
 
 
@@ -431,12 +436,22 @@ def masked(url: str) -> str:
 
 
 def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The study storage at ``url``; `ValueError` with a sentence when it cannot be opened
+    (no server, a wrong password, a driver that is not installed, a folder not writable)."""
     import optuna
 
-    if url.startswith("sqlite"):
-        # Several processes write one file: wait for the lock instead of failing at once.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    try:
+        if url.startswith("sqlite"):
+            # Several processes write one file: wait for the lock instead of failing at once.
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:
+        reason = " ".join(str(exc).split("\n")[0].split())[:300]
+        raise ValueError(
+            f"the study storage {masked(url)} cannot be opened ({type(exc).__name__}: {reason}). "
+            "Give a writable SQLite path, or a PostgreSQL URL such as "
+            "postgresql://user@host:5432/dbname whose server answers."
+        ) from None
 
 
 def _signature(
