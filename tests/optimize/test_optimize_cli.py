@@ -47,7 +47,7 @@ def test_the_chosen_parameters_reproduce_in_tessera_backtest(
     code, out, err = tessera(
         capsys, "optimize", "-s", "sma_cross", "--space", "fast=int:5..30",
         "--space", "slow=int:40..160:10", "-n", "10", "--seed", "11", "--mc-runs", "200",
-        "--report", str(report), "--json", *WINDOW,
+        "--walk-forward", "2", "--report", str(report), "--json", *WINDOW,
     )  # fmt: skip
     assert code == 0, err[-3000:]
     doc: dict[str, Any] = json.loads(out)  # stdout is the one JSON document
@@ -59,6 +59,9 @@ def test_the_chosen_parameters_reproduce_in_tessera_backtest(
     for key in ("deflated_sharpe", "pbo", "sensitivity"):
         assert doc[key] is not None, (key, doc["skipped"])
     assert [m["method"].split(" ")[0] for m in doc["monte_carlo"]] == ["trades", "returns"]
+    windows = doc["walk_forward"]["windows"]
+    assert len(windows) == 2 and all(set(w["params"]) >= {"fast", "slow"} for w in windows)
+    assert "Walk-forward out-of-sample" in report.read_text(encoding="utf-8")
 
     params = [arg for k, v in best["params"].items() for arg in ("-p", f"{k}={v}")]
     code, out, err = tessera(
@@ -90,3 +93,44 @@ def test_bad_input_exits_2_with_one_sentence_and_no_traceback(
     assert code == 2, err[-2000:]
     assert sentence in " ".join(err.split()), err  # rich may wrap the paragraph
     assert "Traceback" not in err and out == ""
+
+
+# A user's strategy file: the loader tests' RSI strategy (its search space declared beside its
+# parameters) and, below it, a custom objective, registered as the file is loaded.
+MY_RSI = Path(__file__).resolve().parents[1] / "strategies" / "fixtures" / "my_rsi.py"
+OBJECTIVE = """
+from tessera.optimize.objectives import register_objective
+
+
+@register_objective("return_over_drawdown_h5", direction="maximize")
+def return_over_drawdown(result):
+    m = result.metrics
+    return m["total_return"] / max(m["max_drawdown"], 0.01)
+"""
+
+
+def test_a_user_strategy_and_custom_objective_from_a_file_need_no_space(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = env / "strategies"
+    folder.mkdir()
+    source = MY_RSI.read_text(encoding="utf-8").replace('"my_rsi"', '"my_rsi_h5"')
+    (folder / "my_rsi_h5.py").write_text(source + OBJECTIVE, encoding="utf-8")
+    code, out, err = tessera(
+        capsys, "optimize", "-s", "my_rsi_h5", "--strategy-path", str(folder),
+        "-o", "return_over_drawdown_h5", "-n", "6", "--mc-runs", "100", "--json", *WINDOW,
+    )  # fmt: skip
+    assert code == 0, err[-3000:]
+    doc = json.loads(out)
+    m = doc["best_metrics"]
+    assert doc["objectives"] == ["return_over_drawdown_h5"]
+    assert doc["space"] == {
+        "period": "int 5..30",
+        "oversold": "float 15..40",
+        "overbought": "float 60..85",
+    }
+    assert doc["best"]["values"][0] == m["total_return"] / max(m["max_drawdown"], 0.01)
+    # the sensitivity maps ran the custom objective on the points around the best: a map per
+    # pair of the three parameters
+    assert len(doc["sensitivity"]["heatmaps"]) == 3
+    assert doc["sensitivity"]["neighbours"] > 0

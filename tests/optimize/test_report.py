@@ -214,7 +214,8 @@ def test_a_multi_objective_report_lists_the_pareto_front(
         skipped={"pbo": "only 1 complete trial"},
     )
     text = path.read_text(encoding="utf-8")
-    assert f"Pareto front ({len(multi.pareto)} trials)" in text
+    n = len(multi.pareto)
+    assert f"Pareto front ({n} trial{'' if n == 1 else 's'})" in text
     assert "Trials on the first two objectives" in text
     assert "sharpe (maximize)" in text and "max_drawdown (minimize)" in text
     # a statistic that was not computed says why, where it would be

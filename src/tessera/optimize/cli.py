@@ -714,11 +714,8 @@ def _print_summary(
     elif "sensitivity" in stats.skipped:
         lines.append(f"[yellow]Sensitivity not computed[/]: {stats.skipped['sensitivity']}")
     if wf is not None:
-        oos = wf.oos_metrics
-        lines.append(
-            f"[bold]Walk-forward[/] ({wf.mode}, {len(wf.windows)} windows): out-of-sample return "
-            f"{oos.get('total_return', math.nan):+.2%}, Sharpe {_fmt_value(oos.get('sharpe'))}, "
-            f"efficiency {_fmt_value(wf.efficiency)}"
-        )
+        from tessera.optimize.report import walk_forward_line
+
+        lines.append(f"[bold]Walk-forward[/]: {walk_forward_line(wf)}")
     for line in lines:
         out.print(line, highlight=False, soft_wrap=True)

@@ -44,7 +44,13 @@ if TYPE_CHECKING:
     from tessera.optimize.study import OptimizationResult, TrialRecord
     from tessera.optimize.wfo import WalkForward
 
-__all__ = ["TRIAL_ROWS", "describe_dimension", "robustness_document", "write_robustness_report"]
+__all__ = [
+    "TRIAL_ROWS",
+    "describe_dimension",
+    "robustness_document",
+    "walk_forward_line",
+    "write_robustness_report",
+]
 
 TRIAL_ROWS = 1_000  # rows of the trials table; beyond, the best ones (every trial is in --json)
 # the metrics of a trial shown in the trials table, beside its parameters and objective values
@@ -168,13 +174,25 @@ def _verdicts(
         kind = "ok" if oos > 0 and walk_forward.efficiency >= 0.5 else "bad"
         items.append(
             _badge(kind, "Walk-forward")
-            + f" {len(walk_forward.windows)} {walk_forward.mode} windows: out-of-sample "
-            f"return {oos * 100:+.2f}%, Sharpe "
-            f"{_value(walk_forward.oos_metrics.get('sharpe', float('nan')))}, walk-forward "
-            f"efficiency {_value(walk_forward.efficiency)} (out-of-sample over in-sample "
-            "annualised return)"
+            + f" <span data-verdict='wfo'>{html.escape(walk_forward_line(walk_forward))}</span>"
         )
     return f"<div class='verdicts' role='status'><b>Verdicts</b>{_list(items)}</div>"
+
+
+def walk_forward_line(wf: WalkForward) -> str:
+    """One line: the stitched out-of-sample result and the walk-forward efficiency."""
+    m = wf.oos_metrics
+    eff = wf.efficiency
+    efficiency = (
+        f"walk-forward efficiency {eff:.2f} (out-of-sample over in-sample annualised return)"
+        if math.isfinite(eff)
+        else "walk-forward efficiency undefined (the in-sample return is not positive)"
+    )
+    return (
+        f"{len(wf.windows)} {wf.mode} windows: out-of-sample return "
+        f"{_fmt(m.get('total_return'), 'pct')}, Sharpe {_fmt(m.get('sharpe'), 'num')}, "
+        f"max drawdown {_fmt(m.get('max_drawdown'), 'pct')}; {efficiency}"
+    )
 
 
 # --- chosen parameters -----------------------------------------------------------------------
@@ -218,8 +236,9 @@ def _pareto_table(result: OptimizationResult) -> str:
         cells = "".join(f"<td>{_esc(t.params.get(n))}</td>" for n in names)
         cells += "".join(f"<td>{_esc(v)}</td>" for v in t.values)
         rows.append(f"<tr{cls}><td>{t.number}</td>{cells}</tr>")
+    n = len(result.pareto)
     return (
-        f"<h3>Pareto front ({len(result.pareto)} trials)</h3>"
+        f"<h3>Pareto front ({n} trial{'' if n == 1 else 's'})</h3>"
         "<p class='note'>No trial on the front is better on every objective than another; the "
         "chosen one (bold) is the front's best on the first objective.</p>"
         f"<table class='trials'><tr>{head}</tr>{''.join(rows)}</table>"
@@ -289,8 +308,8 @@ def _equity_section(best_run: BacktestResult, wf: WalkForward | None) -> str:
             "<h2>Walk-forward out-of-sample</h2>",
             f"<p>{len(wf.windows)} {html.escape(wf.mode)} windows: each optimises on its "
             "in-sample part and trades the chosen parameters on the next out-of-sample part; "
-            f"the out-of-sample parts, chained, are the red curve. Walk-forward efficiency "
-            f"<b data-stat='wfe'>{_value(wf.efficiency)}</b>.</p>",
+            "the out-of-sample parts, chained, are the red curve. "
+            f"<span data-stat='wfe'>{html.escape(walk_forward_line(wf))}</span>.</p>",
             _figure_div(_walk_forward_figure(wf)),
             "<h3>Out-of-sample metrics (stitched)</h3>",
             _stats_table(
