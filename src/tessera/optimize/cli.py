@@ -265,6 +265,8 @@ def optimize(
             "use tessera backtest for a binance-usdm symbol"
         )
     series = [BarSeries.from_frame(b.symbol, b.frame, b.interval) for b in loaded]
+    if walk_forward:  # windows that do not fit the bars: said before the study, not after it
+        _check_windows(series, walk_forward, wf_mode, wf_in_sample)
     the_period = period or "1h"  # the study takes the bar interval when bars are coarser
     # The CLI's studies live in one SQLite file by default: the same command resumes its study.
     the_storage = storage or str(app.settings.data_dir / "optimize" / "studies.db")
@@ -342,6 +344,21 @@ def optimize(
             for b in loaded
         ]
         echo_json(doc)
+
+
+def _check_windows(series: Sequence[BarSeries], windows: int, mode: str, fraction: float) -> None:
+    import numpy as np
+
+    from tessera.optimize.wfo import split_windows
+
+    bars = len(np.unique(np.concatenate([s.open_time for s in series]))) if series else 0
+    try:
+        split_windows(bars, windows, mode, fraction)
+    except ValueError as exc:
+        text = str(exc)
+        raise ConfigError(
+            text if text.startswith("walk-forward") else f"--walk-forward: {text}"
+        ) from None
 
 
 def _run_study(
