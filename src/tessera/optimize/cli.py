@@ -89,12 +89,17 @@ def optimize(
             "win_rate, or a registered custom objective. Default: sharpe",
         ),
     ] = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials to run")] = 100,
+    trials: Annotated[
+        int,
+        typer.Option(
+            "--trials", "-n", help="Trials to run (a resumed study adds them to its earlier ones)"
+        ),
+    ] = 100,
     sampler: Annotated[
         str,
         typer.Option(
-            help="auto (TPE; NSGA-II for several objectives), tpe, cmaes (numeric parameters "
-            "only), random, nsga2"
+            help="auto (TPE, for one objective or several), tpe, cmaes (numeric parameters and "
+            "one objective only), random, nsga2"
         ),
     ] = "auto",
     seed: Annotated[
