@@ -458,6 +458,7 @@ def test_two_local_workers_share_the_study_and_see_a_user_files_strategy_and_obj
     )
     (folder / "opt_worker_rsi.py").write_text(source)
     load_strategies(folder, entry_points=False)
+    heard: list[int] = []
     result = optimize(
         btc_slice,
         "opt_worker_rsi",
@@ -469,8 +470,10 @@ def test_two_local_workers_share_the_study_and_see_a_user_files_strategy_and_obj
         workers=2,
         storage=tmp_path / "db",
         prune=False,
+        on_trial=lambda t: heard.append(t.number),
     )
     assert sorted(t.number for t in result.trials) == list(range(8))
+    assert sorted(heard) == list(range(8))  # each trial heard once, as the workers finish it
     done = result.complete()
     assert done and all(t.values == (100.0 * t.metrics["total_return"],) for t in done)
     best = result.best
