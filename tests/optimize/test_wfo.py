@@ -340,12 +340,33 @@ def test_a_model_strategy_trades_scores_of_a_model_retrained_before_each_window(
     assert wf.oos_equity[0] == float(CONFIG.initial_cash)
 
 
-def test_a_model_walk_takes_one_symbol(series: BarSeries) -> None:
-    with pytest.raises(ValueError, match="one symbol"):
+@pytest.mark.parametrize(
+    ("strategy", "objective", "model", "symbols", "message"),
+    [
+        ("nope", "sharpe", None, 1, "unknown strategy 'nope'"),
+        ("model_signal", "sharp", None, 1, "unknown objective 'sharp'"),
+        ("model_signal", "sharpe", SMALL, 2, "one symbol's bars; got 2 symbols"),
+        ("model_signal", "sharpe", SMALL, 1, "window 0: training the model on the 900 bars"),
+    ],
+)
+def test_bad_walks_are_refused_with_a_sentence(
+    series: BarSeries,
+    strategy: str,
+    objective: str,
+    model: ModelConfig | None,
+    symbols: int,
+    message: str,
+) -> None:
+    bars = series.slice(0, 1_500)
+    other = BarSeries.from_frame("ETHUSDT", read_bar_file(SAMPLE_BARS).head(10))
+    with pytest.raises(ValueError, match=message):
         walk_forward_optimize(
-            [series, BarSeries.from_frame("ETHUSDT", read_bar_file(SAMPLE_BARS).head(10))],
-            "model_signal",
+            [bars, other][:symbols],
+            strategy,
             [FloatRange("long_threshold", -0.001, 0.001)],
             CONFIG,
-            model=SMALL,
+            windows=2,
+            trials=2,
+            objectives=(objective,),
+            model=model,
         )

@@ -29,7 +29,8 @@ the two equal).
 
 Stitching: window ``k`` trades with the account window ``k-1`` ended with (its final equity as
 the starting cash, positions closed at the mark without fees at the boundary), so the curves
-join without rescaling, trades and fees stay in money, and ``oos_metrics`` is
+join without rescaling, trades and fees stay in money (risk limits start afresh in each window:
+a drawdown halt in one does not stop the next), and ``oos_metrics`` is
 `compute_metrics` of the stitched curve. The in-sample curve beside it is one time line too:
 window 0's in-sample run, then for each later window its in-sample run over the bars its
 in-sample part adds (the bars after the previous in-sample end), chained by returns. Where both
@@ -105,7 +106,8 @@ class WfoWindow:
     params: dict[str, Any]  # the chosen parameters (fixed ones included)
     in_sample_value: float  # the chosen trial's value of the first objective
     oos_metrics: dict[str, float]  # compute_metrics of this window's out-of-sample part
-    model: str | None  # NAME:VERSION of the window's model (model-driven strategies)
+    model: str | None  # NAME:VERSION of the window's model (in a temporary registry, gone after
+    # the walk, unless registry_dir was given)
     in_sample_metrics: dict[str, float] = field(default_factory=dict)  # the chosen trial's run
     warmup_bars: int = 0  # history bars in front of the out-of-sample part
     oos_cash: Decimal | None = None  # the account the out-of-sample run started with
@@ -285,15 +287,21 @@ def _window_scores(
     does; the in-sample rows are scored by it too, for the in-sample optimisation)."""
     from tessera.backtest.walkforward import scores_from_model, walk_forward_scores
 
-    _, (win,) = walk_forward_scores(
-        frame.slice(0, oos_end),
-        model,
-        features,
-        registry,
-        windows=1,
-        min_train_bars=oos_start,
-        seed=seed,
-    )
+    try:
+        _, (win,) = walk_forward_scores(
+            frame.slice(0, oos_end),
+            model,
+            features,
+            registry,
+            windows=1,
+            min_train_bars=oos_start,
+            seed=seed,
+        )
+    except ValueError as exc:  # e.g. too few bars for the model's validation folds
+        raise ValueError(
+            f"walk-forward window {index}: training the model on the {oos_start} bars before "
+            f"the out-of-sample start failed: {exc}"
+        ) from exc
     scores = np.full(len(frame), np.nan)
     scores[:oos_end] = scores_from_model(win.model, frame.slice(0, oos_end), registry)
     log.info("walk-forward optimisation: window model trained", window=index, model=win.model)
@@ -479,7 +487,7 @@ def walk_forward_optimize(
             )
             done.append(win)
             log.info(
-                "walk-forward window done",
+                "walk-forward optimisation: window done",
                 window=k,
                 params=params,
                 in_sample_value=win.in_sample_value,
