@@ -13,10 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pytest
 
+from tessera.backtest import BacktestEngine, BarSeries
 from tessera.cli import main
+from tessera.config import BacktestConfig
+from tessera.optimize.cli import pbo_splits, trade_returns
+from tessera.strategies import SmaCross
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 WINDOW = ["--timerange", "20220101-20220108", "--timeframe", "15m"]
 
 
@@ -135,3 +142,27 @@ def test_a_user_strategy_and_custom_objective_from_a_file_need_no_space(
     # pair of the three parameters
     assert len(doc["sensitivity"]["heatmaps"]) == 3
     assert doc["sensitivity"]["neighbours"] > 0
+
+
+def test_trade_returns_compound_to_the_runs_total_return() -> None:
+    """SmaCross holds one position at a time and is flat between trades, so each trade's PnL
+    over the equity before its entry, compounded, is the run's return: what the Monte Carlo of
+    trades resamples is exactly the run's trades."""
+    bars = pl.read_csv(SAMPLES / "bars" / "btc-perp-20211231-20220201_1m.csv.gz", n_rows=10_000)
+    bars = bars.with_columns(
+        pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("open_time")
+    )
+    series = BarSeries.from_frame("BTCUSDT", bars)
+    run = BacktestEngine(BacktestConfig()).run([series], [SmaCross(["BTCUSDT"], fast=20, slow=120)])
+    returns = trade_returns(run)
+    assert len(returns) == len(run.trades) > 20
+    assert float(np.prod(1.0 + returns) - 1.0) == pytest.approx(
+        run.metrics["total_return"], abs=1e-12
+    )
+
+
+def test_pbo_uses_16_blocks_when_they_fit_and_fewer_on_short_series() -> None:
+    assert pbo_splits(744) == 16  # a month of hourly returns: blocks of 46
+    assert pbo_splits(64) == 16 and pbo_splits(63) == 14
+    assert pbo_splits(48) == 12
+    assert pbo_splits(8) == 2 and pbo_splits(7) is None
