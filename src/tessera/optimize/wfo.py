@@ -375,7 +375,7 @@ def walk_forward_optimize(
     try:
         strategy_class(strategy)
     except KeyError as exc:
-        raise ValueError(str(exc).strip("\"'")) from None
+        raise ValueError(str(exc.args[0])) from None
     timeline = _timeline(data)
     spans = split_windows(len(timeline), windows, mode, in_sample_fraction)
     end_ns = int(timeline[-1]) + 1
