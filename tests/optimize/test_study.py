@@ -482,6 +482,37 @@ def test_two_local_workers_share_the_study_and_see_a_user_files_strategy_and_obj
     assert same_metrics(run.metrics, best.metrics)
 
 
+def test_a_file_of_objectives_only_loads_like_a_strategy_file(
+    tmp_path: Path, btc_slice: BarSeries, backtest_config: BacktestConfig, scratch_objectives: None
+) -> None:
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    (folder / "my_objectives.py").write_text(
+        "from tessera.optimize.objectives import register_objective\n\n\n"
+        '@register_objective("opt_file_drawdown_cost", direction="minimize")\n'
+        "def drawdown_cost(result):\n"
+        '    return result.metrics["max_drawdown"] + result.metrics["fees_paid"] / 1e6\n'
+    )
+    (folder / "notes.py").write_text("X = 1\n")
+    with pytest.raises(ValueError, match="defines no Strategy subclass"):
+        load_strategies(folder, entry_points=False)
+    (folder / "notes.py").unlink()
+    assert load_strategies(folder, entry_points=False) == []
+    assert objective("opt_file_drawdown_cost").direction == "minimize"
+    result = optimize(
+        btc_slice,
+        "sma_cross",
+        SMA_SPACE,
+        backtest_config,
+        objectives=("opt_file_drawdown_cost",),
+        trials=4,
+        prune=False,
+    )
+    assert result.directions == ("minimize",) and result.best is not None
+    m = result.best.metrics
+    assert result.best.values == (m["max_drawdown"] + m["fees_paid"] / 1e6,)
+
+
 @pytest.mark.postgres
 def test_a_postgresql_study_is_shared_and_resumed(
     fresh_postgres_url: str, btc_slice: BarSeries, backtest_config: BacktestConfig

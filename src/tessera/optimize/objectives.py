@@ -4,9 +4,9 @@ An objective is a plain function of a `BacktestResult` and a direction. The buil
 very metrics ``tessera backtest`` prints (`tessera.backtest.results.compute_metrics`), so the
 value a trial was chosen by is the value the trader sees for that point.
 
-A custom objective is registered like a strategy — in the user's strategy files, which every
-command (and every worker process of a parallel study, through the strategy loader's state)
-imports before it resolves names::
+A custom objective is registered like a strategy — in the user's strategy files (beside a
+strategy, or in a file of objectives only), which every command (and every worker process of
+a parallel study, through the strategy loader's state) imports before it resolves names::
 
     from tessera.optimize.objectives import register_objective
 
@@ -20,9 +20,12 @@ A NaN value (no trades, no volatility) makes the trial a failed one, never a win
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
+
+from tessera.strategies.loader import OBJECTIVE_MARK
 
 if TYPE_CHECKING:
     from tessera.backtest.results import BacktestResult
@@ -79,6 +82,8 @@ def register_objective(name: str, direction: str = "maximize") -> Callable[[F], 
                 f"{_where(fn)}; objective names are unique"
             )
         _REGISTRY[name] = ObjectiveSpec(name, fn, way)
+        with contextlib.suppress(AttributeError, TypeError):  # a builtin or a slotted callable
+            setattr(fn, OBJECTIVE_MARK, name)  # the strategy loader accepts a file of objectives
         return fn
 
     return decorate

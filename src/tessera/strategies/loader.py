@@ -40,6 +40,10 @@ USER_PACKAGE = "tessera_user_strategies"
 BUILTIN = "built-in"
 # Looked at when no path is configured, and skipped when it does not exist.
 DEFAULT_STRATEGY_PATH = Path("strategies")
+# The attribute `tessera.optimize.objectives.register_objective` sets on a function it registers:
+# a file of objectives only is a user file too (read by name, so this module imports nothing
+# of the optimiser).
+OBJECTIVE_MARK = "__tessera_objective__"
 # What a strategy name must look like: `--strategy NAME:k=v,...` and the bot's signal ids
 # (`run:strategy:symbol:...`) split on ':' and ','.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -204,11 +208,13 @@ def _load_file(file: Path) -> list[LoadedStrategy]:
         and not obj.__name__.startswith("_")
         and not inspect.isabstract(obj)
     ]
-    if not classes:
+    if not classes and not _registers_objectives(module):
         raise StrategyLoadError(
             f"strategy file {_display(file)} defines no Strategy subclass: a strategy is a "
             "class deriving from tessera.strategies.Strategy with a `name` (see `tessera "
-            "strategy new NAME`); a helper module's file name must start with _ to be skipped."
+            "strategy new NAME`), an objective a function decorated with @register_objective "
+            "(tessera.optimize.objectives); a helper module's file name must start with _ to "
+            "be skipped."
         )
     previous = known.strategies if known is not None else ()
     found = [LoadedStrategy(_own_name(cls, source), cls, source) for cls in classes]
@@ -221,6 +227,16 @@ def _load_file(file: Path) -> list[LoadedStrategy]:
         _SOURCES[item.name] = item
     _FILES[resolved] = _FileRecord(stamp, module_name, tuple(found))
     return found
+
+
+def _registers_objectives(module: types.ModuleType) -> bool:
+    """The file defines optimisation objectives (``@register_objective`` marks them): it is
+    loaded like a strategy file, so that every command and worker process registers them."""
+    return any(
+        getattr(obj, OBJECTIVE_MARK, None) is not None
+        for obj in vars(module).values()
+        if callable(obj)
+    )
 
 
 def _module_stem(stem: str) -> str:
