@@ -402,6 +402,30 @@ def test_the_returns_matrix_has_one_column_per_complete_trial(
     assert result.periods_per_year == pytest.approx(365 * 24)
 
 
+def test_a_categorical_column_of_mixed_kinds_is_text_in_the_trials_frame() -> None:
+    none = np.zeros(0)
+    result = OptimizationResult(
+        strategy="x",
+        study_name="x-1",
+        storage="memory",
+        objectives=("sharpe",),
+        directions=("maximize",),
+        space=(Choice("m", (1, "a", True)),),
+        period="1h",
+        periods_per_year=8760.0,
+        trials=[
+            TrialRecord(0, {"m": 1}, (1.5,), "complete", {"sharpe": 1.5}, none),
+            TrialRecord(1, {"m": "a"}, (), "failed", {}, none, "boom"),
+            TrialRecord(2, {"m": True}, (), "pruned", {}, none),
+        ],
+        best=None,
+    )
+    frame = result.trials_frame()
+    assert frame["m"].to_list() == ["1", "a", "True"]
+    assert frame["value_sharpe"].to_list() == [1.5, None, None]
+    assert frame["error"].to_list() == ["", "boom", ""]
+
+
 # --- storage: resumable, shared -------------------------------------------------------------------
 
 

@@ -122,10 +122,18 @@ class OptimizationResult:
         params = list(dict.fromkeys(k for t in self.trials for k in t.params))
         metrics = list(dict.fromkeys(k for t in self.trials for k in t.metrics))
         taken = {"number", "state", "error", *params, *(f"value_{o}" for o in self.objectives)}
+        # a categorical dimension may mix kinds (cat:1,a): such a column is text
+        mixed = set()
+        for p in params:
+            kinds = {type(t.params[p]) for t in self.trials if t.params.get(p) is not None}
+            if len(kinds) > 1 and not kinds <= {int, float}:
+                mixed.add(p)
         rows = []
         for t in self.trials:
             row: dict[str, Any] = {"number": t.number, "state": t.state}
-            row.update({p: t.params.get(p) for p in params})
+            for p in params:
+                value = t.params.get(p)
+                row[p] = str(value) if p in mixed and value is not None else value
             for i, name in enumerate(self.objectives):
                 row[f"value_{name}"] = t.values[i] if t.values else None
             for m in metrics:
