@@ -553,8 +553,9 @@ def _open_study(
     signature: Mapping[str, Any],
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
-) -> optuna.Study:
-    """Create or resume the study; refuse one whose signature differs from this run's."""
+) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """Create or resume the study (and return its storage); refuse one whose signature
+    differs from this run's."""
     import optuna
 
     storage = _open_storage(url) if url is not None else optuna.storages.InMemoryStorage()
@@ -579,7 +580,7 @@ def _open_study(
         study.set_user_attr(SIGNATURE_KEY, dict(signature))
     else:
         _check_signature(name, url or "memory", stored, signature)
-    return study
+    return study, storage
 
 
 # --- workers -----------------------------------------------------------------------------------
@@ -686,7 +687,7 @@ def optimize(
         sampler=sampler_name,
     )
     try:
-        study = _open_study(
+        study, opened = _open_study(
             url,
             name,
             directions,
@@ -709,6 +710,10 @@ def optimize(
             _optimize_loop(study, series, job, callback)
         else:
             assert url is not None
+            if isinstance(opened, optuna.storages.RDBStorage):
+                # no pooled connection of this process is inherited by a forked worker (two
+                # processes on one socket corrupt it); this process reconnects when it reads
+                opened.engine.dispose()
             jobs = [
                 _job_for(job, n, None if seed is None else seed + i)
                 for i, n in enumerate(_split(trials, max(workers, 1)))
