@@ -177,6 +177,22 @@ def test_deflated_sharpe_of_a_single_trial_is_its_psr_against_zero() -> None:
     assert "one trial" in result.verdict()
 
 
+def test_trials_stopped_early_raise_the_bar_the_chosen_trial_must_beat() -> None:
+    """Pruned trials were tried too: counting them (N = every trial attempted) raises SR0
+    and lowers the DSR, with the spread of Sharpes still taken from the complete trials."""
+    matrix = noise(4, 720, 40)
+    sharpes = sharpe_ratios(matrix)
+    best = matrix[:, int(np.argmax(sharpes))]
+    complete_only = deflated_sharpe(best, sharpes, HOURS_PER_YEAR)
+    with_pruned = deflated_sharpe(best, sharpes, HOURS_PER_YEAR, trials=100)
+    assert with_pruned.trials == 100 and complete_only.trials == 40
+    assert with_pruned.sharpe_variance == complete_only.sharpe_variance
+    assert with_pruned.expected_max_sharpe > complete_only.expected_max_sharpe
+    assert with_pruned.dsr < complete_only.dsr
+    with pytest.raises(ValueError, match="at least the 40 trials"):
+        deflated_sharpe(best, sharpes, HOURS_PER_YEAR, trials=39)
+
+
 def test_the_best_of_pure_noise_strategies_does_not_pass_the_dsr() -> None:
     """Under the null the best of N noise Sharpes lands near SR0, the expected maximum of N
     noise Sharpes, so its DSR centres near 1/2 and rarely comes close to 0.95 (over these 30

@@ -205,7 +205,11 @@ def _moments(returns: FloatArray) -> tuple[float, float, float, float]:
 
 
 def deflated_sharpe(
-    returns: np.ndarray, trial_sharpes: Sequence[float] | np.ndarray, periods_per_year: float
+    returns: np.ndarray,
+    trial_sharpes: Sequence[float] | np.ndarray,
+    periods_per_year: float,
+    *,
+    trials: int | None = None,
 ) -> DeflatedSharpe:
     """The Deflated Sharpe Ratio of the chosen trial.
 
@@ -213,6 +217,11 @@ def deflated_sharpe(
     **per-period** Sharpe ratios of every trial of the search, the chosen one included (their
     count and spread set the bar SR0; :func:`sharpe_ratios` computes them from the study's
     returns matrix); ``periods_per_year`` only annualises the figures shown.
+
+    ``trials`` is the number of trials the search *tried* when that exceeds the Sharpes given:
+    an optimiser that stopped hopeless trials early (pruning) still chose among all of them,
+    and the paper's N is every trial attempted — leaving the pruned ones out would lower the
+    bar SR0 and flatter the chosen trial. The variance still comes from the Sharpes given.
     """
     series = np.asarray(returns, dtype=np.float64)
     if series.ndim != 1:
@@ -247,8 +256,13 @@ def deflated_sharpe(
         )
     sharpe = mean / std
     _reject_annualised(sharpe, sharpes, periods_per_year)
-    trials = int(sharpes.size)
-    variance = float(sharpes.var(ddof=1)) if trials > 1 else 0.0
+    if trials is not None and trials < sharpes.size:
+        raise ValueError(
+            f"trials ({trials}) must count at least the {sharpes.size} trials whose Sharpes "
+            "are given."
+        )
+    variance = float(sharpes.var(ddof=1)) if sharpes.size > 1 else 0.0
+    trials = int(sharpes.size) if trials is None else int(trials)
     sr0 = expected_max_sharpe(trials, variance)
     dsr = probabilistic_sharpe_ratio(sharpe, sr0, int(series.size), skew, kurtosis)
     return DeflatedSharpe(
