@@ -65,6 +65,9 @@ def test_the_chosen_parameters_reproduce_in_tessera_backtest(
     assert "Deflated Sharpe" in err and "PBO" in err  # the summary went to stderr
     for key in ("deflated_sharpe", "pbo", "sensitivity"):
         assert doc[key] is not None, (key, doc["skipped"])
+    # the DSR's N is every trial the choice was made among, pruned ones included
+    tried = doc["trials"]["complete"] + doc["trials"]["pruned"]
+    assert doc["deflated_sharpe"]["trials"] == tried
     assert [m["method"].split(" ")[0] for m in doc["monte_carlo"]] == ["trades", "returns"]
     windows = doc["walk_forward"]["windows"]
     assert len(windows) == 2 and all(set(w["params"]) >= {"fast", "slow"} for w in windows)

@@ -494,7 +494,11 @@ def _statistics(
         sharpes: list[float] = (
             sharpe_ratios(matrix).tolist() if matrix.ndim == 2 and matrix.shape[1] else []
         )
-        stats.dsr = deflated_sharpe(returns, sharpes or [0.0], result.periods_per_year)
+        # N is every trial the choice was made among: the pruned ones were tried too
+        tried = sum(1 for t in result.trials if t.state in ("complete", "pruned"))
+        stats.dsr = deflated_sharpe(
+            returns, sharpes or [0.0], result.periods_per_year, trials=max(tried, 1)
+        )
     except ValueError as exc:
         stats.skipped["dsr"] = str(exc)
     # PBO: CSCV over the complete trials' returns

@@ -338,12 +338,15 @@ def _stats_table(rows: Sequence[tuple[str, str]]) -> str:
     return f"<table class='stats'>{body}</table>"
 
 
-def _trials_label(result: OptimizationResult) -> str:
-    """The DSR counts the complete trials: say so when pruned ones were tried too."""
-    pruned = sum(1 for t in result.trials if t.state == "pruned")
-    if not pruned:
+def _trials_label(result: OptimizationResult, dsr: DeflatedSharpe) -> str:
+    """N of the DSR: say which trials it counts when pruned ones were tried too."""
+    complete = len(result.complete())
+    if dsr.trials <= complete:
         return "trials"
-    return f"trials (the complete ones; {pruned:,} pruned not counted, so SR0 is a little low)"
+    return (
+        f"trials tried ({complete:,} complete + {dsr.trials - complete:,} pruned; the variance "
+        "is the complete ones')"
+    )
 
 
 def _dsr_section(dsr: DeflatedSharpe | None, result: OptimizationResult, why: str) -> str:
@@ -361,7 +364,7 @@ def _dsr_section(dsr: DeflatedSharpe | None, result: OptimizationResult, why: st
         (f"periods ({result.period})", f"{dsr.n_obs:,}"),
         ("skew of its returns", _value(dsr.skew)),
         ("kurtosis of its returns (normal = 3)", _value(dsr.kurtosis)),
-        (_trials_label(result), f"{dsr.trials:,}"),
+        (_trials_label(result, dsr), f"{dsr.trials:,}"),
         ("variance of the trials' Sharpes", _value(dsr.sharpe_variance)),
         (
             "SR0: expected best Sharpe of that many luck-only trials",
