@@ -71,7 +71,7 @@ def test_a_malformed_spec_is_refused_naming_it_and_the_accepted_forms(spec: str,
 
 
 def test_the_builtin_strategies_declare_their_search_space() -> None:
-    assert declared_space("sma_cross") == [IntRange("fast", 5, 50), IntRange("slow", 30, 200)]
+    assert declared_space("sma_cross") == [IntRange("fast", 5, 40), IntRange("slow", 50, 200)]
     assert [d.name for d in declared_space("mean_reversion")] == ["window", "entry_z", "exit_z"]
 
 
@@ -157,7 +157,7 @@ def test_a_declared_spec_that_does_not_parse_names_the_strategy_and_parameter(
 
 def test_space_overrides_a_declared_dimension_by_name_and_keeps_the_others() -> None:
     space = resolve_space("sma_cross", ["slow=int:60..120:10"])
-    assert space == [IntRange("fast", 5, 50), IntRange("slow", 60, 120, step=10)]
+    assert space == [IntRange("fast", 5, 40), IntRange("slow", 60, 120, step=10)]
 
 
 def test_space_adds_a_dimension_the_strategy_does_not_declare() -> None:

@@ -146,18 +146,19 @@ class SmaCross(_Sized):
     """
 
     class Params(SizingParams):
-        # `search`: the space `tessera optimize` searches by default (see tessera.optimize.space)
+        # `search`: the space `tessera optimize` searches by default (see tessera.optimize.space);
+        # the two ranges do not overlap, so no trial is spent on a refused fast >= slow point
         fast: int = Field(
             10,
             gt=0,
             description="bars of the fast average",
-            json_schema_extra={"search": "int:5..50"},
+            json_schema_extra={"search": "int:5..40"},
         )
         slow: int = Field(
             30,
             gt=0,
             description="bars of the slow average, more than fast",
-            json_schema_extra={"search": "int:30..200"},
+            json_schema_extra={"search": "int:50..200"},
         )
 
         @model_validator(mode="after")
