@@ -46,11 +46,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     import numpy as np
+    import polars as pl
     from rich.console import Console
 
     from tessera.backtest.data import BarSeries
     from tessera.backtest.results import BacktestResult
-    from tessera.config import RiskConfig
+    from tessera.bootstrap import AppContext
+    from tessera.config import FeatureConfig, ModelConfig, RiskConfig
+    from tessera.data.universe import LoadedBars
     from tessera.optimize.montecarlo import MonteCarlo
     from tessera.optimize.overfit import DeflatedSharpe, Pbo
     from tessera.optimize.sensitivity import Sensitivity
@@ -62,6 +65,11 @@ SAMPLERS = ("auto", "tpe", "cmaes", "random", "nsga2")
 WF_MODES = ("rolling", "anchored")
 PBO_MAX_SPLITS = 16  # the paper's S; fewer when the returns are too short for 16 blocks
 PBO_MIN_BLOCK = 4  # periods per CSCV block, at least (a Sharpe of 2 periods is noise)
+MODEL_NEEDED = (
+    "model_signal trades a model's scores and these bars carry none: give --model NAME (a "
+    "registered model, see `tessera models list`) or --walk-forward N (the model retrained "
+    "per window on the bars before it, --model-config PATH)"
+)
 
 
 def optimize(
@@ -165,6 +173,23 @@ def optimize(
     wf_mode: Annotated[
         str, typer.Option("--wf-mode", help="Walk-forward windows: rolling or anchored")
     ] = "rolling",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Attach this registered model's scores (NAME or NAME:VERSION; several "
+            "symbols: a pooled model) for model_signal, as `tessera backtest --model` does",
+        ),
+    ] = None,
+    model_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--model-config",
+            help="Model YAML retrained per walk-forward window on the past only (default: the "
+            "model settings, configs/model.yaml); model_signal's --walk-forward retrains it",
+        ),
+    ] = None,
     wf_in_sample: Annotated[
         float,
         typer.Option("--wf-in-sample", help="Share of each walk-forward window that is in-sample"),
@@ -199,6 +224,10 @@ def optimize(
       tessera optimize -s mean_reversion -o sharpe -o max_drawdown -n 200 --sampler nsga2
 
       tessera optimize -s sma_cross -n 50 --walk-forward 4 --wf-mode anchored
+
+      tessera optimize -s model_signal --model NAME -n 50
+
+      tessera optimize -s model_signal -n 30 --walk-forward 4 --model-config model.yaml
     """
     from tessera.backtest.data import BarSeries
     from tessera.optimize.objectives import objective as objective_spec
@@ -261,6 +290,17 @@ def optimize(
         raise ConfigError(f"--mc-runs {mc_runs}: at least 1")
     if not 0.0 < tolerance < 1.0:
         raise ConfigError(f"--tolerance {tolerance}: a fraction between 0 and 1, e.g. 0.10")
+    # A model-driven strategy trades scores: never run it on bars that carry none.
+    if model_config is not None and not walk_forward:
+        raise ConfigError(
+            f"--model-config {model_config}: the model is retrained per window with "
+            "--walk-forward N only; to trade a registered model give --model NAME"
+        )
+    if strategy == "model_signal" and model is None and not walk_forward:
+        raise ConfigError(MODEL_NEEDED)
+    retrain = bool(walk_forward) and (
+        strategy == "model_signal" or model is not None or model_config is not None
+    )
 
     loaded = research_bars(settings, symbol, timeframe, timerange, bars, console=out)
     perp = [b.symbol for b in loaded if b.venue == "binance-usdm"]
@@ -272,11 +312,51 @@ def optimize(
     series = [BarSeries.from_frame(b.symbol, b.frame, b.interval) for b in loaded]
     if walk_forward:  # windows that do not fit the bars: said before the study, not after it
         _check_windows(series, walk_forward, wf_mode, wf_in_sample)
+    if retrain and len(loaded) > 1:
+        raise ConfigError(
+            "--walk-forward retrains the model on one symbol's bars; give one --symbol "
+            "(several symbols: train one pooled model with `tessera train`, then --model NAME "
+            "without --walk-forward)"
+        )
+    model_notes: dict[str, str] = {}
+    if model is not None:  # the registered model's scores, exactly as `tessera backtest`'s
+        series, model_notes = _model_scores(app, out, model, loaded, series)
     the_period = period or "1h"  # the study takes the bar interval when bars are coarser
     # The CLI's studies live in one SQLite file by default: the same command resumes its study.
     the_storage = storage or str(app.settings.data_dir / "optimize" / "studies.db")
     run_seed = app.settings.seed if seed is None else seed
     risk = app.settings.risk
+    wf: WalkForward | None = None
+    wf_model: tuple[ModelConfig, FeatureConfig, Path] | None = None
+    if retrain:  # as `backtest --walk-forward`: one model per window, named after this run
+        wf_model = _retrained_model(app, model_config)
+        model_notes["walk-forward models"] = (
+            f"{wf_model[0].name}:v0001.. in {wf_model[2]}, each trained on the bars before "
+            "its window's out-of-sample start"
+        )
+    if wf_model is not None and model is None:
+        # No model scores the whole period honestly (one trained on all of it would score
+        # its own training bars), so the walk-forward runs first and the whole-period study
+        # searches the bars its windows traded, each scored by the model trained before it.
+        assert walk_forward is not None
+        out.print(
+            "model_signal without --model: the walk-forward runs first (the model retrained "
+            "per window); the whole-period study then runs on its out-of-sample bars, scored "
+            "by each window's model (give --model NAME to study the whole period on a "
+            "registered model's scores)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        wf = _walk_forward(
+            out, series, strategy, dims, cfg, risk, windows=walk_forward, mode=wf_mode,
+            in_sample=wf_in_sample, objectives=objectives, trials=trials, seed=run_seed,
+            workers=workers, ray_address=ray_address, sampler=sampler, prune=prune, fixed=fixed,
+            period=the_period, model=wf_model,
+        )  # fmt: skip
+        series = [_out_of_sample_scores(series[0], loaded[0].frame, wf, wf_model[2])]
+        model_notes["whole-period scores"] = (
+            "the walk-forward's out-of-sample bars, each window scored by its own model"
+        )
 
     t0 = time.perf_counter()
     result = _run_study(
@@ -294,13 +374,12 @@ def optimize(
         ray_address=ray_address, mc_runs=mc_runs, tolerance=tolerance,
         direction=specs[0].direction,
     )  # fmt: skip
-    wf: WalkForward | None = None
-    if walk_forward:
+    if walk_forward and wf is None:
         wf = _walk_forward(
             out, series, strategy, dims, cfg, risk, windows=walk_forward, mode=wf_mode,
             in_sample=wf_in_sample, objectives=objectives, trials=trials, seed=run_seed,
             workers=workers, ray_address=ray_address, sampler=sampler, prune=prune, fixed=fixed,
-            period=the_period,
+            period=the_period, model=wf_model,
         )  # fmt: skip
 
     target = report or (cfg.report_dir or app.settings.data_dir / "reports") / app.run_id / (
@@ -327,6 +406,7 @@ def optimize(
             "fill": cfg.fill_at,
             "fixed params": str(fixed) if fixed else "none",
             "run_id": app.run_id,
+            **model_notes,
         },
         skipped=stats.skipped,
     )
@@ -337,6 +417,8 @@ def optimize(
         doc["run_id"] = app.run_id
         doc["report"] = str(target)
         doc["elapsed_s"] = elapsed
+        if model_notes:
+            doc["model"] = model_notes
         doc["bars"] = [
             {
                 "symbol": b.symbol,
@@ -349,6 +431,74 @@ def optimize(
             for b in loaded
         ]
         echo_json(doc)
+
+
+def _model_scores(
+    app: AppContext,
+    out: Console,
+    model: str,
+    loaded: Sequence[LoadedBars],
+    series: Sequence[BarSeries],
+) -> tuple[list[BarSeries], dict[str, str]]:
+    """The bars with a registered model's scores: the calls `tessera backtest --model` makes
+    (`scores_from_model` for one symbol, `pooled_scores` for several, the same registry), so a
+    point studied here is the very run ``tessera backtest --model NAME`` makes of it. Printed
+    on ``out``, which is stderr with --json (backtest's helpers print on its stdout)."""
+    import numpy as np
+
+    from tessera.backtest.walkforward import scores_from_model
+    from tessera.models.cli import registry_root
+    from tessera.models.pooled import pooled_scores
+    from tessera.models.registry import RegistryError
+
+    registry = registry_root(app, app.settings.model)
+    try:
+        if len(loaded) == 1:
+            scores = {loaded[0].symbol: scores_from_model(model, loaded[0].frame, registry)}
+        else:
+            scores = pooled_scores(model, {b.symbol: b.frame for b in loaded}, registry)
+    except (RegistryError, ValueError) as exc:
+        raise ConfigError(f"--model {model}: {exc}") from None
+    for b in loaded:
+        n = int(np.isfinite(scores[b.symbol]).sum())
+        out.print(f"scores: [bold]{model}[/] on {n:,} bars of {b.symbol}", highlight=False)
+    return [s.with_predictions(scores[s.symbol]) for s in series], {"model": model}
+
+
+def _retrained_model(
+    app: AppContext, model_config: Path | None
+) -> tuple[ModelConfig, FeatureConfig, Path]:
+    """The model the walk-forward retrains per window, its features and its registry: those
+    of ``backtest --walk-forward`` (the data dir's registry, the model named
+    ``NAME-wfo-<run_id>`` so one run's window models are versions of one name, apart from the
+    user's own models and from other runs')."""
+    from tessera.config import ModelConfig
+    from tessera.models.cli import registry_root
+
+    mcfg = load_yaml(model_config, ModelConfig) if model_config else app.settings.model
+    named = mcfg.model_copy(update={"name": f"{mcfg.name}-wfo-{app.run_id}"})
+    return named, app.settings.features, registry_root(app, mcfg)
+
+
+def _out_of_sample_scores(
+    series: BarSeries, frame: pl.DataFrame, wf: WalkForward, registry: Path
+) -> BarSeries:
+    """The bars from the first out-of-sample start to the last out-of-sample end, each
+    window's part scored by the model trained before it (the scores its trading saw)."""
+    import numpy as np
+
+    from tessera.backtest.walkforward import scores_from_model
+
+    scores = np.full(len(series), np.nan)
+    first = last = 0
+    for w in wf.windows:
+        assert w.model is not None
+        a = int(np.searchsorted(series.open_time, w.out_of_sample[0], side="left"))
+        b = int(np.searchsorted(series.open_time, w.out_of_sample[1], side="left"))
+        scores[a:b] = scores_from_model(w.model, frame.slice(0, b), registry)[a:b]
+        first = a if w is wf.windows[0] else first
+        last = b
+    return series.with_predictions(scores).slice(first, last)
 
 
 def _check_windows(series: Sequence[BarSeries], windows: int, mode: str, fraction: float) -> None:
@@ -632,7 +782,10 @@ def _walk_forward(
     prune: bool,
     fixed: Mapping[str, Any],
     period: str,
+    model: tuple[ModelConfig, FeatureConfig, Path] | None = None,
 ) -> WalkForward:
+    """The walk-forward optimisation; with ``model`` (config, features, registry) each window
+    retrains it on the bars before its out-of-sample start, as ``backtest --walk-forward``."""
     from tessera.optimize.wfo import walk_forward_optimize
 
     with Progress(
@@ -663,6 +816,9 @@ def _walk_forward(
                 prune=prune,
                 fixed_params=fixed,
                 period=period,
+                model=model[0] if model else None,
+                features=model[1] if model else None,
+                registry_dir=model[2] if model else None,
                 on_window=lambda _w: progress.advance(task),
             )
         except ValueError as exc:

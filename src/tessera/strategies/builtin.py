@@ -275,7 +275,14 @@ class ModelSignalStrategy(_Sized):
     so a noisy score near a threshold does not churn fees."""
 
     class Params(SizingParams):
-        long_threshold: float = Field(0.0, description="long when the score is above this")
+        # `search`: what `tessera optimize -s model_signal` searches by default, on the scale of
+        # a forward-return score (configs/model.yaml's label); short_threshold declares none,
+        # as it only acts with allow_short (add it with --space short_threshold=float:...)
+        long_threshold: float = Field(
+            0.0,
+            description="long when the score is above this",
+            json_schema_extra={"search": "float:-0.0005..0.0005"},
+        )
         short_threshold: float = Field(
             -math.inf,
             allow_inf_nan=True,
