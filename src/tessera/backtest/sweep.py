@@ -35,6 +35,7 @@ from tessera.backtest.results import BacktestResult
 from tessera.backtest.vectorized import NotProvablyEqualError, backtest_sma_cross, static_refusal
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.logging import get_logger
+from tessera.optimize.space import parse_scalar
 from tessera.strategies import SmaCross, strategy_class
 from tessera.strategies.guard import StrategyError
 from tessera.strategies.loader import LoaderState, loader_state, restore_loader_state
@@ -81,25 +82,15 @@ LOWER_IS_BETTER = frozenset(
 def parse_values(spec: str) -> list[Any]:
     """``"5:50:5"`` (start:stop:step, ints or floats), ``"a,b,c"``, or one value."""
 
-    def number(text: str) -> Any:
-        for cast in (int, float):
-            try:
-                return cast(text)
-            except ValueError:
-                continue
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        return text
-
     if spec.count(":") == 2:
-        a, b, c = (number(x) for x in spec.split(":"))
+        a, b, c = (parse_scalar(x) for x in spec.split(":"))
         if not all(isinstance(v, int | float) for v in (a, b, c)) or not c > 0:
             raise ValueError(f"{spec!r}: start:stop:step needs numbers and a positive step")
         if all(isinstance(v, int) for v in (a, b, c)):
             return list(range(a, b, c))
         n = math.ceil((b - a) / c - 1e-9)  # stop excluded, as in range()
         return [round(a + i * c, 12) for i in range(max(n, 0))]
-    return [number(x) for x in spec.split(",") if x != ""]
+    return [parse_scalar(x) for x in spec.split(",") if x != ""]
 
 
 def grid_points(space: Mapping[str, Sequence[Any]]) -> list[Point]:

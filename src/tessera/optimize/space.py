@@ -82,8 +82,9 @@ def _number(text: str, kind: type[int] | type[float], spec: str) -> Any:
     return value
 
 
-def _typed(text: str) -> Any:
-    """A categorical value: an int, a float, true/false, or the text itself."""
+def parse_scalar(text: str) -> Any:
+    """A categorical value: an int, a float, true/false, or the text itself (shared with
+    ``tessera sweep``'s value lists so one spelling means the same value in both commands)."""
     for cast in (int, float):
         try:
             return cast(text)
@@ -106,7 +107,7 @@ def parse_dimension(spec: str) -> Dimension:
         raise _bad(spec, "the kind (int, float or cat) and its values are missing")
     kind = kind.strip().lower()
     if kind == "cat":
-        values = tuple(_typed(v.strip()) for v in body.split(",") if v.strip() != "")
+        values = tuple(parse_scalar(v.strip()) for v in body.split(",") if v.strip() != "")
         if not values:
             raise _bad(spec, "a cat dimension lists at least one value")
         if len({(type(v), v) for v in values}) != len(values):
