@@ -23,8 +23,9 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import polars as pl
@@ -244,16 +245,12 @@ def _frame(rows: list[dict[str, Any]], points: Sequence[Point], sort_by: str) ->
     return frame
 
 
-def _run_ray(
-    data: tuple[BarSeries, ...],
-    strategy: str,
-    points: Iterable[Point],
-    config: BacktestConfig,
-    risk: RiskConfig | None,
-    address: str,
-    engine: str,
-    on_result: Callable[[dict[str, Any]], None] | None,
-) -> list[dict[str, Any]]:
+@contextmanager
+def ray_session(address: str) -> Iterator[Any]:
+    """The ``ray`` module, connected to ``address`` (``"local"`` starts a private cluster), for
+    the ``with`` block; Ray is shut down after it only if this call started it, so a caller that
+    had already connected keeps its session. ``tessera sweep`` and ``tessera optimize`` share it
+    so both name the same missing extra and connect the same way."""
     try:
         import ray
     except ImportError as exc:
@@ -267,6 +264,23 @@ def _run_ray(
         else:
             ray.init(address=address, log_to_driver=False)
     try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run_ray(
+    data: tuple[BarSeries, ...],
+    strategy: str,
+    points: Iterable[Point],
+    config: BacktestConfig,
+    risk: RiskConfig | None,
+    address: str,
+    engine: str,
+    on_result: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
+    with ray_session(address) as ray:
         remote = ray.remote(_run_point)
         ref = ray.put(data)  # once into the object store, shared by every task
         loads = loader_state()
@@ -283,6 +297,3 @@ def _run_ray(
                     on_result(row)
         log.info("ray sweep done", points=len(rows), address=address)
         return [r for r in rows if r is not None]
-    finally:
-        if started_here:
-            ray.shutdown()

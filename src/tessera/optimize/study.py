@@ -56,6 +56,7 @@ import polars as pl
 from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
 from tessera.backtest.results import YEAR_NS, BacktestResult
+from tessera.backtest.sweep import ray_session
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.data.universe import INTERVAL_NS
 from tessera.logging import get_logger
@@ -864,20 +865,8 @@ def _run_ray(
     on_trial: Callable[[TrialRecord], None] | None,
     before: int,
 ) -> None:
-    try:
-        import ray
-    except ImportError as exc:
-        raise RuntimeError(
-            "--ray-address needs Ray: pip install 'tessera[ray]' (or pip install ray)"
-        ) from exc
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-    watcher = _Watcher(jobs[0].storage, jobs[0].study_name, fixed, on_trial, before)
-    try:
+    with ray_session(address) as ray:
+        watcher = _Watcher(jobs[0].storage, jobs[0].study_name, fixed, on_trial, before)
         remote = ray.remote(_work)
         ref = ray.put(data)  # once into the object store, shared by every task
         waiting = [remote.remote(ref, j) for j in jobs]
@@ -887,9 +876,6 @@ def _run_ray(
                 ray.get(r)
             watcher.poll()
         watcher.poll()
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # --- reading the study back --------------------------------------------------------------------
