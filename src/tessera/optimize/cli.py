@@ -516,6 +516,19 @@ def _check_windows(series: Sequence[BarSeries], windows: int, mode: str, fractio
         ) from None
 
 
+def _progress(out: Console, title: str) -> Progress:
+    """The transient bar every long step of the command shows (study, sensitivity grid,
+    walk-forward windows): one look for all three, cleared when the step ends."""
+    return Progress(
+        TextColumn(title),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+    )
+
+
 def _run_study(
     out: Console,
     series: Sequence[BarSeries],
@@ -539,14 +552,7 @@ def _run_study(
     from tessera.optimize.study import optimize as run_optimize
 
     where = f"Ray ({ray_address})" if ray_address else f"{workers} local worker(s)"
-    with Progress(
-        TextColumn(f"[bold]{strategy}[/] optimise on {where}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
+    with _progress(out, f"[bold]{strategy}[/] optimise on {where}") as progress:
         task = progress.add_task("", total=trials)
         try:
             return run_optimize(
@@ -724,14 +730,7 @@ def _sensitivity(
         return None
     rows: list[tuple[dict[str, Any], float]] = []
     metric = BUILTIN_METRIC.get(name)
-    with Progress(
-        TextColumn("[bold]sensitivity[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
+    with _progress(out, "[bold]sensitivity[/]") as progress:
         task = progress.add_task("", total=len(points))
         if metric is not None:
             frame = run_sweep(
@@ -788,14 +787,7 @@ def _walk_forward(
     retrains it on the bars before its out-of-sample start, as ``backtest --walk-forward``."""
     from tessera.optimize.wfo import walk_forward_optimize
 
-    with Progress(
-        TextColumn(f"[bold]walk-forward[/] ({mode}, {windows} windows)"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
+    with _progress(out, f"[bold]walk-forward[/] ({mode}, {windows} windows)") as progress:
         task = progress.add_task("", total=windows)
         try:
             return walk_forward_optimize(
