@@ -38,3 +38,11 @@ def btc_slice(btc_series: BarSeries) -> BarSeries:
 def backtest_config() -> BacktestConfig:
     """The defaults of ``tessera backtest``: 10,000 USDT, its fees and slippage."""
     return BacktestConfig()
+
+
+@pytest.fixture
+def env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean working folder whose data dir (``TESSERA_DATA_DIR``) is inside it, for the
+    end-to-end CLI tests."""
+    monkeypatch.setenv("TESSERA_DATA_DIR", str(clean_env / "data"))
+    return clean_env

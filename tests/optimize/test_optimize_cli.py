@@ -9,42 +9,21 @@ optimisation reports for them; bad input must exit 2 with one sentence that name
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
+from optimize_cli_helpers import tessera
 
 from tessera.backtest import BacktestEngine, BarSeries
-from tessera.cli import main
 from tessera.config import BacktestConfig
 from tessera.optimize.cli import pbo_splits, trade_returns
 from tessera.strategies import SmaCross
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 WINDOW = ["--timerange", "20220101-20220108", "--timeframe", "15m"]
-
-
-@pytest.fixture
-def env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TESSERA_DATA_DIR", str(clean_env / "data"))
-    return clean_env
-
-
-def tessera(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``tessera ARGS`` as the console script does; (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["tessera", "--env-file", "none.env", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_the_chosen_parameters_reproduce_in_tessera_backtest(

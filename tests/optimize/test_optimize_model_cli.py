@@ -10,14 +10,13 @@ window on the bars before it; model_signal on bars without scores is refused.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from optimize_cli_helpers import tessera
 
-from tessera.cli import main
 from tessera.config.models import LightGBMParams, ModelConfig, ValidationConfig
 from tessera.models.registry import ModelRegistry
 
@@ -30,30 +29,10 @@ SMALL = ModelConfig(
 
 
 @pytest.fixture
-def env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("TESSERA_DATA_DIR", str(clean_env / "data"))
-    return clean_env
-
-
-@pytest.fixture
 def model_yaml(env: Path) -> Path:
     path = env / "model.yaml"
     path.write_text(yaml.safe_dump(SMALL.model_dump(mode="json", exclude_none=True)))
     return path
-
-
-def tessera(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``tessera ARGS`` as the console script does; (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sys, "argv", ["tessera", "--env-file", "none.env", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_a_registered_models_chosen_point_reproduces_in_tessera_backtest_model(
