@@ -17,9 +17,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tessera.backtest import BarSeries
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
@@ -164,6 +169,24 @@ def _no_pending_torch_seed() -> Iterator[None]:
 @pytest.fixture
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def btc_bars() -> pl.DataFrame:
+    """The real 1-minute BTC-PERP bars bundled in samples/ (45,031 rows), for the backtest and
+    optimisation tests alike (polars is imported here, not at the top: this file is loaded by
+    every test)."""
+    import polars as pl
+
+    df = pl.read_csv(SAMPLES / "bars" / "btc-perp-20211231-20220201_1m.csv.gz")
+    return df.with_columns(pl.col("timestamp").str.to_datetime(time_zone="UTC").alias("open_time"))
+
+
+@pytest.fixture(scope="session")
+def btc_series(btc_bars: pl.DataFrame) -> BarSeries:
+    from tessera.backtest import BarSeries
+
+    return BarSeries.from_frame("BTCUSDT", btc_bars)
 
 
 @pytest.fixture
