@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -55,8 +56,16 @@ class PipeAwareConsole(Console):
     def size(self, new_size: tuple[int, int]) -> None:
         Console.size.fset(self, new_size)  # type: ignore[attr-defined]
 
+    def for_json(self, json_out: bool) -> None:
+        """Before a command runs: with ``--json`` (stdout carries one JSON document) print to
+        the stderr of the moment; without, to whatever stdout is at each print — so a
+        module-level console that one ``--json`` command pointed at stderr does not stay
+        there for the next command run in the same process (tests run the CLI in-process,
+        and a captured stream that is closed later must not be kept)."""
+        self._file = sys.stderr if json_out else None
 
-def make_console(*, stderr: bool = False) -> Console:
+
+def make_console(*, stderr: bool = False) -> PipeAwareConsole:
     """The console every CLI module prints with: ``out = make_console()`` at module level.
 
     ``stderr=True`` for a console of diagnostics (errors, progress of a long-running command).

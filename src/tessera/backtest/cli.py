@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -402,8 +401,7 @@ def backtest(
     from tessera.strategies.cli import load_user_strategies
 
     app = _ctx(ctx)
-    if json_out:  # stdout carries one JSON document; everything else goes to stderr
-        out.file = sys.stderr
+    out.for_json(json_out)  # with --json stdout carries one JSON document, the rest stderr
     cfg = load_yaml(config, BacktestConfig) if config else app.settings.backtest
     if model and walk_forward:
         raise ConfigError("--model and --walk-forward exclude each other")

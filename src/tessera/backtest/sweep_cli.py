@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -114,8 +113,7 @@ def sweep(
     from tessera.strategies.cli import load_user_strategies
 
     app = _ctx(ctx)
-    if json_out:  # stdout carries one JSON document; everything else goes to stderr
-        out.file = sys.stderr
+    out.for_json(json_out)  # with --json stdout carries one JSON document, the rest stderr
     cfg = app.settings.backtest
     load_user_strategies(app.settings, strategy_path)
     try:
