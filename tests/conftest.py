@@ -153,6 +153,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(config.stash[_GROUPS_DIR], ignore_errors=True)
 
 
+@pytest.fixture
+def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The strategy and objective registries, the loader's records, sys.path and the imported
+    user modules as before the test: a test that loads a user file in-process (a strategy
+    named ``my_rsi``, say) must not leave it registered for the next test of this worker,
+    where loading another ``my_rsi`` would be refused as a name taken."""
+    from tessera.optimize import objectives
+    from tessera.strategies import base, loader
+
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(objectives, "_REGISTRY", dict(objectives._REGISTRY))
+    monkeypatch.setattr(loader, "_SOURCES", {})
+    monkeypatch.setattr(loader, "_FILES", {})
+    monkeypatch.setattr(loader, "_PATHS", [])
+    monkeypatch.setattr(loader, "_ENTRY_POINTS", {})
+    monkeypatch.setattr(loader, "_entry_points_path", None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    modules = set(sys.modules)
+    yield
+    for name in set(sys.modules) - modules:
+        if name.startswith((loader.USER_PACKAGE, "tessera_example_pkg")):
+            del sys.modules[name]
+
+
 @pytest.fixture(autouse=True)
 def _no_pending_torch_seed() -> Iterator[None]:
     """A command run in-process (CliRunner, bootstrap) seeds torch lazily: with torch not yet

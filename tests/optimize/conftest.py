@@ -32,3 +32,9 @@ def env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     end-to-end CLI tests."""
     monkeypatch.setenv("TESSERA_DATA_DIR", str(clean_env / "data"))
     return clean_env
+
+
+@pytest.fixture(autouse=True)
+def _registries_as_before(clean_registry: None) -> None:
+    """Several tests here load user strategy and objective files in-process: each leaves the
+    registries as it found them (see ``clean_registry`` in tests/conftest.py)."""

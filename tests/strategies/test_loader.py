@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,21 +43,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOC = REPO / "docs" / "strategies.md"
 
 
-@pytest.fixture(autouse=True)
-def clean_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The registry, the loader's records, sys.path and the imported user modules as before."""
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    monkeypatch.setattr(loader, "_SOURCES", {})
-    monkeypatch.setattr(loader, "_FILES", {})
-    monkeypatch.setattr(loader, "_PATHS", [])
-    monkeypatch.setattr(loader, "_ENTRY_POINTS", {})
-    monkeypatch.setattr(loader, "_entry_points_path", None)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    modules = set(sys.modules)
-    yield
-    for name in set(sys.modules) - modules:
-        if name.startswith((USER_PACKAGE, "tessera_example_pkg")):
-            del sys.modules[name]
+# the registry, the loader's records, sys.path and user modules as before (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("clean_registry")
 
 
 def strategy_dir(tmp_path: Path, *files: str) -> Path:
