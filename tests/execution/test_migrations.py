@@ -10,34 +10,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from alembic import command
-from alembic.config import Config
+from migration_helpers import migrate_to
 from sqlalchemy import insert, inspect, text
 
 from tessera.execution.orders import ExitReason, Order, OrderSide, OrderType
-from tessera.execution.persistence import MIGRATIONS, ExecutionStore, make_engine, migrate
+from tessera.execution.persistence import ExecutionStore, make_engine, migrate
 
 D = Decimal
-
-
-def _config(url: str) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url)
-    return cfg
-
-
-def _to(url: str, revision: str, down: bool = False) -> None:
-    cfg = _config(url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            if url.startswith("sqlite"):
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            (command.downgrade if down else command.upgrade)(cfg, revision)
-    finally:
-        engine.dispose()
 
 
 def _seed_0002(url: str) -> None:
@@ -75,7 +54,7 @@ def _seed_0002(url: str) -> None:
 def test_0003_gives_existing_orders_a_reason_and_keeps_them_and_their_fills(
     database_url: str,
 ) -> None:
-    _to(database_url, "0002")
+    migrate_to(database_url, "0002")
     _seed_0002(database_url)
 
     migrate(database_url)
@@ -103,10 +82,10 @@ def test_0003_gives_existing_orders_a_reason_and_keeps_them_and_their_fills(
 
 
 def test_0003_downgrades_and_upgrades_again_without_losing_rows(database_url: str) -> None:
-    _to(database_url, "0002")
+    migrate_to(database_url, "0002")
     _seed_0002(database_url)
     migrate(database_url)
-    _to(database_url, "0002", down=True)
+    migrate_to(database_url, "0002", down=True)
     engine = make_engine(database_url)
     with engine.connect() as c:
         columns = {col["name"] for col in inspect(c).get_columns("orders")}
@@ -127,7 +106,7 @@ def test_the_order_tables_insert_only_what_0001_had(database_url: str) -> None:
     the old schema (the earlier migration tests insert through today's table objects)."""
     from tessera.execution.schema import orders, runs
 
-    _to(database_url, "0001")
+    migrate_to(database_url, "0001")
     engine = make_engine(database_url)
     with engine.begin() as conn:
         conn.execute(insert(runs).values(run_id="r1", mode="live", version="0.1",

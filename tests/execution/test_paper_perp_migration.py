@@ -7,26 +7,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from alembic import command
-from alembic.config import Config
+from migration_helpers import migrate_to
 from sqlalchemy import inspect, text
 
-from tessera.execution.persistence import MIGRATIONS, ExecutionStore, make_engine, migrate
-
-
-def _to(url: str, revision: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            if url.startswith("sqlite"):
-                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            (command.downgrade if down else command.upgrade)(cfg, revision)
-    finally:
-        engine.dispose()
+from tessera.execution.persistence import ExecutionStore, make_engine, migrate
 
 
 def _seed_0005(url: str) -> None:
@@ -52,7 +36,7 @@ def _seed_0005(url: str) -> None:
 def test_0006_adds_reduce_only_and_the_account_state_to_an_existing_paper_book(
     database_url: str,
 ) -> None:
-    _to(database_url, "0005")
+    migrate_to(database_url, "0005")
     _seed_0005(database_url)
     migrate(database_url)
     store = ExecutionStore(database_url)
@@ -64,7 +48,7 @@ def test_0006_adds_reduce_only_and_the_account_state_to_an_existing_paper_book(
         assert store.paper_state("paper-usdm") == '{"a": 1}'
     finally:
         store.close()
-    _to(database_url, "0005", down=True)
+    migrate_to(database_url, "0005", down=True)
     engine = make_engine(database_url)
     with engine.connect() as c:
         assert "reduce_only" not in {x["name"] for x in inspect(c).get_columns("paper_orders")}
