@@ -25,7 +25,7 @@ import pytest
 from aiohttp import web
 from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
-from usdm_harness import btc_usdm_venue, usdm_bot_options
+from usdm_harness import BarScript, btc_usdm_venue, usdm_bot_options
 
 from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
@@ -35,9 +35,6 @@ from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
 from tessera.sim.usdm import UsdmVenue
 from tessera.strategies.base import (
-    Bar,
-    Strategy,
-    StrategyContext,
     StrategyParams,
     register_strategy,
 )
@@ -51,27 +48,16 @@ class LiveLongFlatParams(StrategyParams):
 
 
 @register_strategy
-class LiveLongFlat(Strategy):
+class LiveLongFlat(BarScript):
     """Long ``qty``, then flat, ``every`` bars apart; then nothing."""
 
     name = "usdm_live_long_flat"
     Params: ClassVar[type[StrategyParams]] = LiveLongFlatParams
 
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, LiveLongFlatParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        steps = {self.p.every: self.p.qty, 2 * self.p.every: D(0)}
-        if self.bars in steps:
-            ctx.target_position(bar.symbol, steps[self.bars])
+    def targets(self) -> dict[int, Decimal]:
+        p = self.params
+        assert isinstance(p, LiveLongFlatParams)
+        return {p.every: p.qty, 2 * p.every: D(0)}
 
 
 @pytest.fixture

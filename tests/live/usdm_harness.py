@@ -27,12 +27,34 @@ D = Decimal
 USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 
 
+class BarScript(Strategy):
+    """Targets set by bar count: on its ``n``-th bar (warm-up excluded) the strategy trades to
+    ``targets()[n]``; between those bars it does nothing. A subclass names its script."""
+
+    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(symbols, strategy_id, **params)
+        self.bars = 0
+
+    @property
+    def warmup_bars(self) -> int:
+        return 1
+
+    def targets(self) -> dict[int, Decimal]:
+        raise NotImplementedError
+
+    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        self.bars += 1
+        steps = self.targets()
+        if self.bars in steps:
+            ctx.target_position(bar.symbol, steps[self.bars])
+
+
 class LongShortFlatParams(StrategyParams):
     qty: Decimal = D("0.010")
     every: int = 4  # bars between decisions
 
 
-class LongShortFlat(Strategy):
+class LongShortFlat(BarScript):
     """Long ``qty``, then short ``qty``, then flat, ``every`` bars apart; then nothing.
 
     Not registered at import: a test registers it with
@@ -41,21 +63,10 @@ class LongShortFlat(Strategy):
     name = "usdm_long_short_flat"
     Params: ClassVar[type[StrategyParams]] = LongShortFlatParams
 
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, LongShortFlatParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        steps = {self.p.every: self.p.qty, 2 * self.p.every: -self.p.qty, 3 * self.p.every: D(0)}
-        if self.bars in steps:
-            ctx.target_position(bar.symbol, steps[self.bars])
+    def targets(self) -> dict[int, Decimal]:
+        p = self.params
+        assert isinstance(p, LongShortFlatParams)
+        return {p.every: p.qty, 2 * p.every: -p.qty, 3 * p.every: D(0)}
 
 
 class GoLongParams(StrategyParams):
@@ -63,26 +74,16 @@ class GoLongParams(StrategyParams):
     after: int = 2  # bars before the entry
 
 
-class GoLong(Strategy):
+class GoLong(BarScript):
     """Long ``qty`` after ``after`` bars, then holds (registered by the tests with monkeypatch)."""
 
     name = "usdm_go_long"
     Params: ClassVar[type[StrategyParams]] = GoLongParams
 
-    def __init__(self, symbols: list[str], strategy_id: str | None = None, **params: Any) -> None:
-        super().__init__(symbols, strategy_id, **params)
-        assert isinstance(self.params, GoLongParams)
-        self.p = self.params
-        self.bars = 0
-
-    @property
-    def warmup_bars(self) -> int:
-        return 1
-
-    def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
-        self.bars += 1
-        if self.bars == self.p.after:
-            ctx.target_position(bar.symbol, self.p.qty)
+    def targets(self) -> dict[int, Decimal]:
+        p = self.params
+        assert isinstance(p, GoLongParams)
+        return {p.after: p.qty}
 
 
 def btc_usdm_venue() -> UsdmVenue:
