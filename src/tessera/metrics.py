@@ -285,6 +285,11 @@ STALE_BARS = Counter(
     "Closed bars that arrived later than live.max_bar_age_s: seen by strategies, not traded on",
     ["symbol"],
 )
+OUT_OF_ORDER_BARS = Counter(
+    "tessera_out_of_order_bars",
+    "Closed bars older than the last one seen (the venue's clock went back): not traded on",
+    ["symbol"],
+)
 STORE_FATAL = Counter(
     "tessera_store_fatal_errors",
     "Database errors that stop the bot (disk full, read-only store): it cannot record orders",

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -578,6 +579,112 @@ class RiskConfig(StrictModel):
 
 
 # The YAML file of each section, in ``config_dir``.
+# --- control API, web console and notifications --------------------------------------------
+
+ControlRole = Literal["read", "operate"]
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+class ControlToken(StrictModel):
+    """An API token, stored as the SHA-256 of the token (``tessera control token new`` prints
+    both once); ``read`` tokens see everything, ``operate`` tokens may also act."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: ControlRole = "read"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token")
+
+
+class ControlUser(StrictModel):
+    """A console user: the password is stored as an argon2 hash
+    (``tessera control password-hash`` makes one)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: ControlRole = "read"
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$", description="argon2 hash")
+
+
+class ControlConfig(StrictModel):
+    """The bot's control API and web console (``configs/control.yaml``): off by default; on
+    loopback by default; a non-loopback bind is refused unless tokens or users are set."""
+
+    enabled: bool = Field(False, description="Serve the control API and console in the bot")
+    host: str = Field("127.0.0.1", description="Bind address (non-loopback needs auth)")
+    port: int = Field(8780, ge=0, le=65535, description="Port (0 = any free)")
+    tokens: list[ControlToken] = Field(default_factory=list, description="API tokens (hashed)")
+    users: list[ControlUser] = Field(default_factory=list, description="Console users (argon2)")
+    session_ttl_s: float = Field(8 * 3600.0, gt=0, description="Console session lifetime")
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) allowed to send state-changing requests "
+        "besides the server's own, e.g. the public URL behind a reverse proxy",
+    )
+    login_attempts_per_minute: int = Field(
+        5, ge=1, description="Failed logins allowed per client address and per user name"
+    )
+    max_body_bytes: int = Field(16_384, ge=1_024, description="Largest request body accepted")
+    console: bool = Field(True, description="Serve the web console beside the API")
+
+    @property
+    def has_auth(self) -> bool:
+        return bool(self.tokens or self.users)
+
+    @model_validator(mode="after")
+    def _bind_needs_auth(self) -> ControlConfig:
+        if self.enabled and self.host not in _LOOPBACK and not self.has_auth:
+            raise ValueError(
+                f"control.host {self.host!r} is not a loopback address: serving the control API "
+                "beyond this machine needs control.tokens or control.users (authentication); "
+                "add one, or bind 127.0.0.1 and put a reverse proxy with TLS in front"
+            )
+        names = [t.name for t in self.tokens] + [u.name for u in self.users]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"control: names must be unique across tokens and users: {dup}")
+        return self
+
+
+NotifyEvent = Literal[
+    "fill",
+    "halt",
+    "kill_switch",
+    "reset",
+    "strategy_paused",
+    "strategy_resumed",
+    "reconciliation",
+    "control_action",
+    "daily_summary",
+]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
+    "fill",
+    "halt",
+    "kill_switch",
+    "reset",
+    "strategy_paused",
+    "strategy_resumed",
+    "reconciliation",
+    "control_action",
+    "daily_summary",
+)
+
+
+class NotifyConfig(StrictModel):
+    """Trading events sent to people through Apprise (``configs/notify.yaml``). The URLs carry
+    secrets (bot tokens, webhook keys): set them in the environment
+    (``TESSERA_NOTIFY__URLS='["tgram://..."]'``) or a secrets file, never in git."""
+
+    urls: list[SecretStr] = Field(
+        default_factory=list, description="Apprise URLs (secrets): tgram://, discord://, json://"
+    )
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), description="Which events are sent"
+    )
+    daily_summary_utc: str = Field(
+        "00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM UTC"
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Per delivery")
+    retries: int = Field(2, ge=0, le=10, description="Retries of a failed delivery")
+
+
 SECTION_MODELS: dict[str, type[StrictModel]] = {
     "data": DataConfig,
     "features": FeatureConfig,
@@ -585,4 +692,6 @@ SECTION_MODELS: dict[str, type[StrictModel]] = {
     "backtest": BacktestConfig,
     "live": LiveConfig,
     "risk": RiskConfig,
+    "control": ControlConfig,
+    "notify": NotifyConfig,
 }

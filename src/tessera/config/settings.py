@@ -43,10 +43,12 @@ from tessera.config.loader import load_yaml, read_yaml_mapping
 from tessera.config.models import (
     SECTION_MODELS,
     BacktestConfig,
+    ControlConfig,
     DataConfig,
     FeatureConfig,
     LiveConfig,
     ModelConfig,
+    NotifyConfig,
     RiskConfig,
 )
 from tessera.config.urls import redact_urls, redacted_repr_args, url_secrets
@@ -189,6 +191,10 @@ class TesseraSettings(BaseSettings):
     )
     live: LiveConfig = Field(default_factory=LiveConfig, description="configs/live.yaml")
     risk: RiskConfig = Field(default_factory=RiskConfig, description="configs/risk.yaml")
+    control: ControlConfig = Field(
+        default_factory=ControlConfig, description="configs/control.yaml"
+    )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description="configs/notify.yaml")
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 

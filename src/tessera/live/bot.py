@@ -303,6 +303,7 @@ def zero_counters(symbols: Sequence[str]) -> None:
                 metrics.FILLS.labels(symbol=sym, side=side, liquidity=liquidity)
         metrics.LIQUIDATIONS.labels(symbol=sym)
         metrics.MARGIN_CALLS.labels(symbol=sym)
+        metrics.OUT_OF_ORDER_BARS.labels(symbol=sym)
 
 
 class TradingBot:
@@ -336,6 +337,8 @@ class TradingBot:
         self.ended_by_data = False
         self._signal_handlers: list[os_signal.Signals] = []
         self.late_bar_times: set[int] = set()  # open times (ns) of bars not traded on
+        self.out_of_order_bars = 0  # closed bars older than the last one (dropped, counted)
+        self._bars_back: set[str] = set()  # symbols whose latest bar went back in time
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -672,6 +675,7 @@ class TradingBot:
                 self.health.checks["market_data_store"] = lambda: (
                     not hasattr(self, "_ingest_service") or self._ingest_service.health().ok
                 )
+            self.health.checks["market_time_advancing"] = lambda: not self._bars_back
             self.health.ready = True
             log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
             await self._wait_stop()
@@ -909,8 +913,13 @@ class TradingBot:
         self._request_stop()
 
     def _on_closed_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
-        if bar.open_time <= self._last_bar.get(bar.symbol, -1):
-            return  # already seen (warm-up overlap or a replayed frame)
+        last = self._last_bar.get(bar.symbol, -1)
+        if bar.open_time == last:
+            return  # already seen (the warm-up's overlap with the websocket)
+        if bar.open_time < last:
+            self._bar_went_back(bar, last)
+            return
+        self._bars_back.discard(bar.symbol)
         self._acting = True
         if recv_ns and not self.warming:
             # late beyond the feed's usual lag (a stall, a backlog): seen, not traded on
@@ -946,6 +955,28 @@ class TradingBot:
         self.host.on_bar(bar, self.warming)
         if self.perp_risk is not None and not self.warming:
             self._start_perp_mark(bar.close_time)
+
+    def _bar_went_back(self, bar: Bar, last: int) -> None:
+        """A closed bar older than one already traded on: the venue's clock went backwards (a
+        replayed recording that starts over, a venue fault). Not traded on — a strategy's
+        indicators and the ledger's times must not run backwards — but counted, logged, shown
+        as not-ready until a newer bar arrives, and told in the exit code: a bot that drops
+        every bar is a bot that has stopped trading."""
+        metrics.OUT_OF_ORDER_BARS.labels(symbol=bar.symbol).inc()
+        self.out_of_order_bars += 1
+        first = bar.symbol not in self._bars_back
+        self._bars_back.add(bar.symbol)
+        if first:
+            log.error(
+                "bar older than the last one: not trading on it",
+                symbol=bar.symbol,
+                open_time=bar.open_time,
+                last_open_time=last,
+                back_s=round((last - bar.open_time) / 1e9, 3),
+            )
+            problem = f"{bar.symbol}: the market data went back in time (bars not traded on)"
+            if problem not in self.problems:
+                self.problem(problem)
 
     def on_trade(self, tick: TradeTick, recv_ns: int) -> None:
         price = Decimal(repr(tick.price))
