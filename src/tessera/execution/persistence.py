@@ -73,6 +73,8 @@ from tessera.execution.position import Position
 from tessera.execution.schema import (
     ValueTooLongError,
     balances,
+    control_actions,
+    equity_samples,
     fills,
     funding_payments,
     order_events,
@@ -84,6 +86,7 @@ from tessera.execution.schema import (
     risk_events,
     risk_state,
     runs,
+    strategy_pauses,
     strategy_state,
 )
 from tessera.execution.state import OrderEvent
@@ -1211,6 +1214,174 @@ class ExecutionStore:
             done = c.execute(risk_state.delete().where(risk_state.c.account == account))
             c.execute(insert(risk_events).values(ts=now_ns(), kind="reset", reason=by))
             return bool(done.rowcount)
+
+    # --- the operator's side (tessera.control): paged history, actions, equity, pauses -------
+
+    def orders_page(
+        self,
+        *,
+        status: str | None = None,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        since: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Order], int]:
+        """Orders newest first, filtered (``status`` one `OrderStatus` or ``open`` for every
+        open one; ``since``: created at or after, ns), one page of them and how many match."""
+        where: list[Any] = []
+        if status:
+            if status.lower() == "open":
+                states = [st.value for st in OrderStatus if st.is_open]
+                where.append(orders.c.status.in_([*states, OrderStatus.INITIALIZED.value]))
+            else:
+                where.append(orders.c.status == status.upper())
+        if symbol:
+            where.append(orders.c.symbol == symbol.upper())
+        if strategy:
+            where.append(orders.c.strategy == strategy)
+        if since is not None:
+            where.append(orders.c.ts_created >= since)
+        q = (
+            select(orders)
+            .where(*where)
+            .order_by(orders.c.ts_created.desc(), orders.c.client_order_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.tx() as c:
+            total = int(
+                c.execute(select(func.count()).select_from(orders).where(*where)).scalar() or 0
+            )
+            rows = [_order_from_row(r) for r in c.execute(q).mappings().all()]
+        return rows, total
+
+    def fills_page(
+        self,
+        *,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        since: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[StoredFill], int]:
+        """Fills newest first (each with its order's reason), filtered by symbol, strategy and
+        ``since`` (the fill's event time, ns); one page and how many match."""
+        where: list[Any] = []
+        if symbol:
+            where.append(fills.c.symbol == symbol.upper())
+        if strategy:
+            where.append(fills.c.strategy == strategy)
+        if since is not None:
+            where.append(fills.c.ts_event >= since)
+        q = (
+            select(fills, orders.c.reason.label("order_reason"), orders.c.list_id)
+            .join(orders, orders.c.client_order_id == fills.c.client_order_id)
+            .where(*where)
+            .order_by(fills.c.ts_event.desc(), fills.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.tx() as c:
+            total = int(
+                c.execute(select(func.count()).select_from(fills).where(*where)).scalar() or 0
+            )
+            rows = [_fill_from_row(r) for r in c.execute(q).mappings().all()]
+        return rows, total
+
+    def fill_counts(self) -> dict[str, int]:
+        """How many fills each strategy has (its trades, for the per-strategy PnL)."""
+        q = select(fills.c.strategy, func.count()).group_by(fills.c.strategy)
+        with self.tx() as c:
+            return {str(r[0]): int(r[1]) for r in c.execute(q).all()}
+
+    def record_action(
+        self,
+        *,
+        actor: str,
+        role: str,
+        via: str,
+        address: str,
+        action: str,
+        target: str | None,
+        reason: str,
+        outcome: str,
+        detail: str = "",
+        ts: int | None = None,
+    ) -> int:
+        """One operator action in the audit trail (``control_actions``); answers its id."""
+        values = {
+            "ts": ts or now_ns(),
+            "actor": actor,
+            "role": role,
+            "via": via,
+            "address": address[:64],
+            "action": action,
+            "target": target,
+            "reason": reason,
+            "outcome": outcome,
+            "detail": detail,
+        }
+        with self.tx() as c:
+            result = c.execute(insert(control_actions).values(**values))
+            key = result.inserted_primary_key
+            return int(key[0]) if key else 0
+
+    def list_actions(self, limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """The audit trail newest first: one page of rows (as dicts) and how many there are."""
+        q = (
+            select(control_actions)
+            .order_by(control_actions.c.ts.desc(), control_actions.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.tx() as c:
+            total = int(c.execute(select(func.count()).select_from(control_actions)).scalar() or 0)
+            rows = [dict(r) for r in c.execute(q).mappings().all()]
+        return rows, total
+
+    def record_equity(self, ts: int, run_id: str, equity: Decimal, drawdown_pct: float) -> None:
+        with self.tx() as c:
+            c.execute(
+                insert(equity_samples).values(
+                    ts=ts, run_id=run_id, equity=equity, drawdown_pct=drawdown_pct
+                )
+            )
+
+    def equity_history(
+        self, since_ns: int | None = None, limit: int = 1_000
+    ) -> list[tuple[int, Decimal, float]]:
+        """``(ts, equity, drawdown_pct)`` oldest first: the newest ``limit`` samples at or after
+        ``since_ns``."""
+        q = select(equity_samples.c.ts, equity_samples.c.equity, equity_samples.c.drawdown_pct)
+        if since_ns is not None:
+            q = q.where(equity_samples.c.ts >= since_ns)
+        q = q.order_by(equity_samples.c.ts.desc(), equity_samples.c.id.desc()).limit(limit)
+        with self.tx() as c:
+            rows = c.execute(q).all()
+        return [(int(r[0]), Decimal(r[1]), float(r[2])) for r in reversed(rows)]
+
+    def save_pause(self, strategy: str, by: str, reason: str, ts: int) -> None:
+        """An operator's pause of ``strategy``, replacing an earlier one."""
+        with self.tx() as c:
+            c.execute(strategy_pauses.delete().where(strategy_pauses.c.strategy == strategy))
+            c.execute(
+                insert(strategy_pauses).values(strategy=strategy, by=by, reason=reason, ts=ts)
+            )
+
+    def clear_pause(self, strategy: str) -> bool:
+        with self.tx() as c:
+            done = c.execute(strategy_pauses.delete().where(strategy_pauses.c.strategy == strategy))
+            return bool(done.rowcount)
+
+    def load_pauses(self) -> dict[str, dict[str, Any]]:
+        """strategy id -> ``{by, reason, ts}`` of every operator pause."""
+        with self.tx() as c:
+            rows = c.execute(select(strategy_pauses)).mappings().all()
+        return {
+            str(r["strategy"]): {"by": r["by"], "reason": r["reason"], "ts": int(r["ts"])}
+            for r in rows
+        }
 
 
 def _order_from_row(r: Any) -> Order:

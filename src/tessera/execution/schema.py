@@ -392,6 +392,58 @@ trading_locks = Table(
 )
 
 
+# What operators did through the control API, the console or the CLI (`tessera.control`):
+# who (``actor``, the token's or user's name; ``role``; ``via`` token | session | cli | local;
+# ``address``, the client's), when, what (``action`` halt | reset | pause | resume | cancel |
+# close; ``target``: a strategy, an order, a position), why (``reason``) and how it ended
+# (``outcome`` done | refused | failed, ``detail``). Append-only: the audit trail.
+MAX_ACTOR: Final = 64
+control_actions = Table(
+    "control_actions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("ts", BigInteger, nullable=False),
+    Column("actor", Bounded(MAX_ACTOR), nullable=False),
+    Column("role", Bounded(16), nullable=False),
+    Column("via", Bounded(16), nullable=False),
+    Column("address", Bounded(64), nullable=False),
+    Column("action", Bounded(16), nullable=False),
+    Column("target", Bounded(128)),
+    Column("reason", Text, nullable=False),
+    Column("outcome", Bounded(8), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_control_actions_ts", "ts"),
+)
+
+# The account's equity and drawdown sampled every few seconds by a running bot: the console's
+# equity curve and ``GET /api/v1/equity`` (the risk engine keeps only the current values).
+equity_samples = Table(
+    "equity_samples",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("ts", BigInteger, nullable=False),
+    Column("run_id", Bounded(MAX_RUN_ID), nullable=False),
+    Column("equity", Money(), nullable=False),
+    Column("drawdown_pct", Numeric(12, 6, asdecimal=False), nullable=False),
+    Index("ix_equity_samples_ts", "ts"),
+)
+
+# Strategies an operator paused (not a pause by errors, which ends with the process): one row
+# per strategy id while paused, so that a restarted bot keeps it paused until resumed.
+strategy_pauses = Table(
+    "strategy_pauses",
+    metadata,
+    Column("strategy", Bounded(MAX_STRATEGY_ID), primary_key=True),
+    Column("by", Bounded(MAX_ACTOR), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+)
+
+
 def _name_bounded_columns() -> dict[str, int]:
     """Tell every `Bounded` column its name (for the error) and collect the limits."""
     limits = {}
