@@ -132,6 +132,9 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             renderer,
         ]
+    from tessera.control.logbuffer import log_buffer_processor  # recent lines for the console
+
+    final_chain.insert(final_chain.index(redact_processor) + 1, log_buffer_processor)
     formatter = _RedactingFormatter(foreign_pre_chain=shared, processors=final_chain)
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
