@@ -84,9 +84,9 @@ def bot_options(
     **overrides: Any,
 ) -> BotOptions:
     """`BotOptions` from ``settings`` (risk, store sync, Redis, every ``live.*`` field, the
-    feature interval, ``exchange.name`` and ``exchange.recv_window_ms``), the explicit venue
-    and store, and ``overrides`` (field names of `BotOptions`; an unknown name is a
-    `TypeError`, not ignored).
+    control API and notifier settings, the feature interval, ``exchange.name`` and
+    ``exchange.recv_window_ms``), the explicit venue and store, and ``overrides`` (field
+    names of `BotOptions`; an unknown name is a `TypeError`, not ignored).
 
     An ``exchange.name`` Tessera cannot trade on is a `ConfigError` here, before anything
     starts: every mode's bot (paper too: its market data) speaks Binance's spot API."""
@@ -117,6 +117,8 @@ def bot_options(
         exchange_id=settings.exchange.name,
         recv_window_ms=settings.exchange.recv_window_ms,
         consumer=f"bot-{run_id}",
+        control=settings.control,
+        notify=settings.notify,
     )
     values.update(overrides)
     return BotOptions(**values)

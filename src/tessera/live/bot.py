@@ -33,8 +33,9 @@ import aiohttp
 
 from tessera import __version__, metrics
 from tessera.backtest.data import interval_ns
-from tessera.config.models import RiskConfig, StrategyRef
+from tessera.config.models import ControlConfig, NotifyConfig, RiskConfig, StrategyRef
 from tessera.config.settings import DatabaseSync
+from tessera.control.events import EventHub
 from tessera.execution.exchange import (
     Balance,
     Exchange,
@@ -65,6 +66,7 @@ from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.live.account import AccountBook
 from tessera.live.clock import ClockSyncError, ExchangeClock, MarketClock
 from tessera.live.context import LiveContext
+from tessera.live.control_port import BotControl, fill_data, order_data, sample_equity
 from tessera.live.executor import LatencyTrace, SignalExecutor
 from tessera.live.feed import MarketFeed
 from tessera.live.halt import ACCOUNT, HaltGuard
@@ -273,6 +275,10 @@ class BotOptions:
     end_of_data: Callable[[], bool] | None = None
     # a strategy raising this many times in a row is paused (the others trade on; exit 1)
     max_strategy_errors: int = 3
+    # the control API and web console served by the bot (off unless ``control.enabled``)
+    control: ControlConfig | None = None
+    # trading events and the daily summary sent through Apprise (off without ``notify.urls``)
+    notify: NotifyConfig | None = None
 
 
 def zero_counters(symbols: Sequence[str]) -> None:
@@ -340,6 +346,12 @@ class TradingBot:
         self.out_of_order_bars = 0  # closed bars older than the last one (dropped, counted)
         self._bars_back: set[str] = set()  # symbols whose latest bar went back in time
         self._acting = True  # False while a bar older than max_bar_age_s is being processed
+        # what a person watching cares about (orders, fills, halts, pauses, equity): the
+        # control API's event stream, the console and the notifier read it
+        self.hub = EventHub()
+        self.control = BotControl(self)
+        self.control_url: str | None = None  # where the control API listens, once it does
+        self._control_server: Any = None
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -469,6 +481,7 @@ class TradingBot:
             equity=self.equity,
             failed=self._failed,
             order_lock=self.executor.lock,
+            publish=self.hub.publish,
         )
         self.marks = AccountMarks(
             self.account,
@@ -560,6 +573,7 @@ class TradingBot:
                 report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
         if not report.ok:
             self.halt.restore()
+            self.hub.publish("reconciliation", {"ok": False, "problems": report.problems[:20]})
         return report.ok
 
     async def _load_balances(self) -> None:
@@ -676,6 +690,8 @@ class TradingBot:
                     not hasattr(self, "_ingest_service") or self._ingest_service.health().ok
                 )
             self.health.checks["market_time_advancing"] = lambda: not self._bars_back
+            self._spawn(sample_equity(self), "equity-samples")
+            await self._start_operator_side()
             self.health.ready = True
             log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
             await self._wait_stop()
@@ -787,7 +803,48 @@ class TradingBot:
         )
         return f"tasks {pending or 'none'}; open or in-flight orders {in_flight or 'none'}"
 
+    async def _start_operator_side(self) -> None:
+        """The control API (and console) when ``control.enabled``, the notifier when
+        ``notify.urls`` names a target. A port the API cannot listen on is a start error."""
+        control = self.o.control
+        notify = self.o.notify
+        if control is not None and control.enabled:
+            from tessera.control.app import create_app
+            from tessera.control.server import start_control_server
+
+            console = None
+            if control.console:
+                from tessera.control.console import Console
+
+                console = Console(self.control, self.hub, control)
+            app = create_app(self.control, self.hub, control, version=__version__, console=console)
+            try:
+                self._control_server = await start_control_server(app, control.host, control.port)
+            except (OSError, SystemExit) as exc:
+                raise BotStartError(
+                    f"the control API cannot listen on {control.host}:{control.port} ({exc!r}); "
+                    "free the port or set control.port (0 picks a free one)"
+                ) from None
+            self.control_url = str(self._control_server.url)
+            log.info("control API listening", url=self.control_url, console=control.console)
+        if notify is not None and notify.urls:
+            from tessera.notify import Notifier
+
+            notifier = Notifier(
+                notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
+            )
+            self._spawn(notifier.run(), "notifier")
+
+    async def _stop_control_server(self, left: Any) -> None:
+        server, self._control_server = self._control_server, None
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.stop(), min(5.0, left()))
+            except Exception as exc:
+                log.warning("the control API did not stop cleanly", error=str(exc)[:200])
+
     async def _shutdown_steps(self, left: Any) -> None:
+        await self._stop_control_server(left)  # no operator action while shutting down
         feed = getattr(self, "feed", None)
         if feed is not None:
             feed.stop()
@@ -879,6 +936,9 @@ class TradingBot:
             self._failed("bar", exc)
 
     def _strategy_paused(self, strategy: Strategy, reason: str) -> None:
+        self.hub.publish(
+            "strategy_paused", {"strategy": strategy.strategy_id, "by": "errors", "reason": reason}
+        )
         self.problem(reason)
 
     def _failed(self, where: str, exc: Exception) -> None:
@@ -1158,7 +1218,9 @@ class TradingBot:
 
     def on_event(self, order: Order, event: OrderEvent, live_orders: int) -> None:
         self.observer.on_event(order, event, live_orders)
+        self.hub.publish("order", order_data(order))
         if event.kind is OrderEventKind.FILLED and event.fill is not None:
+            self.hub.publish("fill", fill_data(order, event.fill))
             self.account.apply_fill(event.fill)
             self.host.on_fill(order, event.fill)
         if order.status.is_terminal:
@@ -1168,6 +1230,7 @@ class TradingBot:
 
     def _on_denied(self, order: Order, reason: str) -> None:
         """An order a check refused before it was sent: the strategy hears it as a rejection."""
+        self.hub.publish("order", order_data(order))
         self.host.on_order(order)
 
     def _on_liquidated(self, order: Order) -> None:
@@ -1183,6 +1246,7 @@ class TradingBot:
         actions = self.risk.manual_halt(reason, ts)
         self.store.save_halt(ACCOUNT, reason, ts, self.risk.drawdown_pct, self.risk.equity_peak)
         self.store.record_risk_event("halt", "liquidation", detail=reason)
+        self.hub.publish("halt", {"reason": reason, "ts": ts})
         self._spawn(self.halt.carry_out(actions), "liquidation-halt")
 
     def _on_report(self, report: Any) -> None:

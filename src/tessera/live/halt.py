@@ -19,7 +19,9 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
+from tessera.control.events import EventKind
 from tessera.execution.filters import SymbolFilters
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
@@ -50,6 +52,7 @@ class HaltGuard:
         equity: Callable[[], Decimal],
         failed: Callable[[str, Exception], None],
         order_lock: asyncio.Lock,
+        publish: Callable[[EventKind, Mapping[str, Any]], object] | None = None,
     ) -> None:
         self.store = store
         self.risk = risk
@@ -62,6 +65,12 @@ class HaltGuard:
         self.failed = failed
         self.order_lock = order_lock
         self.seen: float | None = None  # ts of the halt this process knows of
+        # the bot's event hub: every halt, kill-switch and reset this process acts on
+        self.publish = publish
+
+    def _tell(self, kind: EventKind, reason: str, ts: int, **extra: Any) -> None:
+        if self.publish is not None:
+            self.publish(kind, {"reason": reason, "ts": ts, **extra})
 
     def restore(self) -> None:
         halt = self.store.load_halt(ACCOUNT)
@@ -81,6 +90,8 @@ class HaltGuard:
             ACCOUNT, halt.reason, halt.ts, halt.drawdown_pct, self.risk.equity_peak
         )
         self.seen = float(halt.ts)
+        kind: EventKind = "kill_switch" if halt.reason == "kill_switch" else "halt"
+        self._tell(kind, halt.reason, halt.ts, drawdown_pct=halt.drawdown_pct)
         await self.carry_out(actions)
 
     def halt_now(self, reason: str, *, flatten: bool | None = None) -> list[RiskAction]:
@@ -97,7 +108,23 @@ class HaltGuard:
             actions.append(RiskAction.FLATTEN)
         log.error("trading halted", reason=reason, flatten=RiskAction.FLATTEN in actions)
         self.store.save_halt(ACCOUNT, reason, ts, self.risk.drawdown_pct, self.risk.equity_peak)
+        self._tell("halt", reason, ts, drawdown_pct=self.risk.drawdown_pct)
         return actions
+
+    def reset_now(self, by: str) -> bool:
+        """Re-enable trading from inside this process, as ``tessera risk reset --by <by>``
+        does (the halt cleared in the store with ``reset by <by>`` in the risk events) and at
+        once (the equity peak restarts from the current equity). False when not halted.
+
+        ``seen`` stays the cleared halt's time: a `watch` read still in flight that saw the
+        halt must not take it for a new one."""
+        if self.risk.halt is None:
+            return False
+        self.store.clear_halt(ACCOUNT, by=f"reset by {by}")
+        self.risk.reset(self.equity())
+        log.warning("trading re-enabled", by=by)
+        self._tell("reset", f"reset by {by}", time.time_ns(), by=by)
+        return True
 
     async def carry_out(self, actions: Sequence[RiskAction]) -> None:
         async with self.order_lock:  # not between a signal's intent and its send
@@ -146,6 +173,7 @@ class HaltGuard:
             if halt is not None and self.seen != float(halt["ts"]):
                 self.seen = float(halt["ts"])
                 actions = self.risk.manual_halt(str(halt["reason"]), int(halt["ts"]))
+                self._tell("halt", str(halt["reason"]), int(halt["ts"]), source="store")
                 await self.carry_out(actions)
             # "no halt" only clears a halt that was there before the read: the kill-switch may
             # have fired (and saved its halt) while the read was in flight
@@ -153,3 +181,4 @@ class HaltGuard:
                 log.warning("halt cleared by a person; trading resumes")
                 self.seen = None
                 self.risk.reset(self.equity())
+                self._tell("reset", "halt cleared in the store", time.time_ns(), source="store")

@@ -106,6 +106,18 @@ class StrategyHost:
                 ) from exc
             self._saved[sid] = text
             log.info("strategy state restored", strategy_id=sid)
+        self.restore_pauses()
+
+    def restore_pauses(self) -> None:
+        """The operators' pauses (``strategy_pauses``) as the last run left them: a strategy
+        paused from the console stays paused across restarts until a person resumes it."""
+        for sid, pause in self.store.load_pauses().items():
+            guard = self.guards.get(sid)
+            if guard is None:
+                continue  # a strategy this bot does not run
+            guard.hold(str(pause["by"]), str(pause["reason"]), int(pause["ts"]))
+            log.warning("strategy paused by an operator", strategy_id=sid, by=pause["by"],
+                        reason=str(pause["reason"])[:300])  # fmt: skip
 
     def save(self, sid: str) -> None:
         """Written when it changed (one small row per strategy)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,15 @@ class StrategyError(RuntimeError):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class OperatorHold:
+    """A pause an operator asked for: who, why, when (ns)."""
+
+    by: str
+    reason: str
+    ts: int
+
+
 class StrategyGuard:
     """Calls one strategy's hooks for the live bot; see the module docstring."""
 
@@ -71,7 +81,9 @@ class StrategyGuard:
         self.on_paused = on_paused
         self.errors = 0
         self.consecutive = 0
-        self.paused = False
+        self.paused = False  # by its own errors (for the rest of the process)
+        # by an operator (`hold`): who, why and when; persisted by the bot until resumed
+        self.held: OperatorHold | None = None
         self._logged: set[tuple[str, str]] = set()
         metrics.STRATEGY_PAUSED.labels(strategy=strategy.strategy_id).set(0)
         for hook in metrics.STRATEGY_HOOKS:
@@ -82,7 +94,7 @@ class StrategyGuard:
     ) -> bool:
         """Run ``strategy.<hook>(*args)`` — or ``fn(*args)``, code run for the strategy in that
         hook (the order helpers of its context) — False if the strategy is paused or raised."""
-        if self.paused:
+        if self.paused or self.held is not None:
             return False
         try:
             (fn or getattr(self.strategy, hook))(*args)
@@ -92,6 +104,20 @@ class StrategyGuard:
         if fn is None:  # only the strategy's own code succeeding ends a run of its errors
             self.consecutive = 0
         return True
+
+    def hold(self, by: str, reason: str, ts: int) -> None:
+        """An operator's pause: no hook is called (so the strategy decides and places nothing)
+        until `release`. Apart from a pause by errors, which only a restart or `resume` ends."""
+        self.held = OperatorHold(by, reason, ts)
+
+    def release(self) -> None:
+        """Resume after an operator's pause, or after a pause by errors (its error run
+        starts again from nothing)."""
+        self.held = None
+        if self.paused:
+            self.paused = False
+            self.consecutive = 0
+            metrics.STRATEGY_PAUSED.labels(strategy=self.strategy.strategy_id).set(0)
 
     def _failed(self, hook: str, bar: Bar | None, exc: Exception) -> None:
         sid = self.strategy.strategy_id
