@@ -353,7 +353,9 @@ def risk_halt(
     from tessera.execution.persistence import now_ns
 
     store = _store(ctx)
+    already = store.load_halt(ACCOUNT) is not None
     store.save_halt(ACCOUNT, f"manual: {reason}", now_ns(), 0.0, _peak(store))
+    _record_cli_action(store, _os_user(), "halt", reason, "was halted already" if already else "")
     out.print(f"[bold red]HALTED[/]: {reason}. Undo with `tessera risk reset --by <name>`.")
     store.close()
 
@@ -366,10 +368,46 @@ def risk_reset(
     """Re-enable trading after a halt (kill-switch or manual). Requires a person's name."""
     store = _store(ctx)
     if store.clear_halt(ACCOUNT, by=f"reset by {by}"):
+        _record_cli_action(store, by, "reset", f"tessera risk reset --by {by}")
         out.print(f"trading re-enabled by {by}; the equity peak restarts from the current equity")
     else:
+        _record_cli_action(store, by, "reset", f"tessera risk reset --by {by}", refused=True)
         out.print("trading was not halted; nothing to reset")
     store.close()
+
+
+def _os_user() -> str:
+    """Who ran the command, for the audit trail (``tessera risk halt`` names no person)."""
+    import getpass
+
+    try:
+        return getpass.getuser()[:64] or "cli"
+    except Exception:  # no user name in this environment (a container without one)
+        return "cli"
+
+
+def _record_cli_action(
+    store: ExecutionStore,
+    actor: str,
+    action: str,
+    reason: str,
+    detail: str = "",
+    *,
+    refused: bool = False,
+) -> None:
+    """The command in ``control_actions`` beside the console's and the API's actions (via
+    ``cli``), so that one audit trail says who halted and who reset, however they did."""
+    store.record_action(
+        actor=actor[:64],
+        role="operate",
+        via="cli",
+        address="",
+        action=action,
+        target=None,
+        reason=reason,
+        outcome="refused" if refused else "done",
+        detail="trading was not halted" if refused else detail,
+    )
 
 
 def _peak(store: ExecutionStore) -> Decimal:
