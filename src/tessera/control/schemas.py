@@ -168,3 +168,18 @@ class ActionRecord(ActionOut):
 
     role: str
     via: str
+
+
+class Health(_Out):
+    """``GET /healthz``: the control server answers (no authentication)."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class WhoAmI(_Out):
+    """``GET /api/v1/whoami``: who the request authenticates as."""
+
+    name: str
+    role: Literal["read", "operate"]
+    via: str  # token | session | local
