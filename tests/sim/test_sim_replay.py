@@ -58,13 +58,14 @@ async def test_max_speed_sends_everything_and_counts_it(btc_market: SimMarket) -
     assert sim.stats.total_messages == total and sim.stats.replays == 1
 
 
-async def test_loop_replay_starts_over(btc_market: SimMarket) -> None:
+async def test_loop_replay_starts_over_with_ids_moved_forward(btc_market: SimMarket) -> None:
     first_ids = [json.loads(d)["t"] for s, d in recorded_lines(BTC_0808) if s == "btcusdt@trade"]
+    step = max(first_ids) - min(first_ids) + 1  # each pass moves trade ids on by their range
     async with ExchangeSimulator(btc_market, speed=None, loop_replay=True) as sim:
         async with ws_connect(f"{sim.ws_url}/ws/btcusdt@trade") as ws:
             ids = [json.loads(await ws.recv())["t"] for _ in range(len(first_ids) + 100)]
         assert sim.stats.replays >= 1
-    assert ids == first_ids + first_ids[:100]
+    assert ids == first_ids + [i + step for i in first_ids[:100]]
 
 
 async def test_rest_answers_from_the_release_position(btc_market: SimMarket) -> None:

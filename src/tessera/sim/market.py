@@ -146,15 +146,17 @@ class SimMarket:
         self.snapshots = dict(snapshots or {})
         self.symbols: list[str] = sorted({f.symbol for f in frames} | set(self.snapshots))
         self.clock_ms = _replay_clock(frames)
-        self._base: dict[str, StreamData] = {}
+        base: dict[str, StreamData] = {}
         self._kind_index: dict[str, list[int]] = {}
         for i, f in enumerate(frames):
-            sd = self._base.get(f.stream)
+            sd = base.get(f.stream)
             if sd is None:
-                sd = self._base[f.stream] = StreamData(f.stream, f.kind, [], [])
+                sd = base[f.stream] = StreamData(f.stream, f.kind, [], [])
             sd.anchors.append(i)
             sd.payloads.append(f.data)
             self._kind_index.setdefault(f.kind, []).append(i)
+        # a Mapping: a looped replay's later passes (`tessera.sim.looping`) shift it lazily
+        self._base: Mapping[str, StreamData] = base
         self._derived: dict[str, StreamData | None] = {}
         self._trades: dict[str, SymbolTrades] = {}
         self._aggs: dict[str, tuple[list[int], list[AggTrade]]] = {}

@@ -29,6 +29,7 @@ from aiohttp import web
 from tessera import __version__
 from tessera.logging import get_logger
 from tessera.sim.faults import FaultPlan
+from tessera.sim.looping import LoopOffsets, loop_offsets, market_for_pass
 from tessera.sim.market import SimMarket
 from tessera.sim.recording import BUNDLED_RECORDINGS, Recording, recording_paths
 from tessera.sim.rest import RestApi, exchange_info_limit
@@ -101,7 +102,15 @@ class ExchangeSimulator:
             market = SimMarket.from_recording(market)
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (None = max)")
-        self.market = market
+        self.market = market  # the current pass's (see `base_market`)
+        # A looped replay's pass k serves `base_market` moved forward (`tessera.sim.looping`):
+        # time and ids never go back across a loop; pass 0 is the market itself.
+        self.base_market = market
+        self.pass_index = 0
+        self._loop_offsets: LoopOffsets | None = None
+        # Called with the new pass's market when a looped replay starts over, before the state
+        # and the websocket subscriptions move to it (USDⓈ-M rebuilds its marks there).
+        self.pass_hooks: list[Callable[[SimMarket], None]] = []
         self.speed = speed
         self.faults = faults or FaultPlan()
         self.autostart = autostart
@@ -307,12 +316,37 @@ class ExchangeSimulator:
             if not self.loop_replay:
                 self._wake_senders()
                 return
-            # Start over: a fresh book and history, every subscriber from the first frame.
-            self.state = MarketState(self.market)
-            for c in self.connections:
-                c.cursor = 0
+            self.start_next_pass()
             self._release(0)
             await asyncio.sleep(0)
+
+    @property
+    def loop_offsets(self) -> LoopOffsets:
+        """What each pass of a looped replay adds to times and ids (computed on first use)."""
+        if self._loop_offsets is None:
+            self._loop_offsets = loop_offsets(self.base_market)
+        return self._loop_offsets
+
+    def start_next_pass(self) -> None:
+        """Start over, moved forward: the next pass's market (time and ids shifted, see
+        `tessera.sim.looping`), a fresh book and history, every subscriber from its first frame.
+
+        A market subclass with data of its own beyond the frames (a USDⓈ-M bar market's mark
+        bars and funding) is replayed again at its own times, as before: it is not shifted."""
+        self.pass_index += 1
+        if type(self.base_market) is SimMarket:
+            self.market = market_for_pass(self.base_market, self.pass_index, self.loop_offsets)
+            for hook in self.pass_hooks:
+                hook(self.market)
+        elif self.pass_index == 1:
+            log.warning(
+                "looped replay of a market that cannot be shifted: each pass repeats its times",
+                market=type(self.base_market).__name__,
+            )
+        self.state = MarketState(self.market)
+        for c in self.connections:
+            c.streams = {name: self.market.stream(name) for name in c.streams}
+            c.cursor = 0
 
     async def _replay_max(self, n: int) -> None:
         while self.head < n:

@@ -53,5 +53,6 @@ def usdm_venue(
     sim = ExchangeSimulator(market if market is not None else usdm_market(), **kwargs)
     public = UsdmPublicApi(sim)
     serve_mark_streams(sim.market, public.marks)  # @markPrice(@1s) as premiumIndex says
+    sim.pass_hooks.append(public.on_pass)  # a looped replay's later passes: marks moved too
     engine = UsdmTradingEngine(sim, public, trading) if trading is not None else None
     return UsdmVenue(sim, public, engine)

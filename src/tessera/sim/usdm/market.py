@@ -102,10 +102,25 @@ class MarkPrices:
         self.market = market
         self._series: dict[str, tuple[list[int], list[MarkSample]]] = {}
         self.source: dict[str, str] = {}
+        self._moved: tuple[MarkPrices, int] | None = None
+
+    def moved(self, market: SimMarket, dt: int) -> MarkPrices:
+        """These marks ``dt`` ms later, for ``market`` (a looped replay's later pass of this
+        one's market, see `tessera.sim.looping`): the same prices, times moved, each next
+        funding time the first on its own funding grid after the moved time."""
+        out = MarkPrices(market)
+        out._moved = (self, dt)
+        return out
 
     def series(self, symbol: str) -> tuple[list[int], list[MarkSample]]:
         got = self._series.get(symbol)
         if got is not None:
+            return got
+        if self._moved is not None:
+            base, dt = self._moved
+            at, src = base.series(symbol)
+            self.source[symbol] = base.source[symbol]
+            got = self._series[symbol] = (at, [_moved_sample(s, dt) for s in src])
             return got
         anchors: list[int] = []
         samples: list[MarkSample] = []
@@ -219,6 +234,14 @@ class MarkPrices:
                              bucket_close(t, interval), "0", 1, "0", "0", "0"])  # fmt: skip
         rows = bars[:limit] if start is not None else bars[-limit:]
         return [[r[0], *(f"{p:f}" for p in r[1:5]), *r[5:]] for r in rows]
+
+
+def _moved_sample(s: MarkSample, dt: int) -> MarkSample:
+    t = s.time + dt
+    nxt = s.next_funding_time
+    if nxt is not None and nxt <= t:
+        nxt += ((t - nxt) // FUNDING_INTERVAL_MS + 1) * FUNDING_INTERVAL_MS
+    return MarkSample(t, s.price, s.funding_rate, nxt, s.high, s.low)
 
 
 def _mark_row(r: list[Any]) -> list[Any]:

@@ -24,11 +24,14 @@ from aiohttp import web
 
 from tessera.sim import payloads as binance
 from tessera.sim import tickers
+from tessera.sim.looping import ShiftedMarket
 from tessera.sim.payloads import INTERVAL_MS, fmt_plain
 from tessera.sim.rest import BinanceError, depth_weight, json_response, server_time_ms
+from tessera.sim.usdm.mark_stream import serve_mark_streams
 from tessera.sim.usdm.market import INTEREST_RATE, MarkPrices, bar_market, next_funding_time
 
 if TYPE_CHECKING:
+    from tessera.sim.market import SimMarket
     from tessera.sim.server import ExchangeSimulator
 
 ZERO = Decimal(0)
@@ -50,6 +53,7 @@ class UsdmPublicApi:
         self.sim = sim
         self.rest = sim.rest
         self.marks = MarkPrices(sim.market)
+        self.first_marks = self.marks  # pass 0's: later passes of a looped replay move them
         info = sim.market.exchange_info
         self.price_places = {s["symbol"]: int(s["pricePrecision"]) for s in info["symbols"]}
         self.qty_places = {s["symbol"]: int(s["quantityPrecision"]) for s in info["symbols"]}
@@ -69,6 +73,15 @@ class UsdmPublicApi:
             ("/fapi/v1/ticker/bookTicker", self.book_ticker, _ticker_weight),
         ):
             self.rest.add_route("GET", path, handler, weight)
+
+    def on_pass(self, market: SimMarket) -> None:
+        """A looped replay started a pass (`ExchangeSimulator.pass_hooks`): the marks, and the
+        mark streams built from them, come from that pass's (shifted) market."""
+        if isinstance(market, ShiftedMarket) and market.base is self.first_marks.market:
+            self.marks = self.first_marks.moved(market, market.dt)  # no re-parsing
+        else:
+            self.marks = MarkPrices(market)
+        serve_mark_streams(market, self.marks)
 
     # --- formats --------------------------------------------------------------------------------
 
