@@ -156,6 +156,12 @@ LAZY_COMMANDS: tuple[LazyCommand, ...] = (
         "Write and list strategies: built-in, your own files, installed packages.",
         group=True,
     ),
+    LazyCommand(
+        "control",
+        "tessera.control.cli:app",
+        "The control API and console: make API tokens and password hashes.",
+        group=True,
+    ),
 )
 
 
