@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, Counter
 
 from tessera.metrics import bounded
 
-# kind: the event kind (or "daily_summary", "test"); result: "sent" (delivered to one URL),
+# kind: the event kind (or "daily_summary", "test", "alert"); result: "sent" (delivered to one URL),
 # "failed" (one URL still failing after every retry), "dropped" (events the hub dropped
 # because the notifier's queue was full; each is counted, none is delivered).
 KINDS: Final = frozenset(
@@ -25,6 +25,7 @@ KINDS: Final = frozenset(
         "control_action",
         "daily_summary",
         "test",
+        "alert",  # an Alertmanager group relayed by `tessera notify relay`
     }
 )
 RESULTS: Final = frozenset({"sent", "failed", "dropped"})
