@@ -13,11 +13,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI
 
 from tessera.config.models import ControlConfig
 from tessera.control.app import ConsoleMount, create_app
+from tessera.control.auth import hash_password, token_sha256
 from tessera.control.events import EventHub
 from tessera.control.port import Actor, ControlError
 from tessera.control.schemas import (
@@ -401,3 +403,45 @@ async def running_api(
         yield RunningApi(app, server, port, hub, config)
     finally:
         await server.stop()
+
+
+# --- credentials for tests (made here, never real ones) ---------------------------------------
+
+OPERATE_TOKEN = "op-" + "A" * 40
+READ_TOKEN = "rd-" + "B" * 40
+OPERATOR = ("olga", "olga's long test password")
+READER = ("rudi", "rudi's long test password")
+_HASHES: dict[str, str] = {}
+
+
+def password_hash_for(password: str) -> str:
+    """argon2 is slow on purpose: hash each test password once per process."""
+    if password not in _HASHES:
+        _HASHES[password] = hash_password(password)
+    return _HASHES[password]
+
+
+def auth_config(**overrides: Any) -> ControlConfig:
+    """An enabled config with an operate and a read token and an operate and a read user."""
+    values: dict[str, Any] = {
+        "enabled": True,
+        "port": 0,
+        "tokens": [
+            {"name": "ops-bot", "role": "operate", "sha256": token_sha256(OPERATE_TOKEN)},
+            {"name": "grafana", "role": "read", "sha256": token_sha256(READ_TOKEN)},
+        ],
+        "users": [
+            {
+                "name": OPERATOR[0],
+                "role": "operate",
+                "password_hash": password_hash_for(OPERATOR[1]),
+            },
+            {"name": READER[0], "role": "read", "password_hash": password_hash_for(READER[1])},
+        ],
+    }
+    values.update(overrides)
+    return ControlConfig.model_validate(values)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
