@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=
 PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
-.PHONY: help setup services tools lint typecheck docs unit test demo bench clean peers
+.PHONY: help setup services tools alerts-check lint typecheck docs unit test demo bench clean peers
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,8 +31,13 @@ setup: $(STAMP)  ## create .venv and install Tessera with its dev, ml, bench, ra
 services:  ## start PostgreSQL and Redis on 127.0.0.1 if they are down (needed by the paper/live tests)
 	@bash scripts/services.sh
 
-tools:  ## install promtool, docker-compose and chromium from Debian if missing (for the tests)
+tools:  ## install promtool, amtool, docker-compose and chromium from Debian if missing (for the tests)
 	@bash scripts/tools.sh
+
+alerts-check: tools  ## validate the Prometheus config and rules (promtool) and the Alertmanager config (amtool)
+	promtool check config infra/prometheus/prometheus.yml
+	promtool test rules infra/prometheus/tests/alerts_test.yml
+	amtool check-config infra/alertmanager/alertmanager.yml
 
 lint: setup  ## ruff check + ruff format --check
 	$(BIN)/ruff check src tests bench
@@ -50,7 +55,7 @@ unit: setup  ## pytest only (in parallel, PYTEST_WORKERS workers)
 peers: setup  ## freqtrade's own venv (bench/.venv-freqtrade, ~70 s the first time; its client test needs it)
 	$(PY) bench/peers/freqtrade_venv.py
 
-test: setup services tools lint typecheck docs peers  ## everything CI runs: lint, types, docs, the full test suite
+test: setup services tools alerts-check lint typecheck docs peers  ## everything CI runs: lint, types, docs, the full test suite
 	$(BIN)/pytest -q $(PYTEST_XDIST)
 
 demo: setup  ## the main job end to end on the bundled real data

@@ -144,3 +144,16 @@ def test_notify_test_says_which_url_took_the_message_and_exits_1_if_one_failed(
     monkeypatch.setenv("TESSERA_NOTIFY__URLS", "[]")
     none = CliRunner().invoke(app, ["test"])
     assert none.exit_code == 2 and "no URLs configured" in none.output
+
+
+async def test_a_relay_without_urls_refuses_alerts_with_503_so_alertmanager_reports_them() -> None:
+    delivery = Delivery([], timeout_s=1, retries=0)
+    runner, port = await start_relay(delivery, "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient() as client:
+            resp = await client.post(f"http://127.0.0.1:{port}{PATH}", json=PAYLOAD)
+    finally:
+        await runner.cleanup()
+        delivery.close()
+    assert resp.status_code == 503
+    assert resp.json() == {"detail": "no notify URLs configured"}

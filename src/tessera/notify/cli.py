@@ -33,8 +33,8 @@ def _config(ctx: typer.Context) -> NotifyConfig:
     return load_settings().notify
 
 
-def _delivery_or_exit(config: NotifyConfig) -> Delivery:
-    if not config.urls:
+def _delivery_or_exit(config: NotifyConfig, *, allow_none: bool = False) -> Delivery:
+    if not config.urls and not allow_none:
         err.print(
             "notify: no URLs configured. Set TESSERA_NOTIFY__URLS='[\"json://host/path\"]' "
             "(a secret: environment or infra/.env) or notify.urls in configs/notify.yaml."
@@ -85,7 +85,11 @@ def relay(
 ) -> None:
     """Receive Alertmanager's webhook on POST /alertmanager and send each alert group to the
     notify URLs (until Ctrl-C / SIGTERM)."""
-    delivery = _delivery_or_exit(_config(ctx))
+    # Without URLs it still serves (a stack without notifications must not crash-loop) and
+    # answers every alert 503, which Alertmanager logs as a failed notification.
+    delivery = _delivery_or_exit(_config(ctx), allow_none=True)
+    if not delivery.targets:
+        err.print("notify relay: no notify URLs configured: every alert will be refused (503)")
     root = ctx.find_root().obj
     if isinstance(root, AppContext):
         root.start_metrics()

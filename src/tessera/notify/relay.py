@@ -93,6 +93,9 @@ def relay_app(delivery: Delivery, path: str = PATH) -> web.Application:
         except (ValueError, UnicodeDecodeError) as exc:
             log.warning("alert relay: bad request", error=str(exc)[:200])
             return web.json_response({"detail": "not an Alertmanager webhook payload"}, status=400)
+        if not delivery.targets:
+            log.warning("alert relay: no notify URLs configured", title=message.title)
+            return web.json_response({"detail": "no notify URLs configured"}, status=503)
         results = await delivery.deliver(message)
         ok = bool(results) and all(results.values())
         log.info("alert relayed", title=message.title, delivered=results)
