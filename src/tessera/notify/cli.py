@@ -112,7 +112,7 @@ async def _serve_relay(delivery: Delivery, host: str, port: int) -> None:
     runner, bound = await start_relay(delivery, host, port)
     out.print(
         f"notify relay: Alertmanager webhook at http://{host}:{bound}{PATH} -> "
-        f"{', '.join(t.name for t in delivery.targets)}. Ctrl-C stops."
+        f"{', '.join(t.name for t in delivery.targets) or '(no URLs)'}. Ctrl-C stops."
     )
     try:
         await stop.wait()
