@@ -39,6 +39,7 @@ from tessera.live.halt import ACCOUNT
 from tessera.strategies.base import Bar, Strategy, StrategyContext
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+NOTIFY_TESTS = str(Path(__file__).resolve().parents[1] / "notify")  # its local HTTP receiver
 
 OPS_TOKEN = "ops-token-" + "a" * 32
 READ_TOKEN = "read-token-" + "b" * 32
@@ -320,3 +321,36 @@ async def test_an_operator_reads_and_acts_on_a_paper_bot_over_the_control_api(
             await run.stop()
         store.close()
     print(f"wall time {time.monotonic() - t0:.1f} s")
+
+
+async def test_a_paper_bot_with_notify_urls_tells_a_person_of_its_fills_and_halts(
+    sim: Any, tmp_path: Path, strategies: list[StrategyRef]
+) -> None:
+    """The bot starts the notifier when ``notify.urls`` names a target: its first fill and an
+    operator's halt reach a local HTTP receiver through Apprise's ``json://``."""
+    sys.path.insert(0, NOTIFY_TESTS)
+    from notify_receiver import start_receiver, stop_receiver
+
+    from tessera.config.models import NotifyConfig
+
+    rx = start_receiver()
+    try:
+        notify = NotifyConfig(urls=[f"json://127.0.0.1:{rx.port}/bot"], events=["fill", "halt"])
+        backend = {"database_url": f"sqlite:///{tmp_path / 'bot.db'}"}
+        run = await _start(backend, sim, strategies=strategies[:1], notify=notify)
+        try:
+            await _poll(lambda: _held(run.bot, Buyer.name) == QTY, 60, "buyer long")
+
+            def titles() -> list[str]:
+                return [str(b.get("title", "")) for b in rx.bodies() if isinstance(b, dict)]
+
+            await _poll(lambda: any("BUY 0.001 BTCUSDT" in t for t in titles()), 20, "a fill")
+            async with run.client(OPS_TOKEN) as ops:
+                halted = await ops.post("/api/v1/risk/halt", json={"reason": "lunch"})
+                assert halted.status_code == 200, halted.text
+            await _poll(lambda: any("HALTED" in t and "lunch" in t for t in titles()), 20, "halt")
+            assert not any(OPS_TOKEN in str(b) for b in rx.bodies())
+        finally:
+            await run.stop()
+    finally:
+        stop_receiver(rx)

@@ -352,6 +352,7 @@ class TradingBot:
         self.control = BotControl(self)
         self.control_url: str | None = None  # where the control API listens, once it does
         self._control_server: Any = None
+        self._notifier: Any = None
 
     # --- set-up ---------------------------------------------------------------------------------
 
@@ -820,7 +821,7 @@ class TradingBot:
             app = create_app(self.control, self.hub, control, version=__version__, console=console)
             try:
                 self._control_server = await start_control_server(app, control.host, control.port)
-            except (OSError, SystemExit) as exc:
+            except (OSError, RuntimeError, SystemExit) as exc:  # ControlServerError: in use
                 raise BotStartError(
                     f"the control API cannot listen on {control.host}:{control.port} ({exc!r}); "
                     "free the port or set control.port (0 picks a free one)"
@@ -830,10 +831,10 @@ class TradingBot:
         if notify is not None and notify.urls:
             from tessera.notify import Notifier
 
-            notifier = Notifier(
+            self._notifier = Notifier(
                 notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
             )
-            self._spawn(notifier.run(), "notifier")
+            self._spawn(self._notifier.run(), "notifier")
 
     async def _stop_control_server(self, left: Any) -> None:
         server, self._control_server = self._control_server, None
@@ -891,6 +892,9 @@ class TradingBot:
                 if not self._unsettled() or left() < 3.0:
                     break
                 await asyncio.sleep(min(1.0, left() - 2.0))
+        if self._notifier is not None:  # its task is cancelled with the others above
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._notifier.close(), min(2.0, left()))
         open_orders = self._unsettled()
         if open_orders:
             self.problem(

@@ -487,7 +487,7 @@ class BotControl:
             )
         text = f"manual: {reason} (by {actor.name} via {actor.via})"
         try:
-            actions = self.bot.halt.halt_now(text)
+            actions = self.bot.halt.halt_now(text, by=actor.name)
         except Exception as exc:
             await self._record(actor, "halt", None, reason, "failed", str(exc)[:300])
             raise ControlError(503, "the halt could not be stored; see the log") from None

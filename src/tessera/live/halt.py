@@ -91,14 +91,20 @@ class HaltGuard:
         )
         self.seen = float(halt.ts)
         kind: EventKind = "kill_switch" if halt.reason == "kill_switch" else "halt"
-        self._tell(kind, halt.reason, halt.ts, drawdown_pct=halt.drawdown_pct)
+        limit = self.risk.config.max_drawdown_pct
+        self._tell(
+            kind, halt.reason, halt.ts, drawdown_pct=halt.drawdown_pct, max_drawdown_pct=limit
+        )
         await self.carry_out(actions)
 
-    def halt_now(self, reason: str, *, flatten: bool | None = None) -> list[RiskAction]:
+    def halt_now(
+        self, reason: str, *, flatten: bool | None = None, by: str | None = None
+    ) -> list[RiskAction]:
         """Halt trading from inside this process for ``reason`` (a margin call), persisted as
         every halt, at once; returns what `carry_out` is to do: cancel the open orders and,
         when ``flatten`` (default: ``risk.flatten_on_halt``, as the kill-switch does), close
-        every position reduce-only. An account already halted keeps its first halt: []."""
+        every position reduce-only. An account already halted keeps its first halt: [].
+        ``by`` names the person (an operator's halt), for the event."""
         if self.risk.halt is not None:
             return []
         ts = time.time_ns()
@@ -108,7 +114,8 @@ class HaltGuard:
             actions.append(RiskAction.FLATTEN)
         log.error("trading halted", reason=reason, flatten=RiskAction.FLATTEN in actions)
         self.store.save_halt(ACCOUNT, reason, ts, self.risk.drawdown_pct, self.risk.equity_peak)
-        self._tell("halt", reason, ts, drawdown_pct=self.risk.drawdown_pct)
+        extra = {"by": by} if by else {}
+        self._tell("halt", reason, ts, drawdown_pct=self.risk.drawdown_pct, **extra)
         return actions
 
     def reset_now(self, by: str) -> bool:
