@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -294,14 +294,17 @@ def _int_param(request: Request, name: str, default: int = 0, cap: int = 10_000_
 
 
 def _event_summary(event: BotEvent) -> str:
-    """One line for an alert: the event's reason or message first, then its other fields."""
-    data = dict(event.data)
+    """One line for an alert: the event's reason or message first, then its other fields
+    (not its time, shown beside it; floats shortened)."""
+    data = {k: v for k, v in event.data.items() if k != "ts"}
     head = ""
     for key in ("reason", "message", "detail"):
         if key in data:
             head = str(data.pop(key))
             break
-    rest = ", ".join(f"{k}={v}" for k, v in list(data.items())[:6])
+    rest = ", ".join(
+        f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in list(data.items())[:6]
+    )
     return f"{head} ({rest})" if head and rest else head or rest
 
 
@@ -355,6 +358,7 @@ class Console:
         router = APIRouter(include_in_schema=False)
         for path in self.pages:
             router.add_api_route(path, self._page_route(path), methods=["GET"])
+        router.add_api_route("/favicon.ico", _favicon, methods=["GET"])
         router.add_api_route("/fragments/{name}", self.fragment, methods=["GET"])
         router.add_api_route("/console/{action}", self.act, methods=["POST"])
         app.include_router(router)
@@ -528,6 +532,11 @@ class Console:
             kind, message = "refused", f"{spec.title}: refused — {exc.message}"
         key = self.flashes.put(actor.name, kind, message)
         return RedirectResponse(f"{spec.back}?{urlencode({'flash': key})}", status_code=303)
+
+
+def _favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico on every page, the log-in page too: answer it."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 def _field(form: FormData, name: str) -> str:

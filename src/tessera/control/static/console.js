@@ -4,13 +4,21 @@
 (function () {
   "use strict";
 
-  function setLive(state, text) {
+  var state = "off";
+  var text = "offline";
+
+  function show() {
     var badge = document.getElementById("live");
-    if (!badge) {
-      return;
+    if (badge) {
+      badge.textContent = text;
+      badge.setAttribute("data-state", state);
     }
-    badge.textContent = text;
-    badge.setAttribute("data-state", state);
+  }
+
+  function setLive(newState, newText) {
+    state = newState;
+    text = newText;
+    show();
   }
 
   document.addEventListener("htmx:sseOpen", function () {
@@ -19,4 +27,7 @@
   document.addEventListener("htmx:sseError", function () {
     setLive("off", "reconnecting");
   });
+  // a submitted form redraws the page's body (the stream, on <body>, stays open): redraw the
+  // badge as it was
+  document.addEventListener("htmx:afterSettle", show);
 })();
