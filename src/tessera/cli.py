@@ -162,6 +162,12 @@ LAZY_COMMANDS: tuple[LazyCommand, ...] = (
         "The control API and console: make API tokens and password hashes.",
         group=True,
     ),
+    LazyCommand(
+        "notify",
+        "tessera.notify.cli:app",
+        "Notifications to people: test the Apprise URLs, relay Alertmanager's alerts to them.",
+        group=True,
+    ),
 )
 
 

@@ -50,6 +50,8 @@ EAGER_COMMANDS: list[tuple[str, str, str, bool]] = [
     ("models", "tessera.models.cli", "models_app", True),
     ("run", "tessera.live.cli", "run", False),
     ("strategy", "tessera.strategies.cli", "app", True),
+    ("control", "tessera.control.cli", "app", True),
+    ("notify", "tessera.notify.cli", "app", True),
 ]
 
 

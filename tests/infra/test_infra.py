@@ -89,7 +89,15 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     res = run(*compose_cmd(), "-f", "docker-compose.yml", "config", "-q", cwd=work)
     assert res.returncode == 0, res.stderr
     doc = yaml.safe_load((INFRA / "docker-compose.yml").read_text())
-    assert set(doc["services"]) == {"bot", "redis", "postgres", "prometheus", "grafana"}
+    assert set(doc["services"]) == {
+        "bot",
+        "redis",
+        "postgres",
+        "prometheus",
+        "alertmanager",
+        "alert-relay",
+        "grafana",
+    }
     for name, svc in doc["services"].items():
         assert "healthcheck" in svc, name
         for port in svc.get("ports", []):
@@ -98,7 +106,13 @@ def test_compose_file_validates(tmp_path: Path) -> None:
     for dep in ("postgres", "redis"):
         assert bot["depends_on"][dep]["condition"] == "service_healthy", dep
     assert ".env" in bot["env_file"], "secrets reach the bot through an env file"
-    assert set(doc["volumes"]) >= {"pgdata", "redisdata", "promdata", "grafanadata"}
+    assert set(doc["volumes"]) >= {
+        "pgdata",
+        "redisdata",
+        "promdata",
+        "alertmanagerdata",
+        "grafanadata",
+    }
     command = bot["command"]
     assert command[:2] == ["tessera", "run"], command
     if "model_signal" in command:
