@@ -100,8 +100,9 @@ DOCS_CSP = (
 DOCS_PATH = "/api/docs"
 OPENAPI_PATH = "/api/openapi.json"
 
-_ROLE_READ = "Role: read (any token or user)."
-_ROLE_OPERATE = "Role: operate. Recorded with who, when and why."
+# the role a route needs, published in the schema as the extension ``x-tessera-role``
+_ROLE_READ: dict[str, Any] = {"x-tessera-role": "read"}
+_ROLE_OPERATE: dict[str, Any] = {"x-tessera-role": "operate"}
 
 
 class ConsoleMount(Protocol):
@@ -296,34 +297,36 @@ def _auth_response(exc: AuthError, scope: Scope) -> Response:
 def _add_read_routes(app: FastAPI, port: ControlPort) -> None:
     tags: list[str | Enum] = ["read"]
 
-    @app.get(f"{API}/whoami", response_model=WhoAmI, tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/whoami", response_model=WhoAmI, tags=tags, openapi_extra=_ROLE_READ)
     def whoami(actor: Reader) -> WhoAmI:
         """Who this request authenticates as, and its role."""
         return WhoAmI(name=actor.name, role=actor.role, via=actor.via)
 
-    @app.get(f"{API}/status", response_model=Status, tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/status", response_model=Status, tags=tags, openapi_extra=_ROLE_READ)
     def status(actor: Reader) -> Status:
         """The bot: mode, venue, run, trading state, strategies and market-data freshness."""
         return port.status()
 
-    @app.get(f"{API}/balances", response_model=Balances, tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/balances", response_model=Balances, tags=tags, openapi_extra=_ROLE_READ)
     def balances(actor: Reader) -> Balances:
         """Balances per asset and the account's equity in the quote asset."""
         return port.balances()
 
     @app.get(
-        f"{API}/positions", response_model=list[PositionOut], tags=tags, description=_ROLE_READ
+        f"{API}/positions", response_model=list[PositionOut], tags=tags, openapi_extra=_ROLE_READ
     )
     def positions(actor: Reader) -> list[PositionOut]:
         """Open positions per symbol and strategy, with unrealized PnL at the mark."""
         return port.positions()
 
-    @app.get(f"{API}/orders/open", response_model=list[OrderOut], tags=tags, description=_ROLE_READ)
+    @app.get(
+        f"{API}/orders/open", response_model=list[OrderOut], tags=tags, openapi_extra=_ROLE_READ
+    )
     def open_orders(actor: Reader) -> list[OrderOut]:
         """The orders open at the exchange now."""
         return port.open_orders()
 
-    @app.get(f"{API}/orders", response_model=Page[OrderOut], tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/orders", response_model=Page[OrderOut], tags=tags, openapi_extra=_ROLE_READ)
     async def orders(
         actor: Reader,
         status: Annotated[str | None, Query(pattern=ORDER_STATUS)] = None,
@@ -337,7 +340,7 @@ def _add_read_routes(app: FastAPI, port: ControlPort) -> None:
             status=status, symbol=symbol, strategy=strategy, limit=limit, offset=offset
         )
 
-    @app.get(f"{API}/fills", response_model=Page[FillOut], tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/fills", response_model=Page[FillOut], tags=tags, openapi_extra=_ROLE_READ)
     async def fills(
         actor: Reader,
         symbol: SymbolQ = None,
@@ -351,24 +354,24 @@ def _add_read_routes(app: FastAPI, port: ControlPort) -> None:
             symbol=symbol, strategy=strategy, since_ns=since_ns, limit=limit, offset=offset
         )
 
-    @app.get(f"{API}/pnl", response_model=list[StrategyPnl], tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/pnl", response_model=list[StrategyPnl], tags=tags, openapi_extra=_ROLE_READ)
     async def pnl(actor: Reader) -> list[StrategyPnl]:
         """Per strategy: realized PnL net of fees, fees, unrealized PnL at the mark, trades."""
         return await port.pnl()
 
-    @app.get(f"{API}/equity", response_model=list[EquityPoint], tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/equity", response_model=list[EquityPoint], tags=tags, openapi_extra=_ROLE_READ)
     async def equity(
         actor: Reader, since_ns: SinceNs = None, limit: Limit = 1000
     ) -> list[EquityPoint]:
         """Equity and drawdown samples, oldest first."""
         return await port.equity_history(since_ns=since_ns, limit=limit)
 
-    @app.get(f"{API}/risk", response_model=RiskOut, tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/risk", response_model=RiskOut, tags=tags, openapi_extra=_ROLE_READ)
     def risk(actor: Reader) -> RiskOut:
         """Trading state, the halt (who, when, why), drawdown against the kill-switch, limits."""
         return port.risk()
 
-    @app.get(f"{API}/logs", response_model=list[LogLine], tags=tags, description=_ROLE_READ)
+    @app.get(f"{API}/logs", response_model=list[LogLine], tags=tags, openapi_extra=_ROLE_READ)
     def logs(
         actor: Reader,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
@@ -377,7 +380,9 @@ def _add_read_routes(app: FastAPI, port: ControlPort) -> None:
         """The bot's recent log lines (secrets redacted), newest last; ``level`` = minimum."""
         return port.recent_logs(limit=limit, level=level)
 
-    @app.get(f"{API}/actions", response_model=Page[ActionRecord], tags=tags, description=_ROLE_READ)
+    @app.get(
+        f"{API}/actions", response_model=Page[ActionRecord], tags=tags, openapi_extra=_ROLE_READ
+    )
     async def actions(actor: Reader, limit: Limit = 100, offset: Offset = 0) -> Page[ActionRecord]:
         """The control actions taken (who, role, how, when, why, outcome), newest first."""
         return await port.actions(limit=limit, offset=offset)
@@ -388,7 +393,7 @@ def _add_action_routes(app: FastAPI, port: ControlPort) -> None:
     common: dict[str, Any] = {
         "response_model": ActionOut,
         "tags": tags,
-        "description": _ROLE_OPERATE,
+        "openapi_extra": _ROLE_OPERATE,
         "responses": {
             403: {"description": "Not the operate role, or a CSRF/Origin check failed"},
             404: {"description": "Unknown strategy, order or position"},
@@ -440,7 +445,7 @@ def _add_events_route(app: FastAPI, hub: EventHub) -> None:
         f"{API}/events",
         tags=["read"],
         response_class=StreamingResponse,
-        description=_ROLE_READ,
+        openapi_extra=_ROLE_READ,
         responses={
             200: {
                 "description": "Server-sent events: `event: <kind>` and `data: {ts, data}` "
@@ -517,7 +522,18 @@ def _add_session_routes(app: FastAPI, auth: Authenticator) -> None:
         """The console's log-in page."""
         return page(request, "", safe_next(next), 200)
 
-    @app.post("/login", tags=["session"], status_code=303, response_class=RedirectResponse)
+    @app.post(
+        "/login",
+        tags=["session"],
+        status_code=303,
+        response_class=RedirectResponse,
+        responses={
+            303: {"description": "Logged in: the session cookie is set; go to `next`"},
+            401: {"description": "Wrong user name or password (the same answer for both)"},
+            403: {"description": "Cross-origin log-in refused"},
+            429: {"description": "Too many failed log-ins; see `Retry-After`"},
+        },
+    )
     async def login(
         request: Request,
         username: Annotated[str, Form(max_length=256)] = "",
@@ -557,7 +573,16 @@ def _add_session_routes(app: FastAPI, auth: Authenticator) -> None:
         )
         return response
 
-    @app.post("/logout", tags=["session"], status_code=303, response_class=RedirectResponse)
+    @app.post(
+        "/logout",
+        tags=["session"],
+        status_code=303,
+        response_class=RedirectResponse,
+        responses={
+            303: {"description": "Logged out: the session is deleted; go to /login"},
+            403: {"description": "Missing or wrong CSRF token, or a foreign Origin"},
+        },
+    )
     async def logout(request: Request) -> Response:
         """End the console session (needs its CSRF token, header or form field)."""
         session = auth.session_of(request)

@@ -7,11 +7,12 @@ models are the published OpenAPI schema: change them as an API change.
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Dec = str  # a decimal number as text, e.g. "0.00100000"
+# a decimal number as text, e.g. "0.00100000" (published as {"type": "string", "format": "decimal"})
+Dec = Annotated[str, Field(json_schema_extra={"format": "decimal"})]
 T = TypeVar("T")
 
 
