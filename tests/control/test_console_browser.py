@@ -174,10 +174,17 @@ async def test_an_operator_watches_a_fill_halts_resets_and_logs_out_in_a_real_br
             )
             await screens.shot(page, "trading-again")
 
-            await page.click("header nav >> text=Overview")
-            await page.wait_for_url(f"{url}/")
-            await page.wait_for_selector("#overview svg polyline", state="attached", timeout=30_000)
-            await screens.shot(page, "overview")
+            # every other page draws without a script error (checked below)
+            for label, path, ready in (
+                ("Positions", "/positions", "#positions"),
+                ("Strategies", "/strategies", "#strategies td"),
+                ("Logs", "/logs", "#logs"),
+                ("Overview", "/", "#overview svg polyline"),
+            ):
+                await page.click(f"header nav >> text={label}")
+                await page.wait_for_url(f"{url}{path}")
+                await page.wait_for_selector(ready, state="attached", timeout=30_000)
+                await screens.shot(page, label.lower())
 
             errors.assert_none()  # before the log-out closes the event stream
 
@@ -191,4 +198,4 @@ async def test_an_operator_watches_a_fill_halts_resets_and_logs_out_in_a_real_br
         finally:
             await browser.close()
             store.close()
-    assert len(screens.taken) == 7
+    assert len(screens.taken) == 10
