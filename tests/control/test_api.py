@@ -11,14 +11,16 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI, Request
 from port_double import (
     OPERATE_TOKEN,
     OPERATOR,
     READ_TOKEN,
+    READER,
     PortDouble,
     auth_config,
     bearer,
@@ -26,9 +28,10 @@ from port_double import (
 )
 from pydantic import TypeAdapter
 
-from tessera.control.app import create_app
+from tessera.control.app import create_app, csrf_token_for, require_action, require_session
 from tessera.control.events import EventHub
 from tessera.control.openapi_doc import build_schema, render
+from tessera.control.port import Actor
 from tessera.control.schemas import (
     ActionOut,
     ActionRecord,
@@ -441,3 +444,68 @@ def test_the_committed_api_reference_is_the_one_the_code_generates() -> None:
         for method in ops:
             assert f"### `{method.upper()} {path}`" in page
     assert "Role: **operate**." in page and "decimal string" in page
+
+
+class _MiniConsole:
+    """A console the way helper C's mounts one: pages behind `require_session`, a form POST
+    behind `require_action`, the page's CSRF token from `csrf_token_for`."""
+
+    def mount(self, app: FastAPI) -> None:
+        @app.get("/console/page", include_in_schema=False)
+        def page(
+            request: Request, actor: Annotated[Actor, Depends(require_session)]
+        ) -> dict[str, str]:
+            return {"actor": actor.name, "csrf": csrf_token_for(request)}
+
+        @app.post("/console/halt", include_in_schema=False)
+        async def halt(actor: Annotated[Actor, Depends(require_action)]) -> dict[str, str]:
+            return {"by": actor.name}
+
+
+async def test_console_helpers_redirect_to_login_check_csrf_from_a_form_and_need_operate() -> None:
+    async with running_api(auth_config(), console=_MiniConsole()) as api:
+        async with _client(api.url) as client:
+            anonymous = await client.get("/console/page?tab=2")
+            assert anonymous.status_code == 303
+            assert anonymous.headers["location"] == "/login?next=/console/page%3Ftab%3D2"
+            htmx = await client.get("/console/page", headers={"HX-Request": "true"})
+            assert htmx.status_code == 401
+            assert htmx.headers["hx-redirect"].startswith("/login?next=")
+            await client.post(
+                "/login",
+                data={"username": OPERATOR[0], "password": OPERATOR[1]},
+                headers={"Origin": api.url},
+            )
+            page = (await client.get("/console/page")).json()
+            assert page["actor"] == "olga" and len(page["csrf"]) == 43
+            form = {"csrf_token": page["csrf"], "reason": "x"}
+            ok = await client.post("/console/halt", data=form, headers={"Origin": api.url})
+            assert ok.status_code == 200 and ok.json() == {"by": "olga"}
+            missing = await client.post(
+                "/console/halt", data={"reason": "x"}, headers={"Origin": api.url}
+            )
+            assert missing.status_code == 403
+            foreign = await client.post(
+                "/console/halt", data=form, headers={"Origin": "http://evil.example"}
+            )
+            assert foreign.status_code == 403
+        async with _client(api.url) as reader:
+            await reader.post(
+                "/login",
+                data={"username": READER[0], "password": READER[1]},
+                headers={"Origin": api.url},
+            )
+            csrf = (await reader.get("/console/page")).json()["csrf"]
+            refused = await reader.post(
+                "/console/halt", data={"csrf_token": csrf}, headers={"Origin": api.url}
+            )
+            assert refused.status_code == 403
+
+
+async def test_the_swagger_page_is_served_to_an_authenticated_reader_with_its_own_policy() -> None:
+    async with running_api(auth_config()) as api, _client(api.url) as client:
+        response = await client.get("/api/docs", headers=bearer(READ_TOKEN))
+        assert response.status_code == 200
+        assert "/api/openapi.json" in response.text
+        assert "cdn.jsdelivr.net" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
