@@ -123,5 +123,5 @@ async def start_control_server(app: ASGIApp, host: str, port: int) -> ControlSer
                 f"the control API on {host}:{bound_port} stopped while starting: {exc!r}"
             )
         await asyncio.sleep(0.01)
-    log.info("control API listening", url=f"http://{host}:{bound_port}")
+    log.debug("control API listening", url=f"http://{host}:{bound_port}")
     return ControlServer(host, bound_port, server, task, app)
