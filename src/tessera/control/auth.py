@@ -229,6 +229,7 @@ class Authenticator:
         self.limiter = LoginLimiter(self.config.login_attempts_per_minute, clock=self.clock)
         self.passwords = PasswordVerifier(self.config.users)
         self._tokens = [(t.sha256.encode("ascii"), t.name, t.role) for t in self.config.tokens]
+        self._user_roles: dict[str, Role] = {u.name: u.role for u in self.config.users}
         self._allowed = {_norm_origin(o) for o in self.config.allowed_origins}
         self._loopback_bind = self.config.host in LOOPBACK_HOSTS
         self._allowed_hosts = set(LOOPBACK_HOSTS) | {
@@ -380,13 +381,14 @@ class Authenticator:
         user = await self.passwords.verify(username, password) if username and password else None
         if user is None:
             self.limiter.failure(*keys)
-            known = username in {u.name for u in self.config.users}
+            known = username in self._user_roles
             log.warning(
                 "control login failed", address=address, user=username if known else "(unknown)"
             )
             raise AuthError(401, "wrong user name or password")
-        log.info("control login", user=user.name, role=user.role, address=address)
-        return self.sessions.create(user.name, user.role)
+        role = self._user_roles[user.name]
+        log.info("control login", user=user.name, role=role, address=address)
+        return self.sessions.create(user.name, role)
 
     def logout(self, conn: HTTPConnection) -> Session | None:
         session = self.session_of(conn)
