@@ -219,3 +219,42 @@ async def test_the_port_refuses_a_reader_and_bad_requests_and_records_them_as_re
         ("resume", "ops", "refused"),
         ("reset", "ops", "done"),
     ]
+
+
+class _NoOrders:
+    """The order manager as the halt guard sees it when nothing is open or held."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, object] = {}
+        self.positions: dict[tuple[str, str], object] = {}
+
+
+async def test_the_kill_switch_is_published_with_its_drawdown_and_limit(
+    store: ExecutionStore,
+) -> None:
+    from tessera.config.models import RiskConfig
+    from tessera.control.events import EventHub
+    from tessera.live.halt import HaltGuard
+    from tessera.risk.engine import RiskEngine
+
+    hub = EventHub()
+    sub = hub.subscribe()
+    risk = RiskEngine(RiskConfig(max_drawdown_pct=5.0))
+    guard = HaltGuard(
+        store=store, risk=risk, manager=_NoOrders(), gateway=None, account=None,  # type: ignore[arg-type]
+        filters={}, ids=None, equity=lambda: D(90), failed=lambda w, e: None,  # type: ignore[arg-type]
+        order_lock=asyncio.Lock(), publish=hub.publish,
+    )  # fmt: skip
+    assert risk.update_equity(D(100), 1) == []
+    actions = risk.update_equity(D(94), 2)
+    await guard.on_actions(actions)
+    event = sub._queue.popleft()
+    assert event.kind == "kill_switch"
+    assert (event.data["drawdown_pct"], event.data["max_drawdown_pct"]) == (6.0, 5.0)
+    assert store.load_halt(ACCOUNT) is not None
+    assert guard.reset_now("alice")
+    event = sub._queue.popleft()
+    assert (event.kind, event.data["by"]) == ("reset", "alice")
+    assert store.load_halt(ACCOUNT) is None and risk.halt is None
+    assert not guard.reset_now("alice")  # not halted: nothing to reset, nothing told
+    assert not sub._queue

@@ -76,7 +76,7 @@ def _control() -> ControlConfig:
     return ControlConfig(
         enabled=True,
         port=0,
-        console=False,
+        console=True,
         tokens=[
             ControlToken(name="ops", role="operate", sha256=sha(OPS_TOKEN)),
             ControlToken(name="viewer", role="read", sha256=sha(READ_TOKEN)),
@@ -208,6 +208,10 @@ async def test_an_operator_reads_and_acts_on_a_paper_bot_over_the_control_api(
             await _poll(lambda: store.equity_history(None, 10), 15, "an equity sample")
             equity = (await viewer.get("/api/v1/equity")).json()
             assert equity and Decimal(equity[-1]["equity"]) > 0
+
+            # the console is served beside the API (its pages need a session: to /login)
+            page = await viewer.get("/", follow_redirects=False)
+            assert page.status_code in (200, 302, 303, 307), page.status_code
 
             # --- a read token cannot act -----------------------------------------------------
             refused = await viewer.post("/api/v1/risk/halt", json={"reason": "curious"})
@@ -344,7 +348,10 @@ async def test_a_paper_bot_with_notify_urls_tells_a_person_of_its_fills_and_halt
             def titles() -> list[str]:
                 return [str(b.get("title", "")) for b in rx.bodies() if isinstance(b, dict)]
 
-            await _poll(lambda: any("BUY 0.001 BTCUSDT" in t for t in titles()), 20, "a fill")
+            # one fill ("BUY 0.001 BTCUSDT @ ...") or a burst of them ("2 fills: BTCUSDT buy x2")
+            await _poll(
+                lambda: any("BTCUSDT" in t and "buy" in t.lower() for t in titles()), 20, "a fill"
+            )
             async with run.client(OPS_TOKEN) as ops:
                 halted = await ops.post("/api/v1/risk/halt", json={"reason": "lunch"})
                 assert halted.status_code == 200, halted.text

@@ -668,6 +668,8 @@ class TradingBot:
             self._spawn(self.feed.run(), "feed")
             await asyncio.wait_for(self.feed.connected.wait(), 30)
             await self._warm_up()
+            # before the first order: the notifier subscribes before any fill can happen
+            await self._start_operator_side()
             self._spawn(self.executor.publisher(), "publisher")
             self._spawn(self.executor.run(), "executor")
             self._spawn(self.marks.run(self.o.mark_interval_s), "marks")
@@ -692,7 +694,6 @@ class TradingBot:
                 )
             self.health.checks["market_time_advancing"] = lambda: not self._bars_back
             self._spawn(sample_equity(self), "equity-samples")
-            await self._start_operator_side()
             self.health.ready = True
             log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
             await self._wait_stop()
@@ -809,6 +810,14 @@ class TradingBot:
         ``notify.urls`` names a target. A port the API cannot listen on is a start error."""
         control = self.o.control
         notify = self.o.notify
+        if notify is not None and notify.urls:
+            from tessera.notify import Notifier
+
+            self._notifier = Notifier(
+                notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
+            )
+            self._spawn(self._notifier.run(), "notifier")
+            await asyncio.sleep(0)  # its subscription is taken now, before any order
         if control is not None and control.enabled:
             from tessera.control.app import create_app
             from tessera.control.server import start_control_server
@@ -828,13 +837,6 @@ class TradingBot:
                 ) from None
             self.control_url = str(self._control_server.url)
             log.info("control API listening", url=self.control_url, console=control.console)
-        if notify is not None and notify.urls:
-            from tessera.notify import Notifier
-
-            self._notifier = Notifier(
-                notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
-            )
-            self._spawn(self._notifier.run(), "notifier")
 
     async def _stop_control_server(self, left: Any) -> None:
         server, self._control_server = self._control_server, None

@@ -203,7 +203,7 @@ class BotControl:
             run_id=bot.o.run_id,
             version=__version__,
             trading=trading,
-            ready=bot.health.ready and all(check() for check in bot.health.checks.values()),
+            ready=bot.health.readiness()[0],  # what /readyz answers
             started_ns=self.started_ns,
             uptime_s=round((now - self.started_ns) / 1e9, 3),
             symbols=list(bot.symbols),
