@@ -361,3 +361,24 @@ async def test_a_paper_bot_with_notify_urls_tells_a_person_of_its_fills_and_halt
             await run.stop()
     finally:
         stop_receiver(rx)
+
+
+async def test_a_control_port_in_use_is_a_clear_start_error(
+    sim: Any, tmp_path: Path, strategies: list[StrategyRef]
+) -> None:
+    import socket
+
+    from tessera.live.bot import BotStartError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        control = _control().model_copy(update={"port": port})
+        db = f"sqlite:///{tmp_path / 'bot.db'}"
+        bot = TradingBot(
+            bot_options(sim, db, mode="paper", control=control, strategies=strategies[:1])
+        )
+        with pytest.raises(BotStartError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await asyncio.wait_for(bot.run(), 90)
+    assert bot.orders_sent == 0 and bot.control_url is None
