@@ -316,8 +316,7 @@ class ExchangeSimulator:
             if not self.loop_replay:
                 self._wake_senders()
                 return
-            self.start_next_pass()
-            self._release(0)
+            self._start_next_pass()
             await asyncio.sleep(0)
 
     @property
@@ -327,7 +326,14 @@ class ExchangeSimulator:
             self._loop_offsets = loop_offsets(self.base_market)
         return self._loop_offsets
 
-    def start_next_pass(self) -> None:
+    def next_pass(self) -> None:
+        """Step by hand into a looped replay's next pass (only while no replay runs), at
+        position 0: for tests and tools that step with `release`."""
+        if self._replay_task is not None and not self._replay_task.done():
+            raise RuntimeError("the replay is running; stepping by hand would race it")
+        self._start_next_pass()
+
+    def _start_next_pass(self) -> None:
         """Start over, moved forward: the next pass's market (time and ids shifted, see
         `tessera.sim.looping`), a fresh book and history, every subscriber from its first frame.
 
@@ -347,6 +353,7 @@ class ExchangeSimulator:
         for c in self.connections:
             c.streams = {name: self.market.stream(name) for name in c.streams}
             c.cursor = 0
+        self._release(0)
 
     async def _replay_max(self, n: int) -> None:
         while self.head < n:
