@@ -489,7 +489,8 @@ async def test_no_token_password_session_id_or_csrf_token_appears_in_responses_o
             keep(
                 await client.post("/logout", data={"csrf_token": csrf}, headers={"Origin": api.url})
             )
-            keep(await client.get("/api/v1/status", cookies={"tessera_session": session_id}))
+            client.cookies.set("tessera_session", session_id)  # replay the dead session
+            keep(await client.get("/api/v1/status"))
     server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     logged = [repr(e) for e in events] + [r.getMessage() + repr(r.__dict__) for r in server_records]
     assert any("control login failed" in line for line in logged)  # the scan sees the logs
