@@ -54,8 +54,9 @@ class PageErrors:
             self.errors.append(f"HTTP {response.status}: {response.request.method} {response.url}")
 
     def _failed(self, request: Any) -> None:
-        # an event stream cut by a navigation is not an error; anything else is
-        if "/api/v1/events" not in request.url:
+        # the page's own navigation aborts its event stream and any fragment still loading
+        # (ERR_ABORTED): not an error; anything else (refused, reset, timed out) is
+        if "ERR_ABORTED" not in str(request.failure):
             self.errors.append(f"request failed: {request.method} {request.url} {request.failure}")
 
     def _console(self, message: Any) -> None:
