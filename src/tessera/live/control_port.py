@@ -424,19 +424,23 @@ class BotControl:
         detail: str = "",
     ) -> ActionOut:
         ts = time.time_ns()
-        row_id = await asyncio.to_thread(
-            self.bot.store.record_action,
-            actor=actor.name,
-            role=actor.role,
-            via=actor.via,
-            address=actor.address,
-            action=action,
-            target=target,
-            reason=reason,
-            outcome=outcome,
-            detail=detail,
-            ts=ts,
-        )
+        try:
+            row_id = await asyncio.to_thread(
+                self.bot.store.record_action,
+                actor=actor.name,
+                role=actor.role,
+                via=actor.via,
+                address=actor.address,
+                action=action,
+                target=target,
+                reason=reason,
+                outcome=outcome,
+                detail=detail,
+                ts=ts,
+            )
+        except Exception as exc:  # the action stands; the log line below is its record
+            log.error("control action not stored", action=action, error=str(exc)[:300])
+            row_id = 0
         out = ActionOut(
             id=row_id,
             action=action,
