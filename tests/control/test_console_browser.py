@@ -195,6 +195,15 @@ async def test_an_operator_watches_a_fill_halts_resets_and_logs_out_in_a_real_br
             assert "/login" in page.url
             await screens.shot(page, "logged-out")
             errors.assert_none()
+
+            # the watch would have seen a violation: an inline script is refused and reported
+            await page.evaluate(
+                "() => { const s = document.createElement('script');"
+                " s.textContent = 'window.__inline = 1'; document.body.appendChild(s); }"
+            )
+            await wait_until(lambda: errors.errors, 10, "the CSP violation reported")
+            assert await page.evaluate("() => window.__inline") is None
+            assert any("Content Security Policy" in e for e in errors.errors), errors.errors
         finally:
             await browser.close()
             store.close()
