@@ -49,7 +49,6 @@ from tessera.control.auth import (
     Authenticator,
     AuthError,
     client_address,
-    request_origin,
 )
 from tessera.control.events import EventHub
 from tessera.control.port import Actor, ControlError, ControlPort
@@ -289,8 +288,6 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def _auth_response(exc: AuthError, scope: Scope) -> Response:
-    if exc.status == 429 and scope.get("path") == "/login":
-        return Response(exc.message, status_code=429, headers=exc.headers)
     return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
@@ -543,12 +540,7 @@ def _add_session_routes(app: FastAPI, auth: Authenticator) -> None:
         """Log in with a user name and password (form fields); sets the ``tessera_session``
         cookie and redirects to ``next``. Failed attempts are limited per client address and
         per user name (429 with ``Retry-After``)."""
-        origin = request_origin(request)
-        if (
-            origin is not None
-            and origin != auth.own_origin(request)
-            and origin not in {o.rstrip("/").lower() for o in auth.config.allowed_origins}
-        ):
+        if auth.foreign_origin(request):
             raise AuthError(403, "cross-origin log-in refused")
         target = safe_next(next)
         if not auth.has_users:

@@ -314,14 +314,21 @@ class Authenticator:
         """``scheme://host[:port]`` as the request sees this server."""
         return _norm_origin(f"{conn.url.scheme}://{conn.headers.get('host', '')}")
 
+    def foreign_origin(self, conn: HTTPConnection) -> bool:
+        """True when the request names an Origin (or Referer) that is neither this server's own
+        nor in ``allowed_origins``; False when it names an allowed one or none."""
+        origin = request_origin(conn)
+        if origin is None:
+            return False
+        return origin != self.own_origin(conn) and origin not in self._allowed
+
     def check_state_change(
         self, conn: HTTPConnection, actor: Actor, csrf_form: str | None = None
     ) -> None:
         """Origin/Referer, then CSRF (session) or the local header (local mode); `AuthError`
         403 when refused. Call it for every POST/PUT/PATCH/DELETE."""
-        origin = request_origin(conn)
-        if origin is not None:
-            if origin != self.own_origin(conn) and origin not in self._allowed:
+        if request_origin(conn) is not None:
+            if self.foreign_origin(conn):
                 raise AuthError(
                     403,
                     "cross-origin request refused: its Origin is neither this server's own nor "
