@@ -23,7 +23,7 @@ from tessera.config.models import ControlConfig
 from tessera.control.app import create_app
 from tessera.control.console import STATIC, Console, drawdown_bar, equity_curve
 from tessera.control.events import EventHub
-from tessera.control.schemas import EquityPoint, HaltOut
+from tessera.control.schemas import EquityPoint, HaltOut, LogLine
 from tessera.control.server import ControlServer, start_control_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -330,6 +330,11 @@ async def test_a_read_only_user_sees_no_action_buttons_and_is_refused_when_posti
 
 async def test_hostile_names_reasons_and_log_fields_are_shown_as_text() -> None:
     port = PortDouble(strategies=("trend_btc", f'x"><img src=x onerror=alert(2)>{XSS}'))
+
+    def hostile_logs(limit: int = 200, level: str | None = None) -> list[LogLine]:
+        return [LogLine(ts=1, level="error", event=XSS, logger="<u>x</u>", fields={"k": XSS})]
+
+    port.recent_logs = hostile_logs  # type: ignore[method-assign]
     async with serving(port) as running, browser(running.url) as client:
         csrf = await log_in(client, OPERATOR)
         r = await client.post(
@@ -339,7 +344,7 @@ async def test_hostile_names_reasons_and_log_fields_are_shown_as_text() -> None:
         running.hub.publish("kill_switch", {"reason": XSS, "drawdown_pct": "12.5"})
         running.hub.publish("strategy_paused", {"strategy": XSS, "reason": "<b>errors</b>"})
         running.port.halt_info = HaltOut(reason=XSS, ts=1, by="<i>olga</i>")
-        texts = [(await client.get(p)).text for p in ("/", "/risk", "/strategies")]
+        texts = [(await client.get(p)).text for p in ("/", "/risk", "/strategies", "/logs")]
         confirm = await client.post(
             "/console/pause", data={"csrf_token": csrf, "strategy": XSS, "reason": XSS}
         )
@@ -348,9 +353,11 @@ async def test_hostile_names_reasons_and_log_fields_are_shown_as_text() -> None:
             assert XSS not in text
             assert "<img src=x" not in text
             assert "<b>errors</b>" not in text and "<i>olga</i>" not in text
+            assert "<u>x</u>" not in text
         assert html.escape(XSS, quote=True) in texts[1]  # the reason, as text
         assert "&lt;img src=x onerror=alert(2)&gt;" in texts[2]
         assert "&lt;b&gt;errors&lt;/b&gt;" in texts[0]  # the alert list
+        assert "k=&lt;script&gt;alert(1)&lt;/script&gt;" in texts[3]  # a log line's field
 
 
 async def test_logs_filter_by_level_and_pages_keep_the_other_lists_offset(
