@@ -147,9 +147,12 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level_no)
     # Chatty libraries: keep their warnings, drop their per-request debug noise.
-    for name in ("asyncio", "websockets", "aiohttp.access", "urllib3", "ccxt", "alembic"):
+    # apprise says "Notifying 1 service(s)" at INFO for every message; uvicorn's access log
+    # would log every console request (the bot logs the actions themselves)
+    quiet = ("alembic", "apprise", "uvicorn.access")
+    for name in ("asyncio", "websockets", "aiohttp.access", "urllib3", "ccxt", *quiet):
         logging.getLogger(name).setLevel(
-            max(level_no, logging.WARNING if name == "alembic" else logging.INFO)
+            max(level_no, logging.WARNING if name in quiet else logging.INFO)
         )
 
     structlog.configure(
