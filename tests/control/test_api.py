@@ -28,6 +28,7 @@ from port_double import (
 )
 from pydantic import TypeAdapter
 
+import tessera.control.app as app_module
 from tessera.control.app import create_app, csrf_token_for, require_action, require_session
 from tessera.control.events import EventHub
 from tessera.control.openapi_doc import build_schema, render
@@ -525,3 +526,30 @@ async def test_accepted_connections_send_without_delay() -> None:
         for _ in range(20):
             await client.get("/healthz")
         assert time.perf_counter() - started < 0.8  # 20 x 40 ms would be 0.8 s
+
+
+async def test_event_streams_are_bounded_and_a_closed_one_frees_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "MAX_EVENT_STREAMS", 2)
+    async with running_api(auth_config()) as api, _client(api.url) as client:
+        headers = bearer(READ_TOKEN)
+        first = await client.send(
+            client.build_request("GET", "/api/v1/events", headers=headers), stream=True
+        )
+        second = await client.send(
+            client.build_request("GET", "/api/v1/events", headers=headers), stream=True
+        )
+        await _until(lambda: api.app.state.event_streams == 2)
+        third = await client.get("/api/v1/events", headers=headers)
+        assert third.status_code == 503
+        assert "too many open event streams (2)" in third.json()["detail"]
+        await first.aclose()
+        await _until(lambda: api.app.state.event_streams == 1)
+        fourth = await client.send(
+            client.build_request("GET", "/api/v1/events", headers=headers), stream=True
+        )
+        assert fourth.status_code == 200
+        await second.aclose()
+        await fourth.aclose()
+        await _until(lambda: api.app.state.event_streams == 0 and api.hub.subscribers == 0)

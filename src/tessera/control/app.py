@@ -75,6 +75,7 @@ log = get_logger(__name__)
 
 API = "/api/v1"
 SSE_KEEPALIVE_S = 15.0
+MAX_EVENT_STREAMS = 32  # a stream holds a subscription and a connection: bounded
 
 # Path and query values: conservative patterns, so `..`, `/`, NUL and friends never reach the
 # bot (which touches no files with them anyway) and over-long values stop here.
@@ -235,6 +236,7 @@ def create_app(
     app.state.config = config
     app.state.closing = asyncio.Event()
     app.state.sse_keepalive_s = SSE_KEEPALIVE_S
+    app.state.event_streams = 0  # open /api/v1/events streams (at most MAX_EVENT_STREAMS)
     app.state.login_stylesheet = None  # the console may set its stylesheet's URL
     _install_handlers(app)
     _add_read_routes(app, port)
@@ -448,27 +450,38 @@ def _add_events_route(app: FastAPI, hub: EventHub) -> None:
                 "description": "Server-sent events: `event: <kind>` and `data: {ts, data}` "
                 "(JSON); a `: keep-alive` comment every 15 s",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
-            }
+            },
+            503: {"description": "Too many open event streams"},
         },
     )
     async def events(request: Request, actor: Reader) -> StreamingResponse:
         """The bot's events as they happen: order, fill, halt, kill_switch, reset,
         strategy_paused, strategy_resumed, reconciliation, equity, control_action, log,
         daily_summary."""
+        state = request.app.state
+        if state.event_streams >= MAX_EVENT_STREAMS:
+            raise ControlError(
+                503,
+                f"too many open event streams ({MAX_EVENT_STREAMS}): close a console tab or "
+                "another client's stream",
+            )
         return StreamingResponse(
-            event_stream(hub, request.app.state.closing, request.app.state.sse_keepalive_s),
+            event_stream(hub, state.closing, state.sse_keepalive_s, state),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
 
 async def event_stream(
-    hub: EventHub, closing: asyncio.Event, keepalive_s: float
+    hub: EventHub, closing: asyncio.Event, keepalive_s: float, counter: Any = None
 ) -> AsyncIterator[str]:
     """Server-sent events from a new hub subscription, closed when the client goes (the
-    response's task is cancelled) or the server stops (``closing``)."""
+    response's task is cancelled) or the server stops (``closing``). ``counter.event_streams``
+    (the app's state), when given, counts the open streams."""
     sub = hub.subscribe()
     closed = asyncio.ensure_future(closing.wait())
+    if counter is not None:
+        counter.event_streams += 1
     try:
         yield ": connected\n\n"
         while not closing.is_set():
@@ -494,6 +507,8 @@ async def event_stream(
     finally:
         sub.close()
         closed.cancel()
+        if counter is not None:
+            counter.event_streams -= 1
 
 
 def _add_session_routes(app: FastAPI, auth: Authenticator) -> None:
