@@ -189,7 +189,12 @@ async def test_a_halt_asks_for_confirmation_then_is_done_as_the_logged_in_person
         assert "Halt trading?" in r.text
         assert 'value="exchange maintenance"' in r.text
         assert 'name="confirm" value="yes"' in r.text
+        assert r.headers["HX-Push-Url"] == "false"  # the address bar stays on /risk
         assert console.port.recorded == [], "the first step must not act"
+        # a reload of the form's address shows the page it belongs to and does nothing
+        r = await client.get("/console/halt")
+        assert (r.status_code, r.headers["location"]) == (303, "/risk")
+        assert console.port.recorded == []
 
         # confirmed without a reason: asked again, still nothing done
         r = await client.post(

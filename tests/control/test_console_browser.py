@@ -122,6 +122,7 @@ async def test_an_operator_watches_a_fill_halts_resets_and_logs_out_in_a_real_br
             await page.click("#halt-button")
             await page.wait_for_selector("#confirm-button")
             assert await page.input_value("#reason") == "browser test: halt before the close"
+            assert page.url == f"{url}/risk"  # a confirmation is no address to come back to
             assert bot.risk.halt is None, "the first step must not halt"
             await screens.shot(page, "halt-confirmation")
             await page.click("#confirm-button")

@@ -361,6 +361,7 @@ class Console:
         router.add_api_route("/favicon.ico", _favicon, methods=["GET"])
         router.add_api_route("/fragments/{name}", self.fragment, methods=["GET"])
         router.add_api_route("/console/{action}", self.act, methods=["POST"])
+        router.add_api_route("/console/{action}", _back, methods=["GET"])
         app.include_router(router)
 
     def _page_route(self, path: str) -> Callable[[Request], Awaitable[Response]]:
@@ -397,7 +398,7 @@ class Console:
     ) -> HTMLResponse:
         context = self._base(request, actor, "", title)
         context["message"] = message
-        return self._render("error.html", context, status)
+        return _stay(self._render("error.html", context, status))
 
     async def page(self, request: Request, path: str) -> Response:
         actor = require_session(request)
@@ -523,7 +524,7 @@ class Console:
                 reason=reason,
                 error=error,
             )
-            return self._render("confirm.html", context, 422 if error else 200)
+            return _stay(self._render("confirm.html", context, 422 if error else 200))
         try:
             out = await _call(self.port, action, actor, target, reason)
             kind = out.outcome
@@ -532,6 +533,21 @@ class Console:
             kind, message = "refused", f"{spec.title}: refused — {exc.message}"
         key = self.flashes.put(actor.name, kind, message)
         return RedirectResponse(f"{spec.back}?{urlencode({'flash': key})}", status_code=303)
+
+
+def _stay(response: HTMLResponse) -> HTMLResponse:
+    """A page answering a form (a confirmation, a refusal) is not a place to come back to:
+    htmx keeps the address bar on the page the form came from (``HX-Push-Url: false``), so
+    Back and Reload never land on a ``/console/...`` URL."""
+    response.headers["HX-Push-Url"] = "false"
+    return response
+
+
+def _back(action: str) -> RedirectResponse:
+    """``GET /console/<action>`` (a reload of a form's address without htmx): to the page the
+    action belongs to; it never acts."""
+    spec = ACTIONS.get(action)
+    return RedirectResponse(spec.back if spec is not None else "/", status_code=303)
 
 
 def _favicon() -> FileResponse:
