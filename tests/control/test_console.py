@@ -21,7 +21,7 @@ from port_double import OPERATOR, READER, PortDouble, auth_config
 
 from tessera.config.models import ControlConfig
 from tessera.control.app import create_app
-from tessera.control.console import STATIC, Console, drawdown_bar, equity_curve
+from tessera.control.console import STATIC, Console, _event_summary, drawdown_bar, equity_curve
 from tessera.control.events import EventHub
 from tessera.control.schemas import EquityPoint, HaltOut, LogLine
 from tessera.control.server import ControlServer, start_control_server
@@ -436,3 +436,15 @@ def test_the_equity_curve_and_the_drawdown_bar_are_scaled_into_their_boxes() -> 
     assert drawdown_bar(15.0, 10.0).level == "limit"
     assert drawdown_bar(15.0, 10.0, width=300).fill == 300.0
     assert drawdown_bar(1.0, None).limit_pct is None
+
+
+def test_an_alert_is_one_short_line_led_by_its_reason_without_its_time() -> None:
+    hub = EventHub()
+    halt = hub.publish(
+        "halt", {"reason": "manual: going home", "ts": 123, "drawdown_pct": 0.123456}
+    )
+    assert _event_summary(halt) == "manual: going home (drawdown_pct=0.1235)"
+    mismatch = hub.publish("reconciliation", {"ok": False, "problems": ["x" * 100] * 20})
+    line = _event_summary(mismatch)
+    assert line.startswith("ok=False, problems=['xxx")
+    assert len(line) == 300 and line.endswith("…")

@@ -52,6 +52,7 @@ PAGE_SIZE = 50
 ALERT_KINDS = frozenset({"halt", "kill_switch", "reconciliation", "strategy_paused"})
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 MAX_REASON = 500  # as ActionRequest.reason
+MAX_SUMMARY = 300  # characters of one alert's line
 FLASH_TTL_S = 300.0
 FLASH_MAX = 256
 
@@ -305,7 +306,8 @@ def _event_summary(event: BotEvent) -> str:
     rest = ", ".join(
         f"{k}={round(v, 4) if isinstance(v, float) else v}" for k, v in list(data.items())[:6]
     )
-    return f"{head} ({rest})" if head and rest else head or rest
+    line = f"{head} ({rest})" if head and rest else head or rest
+    return line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…"
 
 
 Builder = Callable[[Request, Actor], Awaitable[dict[str, Any]]]
