@@ -820,7 +820,7 @@ class TradingBot:
             await asyncio.sleep(0)  # its subscription is taken now, before any order
         if control is not None and control.enabled:
             from tessera.control.app import create_app
-            from tessera.control.server import start_control_server
+            from tessera.control.server import ControlServerError, start_control_server
 
             console = None
             if control.console:
@@ -830,11 +830,8 @@ class TradingBot:
             app = create_app(self.control, self.hub, control, version=__version__, console=console)
             try:
                 self._control_server = await start_control_server(app, control.host, control.port)
-            except (OSError, RuntimeError, SystemExit) as exc:  # ControlServerError: in use
-                raise BotStartError(
-                    f"the control API cannot listen on {control.host}:{control.port} ({exc!r}); "
-                    "free the port or set control.port (0 picks a free one)"
-                ) from None
+            except ControlServerError as exc:  # its message names host:port and control.port
+                raise BotStartError(str(exc)) from None
             self.control_url = str(self._control_server.url)
             log.info("control API listening", url=self.control_url, console=control.console)
 
