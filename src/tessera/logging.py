@@ -102,6 +102,26 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when logging was set up.
+
+    A command run in-process (tests, `typer.testing.CliRunner`) swaps ``sys.stderr`` and closes
+    its stand-in afterwards; a handler holding the stand-in fails on every later line, and
+    logging's error report prints the exception chain of the failed line — which can hold the
+    very text the redaction removed (a URL with a token in a library's exception)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(
     level: str = "INFO", json: bool = False, stream: IO[str] | None = None
 ) -> None:
@@ -136,7 +156,7 @@ def configure_logging(
 
     final_chain.insert(final_chain.index(redact_processor) + 1, log_buffer_processor)
     formatter = _RedactingFormatter(foreign_pre_chain=shared, processors=final_chain)
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not sys.stderr else _StderrHandler()
     handler.setFormatter(formatter)
     handler.set_name("tessera")
 
