@@ -14,7 +14,6 @@ error types are imported where they are used). ``bench/bench_startup.py`` measur
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import json
 import platform
 import sys
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from tessera import __version__
+import tessera
 from tessera.console import make_console
 
 if TYPE_CHECKING:
@@ -309,8 +308,52 @@ class OutputFormat(str, Enum):
     yaml = "yaml"
 
 
+# ``ctx.meta`` key: True when the invoked command will only print its help (see `_shows_help`)
+_HELP_ONLY = "tessera.help_only"
+
+
+def _shows_help(parent: Context, name: str | None, command: Command, args: list[str]) -> bool:
+    """Whether click answers ``args`` with the help of ``command`` (or of one of its
+    sub-commands) and runs nothing: ``--help``/``-h`` parsed as that command's help option, or
+    a ``no_args_is_help`` group given no arguments.
+
+    The arguments go through each command's own option parser (the one click runs next), so a
+    ``--help`` that is an option's value (``--sql --help``) is not taken for the help option.
+    Parsing runs no parameter callbacks; anything unexpected answers False (bootstrap as usual).
+    """
+    try:
+        while True:
+            ctx = command.context_class(
+                command, info_name=name, parent=parent, resilient_parsing=True
+            )
+            if not args and getattr(command, "no_args_is_help", False):
+                return True
+            opts, rest, _ = command.make_parser(ctx).parse_args(args=list(args))
+            help_option = command.get_help_option(ctx)
+            if help_option is not None and help_option.name and opts.get(help_option.name):
+                return True
+            if not isinstance(command, TyperGroup) or not rest:
+                return False
+            sub = command.get_command(ctx, rest[0])
+            if sub is None:
+                return False
+            parent, name, command, args = ctx, rest[0], sub, rest[1:]
+    except Exception:  # a usage error: click reports it when it parses for real
+        return False
+
+
 class _TesseraGroup(LazyTyperGroup):
     lazy_commands = LAZY_COMMANDS
+
+    def resolve_command(
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
+        """Resolve as click does, and note whether the command will only show its help: the root
+        callback then skips the bootstrap (settings, logging, seed), which help does not use."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not ctx.resilient_parsing:
+            ctx.meta[_HELP_ONLY] = _shows_help(ctx, name, command, rest)
+        return name, command, rest
 
 
 app = typer.Typer(
@@ -337,7 +380,7 @@ app.add_typer(config_app, name="config")
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"tessera {__version__}")
+        typer.echo(f"tessera {tessera.__version__}")
         raise typer.Exit()
 
 
@@ -395,6 +438,8 @@ def _bootstrap(
         ),
     ] = None,
 ) -> None:
+    if ctx.meta.get(_HELP_ONLY):  # `tessera CMD --help`: no settings, logs or seed to set up
+        return
     from tessera.bootstrap import bootstrap, mode_source
     from tessera.config import load_settings
     from tessera.logging import get_logger
@@ -417,7 +462,7 @@ def _bootstrap(
         command=ctx.invoked_subcommand,
         mode=settings.mode,
         mode_source=mode_source(settings),
-        version=__version__,
+        version=tessera.__version__,
     )
 
 
@@ -436,9 +481,11 @@ def _app_ctx(ctx: typer.Context) -> AppContext:
 @app.command()
 def version() -> None:
     """Print the Tessera version and the versions of the libraries that matter for results."""
+    import importlib.metadata
+
     from rich.table import Table
 
-    rows = [("tessera", __version__), ("python", platform.python_version())]
+    rows = [("tessera", tessera.__version__), ("python", platform.python_version())]
     for name in ("numpy", "polars", "pyarrow", "duckdb", "ccxt", "lightgbm", "torch"):
         try:  # the installed distribution's metadata: importing torch alone takes seconds
             rows.append((name, importlib.metadata.version(name)))

@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -220,6 +219,8 @@ def query(
     limit: Annotated[int, typer.Option(help="Rows to print")] = 50,
 ) -> None:
     """Run SQL (DuckDB) over the store and print a table or write CSV/Parquet."""
+    import duckdb  # here, not at the top: `tessera data --help` and `ingest` need no DuckDB
+
     from tessera.data.catalog import Catalog
 
     store = _open_store(_app(ctx))
