@@ -496,8 +496,9 @@ class BotControl:
             await self._record(actor, "halt", None, reason, "failed", str(exc)[:300])
             raise ControlError(503, "the halt could not be stored; see the log") from None
         await self.bot.halt.carry_out(actions)
-        done = [a.value for a in actions]
-        return await self._record(actor, "halt", None, reason, "done", f"actions: {done}")
+        said = {"cancel_all": "open orders cancelled", "flatten": "positions closed"}
+        done = ", ".join(said.get(a.value, a.value.replace("_", " ")) for a in actions)
+        return await self._record(actor, "halt", None, reason, "done", done or "halted")
 
     async def reset(self, actor: Actor, reason: str) -> ActionOut:
         await self._check(actor, "reset", None, reason)
