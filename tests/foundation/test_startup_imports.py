@@ -189,3 +189,39 @@ def test_a_real_command_still_runs_the_bootstrap_first() -> None:
     assert json.loads(res.stdout)["mode"]
     assert "tessera.bootstrap" in res.modules
     assert res.loaded(("polars", "numpy", "sqlalchemy", "torch")) == []
+
+
+# What a command that does not touch them never loads (checked on real runs below).
+NOT_FOR_A_BACKTEST = (
+    "plotly",  # only with --report
+    "sqlalchemy",
+    "alembic",
+    "duckdb",
+    "aiohttp",
+    "ccxt",
+    "torch",
+    "lightgbm",
+    "optuna",
+    "fastapi",
+    "uvicorn",
+    "apprise",
+)
+
+
+@pytest.mark.slow
+def test_a_backtest_without_a_report_loads_no_plotting_database_or_ml_library(
+    tmp_path: Path,
+) -> None:
+    res = run_cli("backtest", "--json", "--out", str(tmp_path / "out"))
+    assert res.code in (0, None), res.stderr
+    assert json.loads(res.stdout)["run"]["bars"][0]["bars"] > 40_000  # the bundled sample ran
+    assert res.loaded(NOT_FOR_A_BACKTEST) == []
+    assert res.loaded(("polars", "numpy")) == ["numpy", "polars"]  # it did load what it uses
+
+
+@pytest.mark.parametrize("args", [["strategy", "list"], ["models", "list"], ["version"]])
+def test_listing_commands_load_no_data_or_ml_library(args: list[str]) -> None:
+    res = run_cli(*args)
+    assert res.code in (0, None), res.stderr
+    assert "tessera started" in res.stderr  # a real run, not a help
+    assert res.loaded(("polars", "pyarrow", "numpy", "torch", "lightgbm", "sqlalchemy")) == []

@@ -395,7 +395,6 @@ def backtest(
     """
     from tessera.backtest.data import BarSeries
     from tessera.backtest.engine import BacktestEngine
-    from tessera.backtest.report import write_report
     from tessera.backtest.results import perp_summary_lines, risk_summary_lines
     from tessera.strategies import StrategyParamError, strategy_class
     from tessera.strategies.cli import load_user_strategies
@@ -504,6 +503,8 @@ def backtest(
     files = result.save(target, run=run_doc)
     out.print(f"results: [bold]{files['metrics']}[/] (+ equity/fills/trades .parquet)")
     if report is not None:
+        from tessera.backtest.report import write_report  # plotly: only for --report
+
         write_report(
             result,
             all_series[0] if len(all_series) == 1 else all_series,
