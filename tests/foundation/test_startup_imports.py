@@ -219,6 +219,19 @@ def test_a_backtest_without_a_report_loads_no_plotting_database_or_ml_library(
     assert res.loaded(("polars", "numpy")) == ["numpy", "polars"]  # it did load what it uses
 
 
+@pytest.mark.parametrize(
+    "args", [["orders", "list"], ["fills", "list"], ["positions"], ["risk", "status"], ["db"]]
+)
+def test_execution_database_helps_load_neither_the_database_nor_the_settings(
+    args: list[str],
+) -> None:
+    """SQLAlchemy, Alembic and the bootstrap (settings, metrics) load in the commands."""
+    res = run_cli(*args, "--help")
+    assert res.code in (0, None), res.stderr
+    assert res.loaded(("sqlalchemy", "alembic", "prometheus_client", "pydantic_settings")) == []
+    assert "tessera.bootstrap" not in res.modules and "tessera.config" not in res.modules
+
+
 @pytest.mark.parametrize("args", [["strategy", "list"], ["models", "list"], ["version"]])
 def test_listing_commands_load_no_data_or_ml_library(args: list[str]) -> None:
     res = run_cli(*args)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from tessera.bootstrap import AppContext
 from tessera.console import echo_json, epoch_ms, iso_utc, make_console
 from tessera.execution.orders import Order
 from tessera.execution.position import Position
 from tessera.logging import scrub
 
 if TYPE_CHECKING:  # SQLAlchemy and Alembic load in the commands: `--help` stays fast
+    from tessera.bootstrap import AppContext
     from tessera.execution.persistence import ExecutionStore, StoredFill, StoredFunding
 
 out = make_console()
@@ -41,11 +41,19 @@ JsonFlag = Annotated[
 ]
 
 
-def _store(ctx: typer.Context) -> ExecutionStore:
-    from tessera.execution.persistence import ExecutionStore
+def _app(ctx: typer.Context) -> AppContext:
+    """The root's bootstrap result (imported here: a command's `--help` needs no settings)."""
+    from tessera.bootstrap import AppContext
 
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
+    return app
+
+
+def _store(ctx: typer.Context) -> ExecutionStore:
+    from tessera.execution.persistence import ExecutionStore
+
+    app = _app(ctx)
     url = app.settings.database_url
     assert url is not None
     return ExecutionStore(url)
@@ -420,8 +428,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the execution database to the newest schema."""
     from tessera.execution.persistence import migrate
 
-    app = ctx.find_root().obj
-    assert isinstance(app, AppContext)
+    app = _app(ctx)
     assert app.settings.database_url is not None
     migrate(app.settings.database_url)
     out.print(f"database at the newest schema: {scrub(app.settings.database_url)}")
