@@ -31,12 +31,17 @@ from tessera.features.base import (
     register_feature,
 )
 from tessera.features.windows import (
+    BBANDS_FIELDS,
+    MACD_FIELDS,
     NAN,
     Lag,
     RollingMoments,
     RollingSum,
     SeededEma,
-    seeded_ema,
+    atr_expr,
+    bbands_expr,
+    macd_expr,
+    rsi_expr,
 )
 
 C, H, L, V = pl.col("close"), pl.col("high"), pl.col("low"), pl.col("volume")
@@ -240,20 +245,9 @@ class Rsi(_Windowed):
     def warmup(self) -> int:
         return self.window
 
-    def stages(self) -> list[dict[str, pl.Expr]]:
-        d = C.diff()
-        a = 1.0 / self.window
-        return [
-            {
-                self.tmp("gain"): seeded_ema(d.clip(lower_bound=0.0), self.window, a, start=1),
-                self.tmp("loss"): seeded_ema((-d).clip(lower_bound=0.0), self.window, a, start=1),
-            }
-        ]
-
     def expressions(self) -> list[pl.Expr]:
-        g, loss = pl.col(self.tmp("gain")), pl.col(self.tmp("loss"))
-        # a flat window (no gains, no losses) is 0/0: TA-Lib calls it 0
-        return [(100.0 * g / (g + loss)).fill_nan(0.0)]
+        # one compiled loop: both Wilder averages, and a flat window (0/0) is 0 as in TA-Lib
+        return [rsi_expr(C, self.window)]
 
     def incremental(self) -> IncrementalFeature:
         return _RsiState(self.window)
@@ -306,17 +300,12 @@ class Macd(Feature):
         return self.slow + self.signal - 2
 
     def stages(self) -> list[dict[str, pl.Expr]]:
-        slow = seeded_ema(C, self.slow, 2.0 / (self.slow + 1))
-        fast = seeded_ema(C, self.fast, 2.0 / (self.fast + 1), start=self.slow - self.fast)
-        line = pl.col(self.tmp("line"))
-        sig = seeded_ema(line, self.signal, 2.0 / (self.signal + 1), start=self.slow - 1)
-        return [{self.tmp("line"): fast - slow}, {self.tmp("signal"): sig}]
+        # one compiled loop for the three EMAs; all three outputs start together, as TA-Lib's
+        return [{self.tmp("macd"): macd_expr(C, self.fast, self.slow, self.signal)}]
 
     def expressions(self) -> list[pl.Expr]:
-        line, sig = pl.col(self.tmp("line")), pl.col(self.tmp("signal"))
-        # TA-Lib starts all three outputs together, with the signal line: `+ 0 * sig` nulls
-        # the MACD line where the signal is still null (and adds exactly 0 elsewhere).
-        return [line + 0.0 * sig, sig, line - sig]
+        macd = pl.col(self.tmp("macd"))
+        return [macd.struct.field(f) for f in MACD_FIELDS]
 
     def incremental(self) -> IncrementalFeature:
         return _MacdState(self.fast, self.slow, self.signal)
@@ -356,22 +345,12 @@ class BBands(Feature):
         return self.window - 1
 
     def stages(self) -> list[dict[str, pl.Expr]]:
-        w = self.window
-        mid, sd = pl.col(self.tmp("mid")), pl.col(self.tmp("sd"))
-        return [
-            {
-                self.tmp("mid"): C.rolling_mean(w, min_samples=w),
-                self.tmp("sd"): C.rolling_std(w, min_samples=w, ddof=0),
-            },
-            {self.tmp("upper"): mid + self.k * sd, self.tmp("lower"): mid - self.k * sd},
-        ]
+        # one compiled loop: the window's mean and deviation (as `RollingMoments`), the bands
+        return [{self.tmp("bb"): bbands_expr(C, self.window, self.k)}]
 
     def expressions(self) -> list[pl.Expr]:
-        mid, upper, lower = (pl.col(self.tmp(k)) for k in ("mid", "upper", "lower"))
-        return [
-            _nan_if_not_positive(upper - lower, (C - lower) / (upper - lower)),
-            _nan_if_not_positive(mid, (upper - lower) / mid),
-        ]
+        bb = pl.col(self.tmp("bb"))
+        return [bb.struct.field(f) for f in BBANDS_FIELDS]
 
     def incremental(self) -> IncrementalFeature:
         return _BBandsState(self.window, self.k)
@@ -401,9 +380,8 @@ class Atr(_Windowed):
         return self.window
 
     def expressions(self) -> list[pl.Expr]:
-        pc = C.shift(1)
-        tr = pl.max_horizontal(H - L, (H - pc).abs(), (L - pc).abs())  # row 0: no prev close
-        return [seeded_ema(tr, self.window, 1.0 / self.window, start=1)]
+        # one compiled loop: the true range from bar 1 on (bar 0 has no previous close), smoothed
+        return [atr_expr(H, L, C, self.window)]
 
     def incremental(self) -> IncrementalFeature:
         return _AtrState(self.window)
