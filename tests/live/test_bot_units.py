@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -106,3 +107,50 @@ def test_strategy_option_syntax() -> None:
     assert parse_strategy("model_signal").params == {}
     with pytest.raises(typer.BadParameter):
         parse_strategy("sma_cross:fast")
+
+
+def _bot_for_bar_order() -> object:
+    from tessera.config.models import RiskConfig, StrategyRef
+    from tessera.live.bot import BotOptions, TradingBot
+
+    options = BotOptions(
+        mode="paper",
+        strategies=[StrategyRef(name="sma_cross")],
+        symbols=["BTCUSDT"],
+        interval="1s",
+        rest_url="http://127.0.0.1:9",
+        ws_url="ws://127.0.0.1:9",
+        database_url="sqlite://",
+        run_id="bar-order",
+        risk=RiskConfig(),
+    )
+    return TradingBot(options)
+
+
+def _bar(open_s: int) -> Bar:
+    t = open_s * 1_000_000_000
+    return Bar("BTCUSDT", t, t + 999_999_999, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+
+def test_a_live_bar_older_than_the_last_is_counted_reported_and_not_traded_on() -> None:
+    from tessera import metrics
+
+    bot: Any = _bot_for_bar_order()
+    bot._last_bar["BTCUSDT"] = _bar(100).open_time
+    before = metrics.OUT_OF_ORDER_BARS.labels(symbol="BTCUSDT")._value.get()
+    bot._on_closed_bar(_bar(50), 0, 0)
+    bot._on_closed_bar(_bar(51), 0, 0)
+    assert bot.out_of_order_bars == 2
+    assert metrics.OUT_OF_ORDER_BARS.labels(symbol="BTCUSDT")._value.get() == before + 2
+    assert bot._bars_back == {"BTCUSDT"}  # /readyz market_time_advancing is false
+    assert bot._last_bar["BTCUSDT"] == _bar(100).open_time  # nothing moved back
+    assert bot.problems == ["BTCUSDT: the market data went back in time (bars not traded on)"]
+    assert bot._final_exit_code() == 1
+
+
+def test_bars_repeated_by_an_overlapping_batch_or_the_same_bar_again_are_skipped_quietly() -> None:
+    bot: Any = _bot_for_bar_order()
+    bot._last_bar["BTCUSDT"] = _bar(100).open_time
+    bot._on_closed_bar(_bar(100), 0, 0)  # the warm-up's overlap with the websocket
+    bot._on_closed_bar(_bar(60), 0, 0, overlap=True)  # REST bars after a reconnect
+    assert bot.out_of_order_bars == 0 and not bot._bars_back and not bot.problems

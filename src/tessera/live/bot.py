@@ -609,7 +609,7 @@ class TradingBot:
                 warm += 1
         early, self._early_bars = self._early_bars or [], None
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
-            self._on_closed_bar(bar, event_ns, recv_ns)
+            self._on_closed_bar(bar, event_ns, recv_ns, overlap=True)
         self.warming = False
         for ctx in self.host.contexts.values():
             for sym, target in ctx.targets.items():
@@ -975,10 +975,15 @@ class TradingBot:
         )
         self._request_stop()
 
-    def _on_closed_bar(self, bar: Bar, event_ns: int, recv_ns: int) -> None:
+    def _on_closed_bar(
+        self, bar: Bar, event_ns: int, recv_ns: int, *, overlap: bool = False
+    ) -> None:
+        """``overlap``: the bar comes from a batch that may repeat bars already seen (REST bars
+        after a reconnect, websocket bars held while REST was read): older ones are skipped
+        quietly. A live websocket bar older than the last one is the venue going back."""
         last = self._last_bar.get(bar.symbol, -1)
-        if bar.open_time == last:
-            return  # already seen (the warm-up's overlap with the websocket)
+        if bar.open_time == last or (overlap and bar.open_time < last):
+            return  # already seen
         if bar.open_time < last:
             self._bar_went_back(bar, last)
             return
@@ -1082,14 +1087,14 @@ class TradingBot:
                 log.warning("no fresh market frame after reconnecting; fetching bars anyway")
             for sym in self.symbols:
                 for bar in await self._closed_bars(sym, 100):
-                    self._on_closed_bar(bar, bar.close_time, time.time_ns())
+                    self._on_closed_bar(bar, bar.close_time, time.time_ns(), overlap=True)
         except Exception as exc:
             self._failed("fetching missed bars", exc)
         finally:
             early, self._early_bars = self._early_bars or [], None
             for bar, event_ns, recv_ns in early:
                 try:
-                    self._on_closed_bar(bar, event_ns, recv_ns)
+                    self._on_closed_bar(bar, event_ns, recv_ns, overlap=True)
                 except Exception as exc:
                     self._failed("bar", exc)
 
