@@ -8,25 +8,16 @@ from typing import Final
 
 from prometheus_client import REGISTRY, Counter
 
+from tessera.config.models import NOTIFY_EVENTS
 from tessera.metrics import bounded
 
 # kind: the event kind (or "daily_summary", "test", "alert"); result: "sent" (delivered to one URL),
 # "failed" (one URL still failing after every retry), "dropped" (events the hub dropped
 # because the notifier's queue was full; each is counted, none is delivered).
 KINDS: Final = frozenset(
-    {
-        "fill",
-        "halt",
-        "kill_switch",
-        "reset",
-        "strategy_paused",
-        "strategy_resumed",
-        "reconciliation",
-        "control_action",
-        "daily_summary",
-        "test",
-        "alert",  # an Alertmanager group relayed by `tessera notify relay`
-    }
+    # the trading events, a `tessera notify test` message, an Alertmanager group relayed by
+    # `tessera notify relay`
+    {*NOTIFY_EVENTS, "test", "alert"}
 )
 RESULTS: Final = frozenset({"sent", "failed", "dropped"})
 
