@@ -665,53 +665,93 @@ _TRADE_SCHEMA = {
 }
 
 
+class _Trip:
+    """One open round trip's running sums (exact Decimal), a slotted object rather than a dict:
+    `round_trips` touches a dozen of them per fill."""
+
+    __slots__ = (
+        "entry_qty",
+        "entry_time",
+        "entry_value",
+        "exit_qty",
+        "exit_value",
+        "fees",
+        "flow",
+        "max",
+        "pnl",
+        "pos",
+        "side",
+    )
+
+    def __init__(self, ts: int, signed: Decimal) -> None:
+        self.entry_time = ts
+        self.pos = ZERO
+        self.side = "long" if signed > 0 else "short"
+        self.entry_qty = ZERO
+        self.entry_value = ZERO
+        self.exit_qty = ZERO
+        self.exit_value = ZERO
+        self.fees = ZERO
+        self.pnl = ZERO
+        self.max = ZERO
+        self.flow = ZERO  # quote cash the trip's fills moved (before fees)
+
+
 def round_trips(
     fills: list[FillRecord],
     marks: Mapping[str, Decimal] | None = None,
     end_time: int | None = None,
 ) -> list[Trade]:
     """Group fills into round trips per (symbol, strategy). With ``marks`` (last price per
-    symbol) and ``end_time``, a trip still open is closed there with reason ``end_of_data``."""
-    open_: dict[tuple[str, str], dict[str, Any]] = {}
+    symbol) and ``end_time``, a trip still open is closed there with reason ``end_of_data``.
+
+    Exact: every sum is the same Decimal operation in the same order as a fill-by-fill ledger
+    would do it (the test keeps a dict-based reference implementation and compares)."""
+    open_: dict[tuple[str, str], _Trip] = {}
     trades: list[Trade] = []
     for rec in fills:
         f = rec.fill
         key = (f.symbol, f.strategy)
         signed = f.qty * f.side.sign
+        price = f.price
         cur = open_.get(key)
         if cur is None:
-            cur = open_[key] = _new_trip(f.ts_event, signed)
-        before = cur["pos"]
+            cur = open_[key] = _Trip(f.ts_event, signed)
+        before = cur.pos
         after = before + signed
         # Part of this fill that opens/increases the position vs. part that closes it.
         if before == 0 or (before > 0) == (signed > 0):
-            cur["entry_qty"] += abs(signed)
-            cur["entry_value"] += abs(signed) * f.price
-            cur["fees"] += f.fee
-            cur["flow"] -= signed * f.price
+            size = abs(signed)
+            cur.entry_qty += size
+            cur.entry_value += size * price
+            cur.fees += f.fee
+            cur.flow -= signed * price
         else:
-            closing = min(abs(signed), abs(before))
-            frac = closing / abs(signed)
-            cur["exit_qty"] += closing
-            cur["exit_value"] += closing * f.price
-            cur["fees"] += f.fee * frac
-            cur["pnl"] += rec.realized_pnl
-            cur["flow"] += closing * f.price * (1 if before > 0 else -1)
+            size = abs(signed)
+            closing = min(size, abs(before))
+            frac = closing / size
+            cur.exit_qty += closing
+            cur.exit_value += closing * price
+            cur.fees += f.fee * frac
+            cur.pnl += rec.realized_pnl
+            cur.flow += closing * price * (1 if before > 0 else -1)
             if after == 0 or (after > 0) != (before > 0):
                 trades.append(_close_trip(key, cur, f.ts_event, rec.reason.value))
                 del open_[key]
                 if after != 0:  # flipped: the rest opens a new trip
-                    new = open_[key] = _new_trip(f.ts_event, ZERO)
-                    new["entry_qty"] = abs(after)
-                    new["entry_value"] = abs(after) * f.price
-                    new["fees"] = f.fee * (1 - frac)
-                    new["flow"] = -after * f.price
-                    new["pos"] = after
-                    new["side"] = "long" if after > 0 else "short"
-                    new["max"] = abs(after)
+                    new = open_[key] = _Trip(f.ts_event, ZERO)
+                    new.entry_qty = abs(after)
+                    new.entry_value = abs(after) * price
+                    new.fees = f.fee * (1 - frac)
+                    new.flow = -after * price
+                    new.pos = after
+                    new.side = "long" if after > 0 else "short"
+                    new.max = abs(after)
                 continue
-        cur["pos"] = after
-        cur["max"] = max(cur["max"], abs(after))
+        cur.pos = after
+        size = abs(after)
+        if size > cur.max:  # max() keeps the first of equals: so does this
+            cur.max = size
     for key, cur in open_.items():
         mark = (marks or {}).get(key[0])
         if mark is not None and end_time is not None:
@@ -722,60 +762,42 @@ def round_trips(
     return trades
 
 
-def _new_trip(ts: int, signed: Decimal) -> dict[str, Any]:
-    return {
-        "entry_time": ts,
-        "pos": ZERO,
-        "side": "long" if signed > 0 else "short",
-        "entry_qty": ZERO,
-        "entry_value": ZERO,
-        "exit_qty": ZERO,
-        "exit_value": ZERO,
-        "fees": ZERO,
-        "pnl": ZERO,
-        "max": ZERO,
-        "flow": ZERO,  # quote cash the trip's fills moved (before fees)
-    }
-
-
-def _close_trip(
-    key: tuple[str, str], cur: dict[str, Any], exit_time: int | None, reason: str
-) -> Trade:
-    entry_price = cur["entry_value"] / cur["entry_qty"] if cur["entry_qty"] else ZERO
-    exit_price = cur["exit_value"] / cur["exit_qty"] if cur["exit_qty"] else None
+def _close_trip(key: tuple[str, str], cur: _Trip, exit_time: int | None, reason: str) -> Trade:
+    entry_price = cur.entry_value / cur.entry_qty if cur.entry_qty else ZERO
+    exit_price = cur.exit_value / cur.exit_qty if cur.exit_qty else None
     return Trade(
         symbol=key[0],
         strategy=key[1],
-        side=cur["side"],
-        entry_time=cur["entry_time"],
+        side=cur.side,
+        entry_time=cur.entry_time,
         exit_time=exit_time,
-        qty=max(cur["max"], cur["entry_qty"] if exit_time else cur["max"]),
+        qty=max(cur.max, cur.entry_qty if exit_time else cur.max),
         entry_price=entry_price,
         exit_price=exit_price,
-        pnl=cur["pnl"] - cur["fees"],
-        fees=cur["fees"],
+        pnl=cur.pnl - cur.fees,
+        fees=cur.fees,
         exit_reason=reason,
     )
 
 
-def _mark_trip(key: tuple[str, str], cur: dict[str, Any], end_time: int, mark: Decimal) -> Trade:
+def _mark_trip(key: tuple[str, str], cur: _Trip, end_time: int, mark: Decimal) -> Trade:
     """A trip open at the end, closed at ``mark`` on paper: PnL is the cash its fills moved
     plus the open quantity at the mark, net of fees; the exit price averages the exits made
     and the open rest at the mark."""
-    open_qty = abs(cur["pos"])
-    exit_qty = cur["exit_qty"] + open_qty
-    entry_price = cur["entry_value"] / cur["entry_qty"] if cur["entry_qty"] else ZERO
+    open_qty = abs(cur.pos)
+    exit_qty = cur.exit_qty + open_qty
+    entry_price = cur.entry_value / cur.entry_qty if cur.entry_qty else ZERO
     return Trade(
         symbol=key[0],
         strategy=key[1],
-        side=cur["side"],
-        entry_time=cur["entry_time"],
+        side=cur.side,
+        entry_time=cur.entry_time,
         exit_time=end_time,
-        qty=cur["max"],
+        qty=cur.max,
         entry_price=entry_price,
-        exit_price=(cur["exit_value"] + open_qty * mark) / exit_qty if exit_qty else mark,
-        pnl=cur["flow"] + cur["pos"] * mark - cur["fees"],
-        fees=cur["fees"],
+        exit_price=(cur.exit_value + open_qty * mark) / exit_qty if exit_qty else mark,
+        pnl=cur.flow + cur.pos * mark - cur.fees,
+        fees=cur.fees,
         exit_reason=ExitReason.END_OF_DATA.value,
     )
 
@@ -835,19 +857,28 @@ def compute_metrics(
 
 
 def _longest_underwater(times: npt.NDArray[np.int64], equity: npt.NDArray[np.float64]) -> float:
-    longest = 0
-    start: int | None = None
-    peak = -math.inf
-    for t, e in zip(times.tolist(), equity.tolist(), strict=True):
-        if e >= peak:
-            peak = e
-            if start is not None:
-                longest = max(longest, t - start)
-                start = None
-        elif start is None:
-            start = t
-    if start is not None:
-        longest = max(longest, int(times[-1]) - start)
+    """The longest time (s) between leaving an equity peak and getting back to it (or to the
+    last bar), from arrays: a bar is at a peak when its equity is >= every earlier one (NaN
+    never is, and never raises the peak), a spell below begins at the first bar under the peak
+    and ends at the next bar at one. The same answer as walking the bars one by one, to the
+    nanosecond, without a Python loop over a million points."""
+    n = len(equity)
+    if n == 0:
+        return 0.0
+    eq = np.asarray(equity, dtype=np.float64)
+    ts = np.asarray(times, dtype=np.int64)
+    # the peak before each bar (-inf before the first); fmax skips NaN as the comparison does
+    before = np.fmax.accumulate(np.concatenate(([-math.inf], eq[:-1])))
+    at_peak = eq >= before
+    below = ~at_peak
+    starts = np.flatnonzero(below & np.concatenate(([True], at_peak[:-1])))
+    if not len(starts):
+        return 0.0
+    ends = np.flatnonzero(at_peak & np.concatenate(([False], below[:-1])))
+    spells = ts[ends] - ts[starts[: len(ends)]]
+    if len(ends) < len(starts):  # still below at the last bar
+        spells = np.append(spells, ts[-1] - ts[starts[-1]])
+    longest = max(0, int(spells.max()))
     return longest / 1e9
 
 
