@@ -9,9 +9,12 @@ warm); the table shows the median and the min–max of the wall time and the med
 (user + system of the child), which moves less than the wall time on a shared machine.
 
 ``--baseline DIR`` compares with another version of the code, paired and interleaved: ``DIR``
-is the ``src`` folder of that version (``git archive REV src | tar -x -C /tmp/base`` gives
-``/tmp/base/src``), put first on ``PYTHONPATH``; each round runs the baseline and the current
-code back to back, alternating which goes first, so load on the machine hits both alike.
+is the ``src`` folder of that version, put first on ``PYTHONPATH``; each round runs the
+baseline and the current code back to back, alternating which goes first, so load on the
+machine hits both alike. Make one with (the backtest finds its bundled bars beside ``src``)::
+
+    mkdir /tmp/base && git archive REV src | tar -x -C /tmp/base
+    ln -s "$PWD/samples" /tmp/base/samples
 
 The last case is a real command: ``tessera backtest --json`` on the bundled 45k 1-minute bars;
 its row adds the engine's own time (the "N bars in X s" line the command prints) and the rest

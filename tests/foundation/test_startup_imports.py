@@ -153,6 +153,13 @@ def test_a_command_help_loads_only_what_describing_the_command_needs(
     assert "Usage" in res.stdout
     loaded = res.loaded(tuple(sorted({*forbidden, *NEVER_FOR_HELP})))
     assert loaded == [], f"`tessera {' '.join(args)} --help` imported {loaded}"
+    if args[0] not in BOOTSTRAPS_AT_IMPORT:  # the help runs no bootstrap: nothing loads it
+        assert "tessera.bootstrap" not in res.modules
+        assert res.loaded(("pydantic_settings", "prometheus_client")) == []
+
+
+# Command modules that still import the bootstrap (settings, metrics) at their top.
+BOOTSTRAPS_AT_IMPORT = ("notify",)
 
 
 @pytest.mark.parametrize("args", [["backtest", "--help"], ["data", "info", "-h"], ["data"]])

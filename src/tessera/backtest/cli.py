@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from tessera.bootstrap import AppContext
 from tessera.config import BacktestConfig, ConfigError, load_yaml
 from tessera.console import make_console
 from tessera.data.research_cli import (
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from tessera.backtest.data import BarSeries
     from tessera.backtest.perp_inputs import PerpInputs
     from tessera.backtest.results import BacktestResult
+    from tessera.bootstrap import AppContext
     from tessera.data.universe import LoadedBars
 
 log = get_logger(__name__)
@@ -38,6 +38,8 @@ out = make_console()
 
 
 def _ctx(ctx: typer.Context) -> AppContext:
+    from tessera.bootstrap import AppContext  # here: a command's --help needs no settings
+
     obj = ctx.find_root().obj
     if not isinstance(obj, AppContext):
         raise RuntimeError("run through the `tessera` command")

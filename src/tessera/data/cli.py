@@ -23,11 +23,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tessera.bootstrap import AppContext
 from tessera.config import ConfigError
-from tessera.config.settings import require_supported_exchange
 
 if TYPE_CHECKING:
+    from tessera.bootstrap import AppContext
     from tessera.data.bulk import ImportResult
     from tessera.data.store import ParquetStore, PartitionCoverage
 
@@ -39,6 +38,8 @@ data_app = typer.Typer(
 
 
 def _app(ctx: typer.Context) -> AppContext:
+    from tessera.bootstrap import AppContext  # here: a command's --help needs no settings
+
     obj = ctx.find_root().obj
     assert isinstance(obj, AppContext)
     return obj
@@ -447,6 +448,7 @@ def download(
     code 2 and says what was imported before it; running the same command again skips the files
     already imported and resumes a partial download.
     """
+    from tessera.config.settings import require_supported_exchange
     from tessera.data.bulk import BulkDataError, check_interval, check_symbol, periods
     from tessera.data.bulk import download as run_download
 
@@ -616,6 +618,7 @@ def ingest(
     Exit code 1 if any row was lost (the store stayed unwritable past the buffer cap or at stop),
     the ingest failed, or it never connected to the websocket; the last line says which.
     """
+    from tessera.config.settings import require_supported_exchange
     from tessera.data.ingest import IngestService
     from tessera.data.ingest.service import DEFAULT_MAX_BUFFERED_ROWS
     from tessera.logging import scrub

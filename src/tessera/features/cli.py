@@ -11,7 +11,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, load_yaml
 from tessera.console import make_console
 from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt
@@ -19,6 +18,7 @@ from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, Timeran
 if TYPE_CHECKING:
     import polars as pl
 
+    from tessera.bootstrap import AppContext
     from tessera.features.store import FeatureSetStore
 
 out = make_console()
@@ -41,6 +41,8 @@ PluginOpt = Annotated[
 
 
 def _app(ctx: typer.Context) -> AppContext:
+    from tessera.bootstrap import AppContext  # here: a command's --help needs no settings
+
     obj = ctx.find_root().obj
     if not isinstance(obj, AppContext):
         raise RuntimeError("run through the `tessera` command")

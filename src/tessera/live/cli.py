@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tessera.bootstrap import AppContext
 from tessera.config.errors import ConfigError
 from tessera.config.models import ParamValue, StrategyRef
 from tessera.config.urls import redact_url
@@ -20,6 +19,7 @@ from tessera.logging import configure_logging, get_logger, register_secret, scru
 from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 if TYPE_CHECKING:
+    from tessera.bootstrap import AppContext
     from tessera.config.settings import TesseraSettings
     from tessera.sim.server import SimulatorThread
 
@@ -126,6 +126,7 @@ def run(
     own, or the one at exchange.rest_url, which must identify itself as one); paper mode never
     sends the configured credentials anywhere.
     """
+    from tessera.bootstrap import AppContext
     from tessera.live.assembly import bot_options
     from tessera.live.bot import BotStartError, LiveRefusedError, TradingBot
 

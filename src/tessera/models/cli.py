@@ -18,7 +18,6 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera.bootstrap import AppContext
 from tessera.config import ConfigError, FeatureConfig, ModelConfig, load_yaml
 from tessera.console import echo_json, make_console
 from tessera.data.research_cli import BarsOpt, SymbolsOpt, TimeframeOpt, TimerangeOpt, research_bars
@@ -28,6 +27,7 @@ from tessera.logging import get_logger
 if TYPE_CHECKING:
     import polars as pl
 
+    from tessera.bootstrap import AppContext
     from tessera.models.registry import ArtifactRef, ModelRegistry
 
 log = get_logger(__name__)
@@ -61,6 +61,8 @@ class WindowChoice(str, Enum):
 
 
 def _app(ctx: typer.Context) -> AppContext:
+    from tessera.bootstrap import AppContext  # here: a command's --help needs no settings
+
     obj = ctx.find_root().obj
     if not isinstance(obj, AppContext):
         raise RuntimeError("run through the `tessera` command")
