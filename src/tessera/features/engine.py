@@ -31,21 +31,27 @@ def prepare_bars(bars: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in OHLCV if c not in bars.columns]
     if missing:
         raise FeatureError(f"bars lack column(s) {missing}")
-    frame = bars if bars[OPEN_TIME].is_sorted() else bars.sort(OPEN_TIME)
     numeric = [
         c
-        for c in frame.columns
-        if c != OPEN_TIME and frame[c].dtype.is_numeric() and frame[c].dtype != pl.Float64
+        for c in bars.columns
+        if c != OPEN_TIME and bars[c].dtype.is_numeric() and bars[c].dtype != pl.Float64
     ]
-    if numeric:
-        frame = frame.with_columns(pl.col(numeric).cast(pl.Float64))
-    # one pass: strictly increasing times (sorted, so a repeat is a zero step), no holes
-    dup, holes = frame.select(
-        (pl.col(OPEN_TIME).diff() == pl.duration(nanoseconds=0)).any(),
-        pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in OHLCV[1:]).any(),
+    frame = bars.with_columns(pl.col(numeric).cast(pl.Float64)) if numeric else bars
+    prices = list(OHLCV[1:])
+    # One pass for the common case (5M bars: ~3 scans instead of ~8): times strictly
+    # increasing (smallest step > 0: sorted and unique), and each column's sum finite, which a
+    # NaN anywhere makes NaN (nulls are counted from metadata); the precise checks run only
+    # when these fail.
+    step, *sums = frame.select(
+        pl.col(OPEN_TIME).to_physical().diff().min(), *(pl.col(c).sum() for c in prices)
     ).row(0)
-    if dup:
-        raise FeatureError("bars have duplicate open_time values")
+    if step is not None and step <= 0:
+        frame = frame if frame[OPEN_TIME].is_sorted() else frame.sort(OPEN_TIME)
+        if frame.select((pl.col(OPEN_TIME).diff() == pl.duration(nanoseconds=0)).any()).item():
+            raise FeatureError("bars have duplicate open_time values")
+    holes = any(frame[c].null_count() for c in prices)
+    if not holes and not all(v is None or math.isfinite(v) for v in sums):
+        holes = bool(frame.select(pl.any_horizontal(pl.col(prices).is_nan().any())).item())
     if holes:
         raise FeatureError("bars have missing (null or NaN) OHLCV values; fill or drop them first")
     return frame
