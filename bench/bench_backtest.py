@@ -11,6 +11,15 @@ Engines, each in its own process (so peak RSS is its own):
   so it runs from its own venv, created on first use in `bench/.venv-nautilus`.
 Synthetic data is a seeded random walk (benchmarks may use synthetic data; correctness tests
 use the real bars in samples/).
+
+    .venv/bin/python bench/bench_backtest.py --paired 5 [--bars 1000000]
+
+In-process and paired instead (issue 20): each round runs, one after the other in one
+process, the event engine with the default `RiskConfig` (risk engine on; its limits do not bind
+here), without a risk engine, with a strategy that does nothing, with SmaCross's arithmetic but
+no orders, and backtesting.py; rounds are repeated and the medians (min–max) printed. The cost
+of one order-and-fill round trip is (SmaCross - arithmetic only) / orders; the ratio to
+backtesting.py is taken per round (so both saw the same machine load).
 """
 
 from __future__ import annotations
@@ -141,6 +150,106 @@ def run_vectorbt(path: Path) -> dict[str, float]:
     return {"seconds": seconds, "fills": fills, "bars": len(df)}
 
 
+def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
+    """See the module docstring: in-process, interleaved, medians with min–max."""
+    import gc
+    import os
+    import statistics
+
+    from tessera.backtest import BacktestEngine, BarSeries
+    from tessera.config import BacktestConfig, RiskConfig
+    from tessera.strategies import SmaCross, Strategy
+    from tessera.strategies.base import Bar, StrategyContext
+
+    class Idle(Strategy):
+        name = "idle"
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            pass
+
+    class ArithmeticOnly(SmaCross):
+        """SmaCross's averages and crossings, a position kept in an int, no orders."""
+
+        held = 0
+
+        def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+            fast, slow = self._fast[bar.symbol], self._slow[bar.symbol]
+            fast.push(bar.close)
+            slow.push(bar.close)
+            if not slow.ready:
+                return
+            diff = fast.mean - slow.mean
+            prev = self._prev[bar.symbol]
+            self._prev[bar.symbol] = diff
+            if prev is None:
+                return
+            if prev < 0 < diff:
+                if self.held <= 0:
+                    self.held = 1
+            elif prev > 0 > diff and self.held > 0:
+                self.held = 0
+
+    series = BarSeries.from_frame("BTCUSDT", pl.read_parquet(path))
+    cfg = BacktestConfig.model_validate({"initial_cash": 10_000_000})
+
+    def tessera(strategy: Strategy, risk: RiskConfig | None) -> tuple[float, int, str]:
+        gc.collect()
+        t0 = time.perf_counter()
+        out = BacktestEngine(cfg, risk).run([series], [strategy])
+        return time.perf_counter() - t0, len(out.fills), str(out.final_equity)
+
+    def sma() -> SmaCross:
+        return SmaCross(["BTCUSDT"], fast=FAST, slow=SLOW, qty="0.01")
+
+    runs: dict[str, list[float]] = {}
+    fills: dict[str, int] = {}
+    equity: dict[str, set[str]] = {"risk on": set(), "risk off": set()}
+    ratio: list[float] = []
+    for k in range(rounds):
+        print(f"round {k + 1}/{rounds}, load {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        for name, strat, risk in [
+            ("risk on", sma(), RiskConfig()),
+            ("risk off", sma(), None),
+            ("idle strategy", Idle(["BTCUSDT"]), None),
+            (
+                "arithmetic only",
+                ArithmeticOnly(["BTCUSDT"], fast=FAST, slow=SLOW, qty="0.01"),
+                None,
+            ),
+        ]:
+            seconds, n, eq = tessera(strat, risk)
+            runs.setdefault(name, []).append(seconds)
+            fills[name] = n
+            if name in equity:
+                equity[name].add(eq)
+        gc.collect()
+        peer = run_backtesting_py(path)
+        runs.setdefault("backtesting.py", []).append(peer["seconds"])
+        fills["backtesting.py"] = int(peer["fills"])
+        ratio.append(peer["seconds"] / runs["risk on"][-1])
+    bars = len(series)
+
+    def spread(xs: list[float], scale: float = 1.0) -> str:
+        return f"{statistics.median(xs) * scale:.2f} ({min(xs) * scale:.2f}–{max(xs) * scale:.2f})"
+
+    print(f"\nSmaCross({FAST},{SLOW}) on {bars:,} synthetic 1-minute bars, in one process,")
+    print(f"{rounds} interleaved rounds, medians (min–max); load {os.getloadavg()}\n")
+    print("| run | seconds | µs per bar | fills |")
+    print("|---|---:|---:|---:|")
+    for name, xs in runs.items():
+        print(f"| {name} | {spread(xs)} | {spread(xs, 1e6 / bars)} | {fills[name]:,} |")
+    orders = fills["risk off"]
+    for name in ("risk on", "risk off"):
+        per = [
+            (a - b) / orders * 1e6 for a, b in zip(runs[name], runs["arithmetic only"], strict=True)
+        ]
+        print(f"\nµs per order-and-fill round trip, {name}: {spread(per)}")
+    print(f"backtesting.py seconds / tessera (risk on) seconds, per round: {spread(ratio)}")
+    print(f"final equity, risk on: {sorted(equity['risk on'])}; off: {sorted(equity['risk off'])}")
+    if raw is not None:  # every round's seconds, for comparing two checkouts run in turn
+        raw.write_text(json.dumps({"runs": runs, "fills": fills, "bars": bars}))
+
+
 def ensure_nautilus_venv() -> Path:
     py = NAUTILUS_VENV / "bin" / "python"
     if not py.exists():
@@ -168,6 +277,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bars", type=int, default=1_000_000)
     ap.add_argument("--no-nautilus", action="store_true", help="skip nautilus_trader")
+    ap.add_argument("--paired", type=int, metavar="ROUNDS", help="in-process, interleaved")
+    ap.add_argument("--raw", type=Path, help="--paired: also write every round's seconds here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -177,6 +288,9 @@ def main() -> None:
     path = Path("/tmp") / f"tessera_bench_bars_{args.bars}.parquet"
     if not path.exists():
         make_bars(args.bars, path)
+    if args.paired:
+        paired(path, args.paired, args.raw)
+        return
     engines = ["tessera-event", "tessera-vectorized", "backtesting.py", "vectorbt"]
     results: dict[str, dict[str, float]] = {}
     for engine in engines:
