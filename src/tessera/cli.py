@@ -8,7 +8,8 @@ Start-up time: ``tessera --help`` imports none of the command modules. The root 
 `LazyTyperGroup` that knows each command by name, summary and ``module:attribute``
 (`LAZY_COMMANDS`) and imports a command's module only when that command runs or shows its own
 help; this module itself imports only typer and rich at the top (the settings, logging and
-error types are imported where they are used). ``bench/bench_startup.py`` measures it.
+error types are imported where they are used). A command's own ``--help`` skips the bootstrap
+(`_shows_help`): help needs no settings. ``bench/bench_startup.py`` measures it.
 """
 
 from __future__ import annotations
@@ -323,9 +324,8 @@ def _shows_help(parent: Context, name: str | None, command: Command, args: list[
     """
     try:
         while True:
-            ctx = command.context_class(
-                command, info_name=name, parent=parent, resilient_parsing=True
-            )
+            settings = {**command.context_settings, "resilient_parsing": True}  # as make_context
+            ctx = command.context_class(command, info_name=name, parent=parent, **settings)
             if not args and getattr(command, "no_args_is_help", False):
                 return True
             opts, rest, _ = command.make_parser(ctx).parse_args(args=list(args))
