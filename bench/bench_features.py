@@ -1,11 +1,11 @@
 """Feature computation speed: Tessera's batch build vs TA-Lib and pandas-ta, and live updates.
 
-    .venv/bin/python bench/bench_features.py [--rows 5000000] [--rounds 5] [--repeat 1]
+    .venv/bin/python bench/bench_features.py [--rows 5000000] [--rounds 3] [--pairs 3]
         [--engines tessera,talib,pandas-ta,tessera-default-set] [--baseline-src DIR]
 
 Batch: the four indicators all three libraries have (RSI 14, MACD 12/26/9, Bollinger 20/2,
 ATR 14) on ``--rows`` synthetic 1-minute bars (a seeded random walk; synthetic data is for
-throughput only), each run in its own process so that its peak memory can be measured:
+throughput only):
 
 * ``tessera``: `build_features` (polars with compiled loops), a polars frame with %b/width;
 * ``talib``: TA-Lib called indicator by indicator on the columns of a pandas frame;
@@ -13,15 +13,16 @@ throughput only), each run in its own process so that its peak memory can be mea
   needs Python >= 3.12) with ``talib=False`` so that its own implementation is measured;
 * ``tessera@base`` (and ``tessera-default-set@base``, with ``--baseline-src DIR``):
   `build_features` from another source tree (e.g. ``git archive <commit> src | tar -x -C D``
-  then ``--baseline-src D/src``), for before/after figures.
+  then ``--baseline-src D/src``), for before/after figures, timed beside TA-Lib in its own
+  processes.
 
-The machine may be shared, so the runs are paired and interleaved: ``--rounds`` rounds, each
-running every engine once (the order reversed every other round), so that a burst of load hits
-both sides of a ratio. Each process computes once untimed (imports, JIT cache load: reported as
-"first call"), then ``--repeat`` timed times (best taken). Reported: the median over the rounds
-with min-max, and "vs TA-Lib" as the median (min-max) of the per-round ratios. The load
-average is printed before and after. Peak memory is the process's peak resident set above what
-it held with the bars loaded (Linux ``clear_refs``).
+The machine may be shared, so the timings are paired: ``--rounds`` fresh processes, each
+computing every engine once untimed (imports, JIT cache load: "first call"), then ``--pairs``
+rounds running the engines back to back (TA-Lib right after Tessera, the order reversed every
+other round), so that a burst of load hits both sides of a ratio. Reported: the median over
+all timed runs with min-max, and "vs TA-Lib" as the median (min-max) of the per-round ratios.
+The load average is printed before and after. Peak memory comes from one more process per
+engine: its peak resident set above what it held with the bars loaded (Linux ``clear_refs``).
 
 Also the whole default feature set (16 columns) in Tessera alone; the compiled loops' one-off
 cost (first call in a fresh process, with an empty numba cache and with a warm one); and the
@@ -123,22 +124,33 @@ def _compute(engine: str, frame: pl.DataFrame, pdf: Any) -> None:
         raise SystemExit(f"unknown engine {engine!r}")
 
 
-def run_engine(engine: str, path: str, repeat: int) -> dict[str, float]:
-    """Runs in a child process: load the bars, one untimed call, then ``repeat`` timed ones."""
+def peak_memory(engine: str, path: str) -> dict[str, float]:
+    """Runs in a child process: load the bars, reset the peak, compute once."""
     frame = pl.read_parquet(path)
     pdf = frame.to_pandas() if engine in ("talib", "pandas-ta") else None
     _reset_peak()
     base = _rss_kb("VmRSS")
-    t0 = time.perf_counter()
     _compute(engine, frame, pdf)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeat):
+    return {"peak_mb": max(0, _rss_kb("VmHWM") - base) / 1024}
+
+
+def paired_times(engines: list[str], path: str, pairs: int) -> dict[str, Any]:
+    """Runs in a child process: each engine once untimed (its first call), then ``pairs``
+    rounds timing every engine back to back, the order reversed every other round."""
+    frame = pl.read_parquet(path)
+    pdf = frame.to_pandas()
+    first: dict[str, float] = {}
+    for engine in engines:
         t0 = time.perf_counter()
         _compute(engine, frame, pdf)
-        times.append(time.perf_counter() - t0)
-    peak = _rss_kb("VmHWM")
-    return {"seconds": min(times), "first_call": first, "peak_mb": max(0, peak - base) / 1024}
+        first[engine] = time.perf_counter() - t0
+    times: dict[str, list[float]] = {e: [] for e in engines}
+    for k in range(pairs):
+        for engine in engines if k % 2 == 0 else engines[::-1]:
+            t0 = time.perf_counter()
+            _compute(engine, frame, pdf)
+            times[engine].append(time.perf_counter() - t0)
+    return {"first": first, "times": times}
 
 
 def first_call_cost(cache_dir: str) -> dict[str, float]:
@@ -187,13 +199,13 @@ def incremental_latency(repeat_bars: int = 45_031) -> dict[str, float]:
     }
 
 
-def _child(args: list[str], env: dict[str, str] | None = None) -> dict[str, float] | None:
+def _child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any] | None:
     cmd = [sys.executable, __file__, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if proc.returncode != 0:
         print(f"{args}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -211,73 +223,88 @@ def _load() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", type=int, default=5_000_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes (default 3)")
+    ap.add_argument("--pairs", type=int, default=3, help="timed rounds per process (default 3)")
     ap.add_argument("--engines", default="tessera,talib,pandas-ta,tessera-default-set")
-    ap.add_argument("--baseline-src", help="a source tree to bench as 'tessera@base'")
+    ap.add_argument("--baseline-src", help="a source tree to time as 'tessera@base'")
     ap.add_argument("--no-live", action="store_true", help="skip the incremental latency")
-    ap.add_argument("--engine", help=argparse.SUPPRESS)
+    ap.add_argument("--memory", help=argparse.SUPPRESS)
+    ap.add_argument("--paired", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--first-call", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.engine:  # child process
-        engine = args.engine.removesuffix("@base")
-        print(json.dumps(run_engine(engine, args.path, args.repeat)))
+    if args.memory:  # child process
+        print(json.dumps(peak_memory(args.memory, args.path)))
+        return
+    if args.paired:  # child process
+        print(json.dumps(paired_times(args.paired.split(","), args.path, args.pairs)))
         return
     if args.first_call:  # child process
         print(json.dumps(first_call_cost(args.first_call)))
         return
 
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    if args.baseline_src:  # each tessera engine also from the other tree, right after it
-        engines = [
-            v for e in engines for v in ([e, f"{e}@base"] if e.startswith("tessera") else [e])
-        ]
-    base_env = None
-    if args.baseline_src:
-        base_env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+    # TA-Lib right after Tessera in every round: the ratio that matters is the tightest pair
+    if "talib" in engines and "tessera" in engines:
+        engines.remove("talib")
+        engines.insert(engines.index("tessera") + 1, "talib")
+    groups: list[tuple[str, list[str], dict[str, str] | None]] = [("", engines, None)]
+    if args.baseline_src:  # the other tree, in its own processes, with TA-Lib again
+        env = {**os.environ, "PYTHONPATH": str(Path(args.baseline_src).resolve())}
+        base = [e for e in engines if e.startswith("tessera") or e == "talib"]
+        groups.append(("@base", base, env))
     load_before = _load()
-    runs: dict[str, list[dict[str, float]]] = {e: [] for e in engines}
-    ratios: dict[str, list[float]] = {e: [] for e in engines}
+    times: dict[str, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
+    first: dict[str, list[float]] = {}
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bars.parquet")
         synthetic_bars(args.rows).write_parquet(path)
         for k in range(args.rounds):
-            order = engines if k % 2 == 0 else engines[::-1]
-            this_round: dict[str, float] = {}
-            for engine in order:
-                env = base_env if engine.endswith("@base") else None
-                cmd = ["--engine", engine, "--path", path, "--repeat", str(args.repeat)]
+            for suffix, group, env in groups if k % 2 == 0 else groups[::-1]:
+                cmd = ["--paired", ",".join(group), "--path", path, "--pairs", str(args.pairs)]
                 r = _child(cmd, env)
-                if r is not None:
-                    runs[engine].append(r)
-                    this_round[engine] = r["seconds"]
-            if "talib" in this_round:
-                for engine, sec in this_round.items():
-                    ratios[engine].append(this_round["talib"] / sec)
-            print(f"round {k + 1}/{args.rounds}: {this_round}", file=sys.stderr)
+                if r is None:
+                    continue
+                for engine, ts in r["times"].items():
+                    name = engine + suffix if engine.startswith("tessera") else engine
+                    if suffix and engine == "talib":
+                        name = "talib" + suffix
+                    times.setdefault(name, []).extend(ts)
+                    first.setdefault(name, []).append(r["first"][engine])
+                    if "talib" in r["times"]:
+                        pairs = zip(r["times"]["talib"], ts, strict=True)
+                        ratios.setdefault(name, []).extend(t / e for t, e in pairs)
+                print(f"round {k + 1}/{args.rounds}{suffix}: done", file=sys.stderr)
+        for engine in engines:
+            r = _child(["--memory", engine, "--path", path])
+            if r is not None:
+                peaks[engine] = r["peak_mb"]
     load_after = _load()
 
     n = args.rows
     print(f"\nBatch: RSI 14, MACD 12/26/9, Bollinger 20/2 (%b, width), ATR 14 on {n:,} bars")
-    print(f"{args.rounds} paired rounds, interleaved; median (min-max); best of {args.repeat}")
+    print(
+        f"{args.rounds} processes x {args.pairs} paired rounds (engines back to back, order "
+        f"alternating): median (min-max)"
+    )
     print(f"load average (1, 5, 15 min): before {load_before}, after {load_after}")
-    print("| engine | seconds | rows/s (median) | vs TA-Lib | first call s | peak MB |")
+    print("| engine | seconds | rows/s (median) | vs TA-Lib (paired) | first call s | peak MB |")
     print("|---|---:|---:|---:|---:|---:|")
-    for engine, rs in runs.items():
-        if not rs:
+    for name, secs in times.items():
+        if name == "talib@base":
             continue
-        label = engine.replace("tessera-default-set", "tessera (default set, 16 columns)")
-        secs = [r["seconds"] for r in rs]
-        vs = _spread(ratios[engine], ".2f") + "x" if ratios[engine] else "-"
+        label = name.replace("tessera-default-set", "tessera (default set, 16 columns)")
+        vs = _spread(ratios[name], ".2f") + "x" if ratios.get(name) else "-"
+        peak = f"{peaks[name]:,.0f}" if name in peaks else "-"
         print(
             f"| {label} | {_spread(secs, '.3f')} | {n / statistics.median(secs):,.0f} | {vs} "
-            f"| {statistics.median(r['first_call'] for r in rs):.3f} "
-            f"| {max(r['peak_mb'] for r in rs):,.0f} |"
+            f"| {statistics.median(first[name]):.3f} | {peak} |"
         )
-    if ratios.get("pandas-ta") and ratios.get("tessera"):
-        per_round = [t / p for t, p in zip(ratios["tessera"], ratios["pandas-ta"], strict=False)]
-        print(f"\ntessera vs pandas-ta: {_spread(per_round, '.1f')}x faster")
+    if times.get("pandas-ta") and times.get("tessera"):
+        per_pair = [p / t for t, p in zip(times["tessera"], times["pandas-ta"], strict=True)]
+        print(f"\ntessera vs pandas-ta: {_spread(per_pair, '.1f')}x faster")
 
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
