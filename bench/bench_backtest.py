@@ -108,12 +108,13 @@ def run_backtesting_py(path: Path) -> dict[str, float]:
             elif prev > 0 > cur and self.position:
                 self.position.close()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stats = Backtest(df, PeerSma, cash=10_000_000, commission=0.001).run()
     return {
         "seconds": time.perf_counter() - t0,
+        "cpu_seconds": time.process_time() - c0,
         "fills": 2 * len(stats["_trades"]),
         "bars": len(df),
     }
@@ -192,16 +193,18 @@ def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
     series = BarSeries.from_frame("BTCUSDT", pl.read_parquet(path))
     cfg = BacktestConfig.model_validate({"initial_cash": 10_000_000})
 
-    def tessera(strategy: Strategy, risk: RiskConfig | None) -> tuple[float, int, str]:
+    def tessera(strategy: Strategy, risk: RiskConfig | None) -> tuple[float, float, int, str]:
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = BacktestEngine(cfg, risk).run([series], [strategy])
-        return time.perf_counter() - t0, len(out.fills), str(out.final_equity)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return wall, cpu, len(out.fills), str(out.final_equity)
 
     def sma() -> SmaCross:
         return SmaCross(["BTCUSDT"], fast=FAST, slow=SLOW, qty="0.01")
 
     runs: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}  # CPU seconds: less at the mercy of a shared machine
     fills: dict[str, int] = {}
     equity: dict[str, set[str]] = {"risk on": set(), "risk off": set()}
     ratio: list[float] = []
@@ -217,14 +220,16 @@ def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
                 None,
             ),
         ]:
-            seconds, n, eq = tessera(strat, risk)
+            seconds, cpu_seconds, n, eq = tessera(strat, risk)
             runs.setdefault(name, []).append(seconds)
+            cpu.setdefault(name, []).append(cpu_seconds)
             fills[name] = n
             if name in equity:
                 equity[name].add(eq)
         gc.collect()
         peer = run_backtesting_py(path)
         runs.setdefault("backtesting.py", []).append(peer["seconds"])
+        cpu.setdefault("backtesting.py", []).append(peer["cpu_seconds"])
         fills["backtesting.py"] = int(peer["fills"])
         ratio.append(peer["seconds"] / runs["risk on"][-1])
     bars = len(series)
@@ -234,20 +239,28 @@ def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
 
     print(f"\nSmaCross({FAST},{SLOW}) on {bars:,} synthetic 1-minute bars, in one process,")
     print(f"{rounds} interleaved rounds, medians (min–max); load {os.getloadavg()}\n")
-    print("| run | seconds | µs per bar | fills |")
-    print("|---|---:|---:|---:|")
+    print("| run | seconds | CPU seconds | µs per bar (CPU) | fills |")
+    print("|---|---:|---:|---:|---:|")
     for name, xs in runs.items():
-        print(f"| {name} | {spread(xs)} | {spread(xs, 1e6 / bars)} | {fills[name]:,} |")
+        print(
+            f"| {name} | {spread(xs)} | {spread(cpu[name])} | {spread(cpu[name], 1e6 / bars)} "
+            f"| {fills[name]:,} |"
+        )
     orders = fills["risk off"]
+    print()
     for name in ("risk on", "risk off"):
-        per = [
-            (a - b) / orders * 1e6 for a, b in zip(runs[name], runs["arithmetic only"], strict=True)
-        ]
-        print(f"\nµs per order-and-fill round trip, {name}: {spread(per)}")
+        for label, times in (("wall", runs), ("CPU", cpu)):
+            per = [
+                (a - b) / orders * 1e6
+                for a, b in zip(times[name], times["arithmetic only"], strict=True)
+            ]
+            print(f"µs per order-and-fill round trip, {name}, {label}: {spread(per)}")
     print(f"backtesting.py seconds / tessera (risk on) seconds, per round: {spread(ratio)}")
+    cpu_ratio = [b / a for a, b in zip(cpu["risk on"], cpu["backtesting.py"], strict=True)]
+    print(f"the same in CPU seconds: {spread(cpu_ratio)}")
     print(f"final equity, risk on: {sorted(equity['risk on'])}; off: {sorted(equity['risk off'])}")
     if raw is not None:  # every round's seconds, for comparing two checkouts run in turn
-        raw.write_text(json.dumps({"runs": runs, "fills": fills, "bars": bars}))
+        raw.write_text(json.dumps({"runs": runs, "cpu": cpu, "fills": fills, "bars": bars}))
 
 
 def ensure_nautilus_venv() -> Path:
