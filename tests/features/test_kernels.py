@@ -285,3 +285,22 @@ def test_without_a_writable_cache_the_loops_compile_in_memory_and_say_so(
     finally:
         monkeypatch.undo()
         kernels._compiled.cache_clear()
+
+
+def test_without_numba_the_same_loops_run_as_plain_python_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    kernels._compiled.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="tessera.features.kernels"):
+            close = [10.0, 11.0, 10.5, 12.0, 11.5, 11.0, 12.5, 12.0, 13.0]
+            assert same(kernels.rsi(np.array(close), 3), ref_rsi(close, 3))
+            ours = kernels.macd(np.array(close), 2, 4, 2)
+            for got, ref in zip(ours, ref_macd(close, 2, 4, 2), strict=True):
+                assert same(got, ref)
+        assert "numba is not installed" in caplog.text
+        assert kernels._compiled()["rsi"] is kernels._rsi_loop
+    finally:
+        monkeypatch.undo()
+        kernels._compiled.cache_clear()

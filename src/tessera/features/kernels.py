@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -225,27 +226,38 @@ _LOOPS: dict[str, Callable[..., None]] = {
 }
 
 
+_COMPILE_LOCK = threading.Lock()
+
+
 @functools.cache
 def _compiled() -> dict[str, Callable[..., None]]:
     """The loops compiled by numba (imported here, on first use), cached on disk if possible.
 
-    ``nogil`` lets polars run several indicators on its threads at once.
+    ``nogil`` lets polars run several indicators on its threads at once. Without numba the
+    plain Python loops run instead: the same numbers, a hundred times slower, and a warning.
     """
-    import numba
-
-    out: dict[str, Callable[..., None]] = {}
-    for name, fn in _LOOPS.items():
+    with _COMPILE_LOCK:  # polars may call two indicators' first use from two threads
         try:
-            out[name] = numba.njit(cache=True, nogil=True)(fn)
-        except RuntimeError as exc:  # no writable cache directory ("no locator available")
-            log.info(
-                "feature kernel %s: numba's on-disk cache is unavailable (%s); compiling in "
-                "memory on each first use (set NUMBA_CACHE_DIR to a writable directory)",
-                name,
-                exc,
+            import numba
+        except ImportError:
+            log.warning(
+                "numba is not installed: RSI, MACD, ATR and Bollinger bands run as plain Python "
+                "loops (correct but slow); install the pinned numba to compile them"
             )
-            out[name] = numba.njit(cache=False, nogil=True)(fn)
-    return out
+            return dict(_LOOPS)
+        out: dict[str, Callable[..., None]] = {}
+        for name, fn in _LOOPS.items():
+            try:
+                out[name] = numba.njit(cache=True, nogil=True)(fn)
+            except RuntimeError as exc:  # no writable cache directory ("no locator available")
+                log.info(
+                    "feature kernel %s: numba's on-disk cache is unavailable (%s); compiling "
+                    "in memory on each first use (set NUMBA_CACHE_DIR to a writable directory)",
+                    name,
+                    exc,
+                )
+                out[name] = numba.njit(cache=False, nogil=True)(fn)
+        return out
 
 
 def _floats(a: Any) -> Floats:
