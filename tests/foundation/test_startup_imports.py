@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Libraries some command needs and `tessera --help` never does (top-level package names).
 HEAVY = (
+    "numba",
+    "llvmlite",
     "sqlalchemy",
     "alembic",
     "psycopg",
