@@ -469,9 +469,11 @@ class BacktestEngine:
         assert len(times) <= n_steps
         return build_result(
             config=cfg,
-            times=np.frombuffer(times, dtype=np.int64).copy(),
-            equity=np.frombuffer(equity, dtype=np.float64).copy(),
-            exposure=np.frombuffer(exposure, dtype=np.float64).copy(),
+            # views of the arrays the loop filled, not copies (24 bytes a bar less at the peak:
+            # the loop appends nothing more to them)
+            times=np.frombuffer(times, dtype=np.int64),
+            equity=np.frombuffer(equity, dtype=np.float64),
+            exposure=np.frombuffer(exposure, dtype=np.float64),
             fills=self.fill_records,
             orders=self.orders,
             portfolio=self.portfolio,
