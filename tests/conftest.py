@@ -37,8 +37,8 @@ SAMPLES = REPO / "samples"
 # processes or several at once and time them against windows of seconds: two of them at once
 # on a two-core machine would each see the other's load as latency — else its file (as
 # ``--dist loadfile``: module fixtures built once, a file's tests never concurrent with each
-# other). The live-process group (~7 min) is scheduled first; the other worker takes the rest
-# meanwhile, and both share what is left. The rest of the suite mostly waits (bars replayed at
+# other). The live-process group (~7 min) is scheduled first; the other workers take the rest
+# meanwhile, and all share what is left. The rest of the suite mostly waits (bars replayed at
 # 10x, timeouts), so the other bot tests may run beside one of these; a serial group of every
 # bot test (~13 min) would be the whole run's critical path.
 #
