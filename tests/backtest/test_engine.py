@@ -7,23 +7,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loose_risk import LOOSE_RISK
 
 from tessera.backtest import BacktestEngine, BarSeries
-from tessera.config import BacktestConfig, RiskConfig
+from tessera.config import BacktestConfig
 from tessera.execution.orders import OrderSide, OrderStatus, OrderType, TimeInForce
 from tessera.strategies import SmaCross, Strategy
 from tessera.strategies.base import Bar, StrategyContext
 
 D = Decimal
-LOOSE_RISK = RiskConfig(
-    max_order_notional=10**9,
-    max_position_notional=10**9,
-    max_gross_exposure=10**9,
-    max_orders_per_second=1000,
-    max_open_orders=1000,
-    price_band_pct=100,
-    max_drawdown_pct=100,
-)
 
 
 def cfg(**kw: Any) -> BacktestConfig:

@@ -8,22 +8,13 @@ import gc
 from collections.abc import Iterator
 
 import pytest
+from loose_risk import LOOSE_RISK as LOOSE
 
 from tessera.backtest import BacktestEngine, BarSeries
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.strategies import SmaCross, Strategy
 from tessera.strategies.base import Bar, StrategyContext
 from tessera.strategies.guard import StrategyError
-
-LOOSE = RiskConfig(
-    max_order_notional=10**9,
-    max_position_notional=10**9,
-    max_gross_exposure=10**9,
-    max_orders_per_second=1000,
-    max_open_orders=1000,
-    price_band_pct=100,
-    max_drawdown_pct=100,
-)
 
 
 class Boom(Strategy):

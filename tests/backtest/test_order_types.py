@@ -9,6 +9,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
+from loose_risk import LOOSE_RISK
 
 from tessera.backtest import BacktestEngine, BarSeries
 from tessera.config import BacktestConfig, RiskConfig
@@ -29,15 +30,6 @@ from tessera.strategies.guard import StrategyError
 D = Decimal
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 S = OrderStatus
-LOOSE_RISK = RiskConfig(
-    max_order_notional=10**9,
-    max_position_notional=10**9,
-    max_gross_exposure=10**9,
-    max_orders_per_second=1000,
-    max_open_orders=1000,
-    price_band_pct=100,
-    max_drawdown_pct=100,
-)
 Hook = Callable[["Script", Any, StrategyContext], None]
 
 

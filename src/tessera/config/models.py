@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -654,17 +654,7 @@ NotifyEvent = Literal[
     "control_action",
     "daily_summary",
 ]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
-    "fill",
-    "halt",
-    "kill_switch",
-    "reset",
-    "strategy_paused",
-    "strategy_resumed",
-    "reconciliation",
-    "control_action",
-    "daily_summary",
-)
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 
 
 class NotifyConfig(StrictModel):
