@@ -166,17 +166,44 @@ class NullListener:
         return None
 
 
+def _exact(value: Decimal | float) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(repr(value))
+
+
 @dataclass
 class RiskEngine:
     config: RiskConfig
     listener: RiskListener = field(default_factory=NullListener)
     state: TradingState = TradingState.ACTIVE
     halt: HaltRecord | None = None
-    equity_peak: Decimal = ZERO
     drawdown_pct: float = 0.0
-    equity: Decimal | None = None  # of the last update_equity
     _sent: deque[int] = field(default_factory=deque)
     _peak_f: float = 0.0
+    # The equity of the last update_equity and its peak, kept as given (a backtest passes a
+    # float every bar) and made exact Decimals only when read: converting on every bar was most
+    # of the risk engine's cost in a backtest (issue 20), and the values read are the same.
+    _equity_raw: Decimal | float | None = field(default=None, repr=False)
+    _equity_dec: Decimal | None = field(default=None, repr=False)
+    _peak_raw: Decimal | float = field(default=ZERO, repr=False)
+    _peak_dec: Decimal | None = field(default=ZERO, repr=False)
+
+    @property
+    def equity(self) -> Decimal | None:
+        """The equity of the last `update_equity`, exact (None before the first)."""
+        if self._equity_dec is None and self._equity_raw is not None:
+            self._equity_dec = _exact(self._equity_raw)
+        return self._equity_dec
+
+    @property
+    def equity_peak(self) -> Decimal:
+        """The highest equity seen (or restored, or reset to), exact."""
+        if self._peak_dec is None:
+            self._peak_dec = _exact(self._peak_raw)
+        return self._peak_dec
+
+    def _set_peak(self, value: Decimal | float) -> None:
+        self._peak_raw = value
+        self._peak_dec = value if isinstance(value, Decimal) else None
 
     # --- pre-trade ------------------------------------------------------------------------------
 
@@ -285,10 +312,11 @@ class RiskEngine:
         Drawdown is a float percentage (it is a gauge, not money); the peak is kept exactly.
         """
         eq = float(equity)
-        self.equity = equity if isinstance(equity, Decimal) else Decimal(repr(equity))
+        self._equity_raw = equity
+        self._equity_dec = equity if isinstance(equity, Decimal) else None
         if eq > self._peak_f:
             self._peak_f = eq
-            self.equity_peak = self.equity
+            self._set_peak(equity)
         peak = self._peak_f
         self.drawdown_pct = max((peak - eq) / peak * 100.0, 0.0) if peak > 0 else 0.0
         self.listener.on_drawdown(eq, peak, self.drawdown_pct)
@@ -330,7 +358,7 @@ class RiskEngine:
 
     def restore(self, halt: HaltRecord | None, equity_peak: Decimal) -> None:
         """Restore persisted state at start-up: a halt survives restarts."""
-        self.equity_peak = max(self.equity_peak, equity_peak)
+        self._set_peak(max(self.equity_peak, equity_peak))
         self._peak_f = float(self.equity_peak)
         if halt is not None:
             self.state = TradingState.HALTED
@@ -342,7 +370,7 @@ class RiskEngine:
         self.state = TradingState.ACTIVE
         self.halt = None
         if equity is not None:
-            self.equity_peak = equity
+            self._set_peak(equity)
             self._peak_f = float(equity)
             self.drawdown_pct = 0.0
         self.listener.on_state(self.state, None)
