@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -204,24 +205,32 @@ def main() -> None:
         )
         for sync in syncs
     ]
-    for label, use_redis, sync in configs:
-        port = free_port()
-        sim = start_sim(port, args.speed)
-        try:
-            if use_redis:
-                name = f"tessera_bench_{secrets.token_hex(3)}"
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                db = f"postgresql://postgres@127.0.0.1:5432/{name}"
-                redis_url: str | None = "redis://127.0.0.1:6379/0"
-            else:
-                db, redis_url = f"sqlite:///{work / f'bench-{sync}.db'}", None
-            results[label] = run_config(label, db, redis_url, port, registry, args.seconds, sync)
-        finally:
-            sim.terminate()
-            sim.wait()
-    for label, stages in results.items():
-        report(label, stages)
+    try:
+        for label, use_redis, sync in configs:
+            port = free_port()
+            sim = start_sim(port, args.speed)
+            created: str | None = None
+            try:
+                if use_redis:
+                    created = f"tessera_bench_{secrets.token_hex(3)}"
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'CREATE DATABASE "{created}"')
+                    db = f"postgresql://postgres@127.0.0.1:5432/{created}"
+                    redis_url: str | None = "redis://127.0.0.1:6379/0"
+                else:
+                    db, redis_url = f"sqlite:///{work / f'bench-{sync}.db'}", None
+                results[label] = run_config(
+                    label, db, redis_url, port, registry, args.seconds, sync
+                )
+                report(label, results[label])  # as it goes: a later hang loses nothing
+            finally:
+                sim.terminate()
+                sim.wait()
+                if created is not None:  # leave no tessera_bench_* database behind
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{created}" WITH (FORCE)')
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
