@@ -24,7 +24,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tessera.execution.filters import SymbolFilters
-from tessera.execution.orders import ExitReason, OrderSide
+from tessera.execution.orders import ExitReason, Order, OrderSide, OrderType
 
 ZERO = Decimal(0)
 NO_BORROW = "no_borrow"
@@ -160,6 +160,20 @@ class FlattenOrder:
     reason: ExitReason = ExitReason.KILL_SWITCH
     reduce_only: bool = True
     cut: Decimal = ZERO  # part of the position that could not be sold (not held)
+
+    def order(self, client_order_id: str, signal_id: str) -> Order:
+        """The live `Order` of this step (a market order; the caller names it)."""
+        return Order(
+            client_order_id=client_order_id,
+            symbol=self.symbol,
+            side=self.side,
+            type=OrderType.MARKET,
+            qty=self.qty,
+            strategy=self.strategy,
+            signal_id=signal_id,
+            reason=self.reason,
+            reduce_only=self.reduce_only,
+        )
 
 
 def flatten_orders(

@@ -58,7 +58,6 @@ from tessera.execution.orders import (
     Order,
     OrderSide,
     OrderStatus,
-    OrderType,
 )
 from tessera.execution.persistence import StoredFill
 from tessera.execution.sizing import flatten_orders
@@ -579,7 +578,7 @@ class BotControl:
         outcome = (
             "done"
             if after.status in (OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL)
-            else ("failed")
+            else "failed"
         )
         return await self._record(
             actor, "cancel", client_order_id, reason, outcome, f"status {after.status.value}"
@@ -611,18 +610,8 @@ class BotControl:
             if not steps:
                 why = "the position is flat" if not qty else "the position is below one lot"
                 raise await self._refuse(actor, "close", target, reason, 409, why)
-            step = steps[0]
-            order = Order(
-                client_order_id=bot.ids.next(),
-                symbol=symbol,
-                side=step.side,
-                type=OrderType.MARKET,
-                qty=step.qty,
-                strategy=strategy,
-                signal_id=f"manual:{strategy}:{symbol}:{time.time_ns()}",
-                reason=ExitReason.MANUAL,
-                reduce_only=True,
-            )
+            signal_id = f"manual:{strategy}:{symbol}:{time.time_ns()}"
+            order = steps[0].order(bot.ids.next(), signal_id)
             try:
                 placed = await bot.gateway.submit(order)
             except Exception as exc:

@@ -26,7 +26,7 @@ from tessera.execution.filters import SymbolFilters
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
-from tessera.execution.orders import ExitReason, Order, OrderType
+from tessera.execution.orders import ExitReason
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.sizing import flatten_orders
 from tessera.live.account import AccountBook
@@ -148,17 +148,8 @@ class HaltGuard:
         positions = {k: p.qty for k, p in self.manager.positions.items() if p.qty}
         held = {a: max(q, ZERO) for a, q in self.account.balances.items()}
         for step in flatten_orders(positions, self.filters, held, ExitReason.KILL_SWITCH):
-            order = Order(
-                client_order_id=self.ids.next(),
-                symbol=step.symbol,
-                side=step.side,
-                type=OrderType.MARKET,
-                qty=step.qty,
-                strategy=step.strategy,
-                signal_id=f"flatten:{step.strategy}:{step.symbol}:{time.time_ns()}",
-                reason=ExitReason.KILL_SWITCH,
-                reduce_only=True,
-            )
+            signal_id = f"flatten:{step.strategy}:{step.symbol}:{time.time_ns()}"
+            order = step.order(self.ids.next(), signal_id)
             try:
                 placed = await self.gateway.submit(order)
             except Exception as exc:
