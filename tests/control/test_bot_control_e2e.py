@@ -382,3 +382,21 @@ async def test_a_control_port_in_use_is_a_clear_start_error(
         with pytest.raises(BotStartError, match=f"cannot listen on 127.0.0.1:{port}"):
             await asyncio.wait_for(bot.run(), 90)
     assert bot.orders_sent == 0 and bot.control_url is None
+
+
+async def test_a_notify_url_apprise_cannot_read_is_a_clear_start_error_without_the_url(
+    sim: Any, tmp_path: Path, strategies: list[StrategyRef]
+) -> None:
+    from pydantic import SecretStr
+
+    from tessera.config.models import NotifyConfig
+    from tessera.live.bot import BotStartError
+
+    secret = "tok-s3cr3t-value"
+    notify = NotifyConfig(urls=[SecretStr(f"nosuchscheme://{secret}@example/x")])
+    db = f"sqlite:///{tmp_path / 'bot.db'}"
+    bot = TradingBot(bot_options(sim, db, mode="paper", notify=notify, strategies=strategies[:1]))
+    with pytest.raises(BotStartError) as info:
+        await asyncio.wait_for(bot.run(), 90)
+    assert secret not in str(info.value) and "URL" in str(info.value).upper()
+    assert bot.orders_sent == 0

@@ -811,11 +811,14 @@ class TradingBot:
         control = self.o.control
         notify = self.o.notify
         if notify is not None and notify.urls:
-            from tessera.notify import Notifier
+            from tessera.notify import Notifier, NotifyError
 
-            self._notifier = Notifier(
-                notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
-            )
+            try:
+                self._notifier = Notifier(
+                    notify, self.hub, bot_name=self.o.run_id, summary=self.control.summary
+                )
+            except NotifyError as exc:  # names the URL's position and scheme, not the URL
+                raise BotStartError(str(exc)) from None
             self._spawn(self._notifier.run(), "notifier")
             await asyncio.sleep(0)  # its subscription is taken now, before any order
         if control is not None and control.enabled:
