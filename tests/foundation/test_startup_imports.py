@@ -136,8 +136,7 @@ COMMAND_HELPS: list[tuple[list[str], tuple[str, ...]]] = [
     (["models", "list"], HEAVY),
     (["strategy", "list"], HEAVY),
     (["control"], HEAVY),
-    # notify's package exports its Apprise sender: Apprise loads with the module (~0.04 s)
-    (["notify"], tuple(m for m in HEAVY if m != "apprise")),
+    (["notify"], HEAVY),
     (["config", "show"], HEAVY),
     (["doctor"], HEAVY),
     (["version"], HEAVY),
@@ -161,7 +160,7 @@ def test_a_command_help_loads_only_what_describing_the_command_needs(
 
 
 # Command modules that still import the bootstrap (settings, metrics) at their top.
-BOOTSTRAPS_AT_IMPORT = ("notify",)
+BOOTSTRAPS_AT_IMPORT: tuple[str, ...] = ()
 
 
 @pytest.mark.parametrize("args", [["backtest", "--help"], ["data", "info", "-h"], ["data"]])

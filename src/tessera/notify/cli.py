@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tessera.bootstrap import AppContext
-from tessera.config.models import NotifyConfig
 from tessera.console import make_console
-from tessera.notify.delivery import Delivery, NotifyError
-from tessera.notify.messages import Message
+
+if TYPE_CHECKING:  # settings and Apprise: only when a command runs, never for --help
+    from tessera.config.models import NotifyConfig
+    from tessera.notify.delivery import Delivery
 
 app = typer.Typer(
     help="Notifications to people: test the Apprise URLs, relay Alertmanager's alerts to them.",
@@ -25,6 +25,8 @@ err = make_console(stderr=True)
 
 
 def _config(ctx: typer.Context) -> NotifyConfig:
+    from tessera.bootstrap import AppContext
+
     root = ctx.find_root().obj
     if isinstance(root, AppContext):
         return root.settings.notify
@@ -34,6 +36,8 @@ def _config(ctx: typer.Context) -> NotifyConfig:
 
 
 def _delivery_or_exit(config: NotifyConfig, *, allow_none: bool = False) -> Delivery:
+    from tessera.notify.delivery import Delivery, NotifyError
+
     if not config.urls and not allow_none:
         err.print(
             "notify: no URLs configured. Set TESSERA_NOTIFY__URLS='[\"json://host/path\"]' "
@@ -59,6 +63,8 @@ def send_test(
     ] = "Test notification from Tessera: if you read this, this URL works.",
 ) -> None:
     """Send a test message to every notify URL and say which took it (exit 1 if any failed)."""
+    from tessera.notify.messages import Message
+
     delivery = _delivery_or_exit(_config(ctx))
     title = f"[{socket.gethostname()}] Tessera notification test"
     try:
@@ -90,6 +96,8 @@ def relay(
     delivery = _delivery_or_exit(_config(ctx), allow_none=True)
     if not delivery.targets:
         err.print("notify relay: no notify URLs configured: every alert will be refused (503)")
+    from tessera.bootstrap import AppContext
+
     root = ctx.find_root().obj
     if isinstance(root, AppContext):
         root.start_metrics()
