@@ -1,6 +1,6 @@
 """Backtest speed: SmaCross on N synthetic 1-minute bars, ours vs the peers, in one run.
 
-    .venv/bin/python bench/bench_backtest.py [--bars 1000000] [--no-nautilus]
+    .venv/bin/python bench/bench_backtest.py [--bars 1000000] [--no-nautilus] [--no-freqtrade]
 
 Engines, each in its own process (so peak RSS is its own):
 - tessera event-driven engine (the one shared with live), and its vectorized fast path
@@ -9,6 +9,16 @@ Engines, each in its own process (so peak RSS is its own):
   timed on a second call)
 - nautilus_trader (its `BacktestEngine` with a Python SmaCross strategy) — it needs pandas < 3,
   so it runs from its own venv, created on first use in `bench/.venv-nautilus`.
+- whole processes, as a user runs them (start-up, reading the bars, the run, the reports):
+  `tessera backtest` (risk engine on, kill-switch off) and freqtrade 2026.9's `freqtrade
+  backtesting` (from `bench/.venv-freqtrade`, made by `make peers`; skipped when it is missing,
+  or with --no-freqtrade), both trading SmaCross(10, 30) long/flat with all the equity of a
+  10,000 USDT account, 1 bp fee a side, no slippage, at the next bar's open — the rules freqtrade
+  can express without custom code (its stake is a quote amount; the in-process rows above buy
+  a fixed 0.01 BTC with 10 bp fees, and at 10 bp an all-in account would be fees to dust after
+  ~3,500 of the 19,291 trades). freqtrade reads the same bars as its own feather file and its
+  markets from `tessera sim serve` (bench/peers/freqtrade_backtest/). Trade counts of both are
+  printed side by side.
 Synthetic data is a seeded random walk (benchmarks may use synthetic data; correctness tests
 use the real bars in samples/).
 
@@ -20,17 +30,27 @@ here), without a risk engine, with a strategy that does nothing, with SmaCross's
 no orders, and backtesting.py; rounds are repeated and the medians (min–max) printed. The cost
 of one order-and-fill round trip is (SmaCross - arithmetic only) / orders; the ratio to
 backtesting.py is taken per round (so both saw the same machine load).
+
+    .venv/bin/python bench/bench_backtest.py --whole 3 [--bars 1000000] [--no-freqtrade]
+
+Whole processes instead, paired: each round runs `tessera backtest` then `freqtrade
+backtesting` (the all-in rules above), and prints wall and CPU seconds (user + system of the
+process tree), peak RSS and trades as it goes; then medians (min–max), the ratio freqtrade ÷
+tessera per round, and where freqtrade's time goes (its phases, timed from inside).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -39,6 +59,26 @@ HERE = Path(__file__).resolve().parent
 FAST, SLOW = 10, 30
 NAUTILUS_VENV = HERE / ".venv-nautilus"
 NAUTILUS_PIN = "nautilus_trader==1.221.0"
+sys.path.insert(0, str(HERE / "peers" / "freqtrade_backtest"))
+
+# `tessera backtest` as the whole-process twin of freqtrade's run (bench/peers/freqtrade_backtest/
+# config.json): SmaCross(10, 30) with its default sizing (all the equity, long/flat), 1 bp fee,
+# no slippage, fills at the next open; the risk engine on with the kill-switch off and the
+# notional caps at 100 % of equity, so no limit binds (a denial would be counted in result.json).
+CLI_BACKTEST_YAML = """\
+initial_cash: 10000
+fees: {maker_bps: 1, taker_bps: 1}
+slippage: {kind: fixed_bps, bps: 0}
+latency_ms: 0
+fill_at: next_open
+strategy: {name: sma_cross, params: {fast: 10, slow: 30}}
+"""
+CLI_RISK_YAML = """\
+max_order_notional: "100%"
+max_position_notional: "100%"
+max_gross_exposure: "100%"
+max_drawdown_pct: null
+"""
 
 
 def make_bars(n: int, path: Path) -> None:
@@ -263,6 +303,157 @@ def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
         raw.write_text(json.dumps({"runs": runs, "cpu": cpu, "fills": fills, "bars": bars}))
 
 
+class TesseraCli:
+    """`tessera backtest` as a user runs it, in a temporary folder (removed on exit)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> TesseraCli:
+        import tempfile
+
+        self.wd = Path(tempfile.mkdtemp(prefix="tessera-bench-cli-"))
+        (self.wd / "configs").mkdir()
+        (self.wd / "configs" / "backtest.yaml").write_text(CLI_BACKTEST_YAML)
+        (self.wd / "configs" / "risk.yaml").write_text(CLI_RISK_YAML)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.wd, ignore_errors=True)
+
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).parent / "tessera"),
+            "--config-dir", str(self.wd / "configs"),
+            "backtest",
+            "--bars", str(self.path),
+            "--symbol", "BTCUSDT",
+            "--no-baselines",
+            "--out", str(self.wd / "out"),
+        ]  # fmt: skip
+
+    def run(self) -> dict[str, Any]:
+        from run import measure  # bench/peers/freqtrade_backtest/run.py: both sides alike
+
+        shutil.rmtree(self.wd / "out", ignore_errors=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+        m = measure(self.command(), cwd=self.wd, env=env)
+        if m["code"] != 0:
+            raise RuntimeError(
+                f"tessera backtest failed (exit {m['code']}):\n{m['stderr'][-4000:]}"
+            )
+        doc = json.loads((self.wd / "out" / "result.json").read_text())
+        if doc["risk"]["denials"] or doc["halted_at"]:
+            raise RuntimeError(f"a risk limit bound in the CLI run: {doc['risk']}")
+        return {
+            "engine": "tessera backtest",
+            "seconds": m["seconds"],
+            "cpu_seconds": m["cpu_seconds"],
+            "peak_rss_mb": m["peak_rss_mb"],
+            "trades": int(doc["metrics"]["trades"]),
+            "fills": len(doc["fills"]),
+            # long/flat: an odd number of fills leaves a position open at the end, which
+            # Tessera does not count as a trade and freqtrade closes at the last candle
+            # (exit reason force_exit) and counts
+            "open_at_end": len(doc["fills"]) % 2,
+            "final_equity": float(doc["final_equity"]),
+            "bars": int(doc["metrics"]["bars"]),
+        }
+
+
+def freqtrade_available(wanted: bool) -> bool:
+    """Whether to run freqtrade: wanted and its venv made; says why not when it is skipped."""
+    from run import venv_python
+
+    if not wanted:
+        return False
+    if venv_python() is None:
+        print("freqtrade: skipped: run make peers (creates bench/.venv-freqtrade)", file=sys.stderr)
+        return False
+    return True
+
+
+def _describe(r: dict[str, Any]) -> str:
+    return (
+        f"{r['engine']}: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
+        f"{r['peak_rss_mb']:.0f} MB, {r['trades']:,} trades, final equity {r['final_equity']:,.2f}"
+    )
+
+
+def compare_trades(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """Both trade counts side by side, and why they differ when they do."""
+    a, b = ours["trades"], theirs["trades"]
+    forced = theirs.get("exit_reasons", {}).get("force_exit", 0)
+    text = f"trades: tessera backtest {a:,}, freqtrade {b:,}"
+    if a == b:
+        return text + " (the same)"
+    if b == a + forced and ours["open_at_end"] == forced:
+        return text + (
+            f" (the same: freqtrade counts the {forced} position open at the end, which it "
+            "closes at the last candle as force_exit; tessera leaves it open, uncounted)"
+        )
+    return text + " (DIFFERENT: look at both runs' trades)"
+
+
+def whole(path: Path, rounds: int, with_freqtrade: bool) -> None:
+    """See the module docstring: `tessera backtest` and `freqtrade backtesting`, paired."""
+    import statistics
+    from contextlib import ExitStack
+
+    from run import FreqtradeBacktest
+
+    results: dict[str, list[dict[str, Any]]] = {}
+    with ExitStack() as stack:
+        cli = stack.enter_context(TesseraCli(path))
+        ft = stack.enter_context(FreqtradeBacktest(path)) if with_freqtrade else None
+        for k in range(rounds):
+            print(f"round {k + 1}/{rounds}, load {os.getloadavg()}", file=sys.stderr)
+            sides: list[Any] = [cli] if ft is None else [cli, ft]
+            for side in sides:
+                r = side.run()
+                if side is ft:
+                    r["final_equity"] = r["final_balance"]
+                results.setdefault(r["engine"], []).append(r)
+                print(f"  {_describe(r)}", file=sys.stderr, flush=True)
+
+    def spread(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
+
+    bars = results["tessera backtest"][0]["bars"]
+    print(f"\nSmaCross({FAST},{SLOW}) long/flat all-in, 1 bp fee, on {bars:,} synthetic 1-minute")
+    print(f"bars; whole processes, {rounds} paired rounds, medians (min–max)")
+    print(f"load {os.getloadavg()}\n")
+    print("| engine | wall seconds | CPU seconds | bars/s (wall) | peak RSS MB | trades |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, rs in results.items():
+        wall = [r["seconds"] for r in rs]
+        print(
+            f"| {name} | {spread(wall)} | {spread([r['cpu_seconds'] for r in rs])} | "
+            f"{bars / statistics.median(wall):,.0f} | "
+            f"{statistics.median(r['peak_rss_mb'] for r in rs):.0f} | "
+            f"{', '.join(f'{t:,}' for t in sorted({r['trades'] for r in rs}))} |"
+        )
+    if ft is None:
+        return
+    ours = results.pop("tessera backtest")
+    (theirs,) = results.values()
+    for unit in ("seconds", "cpu_seconds"):
+        ratio = [b[unit] / a[unit] for a, b in zip(ours, theirs, strict=True)]
+        label = "wall" if unit == "seconds" else "CPU"
+        print(f"freqtrade ÷ tessera, {label}, per round: {spread(ratio)}")
+    phases = theirs[0]["phases"]
+    print(
+        "freqtrade's phases, medians (s): "
+        + ", ".join(f"{p} {statistics.median(r['phases'][p] for r in theirs):.1f}" for p in phases)
+    )
+    print(compare_trades(ours[0], theirs[0]))
+    print(
+        f"final equity: tessera {ours[0]['final_equity']:,.2f}, freqtrade "
+        f"{theirs[0]['final_equity']:,.2f} (tessera keeps 1 % of the equity back when it sizes "
+        "an entry, freqtrade stakes the whole wallet)"
+    )
+
+
 def ensure_nautilus_venv() -> Path:
     py = NAUTILUS_VENV / "bin" / "python"
     if not py.exists():
@@ -290,6 +481,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--bars", type=int, default=1_000_000)
     ap.add_argument("--no-nautilus", action="store_true", help="skip nautilus_trader")
+    ap.add_argument("--no-freqtrade", action="store_true", help="skip freqtrade")
+    ap.add_argument("--whole", type=int, metavar="ROUNDS", help="whole processes, paired")
     ap.add_argument("--paired", type=int, metavar="ROUNDS", help="in-process, interleaved")
     ap.add_argument("--raw", type=Path, help="--paired: also write every round's seconds here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -303,6 +496,10 @@ def main() -> None:
         make_bars(args.bars, path)
     if args.paired:
         paired(path, args.paired, args.raw)
+        return
+    with_freqtrade = freqtrade_available(not args.no_freqtrade)
+    if args.whole:
+        whole(path, args.whole, with_freqtrade)
         return
     engines = ["tessera-event", "tessera-vectorized", "backtesting.py", "vectorbt"]
     results: dict[str, dict[str, float]] = {}
@@ -331,6 +528,23 @@ def main() -> None:
             check=True,
         )
         results["nautilus_trader"] = json.loads(out.stdout.strip().splitlines()[-1])
+    whole_runs: list[dict[str, Any]] = []
+    print("running tessera backtest (whole process)…", file=sys.stderr)
+    with TesseraCli(path) as cli:
+        r = cli.run()
+    print(f"  {_describe(r)}", file=sys.stderr)
+    results["tessera backtest, whole process (all-in, 1 bp)"] = r
+    whole_runs.append(r)
+    if with_freqtrade:
+        from run import FreqtradeBacktest
+
+        print("running freqtrade backtesting (whole process)…", file=sys.stderr)
+        with FreqtradeBacktest(path) as ft:
+            r = ft.run()
+        r.update(final_equity=r["final_balance"], fills=2 * r["trades"], bars=args.bars)
+        print(f"  {_describe(r)}", file=sys.stderr)
+        results[f"{r['engine']} backtesting, whole process (all-in, 1 bp)"] = r
+        whole_runs.append(r)
     ours = results["tessera-event"]["bars"] / results["tessera-event"]["seconds"]
     print(f"\nSmaCross({FAST},{SLOW}) on {args.bars:,} synthetic 1-minute bars\n")
     print("| engine | seconds | bars/s | tessera-event is x faster | fills | peak RSS MB |")
@@ -341,6 +555,8 @@ def main() -> None:
             f"| {name} | {r['seconds']:.2f} | {rate:,.0f} | {ours / rate:.2f} | "
             f"{int(r['fills']):,} | {r['peak_rss_mb']:.0f} |"
         )
+    if len(whole_runs) == 2:
+        print("\n" + compare_trades(*whole_runs))
 
 
 if __name__ == "__main__":
