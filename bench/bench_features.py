@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_features.py [--rows 5000000] [--rounds 3] [--pairs 3]
         [--engines tessera,talib,pandas-ta,tessera-default-set] [--baseline-src DIR]
+        [--no-live] [--no-memory] [--no-first-call]
 
 Batch: the four indicators all three libraries have (RSI 14, MACD 12/26/9, Bollinger 20/2,
 ATR 14) on ``--rows`` synthetic 1-minute bars (a seeded random walk; synthetic data is for
@@ -21,8 +22,11 @@ computing every engine once untimed (imports, JIT cache load: "first call"), the
 rounds running the engines back to back (TA-Lib right after Tessera, the order reversed every
 other round), so that a burst of load hits both sides of a ratio. Reported: the median over
 all timed runs with min-max, and "vs TA-Lib" as the median (min-max) of the per-round ratios.
-The load average is printed before and after. Peak memory comes from one more process per
-engine: its peak resident set above what it held with the bars loaded (Linux ``clear_refs``).
+The load average is printed before and after, and each round's timings as the round ends.
+Peak memory comes from one more process per engine: its peak resident set above what it held
+with the bars loaded (Linux ``clear_refs``). A child process that outlives a deadline grown
+from the rows, rounds and engines is killed and reported as failed; the bars' temporary folder
+and the numba cache folder are removed also on failure.
 
 Also the whole default feature set (16 columns) in Tessera alone; the compiled loops' one-off
 cost (first call in a fresh process, with an empty numba cache and with a warm one); and the
@@ -112,7 +116,7 @@ def _compute(engine: str, frame: pl.DataFrame, pdf: Any) -> None:
         atr = talib.ATR(h, lo, c, 14)
         assert len(rsi) == len(atr) == len(pctb) == len(width) == len(hist)
     elif engine == "pandas-ta":
-        import pandas_ta_classic as pta
+        import pandas_ta_classic as pta  # type: ignore[import-untyped]
 
         c, h, lo = pdf["close"], pdf["high"], pdf["low"]
         rsi = pta.rsi(c, 14, talib=False)
@@ -199,9 +203,23 @@ def incremental_latency(repeat_bars: int = 45_031) -> dict[str, float]:
     }
 
 
-def _child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any] | None:
+def child_timeout_s(rows: int, runs: int) -> float:
+    """A child's ceiling: 120 s of start-up plus 10 µs a row per engine run (pandas-ta, the
+    slowest, takes ~2 µs a row here)."""
+    return 120.0 + rows * runs * 10e-6
+
+
+def _child(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 600.0
+) -> dict[str, Any] | None:
     cmd = [sys.executable, __file__, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, check=False, env=env, timeout=timeout
+        )  # on expiry subprocess.run kills the child
+    except subprocess.TimeoutExpired:
+        print(f"{args}: killed after {timeout:.0f} s", file=sys.stderr, flush=True)
+        return None
     if proc.returncode != 0:
         print(f"{args}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
         return None
@@ -228,6 +246,10 @@ def main() -> None:
     ap.add_argument("--engines", default="tessera,talib,pandas-ta,tessera-default-set")
     ap.add_argument("--baseline-src", help="a source tree to time as 'tessera@base'")
     ap.add_argument("--no-live", action="store_true", help="skip the incremental latency")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    ap.add_argument(
+        "--no-first-call", action="store_true", help="skip the numba cold/warm first-call cost"
+    )
     ap.add_argument("--memory", help=argparse.SUPPRESS)
     ap.add_argument("--paired", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
@@ -254,6 +276,11 @@ def main() -> None:
         base = [e for e in engines if e.startswith("tessera") or e == "talib"]
         groups.append(("@base", base, env))
     load_before = _load()
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rows:,} bars; load average "
+        f"(1, 5, 15 min) {load_before} on {os.cpu_count()} cores",
+        flush=True,
+    )
     times: dict[str, list[float]] = {}
     ratios: dict[str, list[float]] = {}
     first: dict[str, list[float]] = {}
@@ -262,9 +289,10 @@ def main() -> None:
         path = os.path.join(tmp, "bars.parquet")
         synthetic_bars(args.rows).write_parquet(path)
         for k in range(args.rounds):
-            for suffix, group, env in groups if k % 2 == 0 else groups[::-1]:
+            for suffix, group, group_env in groups if k % 2 == 0 else groups[::-1]:
                 cmd = ["--paired", ",".join(group), "--path", path, "--pairs", str(args.pairs)]
-                r = _child(cmd, env)
+                limit = child_timeout_s(args.rows, (args.pairs + 1) * len(group))
+                r = _child(cmd, group_env, limit)
                 if r is None:
                     continue
                 for engine, ts in r["times"].items():
@@ -276,9 +304,13 @@ def main() -> None:
                     if "talib" in r["times"]:
                         pairs = zip(r["times"]["talib"], ts, strict=True)
                         ratios.setdefault(name, []).extend(t / e for t, e in pairs)
-                print(f"round {k + 1}/{args.rounds}{suffix}: done", file=sys.stderr)
-        for engine in engines:
-            r = _child(["--memory", engine, "--path", path])
+                cells = ", ".join(
+                    f"{e}{suffix} " + "/".join(f"{t:.3f}" for t in ts)
+                    for e, ts in r["times"].items()
+                )
+                print(f"round {k + 1}/{args.rounds}{suffix} (s): {cells}", flush=True)
+        for engine in [] if args.no_memory else engines:
+            r = _child(["--memory", engine, "--path", path], None, child_timeout_s(args.rows, 1))
             if r is not None:
                 peaks[engine] = r["peak_mb"]
     load_after = _load()
@@ -304,25 +336,29 @@ def main() -> None:
         )
     if times.get("pandas-ta") and times.get("tessera"):
         per_pair = [p / t for t, p in zip(times["tessera"], times["pandas-ta"], strict=True)]
-        print(f"\ntessera vs pandas-ta: {_spread(per_pair, '.1f')}x faster")
+        print(f"\ntessera vs pandas-ta: {_spread(per_pair, '.1f')}x faster", flush=True)
 
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        cold = _child(["--first-call", cache], env)
-        warm = _child(["--first-call", cache], env)
-    if cold and warm:
-        print(
-            f"\nFirst build_features call of the four on 1,000 bars in a fresh process: "
-            f"{cold['first']:.2f} s with an empty numba cache (compiling), {warm['first']:.2f} s "
-            f"with a warm one; then {warm['second'] * 1000:.1f} ms per call"
-        )
+    if not args.no_first_call:
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            cold = _child(["--first-call", cache], env, child_timeout_s(0, 0))
+            warm = _child(["--first-call", cache], env, child_timeout_s(0, 0))
+        if cold and warm:
+            print(
+                f"\nFirst build_features call of the four on 1,000 bars in a fresh process: "
+                f"{cold['first']:.2f} s with an empty numba cache (compiling), "
+                f"{warm['first']:.2f} s with a warm one; "
+                f"then {warm['second'] * 1000:.1f} ms per call",
+                flush=True,
+            )
 
     if not args.no_live:
         lat = incremental_latency()
         print(
             f"\nIncremental, default set ({lat['features']:.0f} columns), {lat['bars']:,.0f} "
             f"real bars: median {lat['median_us']:.1f} µs, p99 {lat['p99_us']:.1f} µs, "
-            f"max {lat['max_us']:.0f} µs per bar"
+            f"max {lat['max_us']:.0f} µs per bar",
+            flush=True,
         )
 
 

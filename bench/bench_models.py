@@ -1,6 +1,7 @@
 """Model training time and out-of-sample quality on the real bundled bars.
 
-    .venv/bin/python bench/bench_models.py [--temporal] [--json out.json]
+    .venv/bin/python bench/bench_models.py [--repeat 3] [--kinds lightgbm,mlp,linear]
+        [--bars N] [--temporal] [--json out.json]
 
 1. ``tessera.models.train`` with the default configs (LightGBM, forward-return label,
    walk-forward x5, default feature set) on the 45,031 real 1-minute BTC bars: wall time of
@@ -11,6 +12,14 @@
    label, pooled out-of-sample IC / rank IC / MSE. It is only shipped if it beats the MLP.
 
 Honest numbers: nothing here is tuned on the test folds (the configs are the defaults).
+
+Timing on a shared machine: ``--repeat`` interleaved rounds (each kind once per round, the order
+reversed every other round); each run prints as it ends, the summary gives the median and
+min-max seconds (the ICs are the same every round: the seed is fixed). The feature code is
+loaded once, untimed, before the first round; a kind's first run still includes importing its
+library (LightGBM, torch). ``--bars N`` trains on
+the first N bars only (a quick look; the figures in docs/benchmarks.md use all of them). Nothing
+is written to disk but the optional ``--json`` file.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from tessera.config.models import FeatureConfig, ModelConfig
+from tessera.features import build_features
 from tessera.models import train
 from tessera.models.dataset import FORWARD_RETURN
 from tessera.models.evaluation import information_coefficient, rank_information_coefficient
@@ -36,8 +47,10 @@ from tessera.models.training import make_splits
 SEED = 42
 
 
-def bench_train(kind: str) -> dict[str, Any]:
+def bench_train(kind: str, max_bars: int | None = None) -> dict[str, Any]:
     bars, _ = load_bars(None)
+    if max_bars:
+        bars = bars.head(max_bars)
     cfg = ModelConfig.model_validate({"kind": kind})
     t0 = time.perf_counter()
     result = train(bars, cfg, features=FeatureConfig(), seed=SEED)
@@ -75,7 +88,7 @@ def fit_predict_gru(
         torch.manual_seed(SEED)
         gen = torch.Generator().manual_seed(SEED)
 
-        class Net(torch.nn.Module):  # type: ignore[misc]  # torch is imported lazily: Any
+        class Net(torch.nn.Module):  # type: ignore[misc,name-defined]  # torch is imported lazily: Any
             def __init__(self) -> None:
                 super().__init__()
                 self.gru = torch.nn.GRU(x.shape[1], 32, batch_first=True)
@@ -99,8 +112,9 @@ def fit_predict_gru(
                 opt.step()
         net.eval()
         with torch.no_grad():
-            pred = net(torch.from_numpy(_windows(xs, test, width)))[:, 0].numpy()
-    return pred.astype(np.float64) * y_std + y_mean
+            pred: np.ndarray = net(torch.from_numpy(_windows(xs, test, width)))[:, 0].numpy()
+    out: np.ndarray = pred.astype(np.float64) * y_std + y_mean
+    return out
 
 
 def temporal_experiment() -> dict[str, Any]:
@@ -138,26 +152,61 @@ def temporal_experiment() -> dict[str, Any]:
     return out
 
 
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` seconds."""
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--kinds", default="lightgbm,mlp,linear", help="model kinds to train")
+    parser.add_argument("--bars", type=int, help="train on the first N bundled bars only")
     parser.add_argument("--temporal", action="store_true", help="run the GRU-vs-MLP experiment")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    figures: dict[str, Any] = {"cpus": os.cpu_count()}
-    for kind in ("lightgbm", "mlp", "linear"):
-        figures[kind] = res = bench_train(kind)
-        print(
-            f"{kind:9s} {res['seconds']:6.1f} s  rows {res['rows']:,}  features {res['features']}"
-            f"  OOS IC {res['model']['ic']:+.4f} (baseline {res['baseline']['ic']:+.4f})"
-            f"  rank IC {res['model']['rank_ic']:+.4f} (baseline {res['baseline']['rank_ic']:+.4f})"
-        )
+    kinds = [k for k in args.kinds.split(",") if k]
+    if args.repeat < 1 or not kinds:
+        parser.error("--repeat must be >= 1 and --kinds name at least one kind")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.repeat} interleaved "
+        f"round(s); load average (1, 5, 15 min) {load} on {os.cpu_count()} cores",
+        flush=True,
+    )
+    figures: dict[str, Any] = {"cpus": os.cpu_count(), "load_start": load}
+    # untimed: the feature code's imports and compiled loops (numba cache) load once here, not
+    # in whichever kind happens to run first
+    bars, _ = load_bars(None)
+    build_features(bars.head(1_000), FeatureConfig())
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for k in range(args.repeat):
+        for kind in kinds if k % 2 == 0 else kinds[::-1]:
+            res = bench_train(kind, args.bars)
+            runs[kind].append(res)
+            print(
+                f"round {k + 1}/{args.repeat} {kind:9s} {res['seconds']:6.1f} s  "
+                f"rows {res['rows']:,}  features {res['features']}"
+                f"  OOS IC {res['model']['ic']:+.4f} (baseline {res['baseline']['ic']:+.4f})"
+                f"  rank IC {res['model']['rank_ic']:+.4f}"
+                f" (baseline {res['baseline']['rank_ic']:+.4f})",
+                flush=True,
+            )
+    print(f"\nTrain seconds, median (min-max) of {args.repeat}:")
+    for kind, rs in runs.items():
+        secs = [r["seconds"] for r in rs]
+        figures[kind] = {**rs[-1], "seconds": statistics.median(secs), "seconds_all": secs}
+        print(f"{kind:9s} {spread(secs)} s", flush=True)
     if args.temporal:
         figures["temporal"] = exp = temporal_experiment()
         for name, r in exp.items():
             print(
                 f"{name:4s} pooled OOS IC {r['ic']:+.4f} rank IC {r['rank_ic']:+.4f} "
-                f"MSE {r['mse']:.4e} folds {r['fold_ic']} ({r['seconds']} s)"
+                f"MSE {r['mse']:.4e} folds {r['fold_ic']} ({r['seconds']} s)",
+                flush=True,
             )
+    figures["load_end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average at the end {figures['load_end']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_optimize.py [--trials 100] [--workers 2]
         [--strategies sma_cross,my_rsi] [--engines processes,ray,prune,freqtrade] [--no-cross]
-        [--json FILE]
+        [--json FILE] [--repeat 1]
 
 What it measures (issue 18, "Measure"): the same search on the same data, fees and number of
 trials, with every trial a full backtest:
@@ -28,13 +28,23 @@ trials, with every trial a full backtest:
   engines (Tessera `backtest_point`, `freqtrade backtesting`), with trades, total return, both
   Sharpe definitions computed on each engine's own trades (see docs/benchmarks.md for the
   difference between the two objectives).
+
+Each engine's line is printed as its run ends, with the date and the load average at the start
+and the end. ``--repeat R`` runs every engine R times, interleaved (the engine order reversed
+every other round), and adds the median (min-max) trials per minute of each engine; the default
+is one run each (100 trials of each engine take ~6 min here). Temporary folders (the study's
+output, the RSI strategy's folder, freqtrade's work folders) are removed on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
+import os
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -87,6 +97,8 @@ def _register_my_rsi() -> None:
     from tessera.strategies.template import render_template
 
     folder = Path(tempfile.mkdtemp(prefix="bench-optimize-strategies-"))
+    # removed when this child exits, after the study (whose workers read it) has ended
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / "my_rsi.py").write_text(render_template("my_rsi"))
     load_strategies(folder, entry_points=False)
 
@@ -334,6 +346,24 @@ def print_cross(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_medians(rows: list[dict[str, Any]]) -> None:
+    """Median (min-max) trials per minute of each engine and strategy over its runs."""
+    runs: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        runs.setdefault((r["engine"], r["strategy"]), []).append(60 * r["trials"] / r["seconds"])
+    print("\nTrials per minute, median (min-max) over the rounds")
+    for (engine, strategy), rates in runs.items():
+        print(
+            f"{engine:<48} {strategy:<9} {statistics.median(rates):.1f} "
+            f"({min(rates):.1f}-{max(rates):.1f}) over {len(rates)} runs",
+            flush=True,
+        )
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--trials", type=int, default=100, help="trials = freqtrade epochs (100)")
@@ -342,6 +372,7 @@ def main() -> None:
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--no-cross", action="store_true", help="skip the cross-engine backtests")
     ap.add_argument("--json", type=Path, help="also write every figure to this file")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved runs per engine (1)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-backtest", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -359,21 +390,36 @@ def main() -> None:
         bad = [x for x in given if x not in known]
         if bad:
             ap.error(f"unknown {name} {bad}; choose from {', '.join(known)}")
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.trials} trials, "
+        f"{args.workers} workers, {args.repeat} round(s); load average (1, 5, 15 min) "
+        f"{_load()} on {os.cpu_count()} cores",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     cross: list[dict[str, Any]] = []
     for strategy in strategies:
-        for engine in engines:
-            print(f"running {engine} on {strategy} ({args.trials} trials)…", file=sys.stderr)
-            if engine == "freqtrade":
-                rows.append(run_freqtrade(strategy, args.trials, args.workers))
-            else:
-                rows.append(run_tessera(strategy, engine, args.trials, args.workers))
-            r = rows[-1]
-            print(
-                f"  {r['seconds']:.1f} s, {r['trials']} trials, best {r['best_params']} "
-                f"{r['best_objective']}",
-                file=sys.stderr,
-            )
+        for k in range(args.repeat):
+            for engine in engines if k % 2 == 0 else engines[::-1]:
+                print(
+                    f"running {engine} on {strategy} ({args.trials} trials), "
+                    f"round {k + 1}/{args.repeat}…",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if engine == "freqtrade":
+                    rows.append(run_freqtrade(strategy, args.trials, args.workers))
+                else:
+                    rows.append(run_tessera(strategy, engine, args.trials, args.workers))
+                r = rows[-1]
+                print(
+                    f"  {r['engine']} {strategy}: {r['seconds']:.1f} s, {r['trials']} trials, "
+                    f"{60 * r['trials'] / r['seconds']:.1f} trials/min, best {r['best_params']} "
+                    f"{r['best_objective']}",
+                    flush=True,
+                )
         ours = next(
             (r for r in rows if r["strategy"] == strategy and "processes (" in r["engine"]), None
         )
@@ -386,8 +432,11 @@ def main() -> None:
             ours_p = {k: v for k, v in ours["best_params"].items() if k in searched}
             cross += cross_check(strategy, ours_p, theirs["best_params"])
     print_table(rows)
+    if args.repeat > 1:
+        print_medians(rows)
     if cross:
         print_cross(cross)
+    print(f"\nload average at the end {_load()}", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"runs": rows, "cross": cross}, indent=1, default=str))
 

@@ -7,7 +7,10 @@ One engine, two accounts: the same SmaCross(10, 30) with a fixed 0.01 BTC size o
 price per bar, the liquidation check on the mark's high/low, funding every 8 h, initial-margin
 checks per order, margin stats per bar). The long-only perpetual run makes the same trades as
 spot, so the difference is the funding and margin bookkeeping; a long/short run
-(``allow_short``) is shown too. Best of ``--repeat`` runs each, in this process.
+(``allow_short``) is shown too. In this process, ``--repeat`` interleaved rounds (each engine
+once per round, garbage collected before each run); reported: the median and min-max bars/s,
+the best run, and "vs spot" as the median (min-max) of the per-round time ratios, so that a
+burst of load on a shared machine hits both sides of a ratio. Each round prints as it ends.
 
 Synthetic data (benchmarks may use it; correctness tests use the real bars in samples/): a
 seeded random walk for the trade bars, a mark 0.01 % above the trade price with its own
@@ -21,8 +24,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,14 +83,18 @@ def make_files(n: int, root: Path) -> tuple[Path, Path, Path]:
     return bars, mark, funding
 
 
-def best(fn: object, repeat: int) -> tuple[float, int]:
-    times, fills = [], 0
-    for _ in range(repeat):
-        gc.collect()  # the previous run's garbage is not this run's cost
-        t0 = time.perf_counter()
-        fills = fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - t0)
-    return min(times), fills
+def timed(fn: Callable[[], int]) -> tuple[float, int]:
+    """One run of ``fn``: seconds and its fill count."""
+    gc.collect()  # the previous run's garbage is not this run's cost
+    t0 = time.perf_counter()
+    fills = fn()
+    return time.perf_counter() - t0, fills
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)`` of ``values``, each formatted with ``fmt``."""
+    mid, lo, hi = statistics.median(values), min(values), max(values)
+    return f"{mid:{fmt}} ({lo:{fmt}} to {hi:{fmt}})"
 
 
 def main() -> None:
@@ -123,28 +133,47 @@ def main() -> None:
         "perp long-only": lambda: perp(False),
         "perp long/short": lambda: perp(True),
     }
-    # interleaved, best of --repeat each: a busy machine slows every engine alike
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.bars:,} bars; "
+        f"{args.repeat} interleaved rounds; load average (1, 5, 15 min) "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
+        flush=True,
+    )
+    # interleaved rounds: a busy machine slows every engine of a round alike
     timings: dict[str, list[float]] = {name: [] for name in engines}
     fills: dict[str, int] = {}
-    for _ in range(args.repeat):
+    for k in range(args.repeat):
         for name, fn in engines.items():
-            seconds, fills[name] = best(fn, 1)
+            seconds, fills[name] = timed(fn)
             timings[name].append(seconds)
+        cells = ", ".join(f"{name} {timings[name][-1]:.3f} s" for name in engines)
+        print(f"round {k + 1}/{args.repeat}: {cells}", flush=True)
+    spot_t = timings["spot"]
     rows = {
         name: {
-            "seconds": min(ts),
-            "bars_per_s": args.bars / min(ts),
+            "seconds_median": statistics.median(ts),
+            "seconds_min": min(ts),
+            "seconds_max": max(ts),
+            "bars_per_s_median": args.bars / statistics.median(ts),
+            "bars_per_s_best": args.bars / min(ts),
             "fills": fills[name],
+            "vs_spot": [t / s - 1.0 for t, s in zip(ts, spot_t, strict=True)],
         }
         for name, ts in timings.items()
     }
-    base = rows["spot"]["seconds"]
-    for row in rows.values():
-        row["vs_spot"] = row["seconds"] / base - 1.0
     print(json.dumps({"bars": args.bars, "repeat": args.repeat, "engines": rows}, indent=1))
-    print(f"{'engine':18} {'bars/s':>10} {'fills':>7} {'vs spot':>8}")
-    for name, row in rows.items():
-        print(f"{name:18} {row['bars_per_s']:>10,.0f} {row['fills']:>7,} {row['vs_spot']:>+8.1%}")
+    print(
+        f"\n{'engine':18} {'bars/s median (min-max)':>32} {'best bars/s':>12} {'fills':>7} "
+        f"{'vs spot, paired median (min-max)':>34}"
+    )
+    for name, ts in timings.items():
+        row = rows[name]
+        rates = spread([args.bars / t for t in ts], ",.0f")
+        vs = "-" if name == "spot" else spread([100 * x for x in row["vs_spot"]], "+.1f") + " %"
+        print(
+            f"{name:18} {rates:>32} {row['bars_per_s_best']:>12,.0f} {row['fills']:>7,} {vs:>34}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

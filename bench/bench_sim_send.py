@@ -1,6 +1,7 @@
 """The simulator's own send rate at ``max`` speed, in messages per second.
 
     .venv/bin/python bench/bench_sim_send.py [--synthetic 500000] [--clients bare,raw]
+        [--repeat 3] [--no-real]
 
 The simulator runs in this process; each client runs in its own process (two cores: one sends,
 one receives) and stops after the last expected frame:
@@ -11,6 +12,11 @@ Scenarios: the bundled real recordings (BTCUSDT+ETHUSDT, 2 days) on 1 stream (``
 the busiest) and on 10 combined streams (trade, aggTrade, bookTicker, depth@100ms, kline_1m per
 symbol), plus synthetic ``@trade`` frames at scale (valid Binance payloads; synthetic data is for
 throughput only) on 1 stream and on 10 symbols.
+
+The machine may be shared, so each scenario runs ``--repeat`` interleaved rounds (every client
+once per round, the order reversed every other round); a row gives the median and min-max of
+msgs/s and is printed as its scenario ends. The wait for the replay to end grows with the
+frames sent; a client process is killed if anything fails.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import base64
 import json
 import os
 import socket
+import statistics
 import sys
 import time
 
@@ -100,6 +107,12 @@ def child(kind: str, url: str, n: int, total_bytes: int) -> None:
 # --- the simulator side -------------------------------------------------------------------------
 
 
+def replay_deadline_s(frames: int) -> float:
+    """The longest a replay may take: 60 s plus 100 µs a frame (a rate 25x below the slowest
+    client here), so a hung client fails the run instead of holding it forever."""
+    return 60.0 + frames * 100e-6
+
+
 async def run_one(market: SimMarket, streams: list[str], kind: str) -> dict[str, float]:
     combined = len(streams) > 1
     datas = [market.stream(s) for s in streams]
@@ -121,11 +134,19 @@ async def run_one(market: SimMarket, streams: list[str], kind: str) -> dict[str,
             str(total_bytes),
             stdout=asyncio.subprocess.PIPE,
         )
-        await asyncio.wait_for(sim.wait_connections(1), 30)
-        t0 = time.perf_counter()
-        await asyncio.wait_for(sim.wait_replayed(), 600)
-        server_s = time.perf_counter() - t0
-        out, _ = await proc.communicate()
+        try:
+            # the client's start-up (an interpreter and an import), not the work: a fixed bound
+            await asyncio.wait_for(sim.wait_connections(1), 60)
+            t0 = time.perf_counter()
+            await asyncio.wait_for(sim.wait_replayed(), replay_deadline_s(n))
+            server_s = time.perf_counter() - t0
+            out, _ = await asyncio.wait_for(proc.communicate(), replay_deadline_s(n))
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{kind} client exited {proc.returncode}")
         client_s = float(json.loads(out.decode().strip().splitlines()[-1])["seconds"])
     assert sim.stats.total_messages == n, (sim.stats.total_messages, n)
     return {
@@ -137,17 +158,25 @@ async def run_one(market: SimMarket, streams: list[str], kind: str) -> dict[str,
     }
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)`` of ``values``, each formatted with ``fmt``."""
+    mid, lo, hi = statistics.median(values), min(values), max(values)
+    return f"{mid:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
+
+
 async def main_async(args: argparse.Namespace) -> None:
-    real = SimMarket.from_recording(BUNDLED_RECORDINGS)
-    ten_real = [
-        f"{s}@{k}"
-        for s in ("btcusdt", "ethusdt")
-        for k in ("trade", "aggTrade", "bookTicker", "depth@100ms", "kline_1m")
-    ]
-    scenarios = [
-        ("real, 1 stream (btcusdt@bookTicker)", real, ["btcusdt@bookTicker"]),
-        ("real, 10 combined streams", real, ten_real),
-    ]
+    scenarios: list[tuple[str, SimMarket, list[str]]] = []
+    if args.real:
+        real = SimMarket.from_recording(BUNDLED_RECORDINGS)
+        ten_real = [
+            f"{s}@{k}"
+            for s in ("btcusdt", "ethusdt")
+            for k in ("trade", "aggTrade", "bookTicker", "depth@100ms", "kline_1m")
+        ]
+        scenarios += [
+            ("real, 1 stream (btcusdt@bookTicker)", real, ["btcusdt@bookTicker"]),
+            ("real, 10 combined streams", real, ten_real),
+        ]
     if args.synthetic:
         one = synthetic_market(args.synthetic, SYMBOLS[:1])
         ten = synthetic_market(args.synthetic, SYMBOLS)
@@ -161,24 +190,42 @@ async def main_async(args: argparse.Namespace) -> None:
         ]
     print(
         f"\nSimulator send rate at max speed ({os.cpu_count()} CPUs; simulator and client in "
-        "separate processes)\n"
+        f"separate processes); {args.repeat} interleaved round(s): median (min-max)\n"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average (1, 5, 15 min) "
+        f"{_load()}\n",
+        flush=True,
     )
     print("| scenario | client | messages | MB | seconds | msgs/s | simulator msgs/s |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|", flush=True)
+    clients = [c for c in args.clients.split(",") if c]
     for label, market, streams in scenarios:
-        for kind in args.clients.split(","):
-            r = await run_one(market, streams, kind)
+        runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in clients}
+        for k in range(args.repeat):
+            for kind in clients if k % 2 == 0 else clients[::-1]:
+                runs[kind].append(await run_one(market, streams, kind))
+        for kind, rs in runs.items():
             print(
-                f"| {label} | {kind} | {r['messages']:,} | {r['mb']:.1f} | {r['client_s']:.2f} | "
-                f"{r['rate']:,.0f} | {r['server_rate']:,.0f} |",
+                f"| {label} | {kind} | {rs[0]['messages']:,.0f} | {rs[0]['mb']:.1f} | "
+                f"{statistics.median(r['client_s'] for r in rs):.2f} | "
+                f"{spread([r['rate'] for r in rs], ',.0f')} | "
+                f"{spread([r['server_rate'] for r in rs], ',.0f')} |",
                 flush=True,
             )
+    print(f"\nload average at the end {_load()}", flush=True)
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--synthetic", type=int, default=500_000, help="synthetic frames (0: none)")
     ap.add_argument("--clients", default="bare,raw")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument(
+        "--no-real", dest="real", action="store_false", help="skip the bundled recordings"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--expect", type=int, help=argparse.SUPPRESS)

@@ -1,6 +1,7 @@
 """Start-up time of the `tessera` command line, each run in a fresh process.
 
     .venv/bin/python bench/bench_startup.py [-n 7] [--warmup 1] [--all] [--baseline DIR]
+        [--only REGEX]
 
 What a user waits for before a command does its own work: Python starting, the imports, the
 root bootstrap (settings, logging, seed) and the help rendering. Each case runs ``n`` times in
@@ -21,7 +22,9 @@ its row adds the engine's own time (the "N bars in X s" line the command prints)
 of the process (start-up, data loading, the buy & hold baseline, writing the results).
 
 Targets (issues 16 and 20): ``tessera --help`` under 0.5 s; any command's start under 1 s.
-``--all`` adds ``--help`` of every other top-level command. Rows are printed as each case ends.
+``--all`` adds ``--help`` of every other top-level command; ``--only REGEX`` keeps the cases
+whose label matches. Rows are printed as each case ends. A run that has not ended after
+``RUN_TIMEOUT_S`` is killed and stops the bench (a hang, not a slow start).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT_S = 300  # a hang guard: the slowest case here (the real backtest) takes ~2 s
 ENGINE_LINE = re.compile(r"Backtest: [\d,]+ bars in ([\d.]+) s")
 
 
@@ -113,7 +117,15 @@ def run_once(argv: list[str], src: str | None) -> Sample:
         env["PYTHONPATH"] = src
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=RUN_TIMEOUT_S,  # on expiry subprocess.run kills the child and raises
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -148,6 +160,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="src folder of the code to compare with (paired runs)"
     )
+    parser.add_argument("--only", help="run only the cases whose label matches this regex")
     args = parser.parse_args()
     if args.n < 5:
         parser.error("-n must be at least 5: a median of fewer runs is noise")
@@ -158,7 +171,7 @@ def main() -> None:
         versions.insert(0, ("baseline", str(args.baseline.resolve())))
     load = f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.n} runs per case "
-          f"after {args.warmup} warm-up run(s); {load}")  # fmt: skip
+          f"after {args.warmup} warm-up run(s); {load}", flush=True)  # fmt: skip
     if args.baseline:
         print(f"baseline: PYTHONPATH={args.baseline}; paired, interleaved, alternating first")
     print()
@@ -166,7 +179,10 @@ def main() -> None:
     print(f"| command | {head} | target s |")
     print("|---|" + "---:|---:|" * len(versions) + "---:|")
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        for case in cases(Path(tmp), args.all):
+        chosen = [c for c in cases(Path(tmp), args.all) if re.search(args.only or "", c.label)]
+        if not chosen:
+            parser.error(f"--only {args.only!r} matches no case")
+        for case in chosen:
             samples: dict[str, list[Sample]] = {v: [] for v, _ in versions}
             for _ in range(args.warmup):
                 for _, src in versions:
@@ -181,7 +197,7 @@ def main() -> None:
             if case.engine:
                 for name, _ in versions:
                     print(f"  {name}:{engine_note(samples[name])}", flush=True)
-    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":
