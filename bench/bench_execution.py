@@ -1,13 +1,17 @@
 """Execution figures: durable order/fill writes, submit-to-ack latency, simulator matching.
 
-    .venv/bin/python bench/bench_execution.py [--orders 2000] [--latency-orders 300]
+    .venv/bin/python bench/bench_execution.py [--orders 2000] [--rounds 3] [--latency-orders 300]
 
 1. Persistence: each order goes through `OrderManager`'s durable path — intent and SUBMITTED
    committed together before the request is sent, then the answer (ACCEPTED, one fill with its
    position, FILLED) committed as one transaction — on SQLite (the embedded default, WAL,
-   synchronous=FULL) and on the local PostgreSQL. The ceiling: a bare psycopg ``executemany``
-   of the same order and fill rows into plain tables, in one transaction (no intermediate
-   durability: the most a driver can do).
+   synchronous=FULL) and on the local PostgreSQL (synchronous_commit=on). The ceiling beside
+   each: the bare driver (`sqlite3`, psycopg) doing the same two commits per order on the same
+   schema — the intent (the order row, its two events), then the answer (the fill's
+   idempotency read, the ACCEPTED event and order update, the fill, its event, the order
+   update, the position upsert) — with hand-written SQL and nothing else: no state machine, no
+   checks, no object model. Runs alternate (tessera, bare, tessera, bare, ...) and the median
+   of ``--rounds`` is printed with the min-max, and tessera's share of the bare rate.
 2. Submit-to-ack latency through `CcxtExchange` (ccxt, signed REST) against the simulator on
    loopback: market orders, median and p99.
 3. The simulator's matching throughput: `TradingEngine.place` called directly (market and
@@ -19,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import sqlite3
 import statistics
 import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -81,26 +87,103 @@ async def persist(url: str, n: int) -> float:
     return n / elapsed
 
 
+_ORDER_COLS = (
+    "client_order_id, run_id, seq, strategy, signal_id, exchange, symbol, side, type, "
+    "time_in_force, qty, price, stop_price, status, exchange_order_id, filled_qty, "
+    "filled_notional, overfilled, late_fill, ts_created, ts_last, reason, list_id, reduce_only"
+)
+_EVENT_COLS = "client_order_id, kind, status_after, ts, exchange_order_id, reason, trade_id"
+_FILL_COLS = (
+    "exchange, symbol, trade_id, client_order_id, strategy, side, price, qty, fee, fee_asset, "
+    "liquidity, ts_event, ts_recorded"
+)
+
+
+def _bare_sql(ph: str) -> dict[str, str]:
+    """The statements of the two commits, for a driver whose placeholder is ``ph``."""
+
+    def marks(n: int) -> str:
+        return ", ".join([ph] * n)
+
+    return {
+        "order": f"INSERT INTO orders ({_ORDER_COLS}) VALUES ({marks(24)})",
+        "event": f"INSERT INTO order_events ({_EVENT_COLS}) VALUES ({marks(7)})",
+        "fill_read": (
+            f"SELECT id FROM fills WHERE exchange = {ph} AND symbol = {ph} AND trade_id = {ph}"
+        ),
+        "update": (
+            f"UPDATE orders SET status = {ph}, exchange_order_id = {ph}, filled_qty = {ph}, "
+            f"filled_notional = {ph}, ts_last = {ph} WHERE client_order_id = {ph}"
+        ),
+        "fill": f"INSERT INTO fills ({_FILL_COLS}) VALUES ({marks(13)})",
+        "position": (
+            "INSERT INTO positions (symbol, strategy, qty, cost, realized_pnl, fees_quote, "
+            f"ts_last) VALUES ({marks(7)}) ON CONFLICT (symbol, strategy) DO UPDATE SET "
+            "qty = excluded.qty, cost = excluded.cost, realized_pnl = excluded.realized_pnl, "
+            "fees_quote = excluded.fees_quote, ts_last = excluded.ts_last"
+        ),
+    }
+
+
+def _bare_orders(conn: Any, ph: str, n: int, run_id: str, money: Any) -> float:
+    """``n`` orders, two commits each, through the bare DB-API connection ``conn``."""
+    sql = _bare_sql(ph)
+    cur = conn.cursor()
+    qty, price = Decimal("0.001"), Decimal("61000.12")
+    t0 = time.perf_counter()
+    for i in range(n):
+        cid, ts = f"r{i:06d}-{i + 1}", time.time_ns()
+        cur.execute(sql["order"], (cid, run_id, i + 1, "", None, "binance", "BTCUSDT", "BUY",
+                                   "MARKET", "GTC", money(qty), None, None, "SUBMITTED", None,
+                                   money(0), money(0), False, False, ts, ts, "signal", None,
+                                   False))  # fmt: skip
+        intent = [(cid, "intent", "INITIALIZED", ts, None, None, None),
+                  (cid, "submitted", "SUBMITTED", ts, None, None, None)]  # fmt: skip
+        cur.executemany(sql["event"], intent)
+        conn.commit()  # the intent is durable: the request could go out now
+        tid, ts = f"{cid}-f", time.time_ns()
+        cur.execute(sql["fill_read"], ("binance", "BTCUSDT", tid))
+        cur.fetchall()
+        cur.execute(sql["event"], (cid, "accepted", "ACCEPTED", ts, cid, None, None))
+        cur.execute(sql["update"], ("ACCEPTED", cid, money(0), money(0), ts, cid))
+        cur.execute(sql["fill"], ("binance", "BTCUSDT", tid, cid, "", "BUY", money(price),
+                                  money(qty), money(Decimal("0.0000001")), "BTC", "TAKER", ts,
+                                  ts))  # fmt: skip
+        cur.execute(sql["event"], (cid, "filled", "FILLED", ts, None, None, tid))
+        cur.execute(sql["update"], ("FILLED", cid, money(qty), money(qty * price), ts, cid))
+        cur.execute(sql["position"], ("BTCUSDT", "", money(qty * (i + 1)), money(price * qty),
+                                      money(0), money(0), ts))  # fmt: skip
+        conn.commit()
+    return n / (time.perf_counter() - t0)
+
+
+def _new_run(url: str) -> str:
+    """The schema (migrated by the store) and a run the bare orders belong to."""
+    store = ExecutionStore(url)
+    run_id = f"bare-{secrets.token_hex(3)}"
+    store.start_run(run_id, "live", "bench", [""])
+    store.close()
+    return run_id
+
+
+def bare_sqlite(path: Path, n: int) -> float:
+    """Bare `sqlite3`, the store's pragmas (WAL, synchronous=FULL, foreign keys)."""
+    run_id = _new_run(f"sqlite:///{path}")
+    conn = sqlite3.connect(str(path), timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return _bare_orders(conn, "?", n, run_id, lambda d: format(Decimal(d), "f"))
+    finally:
+        conn.close()
+
+
 def bare_psycopg(url: str, n: int) -> float:
+    """Bare psycopg (synchronous_commit=on, the server's default), no pool."""
+    run_id = _new_run(url)
     with psycopg.connect(url) as conn:
-        conn.execute(
-            "CREATE TABLE bo (cid text PRIMARY KEY, symbol text, side text, qty numeric, "
-            "status text, ts bigint)"
-        )
-        conn.execute(
-            "CREATE TABLE bf (trade_id text PRIMARY KEY, cid text, price numeric, qty numeric, "
-            "fee numeric, ts bigint)"
-        )
-        conn.commit()
-        orders = [(f"c{i}", "BTCUSDT", "BUY", Decimal("0.001"), "FILLED", i) for i in range(n)]
-        fills = [(f"f{i}", f"c{i}", Decimal("61000.12"), Decimal("0.001"), Decimal("0"), i)
-                 for i in range(n)]  # fmt: skip
-        t0 = time.perf_counter()
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO bo VALUES (%s, %s, %s, %s, %s, %s)", orders)
-            cur.executemany("INSERT INTO bf VALUES (%s, %s, %s, %s, %s, %s)", fills)
-        conn.commit()
-        return n / (time.perf_counter() - t0)
+        return _bare_orders(conn, "%s", n, run_id, Decimal)
 
 
 def pg_database() -> tuple[str, str]:
@@ -162,32 +245,47 @@ def matching(n: int) -> tuple[float, float]:
     return market_rate, limit_rate
 
 
+def _spread(rates: list[float]) -> str:
+    return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}-{max(rates):,.0f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--orders", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating runs of each store")
     ap.add_argument("--latency-orders", type=int, default=300)
     args = ap.parse_args()
     n = args.orders
 
-    print(f"\n1. Durable order+fill records, {n:,} orders (2 commits each)\n")
-    print("| store | orders+fills/s |")
-    print("|---|---:|")
-    with tempfile.TemporaryDirectory() as tmp:
-        rate = asyncio.run(persist(f"sqlite:///{tmp}/bench.db", n))
-        print(f"| tessera OrderManager -> SQLite | {rate:,.0f} |")
-    name, url = pg_database()
-    try:
-        rate = asyncio.run(persist(url, n))
-        print(f"| tessera OrderManager -> PostgreSQL | {rate:,.0f} |")
-    finally:
-        drop(name)
-    name, url = pg_database()
-    try:
-        print(
-            f"| bare psycopg executemany, one transaction (ceiling) | {bare_psycopg(url, n):,.0f} |"
-        )
-    finally:
-        drop(name)
+    print(f"\n1. Durable order+fill records, {n:,} orders (2 commits each), "
+          f"{args.rounds} alternating rounds: median (min-max)\n")  # fmt: skip
+    print("| store | tessera OrderManager, orders+fills/s | bare driver, same commits | share |")
+    print("|---|---:|---:|---:|")
+    for label in ("SQLite (WAL, synchronous=FULL)", "PostgreSQL (synchronous_commit=on)"):
+        ours: list[float] = []
+        bare: list[float] = []
+        for _ in range(args.rounds):
+            for kind in ("tessera", "bare"):
+                rates = ours if kind == "tessera" else bare
+                if label.startswith("SQLite"):
+                    with tempfile.TemporaryDirectory() as tmp:
+                        db = Path(tmp) / "bench.db"
+                        rates.append(
+                            asyncio.run(persist(f"sqlite:///{db}", n))
+                            if kind == "tessera"
+                            else bare_sqlite(db, n)
+                        )
+                else:
+                    name, url = pg_database()
+                    try:
+                        rates.append(
+                            asyncio.run(persist(url, n)) if kind == "tessera"
+                            else bare_psycopg(url, n)
+                        )  # fmt: skip
+                    finally:
+                        drop(name)
+        share = statistics.median(ours) / statistics.median(bare) * 100
+        print(f"| {label} | {_spread(ours)} | {_spread(bare)} | {share:.0f}% |", flush=True)
 
     med, p99, rate = asyncio.run(latency(args.latency_orders))
     print(f"\n2. Submit-to-ack through CcxtExchange -> simulator (loopback), "

@@ -23,6 +23,12 @@ caller waits, then runs its own pass on the state the first left), and after eve
 the order is looked up again: if the submit's answer or the user-data stream moved it while
 the query was out, the query's answer is older than what we know and is not acted on.
 
+The intent's commit runs on the store's writer thread (`tessera.execution.writer`), awaited:
+the request still leaves only after the commit has returned, but the event loop keeps reading
+market frames and user-data reports while the commit waits for the disk. A task cancelled
+while it awaits that commit sends nothing; the commit itself may still land, leaving a
+SUBMITTED order that recovery closes as never sent.
+
 An order list (OCO, `submit_list`) follows the same sequence with both legs together: both
 intents and SUBMITTED events in one commit, then the one request, then the answer for both legs
 in one transaction. Each leg keeps its own client order id, so an unknown outcome leaves both in
@@ -47,6 +53,7 @@ import copy
 import dataclasses
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -82,6 +89,7 @@ from tessera.execution.state import (
     OrderStateMachine,
 )
 from tessera.execution.userdata import ExecutionReport
+from tessera.execution.writer import is_disconnect
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -120,6 +128,15 @@ def _snapshot(order: Order) -> Order:
     snap.fees = dict(order.fees)
     snap.trade_ids = set(order.trade_ids)
     return snap
+
+
+def _copy_position(position: Position) -> Position:
+    """A copy of ``position`` that a fill can move without touching the original: its own
+    deque of lots (the lots themselves are tuples of Decimals, immutable: shared). A deep copy
+    cost ~6 ms per fill on a position of a few hundred lots."""
+    twin = copy.copy(position)
+    twin.lots = deque(position.lots)
+    return twin
 
 
 def _restore(order: Order, snap: Order) -> None:
@@ -205,16 +222,22 @@ class OrderManager:
             order.ts_created = now_ns()
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
         self.machine.apply(order, submitted)
-        # intent and SUBMITTED in one commit (two statements): nothing happens between them
+        # intent and SUBMITTED in one commit: nothing happens between them. On the store's
+        # writer thread, awaited: the loop reads frames while the commit waits for the disk,
+        # and the request below leaves only once the commit has returned
+        store = self.store
+        seq = self._seq(order)
         try:
-            recorded = self.store.record_submission(order, self.run_id, self._seq(order), submitted)
+            recorded = await store.writer.run(
+                store.record_submission, order, self.run_id, seq, submitted
+            )
         except Exception:
             order.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
             raise
         if not recorded:
             order.status = OrderStatus.INITIALIZED
             log.warning("signal already produced an order", cid=order.client_order_id)
-            existing = self.store.order_for_signal(order.signal_id)
+            existing = await store.writer.run(store.order_for_signal, order.signal_id)
             return existing if existing is not None else order
         self.observer.on_event(order, submitted, len(self.live))
         self.live[order.client_order_id] = order
@@ -260,7 +283,9 @@ class OrderManager:
             self.machine.apply(leg, submitted)
             items.append((leg, seq, submitted))
         try:
-            recorded = self.store.record_list_submission(items, self.run_id)
+            recorded = await self.store.writer.run(
+                self.store.record_list_submission, items, self.run_id
+            )
         except Exception:
             for leg in legs:
                 leg.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
@@ -334,26 +359,33 @@ class OrderManager:
         saved_positions = {
             key: self.positions.get(key) for key in {(o.symbol, o.strategy) for o, _, _ in answers}
         }
-        self._deferred = []
-        try:
-            with self.store.batch():
+        for attempt in (1, 2):
+            self._deferred = []
+            try:
+                # the order path's engine: no pre-ping round trip before the transaction
+                with self.store.on_path(), self.store.batch():
+                    for order, ack, fills in answers:
+                        self.apply(order, ack, fills)
+                break
+            except Exception as exc:
+                self._deferred = None
+                for order, snap in saved:
+                    _restore(order, snap)
+                for key, position in saved_positions.items():
+                    if position is None:
+                        self.positions.pop(key, None)
+                    else:
+                        self.positions[key] = position
+                if attempt == 1 and is_disconnect(exc):
+                    # a connection that died while idle: nothing was written, write it again
+                    log.warning("database connection lost: reconnecting once", error=str(exc))
+                    continue
+                if not isinstance(exc, IntegrityError):
+                    raise
                 for order, ack, fills in answers:
                     self.apply(order, ack, fills)
-        except Exception as exc:
-            self._deferred = None
-            for order, snap in saved:
-                _restore(order, snap)
-            for key, position in saved_positions.items():
-                if position is None:
-                    self.positions.pop(key, None)
-                else:
-                    self.positions[key] = position
-            if not isinstance(exc, IntegrityError):
-                raise
-            for order, ack, fills in answers:
-                self.apply(order, ack, fills)
-            return
-        deferred, self._deferred = self._deferred, None
+                return
+        deferred, self._deferred = self._deferred or [], None
         for o, event in deferred:  # committed: now the observers may act on it
             self.observer.on_event(o, event, len(self.live))
 
@@ -425,7 +457,7 @@ class OrderManager:
         key = (fill.symbol, order.strategy)
         previous = self.positions.get(key)
         # the fill moves a copy: the position in memory changes only once the store has it
-        position = copy.deepcopy(previous) if previous else Position(fill.symbol, order.strategy)
+        position = _copy_position(previous) if previous else Position(fill.symbol, order.strategy)
         self.machine.apply(order, event)
         # which asset the fee is in, from the symbol's name (BTCUSDT: USDT quote, BTC base)
         asset = fill.fee_asset

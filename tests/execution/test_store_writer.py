@@ -1,0 +1,244 @@
+"""The order path's writer thread: the loop runs while the intent commits, writes keep their
+order, a dead PostgreSQL connection is replaced without a pre-ping, the intent is one statement
+on PostgreSQL and SQLite's WAL is checkpointed off the order path. Real SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, select, text
+
+from tessera.execution.exchange import ExchangeOrder
+from tessera.execution.manager import OrderManager
+from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.persistence import ExecutionStore
+from tessera.execution.schema import ValueTooLongError, order_events, orders
+from tessera.execution.state import OrderEvent, OrderEventKind
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+RUN = "run-writer"
+
+
+class SlowCommitStore(ExecutionStore):
+    """A real store whose intent takes ``delay_s`` longer to commit (a slow disk)."""
+
+    delay_s = 0.0
+
+    def record_submission(self, *args: Any, **kwargs: Any) -> bool:
+        time.sleep(self.delay_s)
+        return super().record_submission(*args, **kwargs)
+
+
+class CheckingExchange:
+    """Answers at once (accepted, resting), and notes whether each order's intent was
+    committed — read on a connection of its own — when the request reached it."""
+
+    def __init__(self, store: ExecutionStore) -> None:
+        self.store = store
+        self.committed_at_send: dict[str, bool] = {}
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        with self.store.engine.connect() as c:
+            row = c.execute(
+                select(orders.c.status).where(orders.c.client_order_id == order.client_order_id)
+            ).first()
+        self.committed_at_send[order.client_order_id] = row is not None and row[0] == "SUBMITTED"
+        return ExchangeOrder(order.client_order_id, f"x-{order.client_order_id}", order.symbol,
+                             OrderStatus.ACCEPTED, order.qty, Decimal(0), Decimal(0))  # fmt: skip
+
+
+def market(cid: str) -> Order:
+    return Order(cid, "BTCUSDT", OrderSide.BUY, OrderType.MARKET, Decimal("0.001"))
+
+
+async def test_the_loop_keeps_running_while_the_intent_commits_and_the_request_waits_for_it(
+    database_url: str,
+) -> None:
+    store = SlowCommitStore(database_url)
+    exchange = CheckingExchange(store)
+    try:
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        store.delay_s = 0.3
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def heartbeat() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.02)
+        before = ticks
+        t0 = time.monotonic()
+        order = await om.submit(market("w-slow-1"))
+        took = time.monotonic() - t0
+        during = ticks - before
+        stop.set()
+        await beat
+        assert took >= 0.3  # the commit was waited for ...
+        assert during >= 10  # ... while the loop ran (a blocked loop ticks at most once)
+        assert exchange.committed_at_send == {"w-slow-1": True}  # durable before the request
+        assert order.status is OrderStatus.ACCEPTED
+    finally:
+        store.close()
+
+
+async def test_writes_handed_in_together_are_committed_in_the_order_they_were_handed_in(
+    database_url: str,
+) -> None:
+    store = ExecutionStore(database_url)
+    exchange = CheckingExchange(store)
+    try:
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        cids = [f"w-fifo-{i}" for i in range(1, 41)]
+        # all submitted at once: each awaits its own commit, the writer takes them in turn
+        placed = await asyncio.gather(*(om.submit(market(cid)) for cid in cids))
+        assert [o.status for o in placed] == [OrderStatus.ACCEPTED] * len(cids)
+        assert all(exchange.committed_at_send[cid] for cid in cids)
+        with store.engine.connect() as c:
+            rows = c.execute(
+                select(order_events.c.client_order_id, order_events.c.kind).order_by(
+                    order_events.c.id
+                )
+            ).all()
+        intents = [cid for cid, kind in rows if kind == "intent"]
+        assert intents == cids  # the event log has the intents in the order handed in
+        for cid in cids:  # and each order's own events in the order they happened
+            kinds = [kind for c, kind in rows if c == cid]
+            assert kinds == ["intent", "submitted", "accepted"]
+    finally:
+        store.close()
+
+
+def test_the_intent_on_postgres_is_one_statement_with_both_events_and_checks_lengths(
+    fresh_postgres_url: str,
+) -> None:
+    store = ExecutionStore(fresh_postgres_url)
+    try:
+        store.start_run(RUN, "live", "test", ["s1"])
+        order = market("w-one-1")
+        order.strategy = "s1"
+        submitted = OrderEvent(OrderEventKind.SUBMITTED, time.time_ns())
+        order.ts_created = time.time_ns()
+        order.status = OrderStatus.SUBMITTED
+        sent: list[str] = []
+        commits: list[object] = []
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda conn, cur, stmt, *a: sent.append(stmt))  # fmt: skip
+        event.listen(store.engine, "commit", commits.append)
+        assert store.record_submission(order, RUN, 1, submitted)
+        # one statement, autocommitted: no BEGIN, no COMMIT, no second INSERT
+        assert len(sent) == 1 and sent[0].startswith("WITH o AS (INSERT INTO orders")
+        assert commits == []
+        assert store.get_order("w-one-1") is not None  # and it is committed
+        assert store.record_submission(order, RUN, 1, submitted)  # a replay: recorded
+        stored = store.get_order("w-one-1")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED
+        assert stored.qty == Decimal("0.001")
+        with store.engine.connect() as c:
+            kinds = c.execute(text("SELECT kind, status_after FROM order_events ORDER BY id")).all()
+        assert [tuple(k) for k in kinds] == [("intent", "INITIALIZED"), ("submitted", "SUBMITTED")]
+        long_id = market("w-" + "x" * 40)
+        long_id.status = OrderStatus.SUBMITTED
+        with pytest.raises(ValueTooLongError, match=r"orders\.client_order_id"):
+            store.record_submission(long_id, RUN, 2, submitted)
+    finally:
+        store.close()
+
+
+async def test_a_dead_postgres_connection_on_the_order_path_is_replaced_without_a_pre_ping(
+    fresh_postgres_url: str,
+) -> None:
+    store = ExecutionStore(fresh_postgres_url)
+    exchange = CheckingExchange(store)
+    try:
+        assert store.path_engine.pool._pre_ping is False  # type: ignore[attr-defined]
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        await om.submit(market("w-dead-1"))  # the writer's pooled connection now exists
+        db = fresh_postgres_url.rsplit("/", 1)[1]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (db,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 1
+        order = await om.submit(market("w-dead-2"))
+        assert order.status is OrderStatus.ACCEPTED
+        assert exchange.committed_at_send["w-dead-2"] is True
+        assert store.writer.reconnects == 1  # found dead at its write, retried once
+        stored = store.get_order("w-dead-2")
+        assert stored is not None and stored.status is OrderStatus.ACCEPTED
+    finally:
+        store.close()
+
+
+class KillingExchange(CheckingExchange):
+    """Terminates every connection to the database while the request is out."""
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        ack = await super().submit(order)
+        db = self.store.url.rsplit("/", 1)[1]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (db,),
+            )
+        return ack
+
+
+async def test_the_answer_is_recorded_on_a_new_connection_when_the_old_one_died_meanwhile(
+    fresh_postgres_url: str,
+) -> None:
+    store = ExecutionStore(fresh_postgres_url)
+    try:
+        om = OrderManager(store, KillingExchange(store), RUN, strategy="s1")  # type: ignore[arg-type]
+        for cid in ("w-kill-1", "w-kill-2"):
+            order = await om.submit(market(cid))
+            assert order.status is OrderStatus.ACCEPTED
+            stored = store.get_order(cid)
+            assert stored is not None and stored.status is OrderStatus.ACCEPTED
+        with store.engine.connect() as c:
+            kinds = (
+                c.execute(
+                    select(order_events.c.kind).where(order_events.c.client_order_id == "w-kill-2")
+                )
+                .scalars()
+                .all()
+            )
+        assert kinds == ["intent", "submitted", "accepted"]  # once each: no doubled write
+    finally:
+        store.close()
+
+
+def test_sqlite_commits_leave_the_wal_checkpoint_to_the_stores_own_thread(tmp_path: Path) -> None:
+    db = tmp_path / "wal.db"
+    store = ExecutionStore(f"sqlite:///{db}")
+    try:
+        assert store._checkpointer is not None
+        store._checkpointer.close()  # replaced by one that reacts sooner, for the test
+        from tessera.execution.persistence import _Checkpointer
+
+        store._checkpointer = _Checkpointer(db, interval_s=0.05, min_bytes=1)
+        with store.engine.connect() as c:
+            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        store.start_run(RUN, "live", "test", ["s1"])
+        for i in range(1, 51):
+            store.record_intent(market(f"w-wal-{i}"), RUN, i)
+        deadline = time.monotonic() + 10
+        while store._checkpointer.runs == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store._checkpointer.runs >= 1
+        assert len(store.open_orders()) == 50
+    finally:
+        store.close()
