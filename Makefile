@@ -13,7 +13,8 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); n=$$((n + 1)); [ $$n -gt 4 ] && n=4; echo $$n)
 # --dist loadgroup: a file's tests on one worker, the heaviest bot-process tests on one worker
 # (one after another, started first); see tests/conftest.py.
-PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup
+# --durations: the 40 slowest tests in every run's output, where the suite's time goes (issue 20).
+PYTEST_XDIST   := -n $(PYTEST_WORKERS) --dist loadgroup --durations=40 --durations-min=5
 
 .DEFAULT_GOAL := help
 .PHONY: help setup services tools alerts-check lint typecheck docs unit test demo bench clean peers
