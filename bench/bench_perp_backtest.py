@@ -163,17 +163,19 @@ def main() -> None:
     }
     print(json.dumps({"bars": args.bars, "repeat": args.repeat, "engines": rows}, indent=1))
     print(
-        f"\n{'engine':18} {'bars/s median (min-max)':>32} {'best bars/s':>12} {'fills':>7} "
-        f"{'vs spot, paired median (min-max)':>34}"
+        f"\n{'engine':18} {'bars/s median (min to max)':>32} {'best bars/s':>12} {'fills':>7} "
+        f"{'vs spot, paired median (min to max)':>36}"
     )
     for name, ts in timings.items():
         row = rows[name]
         rates = spread([args.bars / t for t in ts], ",.0f")
         vs = "-" if name == "spot" else spread([100 * x for x in row["vs_spot"]], "+.1f") + " %"
         print(
-            f"{name:18} {rates:>32} {row['bars_per_s_best']:>12,.0f} {row['fills']:>7,} {vs:>34}",
+            f"{name:18} {rates:>32} {row['bars_per_s_best']:>12,.0f} {row['fills']:>7,} {vs:>36}",
             flush=True,
         )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nload average at the end {load}", flush=True)
 
 
 if __name__ == "__main__":
