@@ -333,7 +333,7 @@ class TesseraCli:
         ]  # fmt: skip
 
     def run(self) -> dict[str, Any]:
-        from run import measure  # bench/peers/freqtrade_backtest/run.py: both sides alike
+        from ft_backtest import measure  # peers/freqtrade_backtest/: both sides measured alike
 
         shutil.rmtree(self.wd / "out", ignore_errors=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
@@ -363,7 +363,7 @@ class TesseraCli:
 
 def freqtrade_available(wanted: bool) -> bool:
     """Whether to run freqtrade: wanted and its venv made; says why not when it is skipped."""
-    from run import venv_python
+    from ft_backtest import venv_python
 
     if not wanted:
         return False
@@ -400,7 +400,7 @@ def whole(path: Path, rounds: int, with_freqtrade: bool) -> None:
     import statistics
     from contextlib import ExitStack
 
-    from run import FreqtradeBacktest
+    from ft_backtest import FreqtradeBacktest
 
     results: dict[str, list[dict[str, Any]]] = {}
     with ExitStack() as stack:
@@ -536,7 +536,7 @@ def main() -> None:
     results["tessera backtest, whole process (all-in, 1 bp)"] = r
     whole_runs.append(r)
     if with_freqtrade:
-        from run import FreqtradeBacktest
+        from ft_backtest import FreqtradeBacktest
 
         print("running freqtrade backtesting (whole process)…", file=sys.stderr)
         with FreqtradeBacktest(path) as ft:

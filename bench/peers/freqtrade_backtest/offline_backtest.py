@@ -1,6 +1,6 @@
 """Inside bench/.venv-freqtrade: write the bars as freqtrade's data, run `freqtrade backtesting`.
 
-Usage (see run.py, which calls this with freqtrade's venv python):
+Usage (see ft_backtest.py, which calls this with freqtrade's venv python):
     python offline_backtest.py convert BARS.parquet DATADIR
     python offline_backtest.py run OUT.json -- <freqtrade args>
 
@@ -15,8 +15,9 @@ change nothing it computes:
   else reaching for the network fails loudly instead of measuring someone's internet;
 - timestamps of freqtrade's phases (`Backtesting.start` entered, the data loaded, the
   backtest loop with its signals begun and ended, the results stored), so the benchmark can
-  tell start-up, data loading, the loop and the reports apart. The trade count and the profit
-  are read from freqtrade's own results (``Backtesting.results``) when `start` returns.
+  tell start-up, data loading, the loop and the reports apart. The trade count, the profit
+  and every round trip are read from freqtrade's own results (``Backtesting.results``) when
+  `start` returns.
 OUT.json gets ``{"freqtrade": version, "timings": {...}, "backtest": {...}}``.
 """
 
@@ -93,6 +94,12 @@ def _install_hooks(timings: dict[str, float], stats: dict[str, Any]) -> None:
                 "final_balance": s["final_balance"],
                 "backtest_start": s["backtest_start"],
                 "backtest_end": s["backtest_end"],
+                # every round trip: open and close time (ms) and rate, for the cross-check
+                # test (tests/backtest/test_freqtrade_spot_crosscheck.py)
+                "round_trips": [
+                    [t["open_timestamp"], t["close_timestamp"], t["open_rate"], t["close_rate"]]
+                    for t in s["trades"]
+                ],
                 "exit_reasons": {
                     r["key"]: r["trades"]
                     for r in s.get("exit_reason_summary", [])

@@ -1,7 +1,7 @@
 """freqtrade's backtesting of SmaCross(10, 30) on bench_backtest.py's bars, offline, measured.
 
 Usage:
-    .venv/bin/python bench/peers/freqtrade_backtest/run.py BARS.parquet [--runs 1]
+    .venv/bin/python bench/peers/freqtrade_backtest/ft_backtest.py BARS.parquet [--runs 1]
 
 What a run is (the freqtrade side of bench/bench_backtest.py, issue 20's "the peer users pick
 most"):
