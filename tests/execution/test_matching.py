@@ -404,3 +404,64 @@ def test_an_oco_never_fills_both_legs(
     assert len(filled) <= 1
     if filled:
         assert expired_by_list == {profit.client_order_id, loss.client_order_id} - filled
+
+
+def _copy(o: Order, cid: str) -> Order:
+    return Order(
+        client_order_id=cid,
+        symbol=o.symbol,
+        side=o.side,
+        type=o.type,
+        qty=o.qty,
+        price=o.price,
+        stop_price=o.stop_price,
+        time_in_force=o.time_in_force,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(bars(), min_size=1, max_size=4),
+    types,
+    sides,
+    prices,
+    prices,
+    tifs,
+    st.floats(0, 0.5),
+    st.sampled_from(["touch", "through"]),
+)
+def test_a_lone_order_is_matched_as_the_many_order_path_matches_it(
+    bs: list[BarView],
+    otype: OrderType,
+    side: OrderSide,
+    p: Decimal,
+    s: Decimal,
+    tif: TimeInForce,
+    participation: float,
+    limit_fill: str,
+) -> None:
+    """`match_bar` takes a shortcut for one order alone on its symbol (most bars of a
+    backtest); the same order beside a second one goes the general way. Bar after bar, both
+    give the same event (fill, flags) and keep or remove the order alike."""
+    alone, crowd = WorkingOrders(), WorkingOrders()
+    o = _build(otype, side, p, s, tif)
+    twin = _copy(o, f"twin{next(_ids)}")
+    other = order(T.LIMIT, BUY, qty="1", price="1")  # rests far below: never fills
+    alone.add(o)
+    crowd.add(twin)
+    crowd.add(other)
+    for t, b in enumerate(bs):
+        kw = {"slippage": NO_SLIP, "max_participation": participation, "limit_fill": limit_fill}
+        got = alone.match_bar("BTCUSDT", b, t, **kw)  # type: ignore[arg-type]
+        ref = [e for e in crowd.match_bar("BTCUSDT", b, t, **kw) if e.order is twin]  # type: ignore[arg-type]
+        assert [(e.result, e.first_bar, e.expired_by_list) for e in got] == [
+            (e.result, e.first_bar, e.expired_by_list) for e in ref
+        ]
+        assert (o.client_order_id in alone) == (twin.client_order_id in crowd)
+        assert alone.is_triggered(o.client_order_id) == crowd.is_triggered(twin.client_order_id)
+        for e in got:  # book the fill into both orders, as a venue does before the next bar
+            if e.result.match is not None:
+                o.filled_qty += e.result.match.qty
+                twin.filled_qty += e.result.match.qty
+        if o.client_order_id not in alone:
+            break

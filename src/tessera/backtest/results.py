@@ -39,6 +39,7 @@ import numpy.typing as npt
 import polars as pl
 
 from tessera.config.models import BacktestConfig, RiskConfig
+from tessera.execution.fastinit import slot_init
 from tessera.execution.orders import ExitReason, Fill, Order
 from tessera.execution.portfolio import Portfolio
 from tessera.risk.engine import DenialReason
@@ -52,6 +53,7 @@ YEAR_NS = 365 * 86_400 * 1_000_000_000
 ZERO = Decimal(0)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class FillRecord:
     fill: Fill

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from tessera.execution.fastinit import slot_init
 from tessera.execution.orders import Liquidity, Order, OrderSide, OrderType, TimeInForce
 
 ZERO = Decimal(0)
@@ -71,6 +72,7 @@ class SlippageModel:
         return price + delta if side is OrderSide.BUY else price - delta
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class BarView:
     open: float
@@ -80,6 +82,7 @@ class BarView:
     volume: float
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Match:
     qty: Decimal
@@ -88,6 +91,7 @@ class Match:
     reference_price: Decimal  # price before slippage (to report slippage paid)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class MatchResult:
     match: Match | None = None
@@ -120,7 +124,7 @@ def match_order(
     """Decide what ``order`` does on ``bar``. ``first_bar``: the order arrived for this bar;
     ``triggered``: a stop order triggered on an earlier bar (it is now a limit order)."""
     buy = order.side is OrderSide.BUY
-    o, h, lo = _d(bar.open), _d(bar.high), _d(bar.low)
+    o = _d(bar.open)
     remaining = order.remaining_qty
     cap = remaining
     if max_participation > 0:
@@ -143,6 +147,8 @@ def match_order(
     if otype is OrderType.MARKET or (triggered and otype.is_market_on_trigger):
         # a stop-market triggered earlier whose remainder (participation cap) is still working
         return fill(slippage.adjust(order.side, o, bar_range), Liquidity.TAKER, o)
+    # the high and the low matter from here on only (a market order reads the open alone)
+    h, lo = _d(bar.high), _d(bar.low)
 
     if otype.has_stop and not triggered:
         assert order.stop_price is not None
@@ -198,6 +204,7 @@ def open_is_through(order: Order, bar: BarView) -> bool:
     return o <= order.price if order.side is OrderSide.BUY else o >= order.price
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class MatchEvent:
     order: Order
@@ -327,6 +334,19 @@ class WorkingOrders:
         ]
         if not due:
             return []
+        if len(due) == 1 and self._partner_entry(due[0]) is None:
+            # one order alone (a strategy's market order, most bars that have any): what the
+            # loop below does for it, without the ordering and the bookkeeping of many
+            e = due[0]
+            first = not e.first_bar_seen
+            e.first_bar_seen = True
+            r = match_order(
+                e.order, bar, first, slippage, max_participation, limit_fill, e.triggered
+            )
+            event = self._event(e, r, first)
+            if event.terminal:
+                self.remove(e.order.client_order_id)
+            return [event]
         due.sort(key=lambda e: (e.active_from, e.seq))
         results: dict[str, tuple[_Entry, MatchResult, bool]] = {}
         for e in due:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
+from tessera.execution.fastinit import slot_init
+
 
 class OrderSide(StrEnum):
     BUY = "BUY"
@@ -159,6 +161,7 @@ class Liquidity(StrEnum):
     TAKER = "taker"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Fill:
     """One execution of (part of) an order. ``trade_id`` is the exchange's and is unique."""

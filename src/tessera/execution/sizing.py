@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from tessera.execution.fastinit import slot_init
 from tessera.execution.filters import SymbolFilters
 from tessera.execution.orders import ExitReason, Order, OrderSide, OrderType
 
@@ -39,6 +40,7 @@ class MarketKind(StrEnum):
     PERPETUAL = "perpetual"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class SizedOrder:
     """One market order of a plan."""
@@ -53,6 +55,7 @@ class SizedOrder:
         return self.qty * self.side.sign
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class SizingPlan:
     """The orders to send, in order, and what was refused on the way."""

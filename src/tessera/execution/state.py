@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from tessera.execution.fastinit import slot_init
 from tessera.execution.orders import Fill, Order, OrderStatus
 
 S = OrderStatus
@@ -40,6 +41,7 @@ class OrderEventKind(StrEnum):
     FILLED = "filled"  # a trade of this order (partial or complete)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OrderEvent:
     kind: OrderEventKind
@@ -110,21 +112,41 @@ class OrderStateMachine:
             if event.fill is None:
                 raise InvalidTransitionError("a FILLED event needs a fill")
             return self._apply_fill(order, event.fill)
-        allowed = _TRANSITIONS[event.kind]
-        if order.status not in allowed:
-            raise InvalidTransitionError(
-                f"order {order.client_order_id}: {event.kind} is not allowed in {order.status}"
-            )
-        new = allowed[order.status]
-        if event.kind is OrderEventKind.CANCEL_REJECTED:
-            new = S.PARTIALLY_FILLED if order.filled_qty > 0 else S.ACCEPTED
-        if event.exchange_order_id:
-            order.exchange_order_id = event.exchange_order_id
-        if event.kind is OrderEventKind.REJECTED:
-            order.reject_reason = event.reason or "rejected"
-        order.status = new
-        order.ts_last = max(order.ts_last, event.ts)
+        self.transition(order, event.kind, event.ts, event.exchange_order_id, event.reason)
         return None
+
+    def transition(
+        self,
+        order: Order,
+        kind: OrderEventKind,
+        ts: int,
+        exchange_order_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """`apply` of a non-fill event given by its parts, without building the `OrderEvent`
+        (what a backtest does three times for every order); the same rules, the same errors."""
+        if kind is OrderEventKind.FILLED:
+            raise InvalidTransitionError("a FILLED event needs a fill: use fill()")
+        allowed = _TRANSITIONS[kind]
+        status = order.status
+        if status not in allowed:
+            raise InvalidTransitionError(
+                f"order {order.client_order_id}: {kind} is not allowed in {status}"
+            )
+        new = allowed[status]
+        if kind is OrderEventKind.CANCEL_REJECTED:
+            new = S.PARTIALLY_FILLED if order.filled_qty > 0 else S.ACCEPTED
+        if exchange_order_id:
+            order.exchange_order_id = exchange_order_id
+        if kind is OrderEventKind.REJECTED:
+            order.reject_reason = reason or "rejected"
+        order.status = new
+        if ts > order.ts_last:  # max(ts_last, ts)
+            order.ts_last = ts
+
+    def fill(self, order: Order, fill: Fill) -> FillOutcome:
+        """`apply` of a FILLED event carrying ``fill``, without building the `OrderEvent`."""
+        return self._apply_fill(order, fill)
 
     def _apply_fill(self, order: Order, fill: Fill) -> FillOutcome:
         if fill.client_order_id != order.client_order_id:

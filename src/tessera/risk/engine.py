@@ -47,6 +47,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from tessera.config.models import EquityFraction, RiskConfig
+from tessera.execution.fastinit import slot_init
 from tessera.execution.orders import OrderSide, OrderType
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class RiskAction(StrEnum):
     FLATTEN = "flatten"
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     symbol: str
@@ -108,6 +110,7 @@ class OrderIntent:
     reduce_only: bool = False
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class AccountView:
     """What the checks need to know about the account right now."""
@@ -131,11 +134,15 @@ class RiskDecision:
 
     @classmethod
     def ok(cls) -> RiskDecision:
-        return cls(True)
+        # one shared instance: a decision is frozen, and most orders are allowed
+        return _ALLOWED if cls is RiskDecision else cls(True)
 
     @classmethod
     def deny(cls, reason: DenialReason, detail: str) -> RiskDecision:
         return cls(False, reason, detail)
+
+
+_ALLOWED = RiskDecision(True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,29 +318,34 @@ class RiskEngine:
 
         Drawdown is a float percentage (it is a gauge, not money); the peak is kept exactly.
         """
-        eq = float(equity)
+        # a backtest calls this on every bar a position is held: written for few operations
+        if type(equity) is float:
+            eq = equity
+            self._equity_dec = None
+        else:
+            eq = float(equity)
+            self._equity_dec = equity if isinstance(equity, Decimal) else None
         self._equity_raw = equity
-        self._equity_dec = equity if isinstance(equity, Decimal) else None
-        if eq > self._peak_f:
-            self._peak_f = eq
-            self._set_peak(equity)
         peak = self._peak_f
-        self.drawdown_pct = max((peak - eq) / peak * 100.0, 0.0) if peak > 0 else 0.0
-        self.listener.on_drawdown(eq, peak, self.drawdown_pct)
+        if eq > peak:
+            self._peak_f = peak = eq
+            self._set_peak(equity)
+        drawdown = 0.0
+        if peak > 0:
+            drawdown = (peak - eq) / peak * 100.0
+            if drawdown < 0.0:  # max(drawdown, 0.0), as written before
+                drawdown = 0.0
+        self.drawdown_pct = drawdown
+        self.listener.on_drawdown(eq, peak, drawdown)
         cfg = self.config
         limit = cfg.max_drawdown_pct  # None: the kill-switch is off
-        if (
-            limit is not None
-            and self.state is not TradingState.HALTED
-            and self.drawdown_pct >= limit
-        ):
-            self._set_halt(HaltRecord("kill_switch", ts, self.drawdown_pct))
+        state = self.state
+        if limit is not None and state is not TradingState.HALTED and drawdown >= limit:
+            self._set_halt(HaltRecord("kill_switch", ts, drawdown))
             return [RiskAction.CANCEL_ALL, *([RiskAction.FLATTEN] if cfg.flatten_on_halt else [])]
         threshold = cfg.reduce_only_drawdown_pct
-        if threshold is not None and self.state is not TradingState.HALTED:
-            target = (
-                TradingState.REDUCING if self.drawdown_pct >= threshold else TradingState.ACTIVE
-            )
+        if threshold is not None and state is not TradingState.HALTED:
+            target = TradingState.REDUCING if drawdown >= threshold else TradingState.ACTIVE
             if target is not self.state:
                 self.state = target
                 self.listener.on_state(target, None)
