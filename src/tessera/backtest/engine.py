@@ -145,7 +145,20 @@ class _SymbolState:
         self.mark_high: list[float] = []  # perpetuals: the mark per bar (whole series)
         self.mark_low: list[float] = []
         self.mark_close: list[float] = []
+        self._dec_of: float | None = None  # the float `last_close_d` converted last
+        self._dec = ZERO
         self.load(0, 0)
+
+    def last_close_d(self) -> Decimal | None:
+        """The last close as the exact Decimal of its shortest repr, converted once per bar
+        however many orders and marks ask for it (identity: a new bar is a new float)."""
+        close = self.last_close
+        if close is None:
+            return None
+        if close is not self._dec_of:
+            self._dec = _d(close)
+            self._dec_of = close
+        return self._dec
 
     def load(self, start: int, stop: int) -> None:
         s = self.series
@@ -184,7 +197,12 @@ class BacktestContext(OrderHelpers):
         return self._engine.now
 
     def position(self, symbol: str) -> Decimal:
-        return self._engine.portfolio.strategy_position(symbol, self._strategy).qty
+        portfolio = self._engine.portfolio
+        # a lookup first: `strategy_position` builds a Position on every call to offer it
+        pos = portfolio.by_strategy.get((symbol, self._strategy))
+        if pos is None:
+            return portfolio.strategy_position(symbol, self._strategy).qty
+        return pos.qty
 
     def equity(self) -> Decimal:
         self._engine.sync_marks()
@@ -411,6 +429,13 @@ class BacktestEngine:
             if self.risk_config is not None
             else None
         )
+        rc = self.risk_config
+        # whether a pre-trade check reads the account's equity: only a cap written as a fraction
+        # of it does (`RiskEngine._cap`); quote amounts never
+        self._risk_reads_equity = rc is not None and not all(
+            isinstance(cap, Decimal)
+            for cap in (rc.max_order_notional, rc.max_position_notional, rc.max_gross_exposure)
+        )
         self.working = WorkingOrders()
         self.orders: list[Order] = []
         self.fill_records: list[FillRecord] = []
@@ -523,6 +548,12 @@ class BacktestEngine:
         funding_due = st.perp.funding.due if st.perp is not None else {}
         mark_close = st.mark_close
         append_t, append_e, append_x = times.append, equity.append, exposure.append
+        # the working orders' dict itself: a bar without orders costs one truth test of it
+        # instead of a call to `WorkingOrders.__bool__`
+        working = self.working._entries
+        # spot: the drawdown of each held bar goes straight to the risk engine; the engine's
+        # part (`_risk_acted`) runs only when the risk engine returns actions
+        spot_risk = self.risk.update_equity if self.risk is not None and not perp else None
         n = len(st.series)
         chunk = CHUNK if progress is None else max(1, min(CHUNK, -(-n // PROGRESS_CHECKPOINTS)))
         for start in range(0, n, chunk):
@@ -538,7 +569,7 @@ class BacktestEngine:
                 t = ct_l[j]
                 self.now = t
                 st.bar_index = start + j
-                if self.working:
+                if working:
                     self._match_working(st, start + j)
                 close = close_l[j]
                 st.last_close = close
@@ -582,8 +613,10 @@ class BacktestEngine:
                 elif pos:
                     eq = self._cash_f + pos * close
                     append_x(abs(pos) * close)
-                    if self.risk is not None:
-                        self._risk_update(eq)
+                    if spot_risk is not None:
+                        actions = spot_risk(eq, t)
+                        if actions:
+                            self._risk_acted(actions, None, eq)
                 else:
                     eq = self._cash_f
                     append_x(0.0)
@@ -641,11 +674,15 @@ class BacktestEngine:
         """Push the latest closes (perpetuals: marks) into the exact account (only when
         someone needs it)."""
         if self._marks_dirty:
-            perp = self.perp_account is not None
-            for sym, st in self.symbols.items():
-                price = st.last_mark if perp else st.last_close
-                if price is not None:
-                    self.portfolio.mark(sym, _d(price))
+            if self.perp_account is not None:
+                for sym, st in self.symbols.items():
+                    if st.last_mark is not None:
+                        self.portfolio.mark(sym, _d(st.last_mark))
+            else:
+                for sym, st in self.symbols.items():
+                    close = st.last_close_d()
+                    if close is not None:
+                        self.portfolio.mark(sym, close)
             self._marks_dirty = False
 
     def _risk_update(self, equity: float) -> None:
@@ -668,27 +705,36 @@ class BacktestEngine:
         else:
             actions = self.risk.update_equity(equity, self.now)
         if actions:
-            if equity_d is None:  # spot: exact only when a halt needs it, not on every bar
-                equity_d = _d(equity)
-            if self.halted_at is None and self.risk.halt is not None:
-                # the account as the halt found it, for the result's frozen-position return
-                quote = self.portfolio.quote_asset
-                self.halted_at = self.now
-                self.halt = HaltSnapshot(
-                    ts=self.now,
-                    reason=self.risk.halt.reason,
-                    drawdown_pct=self.risk.halt.drawdown_pct,
-                    equity=equity_d,
-                    cash=self._halt_cash(quote),
-                    positions={s: q for s, q in self.portfolio.net_positions().items() if q},
-                )
-            if RiskAction.CANCEL_ALL in actions:
-                for order in list(self.working):
-                    self.cancel(order.client_order_id)
-            if RiskAction.FLATTEN in actions:
-                self._flatten()
+            self._risk_acted(actions, equity_d, equity)
         if leverage_actions:
             self._leverage_actions(leverage_actions)
+
+    def _risk_acted(
+        self, actions: Sequence[RiskAction], equity_d: Decimal | None, equity: float
+    ) -> None:
+        """Carry out what `RiskEngine.update_equity` returned at this mark: the halt snapshot
+        (the exact equity ``equity_d``; spot: None, made from the float ``equity`` only now,
+        not on every bar), the cancel-all and the flatten."""
+        assert self.risk is not None
+        if equity_d is None:  # spot: exact only when a halt needs it, not on every bar
+            equity_d = _d(equity)
+        if self.halted_at is None and self.risk.halt is not None:
+            # the account as the halt found it, for the result's frozen-position return
+            quote = self.portfolio.quote_asset
+            self.halted_at = self.now
+            self.halt = HaltSnapshot(
+                ts=self.now,
+                reason=self.risk.halt.reason,
+                drawdown_pct=self.risk.halt.drawdown_pct,
+                equity=equity_d,
+                cash=self._halt_cash(quote),
+                positions={s: q for s, q in self.portfolio.net_positions().items() if q},
+            )
+        if RiskAction.CANCEL_ALL in actions:
+            for order in list(self.working):
+                self.cancel(order.client_order_id)
+        if RiskAction.FLATTEN in actions:
+            self._flatten()
 
     def _monitor_may_act(self) -> bool:
         """Whether the leverage monitor could return anything at this mark: always with
@@ -1027,26 +1073,34 @@ class BacktestEngine:
         """The live gateway's pre-trade checks (`pretrade_denial`: risk, then exchange
         filters) for each leg (side, qty, type, price, stop); the denial reason of the first leg
         refused (a risk denial by its reason alone, a filter as ``filter:<name>``), or None."""
-        st = self.symbols[symbol]
-        last = _d(st.last_close) if st.last_close is not None else None
-        self.sync_marks()
+        filters = self.filters.get(symbol)
+        if self.risk is None and filters is None:
+            return None  # what `pretrade_denial` answers with neither, without its arguments
+        last = self.symbols[symbol].last_close_d()
         # only the risk engine reads the account: without one, the positions, prices and exact
         # equity are not built for every order (a third of the cost of a submit)
-        account = (
-            AccountView(
+        account = _NO_RISK_ACCOUNT
+        if self.risk is not None:
+            perp = self.perp_account is not None
+            equity: Decimal | None = None
+            if perp or self._risk_reads_equity:
+                # caps written as "50%" of equity resolve on the exact equity; with every cap
+                # a quote amount nothing reads it, and it is not built for every order
+                self.sync_marks()
+                equity = self.portfolio.equity()
+            last_prices: dict[str, Decimal] = {}
+            for k, v in self.symbols.items():
+                d = v.last_close_d()
+                if d is not None:
+                    last_prices[k] = d
+            account = AccountView(
                 positions=self.portfolio.net_positions(),
-                last_prices={
-                    k: _d(v.last_close) for k, v in self.symbols.items() if v.last_close is not None
-                },
+                last_prices=last_prices,
                 open_orders=len(self.working),
-                equity=self.portfolio.equity(),  # caps written as "50%" of equity resolve on it
+                equity=equity,
                 # a perpetual meets the leverage limits of the RiskConfig too
-                perp=self._perp_snapshot() if self.perp_account is not None else None,
+                perp=self._perp_snapshot() if perp else None,
             )
-            if self.risk is not None
-            else _NO_RISK_ACCOUNT
-        )
-        filters = self.filters.get(symbol)
         for side, qty, otype, price, stop in legs:
             intent = OrderIntent(symbol, side, qty, otype, price, strategy, reduce_only=reduce_only)
             denial = pretrade_denial(intent, stop, self.risk, account, filters, last, self.now)
@@ -1156,7 +1210,7 @@ class BacktestEngine:
 
     def _send(self, order: Order) -> None:
         self.orders.append(order)
-        self.state_machine.apply(order, OrderEvent(K.SUBMITTED, self.now))
+        self.state_machine.transition(order, K.SUBMITTED, self.now)
         if self.risk is not None:
             self.risk.record_sent(self.now)
         if order.strategy in self._strategies:
@@ -1167,7 +1221,7 @@ class BacktestEngine:
             and order.type is OrderType.MARKET
             and st.last_close is not None
         ):
-            self.state_machine.apply(order, OrderEvent(K.ACCEPTED, self.now))
+            self.state_machine.transition(order, K.ACCEPTED, self.now)
             self._notify(order)
             if order.status.is_open:
                 self._fill_at_close(order, st.last_close)
@@ -1227,7 +1281,7 @@ class BacktestEngine:
             self._notify(order)
             return
         if order.status is OrderStatus.SUBMITTED:  # arrived: the exchange acknowledges it
-            self.state_machine.apply(order, OrderEvent(K.ACCEPTED, ts))
+            self.state_machine.transition(order, K.ACCEPTED, ts)
             self._notify(order)
             if not order.status.is_open:  # the strategy cancelled it in on_order
                 return
@@ -1285,7 +1339,7 @@ class BacktestEngine:
             ts_event=ts,
             strategy=order.strategy,
         )
-        self.state_machine.apply(order, OrderEvent(K.FILLED, ts, fill=fill))
+        self.state_machine.fill(order, fill)
         realized = self.portfolio.apply_fill(fill)
         signed = float(fill.qty) * fill.side.sign
         self.symbols[order.symbol].position_f += signed

@@ -47,10 +47,17 @@ class Portfolio:
         )
 
     def position(self, symbol: str) -> Position:
-        return self.positions.setdefault(symbol, Position(symbol))
+        # get first: setdefault would build a Position on every call only to drop it
+        pos = self.positions.get(symbol)
+        if pos is None:
+            pos = self.positions[symbol] = Position(symbol)
+        return pos
 
     def strategy_position(self, symbol: str, strategy: str) -> Position:
-        return self.by_strategy.setdefault((symbol, strategy), Position(symbol, strategy))
+        pos = self.by_strategy.get((symbol, strategy))
+        if pos is None:
+            pos = self.by_strategy[(symbol, strategy)] = Position(symbol, strategy)
+        return pos
 
     def apply_fill(self, fill: Fill) -> Decimal:
         """Book a fill: cash, fees, net and per-strategy positions. Returns realized PnL."""

@@ -31,7 +31,12 @@ class Position:
 
     @property
     def qty(self) -> Decimal:
-        return sum((q for q, _ in self.lots), ZERO)
+        lots = self.lots
+        if not lots:
+            return ZERO
+        if len(lots) == 1:  # the common case, without a generator: ZERO + q is what sum gives
+            return ZERO + lots[0][0]
+        return sum((q for q, _ in lots), ZERO)
 
     @property
     def cost(self) -> Decimal:
@@ -75,27 +80,31 @@ class Position:
     def apply(
         self, signed_qty: Decimal, price: Decimal, ts: int = 0, fee_quote: Decimal = ZERO
     ) -> Decimal:
-        if signed_qty == 0:
+        # comparisons against the Decimal ZERO, not the int 0: the same answers without
+        # converting 0 on every one (a backtest books two positions per fill)
+        if signed_qty == ZERO:
             raise ValueError("a fill of zero quantity")
-        if price <= 0:
+        if price <= ZERO:
             raise ValueError(f"price must be > 0, got {price}")
         self.turnover += abs(signed_qty) * price
         self.fees_quote += fee_quote
-        self.ts_last = max(self.ts_last, ts)
+        if ts > self.ts_last:  # max(ts_last, ts)
+            self.ts_last = ts
         realized = ZERO
         remaining = signed_qty
+        lots = self.lots
         # Close opposite-signed lots first, oldest first.
-        while remaining and self.lots and (self.lots[0][0] > 0) != (remaining > 0):
-            lot_qty, lot_price = self.lots[0]
+        while remaining and lots and (lots[0][0] > ZERO) != (remaining > ZERO):
+            lot_qty, lot_price = lots[0]
             closing = min(abs(remaining), abs(lot_qty))
-            direction = 1 if lot_qty > 0 else -1
+            direction = 1 if lot_qty > ZERO else -1
             realized += (price - lot_price) * closing * direction
             if closing == abs(lot_qty):
-                self.lots.popleft()
+                lots.popleft()
             else:
-                self.lots[0] = (lot_qty - closing * direction, lot_price)
+                lots[0] = (lot_qty - closing * direction, lot_price)
             remaining += closing * direction
         if remaining:
-            self.lots.append((remaining, price))
+            lots.append((remaining, price))
         self.realized_pnl += realized
         return realized
