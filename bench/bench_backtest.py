@@ -306,8 +306,9 @@ def paired(path: Path, rounds: int, raw: Path | None = None) -> None:
 class TesseraCli:
     """`tessera backtest` as a user runs it, in a temporary folder (removed on exit)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, bars: int) -> None:
         self.path = path
+        self.bars = bars
 
     def __enter__(self) -> TesseraCli:
         import tempfile
@@ -333,11 +334,11 @@ class TesseraCli:
         ]  # fmt: skip
 
     def run(self) -> dict[str, Any]:
-        from ft_backtest import measure  # peers/freqtrade_backtest/: both sides measured alike
+        from ft_backtest import measure, timeout_s  # both sides measured alike
 
         shutil.rmtree(self.wd / "out", ignore_errors=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        m = measure(self.command(), cwd=self.wd, env=env)
+        m = measure(self.command(), cwd=self.wd, env=env, timeout=timeout_s(self.bars))
         if m["code"] != 0:
             raise RuntimeError(
                 f"tessera backtest failed (exit {m['code']}):\n{m['stderr'][-4000:]}"
@@ -395,22 +396,22 @@ def compare_trades(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
     return text + " (DIFFERENT: look at both runs' trades)"
 
 
-def whole(path: Path, rounds: int, with_freqtrade: bool) -> None:
+def whole(path: Path, bars: int, rounds: int, with_freqtrade: bool) -> None:
     """See the module docstring: `tessera backtest` and `freqtrade backtesting`, paired."""
     import statistics
     from contextlib import ExitStack
 
-    from ft_backtest import FreqtradeBacktest
+    from ft_backtest import FreqtradeBacktest, timeout_s
 
     results: dict[str, list[dict[str, Any]]] = {}
     with ExitStack() as stack:
-        cli = stack.enter_context(TesseraCli(path))
+        cli = stack.enter_context(TesseraCli(path, bars))
         ft = stack.enter_context(FreqtradeBacktest(path)) if with_freqtrade else None
         for k in range(rounds):
             print(f"round {k + 1}/{rounds}, load {os.getloadavg()}", file=sys.stderr)
             sides: list[Any] = [cli] if ft is None else [cli, ft]
             for side in sides:
-                r = side.run()
+                r = side.run(timeout=timeout_s(bars))
                 if side is ft:
                     r["final_equity"] = r["final_balance"]
                 results.setdefault(r["engine"], []).append(r)
@@ -419,7 +420,6 @@ def whole(path: Path, rounds: int, with_freqtrade: bool) -> None:
     def spread(xs: list[float]) -> str:
         return f"{statistics.median(xs):.2f} ({min(xs):.2f}–{max(xs):.2f})"
 
-    bars = results["tessera backtest"][0]["bars"]
     print(f"\nSmaCross({FAST},{SLOW}) long/flat all-in, 1 bp fee, on {bars:,} synthetic 1-minute")
     print(f"bars; whole processes, {rounds} paired rounds, medians (min–max)")
     print(f"load {os.getloadavg()}\n")
@@ -499,7 +499,7 @@ def main() -> None:
         return
     with_freqtrade = freqtrade_available(not args.no_freqtrade)
     if args.whole:
-        whole(path, args.whole, with_freqtrade)
+        whole(path, args.bars, args.whole, with_freqtrade)
         return
     engines = ["tessera-event", "tessera-vectorized", "backtesting.py", "vectorbt"]
     results: dict[str, dict[str, float]] = {}
@@ -530,17 +530,17 @@ def main() -> None:
         results["nautilus_trader"] = json.loads(out.stdout.strip().splitlines()[-1])
     whole_runs: list[dict[str, Any]] = []
     print("running tessera backtest (whole process)…", file=sys.stderr)
-    with TesseraCli(path) as cli:
+    with TesseraCli(path, args.bars) as cli:
         r = cli.run()
     print(f"  {_describe(r)}", file=sys.stderr)
     results["tessera backtest, whole process (all-in, 1 bp)"] = r
     whole_runs.append(r)
     if with_freqtrade:
-        from ft_backtest import FreqtradeBacktest
+        from ft_backtest import FreqtradeBacktest, timeout_s
 
         print("running freqtrade backtesting (whole process)…", file=sys.stderr)
         with FreqtradeBacktest(path) as ft:
-            r = ft.run()
+            r = ft.run(timeout=timeout_s(args.bars))
         r.update(final_equity=r["final_balance"], fills=2 * r["trades"], bars=args.bars)
         print(f"  {_describe(r)}", file=sys.stderr)
         results[f"{r['engine']} backtesting, whole process (all-in, 1 bp)"] = r
