@@ -14,11 +14,12 @@ Engines, each in its own process (so peak RSS is its own):
   backtesting` (from `bench/.venv-freqtrade`, made by `make peers`; skipped when it is missing,
   or with --no-freqtrade), both trading SmaCross(10, 30) long/flat with all the equity of a
   10,000 USDT account, 1 bp fee a side, no slippage, at the next bar's open — the rules freqtrade
-  can express without custom code (its stake is a quote amount; the in-process rows above buy
-  a fixed 0.01 BTC with 10 bp fees, and at 10 bp an all-in account would be fees to dust after
-  ~3,500 of the 19,291 trades). freqtrade reads the same bars as its own feather file and its
-  markets from `tessera sim serve` (bench/peers/freqtrade_backtest/). Trade counts of both are
-  printed side by side.
+  can express without custom code (its stake is a quote amount; the in-process engines above
+  buy a fixed 0.01 BTC with 10 bp fees, and at 10 bp an all-in account would be fees to dust
+  after ~3,500 of the 19,291 trades). freqtrade reads the same bars as its own feather file and
+  its markets from `tessera sim serve` (bench/peers/freqtrade_backtest/). Trade counts of both
+  are printed side by side. Each process is killed after 120 s + 3 ms a bar; the temporary
+  folders (configs, results, freqtrade's datadir) are removed, also when a run fails.
 Synthetic data is a seeded random walk (benchmarks may use synthetic data; correctness tests
 use the real bars in samples/).
 
