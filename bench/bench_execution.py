@@ -27,6 +27,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,14 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class _NullExchange:
-    """Answers at once: isolates the cost of the records from any network."""
+    """Answers at once: isolates the cost of the records from any network. Notes when each
+    request reached it (``wire``: perf_counter seconds)."""
+
+    def __init__(self) -> None:
+        self.wire: list[float] = []
 
     async def submit(self, order: Order) -> ExchangeOrder:
+        self.wire.append(time.perf_counter())
         fill = Fill(
             f"{order.client_order_id}-f",
             order.client_order_id,
@@ -74,17 +80,45 @@ class _NullExchange:
         )
 
 
-async def persist(url: str, n: int) -> float:
+@dataclass
+class Run:
+    rate: float  # orders+fills per second
+    intent_ms: list[float]  # submit called -> request on the wire (the intent's commit)
+    # heartbeats (1 ms sleeps) the event loop completed while an intent was committing: 0 when
+    # the commit blocks the loop
+    beats: int = 0
+
+
+async def persist(url: str, n: int) -> Run:
     store = ExecutionStore(url)
-    om = OrderManager(store, _NullExchange(), f"bench-{secrets.token_hex(3)}")  # type: ignore[arg-type]
+    exchange = _NullExchange()
+    om = OrderManager(store, exchange, f"bench-{secrets.token_hex(3)}")  # type: ignore[arg-type]
+    stop = False
+    beats = 0
+
+    async def heartbeat() -> None:
+        nonlocal beats
+        while not stop:
+            await asyncio.sleep(0.001)
+            if len(exchange.wire) < committing:  # an intent is between submit and the wire
+                beats += 1
+
+    committing = 0  # how many submits were called
+    beat = asyncio.create_task(heartbeat())
+    intent = []
     t0 = time.perf_counter()
     for i in range(n):
         order = Order(f"b{i:06d}-{i + 1}", "BTCUSDT", OrderSide.BUY, OrderType.MARKET,
                       Decimal("0.001"))  # fmt: skip
+        t = time.perf_counter()
+        committing = i + 1
         await om.submit(order)
+        intent.append((exchange.wire[-1] - t) * 1e3)
     elapsed = time.perf_counter() - t0
+    stop = True
+    await beat
     store.close()
-    return n / elapsed
+    return Run(n / elapsed, intent, beats)
 
 
 _ORDER_COLS = (
@@ -125,22 +159,25 @@ def _bare_sql(ph: str) -> dict[str, str]:
     }
 
 
-def _bare_orders(conn: Any, ph: str, n: int, run_id: str, money: Any) -> float:
+def _bare_orders(conn: Any, ph: str, n: int, run_id: str, money: Any) -> Run:
     """``n`` orders, two commits each, through the bare DB-API connection ``conn``."""
     sql = _bare_sql(ph)
     cur = conn.cursor()
     qty, price = Decimal("0.001"), Decimal("61000.12")
+    intent = []
     t0 = time.perf_counter()
     for i in range(n):
+        t1 = time.perf_counter()
         cid, ts = f"r{i:06d}-{i + 1}", time.time_ns()
         cur.execute(sql["order"], (cid, run_id, i + 1, "", None, "binance", "BTCUSDT", "BUY",
                                    "MARKET", "GTC", money(qty), None, None, "SUBMITTED", None,
                                    money(0), money(0), False, False, ts, ts, "signal", None,
                                    False))  # fmt: skip
-        intent = [(cid, "intent", "INITIALIZED", ts, None, None, None),
+        events = [(cid, "intent", "INITIALIZED", ts, None, None, None),
                   (cid, "submitted", "SUBMITTED", ts, None, None, None)]  # fmt: skip
-        cur.executemany(sql["event"], intent)
+        cur.executemany(sql["event"], events)
         conn.commit()  # the intent is durable: the request could go out now
+        intent.append((time.perf_counter() - t1) * 1e3)
         tid, ts = f"{cid}-f", time.time_ns()
         cur.execute(sql["fill_read"], ("binance", "BTCUSDT", tid))
         cur.fetchall()
@@ -154,7 +191,7 @@ def _bare_orders(conn: Any, ph: str, n: int, run_id: str, money: Any) -> float:
         cur.execute(sql["position"], ("BTCUSDT", "", money(qty * (i + 1)), money(price * qty),
                                       money(0), money(0), ts))  # fmt: skip
         conn.commit()
-    return n / (time.perf_counter() - t0)
+    return Run(n / (time.perf_counter() - t0), intent)
 
 
 def _new_run(url: str) -> str:
@@ -166,7 +203,7 @@ def _new_run(url: str) -> str:
     return run_id
 
 
-def bare_sqlite(path: Path, n: int) -> float:
+def bare_sqlite(path: Path, n: int) -> Run:
     """Bare `sqlite3`, the store's pragmas (WAL, synchronous=FULL, foreign keys)."""
     run_id = _new_run(f"sqlite:///{path}")
     conn = sqlite3.connect(str(path), timeout=30)
@@ -179,7 +216,7 @@ def bare_sqlite(path: Path, n: int) -> float:
         conn.close()
 
 
-def bare_psycopg(url: str, n: int) -> float:
+def bare_psycopg(url: str, n: int) -> Run:
     """Bare psycopg (synchronous_commit=on, the server's default), no pool."""
     run_id = _new_run(url)
     with psycopg.connect(url) as conn:
@@ -236,13 +273,52 @@ def matching(n: int) -> tuple[float, float]:
         side = "BUY" if i % 2 == 0 else "SELL"
         engine.place({"symbol": "BTCUSDT", "side": side, "type": "MARKET", "quantity": "0.01"})
     market_rate = n / (time.perf_counter() - t0)
+    # resting orders stop at the symbol's MAX_NUM_ORDERS filter (Binance: 200 open per symbol)
+    n_limit = min(n, 200)
     t0 = time.perf_counter()
-    for i in range(n):
+    for i in range(n_limit):
         price = f"{bid - Decimal(i % 500):.2f}"
         engine.place({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
                       "quantity": "0.001", "price": price})  # fmt: skip
-    limit_rate = n / (time.perf_counter() - t0)
+    limit_rate = n_limit / (time.perf_counter() - t0)
     return market_rate, limit_rate
+
+
+async def intent_with_busy_loop(url: str, n: int) -> list[float]:
+    """The intent's commit (submit called -> request on the wire) while another task keeps the
+    event loop busy with Python (0.5 ms per step, as a burst of market frames would): with the
+    commit on the writer thread, that thread must win the GIL back from the loop after each
+    blocking call (CPython's switch interval: 5 ms)."""
+    store = ExecutionStore(url)
+    exchange = _NullExchange()
+    om = OrderManager(store, exchange, f"busy-{secrets.token_hex(3)}")  # type: ignore[arg-type]
+    stop = False
+
+    async def busy() -> None:
+        while not stop:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.0005:
+                pass
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(busy())
+    intent = []
+    for i in range(n):
+        order = Order(f"u{i:06d}-{i + 1}", "BTCUSDT", OrderSide.BUY, OrderType.MARKET,
+                      Decimal("0.001"))  # fmt: skip
+        t = time.perf_counter()
+        await om.submit(order)
+        intent.append((exchange.wire[-1] - t) * 1e3)
+        await asyncio.sleep(0.002)
+    stop = True
+    await task
+    store.close()
+    return intent
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _spread(rates: list[float]) -> str:
@@ -261,16 +337,17 @@ def main() -> None:
           f"{args.rounds} alternating rounds: median (min-max)\n")  # fmt: skip
     print("| store | tessera OrderManager, orders+fills/s | bare driver, same commits | share |")
     print("|---|---:|---:|---:|")
+    details = []
     for label in ("SQLite (WAL, synchronous=FULL)", "PostgreSQL (synchronous_commit=on)"):
-        ours: list[float] = []
-        bare: list[float] = []
+        ours: list[Run] = []
+        bare: list[Run] = []
         for _ in range(args.rounds):
             for kind in ("tessera", "bare"):
-                rates = ours if kind == "tessera" else bare
+                runs = ours if kind == "tessera" else bare
                 if label.startswith("SQLite"):
                     with tempfile.TemporaryDirectory() as tmp:
                         db = Path(tmp) / "bench.db"
-                        rates.append(
+                        runs.append(
                             asyncio.run(persist(f"sqlite:///{db}", n))
                             if kind == "tessera"
                             else bare_sqlite(db, n)
@@ -278,14 +355,37 @@ def main() -> None:
                 else:
                     name, url = pg_database()
                     try:
-                        rates.append(
+                        runs.append(
                             asyncio.run(persist(url, n)) if kind == "tessera"
                             else bare_psycopg(url, n)
                         )  # fmt: skip
                     finally:
                         drop(name)
-        share = statistics.median(ours) / statistics.median(bare) * 100
-        print(f"| {label} | {_spread(ours)} | {_spread(bare)} | {share:.0f}% |", flush=True)
+        share = statistics.median(r.rate for r in ours) / statistics.median(r.rate for r in bare)
+        print(f"| {label} | {_spread([r.rate for r in ours])} | "
+              f"{_spread([r.rate for r in bare])} | {share * 100:.0f}% |", flush=True)  # fmt: skip
+        details.append((label, ours, bare))
+    print(
+        "\nThe intent's commit (submit called -> request on the wire; bare: the first commit) "
+        "over all rounds' orders, and how many 1 ms heartbeats the event loop completed while "
+        "tessera's intents were committing (0: the commit blocks the loop):\n"
+    )
+    print(
+        "| store | tessera intent median / p99 ms | bare first commit median / p99 ms "
+        "| loop heartbeats during the intents (per round) |"
+    )
+    print("|---|---:|---:|---:|")
+    for label, ours, bare in details:
+        mine = [x for r in ours for x in r.intent_ms]
+        theirs = [x for r in bare for x in r.intent_ms]
+        stalls = ", ".join(f"{r.beats:,}" for r in ours)
+        print(f"| {label} | {statistics.median(mine):.2f} / {_p99(mine):.2f} | "
+              f"{statistics.median(theirs):.2f} / {_p99(theirs):.2f} | {stalls} |")  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        busy = asyncio.run(intent_with_busy_loop(f"sqlite:///{tmp}/busy.db", 300))
+    print(f"\nThe intent's commit on SQLite while another task keeps the loop busy (300 orders): "
+          f"median {statistics.median(busy):.2f} ms, p99 {_p99(busy):.2f} ms")  # fmt: skip
 
     med, p99, rate = asyncio.run(latency(args.latency_orders))
     print(f"\n2. Submit-to-ack through CcxtExchange -> simulator (loopback), "
