@@ -92,3 +92,32 @@ def test_a_risk_engine_that_never_binds_books_exactly_what_no_risk_engine_books(
     without, with_risk = run(None), run(LOOSE)
     assert len(without[0]) > 1000
     assert with_risk == without
+
+
+def test_caps_written_as_a_fraction_of_equity_are_given_the_accounts_equity(
+    btc_series: BarSeries,
+) -> None:
+    """The pre-trade check builds the exact equity only when a cap is a fraction of it; when
+    one is, it must be there from the first order (flat: the risk engine has seen no equity of
+    its own yet and would refuse every entry)."""
+    fraction = RiskConfig.model_validate(
+        {
+            "max_order_notional": "100%",
+            "max_position_notional": "100%",
+            "max_gross_exposure": "150%",
+            "max_drawdown_pct": 100,
+            "max_orders_per_second": 1000,
+        }
+    )
+
+    def run(risk: RiskConfig) -> tuple[list[str], str]:
+        strategy = SmaCross(["BTCUSDT"], fast=10, slow=30, qty="0.01")
+        res = BacktestEngine(cfg(), risk).run([btc_series], [strategy])
+        assert not res.risk.denials
+        return [f"{r.fill.ts_event} {r.fill.side} {r.fill.price}" for r in res.fills], str(
+            res.final_equity
+        )
+
+    fills, equity = run(fraction)
+    assert len(fills) > 1000
+    assert (fills, equity) == run(LOOSE)
