@@ -34,10 +34,13 @@ backtesting.py is taken per round (so both saw the same machine load).
 
     .venv/bin/python bench/bench_backtest.py --whole 3 [--bars 1000000] [--no-freqtrade]
 
-Whole processes instead, paired: each round runs `tessera backtest` then `freqtrade
-backtesting` (the all-in rules above), and prints wall and CPU seconds (user + system of the
-process tree), peak RSS and trades as it goes; then medians (min–max), the ratio freqtrade ÷
-tessera per round, and where freqtrade's time goes (its phases, timed from inside).
+Whole processes instead, paired: each round runs `tessera backtest`, backtesting.py (the user
+script bench/peers/backtestingpy_smacross.py, as its own `python` process, the same all-in
+rules as far as backtesting.py allows: see that file) and `freqtrade backtesting` (the all-in
+rules above), the order reversed every other round, and prints wall and CPU seconds (user +
+system of the process tree), peak RSS and trades as it goes; then medians (min–max), each peer
+÷ tessera per round, both trade counts, and where freqtrade's time goes (its phases, timed from
+inside).
 """
 
 from __future__ import annotations
@@ -334,12 +337,12 @@ class TesseraCli:
             "--out", str(self.wd / "out"),
         ]  # fmt: skip
 
-    def run(self) -> dict[str, Any]:
+    def run(self, timeout: float | None = None) -> dict[str, Any]:
         from ft_backtest import measure, timeout_s  # both sides measured alike
 
         shutil.rmtree(self.wd / "out", ignore_errors=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-        m = measure(self.command(), cwd=self.wd, env=env, timeout=timeout_s(self.bars))
+        m = measure(self.command(), cwd=self.wd, env=env, timeout=timeout or timeout_s(self.bars))
         if m["code"] != 0:
             raise RuntimeError(
                 f"tessera backtest failed (exit {m['code']}):\n{m['stderr'][-4000:]}"
@@ -361,6 +364,40 @@ class TesseraCli:
             "final_equity": float(doc["final_equity"]),
             "bars": int(doc["metrics"]["bars"]),
         }
+
+
+class BacktestingPyCli:
+    """backtesting.py as a user runs it: `python bench/peers/backtestingpy_smacross.py BARS`,
+    a whole process of our venv's python (which has backtesting.py), measured like the others;
+    its figures come back through a JSON file in a temporary folder (removed on exit)."""
+
+    SCRIPT = HERE / "peers" / "backtestingpy_smacross.py"
+
+    def __init__(self, path: Path, bars: int) -> None:
+        self.path = path
+        self.bars = bars
+
+    def __enter__(self) -> BacktestingPyCli:
+        import tempfile
+
+        self.wd = Path(tempfile.mkdtemp(prefix="tessera-bench-btpy-"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.wd, ignore_errors=True)
+
+    def run(self, timeout: float | None = None) -> dict[str, Any]:
+        from ft_backtest import measure, timeout_s
+
+        out = self.wd / "result.json"
+        out.unlink(missing_ok=True)
+        cmd = [sys.executable, str(self.SCRIPT), str(self.path), "--json", str(out)]
+        m = measure(cmd, cwd=self.wd, timeout=timeout or timeout_s(self.bars))
+        if m["code"] != 0:
+            raise RuntimeError(f"backtesting.py failed (exit {m['code']}):\n{m['stderr'][-4000:]}")
+        doc = json.loads(out.read_text())
+        doc.update(seconds=m["seconds"], cpu_seconds=m["cpu_seconds"], peak_rss_mb=m["peak_rss_mb"])
+        return doc
 
 
 def freqtrade_available(wanted: bool) -> bool:
@@ -407,10 +444,13 @@ def whole(path: Path, bars: int, rounds: int, with_freqtrade: bool) -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     with ExitStack() as stack:
         cli = stack.enter_context(TesseraCli(path, bars))
+        btpy = stack.enter_context(BacktestingPyCli(path, bars))
         ft = stack.enter_context(FreqtradeBacktest(path)) if with_freqtrade else None
         for k in range(rounds):
             print(f"round {k + 1}/{rounds}, load {os.getloadavg()}", file=sys.stderr)
-            sides: list[Any] = [cli] if ft is None else [cli, ft]
+            sides: list[Any] = [cli, btpy] if ft is None else [cli, btpy, ft]
+            if k % 2:  # the order reversed every other round, so no side always goes first
+                sides.reverse()
             for side in sides:
                 r = side.run(timeout=timeout_s(bars))
                 if side is ft:
@@ -434,14 +474,29 @@ def whole(path: Path, bars: int, rounds: int, with_freqtrade: bool) -> None:
             f"{statistics.median(r['peak_rss_mb'] for r in rs):.0f} | "
             f"{', '.join(f'{t:,}' for t in sorted({r['trades'] for r in rs}))} |"
         )
+    ours = results["tessera backtest"]
+    for name, rs in results.items():
+        if name == "tessera backtest":
+            continue
+        for unit in ("seconds", "cpu_seconds"):
+            ratio = [b[unit] / a[unit] for a, b in zip(ours, rs, strict=True)]
+            label = "wall" if unit == "seconds" else "CPU"
+            print(f"{name} ÷ tessera backtest, {label}, per round: {spread(ratio)}")
+    bp = results["backtesting.py"][0]
+    print(
+        f"trades: tessera backtest {ours[0]['trades']:,} (open at the end: "
+        f"{ours[0]['open_at_end']}), backtesting.py {bp['trades']:,} (open at the end: "
+        f"{bp['open_at_end']})" + (" (the same)" if ours[0]["trades"] == bp["trades"] else "")
+    )
+    print(
+        f"final equity: tessera {ours[0]['final_equity']:,.2f}, backtesting.py "
+        f"{bp['final_equity']:,.2f} (both commit 99 % of the equity; tessera sizes at the "
+        "signal's close in 0.00001 BTC steps, backtesting.py at the fill's open, fee included, "
+        "in 2**-17 BTC units)"
+    )
     if ft is None:
         return
-    ours = results.pop("tessera backtest")
-    (theirs,) = results.values()
-    for unit in ("seconds", "cpu_seconds"):
-        ratio = [b[unit] / a[unit] for a, b in zip(ours, theirs, strict=True)]
-        label = "wall" if unit == "seconds" else "CPU"
-        print(f"freqtrade ÷ tessera, {label}, per round: {spread(ratio)}")
+    theirs = results[next(n for n in results if n.startswith("freqtrade"))]
     phases = theirs[0]["phases"]
     print(
         "freqtrade's phases, medians (s): "
