@@ -395,7 +395,7 @@ class BacktestingPyCli:
         m = measure(cmd, cwd=self.wd, timeout=timeout or timeout_s(self.bars))
         if m["code"] != 0:
             raise RuntimeError(f"backtesting.py failed (exit {m['code']}):\n{m['stderr'][-4000:]}")
-        doc = json.loads(out.read_text())
+        doc: dict[str, Any] = json.loads(out.read_text())
         doc.update(seconds=m["seconds"], cpu_seconds=m["cpu_seconds"], peak_rss_mb=m["peak_rss_mb"])
         return doc
 
