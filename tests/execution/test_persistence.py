@@ -361,3 +361,34 @@ def test_the_cli_lists_type_stop_price_list_and_reason_of_orders_and_fills(
     assert cells[-2:] == ["oco-cli", "stop_loss"]
     (row,) = [line for line in fills.output.splitlines() if "t-9" in line]
     assert [c.strip() for c in row.strip("│ ").split("│")][-1] == "stop_loss"
+
+
+def test_the_head_revision_read_off_the_file_names_is_alembics_own_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tessera.execution.persistence import MIGRATIONS, head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [head_revision()]
+
+
+def test_a_store_opened_on_a_database_at_head_does_not_import_alembic(tmp_path: Path) -> None:
+    """The second and later opens read ``alembic_version`` and stop there: every bot and
+    command start saves Alembic's import."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'at_head.db'}"
+    probe = (
+        "import sys\n"
+        "from tessera.execution.persistence import migrate\n"
+        f"migrate({url!r})\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout.split() == ["True"]  # a new database: Alembic creates the schema
+    assert again.stdout.split() == ["False"]
