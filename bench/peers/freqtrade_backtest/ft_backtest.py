@@ -181,7 +181,7 @@ class FreqtradeBacktest:
         """`tessera sim serve` on a free port (our venv's command); its REST address."""
         tessera = Path(sys.executable).parent / "tessera"
         self._sim = subprocess.Popen(
-            [str(tessera), "sim", "serve", "--port", "0", "--start-now"],
+            [str(tessera), "--metrics-port", "0", "sim", "serve", "--port", "0", "--start-now"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
