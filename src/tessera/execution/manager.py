@@ -23,11 +23,13 @@ caller waits, then runs its own pass on the state the first left), and after eve
 the order is looked up again: if the submit's answer or the user-data stream moved it while
 the query was out, the query's answer is older than what we know and is not acted on.
 
-The intent's commit runs on the store's writer thread (`tessera.execution.writer`), awaited:
-the request still leaves only after the commit has returned, but the event loop keeps reading
-market frames and user-data reports while the commit waits for the disk. A task cancelled
-while it awaits that commit sends nothing; the commit itself may still land, leaving a
-SUBMITTED order that recovery closes as never sent.
+The intent's commit runs on the event loop's thread, synchronously, on the order path's engine
+(no pool pre-ping; a write that finds its connection dead is retried once). A writer thread the
+loop awaited was tried (issue 20) and taken out: it added a suspension point between "intent
+decided" and "intent durable" in which a shutdown could cancel the task after the commit was
+handed over — the shutdown's recovery then ran before the commit landed, leaving a SUBMITTED
+order nobody resolved — and, with the loop busy, the thread waited for the GIL (p99 of the
+intent 13–17 ms inline, 349–389 ms on the thread; docs/benchmarks.md).
 
 An order list (OCO, `submit_list`) follows the same sequence with both legs together: both
 intents and SUBMITTED events in one commit, then the one request, then the answer for both legs
@@ -57,6 +59,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
@@ -79,7 +82,7 @@ from tessera.execution.orders import (
     OrderType,
     TimeInForce,
 )
-from tessera.execution.persistence import ExecutionStore
+from tessera.execution.persistence import ExecutionStore, is_disconnect
 from tessera.execution.position import Position
 from tessera.execution.schema import MAX_SIGNAL_ID
 from tessera.execution.state import (
@@ -89,10 +92,11 @@ from tessera.execution.state import (
     OrderStateMachine,
 )
 from tessera.execution.userdata import ExecutionReport
-from tessera.execution.writer import is_disconnect
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 
 FINAL_EVENTS = {
@@ -194,6 +198,7 @@ class OrderManager:
         # told once of each order the exchange placed on the account (a liquidation), after
         # the report that made it known is booked
         self.on_exchange_order: Callable[[Order], None] | None = None
+        self.reconnects = 0  # order-path writes retried after a lost connection
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -216,28 +221,39 @@ class OrderManager:
         """Step 2: from here on, the order may exist on the exchange."""
         self._event(order, OrderEvent(OrderEventKind.SUBMITTED, now_ns()))
 
+    def _on_path(self, fn: Callable[..., _T], /, *args: object) -> _T:
+        """``fn(*args)`` on the order path's engine (no pre-ping round trip), once more if the
+        driver reports the connection gone: a connection found dead at a write's first
+        statement committed nothing, and a replayed intent is recognised as recorded."""
+        with self.store.on_path():
+            try:
+                return fn(*args)
+            except Exception as exc:
+                if not is_disconnect(exc):
+                    raise
+                self.reconnects += 1
+                log.warning("database connection lost: reconnecting once", error=str(exc)[:200])
+                return fn(*args)
+
     async def submit(self, order: Order) -> Order:
         """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
         if not order.ts_created:
             order.ts_created = now_ns()
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
         self.machine.apply(order, submitted)
-        # intent and SUBMITTED in one commit: nothing happens between them. On the store's
-        # writer thread, awaited: the loop reads frames while the commit waits for the disk,
-        # and the request below leaves only once the commit has returned
+        # intent and SUBMITTED in one commit: nothing happens between them, and no await
+        # before the request below (see the module docstring)
         store = self.store
         seq = self._seq(order)
         try:
-            recorded = await store.writer.run(
-                store.record_submission, order, self.run_id, seq, submitted
-            )
+            recorded = self._on_path(store.record_submission, order, self.run_id, seq, submitted)
         except Exception:
             order.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
             raise
         if not recorded:
             order.status = OrderStatus.INITIALIZED
             log.warning("signal already produced an order", cid=order.client_order_id)
-            existing = await store.writer.run(store.order_for_signal, order.signal_id)
+            existing = store.order_for_signal(order.signal_id)
             return existing if existing is not None else order
         self.observer.on_event(order, submitted, len(self.live))
         self.live[order.client_order_id] = order
@@ -283,9 +299,7 @@ class OrderManager:
             self.machine.apply(leg, submitted)
             items.append((leg, seq, submitted))
         try:
-            recorded = await self.store.writer.run(
-                self.store.record_list_submission, items, self.run_id
-            )
+            recorded = self._on_path(self.store.record_list_submission, items, self.run_id)
         except Exception:
             for leg in legs:
                 leg.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
@@ -378,6 +392,7 @@ class OrderManager:
                         self.positions[key] = position
                 if attempt == 1 and is_disconnect(exc):
                     # a connection that died while idle: nothing was written, write it again
+                    self.reconnects += 1
                     log.warning("database connection lost: reconnecting once", error=str(exc))
                     continue
                 if not isinstance(exc, IntegrityError):

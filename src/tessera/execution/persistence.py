@@ -92,12 +92,17 @@ from tessera.execution.schema import (
     strategy_state,
 )
 from tessera.execution.state import OrderEvent
-from tessera.execution.writer import StoreWriter
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database connection is gone (SQLAlchemy marks such an error
+    ``connection_invalidated`` and discards the pool's stale connections)."""
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def head_revision() -> str:
@@ -295,7 +300,7 @@ def make_engine(
     ``synchronous_commit=off``: both stay consistent, neither corrupts).
 
     ``pre_ping`` (PostgreSQL): test each pooled connection with a round trip before handing it
-    out. The order path's engine goes without (`ExecutionStore.path_engine`: the writer retries
+    out. The order path's engine goes without (`ExecutionStore.path_engine`: `OrderManager` retries
     once on a lost connection instead). ``autocheckpoint=False`` (SQLite): commits never copy
     the WAL back into the database file themselves — the store does it on a thread of its own,
     so that no commit on the order path waits for that copy and its fsync."""
@@ -463,8 +468,9 @@ class ExecutionStore:
         self.exchange = exchange
         path = sqlite_path(url)
         self.engine = make_engine(url, sync, autocheckpoint=path is None)
-        # The order path's engine (used on the writer's thread): no pre-ping round trip before
-        # each transaction (see `tessera.execution.writer`). SQLite has none to skip: one engine.
+        # The order path's engine (`on_path`): no pre-ping round trip before each transaction;
+        # `OrderManager` retries a write once on a lost connection instead. SQLite has none to
+        # skip: one engine.
         self.path_engine = (
             make_engine(url, sync, pre_ping=False) if self.engine.dialect.name != "sqlite"
             else self.engine
@@ -473,28 +479,14 @@ class ExecutionStore:
         if self._checkpointer is not None:  # a store dropped without close() stops it too
             weakref.finalize(self, self._checkpointer.stop)
         self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
-        # which engine this thread uses: the writer's thread sets `path_engine`
+        # which engine this thread uses (`on_path` sets `path_engine`)
         self._local = threading.local()
-        self._writer: StoreWriter | None = None
-        self._writer_lock = threading.Lock()
-
-    @property
-    def writer(self) -> StoreWriter:
-        """The store's one writer thread (created on first use): the order path's writes,
-        awaited, in order (`tessera.execution.writer`)."""
-        with self._writer_lock:
-            if self._writer is None:
-                self._writer = StoreWriter(on_thread_start=self._enter_writer_thread)
-            return self._writer
-
-    def _enter_writer_thread(self) -> None:
-        self._local.engine = self.path_engine
 
     @contextmanager
     def on_path(self) -> Iterator[None]:
-        """The store calls inside use the order path's engine (no pre-ping) on this thread
-        too: for the order path's writes that still run on the caller's thread (an exchange
-        answer applied by `OrderManager`); the caller retries once on a lost connection."""
+        """The store calls inside use the order path's engine (no pre-ping) on this thread:
+        the intent and the exchange's answer written by `OrderManager`, which retries once on a
+        lost connection."""
         before = getattr(self._local, "engine", None)
         self._local.engine = self.path_engine
         try:
@@ -507,8 +499,6 @@ class ExecutionStore:
         return engine if engine is not None else self.engine
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()  # the writes handed in land first
         if self._checkpointer is not None:
             self._checkpointer.close()
         self.engine.dispose()
