@@ -286,9 +286,9 @@ def matching(n: int) -> tuple[float, float]:
 
 async def intent_with_busy_loop(url: str, n: int) -> list[float]:
     """The intent's commit (submit called -> request on the wire) while another task keeps the
-    event loop busy with Python (0.5 ms per step, as a burst of market frames would): with the
-    commit on the writer thread, that thread must win the GIL back from the loop after each
-    blocking call (CPython's switch interval: 5 ms)."""
+    event loop busy with Python (0.5 ms per step, as a burst of market frames would). Written to
+    measure a writer thread, which had to win the GIL back from the loop after each blocking
+    call (CPython's switch interval: 5 ms); the commit is on the loop's thread again."""
     store = ExecutionStore(url)
     exchange = _NullExchange()
     om = OrderManager(store, exchange, f"busy-{secrets.token_hex(3)}")  # type: ignore[arg-type]

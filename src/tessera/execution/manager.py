@@ -243,17 +243,17 @@ class OrderManager:
         self.machine.apply(order, submitted)
         # intent and SUBMITTED in one commit: nothing happens between them, and no await
         # before the request below (see the module docstring)
-        store = self.store
-        seq = self._seq(order)
         try:
-            recorded = self._on_path(store.record_submission, order, self.run_id, seq, submitted)
+            recorded = self._on_path(
+                self.store.record_submission, order, self.run_id, self._seq(order), submitted
+            )
         except Exception:
             order.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
             raise
         if not recorded:
             order.status = OrderStatus.INITIALIZED
             log.warning("signal already produced an order", cid=order.client_order_id)
-            existing = store.order_for_signal(order.signal_id)
+            existing = self.store.order_for_signal(order.signal_id)
             return existing if existing is not None else order
         self.observer.on_event(order, submitted, len(self.live))
         self.live[order.client_order_id] = order
