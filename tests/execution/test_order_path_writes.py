@@ -1,6 +1,7 @@
 """The order path's writes: each intent is durable before its request and they keep their
 order, a dead PostgreSQL connection is replaced without a pre-ping, the intent is one statement
-on PostgreSQL and SQLite's WAL is checkpointed off the order path. Real SQLite and PostgreSQL.
+on PostgreSQL awaited without blocking the loop (and not cut in half by a cancel), an answer
+is four statements. Real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,7 +16,7 @@ from sqlalchemy import event, select, text
 
 from tessera.execution.exchange import ExchangeOrder
 from tessera.execution.manager import OrderManager
-from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
+from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.schema import ValueTooLongError, order_events, orders
 from tessera.execution.state import OrderEvent, OrderEventKind
@@ -178,29 +178,6 @@ async def test_the_answer_is_recorded_on_a_new_connection_when_the_old_one_died_
         store.close()
 
 
-def test_sqlite_commits_leave_the_wal_checkpoint_to_the_stores_own_thread(tmp_path: Path) -> None:
-    db = tmp_path / "wal.db"
-    store = ExecutionStore(f"sqlite:///{db}")
-    try:
-        assert store._checkpointer is not None
-        store._checkpointer.close()  # replaced by one that reacts sooner, for the test
-        from tessera.execution.persistence import _Checkpointer
-
-        store._checkpointer = _Checkpointer(db, interval_s=0.05, min_bytes=1)
-        with store.engine.connect() as c:
-            assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
-        store.start_run(RUN, "live", "test", ["s1"])
-        for i in range(1, 51):
-            store.record_intent(market(f"w-wal-{i}"), RUN, i)
-        deadline = time.monotonic() + 10
-        while store._checkpointer.runs == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store._checkpointer.runs >= 1
-        assert len(store.open_orders()) == 50
-    finally:
-        store.close()
-
-
 class RecordingExchange(CheckingExchange):
     """Notes every request; knows no order (recovery closes what was never sent)."""
 
@@ -330,5 +307,59 @@ async def test_a_replayed_intent_on_the_async_connection_is_recognised_as_record
         long_id.status = OrderStatus.SUBMITTED
         with pytest.raises(ValueTooLongError, match=r"orders\.client_order_id"):
             await store.record_submission_async(long_id, RUN, 3, submitted)
+    finally:
+        store.close()
+
+
+class FillingExchange(CheckingExchange):
+    """Fills every order in its answer (as a market order's answer does)."""
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        fill = Fill(f"t-{order.client_order_id}", order.client_order_id, order.symbol,
+                    order.side, Decimal("61000.12"), order.qty, Decimal("0.0000001"), "BTC",
+                    Liquidity.TAKER, time.time_ns())  # fmt: skip
+        return ExchangeOrder(order.client_order_id, f"x-{order.client_order_id}", order.symbol,
+                             OrderStatus.FILLED, order.qty, order.qty, fill.notional,
+                             fills=[fill])  # fmt: skip
+
+
+async def test_a_filled_answer_is_four_statements_and_one_commit(database_url: str) -> None:
+    """The exchange's answer (accepted, one fill that fills it) is one transaction of four
+    statements: the fill, the position, the three order events in one statement and the
+    order's final state — not one statement per event and per state, nor a read of the fill
+    first (the fill's unique key guards that). What is stored is the same: events in order,
+    the order FILLED with its fill, the position moved."""
+    store = ExecutionStore(database_url)
+    try:
+        om = OrderManager(store, FillingExchange(store), RUN, strategy="s1")  # type: ignore[arg-type]
+        await om.submit(market("w-four-1"))  # the position exists now (an UPDATE, not INSERT)
+        sent: list[str] = []
+        commits: list[object] = []
+        event.listen(store.path_engine, "before_cursor_execute",
+                     lambda conn, cur, stmt, *a: sent.append(stmt.split()[0]))  # fmt: skip
+        event.listen(store.path_engine, "commit", commits.append)
+        order = await om.submit(market("w-four-2"))
+        assert order.status is OrderStatus.FILLED
+        if store.intent_is_async:  # the intent went over the asynchronous connection
+            assert sent == ["INSERT", "UPDATE", "INSERT", "UPDATE"], sent
+        else:  # the intent's two statements, then the answer's four
+            assert sent == ["INSERT", "INSERT", "INSERT", "UPDATE", "INSERT", "UPDATE"], sent
+        assert len(commits) == (1 if store.intent_is_async else 2)
+        stored = store.get_order("w-four-2")
+        assert stored is not None and stored.status is OrderStatus.FILLED
+        assert stored.filled_qty == Decimal("0.001") and stored.exchange_order_id == "x-w-four-2"
+        with store.engine.connect() as c:
+            kinds = c.execute(
+                select(order_events.c.kind, order_events.c.status_after, order_events.c.trade_id)
+                .where(order_events.c.client_order_id == "w-four-2")
+                .order_by(order_events.c.id)
+            ).all()
+        assert [tuple(k) for k in kinds] == [
+            ("intent", "INITIALIZED", None), ("submitted", "SUBMITTED", None),
+            ("accepted", "ACCEPTED", None), ("filled", "FILLED", "t-w-four-2"),
+        ]  # fmt: skip
+        (position,) = store.positions()  # both orders' fills, less their fees in BTC
+        assert position.symbol == "BTCUSDT"
+        assert position.qty == Decimal("0.002") - 2 * Decimal("0.0000001")
     finally:
         store.close()

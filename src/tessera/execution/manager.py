@@ -503,8 +503,13 @@ class OrderManager:
             fill, client_order_id=order.client_order_id, strategy=order.strategy or fill.strategy
         )
         # stored already: the same fill (skip), or another fill under this trade id — a
-        # `LedgerConflictError`, never skipped: it would leave the order without its fill
-        if fill.trade_id in order.trade_ids or self.store.fill_recorded(fill):
+        # `LedgerConflictError`, never skipped: it would leave the order without its fill.
+        # Inside a batch (an exchange's answer) the read is left to the fill's unique key: a
+        # trade id stored already fails the batch, which `_apply_all` redoes write by write,
+        # with this read (a round trip saved on every new fill).
+        if fill.trade_id in order.trade_ids or (
+            not self.store.in_batch and self.store.fill_recorded(fill)
+        ):
             order.trade_ids.add(fill.trade_id)
             return False
         event = OrderEvent(OrderEventKind.FILLED, fill.ts_event or now_ns(), fill=fill)

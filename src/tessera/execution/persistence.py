@@ -33,14 +33,12 @@ import hashlib
 import json
 import os
 import socket
-import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, cast
@@ -297,9 +295,7 @@ def pg_connect_args(sync: DatabaseSync) -> dict[str, str]:
     return {"options": f"-c synchronous_commit={commit}"}
 
 
-def make_engine(
-    url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True, autocheckpoint: bool = True
-) -> Engine:
+def make_engine(url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True) -> Engine:
     """An engine for ``url``. ``sync`` is how durable a commit is: ``full`` — on disk (fsync)
     before the commit returns, it survives a power loss; ``normal`` — handed to the operating
     system, it survives a crash or kill of the process but the last commits may be lost if the
@@ -308,9 +304,13 @@ def make_engine(
 
     ``pre_ping`` (PostgreSQL): test each pooled connection with a round trip before handing it
     out. The order path's engine goes without (`ExecutionStore.path_engine`: `OrderManager` retries
-    once on a lost connection instead). ``autocheckpoint=False`` (SQLite): commits never copy
-    the WAL back into the database file themselves — the store does it on a thread of its own,
-    so that no commit on the order path waits for that copy and its fsync."""
+    once on a lost connection instead).
+
+    SQLite copies its WAL back into the database file itself, inside the commit that finds the
+    WAL over 1,000 pages. A thread of the store's own doing it instead (PASSIVE checkpoints,
+    ``wal_autocheckpoint=0``) was tried for issue 20 and taken out: on a quiet machine it cut
+    durable orders/s by a quarter and raised the intent's median and p99 (docs/benchmarks.md,
+    2026-12-07)."""
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if str(path) not in ("", ":memory:"):
@@ -324,8 +324,6 @@ def make_engine(
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={sync.upper()}")
             cur.execute("PRAGMA foreign_keys=ON")
-            if not autocheckpoint:
-                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine
@@ -334,57 +332,6 @@ def make_engine(
     if url.startswith("postgresql+psycopg://"):
         return create_engine(url, pool_pre_ping=pre_ping, connect_args=pg_connect_args(sync))
     return create_engine(url, pool_pre_ping=pre_ping)
-
-
-class _Checkpointer:
-    """Copies a SQLite database's WAL back into its file on a thread of its own.
-
-    SQLite's default does it inside whichever commit finds the WAL over 1,000 pages: that
-    commit then writes the pages and fsyncs the database file — on this project's disks a
-    stall of up to ~0.1 s, on the order path once every few hundred orders. The store's
-    connections turn that off (``wal_autocheckpoint=0``) and this thread runs a PASSIVE
-    checkpoint (it never waits for, nor blocks, readers or writers) once the WAL has grown,
-    checked every ``interval_s``. Other processes on the file (the CLI) keep SQLite's default.
-    """
-
-    def __init__(self, path: Path, interval_s: float = 1.0, min_bytes: int = 1 << 20) -> None:
-        self.path = path
-        self.wal = Path(f"{path}-wal")
-        self.interval_s = interval_s
-        self.min_bytes = min_bytes
-        self._stop = threading.Event()
-        self.runs = 0
-        self._thread = threading.Thread(target=self._loop, name="tessera-wal-checkpoint",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-
-    def _loop(self) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    try:
-                        if self.wal.stat().st_size < self.min_bytes:
-                            continue
-                    except FileNotFoundError:
-                        continue  # no WAL (yet, or any more): nothing to copy
-
-                    if conn is None:
-                        conn = sqlite3.connect(str(self.path), timeout=30)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.runs += 1
-                except (OSError, sqlite3.Error) as exc:
-                    log.warning("WAL checkpoint failed", path=str(self.path), error=str(exc))
-        finally:
-            if conn is not None:
-                conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def now_ns() -> int:
@@ -457,6 +404,14 @@ class StoredFunding:
     ts_recorded: int
 
 
+@dataclass
+class _Pending:
+    """A batch's deferred writes (`ExecutionStore.batch`)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class ExecutionStore:
     """Thread-safe (one connection per call) repository over the execution tables."""
 
@@ -471,8 +426,7 @@ class ExecutionStore:
             migrate(url)
         self.url = url
         self.exchange = exchange
-        path = sqlite_path(url)
-        self.engine = make_engine(url, sync, autocheckpoint=path is None)
+        self.engine = make_engine(url, sync)
         # The order path's engine (`on_path`): no pre-ping round trip before each transaction;
         # `OrderManager` retries a write once on a lost connection instead. SQLite has none to
         # skip: one engine.
@@ -485,10 +439,8 @@ class ExecutionStore:
         self._async_conn: tuple[Any, Any] | None = None
         self._async_locks: tuple[Any, Any] | None = None
         self._connect_args = pg_connect_args(sync) if url.startswith("postgresql") else {}
-        self._checkpointer = _Checkpointer(path) if path is not None else None
-        if self._checkpointer is not None:  # a store dropped without close() stops it too
-            weakref.finalize(self, self._checkpointer.stop)
         self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
+        self._pending: ContextVar[_Pending | None] = ContextVar(f"pending-{id(self)}", default=None)
         # which engine this thread uses (`on_path` sets `path_engine`)
         self._local = threading.local()
 
@@ -510,8 +462,6 @@ class ExecutionStore:
 
     def close(self) -> None:
         self._drop_async_connection()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
         self.engine.dispose()
         if self.path_engine is not self.engine:
             self.path_engine.dispose()
@@ -539,10 +489,25 @@ class ExecutionStore:
             return
         with _too_long_unwrapped(), self._engine().begin() as conn:
             token = self._batch.set(conn)
+            pending = _Pending()
+            deferred = self._pending.set(pending)
             try:
                 yield
+                self._flush(conn, pending)
             finally:
+                self._pending.reset(deferred)
                 self._batch.reset(token)
+
+    def _flush(self, c: Connection, pending: _Pending) -> None:
+        """A batch's deferred writes, before its commit: the order events in the order they
+        were appended (one multi-row statement), then each order's last state (one statement
+        for all). An answer's acceptance, fill and final state thus cost two statements where
+        they cost six — on PostgreSQL each was a round trip."""
+        if pending.events:
+            c.execute(self._INSERT_EVENT, pending.events)
+        if pending.orders:
+            rows = list(pending.orders.values())
+            c.execute(self._UPDATE_ORDER, rows if len(rows) > 1 else rows[0])
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -911,35 +876,46 @@ class ExecutionStore:
         )
     )
 
+    # Inside a `batch`, an order's events and its new state are deferred to the batch's end
+    # (`_flush`, same transaction): nothing inside a batch reads them back.
     def _append_event(self, c: Connection, order: Order, event: OrderEvent) -> None:
-        c.execute(
-            self._INSERT_EVENT,
-            {
-                "client_order_id": order.client_order_id,
-                "kind": event.kind.value,
-                "status_after": order.status.value,
-                "ts": event.ts,
-                "exchange_order_id": event.exchange_order_id,
-                "reason": event.reason,
-                "trade_id": event.fill.trade_id if event.fill else None,
-            },
-        )
+        row = {
+            "client_order_id": order.client_order_id,
+            "kind": event.kind.value,
+            "status_after": order.status.value,
+            "ts": event.ts,
+            "exchange_order_id": event.exchange_order_id,
+            "reason": event.reason,
+            "trade_id": event.fill.trade_id if event.fill else None,
+        }
+        pending = self._pending.get()
+        if pending is not None:
+            pending.events.append(row)
+        else:
+            c.execute(self._INSERT_EVENT, row)
 
     def _update_order(self, c: Connection, order: Order) -> None:
-        c.execute(
-            self._UPDATE_ORDER,
-            {
-                "cid": order.client_order_id,
-                "status": order.status.value,
-                "exchange_order_id": order.exchange_order_id,
-                "filled_qty": order.filled_qty,
-                "filled_notional": order.filled_notional,
-                "reject_reason": order.reject_reason,
-                "overfilled": order.overfilled,
-                "late_fill": order.late_fill,
-                "ts_last": order.ts_last,
-            },
-        )
+        row = {
+            "cid": order.client_order_id,
+            "status": order.status.value,
+            "exchange_order_id": order.exchange_order_id,
+            "filled_qty": order.filled_qty,
+            "filled_notional": order.filled_notional,
+            "reject_reason": order.reject_reason,
+            "overfilled": order.overfilled,
+            "late_fill": order.late_fill,
+            "ts_last": order.ts_last,
+        }
+        pending = self._pending.get()
+        if pending is not None:
+            pending.orders[order.client_order_id] = row  # the last state is what is stored
+        else:
+            c.execute(self._UPDATE_ORDER, row)
+
+    @property
+    def in_batch(self) -> bool:
+        """Whether the calls now run inside a `batch` (one transaction, writes deferred)."""
+        return self._batch.get() is not None
 
     def record_fill(
         self, order: Order, event: OrderEvent, position: Position | None = None
