@@ -593,12 +593,7 @@ class ExecutionStore:
 
         Returns False if the order's signal already produced an order (send nothing).
         """
-        row = self._order_row(order, run_id, seq)
-        events = [
-            self._event_row(order.client_order_id, "intent", "INITIALIZED", order.ts_created),
-            self._event_row(order.client_order_id, submitted.kind.value, order.status.value,
-                            submitted.ts),
-        ]  # fmt: skip
+        row, events = self._submission_rows(order, run_id, seq, submitted)
         try:
             engine = self._engine()
             if engine.dialect.name == "postgresql" and self._batch.get() is None:
@@ -641,6 +636,16 @@ class ExecutionStore:
     _BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
     _EVENT_BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
 
+    def _submission_rows(
+        self, order: Order, run_id: str, seq: int, submitted: OrderEvent
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The intent's order row and its two events (intent, SUBMITTED)."""
+        cid = order.client_order_id
+        return self._order_row(order, run_id, seq), [
+            self._event_row(cid, "intent", "INITIALIZED", order.ts_created),
+            self._event_row(cid, submitted.kind.value, order.status.value, submitted.ts),
+        ]
+
     @property
     def intent_is_async(self) -> bool:
         """Whether `record_submission_async` awaits the database on the event loop (PostgreSQL:
@@ -663,12 +668,7 @@ class ExecutionStore:
         write, so the caller's retry and replay rules are the same on both paths."""
         if not self.intent_is_async or self._batch.get() is not None:
             return self.record_submission(order, run_id, seq, submitted)
-        row = self._order_row(order, run_id, seq)
-        events = [
-            self._event_row(order.client_order_id, "intent", "INITIALIZED", order.ts_created),
-            self._event_row(order.client_order_id, submitted.kind.value, order.status.value,
-                            submitted.ts),
-        ]  # fmt: skip
+        row, events = self._submission_rows(order, run_id, seq, submitted)
         params = self._submission_params(self.path_engine, row, events)
         try:
             await self._execute_async(self._PG_SUBMISSION, params)
