@@ -363,3 +363,36 @@ async def test_a_filled_answer_is_four_statements_and_one_commit(database_url: s
         assert position.qty == Decimal("0.002") - 2 * Decimal("0.0000001")
     finally:
         store.close()
+
+
+async def test_a_recovery_pass_leaves_an_intent_alone_between_its_commit_and_its_request(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the intent is awaited, so another task may run between the commit and
+    the submit's resuming — a recovery pass (a reconnect's, say) then finds the order
+    SUBMITTED in the store and unknown to the exchange. It must not close it as never sent:
+    the request is about to go out. Held open here by a pause after the commit."""
+    store = ExecutionStore(fresh_postgres_url)
+    exchange = RecordingExchange(store)
+    committed = asyncio.Event()
+    original = store.record_submission_async
+
+    async def commit_then_pause(*args: object) -> bool:
+        recorded = await original(*args)  # type: ignore[arg-type]
+        committed.set()
+        await asyncio.sleep(0.3)
+        return recorded
+
+    try:
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        monkeypatch.setattr(store, "record_submission_async", commit_then_pause)
+        submit = asyncio.create_task(om.submit(market("w-window-1")))
+        await asyncio.wait_for(committed.wait(), 10)
+        stored = store.get_order("w-window-1")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED  # committed
+        report = await om.recover()
+        assert "w-window-1" not in report.closed_unsent and report.checked == 0
+        order = await asyncio.wait_for(submit, 10)
+        assert order.status is OrderStatus.ACCEPTED and exchange.sent == ["w-window-1"]
+    finally:
+        store.close()

@@ -261,6 +261,10 @@ class OrderManager:
                 log.warning("database connection lost: reconnecting once", error=str(exc)[:200])
                 return await self.store.record_submission_async(order, self.run_id, seq, submitted)
 
+        cid = order.client_order_id
+        # while its intent is being written, a recovery pass (another task) leaves the order
+        # alone: committed but not yet answered to us, it is on its way, not "never sent"
+        self._submitting.add(cid)
         task = asyncio.ensure_future(write())
         try:
             return await asyncio.shield(task)
@@ -269,8 +273,12 @@ class OrderManager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait([task])
             if not task.cancelled() and task.exception() is None and task.result():
-                self.live[order.client_order_id] = order  # in flight, never sent
+                self.live[cid] = order  # in flight, never sent: the recovery closes it
+            else:
+                order.status = OrderStatus.INITIALIZED  # nothing was written
             raise
+        finally:
+            self._submitting.discard(cid)  # `submit` adds it again at once if recorded
 
     async def submit(self, order: Order) -> Order:
         """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
@@ -278,8 +286,8 @@ class OrderManager:
             order.ts_created = now_ns()
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
         self.machine.apply(order, submitted)
-        # intent and SUBMITTED in one commit: nothing happens between them, and no await
-        # before the request below (see the module docstring)
+        # intent and SUBMITTED in one commit: nothing happens between them; on PostgreSQL the
+        # commit is awaited, made safe against a cancel (see the module docstring)
         try:
             if self.store.intent_is_async:
                 recorded = await self._record_submission_async(order, submitted)
