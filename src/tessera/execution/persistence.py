@@ -27,7 +27,6 @@ SQLite (the embedded default) and PostgreSQL run the same code and the same test
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import hashlib
 import json
@@ -434,11 +433,6 @@ class ExecutionStore:
             make_engine(url, sync, pre_ping=False) if self.engine.dialect.name != "sqlite"
             else self.engine
         )  # fmt: skip
-        # the intent's asynchronous connection on PostgreSQL (`record_submission_async`), with
-        # the loop it waits on; opened on first use
-        self._async_conn: tuple[Any, Any] | None = None
-        self._async_locks: tuple[Any, Any] | None = None
-        self._connect_args = pg_connect_args(sync) if url.startswith("postgresql") else {}
         self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
         self._pending: ContextVar[_Pending | None] = ContextVar(f"pending-{id(self)}", default=None)
         # which engine this thread uses (`on_path` sets `path_engine`)
@@ -461,7 +455,6 @@ class ExecutionStore:
         return engine if engine is not None else self.engine
 
     def close(self) -> None:
-        self._drop_async_connection()
         self.engine.dispose()
         if self.path_engine is not self.engine:
             self.path_engine.dispose()
@@ -645,82 +638,6 @@ class ExecutionStore:
             self._event_row(cid, "intent", "INITIALIZED", order.ts_created),
             self._event_row(cid, submitted.kind.value, order.status.value, submitted.ts),
         ]
-
-    @property
-    def intent_is_async(self) -> bool:
-        """Whether `record_submission_async` awaits the database on the event loop (PostgreSQL:
-        psycopg's async connection) rather than committing synchronously (SQLite, whose commit
-        is a local fsync with no socket to wait on)."""
-        return self.path_engine.dialect.name == "postgresql"
-
-    async def record_submission_async(
-        self, order: Order, run_id: str, seq: int, submitted: OrderEvent
-    ) -> bool:
-        """`record_submission` without blocking the event loop: on PostgreSQL the one-statement
-        intent goes over an asynchronous connection of the store's own (psycopg's
-        ``AsyncConnection``, autocommit), so the loop goes on reading market frames while the
-        server commits and flushes its WAL. Elsewhere (SQLite; or inside a `batch`) it is
-        `record_submission`. The caller must not give up on the write half-way (a cancelled
-        await does not stop a statement the server has): `OrderManager` waits it out.
-
-        A lost connection raises SQLAlchemy's `DBAPIError` with ``connection_invalidated`` set
-        (`is_disconnect`), a unique key the same `IntegrityError` handling as the synchronous
-        write, so the caller's retry and replay rules are the same on both paths."""
-        if not self.intent_is_async or self._batch.get() is not None:
-            return self.record_submission(order, run_id, seq, submitted)
-        row, events = self._submission_rows(order, run_id, seq, submitted)
-        params = self._submission_params(self.path_engine, row, events)
-        try:
-            await self._execute_async(self._PG_SUBMISSION, params)
-        except IntegrityError:
-            replayed = self._order_collision(order, run_id, seq)
-            if replayed is None:
-                raise
-            return replayed
-        return True
-
-    async def _execute_async(self, sql: str, params: dict[str, Any]) -> None:
-        import psycopg  # only a PostgreSQL store gets here
-
-        lock = self._async_lock()
-        async with lock:  # first come, first written (and one connection opened, not one each)
-            conn = await self._async_connection()
-            try:
-                await conn.execute(sql, params)
-            except psycopg.IntegrityError as exc:
-                raise IntegrityError(sql, params, exc) from exc
-            except psycopg.Error as exc:
-                lost = conn.broken or conn.closed
-                if lost:
-                    self._drop_async_connection()
-                raise DBAPIError(sql, params, exc, connection_invalidated=lost) from exc
-
-    def _async_lock(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._async_locks is None or self._async_locks[0] is not loop:
-            self._async_locks = (loop, asyncio.Lock())
-        return self._async_locks[1]
-
-    async def _async_connection(self) -> Any:
-        """The store's asynchronous PostgreSQL connection for the running loop (a new one for a
-        new loop: a connection waits on the loop it was made on)."""
-        import psycopg
-
-        loop = asyncio.get_running_loop()
-        held = self._async_conn
-        if held is not None and held[0] is loop and not held[1].closed:
-            return held[1]
-        self._drop_async_connection()
-        args, kwargs = self.path_engine.dialect.create_connect_args(self.path_engine.url)
-        kwargs.update(self._connect_args)
-        conn = await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs)
-        self._async_conn = (loop, conn)
-        return conn
-
-    def _drop_async_connection(self) -> None:
-        held, self._async_conn = self._async_conn, None
-        if held is not None and not held[1].closed:
-            held[1].pgconn.finish()  # closes the socket without a loop to await on
 
     def _submission_params(
         self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
