@@ -31,8 +31,8 @@ ran before the commit landed, leaving a SUBMITTED order nobody resolved — and,
 busy, the thread waited for the GIL (p99 of the intent 13–17 ms inline, 349–389 ms on the
 thread). Then psycopg's asynchronous connection on PostgreSQL, with a cancel that waited for
 the write and recovery told to leave an order alone during its write: correct in its tests,
-but in two full test runs under load a PostgreSQL bot of the strategy matrix fell 40 s behind a
-20x replay, which it never did before; not diagnosed, so not kept (docs/benchmarks.md).
+taken out on a suspicion (the strategy matrix's PostgreSQL bot lagging its replay under load)
+that the code without it then also failed; not yet put back (docs/execution.md).
 
 An order list (OCO, `submit_list`) follows the same sequence with both legs together: both
 intents and SUBMITTED events in one commit, then the one request, then the answer for both legs

@@ -288,12 +288,6 @@ def _migrate_sqlite(engine: Engine, url: str) -> None:
             os.close(lock_fd)  # closing releases the lock
 
 
-def pg_connect_args(sync: DatabaseSync) -> dict[str, str]:
-    """psycopg's connection arguments for ``sync`` (see `make_engine`)."""
-    commit = {"full": "on", "normal": "off"}[sync]
-    return {"options": f"-c synchronous_commit={commit}"}
-
-
 def make_engine(url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True) -> Engine:
     """An engine for ``url``. ``sync`` is how durable a commit is: ``full`` — on disk (fsync)
     before the commit returns, it survives a power loss; ``normal`` — handed to the operating
@@ -329,7 +323,9 @@ def make_engine(url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("postgresql+psycopg://"):
-        return create_engine(url, pool_pre_ping=pre_ping, connect_args=pg_connect_args(sync))
+        commit = {"full": "on", "normal": "off"}[sync]
+        args = {"options": f"-c synchronous_commit={commit}"}
+        return create_engine(url, pool_pre_ping=pre_ping, connect_args=args)
     return create_engine(url, pool_pre_ping=pre_ping)
 
 
@@ -586,15 +582,16 @@ class ExecutionStore:
 
         Returns False if the order's signal already produced an order (send nothing).
         """
-        row, events = self._submission_rows(order, run_id, seq, submitted)
+        row = self._order_row(order, run_id, seq)
+        events = [
+            self._event_row(order.client_order_id, "intent", "INITIALIZED", order.ts_created),
+            self._event_row(order.client_order_id, submitted.kind.value, order.status.value,
+                            submitted.ts),
+        ]  # fmt: skip
         try:
             engine = self._engine()
             if engine.dialect.name == "postgresql" and self._batch.get() is None:
-                params = self._submission_params(engine, row, events)
-                with engine.connect() as c:
-                    c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                        self._PG_SUBMISSION, params
-                    )
+                self._submission_in_one_statement(engine, row, events)
             else:
                 with self.tx() as c:
                     c.execute(self._INSERT_ORDER, row)
@@ -629,19 +626,9 @@ class ExecutionStore:
     _BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
     _EVENT_BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
 
-    def _submission_rows(
-        self, order: Order, run_id: str, seq: int, submitted: OrderEvent
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The intent's order row and its two events (intent, SUBMITTED)."""
-        cid = order.client_order_id
-        return self._order_row(order, run_id, seq), [
-            self._event_row(cid, "intent", "INITIALIZED", order.ts_created),
-            self._event_row(cid, submitted.kind.value, order.status.value, submitted.ts),
-        ]
-
-    def _submission_params(
+    def _submission_in_one_statement(
         self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    ) -> None:
         # the driver gets the values as they are, so the column limits are checked here (the
         # same `ValueTooLongError` the Core statements raise)
         for name, bounded in self._BOUNDED:
@@ -653,7 +640,10 @@ class ExecutionStore:
             params[f"k{i}"], params[f"s{i}"], params[f"t{i}"] = (
                 ev["kind"], ev["status_after"], ev["ts"]
             )  # fmt: skip
-        return params
+        with engine.connect() as c:
+            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                self._PG_SUBMISSION, params
+            )
 
     def record_list_submission(
         self, legs: Sequence[tuple[Order, int, OrderEvent]], run_id: str
@@ -828,11 +818,6 @@ class ExecutionStore:
             pending.orders[order.client_order_id] = row  # the last state is what is stored
         else:
             c.execute(self._UPDATE_ORDER, row)
-
-    @property
-    def in_batch(self) -> bool:
-        """Whether the calls now run inside a `batch` (one transaction, writes deferred)."""
-        return self._batch.get() is not None
 
     def record_fill(
         self, order: Order, event: OrderEvent, position: Position | None = None
@@ -1558,7 +1543,7 @@ def _bounded_columns(table: Any, names: Sequence[str]) -> tuple[tuple[str, Bound
     return tuple((n, t) for n in names if isinstance(t := table.c[n].type, Bounded))
 
 
-# the limits `_submission_params` checks itself (its values bypass the Core types)
+# the limits `_submission_in_one_statement` checks itself (its values bypass the Core types)
 ExecutionStore._BOUNDED = _bounded_columns(orders, ExecutionStore._ORDER_COLUMNS)
 ExecutionStore._EVENT_BOUNDED = _bounded_columns(order_events, ("kind", "status_after"))
 
