@@ -347,6 +347,16 @@ MARKET_DATA_LAST_RECEIVED = Gauge(
 )
 
 
+# How far the strategies have got, whichever way the bars came: the websocket, or REST after
+# a reconnect (those bars are no market-data message, so the gauges above do not move).
+BAR_LAST_OPEN = Gauge(
+    "tessera_bar_last_open_timestamp_seconds",
+    "Open time of the newest closed bar given to the strategies (from the websocket or "
+    "from REST after a reconnect), unix seconds",
+    ["symbol"],
+)
+
+
 def market_data_seen(symbol: str, event_ns: int, recv_ns: int) -> None:
     """The newest market-data message of ``symbol``: exchange event time and our receive time."""
     MARKET_DATA_LAST_EVENT.labels(symbol=symbol).set(event_ns / 1e9)

@@ -175,13 +175,13 @@ def scrape(port: int, counter: str, label: str) -> dict[str, float]:
 
 
 def final_bar_times(market: SimMarket) -> dict[str, float]:
-    """Event time (unix seconds) of each symbol's last closed 1s bar in the replay."""
+    """Open time (unix seconds) of each symbol's last closed 1s bar in the replay."""
     out = {}
     for symbol in SYMBOLS:
         stream = market.stream(f"{symbol.lower()}@kline_1s")
         assert stream is not None, symbol
         closed = [k for k in map(orjson.loads, stream.payloads) if k["k"]["x"]]
-        out[symbol] = closed[-1]["E"] / 1000
+        out[symbol] = closed[-1]["k"]["t"] / 1000
     return out
 
 
@@ -308,9 +308,10 @@ def test_every_builtin_strategy_trades_past_signal_1000_and_the_ledger_matches_t
     last_bars = final_bar_times(simulator.market)
 
     def pass_over() -> bool:
-        """The bot has seen the last closed bar of every symbol (a bot lagging behind the
-        replay has not, when the simulator's pass ends)."""
-        seen = scrape(bot.port, "tessera_market_data_last_event_timestamp_seconds", "symbol")
+        """The strategies have been given the last closed bar of every symbol (a bot lagging
+        behind the replay has not, when the simulator's pass ends; one whose websocket was
+        cut meanwhile gets the last bars over REST, which no market-data message tells)."""
+        seen = scrape(bot.port, "tessera_bar_last_open_timestamp_seconds", "symbol")
         return all(seen.get(sym, 0) >= t for sym, t in last_bars.items())
 
     def thresholds_passed(counts: dict[str, float]) -> bool:

@@ -1009,6 +1009,7 @@ class TradingBot:
                     max_bar_age_s=self.o.max_bar_age_s,
                 )
         self._last_bar[bar.symbol] = bar.open_time
+        metrics.BAR_LAST_OPEN.labels(symbol=bar.symbol).set(bar.open_time / 1e9)
         self._event_ts[bar.symbol] = (event_ns, recv_ns)
         self.now_ns = bar.close_time if self.warming else time.time_ns()
         price = Decimal(repr(bar.close))
