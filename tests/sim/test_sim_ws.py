@@ -209,6 +209,55 @@ async def test_kline_stream_is_real_shaped_and_final_bars_agree_with_rest(
         assert k["i"] == interval and event["E"] > k["T"]  # sent once the bar is over
 
 
+async def test_a_pong_late_by_less_than_the_timeout_keeps_the_socket_as_on_binance(
+    btc_market: SimMarket,
+) -> None:
+    """Binance closes a socket that sends no pong "within a 1 minute period"; aiohttp's own
+    heartbeat closes it when a pong is ``heartbeat / 2`` late (10 s at Binance's 20 s pings).
+    A client behind on a busy stream reads the ping, and answers it, only after the frames
+    before it: here it reads nothing for four ping intervals (twenty of aiohttp's
+    heartbeat halves), then answers, and its stream goes on."""
+    async with (
+        ExchangeSimulator(
+            btc_market, speed=None, autostart=False, ping_interval_s=0.1, pong_timeout_s=2.0
+        ) as sim,
+        aiohttp.ClientSession() as s,
+        s.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws,
+    ):
+        await asyncio.sleep(0.4)  # pings pile up unanswered
+        pings = 0
+        while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+            pings += 1
+            if pings == 3:
+                break
+        assert pings == 3 and not ws.closed
+        await ws.send_str('{"method": "LIST_SUBSCRIPTIONS", "id": 7}')
+        while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING:
+            await ws.pong(msg.data)
+        assert msg.type is aiohttp.WSMsgType.TEXT and json.loads(msg.data)["id"] == 7
+    assert sim.stats.pong_timeouts == 0
+
+
+async def test_a_socket_without_a_pong_for_the_timeout_is_closed(btc_market: SimMarket) -> None:
+    async with (
+        ExchangeSimulator(
+            btc_market, speed=None, autostart=False, ping_interval_s=0.1, pong_timeout_s=0.5
+        ) as sim,
+        aiohttp.ClientSession() as s,
+        s.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws,
+    ):
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        pings = 0
+        while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING:
+            pings += 1  # never answered
+        waited = loop.time() - t0
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert pings >= 4 and 0.5 <= waited < 3.0
+    assert sim.stats.pong_timeouts == 1
+
+
 async def test_pings_are_answered_and_sent(btc_market: SimMarket) -> None:
     async with ExchangeSimulator(btc_market, speed=None, ping_interval_s=0.2) as sim:
         async with ws_connect(f"{sim.ws_url}/ws") as ws:

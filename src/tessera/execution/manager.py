@@ -202,6 +202,9 @@ class OrderManager:
         # the report that made it known is booked
         self.on_exchange_order: Callable[[Order], None] | None = None
         self.reconnects = 0  # order-path writes retried after a lost connection
+        # what a recovery pass is awaiting now (for a pass that overruns its time: the log
+        # says which request it was stuck on)
+        self.recovery_step = ""
 
     # --- the order path -------------------------------------------------------------------------
 
@@ -611,6 +614,7 @@ class OrderManager:
 
     async def _recover(self) -> RecoveryReport:
         report = RecoveryReport()
+        self.recovery_step = "reading open orders"
         for stored in self.store.open_orders():
             cid = stored.client_order_id
             if cid in self._submitting:
@@ -619,6 +623,7 @@ class OrderManager:
             order = self.live.get(cid, stored)
             report.checked += 1
             seen = (order.status, order.filled_qty)
+            self.recovery_step = f"querying {cid}"
             try:
                 found = await self.exchange.query(order.symbol, cid)
             except OutcomeUnknownError:
@@ -650,6 +655,7 @@ class OrderManager:
                     log.error("a live order is unknown to the exchange", cid=cid)
                 continue
             before = (order.status, order.filled_qty)
+            self.recovery_step = f"fetching the trades of {cid}"
             fills = await self._fills_of(order, found)
             # applying the exchange's answer is monotonic (fills once by trade id, states only
             # forward), so it is safe after the await — but on the order as it is now
@@ -659,6 +665,7 @@ class OrderManager:
             report.fills_imported += len(order.trade_ids) - n_before
             if (order.status, order.filled_qty) != before:
                 report.updated.append(cid)
+        self.recovery_step = ""
         log.info(
             "recovery done",
             checked=report.checked,
@@ -669,6 +676,10 @@ class OrderManager:
             moved=len(report.moved),
         )
         return report
+
+    def on_its_way(self, cid: str) -> bool:
+        """Whether ``cid``'s submit is still awaiting its answer (recovery leaves it alone)."""
+        return cid in self._submitting
 
     def _current(self, cid: str, seen: tuple[OrderStatus, Decimal]) -> Order | None:
         """The order as it is now, after an ``await``; None if it moved since ``seen`` (the

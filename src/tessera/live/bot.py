@@ -889,7 +889,11 @@ class TradingBot:
                 try:
                     await asyncio.wait_for(self.manager.recover(), min(15.0, left()))
                 except Exception as exc:
-                    log.error("final recovery incomplete", error=str(exc)[:300])
+                    log.error(
+                        "final recovery incomplete",
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        stuck_on=self.manager.recovery_step or "nothing",
+                    )
                     break
                 if not self._unsettled() or left() < 3.0:
                     break
@@ -899,9 +903,11 @@ class TradingBot:
                 await asyncio.wait_for(self._notifier.close(), min(2.0, left()))
         open_orders = self._unsettled()
         if open_orders:
+            unanswered = [c for c in open_orders if self.manager.on_its_way(c)]
             self.problem(
                 f"orders still in flight at exit (the next start resolves them by client "
                 f"order id): {open_orders}"
+                + (f"; their submit still awaiting its answer: {unanswered}" if unanswered else "")
             )
         if hasattr(self, "store"):
             with contextlib.suppress(Exception):
@@ -1657,13 +1663,29 @@ class TradingBot:
         """Orders whose outcome is unknown (the answer was lost, a 5xx) are looked up by client
         order id once the exchange's recvWindow has passed: a request older than that can no
         longer be accepted, so "not found" is then final and the order is closed."""
+        told: set[str] = set()
         while True:
             await asyncio.sleep(1.0)
-            cutoff = time.time_ns() - self.unknown_after_ns
-            if any(
-                o.status is OrderStatus.SUBMITTED and (o.ts_last or o.ts_created) < cutoff
+            now = time.time_ns()
+            cutoff = now - self.unknown_after_ns
+            old = [
+                o
                 for o in list(self.manager.live.values())
-            ):
+                if o.status is OrderStatus.SUBMITTED and (o.ts_last or o.ts_created) < cutoff
+            ]
+            # a submit still awaiting its answer (held back by the rate limiter, or an
+            # exchange slow to answer) settles itself: told once, not recovered under it
+            told &= self.manager.live.keys()
+            for o in old:
+                cid = o.client_order_id
+                if self.manager.on_its_way(cid) and cid not in told:
+                    told.add(cid)
+                    log.warning(
+                        "order request still unanswered",
+                        cid=cid,
+                        after_s=round((now - (o.ts_last or o.ts_created)) / 1e9, 1),
+                    )
+            if any(not self.manager.on_its_way(o.client_order_id) for o in old):
                 try:
                     await self.manager.recover()
                 except Exception as exc:

@@ -27,6 +27,9 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from tessera import metrics
+from tessera.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,20 @@ class RateLimiter(Protocol):
 BACKOFF = "exchange_backoff"  # the wait is the exchange's 429 Retry-After, not one of our windows
 
 
-def _count_wait(scope: str) -> None:
+_LONG_WAIT_MS = 1_000  # a wait this long is told in the log, not only counted
+_LOG_EVERY_S = 10.0
+_last_told: dict[str, float] = {}
+
+
+def _count_wait(scope: str, wait_ms: int = 0) -> None:
+    """Counted always; a wait of a second or more is also logged (once per scope per 10 s): an
+    order held back that long is one the operator should hear of."""
     metrics.RATE_LIMIT_WAITS.labels(scope=metrics.bounded(scope, metrics.RATE_LIMIT_SCOPES)).inc()
+    if wait_ms >= _LONG_WAIT_MS:
+        now = time.monotonic()
+        if now - _last_told.get(scope, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+            _last_told[scope] = now
+            log.warning("rate limiter holding requests back", scope=scope, wait_s=wait_ms / 1000)
 
 
 def _costs(limits: Sequence[Limit], weight: int, orders: int) -> list[int]:
@@ -211,7 +226,7 @@ class RedisRateLimiter:
                 return waited
             if status == 2:
                 raise RateLimitBannedError(int(time.time() * 1000) + wait_ms)
-            _count_wait(scope)
+            _count_wait(scope, wait_ms)
             delay = max(wait_ms, 1) / 1000
             await asyncio.sleep(delay)
             waited += delay
@@ -297,7 +312,7 @@ class LocalRateLimiter:
                 return waited
             if status == 2:
                 raise RateLimitBannedError(self.clock_ms() + wait_ms)
-            _count_wait(scope)
+            _count_wait(scope, wait_ms)
             delay = max(wait_ms, 1) / 1000
             await asyncio.sleep(delay)
             waited += delay

@@ -64,6 +64,7 @@ class SimStats:
     messages: Counter[str] = field(default_factory=Counter)  # per stream, e.g. "btcusdt@trade"
     bytes: Counter[str] = field(default_factory=Counter)
     connections: int = 0  # accepted so far
+    pong_timeouts: int = 0  # sockets closed for want of a pong (market and user data)
     rest_requests: Counter[str] = field(default_factory=Counter)  # per path
     faults: Counter[str] = field(default_factory=Counter)  # drop, stall, malformed, rest_429, ...
     replays: int = 0  # completed passes over the data
@@ -89,12 +90,14 @@ class ExchangeSimulator:
         loop_replay: bool = False,
         weight_limit: int | Literal["exchangeInfo"] | None = "exchangeInfo",
         ping_interval_s: float | None = 20.0,
+        pong_timeout_s: float = 60.0,
         send_buffer_bytes: int | None = 128 * 1024,
     ) -> None:
         """``market``: what to serve (a `Recording` is wrapped; None = the bundled recordings).
         ``speed``: replay speed factor, None = max. ``weight_limit``: REST weight per minute per
         IP before 429 (default: the served exchangeInfo's REQUEST_WEIGHT limit; None = none).
-        ``ping_interval_s``: server websocket pings, as Binance sends every 20 s.
+        ``ping_interval_s``: server websocket pings, as Binance sends every 20 s;
+        ``pong_timeout_s``: a socket without a pong for this long is closed (Binance: a minute).
         """
         if market is None:
             market = SimMarket.from_recording(BUNDLED_RECORDINGS)
@@ -116,6 +119,7 @@ class ExchangeSimulator:
         self.autostart = autostart
         self.loop_replay = loop_replay
         self.ping_interval_s = ping_interval_s
+        self.pong_timeout_s = pong_timeout_s
         self.send_buffer_bytes = send_buffer_bytes
         self.stats = SimStats()
         self.state = MarketState(market)

@@ -40,6 +40,7 @@ from tessera.sim.matching_core import MatchingCore, TradingConfig
 from tessera.sim.payloads import fmt8
 from tessera.sim.rest import BinanceError, json_response, server_time_ms
 from tessera.sim.venue_orders import ZERO, SimOrder, SimOrderList
+from tessera.sim.ws import BinancePings
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
@@ -199,18 +200,23 @@ class TradingEngine(MatchingCore):
         key = request.match_info.get("listen_key") or request.query.get("listenKey", "")
         if self.listen_keys.get(key, 0.0) < time.time():
             raise web.HTTPNotFound(text="unknown or expired listen key")
-        ws = web.WebSocketResponse(heartbeat=self.sim.ping_interval_s)
+        ws = web.WebSocketResponse(autoping=False)  # keepalive as Binance's (`BinancePings`)
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._queues.append(queue)
         self.listeners.append(queue.put_nowait)
-        sender = asyncio.get_running_loop().create_task(self._send_events(ws, queue))
+        loop = asyncio.get_running_loop()
+        sender = loop.create_task(self._send_events(ws, queue))
+        pings = BinancePings(ws, self.sim.ping_interval_s, self.sim.pong_timeout_s)
+        pinger = loop.create_task(pings.run())
         try:
-            async for _ in ws:  # the client sends nothing we act on; pings are automatic
-                pass
+            async for msg in ws:  # the client sends nothing we act on but pings and pongs
+                await pings.saw(msg)
         finally:
             self.listeners.remove(queue.put_nowait)
             self._queues.remove(queue)
+            self.sim.stats.pong_timeouts += pings.timed_out
+            pinger.cancel()
             sender.cancel()
             while not queue.empty():  # nobody will send these: nobody waits for them
                 queue.get_nowait()

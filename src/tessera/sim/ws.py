@@ -318,6 +318,53 @@ def limit_buffers(request: web.Request, size: int | None) -> None:
     transport.set_write_buffer_limits(high=size)
 
 
+class BinancePings:
+    """The server side of Binance's websocket keepalive: a ping every ``interval_s``, and the
+    connection closed once no pong has arrived for ``timeout_s`` (Binance: "within a 1 minute
+    period"). Client pings are answered at once.
+
+    Not aiohttp's ``heartbeat``: that closes a connection whose pong is ``heartbeat / 2``
+    (10 s) late, and a client reading a backlog behind a busy minute reads the ping — and
+    answers it — only after the frames before it. Binance lets it catch up; so does this.
+
+    The socket must be opened with ``autoping=False`` and every message it receives passed to
+    `saw` (which answers pings and notes pongs); run `run` beside the receive loop."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, interval_s: float | None, timeout_s: float
+    ) -> None:
+        self.ws = ws
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.last_pong = asyncio.get_running_loop().time()
+        self.timed_out = False
+
+    async def saw(self, msg: Any) -> bool:
+        """Handles a ping or a pong; returns whether ``msg`` was one."""
+        if msg.type is WSMsgType.PING:
+            await self.ws.pong(msg.data)
+            return True
+        if msg.type is WSMsgType.PONG:
+            self.last_pong = asyncio.get_running_loop().time()
+            return True
+        return False
+
+    async def run(self) -> None:
+        if not self.interval_s:
+            return
+        loop = asyncio.get_running_loop()
+        while not self.ws.closed:
+            await asyncio.sleep(self.interval_s)
+            if loop.time() - self.last_pong > max(self.timeout_s, self.interval_s):
+                self.timed_out = True
+                log.info("websocket closed: no pong in time", after_s=self.timeout_s)
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+                return
+            with contextlib.suppress(Exception):
+                await self.ws.ping()
+
+
 def initial_streams(request: web.Request) -> tuple[bool, list[str]]:
     """(combined?, streams named in the URL) for a websocket request."""
     path = request.path
@@ -329,8 +376,7 @@ def initial_streams(request: web.Request) -> tuple[bool, list[str]]:
 
 async def handle(sim: ExchangeSimulator, request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(
-        autoping=True,
-        heartbeat=sim.ping_interval_s,
+        autoping=False,  # `BinancePings`: Binance's minute for a pong, not aiohttp's 10 s
         compress=False,  # frames are pre-built; Binance does not compress either
         max_msg_size=1 << 16,
     )
@@ -341,15 +387,22 @@ async def handle(sim: ExchangeSimulator, request: web.Request) -> web.StreamResp
     sim.register(conn)
     if names:
         conn.subscribe(names)
-    sender = asyncio.get_running_loop().create_task(conn.run_sender())
+    loop = asyncio.get_running_loop()
+    sender = loop.create_task(conn.run_sender())
+    pings = BinancePings(ws, sim.ping_interval_s, sim.pong_timeout_s)
+    pinger = loop.create_task(pings.run())
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await conn.control(msg.data)
+            else:
+                await pings.saw(msg)
     finally:
         conn.closed = True
         sim.unregister(conn)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        sim.stats.pong_timeouts += pings.timed_out
+        for task in (sender, pinger):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     return ws
