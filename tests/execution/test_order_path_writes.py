@@ -1,6 +1,7 @@
 """The order path's writes: each intent is durable before its request and they keep their
 order, a dead PostgreSQL connection is replaced without a pre-ping, the intent is one statement
-on PostgreSQL, an answer is five statements. Real SQLite and PostgreSQL.
+on PostgreSQL awaited without blocking the loop (and not cut in half by a cancel), an answer
+is four statements. Real SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ async def test_a_dead_postgres_connection_on_the_order_path_is_replaced_without_
         order = await om.submit(market("w-dead-2"))
         assert order.status is OrderStatus.ACCEPTED
         assert exchange.committed_at_send["w-dead-2"] is True
-        assert om.reconnects == 1  # found dead at its write, retried once
+        # the intent's connection (asynchronous) and the answer's (pooled) were both found dead
+        # at their writes, and each write was retried once
+        assert om.reconnects == 2
         stored = store.get_order("w-dead-2")
         assert stored is not None and stored.status is OrderStatus.ACCEPTED
     finally:
@@ -175,6 +178,139 @@ async def test_the_answer_is_recorded_on_a_new_connection_when_the_old_one_died_
         store.close()
 
 
+class RecordingExchange(CheckingExchange):
+    """Notes every request; knows no order (recovery closes what was never sent)."""
+
+    def __init__(self, store: ExecutionStore) -> None:
+        super().__init__(store)
+        self.sent: list[str] = []
+
+    async def submit(self, order: Order) -> ExchangeOrder:
+        self.sent.append(order.client_order_id)
+        return await super().submit(order)
+
+    async def query(self, symbol: str, client_order_id: str) -> ExchangeOrder | None:
+        return None
+
+
+async def _wait_for_lock_wait(db: str) -> None:
+    """Until a statement of ``db`` waits on a lock (the intent, behind the test's table lock)."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        for _ in range(500):
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND wait_event_type = 'Lock'",
+                (db,),
+            ).fetchone()
+            if row is not None and row[0] >= 1:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError("the intent never reached the server")
+
+
+async def test_the_loop_runs_while_the_postgres_intent_waits_on_the_server(
+    fresh_postgres_url: str,
+) -> None:
+    """The intent is awaited on an asynchronous connection: held up on the server (here by a
+    table lock another session holds for 0.5 s), it leaves the event loop free — a 1 ms
+    timer keeps ticking — and the request still goes out only once the intent is committed."""
+    store = ExecutionStore(fresh_postgres_url)
+    exchange = RecordingExchange(store)
+    db = fresh_postgres_url.rsplit("/", 1)[1]
+    try:
+        assert store.intent_is_async
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        await om.submit(market("w-loop-1"))  # the connections exist
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        with psycopg.connect(fresh_postgres_url.replace("+psycopg", "")) as blocker:
+            blocker.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+            tick_task = asyncio.create_task(ticker())
+            submit = asyncio.create_task(om.submit(market("w-loop-2")))
+            await _wait_for_lock_wait(db)
+            before = ticks
+            await asyncio.sleep(0.5)
+            assert not submit.done() and "w-loop-2" not in exchange.sent
+            during = ticks - before
+            blocker.rollback()  # the lock goes; the intent commits
+        order = await asyncio.wait_for(submit, 10)
+        tick_task.cancel()
+        assert order.status is OrderStatus.ACCEPTED
+        assert exchange.committed_at_send["w-loop-2"] is True
+        # a blocked loop would not tick at all; 1 ms sleeps give at most ~500 in 0.5 s
+        assert during >= 50, during
+    finally:
+        store.close()
+
+
+async def test_a_submit_cancelled_during_its_postgres_intent_ends_only_after_the_write(
+    fresh_postgres_url: str,
+) -> None:
+    """A shutdown cancels tasks and then runs recovery. Cancelled while its intent is on the
+    server, a submit must not end before the write does — else the recovery could run first
+    and miss an order the write then leaves SUBMITTED. So the cancelled submit ends once the
+    intent has landed, sends nothing, and the recovery after it closes the order as never
+    sent."""
+    store = ExecutionStore(fresh_postgres_url)
+    exchange = RecordingExchange(store)
+    db = fresh_postgres_url.rsplit("/", 1)[1]
+    try:
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        await om.submit(market("w-cancel-1"))
+        with psycopg.connect(fresh_postgres_url.replace("+psycopg", "")) as blocker:
+            blocker.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+            submit = asyncio.create_task(om.submit(market("w-cancel-2")))
+            await _wait_for_lock_wait(db)
+            submit.cancel()
+            await asyncio.sleep(0.3)
+            assert not submit.done()  # waits for its write, though cancelled
+            blocker.rollback()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(submit, 10)
+        assert exchange.sent == ["w-cancel-1"]  # the cancelled order was never sent
+        stored = store.get_order("w-cancel-2")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED
+        report = await om.recover()
+        assert "w-cancel-2" in report.closed_unsent
+        stored = store.get_order("w-cancel-2")
+        assert stored is not None and stored.status is OrderStatus.CANCELED
+    finally:
+        store.close()
+
+
+async def test_a_replayed_intent_on_the_async_connection_is_recognised_as_recorded(
+    fresh_postgres_url: str,
+) -> None:
+    """The asynchronous intent keeps the synchronous one's replay rules: the same order again
+    is recorded (True), another order of the same signal is refused (False), and a column
+    too long is the same `ValueTooLongError`."""
+    store = ExecutionStore(fresh_postgres_url)
+    try:
+        store.start_run(RUN, "live", "test", ["s1"])
+        submitted = OrderEvent(OrderEventKind.SUBMITTED, time.time_ns())
+        order = market("w-replay-1")
+        order.strategy, order.signal_id = "s1", "sig-1"
+        order.ts_created, order.status = time.time_ns(), OrderStatus.SUBMITTED
+        assert await store.record_submission_async(order, RUN, 1, submitted)
+        assert await store.record_submission_async(order, RUN, 1, submitted)
+        other = market("w-replay-2")
+        other.strategy, other.signal_id = "s1", "sig-1"
+        other.ts_created, other.status = time.time_ns(), OrderStatus.SUBMITTED
+        assert not await store.record_submission_async(other, RUN, 2, submitted)
+        long_id = market("w-" + "x" * 40)
+        long_id.status = OrderStatus.SUBMITTED
+        with pytest.raises(ValueTooLongError, match=r"orders\.client_order_id"):
+            await store.record_submission_async(long_id, RUN, 3, submitted)
+    finally:
+        store.close()
+
+
 class FillingExchange(CheckingExchange):
     """Fills every order in its answer (as a market order's answer does)."""
 
@@ -187,12 +323,12 @@ class FillingExchange(CheckingExchange):
                              fills=[fill])  # fmt: skip
 
 
-async def test_a_filled_answer_is_five_statements_and_one_commit(database_url: str) -> None:
-    """The exchange's answer (accepted, one fill that fills it) is one transaction of five
-    statements: the read that the fill is new, the fill, the position, the order's events in
-    one statement and the order's final state — not one statement per event and per state.
-    What is stored is the same: events in order, the order FILLED with its fill, the position
-    moved."""
+async def test_a_filled_answer_is_four_statements_and_one_commit(database_url: str) -> None:
+    """The exchange's answer (accepted, one fill that fills it) is one transaction of four
+    statements: the fill, the position, the three order events in one statement and the
+    order's final state — not one statement per event and per state, nor a read of the fill
+    first (the fill's unique key guards that). What is stored is the same: events in order,
+    the order FILLED with its fill, the position moved."""
     store = ExecutionStore(database_url)
     try:
         om = OrderManager(store, FillingExchange(store), RUN, strategy="s1")  # type: ignore[arg-type]
@@ -204,13 +340,11 @@ async def test_a_filled_answer_is_five_statements_and_one_commit(database_url: s
         event.listen(store.path_engine, "commit", commits.append)
         order = await om.submit(market("w-four-2"))
         assert order.status is OrderStatus.FILLED
-        postgres = store.engine.dialect.name == "postgresql"
-        answer = ["SELECT", "INSERT", "UPDATE", "INSERT", "UPDATE"]
-        if postgres:  # the intent's one autocommitted statement, then the answer's four
-            assert sent == ["WITH", *answer], sent
+        if store.intent_is_async:  # the intent went over the asynchronous connection
+            assert sent == ["INSERT", "UPDATE", "INSERT", "UPDATE"], sent
         else:  # the intent's two statements, then the answer's four
-            assert sent == ["INSERT", "INSERT", *answer], sent
-        assert len(commits) == (1 if postgres else 2)
+            assert sent == ["INSERT", "INSERT", "INSERT", "UPDATE", "INSERT", "UPDATE"], sent
+        assert len(commits) == (1 if store.intent_is_async else 2)
         stored = store.get_order("w-four-2")
         assert stored is not None and stored.status is OrderStatus.FILLED
         assert stored.filled_qty == Decimal("0.001") and stored.exchange_order_id == "x-w-four-2"
@@ -227,5 +361,38 @@ async def test_a_filled_answer_is_five_statements_and_one_commit(database_url: s
         (position,) = store.positions()  # both orders' fills, less their fees in BTC
         assert position.symbol == "BTCUSDT"
         assert position.qty == Decimal("0.002") - 2 * Decimal("0.0000001")
+    finally:
+        store.close()
+
+
+async def test_a_recovery_pass_leaves_an_intent_alone_between_its_commit_and_its_request(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the intent is awaited, so another task may run between the commit and
+    the submit's resuming — a recovery pass (a reconnect's, say) then finds the order
+    SUBMITTED in the store and unknown to the exchange. It must not close it as never sent:
+    the request is about to go out. Held open here by a pause after the commit."""
+    store = ExecutionStore(fresh_postgres_url)
+    exchange = RecordingExchange(store)
+    committed = asyncio.Event()
+    original = store.record_submission_async
+
+    async def commit_then_pause(*args: object) -> bool:
+        recorded = await original(*args)  # type: ignore[arg-type]
+        committed.set()
+        await asyncio.sleep(0.3)
+        return recorded
+
+    try:
+        om = OrderManager(store, exchange, RUN, strategy="s1")  # type: ignore[arg-type]
+        monkeypatch.setattr(store, "record_submission_async", commit_then_pause)
+        submit = asyncio.create_task(om.submit(market("w-window-1")))
+        await asyncio.wait_for(committed.wait(), 10)
+        stored = store.get_order("w-window-1")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED  # committed
+        report = await om.recover()
+        assert "w-window-1" not in report.closed_unsent and report.checked == 0
+        order = await asyncio.wait_for(submit, 10)
+        assert order.status is OrderStatus.ACCEPTED and exchange.sent == ["w-window-1"]
     finally:
         store.close()

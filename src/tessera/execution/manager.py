@@ -23,16 +23,17 @@ caller waits, then runs its own pass on the state the first left), and after eve
 the order is looked up again: if the submit's answer or the user-data stream moved it while
 the query was out, the query's answer is older than what we know and is not acted on.
 
-The intent's commit runs on the event loop's thread, synchronously, on the order path's engine
-(no pool pre-ping; a write that finds its connection dead is retried once). Two ways of not
-blocking the loop were tried (issue 20) and taken out. A writer thread the loop awaited: a
-shutdown could cancel the task after the commit was handed over — the shutdown's recovery then
-ran before the commit landed, leaving a SUBMITTED order nobody resolved — and, with the loop
-busy, the thread waited for the GIL (p99 of the intent 13–17 ms inline, 349–389 ms on the
-thread). Then psycopg's asynchronous connection on PostgreSQL, with a cancel that waited for
-the write and recovery told to leave an order alone during its write: correct in its tests,
-taken out on a suspicion (the strategy matrix's PostgreSQL bot lagging its replay under load)
-that the code without it then also failed; not yet put back (docs/execution.md).
+On PostgreSQL the intent is one statement awaited on the store's asynchronous connection
+(psycopg's ``AsyncConnection``): the loop reads market frames while the server commits, and
+nothing waits for a thread or the GIL. The await is made uncancellable in effect
+(`_record_submission_async`): a shutdown that cancels the submit there waits for the write to
+land or fail, so its recovery never runs before an intent it should see. On SQLite the commit
+is a local fsync, run on the loop's thread synchronously on the order path's engine. Either way
+there is no pool pre-ping, and a write that finds its connection dead is retried once. A writer
+thread the loop awaited was tried (issue 20) and taken out: the shutdown did not wait for its
+commit — the recovery then ran before the commit landed, leaving a SUBMITTED order nobody
+resolved — and, with the loop busy, the thread waited for the GIL (p99 of the intent 13–17 ms
+inline, 349–389 ms on the thread; docs/benchmarks.md).
 
 An order list (OCO, `submit_list`) follows the same sequence with both legs together: both
 intents and SUBMITTED events in one commit, then the one request, then the answer for both legs
@@ -54,6 +55,7 @@ and ``on_exchange_order`` tells the bot, which halts trading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -241,18 +243,61 @@ class OrderManager:
                 log.warning("database connection lost: reconnecting once", error=str(exc)[:200])
                 return fn(*args)
 
+    async def _record_submission_async(self, order: Order, submitted: OrderEvent) -> bool:
+        """The intent on the store's asynchronous connection (PostgreSQL), retried once on a
+        lost connection as `_on_path`. The await is a suspension point between "intent
+        decided" and "intent durable", so it is made one nobody can cut in half: the write
+        runs as a task of its own, and a cancellation of the submit (a shutdown) waits for
+        that write to land or fail before it goes on. An intent that landed is then an order
+        in flight that was never sent — the shutdown's recovery, which runs after the
+        cancelled tasks end, finds it and closes it as never sent. (The writer thread tried
+        before lacked exactly this wait: its commit could land after that recovery.)"""
+        seq = self._seq(order)
+
+        async def write() -> bool:
+            try:
+                return await self.store.record_submission_async(order, self.run_id, seq, submitted)
+            except Exception as exc:
+                if not is_disconnect(exc):
+                    raise
+                self.reconnects += 1
+                log.warning("database connection lost: reconnecting once", error=str(exc)[:200])
+                return await self.store.record_submission_async(order, self.run_id, seq, submitted)
+
+        cid = order.client_order_id
+        # while its intent is being written, a recovery pass (another task) leaves the order
+        # alone: committed but not yet answered to us, it is on its way, not "never sent"
+        self._submitting.add(cid)
+        task = asyncio.ensure_future(write())
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            while not task.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is None and task.result():
+                self.live[cid] = order  # in flight, never sent: the recovery closes it
+            else:
+                order.status = OrderStatus.INITIALIZED  # nothing was written
+            raise
+        finally:
+            self._submitting.discard(cid)  # `submit` adds it again at once if recorded
+
     async def submit(self, order: Order) -> Order:
         """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
         if not order.ts_created:
             order.ts_created = now_ns()
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
         self.machine.apply(order, submitted)
-        # intent and SUBMITTED in one commit: nothing happens between them, and no await
-        # before the request below (see the module docstring)
+        # intent and SUBMITTED in one commit: nothing happens between them; on PostgreSQL the
+        # commit is awaited, made safe against a cancel (see the module docstring)
         try:
-            recorded = self._on_path(
-                self.store.record_submission, order, self.run_id, self._seq(order), submitted
-            )
+            if self.store.intent_is_async:
+                recorded = await self._record_submission_async(order, submitted)
+            else:
+                recorded = self._on_path(
+                    self.store.record_submission, order, self.run_id, self._seq(order), submitted
+                )
         except Exception:
             order.status = OrderStatus.INITIALIZED  # nothing was written, nothing is sent
             raise
@@ -469,8 +514,13 @@ class OrderManager:
             fill, client_order_id=order.client_order_id, strategy=order.strategy or fill.strategy
         )
         # stored already: the same fill (skip), or another fill under this trade id — a
-        # `LedgerConflictError`, never skipped: it would leave the order without its fill
-        if fill.trade_id in order.trade_ids or self.store.fill_recorded(fill):
+        # `LedgerConflictError`, never skipped: it would leave the order without its fill.
+        # Inside a batch (an exchange's answer) the read is left to the fill's unique key: a
+        # trade id stored already fails the batch, which `_apply_all` redoes write by write,
+        # with this read (a round trip saved on every new fill).
+        if fill.trade_id in order.trade_ids or (
+            not self.store.in_batch and self.store.fill_recorded(fill)
+        ):
             order.trade_ids.add(fill.trade_id)
             return False
         event = OrderEvent(OrderEventKind.FILLED, fill.ts_event or now_ns(), fill=fill)

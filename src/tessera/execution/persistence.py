@@ -27,6 +27,7 @@ SQLite (the embedded default) and PostgreSQL run the same code and the same test
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import json
@@ -288,6 +289,12 @@ def _migrate_sqlite(engine: Engine, url: str) -> None:
             os.close(lock_fd)  # closing releases the lock
 
 
+def pg_connect_args(sync: DatabaseSync) -> dict[str, str]:
+    """psycopg's connection arguments for ``sync`` (see `make_engine`)."""
+    commit = {"full": "on", "normal": "off"}[sync]
+    return {"options": f"-c synchronous_commit={commit}"}
+
+
 def make_engine(url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True) -> Engine:
     """An engine for ``url``. ``sync`` is how durable a commit is: ``full`` — on disk (fsync)
     before the commit returns, it survives a power loss; ``normal`` — handed to the operating
@@ -323,9 +330,7 @@ def make_engine(url: str, sync: DatabaseSync = "full", *, pre_ping: bool = True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if url.startswith("postgresql+psycopg://"):
-        commit = {"full": "on", "normal": "off"}[sync]
-        args = {"options": f"-c synchronous_commit={commit}"}
-        return create_engine(url, pool_pre_ping=pre_ping, connect_args=args)
+        return create_engine(url, pool_pre_ping=pre_ping, connect_args=pg_connect_args(sync))
     return create_engine(url, pool_pre_ping=pre_ping)
 
 
@@ -429,6 +434,11 @@ class ExecutionStore:
             make_engine(url, sync, pre_ping=False) if self.engine.dialect.name != "sqlite"
             else self.engine
         )  # fmt: skip
+        # the intent's asynchronous connection on PostgreSQL (`record_submission_async`), with
+        # the loop it waits on; opened on first use
+        self._async_conn: tuple[Any, Any] | None = None
+        self._async_locks: tuple[Any, Any] | None = None
+        self._connect_args = pg_connect_args(sync) if url.startswith("postgresql") else {}
         self._batch: ContextVar[Connection | None] = ContextVar(f"batch-{id(self)}", default=None)
         self._pending: ContextVar[_Pending | None] = ContextVar(f"pending-{id(self)}", default=None)
         # which engine this thread uses (`on_path` sets `path_engine`)
@@ -451,6 +461,7 @@ class ExecutionStore:
         return engine if engine is not None else self.engine
 
     def close(self) -> None:
+        self._drop_async_connection()
         self.engine.dispose()
         if self.path_engine is not self.engine:
             self.path_engine.dispose()
@@ -582,16 +593,15 @@ class ExecutionStore:
 
         Returns False if the order's signal already produced an order (send nothing).
         """
-        row = self._order_row(order, run_id, seq)
-        events = [
-            self._event_row(order.client_order_id, "intent", "INITIALIZED", order.ts_created),
-            self._event_row(order.client_order_id, submitted.kind.value, order.status.value,
-                            submitted.ts),
-        ]  # fmt: skip
+        row, events = self._submission_rows(order, run_id, seq, submitted)
         try:
             engine = self._engine()
             if engine.dialect.name == "postgresql" and self._batch.get() is None:
-                self._submission_in_one_statement(engine, row, events)
+                params = self._submission_params(engine, row, events)
+                with engine.connect() as c:
+                    c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                        self._PG_SUBMISSION, params
+                    )
             else:
                 with self.tx() as c:
                     c.execute(self._INSERT_ORDER, row)
@@ -626,9 +636,95 @@ class ExecutionStore:
     _BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
     _EVENT_BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
 
-    def _submission_in_one_statement(
+    def _submission_rows(
+        self, order: Order, run_id: str, seq: int, submitted: OrderEvent
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The intent's order row and its two events (intent, SUBMITTED)."""
+        cid = order.client_order_id
+        return self._order_row(order, run_id, seq), [
+            self._event_row(cid, "intent", "INITIALIZED", order.ts_created),
+            self._event_row(cid, submitted.kind.value, order.status.value, submitted.ts),
+        ]
+
+    @property
+    def intent_is_async(self) -> bool:
+        """Whether `record_submission_async` awaits the database on the event loop (PostgreSQL:
+        psycopg's async connection) rather than committing synchronously (SQLite, whose commit
+        is a local fsync with no socket to wait on)."""
+        return self.path_engine.dialect.name == "postgresql"
+
+    async def record_submission_async(
+        self, order: Order, run_id: str, seq: int, submitted: OrderEvent
+    ) -> bool:
+        """`record_submission` without blocking the event loop: on PostgreSQL the one-statement
+        intent goes over an asynchronous connection of the store's own (psycopg's
+        ``AsyncConnection``, autocommit), so the loop goes on reading market frames while the
+        server commits and flushes its WAL. Elsewhere (SQLite; or inside a `batch`) it is
+        `record_submission`. The caller must not give up on the write half-way (a cancelled
+        await does not stop a statement the server has): `OrderManager` waits it out.
+
+        A lost connection raises SQLAlchemy's `DBAPIError` with ``connection_invalidated`` set
+        (`is_disconnect`), a unique key the same `IntegrityError` handling as the synchronous
+        write, so the caller's retry and replay rules are the same on both paths."""
+        if not self.intent_is_async or self._batch.get() is not None:
+            return self.record_submission(order, run_id, seq, submitted)
+        row, events = self._submission_rows(order, run_id, seq, submitted)
+        params = self._submission_params(self.path_engine, row, events)
+        try:
+            await self._execute_async(self._PG_SUBMISSION, params)
+        except IntegrityError:
+            replayed = self._order_collision(order, run_id, seq)
+            if replayed is None:
+                raise
+            return replayed
+        return True
+
+    async def _execute_async(self, sql: str, params: dict[str, Any]) -> None:
+        import psycopg  # only a PostgreSQL store gets here
+
+        lock = self._async_lock()
+        async with lock:  # first come, first written (and one connection opened, not one each)
+            conn = await self._async_connection()
+            try:
+                await conn.execute(sql, params)
+            except psycopg.IntegrityError as exc:
+                raise IntegrityError(sql, params, exc) from exc
+            except psycopg.Error as exc:
+                lost = conn.broken or conn.closed
+                if lost:
+                    self._drop_async_connection()
+                raise DBAPIError(sql, params, exc, connection_invalidated=lost) from exc
+
+    def _async_lock(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async_locks is None or self._async_locks[0] is not loop:
+            self._async_locks = (loop, asyncio.Lock())
+        return self._async_locks[1]
+
+    async def _async_connection(self) -> Any:
+        """The store's asynchronous PostgreSQL connection for the running loop (a new one for a
+        new loop: a connection waits on the loop it was made on)."""
+        import psycopg
+
+        loop = asyncio.get_running_loop()
+        held = self._async_conn
+        if held is not None and held[0] is loop and not held[1].closed:
+            return held[1]
+        self._drop_async_connection()
+        args, kwargs = self.path_engine.dialect.create_connect_args(self.path_engine.url)
+        kwargs.update(self._connect_args)
+        conn = await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs)
+        self._async_conn = (loop, conn)
+        return conn
+
+    def _drop_async_connection(self) -> None:
+        held, self._async_conn = self._async_conn, None
+        if held is not None and not held[1].closed:
+            held[1].pgconn.finish()  # closes the socket without a loop to await on
+
+    def _submission_params(
         self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
-    ) -> None:
+    ) -> dict[str, Any]:
         # the driver gets the values as they are, so the column limits are checked here (the
         # same `ValueTooLongError` the Core statements raise)
         for name, bounded in self._BOUNDED:
@@ -640,10 +736,7 @@ class ExecutionStore:
             params[f"k{i}"], params[f"s{i}"], params[f"t{i}"] = (
                 ev["kind"], ev["status_after"], ev["ts"]
             )  # fmt: skip
-        with engine.connect() as c:
-            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                self._PG_SUBMISSION, params
-            )
+        return params
 
     def record_list_submission(
         self, legs: Sequence[tuple[Order, int, OrderEvent]], run_id: str
@@ -818,6 +911,11 @@ class ExecutionStore:
             pending.orders[order.client_order_id] = row  # the last state is what is stored
         else:
             c.execute(self._UPDATE_ORDER, row)
+
+    @property
+    def in_batch(self) -> bool:
+        """Whether the calls now run inside a `batch` (one transaction, writes deferred)."""
+        return self._batch.get() is not None
 
     def record_fill(
         self, order: Order, event: OrderEvent, position: Position | None = None
@@ -1543,7 +1641,7 @@ def _bounded_columns(table: Any, names: Sequence[str]) -> tuple[tuple[str, Bound
     return tuple((n, t) for n in names if isinstance(t := table.c[n].type, Bounded))
 
 
-# the limits `_submission_in_one_statement` checks itself (its values bypass the Core types)
+# the limits `_submission_params` checks itself (its values bypass the Core types)
 ExecutionStore._BOUNDED = _bounded_columns(orders, ExecutionStore._ORDER_COLUMNS)
 ExecutionStore._EVENT_BOUNDED = _bounded_columns(order_events, ("kind", "status_after"))
 
