@@ -28,6 +28,26 @@ class Position:
     ts_last: int = 0
     # Open lots, oldest first: (signed qty, price). All lots share the position's sign.
     lots: deque[tuple[Decimal, Decimal]] = field(default_factory=deque)
+    # The sums over the lots (qty, cost) and how many lots they cover. A lot appended extends
+    # them by one addition — the very operation the sum over the lots does last, so the same
+    # value to the last digit and exponent — where summing again made a position that only
+    # grows (a strategy adding to it fill after fill) cost O(lots) per fill, O(fills^2) in
+    # all. A lot closed or cut drops them (summed again when next read); any other change of
+    # the lots' number is seen by the count.
+    _sums: tuple[Decimal, Decimal, int] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def _summed(self) -> tuple[Decimal, Decimal, int]:
+        sums = self._sums
+        lots = self.lots
+        if sums is None or sums[2] != len(lots):
+            sums = self._sums = (
+                sum((q for q, _ in lots), ZERO),
+                sum((q * p for q, p in lots), ZERO),
+                len(lots),
+            )
+        return sums
 
     @property
     def qty(self) -> Decimal:
@@ -36,12 +56,12 @@ class Position:
             return ZERO
         if len(lots) == 1:  # the common case, without a generator: ZERO + q is what sum gives
             return ZERO + lots[0][0]
-        return sum((q for q, _ in lots), ZERO)
+        return self._summed()[0]
 
     @property
     def cost(self) -> Decimal:
         """Signed cost basis of the open quantity: sum of qty * entry price."""
-        return sum((q * p for q, p in self.lots), ZERO)
+        return self._summed()[1]
 
     @property
     def avg_price(self) -> Decimal:
@@ -103,8 +123,12 @@ class Position:
                 lots.popleft()
             else:
                 lots[0] = (lot_qty - closing * direction, lot_price)
+            self._sums = None
             remaining += closing * direction
         if remaining:
+            sums = self._sums
+            if sums is not None and sums[2] == len(lots):
+                self._sums = (sums[0] + remaining, sums[1] + remaining * price, sums[2] + 1)
             lots.append((remaining, price))
         self.realized_pnl += realized
         return realized
