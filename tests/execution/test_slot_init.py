@@ -152,30 +152,38 @@ sides = st.sampled_from([1, -1])
 prices = st.decimals(min_value=D("0.01"), max_value=D("100000"), places=2, allow_nan=False)
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(quantities, scaled, sides, prices), min_size=1, max_size=40))
+base_fees = st.sampled_from([None, D("0.0000001"), D("0.001"), D("1E-5")])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(quantities, scaled, sides, prices, base_fees), min_size=1, max_size=40))
 def test_a_positions_kept_sums_are_the_sums_over_its_lots_after_any_fills(
-    fills: list[tuple[Decimal, Decimal, int, Decimal]],
+    fills: list[tuple[Decimal, Decimal, int, Decimal, Decimal | None]],
 ) -> None:
-    """`Position` extends its quantity and cost by each lot appended instead of summing all
-    lots again (a position that only grows cost O(lots) per fill); closing or cutting a lot
-    drops them. Read after every fill — adds, partial closes, flips — they are what summing
-    the lots gives, to the last digit and exponent."""
+    """`Position` keeps its quantity and cost across fills instead of summing all lots again
+    (a position that only grows cost O(lots) per fill): a lot appended or the oldest cut (a
+    base-asset fee) moves them, a lot closed whole drops them. Read after every fill — adds,
+    fee cuts, partial closes, flips — they are what summing the lots gives, to the last digit
+    and exponent."""
     pos = Position("BTCUSDT")
-    for q, scale, side, price in fills:
+    for q, scale, side, price, fee in fills:
         pos.apply(abs(q * scale) * side, price)
+        if fee is not None and pos.lots:  # what a base-asset fee does (`apply_fill`)
+            pos.apply(-fee if pos.lots[0][0] > 0 else fee, price)
         qty = sum((lot for lot, _ in pos.lots), D(0))
         cost = sum((lot * p for lot, p in pos.lots), D(0))
         assert (str(pos.qty), str(pos.cost)) == (str(qty), str(cost))
 
 
 def test_a_position_that_only_grows_is_not_summed_again_per_fill() -> None:
-    """The sums are extended, not recomputed: a thousand lots, each fill read back."""
+    """The sums are moved, not recomputed: a thousand buys, each with a base-asset fee that
+    cuts the oldest lot, each read back."""
     pos = Position("BTCUSDT")
     for i in range(1, 1001):
         pos.apply(D("0.001"), D(60000 + i))
-        assert pos.qty == D("0.001") * i
+        pos.apply(D("-0.0000001"), D(60000 + i))
+        assert pos.qty == D("0.0009999") * i
     sums = pos._sums
     assert sums is not None and sums[2] == 1000
     pos.lots.append((D("1"), D("1")))  # a lot added from outside (the store's load): seen
-    assert pos.qty == D("2")
+    assert pos.qty == D("0.9999") + D("1")

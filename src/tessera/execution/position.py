@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, getcontext
 
 from tessera.execution.orders import Fill
 
 ZERO = Decimal(0)
+
+
+def _exact(x: Decimal) -> bool:
+    """Whether ``x`` is short of the context's precision: a result that is not was possibly
+    rounded (an exact result with that many digits is taken for one too: it only costs a sum)."""
+    return len(x.as_tuple().digits) < getcontext().prec
 
 
 @dataclass(slots=True)
@@ -28,12 +34,18 @@ class Position:
     ts_last: int = 0
     # Open lots, oldest first: (signed qty, price). All lots share the position's sign.
     lots: deque[tuple[Decimal, Decimal]] = field(default_factory=deque)
-    # The sums over the lots (qty, cost) and how many lots they cover. A lot appended extends
-    # them by one addition — the very operation the sum over the lots does last, so the same
-    # value to the last digit and exponent — where summing again made a position that only
-    # grows (a strategy adding to it fill after fill) cost O(lots) per fill, O(fills^2) in
-    # all. A lot closed or cut drops them (summed again when next read); any other change of
-    # the lots' number is seen by the count.
+    # The sums over the lots (qty, cost) and how many lots they cover, kept across fills:
+    # summing again made a position that only grows (a strategy adding to it, fill after fill,
+    # each buy's base-asset fee cutting the oldest lot) cost O(lots) per fill, O(fills^2) in
+    # all. They stay what summing the lots gives, to the last digit and exponent:
+    # * a lot appended extends them by the very addition the sum does last;
+    # * the oldest lot cut by ``d`` (a quantity, exact) takes ``d`` (and ``d * price``) off
+    #   them: exact, and with the exponent the sum would have, min(0, the lots' exponents) —
+    #   the cut lot's exponent is min(its own, d's), and so is the difference's;
+    # * a lot closed whole drops them (the exponent it brought may go with it): summed again
+    #   when next read; so does any value at the context's precision (it may have been
+    #   rounded, and a rounded sum need not be what summing again gives).
+    # Any other change of the lots' number is seen by the count.
     _sums: tuple[Decimal, Decimal, int] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -42,12 +54,16 @@ class Position:
         sums = self._sums
         lots = self.lots
         if sums is None or sums[2] != len(lots):
-            sums = self._sums = (
+            sums = (
                 sum((q for q, _ in lots), ZERO),
                 sum((q * p for q, p in lots), ZERO),
                 len(lots),
             )
+            self._sums = sums if _exact(sums[0]) and _exact(sums[1]) else None
         return sums
+
+    def _keep(self, qty: Decimal, cost: Decimal, n: int) -> None:
+        self._sums = (qty, cost, n) if _exact(qty) and _exact(cost) else None
 
     @property
     def qty(self) -> Decimal:
@@ -121,14 +137,18 @@ class Position:
             realized += (price - lot_price) * closing * direction
             if closing == abs(lot_qty):
                 lots.popleft()
+                self._sums = None
             else:
-                lots[0] = (lot_qty - closing * direction, lot_price)
-            self._sums = None
+                cut = closing * direction
+                lots[0] = (lot_qty - cut, lot_price)
+                sums = self._sums
+                if sums is not None and sums[2] == len(lots):
+                    self._keep(sums[0] - cut, sums[1] - cut * lot_price, sums[2])
             remaining += closing * direction
         if remaining:
             sums = self._sums
             if sums is not None and sums[2] == len(lots):
-                self._sums = (sums[0] + remaining, sums[1] + remaining * price, sums[2] + 1)
+                self._keep(sums[0] + remaining, sums[1] + remaining * price, sums[2] + 1)
             lots.append((remaining, price))
         self.realized_pnl += realized
         return realized
