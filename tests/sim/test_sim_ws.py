@@ -4,8 +4,10 @@ consistent with REST, Binance's control requests, ping/pong."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -209,6 +211,21 @@ async def test_kline_stream_is_real_shaped_and_final_bars_agree_with_rest(
         assert k["i"] == interval and event["E"] > k["T"]  # sent once the bar is over
 
 
+@contextlib.asynccontextmanager
+async def socket_without_autoping(
+    market: SimMarket, pong_timeout_s: float
+) -> AsyncIterator[tuple[ExchangeSimulator, aiohttp.ClientWebSocketResponse]]:
+    """A simulator pinging every 0.1 s, and a client socket that answers pings only by hand."""
+    async with (
+        ExchangeSimulator(
+            market, speed=None, autostart=False, ping_interval_s=0.1, pong_timeout_s=pong_timeout_s
+        ) as sim,
+        aiohttp.ClientSession() as s,
+        s.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws,
+    ):
+        yield sim, ws
+
+
 async def test_a_pong_late_by_less_than_the_timeout_keeps_the_socket_as_on_binance(
     btc_market: SimMarket,
 ) -> None:
@@ -217,13 +234,7 @@ async def test_a_pong_late_by_less_than_the_timeout_keeps_the_socket_as_on_binan
     A client behind on a busy stream reads the ping, and answers it, only after the frames
     before it: here it reads nothing for four ping intervals (twenty of aiohttp's
     heartbeat halves), then answers, and its stream goes on."""
-    async with (
-        ExchangeSimulator(
-            btc_market, speed=None, autostart=False, ping_interval_s=0.1, pong_timeout_s=2.0
-        ) as sim,
-        aiohttp.ClientSession() as s,
-        s.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws,
-    ):
+    async with socket_without_autoping(btc_market, pong_timeout_s=2.0) as (sim, ws):
         await asyncio.sleep(0.4)  # pings pile up unanswered
         pings = 0
         while (msg := await ws.receive(timeout=5)).type is aiohttp.WSMsgType.PING:
@@ -240,13 +251,7 @@ async def test_a_pong_late_by_less_than_the_timeout_keeps_the_socket_as_on_binan
 
 
 async def test_a_socket_without_a_pong_for_the_timeout_is_closed(btc_market: SimMarket) -> None:
-    async with (
-        ExchangeSimulator(
-            btc_market, speed=None, autostart=False, ping_interval_s=0.1, pong_timeout_s=0.5
-        ) as sim,
-        aiohttp.ClientSession() as s,
-        s.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws,
-    ):
+    async with socket_without_autoping(btc_market, pong_timeout_s=0.5) as (sim, ws):
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         pings = 0
