@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tessera.config.models import RiskConfig
-from tessera.execution.exchange import refused_before_sending
 from tessera.execution.filters import filters_by_symbol
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
@@ -23,7 +22,6 @@ from tessera.execution.paper import PaperExchange
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.state import OrderEvent
 from tessera.live.account import AccountBook
-from tessera.live.bot import WireTimedExchange
 from tessera.live.executor import SignalExecutor, order_payload
 from tessera.live.halt import HaltGuard
 from tessera.live.signals import LocalSignalQueue, Signal, SignalKind
@@ -229,89 +227,6 @@ async def test_the_kill_switch_flattens_through_the_gateway_while_halted(tmp_pat
     # while a new order that would add risk is refused
     assert await desk.executor.execute_signal(signal(target="0.01"))
     assert desk.position() == 0
-
-
-class _HaltsWhileWaiting:
-    """A rate limiter that holds the order back while an operator halts trading."""
-
-    def __init__(self, risk: RiskEngine) -> None:
-        self.risk = risk
-
-    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
-        await asyncio.sleep(0)
-        self.risk.manual_halt("operator", time.time_ns())
-        return 0.01
-
-
-async def test_a_halt_while_the_limiter_holds_an_order_back_stops_it_before_its_intent(
-    tmp_path: Path,
-) -> None:
-    """The gateway's checks passed, then the limiter held the order back, and trading was
-    halted meanwhile: the checks run again after the wait, and the order is refused before
-    anything is recorded or sent."""
-    desk = Desk(tmp_path)
-    try:
-        desk.gateway.limiter = _HaltsWhileWaiting(desk.risk)
-        assert await desk.executor.execute_signal(signal(target="0.01"))
-        assert desk.store.list_orders() == []  # never recorded, never sent
-        assert desk.denied and desk.denied[0][1] == "risk:halted"
-        assert desk.position() == 0
-    finally:
-        desk.store.close()
-
-
-async def test_a_halt_during_the_intent_closes_the_order_unsent(desk: Desk) -> None:
-    """On PostgreSQL the intent is awaited: a kill-switch may engage while it is written.
-    Asked after the intent, `may_send` stops the request; the order is closed, never sent."""
-    order = Order(
-        client_order_id=desk.ids.next(),
-        symbol="BTCUSDT",
-        side=OrderSide.BUY,
-        type=OrderType.MARKET,
-        qty=D("0.01"),
-        strategy="s",
-        signal_id=new_signal_id(),
-    )
-    placed = await desk.manager.submit(order, may_send=lambda o: "risk:kill_switch")
-    assert placed.status is OrderStatus.CANCELED and not placed.exchange_order_id
-    stored = desk.store.get_order(order.client_order_id)
-    assert stored is not None and stored.status is OrderStatus.CANCELED
-    assert await desk.paper.query("BTCUSDT", order.client_order_id) is None  # never sent
-    assert desk.position() == 0
-
-
-async def test_an_order_refused_right_before_its_request_is_not_counted_sent(
-    tmp_path: Path,
-) -> None:
-    """Trading halts while the adapter holds the request back (its own rate limiter): the
-    adapter asks `SEND_GUARD` and refuses it, REJECTED "never sent". The executor counts it
-    neither as sent nor in the latency figures — the exit line counts orders on the wire."""
-    desk = Desk(tmp_path)
-    try:
-        paper = desk.paper
-
-        class _HaltsBeforeTheRequest:
-            async def submit(self, order: Order) -> Any:
-                desk.risk.manual_halt("operator", time.time_ns())
-                refused = refused_before_sending()
-                if refused is not None:
-                    raise refused
-                return await paper.submit(order)
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(paper, name)
-
-        wired = WireTimedExchange(_HaltsBeforeTheRequest())  # type: ignore[arg-type]
-        desk.manager.exchange = wired
-        desk.executor.wire_ns = wired.wire_ns
-        assert await desk.executor.execute_signal(signal(target="0.01"))
-        [stored] = desk.store.list_orders()
-        assert stored.status is OrderStatus.REJECTED
-        assert stored.reject_reason == "never sent: risk:halted"
-        assert desk.executor.orders_sent == 0
-        assert desk.position() == 0
-    finally:
-        desk.store.close()
 
 
 class _SwallowsCancellation(LocalSignalQueue):
