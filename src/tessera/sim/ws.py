@@ -339,15 +339,14 @@ class BinancePings:
         self.last_pong = asyncio.get_running_loop().time()
         self.timed_out = False
 
-    async def saw(self, msg: Any) -> bool:
-        """Handles a ping or a pong; returns whether ``msg`` was one."""
+    async def saw(self, msg: Any) -> None:
+        """Answers a ping (not on a socket already closing: the client is gone), notes a pong;
+        anything else is not ours."""
         if msg.type is WSMsgType.PING:
-            await self.ws.pong(msg.data)
-            return True
-        if msg.type is WSMsgType.PONG:
+            with contextlib.suppress(ConnectionError):
+                await self.ws.pong(msg.data)
+        elif msg.type is WSMsgType.PONG:
             self.last_pong = asyncio.get_running_loop().time()
-            return True
-        return False
 
     async def run(self) -> None:
         if not self.interval_s:
