@@ -7,7 +7,8 @@ through a local URL, and a submit whose response is lost (exactly one order resu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from tessera.execution.exchange import (
     OutcomeUnknownError,
     UnknownOrderError,
 )
+from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from tessera.execution.persistence import ExecutionStore
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
 
@@ -367,3 +370,62 @@ async def test_a_submit_refused_for_its_timestamp_is_a_rejection_and_is_not_rese
     assert await ex.query("BTCUSDT", "t-ts-1") is None  # the exchange never had it
     again = await ex.submit(order("t-ts-1", "BUY", "MARKET", "0.00100"))
     assert again.status is OrderStatus.FILLED
+
+
+# --- a halt while the rate limiter holds a new order back ------------------------------------
+
+
+class _HaltingLimiter:
+    """Holds the next new order back; trading halts meanwhile (``halted`` set)."""
+
+    def __init__(self) -> None:
+        self.halted = False
+
+    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+        if orders:
+            await asyncio.sleep(0.01)
+            self.halted = True
+        return 0.0
+
+    async def observe_headers(self, headers: Mapping[str, str]) -> None:
+        return None
+
+    async def on_429(self, retry_after_s: float) -> None:
+        return None
+
+    async def on_418(self, retry_after_s: float) -> None:
+        return None
+
+
+async def test_an_order_held_back_by_the_rate_limiter_is_not_sent_once_trading_halted(
+    venue: tuple[ExchangeSimulator, TradingEngine], tmp_path: Path
+) -> None:
+    """The intent is durable, the adapter's rate limiter holds the request back, and trading
+    halts meanwhile: asked once the wait is over (`SEND_GUARD`, set by `OrderManager.submit`
+    from the gateway's check), the order is refused before the request — REJECTED, "never
+    sent" — and the exchange has no such order."""
+    sim, engine = venue
+    limiter = _HaltingLimiter()
+    client = CcxtExchange(sim.rest_url, KEY, SECRET, limiter=limiter)
+    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        manager = OrderManager(store, client, "guard-run", "", "live")
+        o = order("t-guard-1", "BUY", "MARKET", "0.00100")
+        o.signal_id = "guard-run:s:BTCUSDT:0:1"
+        placed = await manager.submit(
+            o, may_send=lambda _: "risk:halted" if limiter.halted else None
+        )
+        assert placed.status is OrderStatus.REJECTED
+        assert placed.reject_reason == "never sent: risk:halted"
+        assert "t-guard-1" not in {x.client_order_id for x in engine.orders.values()}
+        stored = store.get_order("t-guard-1")
+        assert stored is not None and stored.status is OrderStatus.REJECTED
+        # without a halt, the same path sends
+        o2 = order("t-guard-2", "BUY", "MARKET", "0.00100")
+        o2.signal_id = "guard-run:s:BTCUSDT:0:2"
+        limiter.halted = False
+        sent = await manager.submit(o2, may_send=lambda _: None)
+        assert sent.status is OrderStatus.FILLED
+    finally:
+        await client.close()
+        store.close()

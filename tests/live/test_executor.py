@@ -229,6 +229,55 @@ async def test_the_kill_switch_flattens_through_the_gateway_while_halted(tmp_pat
     assert desk.position() == 0
 
 
+class _HaltsWhileWaiting:
+    """A rate limiter that holds the order back while an operator halts trading."""
+
+    def __init__(self, risk: RiskEngine) -> None:
+        self.risk = risk
+
+    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+        await asyncio.sleep(0)
+        self.risk.manual_halt("operator", time.time_ns())
+        return 0.01
+
+
+async def test_a_halt_while_the_limiter_holds_an_order_back_stops_it_before_its_intent(
+    tmp_path: Path,
+) -> None:
+    """The gateway's checks passed, then the limiter held the order back, and trading was
+    halted meanwhile: the checks run again after the wait, and the order is refused before
+    anything is recorded or sent."""
+    desk = Desk(tmp_path)
+    try:
+        desk.gateway.limiter = _HaltsWhileWaiting(desk.risk)
+        assert await desk.executor.execute_signal(signal(target="0.01"))
+        assert desk.store.list_orders() == []  # never recorded, never sent
+        assert desk.denied and desk.denied[0][1] == "risk:halted"
+        assert desk.position() == 0
+    finally:
+        desk.store.close()
+
+
+async def test_a_halt_during_the_intent_closes_the_order_unsent(desk: Desk) -> None:
+    """On PostgreSQL the intent is awaited: a kill-switch may engage while it is written.
+    Asked after the intent, `may_send` stops the request; the order is closed, never sent."""
+    order = Order(
+        client_order_id=desk.ids.next(),
+        symbol="BTCUSDT",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        qty=D("0.01"),
+        strategy="s",
+        signal_id=new_signal_id(),
+    )
+    placed = await desk.manager.submit(order, may_send=lambda o: "risk:kill_switch")
+    assert placed.status is OrderStatus.CANCELED and not placed.exchange_order_id
+    stored = desk.store.get_order(order.client_order_id)
+    assert stored is not None and stored.status is OrderStatus.CANCELED
+    assert await desk.paper.query("BTCUSDT", order.client_order_id) is None  # never sent
+    assert desk.position() == 0
+
+
 class _SwallowsCancellation(LocalSignalQueue):
     """A queue client that turns a cancellation into an empty answer, as a blocking read cut
     short by a closed connection may."""

@@ -54,6 +54,7 @@ from tessera.execution.exchange import (
     OutcomeUnknownError,
     RateLimitedError,
     UnknownOrderError,
+    refused_before_sending,
 )
 from tessera.execution.orders import (
     Fill,
@@ -265,6 +266,10 @@ class CcxtExchange:
         weight, orders = self.COST.get(method, (1, 0))
         if self.limiter is not None:
             await self.limiter.acquire(weight, orders)
+        if orders:  # a new order: trading may have halted while it waited (`SEND_GUARD`)
+            refused = refused_before_sending()
+            if refused is not None:
+                raise refused
         return await self._request(method, *args, **kw)
 
     async def _request(self, method: str, *args: Any, **kw: Any) -> Any:

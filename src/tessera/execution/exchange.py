@@ -26,6 +26,8 @@ module names no venue.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -48,6 +50,20 @@ class OrderRejectedError(ExchangeError):
 
 class UnknownOrderError(ExchangeError):
     """The exchange does not know this order (-2011 on cancel, -2013 on query)."""
+
+
+# Why an order about to be sent may no longer go, asked by an adapter right before the request
+# of a new order leaves (after its own rate limiter has held it back): `OrderManager.submit`
+# sets it around the request. An answer other than None is raised as `OrderRejectedError`
+# ("never sent: ..."): the order never reached the exchange. None = nothing to ask.
+SEND_GUARD: ContextVar[Callable[[], str | None] | None] = ContextVar("send_guard", default=None)
+
+
+def refused_before_sending() -> OrderRejectedError | None:
+    """The `SEND_GUARD`'s refusal as the error to raise, or None (no guard, or it lets go)."""
+    guard = SEND_GUARD.get()
+    reason = guard() if guard is not None else None
+    return OrderRejectedError(f"never sent: {reason}") if reason is not None else None
 
 
 class RateLimitedError(ExchangeError):

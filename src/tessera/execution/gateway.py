@@ -84,10 +84,22 @@ class OrderGateway:
         self.risk.record_sent(now)
         if marks is not None:
             marks["checked"] = now
+        state = self.risk.state
         await self.limiter.acquire(0, 0)  # a ban (418) stops orders before the request
+        # the checks above held when they ran; trading halted (or reducing) since — while the
+        # limiter held the order back — is checked again before anything is recorded, and
+        # once more after the intent (`OrderManager.submit`): a suspension lies between
+        reason = self._changed(order, state)
+        if reason is not None:
+            return self._deny(order, reason)
         if marks is not None:
             marks["send"] = time.time_ns()
-        return await self.manager.submit(order)
+        return await self.manager.submit(order, lambda o: self._changed(o, state))
+
+    def _changed(self, order: Order, state: object) -> str | None:
+        """The denial of ``order`` if the risk engine's trading state moved since ``state``
+        (the checks run again); None if it did not (nothing to check again)."""
+        return None if self.risk.state is state else self.denial(order)
 
     async def submit_list(self, orders: OrderList) -> list[Order]:
         """Both legs checked; one denied denies the list (an OCO with one leg is no OCO)."""
@@ -96,7 +108,12 @@ class OrderGateway:
             if reason is not None:
                 return [self._deny(o, reason) for o in orders.legs]
         self.risk.record_sent(time.time_ns())
+        state = self.risk.state
         await self.limiter.acquire(0, 0)
+        for leg in orders.legs:  # trading halted while the limiter held the list back
+            reason = self._changed(leg, state)
+            if reason is not None:
+                return [self._deny(o, reason) for o in orders.legs]
         placed = await self.manager.submit_list(orders)
         return list(placed.legs)
 

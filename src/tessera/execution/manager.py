@@ -70,6 +70,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tessera import __version__
 from tessera.execution.exchange import (
+    SEND_GUARD,
     Exchange,
     ExchangeOrder,
     OrderRejectedError,
@@ -283,8 +284,15 @@ class OrderManager:
         finally:
             self._submitting.discard(cid)  # `submit` adds it again at once if recorded
 
-    async def submit(self, order: Order) -> Order:
-        """Intent, SUBMITTED, send, and apply the answer; returns the order as now known."""
+    async def submit(
+        self, order: Order, may_send: Callable[[Order], str | None] | None = None
+    ) -> Order:
+        """Intent, SUBMITTED, send, and apply the answer; returns the order as now known.
+
+        ``may_send``, asked after the intent is durable and before the request: why the order
+        may no longer go (trading halted while the intent was being written — on PostgreSQL
+        that write is awaited, and a kill-switch may engage meanwhile), or None. An order it
+        stops is closed, never sent (CANCELED, ``never sent: <why>``)."""
         if not order.ts_created:
             order.ts_created = now_ns()
         submitted = OrderEvent(OrderEventKind.SUBMITTED, now_ns())
@@ -308,7 +316,16 @@ class OrderManager:
             return existing if existing is not None else order
         self.observer.on_event(order, submitted, len(self.live))
         self.live[order.client_order_id] = order
+        stop = may_send(order) if may_send is not None else None
+        if stop is not None:
+            log.warning("order not sent: refused after its intent", cid=order.client_order_id,
+                        reason=stop)  # fmt: skip
+            self._event(
+                order, OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=f"never sent: {stop}")
+            )
+            return order
         self._submitting.add(order.client_order_id)
+        guard = SEND_GUARD.set((lambda: may_send(order)) if may_send is not None else None)
         try:
             ack = await self.exchange.submit(order)
         except (OrderRejectedError, RateLimitedError) as exc:
@@ -324,6 +341,7 @@ class OrderManager:
                 return order  # still SUBMITTED: recovery or the user-data stream will tell
             ack = found
         finally:
+            SEND_GUARD.reset(guard)
             self._submitting.discard(order.client_order_id)
         self.apply_batched(order, ack)
         return order

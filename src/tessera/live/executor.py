@@ -386,6 +386,8 @@ class SignalExecutor:
             return True
         t_ack = time.time_ns()
         wired = self.wire_ns.pop(order.client_order_id, None)
+        if placed.status is OrderStatus.CANCELED and not placed.exchange_order_id:
+            return True  # refused after its intent, never sent (`OrderManager.submit`)
         if wired is not None:
             self.orders_sent += 1  # counted once on the wire, not when merely attempted
         t_send = marks.get("send", t_ack)
