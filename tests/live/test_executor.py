@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tessera.config.models import RiskConfig
+from tessera.execution.exchange import refused_before_sending
 from tessera.execution.filters import filters_by_symbol
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
@@ -22,6 +23,7 @@ from tessera.execution.paper import PaperExchange
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.state import OrderEvent
 from tessera.live.account import AccountBook
+from tessera.live.bot import WireTimedExchange
 from tessera.live.executor import SignalExecutor, order_payload
 from tessera.live.halt import HaltGuard
 from tessera.live.signals import LocalSignalQueue, Signal, SignalKind
@@ -276,6 +278,40 @@ async def test_a_halt_during_the_intent_closes_the_order_unsent(desk: Desk) -> N
     assert stored is not None and stored.status is OrderStatus.CANCELED
     assert await desk.paper.query("BTCUSDT", order.client_order_id) is None  # never sent
     assert desk.position() == 0
+
+
+async def test_an_order_refused_right_before_its_request_is_not_counted_sent(
+    tmp_path: Path,
+) -> None:
+    """Trading halts while the adapter holds the request back (its own rate limiter): the
+    adapter asks `SEND_GUARD` and refuses it, REJECTED "never sent". The executor counts it
+    neither as sent nor in the latency figures — the exit line counts orders on the wire."""
+    desk = Desk(tmp_path)
+    try:
+        paper = desk.paper
+
+        class _HaltsBeforeTheRequest:
+            async def submit(self, order: Order) -> Any:
+                desk.risk.manual_halt("operator", time.time_ns())
+                refused = refused_before_sending()
+                if refused is not None:
+                    raise refused
+                return await paper.submit(order)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(paper, name)
+
+        wired = WireTimedExchange(_HaltsBeforeTheRequest())  # type: ignore[arg-type]
+        desk.manager.exchange = wired
+        desk.executor.wire_ns = wired.wire_ns
+        assert await desk.executor.execute_signal(signal(target="0.01"))
+        [stored] = desk.store.list_orders()
+        assert stored.status is OrderStatus.REJECTED
+        assert stored.reject_reason == "never sent: risk:halted"
+        assert desk.executor.orders_sent == 0
+        assert desk.position() == 0
+    finally:
+        desk.store.close()
 
 
 class _SwallowsCancellation(LocalSignalQueue):

@@ -149,6 +149,18 @@ def _stop_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+def _never_sent(order: Order) -> bool:
+    """Refused after its intent, before its request left: trading halted meanwhile (closed
+    CANCELED by the order manager, or REJECTED by the adapter's `SEND_GUARD`)."""
+    if order.exchange_order_id:
+        return False
+    if order.status is OrderStatus.CANCELED:
+        return True
+    return order.status is OrderStatus.REJECTED and (order.reject_reason or "").startswith(
+        "never sent:"
+    )
+
+
 class SignalExecutor:
     """Publishes the strategies' signals and executes them; see the module docstring."""
 
@@ -386,8 +398,8 @@ class SignalExecutor:
             return True
         t_ack = time.time_ns()
         wired = self.wire_ns.pop(order.client_order_id, None)
-        if placed.status is OrderStatus.CANCELED and not placed.exchange_order_id:
-            return True  # refused after its intent, never sent (`OrderManager.submit`)
+        if _never_sent(placed):
+            return True  # refused after its intent: not sent, not counted (`OrderManager.submit`)
         if wired is not None:
             self.orders_sent += 1  # counted once on the wire, not when merely attempted
         t_send = marks.get("send", t_ack)
