@@ -37,7 +37,10 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 
 
 def _entry(stdout: str) -> dict[str, Any]:
-    yaml_lines = [line for line in stdout.splitlines() if line.startswith(("-", " "))]
+    # the YAML block follows its "# add under ..." header; the token line above it is not YAML
+    # and may itself start with "-" (base64url: one token in 64)
+    block = stdout.split("# add under", 1)[1].splitlines()[1:]
+    yaml_lines = [line for line in block if line.startswith(("-", " "))]
     entries = yaml.safe_load("\n".join(yaml_lines))
     assert isinstance(entries, list) and len(entries) == 1, stdout
     entry = entries[0]
