@@ -37,12 +37,17 @@ class ArithmeticOnly(SmaCross):
     held = 0
 
     def on_bar(self, bar: Bar, ctx: StrategyContext) -> None:
+        close = bar.close  # as SmaCross.on_bar computes them
         fast, slow = self._fast[bar.symbol], self._slow[bar.symbol]
-        fast.push(bar.close)
-        slow.push(bar.close)
-        if not slow.ready:
+        fast.cum += close
+        fh = fast.history
+        fh.append(fast.cum)
+        slow.cum += close
+        sh = slow.history
+        sh.append(slow.cum)
+        if len(sh) <= slow.n:
             return
-        diff = fast.mean - slow.mean
+        diff = (fh[-1] - fh[0]) / fast.n - (sh[-1] - sh[0]) / slow.n
         prev = self._prev[bar.symbol]
         self._prev[bar.symbol] = diff
         if prev is None:

@@ -584,7 +584,8 @@ class BacktestEngine:
                 )
                 for strat, ctx in pairs:
                     try:
-                        ctx._sdk_on_bar(bar)
+                        if ctx._trails:  # the SDK's per-bar work: trailing stops to move
+                            ctx._sdk_on_bar(bar)
                         strat.on_bar(bar, ctx)
                     except Exception as exc:  # user code: name it, the hook and the bar
                         raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
@@ -665,7 +666,8 @@ class BacktestEngine:
             if st.symbol in strat.symbols:
                 ctx = self._contexts[strat.strategy_id]
                 try:
-                    ctx._sdk_on_bar(bar)
+                    if ctx._trails:  # the SDK's per-bar work: trailing stops to move
+                        ctx._sdk_on_bar(bar)
                     strat.on_bar(bar, ctx)
                 except Exception as exc:  # user code: name it, the hook and the bar
                     raise StrategyError(strat.strategy_id, "on_bar", bar, exc) from exc
