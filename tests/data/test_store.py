@@ -63,6 +63,26 @@ def test_dedup_across_batches_and_restarts(tmp_path: Path) -> None:
     assert stored["trade_id"].to_pylist() == sorted(table["trade_id"].to_pylist())
 
 
+def test_a_decimal_key_is_one_key_whatever_text_it_came_as(tmp_path: Path) -> None:
+    """book_updates are keyed by (last_update_id, side, price): "100.5" and "100.50000000" are
+    one price, in the writing store and in one that loads the keys back from the file."""
+
+    def update(price: str, qty: str = "1") -> pa.Table:
+        row = {"first_update_id": 7, "last_update_id": 9, "prev_update_id": 6, "side": "bid",
+               "price": price, "qty": qty, "event_time": 1_700_000_000_000_000_000}  # fmt: skip
+        return rows_to_table("book_updates", [row])
+
+    store = ParquetStore(tmp_path)
+    assert store.write("book_updates", "BTCUSDT", update("100.5")) == 1
+    assert store.write("book_updates", "BTCUSDT", update("100.50000000", qty="2")) == 0
+    reopened = ParquetStore(tmp_path)
+    assert reopened.write("book_updates", "BTCUSDT", update("100.500")) == 0
+    assert reopened.write("book_updates", "BTCUSDT", update("100.50000001")) == 1
+    assert reopened.read("book_updates", "BTCUSDT")["qty"].to_pylist() == [
+        Decimal("1.00000000"), Decimal("1.00000000")
+    ]
+
+
 def test_decimals_are_exact_and_lossy_values_refused(tmp_path: Path) -> None:
     store = ParquetStore(tmp_path)
     row = {
