@@ -79,7 +79,8 @@ def test_a_decimal_key_is_one_key_whatever_text_it_came_as(tmp_path: Path) -> No
     assert reopened.write("book_updates", "BTCUSDT", update("100.500")) == 0
     assert reopened.write("book_updates", "BTCUSDT", update("100.50000001")) == 1
     assert reopened.read("book_updates", "BTCUSDT")["qty"].to_pylist() == [
-        Decimal("1.00000000"), Decimal("1.00000000")
+        Decimal("1.00000000"),
+        Decimal("1.00000000"),
     ]
 
 
