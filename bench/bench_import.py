@@ -36,6 +36,8 @@ def main() -> None:
     args = ap.parse_args()
     # the importers log a line per file: quiet, so that the figures are what is printed
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {args.rounds} rounds, "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     first: list[float] = []
     again: list[float] = []
     for i in range(args.rounds):
@@ -53,7 +55,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         print(f"round {i + 1}: first {first[-1]:.2f} s ({rows:,} rows), again {again[-1]:.2f} s "
               f"({more} rows), load {load:.2f}", flush=True)  # fmt: skip
-    print(f"bundled import, first: {spread(first)} s; again: {spread(again)} s")
+    print(f"bundled import, first: {spread(first)} s; again: {spread(again)} s; "
+          f"load at the end {os.getloadavg()[0]:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
