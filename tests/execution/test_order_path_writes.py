@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError
 
 from tessera.execution.exchange import ExchangeOrder
 from tessera.execution.manager import OrderManager
@@ -106,6 +108,56 @@ def test_the_intent_on_postgres_is_one_statement_with_both_events_and_checks_len
         long_id.status = OrderStatus.SUBMITTED
         with pytest.raises(ValueTooLongError, match=r"orders\.client_order_id"):
             store.record_submission(long_id, RUN, 2, submitted)
+    finally:
+        store.close()
+
+
+def test_the_intent_on_sqlite_goes_through_the_driver_and_stores_what_the_core_stores(
+    tmp_path: Path,
+) -> None:
+    """SQLite's intent skips the Core layer (its two INSERTs and the commit on the driver's
+    cursor): the rows are those the Core statements write (one order through each, compared
+    column by column), a replay is recognised, a redelivered signal sends nothing, a too-long
+    value is refused by name and a store error is SQLAlchemy's, as from the Core path."""
+    store = ExecutionStore(f"sqlite:///{tmp_path / 'intent.db'}")
+    try:
+        store.start_run(RUN, "live", "test", ["s1"])
+        submitted = OrderEvent(OrderEventKind.SUBMITTED, time.time_ns())
+
+        def limit(cid: str, signal: str) -> Order:
+            order = Order(cid, "BTCUSDT", OrderSide.SELL, OrderType.LIMIT, Decimal("0.00100"),
+                          price=Decimal("61000.1"), strategy="s1", signal_id=signal,
+                          ts_created=1_700_000_000_000_000_000)  # fmt: skip
+            order.status = OrderStatus.SUBMITTED
+            return order
+
+        sent: list[str] = []
+        event.listen(store.engine, "before_cursor_execute",
+                     lambda conn, cur, stmt, *a: sent.append(stmt))  # fmt: skip
+        assert store.record_submission(limit("w-raw-1", "sig-raw"), RUN, 1, submitted)
+        assert sent == []  # not through the Core layer
+        with store.batch():  # inside a batch the Core statements write it
+            assert store.record_submission(limit("w-core-1", "sig-core"), RUN, 2, submitted)
+        assert sent and sent[0].startswith("INSERT INTO orders")
+        with store.engine.connect() as c:
+            rows = {r.client_order_id: dict(r._mapping) for r in
+                    c.exec_driver_sql("SELECT * FROM orders").all()}  # fmt: skip
+            events = c.exec_driver_sql(
+                "SELECT client_order_id, kind, status_after, ts, exchange_order_id, reason, "
+                "trade_id FROM order_events ORDER BY id"
+            ).all()
+        raw, core = rows["w-raw-1"], rows["w-core-1"]
+        assert raw["qty"] == "0.00100" and raw["price"] == "61000.1"  # exact text
+        differ = {k for k in raw if raw[k] != core[k]}
+        assert differ == {"client_order_id", "signal_id", "seq"}, differ
+        assert [tuple(e)[1:] for e in events[:2]] == [tuple(e)[1:] for e in events[2:]]
+        assert store.record_submission(limit("w-raw-1", "sig-raw"), RUN, 1, submitted)  # replay
+        assert not store.record_submission(limit("w-raw-2", "sig-raw"), RUN, 3, submitted)
+        with pytest.raises(ValueTooLongError, match=r"orders\.client_order_id"):
+            store.record_submission(limit("w-" + "x" * 40, "sig-long"), RUN, 4, submitted)
+        with pytest.raises(IntegrityError):  # no such run: the foreign key refuses the order
+            store.record_submission(limit("w-raw-5", "sig-5"), "no-such-run", 5, submitted)
+        assert store.get_order("w-raw-5") is None and store.get_order("w-raw-2") is None
     finally:
         store.close()
 
@@ -340,11 +392,10 @@ async def test_a_filled_answer_is_four_statements_and_one_commit(database_url: s
         event.listen(store.path_engine, "commit", commits.append)
         order = await om.submit(market("w-four-2"))
         assert order.status is OrderStatus.FILLED
-        if store.intent_is_async:  # the intent went over the asynchronous connection
-            assert sent == ["INSERT", "UPDATE", "INSERT", "UPDATE"], sent
-        else:  # the intent's two statements, then the answer's four
-            assert sent == ["INSERT", "INSERT", "INSERT", "UPDATE", "INSERT", "UPDATE"], sent
-        assert len(commits) == (1 if store.intent_is_async else 2)
+        # the intent went around the Core layer (PostgreSQL: its asynchronous connection;
+        # SQLite: the driver's own cursor): what the engine sees is the answer's four
+        assert sent == ["INSERT", "UPDATE", "INSERT", "UPDATE"], sent
+        assert len(commits) == 1
         stored = store.get_order("w-four-2")
         assert stored is not None and stored.status is OrderStatus.FILLED
         assert stored.filled_qty == Decimal("0.001") and stored.exchange_order_id == "x-w-four-2"
