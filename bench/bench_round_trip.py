@@ -52,7 +52,7 @@ class ArithmeticOnly(SmaCross):
     order (the bench's fixed ``qty`` needs nothing else of it). The one extra call a bar makes
     this row ~0.08 s per 200,000 bars dearer than SmaCross's arithmetic alone, so the round
     trip derived from it reads ~10 µs low; a copy of `on_bar` here would not, but could drift
-    from the strategy it stands for (until bench-only, 2026-12-07, it was such a copy)."""
+    from the strategy it stands for (until 2026-12-07 it was such a copy)."""
 
     def __init__(self, symbols: list[str], **params: Any) -> None:
         super().__init__(symbols, **params)
