@@ -429,3 +429,83 @@ async def test_an_order_held_back_by_the_rate_limiter_is_not_sent_once_trading_h
     finally:
         await client.close()
         store.close()
+
+
+class _BlockingLimiter(_HaltingLimiter):
+    """Holds every new order back until cancelled (a window that never frees in time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = asyncio.Event()
+
+    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+        if orders:
+            self.holding.set()
+            await asyncio.Event().wait()
+        return 0.0
+
+
+async def test_a_submit_stopped_while_the_rate_limiter_holds_it_back_is_closed_as_never_sent(
+    venue: tuple[ExchangeSimulator, TradingEngine], tmp_path: Path
+) -> None:
+    """A bot stopping while its adapter's rate limiter holds a new order back cancels the
+    submit: the request never left (`Sending.held`), so the order is closed CANCELED "never
+    sent" there and then, not left SUBMITTED for a shutdown recovery whose query would wait
+    in the same limiter (a CI run: 35 s of request weight against a 15 s final recovery)."""
+    sim, engine = venue
+    limiter = _BlockingLimiter()
+    client = CcxtExchange(sim.rest_url, KEY, SECRET, limiter=limiter)
+    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        manager = OrderManager(store, client, "held-run", "", "live")
+        o = order("t-held-1", "BUY", "MARKET", "0.00100")
+        o.signal_id = "held-run:s:BTCUSDT:0:1"
+        task = asyncio.create_task(manager.submit(o))
+        await asyncio.wait_for(limiter.holding.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stored = store.get_order("t-held-1")
+        assert stored is not None and stored.status is OrderStatus.CANCELED
+        assert o.status is OrderStatus.CANCELED and "t-held-1" not in manager.live
+        assert "t-held-1" not in {x.client_order_id for x in engine.orders.values()}
+        with store.engine.connect() as c:
+            reasons = [r[0] for r in c.exec_driver_sql(
+                "SELECT reason FROM order_events WHERE client_order_id = 't-held-1'"
+            )]  # fmt: skip
+        assert "never sent: stopped while the rate limiter held it back" in reasons
+    finally:
+        store.close()
+        await client.close()
+
+
+class _SilentExchange:
+    """An adapter that says nothing of its request (no `Sending`): its submit just waits."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+
+    async def submit(self, order: Order) -> None:
+        self.waiting.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_submit_cancelled_in_an_adapter_that_does_not_say_stays_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Without the adapter's word the request may have left: the cancelled order stays
+    SUBMITTED, for recovery by its client order id (the conservative side)."""
+    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        exchange = _SilentExchange()
+        manager = OrderManager(store, exchange, "silent-run", "", "live")  # type: ignore[arg-type]
+        o = order("t-silent-1", "BUY", "MARKET", "0.00100")
+        task = asyncio.create_task(manager.submit(o))
+        await asyncio.wait_for(exchange.waiting.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stored = store.get_order("t-silent-1")
+        assert stored is not None and stored.status is OrderStatus.SUBMITTED
+    finally:
+        store.close()

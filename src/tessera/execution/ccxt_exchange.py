@@ -44,6 +44,7 @@ import ccxt.async_support as ccxt_async
 from tessera.config.errors import ConfigError
 from tessera.config.settings import require_supported_exchange
 from tessera.execution.exchange import (
+    SENDING,
     AuthError,
     Balance,
     ClockSkewError,
@@ -264,12 +265,17 @@ class CcxtExchange:
     async def _metered(self, method: str, *args: Any, **kw: Any) -> Any:
         """One request, paced by the shared limiter (see `_request`)."""
         weight, orders = self.COST.get(method, (1, 0))
+        sending = SENDING.get() if orders else None
+        if sending is not None:
+            sending.held = True  # a cancel from here until the request leaves: never sent
         if self.limiter is not None:
             await self.limiter.acquire(weight, orders)
         if orders:  # a new order: trading may have halted while it waited (`SEND_GUARD`)
             refused = refused_before_sending()
             if refused is not None:
                 raise refused
+        if sending is not None:
+            sending.held = False
         return await self._request(method, *args, **kw)
 
     async def _request(self, method: str, *args: Any, **kw: Any) -> Any:

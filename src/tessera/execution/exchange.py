@@ -59,6 +59,19 @@ class UnknownOrderError(ExchangeError):
 SEND_GUARD: ContextVar[Callable[[], str | None] | None] = ContextVar("send_guard", default=None)
 
 
+@dataclass
+class Sending:
+    """What an adapter tells of a new order's request while `OrderManager.submit` awaits it
+    (`SENDING`): ``held`` True while its rate limiter holds the request back — it has not left,
+    and a submit cancelled then (a bot stopping) never reached the exchange — False once it
+    leaves. None: the adapter does not say, and nothing is concluded from it."""
+
+    held: bool | None = None
+
+
+SENDING: ContextVar[Sending | None] = ContextVar("sending", default=None)
+
+
 def refused_before_sending() -> OrderRejectedError | None:
     """The `SEND_GUARD`'s refusal as the error to raise, or None (no guard, or it lets go)."""
     guard = SEND_GUARD.get()

@@ -71,11 +71,13 @@ from sqlalchemy.exc import IntegrityError
 from tessera import __version__
 from tessera.execution.exchange import (
     SEND_GUARD,
+    SENDING,
     Exchange,
     ExchangeOrder,
     OrderRejectedError,
     OutcomeUnknownError,
     RateLimitedError,
+    Sending,
 )
 from tessera.execution.observers import NullObserver, OrderObserver
 from tessera.execution.orders import (
@@ -326,8 +328,17 @@ class OrderManager:
             return order
         self._submitting.add(order.client_order_id)
         guard = SEND_GUARD.set((lambda: may_send(order)) if may_send is not None else None)
+        sending = Sending()
+        told = SENDING.set(sending)
         try:
             ack = await self.exchange.submit(order)
+        except asyncio.CancelledError:
+            if sending.held:  # stopped in the adapter's rate limiter: the request never left
+                reason = "never sent: stopped while the rate limiter held it back"
+                log.warning("order not sent: stopped in the limiter", cid=order.client_order_id)
+                self._event(order, OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=reason))
+                self.live.pop(order.client_order_id, None)
+            raise
         except (OrderRejectedError, RateLimitedError) as exc:
             # 429/-1015 (and 418): the exchange refused the request without processing it
             self._event(order, OrderEvent(OrderEventKind.REJECTED, now_ns(), reason=str(exc)))
@@ -341,6 +352,7 @@ class OrderManager:
                 return order  # still SUBMITTED: recovery or the user-data stream will tell
             ack = found
         finally:
+            SENDING.reset(told)
             SEND_GUARD.reset(guard)
             self._submitting.discard(order.client_order_id)
         self.apply_batched(order, ack)
