@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from venue_helpers import resting_price
@@ -397,21 +399,38 @@ class _HaltingLimiter:
         return None
 
 
+@asynccontextmanager
+async def _manager_behind(
+    sim: ExchangeSimulator, limiter: Any, tmp_path: Path, run: str
+) -> AsyncIterator[tuple[OrderManager, ExecutionStore]]:
+    """An order manager on a SQLite ledger, sending through ccxt behind ``limiter``."""
+    client = CcxtExchange(sim.rest_url, KEY, SECRET, limiter=limiter)
+    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        yield OrderManager(store, client, run, "", "live"), store
+    finally:
+        await client.close()
+        store.close()
+
+
+def _buy(cid: str, run: str, n: int) -> Order:
+    """A market buy of 0.001 BTC with the signal id a bot of ``run`` would give it."""
+    o = order(cid, "BUY", "MARKET", "0.00100")
+    o.signal_id = f"{run}:s:BTCUSDT:0:{n}"
+    return o
+
+
 async def test_an_order_held_back_by_the_rate_limiter_is_not_sent_once_trading_halted(
     venue: tuple[ExchangeSimulator, TradingEngine], tmp_path: Path
 ) -> None:
     """The intent is durable, the adapter's rate limiter holds the request back, and trading
-    halts meanwhile: asked once the wait is over (`SEND_GUARD`, set by `OrderManager.submit`
+    halts meanwhile: asked once the wait is over (`Sending.guard`, set by `OrderManager.submit`
     from the gateway's check), the order is refused before the request — REJECTED, "never
     sent" — and the exchange has no such order."""
     sim, engine = venue
     limiter = _HaltingLimiter()
-    client = CcxtExchange(sim.rest_url, KEY, SECRET, limiter=limiter)
-    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        manager = OrderManager(store, client, "guard-run", "", "live")
-        o = order("t-guard-1", "BUY", "MARKET", "0.00100")
-        o.signal_id = "guard-run:s:BTCUSDT:0:1"
+    async with _manager_behind(sim, limiter, tmp_path, "guard-run") as (manager, store):
+        o = _buy("t-guard-1", "guard-run", 1)
         placed = await manager.submit(
             o, may_send=lambda _: "risk:halted" if limiter.halted else None
         )
@@ -421,14 +440,9 @@ async def test_an_order_held_back_by_the_rate_limiter_is_not_sent_once_trading_h
         stored = store.get_order("t-guard-1")
         assert stored is not None and stored.status is OrderStatus.REJECTED
         # without a halt, the same path sends
-        o2 = order("t-guard-2", "BUY", "MARKET", "0.00100")
-        o2.signal_id = "guard-run:s:BTCUSDT:0:2"
         limiter.halted = False
-        sent = await manager.submit(o2, may_send=lambda _: None)
+        sent = await manager.submit(_buy("t-guard-2", "guard-run", 2), may_send=lambda _: None)
         assert sent.status is OrderStatus.FILLED
-    finally:
-        await client.close()
-        store.close()
 
 
 class _BlockingLimiter(_HaltingLimiter):
@@ -454,12 +468,8 @@ async def test_a_submit_stopped_while_the_rate_limiter_holds_it_back_is_closed_a
     in the same limiter (a CI run: 35 s of request weight against a 15 s final recovery)."""
     sim, engine = venue
     limiter = _BlockingLimiter()
-    client = CcxtExchange(sim.rest_url, KEY, SECRET, limiter=limiter)
-    store = ExecutionStore(f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        manager = OrderManager(store, client, "held-run", "", "live")
-        o = order("t-held-1", "BUY", "MARKET", "0.00100")
-        o.signal_id = "held-run:s:BTCUSDT:0:1"
+    async with _manager_behind(sim, limiter, tmp_path, "held-run") as (manager, store):
+        o = _buy("t-held-1", "held-run", 1)
         task = asyncio.create_task(manager.submit(o))
         await asyncio.wait_for(limiter.holding.wait(), 10)
         task.cancel()
@@ -474,9 +484,6 @@ async def test_a_submit_stopped_while_the_rate_limiter_holds_it_back_is_closed_a
                 "SELECT reason FROM order_events WHERE client_order_id = 't-held-1'"
             )]  # fmt: skip
         assert "never sent: stopped while the rate limiter held it back" in reasons
-    finally:
-        store.close()
-        await client.close()
 
 
 class _SilentExchange:

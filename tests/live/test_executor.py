@@ -284,7 +284,7 @@ async def test_an_order_refused_right_before_its_request_is_not_counted_sent(
     tmp_path: Path,
 ) -> None:
     """Trading halts while the adapter holds the request back (its own rate limiter): the
-    adapter asks `SEND_GUARD` and refuses it, REJECTED "never sent". The executor counts it
+    adapter asks `Sending.guard` and refuses it, REJECTED "never sent". The executor counts it
     neither as sent nor in the latency figures — the exit line counts orders on the wire."""
     desk = Desk(tmp_path)
     try:

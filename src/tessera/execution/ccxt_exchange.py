@@ -55,7 +55,6 @@ from tessera.execution.exchange import (
     OutcomeUnknownError,
     RateLimitedError,
     UnknownOrderError,
-    refused_before_sending,
 )
 from tessera.execution.orders import (
     Fill,
@@ -270,11 +269,10 @@ class CcxtExchange:
             sending.held = True  # a cancel from here until the request leaves: never sent
         if self.limiter is not None:
             await self.limiter.acquire(weight, orders)
-        if orders:  # a new order: trading may have halted while it waited (`SEND_GUARD`)
-            refused = refused_before_sending()
+        if sending is not None:  # a new order: trading may have halted while it waited
+            refused = sending.refused()
             if refused is not None:
                 raise refused
-        if sending is not None:
             sending.held = False
         return await self._request(method, *args, **kw)
 

@@ -52,31 +52,35 @@ class UnknownOrderError(ExchangeError):
     """The exchange does not know this order (-2011 on cancel, -2013 on query)."""
 
 
-# Why an order about to be sent may no longer go, asked by an adapter right before the request
-# of a new order leaves (after its own rate limiter has held it back): `OrderManager.submit`
-# sets it around the request. An answer other than None is raised as `OrderRejectedError`
-# ("never sent: ..."): the order never reached the exchange. None = nothing to ask.
-SEND_GUARD: ContextVar[Callable[[], str | None] | None] = ContextVar("send_guard", default=None)
-
-
 @dataclass
 class Sending:
-    """What an adapter tells of a new order's request while `OrderManager.submit` awaits it
-    (`SENDING`): ``held`` True while its rate limiter holds the request back — it has not left,
-    and a submit cancelled then (a bot stopping) never reached the exchange — False once it
-    leaves. None: the adapter does not say, and nothing is concluded from it."""
+    """A new order's request while `OrderManager.submit` awaits it (`SENDING`), shared with
+    the adapter sending it.
 
+    ``guard``, set by the manager: why the order may no longer go (trading halted while the
+    adapter's rate limiter held it back), asked by the adapter right before the request leaves;
+    an answer other than None is raised as `OrderRejectedError` ("never sent: ..."). ``held``,
+    set by the adapter: True while its rate limiter holds the request back — it has not left,
+    and a submit cancelled then (a bot stopping) never reached the exchange — False once it
+    leaves; None: the adapter does not say, and nothing is concluded from it."""
+
+    guard: Callable[[], str | None] | None = None
     held: bool | None = None
+
+    def refused(self) -> OrderRejectedError | None:
+        """The guard's refusal as the error to raise, or None (no guard, or it lets go)."""
+        reason = self.guard() if self.guard is not None else None
+        return OrderRejectedError(f"never sent: {reason}") if reason is not None else None
 
 
 SENDING: ContextVar[Sending | None] = ContextVar("sending", default=None)
 
 
 def refused_before_sending() -> OrderRejectedError | None:
-    """The `SEND_GUARD`'s refusal as the error to raise, or None (no guard, or it lets go)."""
-    guard = SEND_GUARD.get()
-    reason = guard() if guard is not None else None
-    return OrderRejectedError(f"never sent: {reason}") if reason is not None else None
+    """For an adapter about to send a new order: the submitting manager's refusal
+    (`Sending.refused`), or None (none submitting, or it lets go)."""
+    sending = SENDING.get()
+    return sending.refused() if sending is not None else None
 
 
 class RateLimitedError(ExchangeError):

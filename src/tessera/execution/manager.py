@@ -70,7 +70,6 @@ from sqlalchemy.exc import IntegrityError
 
 from tessera import __version__
 from tessera.execution.exchange import (
-    SEND_GUARD,
     SENDING,
     Exchange,
     ExchangeOrder,
@@ -320,23 +319,17 @@ class OrderManager:
         self.live[order.client_order_id] = order
         stop = may_send(order) if may_send is not None else None
         if stop is not None:
-            log.warning("order not sent: refused after its intent", cid=order.client_order_id,
-                        reason=stop)  # fmt: skip
-            self._event(
-                order, OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=f"never sent: {stop}")
-            )
+            self._close_unsent(order, stop, "refused after its intent")
             return order
         self._submitting.add(order.client_order_id)
-        guard = SEND_GUARD.set((lambda: may_send(order)) if may_send is not None else None)
-        sending = Sending()
+        sending = Sending(guard=(lambda: may_send(order)) if may_send is not None else None)
         told = SENDING.set(sending)
         try:
             ack = await self.exchange.submit(order)
         except asyncio.CancelledError:
             if sending.held:  # stopped in the adapter's rate limiter: the request never left
-                reason = "never sent: stopped while the rate limiter held it back"
-                log.warning("order not sent: stopped in the limiter", cid=order.client_order_id)
-                self._event(order, OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=reason))
+                why = "stopped while the rate limiter held it back"
+                self._close_unsent(order, why, "stopped in the limiter")
                 self.live.pop(order.client_order_id, None)
             raise
         except (OrderRejectedError, RateLimitedError) as exc:
@@ -353,7 +346,6 @@ class OrderManager:
             ack = found
         finally:
             SENDING.reset(told)
-            SEND_GUARD.reset(guard)
             self._submitting.discard(order.client_order_id)
         self.apply_batched(order, ack)
         return order
@@ -577,6 +569,13 @@ class OrderManager:
         if new:
             self._notify(order, event)
         return new
+
+    def _close_unsent(self, order: Order, why: str, what: str) -> None:
+        """An order recorded in flight whose request never left: closed CANCELED, ``never
+        sent: <why>``, and logged as ``order not sent: <what>``."""
+        log.warning(f"order not sent: {what}", cid=order.client_order_id, reason=why)
+        closed = OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=f"never sent: {why}")
+        self._event(order, closed)
 
     def _event(self, order: Order, event: OrderEvent) -> None:
         saved = _snapshot(order)

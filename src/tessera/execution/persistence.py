@@ -657,11 +657,7 @@ class ExecutionStore:
         """`record_submission`'s transaction on SQLite without the Core layer. A driver error
         surfaces as SQLAlchemy's (`IntegrityError`, `OperationalError`, ...), as from the Core
         statements, so that callers tell a replayed intent and a failed store apart as before."""
-        for name, bounded in self._BOUNDED:
-            bounded.process_bind_param(row[name], engine.dialect)
-        for ev in events:
-            for name, bounded in self._EVENT_BOUNDED:
-                bounded.process_bind_param(ev[name], engine.dialect)
+        self._check_lengths(engine, row, events)
         money = self._MONEY_COLUMNS
         values = [
             (format(Decimal(row[c]), "f") if row[c] is not None else None) if c in money
@@ -778,17 +774,23 @@ class ExecutionStore:
         if held is not None and not held[1].closed:
             held[1].pgconn.finish()  # closes the socket without a loop to await on
 
+    def _check_lengths(
+        self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
+    ) -> None:
+        """The intent's column limits, for the statements that hand the driver the values as
+        they are (the same `ValueTooLongError` the Core statements raise)."""
+        for name, bounded in self._BOUNDED:
+            bounded.process_bind_param(row[name], engine.dialect)
+        for ev in events:
+            for name, bounded in self._EVENT_BOUNDED:
+                bounded.process_bind_param(ev[name], engine.dialect)
+
     def _submission_params(
         self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        # the driver gets the values as they are, so the column limits are checked here (the
-        # same `ValueTooLongError` the Core statements raise)
-        for name, bounded in self._BOUNDED:
-            bounded.process_bind_param(row[name], engine.dialect)
+        self._check_lengths(engine, row, events)
         params: dict[str, Any] = {f"o_{c}": row[c] for c in self._ORDER_COLUMNS}
         for i, ev in enumerate(events):
-            for name, bounded in self._EVENT_BOUNDED:
-                bounded.process_bind_param(ev[name], engine.dialect)
             params[f"k{i}"], params[f"s{i}"], params[f"t{i}"] = (
                 ev["kind"], ev["status_after"], ev["ts"]
             )  # fmt: skip
@@ -1697,7 +1699,7 @@ def _bounded_columns(table: Any, names: Sequence[str]) -> tuple[tuple[str, Bound
     return tuple((n, t) for n in names if isinstance(t := table.c[n].type, Bounded))
 
 
-# the limits `_submission_params` checks itself (its values bypass the Core types)
+# the limits `_check_lengths` checks itself (the intent's driver statements bypass the Core types)
 ExecutionStore._BOUNDED = _bounded_columns(orders, ExecutionStore._ORDER_COLUMNS)
 ExecutionStore._EVENT_BOUNDED = _bounded_columns(order_events, ("kind", "status_after"))
 

@@ -151,7 +151,7 @@ def _stop_if_cancelled() -> None:
 
 def _never_sent(order: Order) -> bool:
     """Refused after its intent, before its request left: trading halted meanwhile (closed
-    CANCELED by the order manager, or REJECTED by the adapter's `SEND_GUARD`)."""
+    CANCELED by the order manager, or REJECTED by the adapter's `Sending.guard`)."""
     if order.exchange_order_id:
         return False
     if order.status is OrderStatus.CANCELED:
