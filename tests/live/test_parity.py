@@ -124,7 +124,7 @@ async def run_bot(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The dev bot's orders and the fills its strategy heard; at each of ``restart_after``
     (traded bars), the bot is stopped and a new one started on the same ledger while the
-    market stands still (`ExchangeSimulator.pause`)."""
+    market stands still (`ExchangeSimulator.pause_at`: right after that bar)."""
     sim = ExchangeSimulator(market_of(frame), speed=SPEED, autostart=False)
     TradingEngine(
         sim,
@@ -169,10 +169,13 @@ async def run_bot(
             running = bot.strategies[0]
             assert isinstance(running, ParityProbe)
             at = int(frame["open_time"][WARM + after].timestamp() * 1e9)
+            # the market stops right after that bar (one frame per bar), however late this
+            # test's task runs: a bar more would reach the stopping bot, or no bot
+            sim.pause_at(WARM + after + 1)
             while running.last_bar_open < at:
                 assert not task.done(), bot.problems
                 await asyncio.sleep(0.005)
-            sim.pause()
+            assert sim.head == WARM + after + 1
             bot._request_stop()
             assert await asyncio.wait_for(task, 60) == 0, bot.problems
             bot = TradingBot(options("parity"))

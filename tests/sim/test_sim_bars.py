@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import orjson
@@ -65,3 +66,30 @@ def test_an_hourly_bar_file_is_served_as_1h_klines_and_refuses_finer_ones() -> N
     assert [float(r[4]) for r in hours] == bars["close"].head(48).to_list()
     assert all(int(r[6]) - int(r[0]) == 4 * 3_600_000 - 1 for r in fours)
     assert finer["code"] == -1120
+
+
+def test_a_replay_behind_its_schedule_pauses_exactly_where_it_was_told() -> None:
+    """A paced replay that fell behind releases what is due at once; `pause_at` still stops
+    it right after the frame asked for (a test restarting a bot there relies on it), and it
+    goes on from there after `resume`."""
+    market = market_from_bar_file(SAMPLE_BARS, "BTCUSDT")
+
+    async def go() -> tuple[int, int, int]:
+        sim = ExchangeSimulator(market, speed=600.0, autostart=False)  # 0.1 s per 1m bar
+        async with sim:
+            sim.release(10)
+            sim.pause_at(15)
+            sim.start_replay()
+            await asyncio.sleep(0)
+            time.sleep(1.0)  # noqa: ASYNC251 -- on purpose: the loop blocked, 10 bars overdue
+            await asyncio.sleep(0.5)
+            paused = sim.head
+            await asyncio.sleep(0.5)
+            still = sim.head
+            sim.resume()
+            await asyncio.sleep(0.35)
+            return paused, still, sim.head
+
+    paused, still, after = asyncio.run(go())
+    assert paused == still == 15
+    assert 16 <= after <= 20  # paced again from where it stood, not the overdue burst

@@ -313,3 +313,33 @@ def test_a_trailing_stop_needs_a_price_to_start_from() -> None:
     ctx.last.clear()
     with pytest.raises(ValueError, match="no price"):
         ctx.trail_stop(SYM, D(1), trail_pct=D(1))
+
+
+class ClosedContext(FakeContext):
+    """A venue that takes no order now (a live bot on a late bar, or stopping): nothing goes
+    out, neither a new order nor a cancel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = True
+
+    def submit_order(self, *args: object, **kw: object) -> Order | None:  # type: ignore[override]
+        return super().submit_order(*args, **kw) if self.open else None  # type: ignore[arg-type]
+
+    def cancel_order(self, client_order_id: str) -> None:
+        if self.open:
+            super().cancel_order(client_order_id)
+
+
+def test_a_bar_the_venue_cannot_act_on_raises_the_mark_and_the_next_bar_moves_the_stop() -> None:
+    ctx = ClosedContext()
+    ctx.pos[SYM] = D("1")
+    first = ctx.trail_stop(SYM, D("1"), trail_pct=D("5"))
+    assert first is not None
+    ctx.open = False
+    ctx._sdk_on_bar(bar(120.0))  # too late to trade on: nothing is sent
+    assert ctx.cancelled == [] and ctx.sent == [first]
+    ctx.open = True
+    ctx._sdk_on_bar(bar(101.0))  # the trail kept trailing: its high of 120 moves the stop now
+    assert ctx.cancelled == [first.client_order_id]
+    assert ctx.sent[-1].stop_price == D("114")

@@ -57,3 +57,82 @@ def test_a_restored_context_moves_the_trailing_stop_as_the_first_one_would(tmp_p
     # both cancelled the same resting stop and placed the same new one
     assert first.cancelled == second.cancelled == [stop.client_order_id]
     assert first.sent[-1].stop_price == second.sent[-1].stop_price == D("100.98")
+
+
+MIN = 60_000_000_000
+
+
+def _bar(minute: int, high: float) -> Bar:
+    return Bar(SYM, minute * MIN, (minute + 1) * MIN - 1, high - 1, high, high - 2, high - 1, 1.0)
+
+
+def _restarted(first: FakeContext, keep_seen: bool = True) -> FakeContext:
+    """A new context from what ``first`` stored, through the JSON the bot writes."""
+    data = decode_state(encode_state({"strategy": {}, "helpers": first._sdk_snapshot()}))
+    if not keep_seen:
+        for trail in data["helpers"]["trails"].values():
+            del trail["seen"]
+    second = FakeContext()
+    second.pos[SYM] = D("1")
+    second._sdk_restore(data["helpers"])
+    return second
+
+
+def test_a_restarted_trail_takes_in_the_highs_of_bars_it_missed_and_moves_once_trading() -> None:
+    """Bars that closed while the bot was down (or arrived as it stopped) reach the restarted
+    bot only as warm-up: their highs count, the bars the trail had already taken do not, and
+    the stop moves once trading resumes — where an uninterrupted run's stop would be."""
+    first = FakeContext()
+    first.pos[SYM] = D("1")
+    first._sdk_on_bar(_bar(1, 99.0))
+    stop = first.trail_stop(SYM, D("1"), trail_pct=D("5"))  # from 100: 95
+    assert stop is not None and stop.stop_price == D("95")
+    first._sdk_on_bar(_bar(2, 110.0))  # -> 104.5
+    moved = first.sent[-1]
+    assert moved.stop_price == D("104.5")
+
+    second = _restarted(first)
+    for minute, high in ((1, 300.0), (2, 300.0), (3, 120.0), (4, 115.0)):
+        second._sdk_catch_up(_bar(minute, high))  # the warm-up: minutes 1, 2 were taken
+    assert second.sent == [] and second.cancelled == []  # nothing is sent while warming
+    second._sdk_resume()
+    assert second.cancelled == [moved.client_order_id]
+    assert [o.stop_price for o in second.sent] == [D("114")]  # 120 * 0.95
+    # an uninterrupted run: the same stop
+    for minute, high in ((3, 120.0), (4, 115.0)):
+        first._sdk_on_bar(_bar(minute, high))
+    assert first.sent[-1].stop_price == D("114")
+    second._sdk_resume()  # nothing new to move
+    assert len(second.sent) == 1
+
+
+def test_a_trail_placed_before_a_bar_it_never_saw_takes_that_bar_in_after_a_restart() -> None:
+    """Placed from a fill heard during minute 3 (minute 2 the newest bar seen); the bot stops
+    before minute 3's bar: after the restart minute 3 counts, minute 2 does not."""
+    first = FakeContext()
+    first.pos[SYM] = D("1")
+    first._sdk_on_bar(_bar(2, 130.0))
+    stop = first.trail_stop(SYM, D("1"), trail_pct=D("5"))
+    assert stop is not None and stop.stop_price == D("95")
+    second = _restarted(first)
+    second._sdk_catch_up(_bar(2, 130.0))
+    second._sdk_resume()
+    assert second.sent == []
+    second._sdk_catch_up(_bar(3, 102.0))
+    second._sdk_resume()
+    assert [o.stop_price for o in second.sent] == [D("96.9")]
+
+
+def test_a_trail_stored_without_its_newest_bar_does_not_guess_which_bars_it_missed() -> None:
+    """State written before the trail kept its newest bar: warm-up bars are not taken in
+    (they may predate the stop); it moves again from the next traded bar, as before."""
+    first = FakeContext()
+    first.pos[SYM] = D("1")
+    first._sdk_on_bar(_bar(1, 99.0))
+    first.trail_stop(SYM, D("1"), trail_pct=D("5"))
+    second = _restarted(first, keep_seen=False)
+    second._sdk_catch_up(_bar(2, 200.0))
+    second._sdk_resume()
+    assert second.sent == []
+    second._sdk_on_bar(_bar(3, 110.0))
+    assert [o.stop_price for o in second.sent] == [D("104.5")]

@@ -611,6 +611,7 @@ class TradingBot:
         for bar, event_ns, recv_ns in early:  # live bars that arrived during the warm-up
             self._on_closed_bar(bar, event_ns, recv_ns, overlap=True)
         self.warming = False
+        self.host.warmed_up()
         for ctx in self.host.contexts.values():
             for sym, target in ctx.targets.items():
                 self._emit_target(ctx.strategy_id, sym, target)

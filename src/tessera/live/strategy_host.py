@@ -161,11 +161,19 @@ class StrategyHost:
             sid = strat.strategy_id
             ctx, guard = self.contexts[sid], self.guards[sid]
             # the order helpers first (a trailing stop follows the bar), as in the backtest;
-            # not on warm-up bars: their highs are in a restored trail already
-            if not warming:
-                guard.call("on_bar", bar, bar=bar, fn=ctx._sdk_on_bar)
+            # a warm-up bar sends nothing: a restored trail takes in its high only if it closed
+            # after the trail's newest bar (the bot was down, or stopped as it arrived)
+            helpers = ctx._sdk_catch_up if warming else ctx._sdk_on_bar
+            guard.call("on_bar", bar, bar=bar, fn=helpers)
             guard.call("on_bar", bar, ctx, bar=bar)
             self.save(sid)
+
+    def warmed_up(self) -> None:
+        """Trading again after the warm-up: the trailing stops that rose with the bars they
+        caught up on move now (`OrderHelpers._sdk_resume`)."""
+        for sid, ctx in self.contexts.items():
+            if self.guards[sid].call("on_bar", fn=ctx._sdk_resume):
+                self.save(sid)
 
     def on_tick(self, hook: str, symbol: str, event: TradeTick | BookTop) -> None:
         """``on_trade``/``on_book`` of the strategies that define it."""

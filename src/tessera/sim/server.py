@@ -149,6 +149,7 @@ class ExchangeSimulator:
         self._head_event = asyncio.Event()
         self._running = asyncio.Event()  # cleared by `pause`
         self._running.set()
+        self._pause_at: int | None = None  # `pause_at`: the paced replay pauses there
         self._progress_event = asyncio.Event()
         self._conn_event = asyncio.Event()
         self.replay_finished = asyncio.Event()
@@ -257,6 +258,14 @@ class ExchangeSimulator:
 
     def resume(self) -> None:
         self._running.set()
+
+    def pause_at(self, n: int) -> None:
+        """`pause` a paced replay once base frames ``[0, n)`` are out, and not a frame later:
+        a replay behind its schedule releases what is due at once, so pausing from outside
+        after seeing frame ``n - 1`` may come too late."""
+        if n <= self.head:
+            raise ValueError(f"frame {n} is already out (released up to {self.head})")
+        self._pause_at = n
 
     def release(self, n: int) -> None:
         """Step by hand: make base frames ``[0, n)`` visible (only while no replay runs).
@@ -383,13 +392,20 @@ class ExchangeSimulator:
         t0, c0 = loop.time(), clock[self.head]
         while self.head < n:
             if not self._running.is_set():  # paused: the replay's clock stops with it
-                stopped = loop.time()
                 await self._running.wait()
-                t0 += loop.time() - stopped
+                # and goes on from the last frame out (a replay that was behind its schedule
+                # when paused does not release its backlog at once on resume)
+                t0, c0 = loop.time(), clock[max(self.head - 1, 0)]
             now_rec = c0 + (loop.time() - t0) * 1000.0 * speed
             released = bisect_right(clock, now_rec, lo=self.head)
+            if self._pause_at is not None:
+                released = min(released, self._pause_at)
             if released > self.head:
                 await self._release_flushed(released)
+            if self._pause_at is not None and self.head >= self._pause_at:
+                self._pause_at = None
+                self.pause()
+                continue
             if self.head >= n:
                 break
             due = t0 + (clock[self.head] - c0) / (1000.0 * speed)

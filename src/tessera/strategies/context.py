@@ -12,7 +12,8 @@ calls three hooks, each *before* the strategy's own callback of the same event:
   ``stop_loss``); a partly filled entry gets one OCO per fill;
 * ``_sdk_on_bar(bar)`` — before ``on_bar``: trailing stops follow the bar's high;
 * ``_sdk_on_order(order)`` — before ``on_order``: a trailing stop that the strategy cancelled,
-  or that expired or was refused, stops trailing; a bracket entry that ended stops waiting.
+  or that expired or was refused, stops trailing; a bracket entry that ended stops waiting;
+* ``_sdk_catch_up(bar)`` and ``_sdk_resume()`` — a live bot's warm-up bars, then its end.
 
 How the trailing stop is emulated (Binance spot has no trailing order we use): an exchange-side
 STOP_LOSS sell rests at ``hwm * (1 - trail_pct/100)``, where ``hwm`` is the highest high since
@@ -32,7 +33,11 @@ what is left (at most the position). Consequences worth knowing:
   leaves the order resting unfilled — the price of a guaranteed limit. OCO stop legs follow the
   same rule (`stop_limit_for`);
 * it stops trailing when the stop fills, when the strategy cancels it (or it expires or is
-  refused), or when the position is gone.
+  refused), or when the position is gone;
+* a bar the venue cannot act on (a live bot's late bar) raises the high-water mark and sends
+  nothing; the next bar it acts on moves the stop. A restarted bot's warm-up bars that closed
+  after the newest bar a trail had seen (`_sdk_catch_up`) count too, and the stop moves as soon
+  as the warm-up is over (`_sdk_resume`).
 """
 
 from __future__ import annotations
@@ -81,6 +86,9 @@ class _Trail:
     hwm: Decimal
     stop: Decimal
     order: Order  # the resting stop
+    # open time of the newest bar whose high is in ``hwm`` (0: not known, e.g. state written
+    # before this was kept): a restarted bot raises ``hwm`` by the bars after it
+    seen: int = 0
 
 
 class OrderHelpers(ABC):
@@ -95,6 +103,9 @@ class OrderHelpers(ABC):
         # resting stop client id -> its trail; re-keyed (before the cancel) when the stop moves,
         # so the cancel of a moved stop is not taken for the strategy's
         self._trails: dict[str, _Trail] = {}
+        # symbol -> open time of the newest bar the helpers were shown (`_sdk_on_bar`,
+        # `_sdk_catch_up`): where a new trailing stop's own bars start
+        self._bar_seen: dict[str, int] = {}
         # the strategy's own state, kept across restarts by the live bot (`strategies.state`)
         self.state: dict[str, Any] = {}
 
@@ -121,6 +132,7 @@ class OrderHelpers(ABC):
                     "trail_pct": t.trail_pct,
                     "hwm": t.hwm,
                     "stop": t.stop,
+                    "seen": t.seen,
                 }
                 for cid, t in self._trails.items()
             },
@@ -152,7 +164,7 @@ class OrderHelpers(ABC):
                 reduce_only=True,
             )
             self._trails[cid] = _Trail(
-                t["symbol"], t["qty"], t["trail_pct"], t["hwm"], t["stop"], stop
+                t["symbol"], t["qty"], t["trail_pct"], t["hwm"], t["stop"], stop, t.get("seen", 0)
             )
 
     # --- the primitives a venue's context provides ---------------------------------------------
@@ -290,7 +302,8 @@ class OrderHelpers(ABC):
         stop = self._stop_level(symbol, hwm, pct)
         order = self._place_stop(symbol, qty, stop)
         if order is not None:
-            self._trails[order.client_order_id] = _Trail(symbol, qty, pct, hwm, stop, order)
+            seen = self._bar_seen.get(symbol, 0)
+            self._trails[order.client_order_id] = _Trail(symbol, qty, pct, hwm, stop, order, seen)
         return order
 
     # --- hooks the venue calls ------------------------------------------------------------------
@@ -316,22 +329,52 @@ class OrderHelpers(ABC):
 
     def _sdk_on_bar(self, bar: Bar) -> None:
         """Before the strategy's ``on_bar``: move the trailing stops of ``bar.symbol`` up."""
+        self._bar_seen[bar.symbol] = bar.open_time
         for cid, trail in list(self._trails.items()):
             if trail.symbol != bar.symbol:
                 continue
             trail.hwm = max(trail.hwm, Decimal(repr(bar.high)))
-            stop = self._stop_level(trail.symbol, trail.hwm, trail.trail_pct)
-            if stop <= trail.stop:
-                continue
-            del self._trails[cid]
-            self.cancel_order(cid)
-            qty = min(trail.qty, self.position(trail.symbol))
-            if qty <= 0:
-                continue  # nothing left to protect
-            order = self._place_stop(trail.symbol, qty, stop)
-            if order is not None:
-                trail.order, trail.stop, trail.qty = order, stop, qty
-                self._trails[order.client_order_id] = trail
+            trail.seen = bar.open_time
+            self._move_stop(cid, trail)
+
+    def _sdk_catch_up(self, bar: Bar) -> None:
+        """A bar seen while not trading (a restarted bot's warm-up): the trailing stops of
+        ``bar.symbol`` take in its high if it closed after the newest bar they had — a bar
+        that closed while the bot was down (or arrived as it stopped) counts, as it does in an
+        uninterrupted run. Nothing is sent here; `_sdk_resume` moves the stops afterwards."""
+        self._bar_seen[bar.symbol] = max(self._bar_seen.get(bar.symbol, 0), bar.open_time)
+        for trail in self._trails.values():
+            if trail.symbol == bar.symbol and 0 < trail.seen < bar.open_time:
+                trail.hwm = max(trail.hwm, Decimal(repr(bar.high)))
+                trail.seen = bar.open_time
+
+    def _sdk_resume(self) -> None:
+        """Once trading again after `_sdk_catch_up`: each trailing stop whose level rose with
+        the bars it caught up on moves now, not a bar later."""
+        for cid, trail in list(self._trails.items()):
+            self._move_stop(cid, trail)
+
+    def _move_stop(self, cid: str, trail: _Trail) -> None:
+        """Cancel the resting stop and place one at the level ``trail.hwm`` gives, if higher.
+
+        If the venue takes no order now (a live bot on a bar that arrived too late to trade
+        on, or stopping), the trail stays on the resting stop with its raised ``hwm``: the
+        next bar it can act on moves it. If the cancel went out, its confirmation ends the
+        trail (`_sdk_on_order`), as a cancel always does."""
+        stop = self._stop_level(trail.symbol, trail.hwm, trail.trail_pct)
+        if stop <= trail.stop:
+            return
+        del self._trails[cid]
+        self.cancel_order(cid)
+        qty = min(trail.qty, self.position(trail.symbol))
+        if qty <= 0:
+            return  # nothing left to protect
+        order = self._place_stop(trail.symbol, qty, stop)
+        if order is None:
+            self._trails[cid] = trail
+            return
+        trail.order, trail.stop, trail.qty = order, stop, qty
+        self._trails[order.client_order_id] = trail
 
     def _sdk_on_order(self, order: Order) -> None:
         """Before the strategy's ``on_order``."""
