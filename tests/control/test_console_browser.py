@@ -191,7 +191,14 @@ async def test_an_operator_watches_a_fill_halts_resets_and_logs_out_in_a_real_br
 
             # --- log out: the console is closed to this browser again ----------------------
             await page.click("#logout")
-            await page.wait_for_url(f"{url}/login")
+            try:  # a loaded CI machine has taken more than the default 20 s here (once)
+                await page.wait_for_url(f"{url}/login", timeout=60_000)
+            except Exception as exc:  # say where the browser stood instead
+                body = (await page.content())[:500]
+                raise AssertionError(
+                    f"the log-out did not reach /login: at {page.url}; bot running: "
+                    f"{not bot.stopping.is_set()}; problems: {bot.problems}; page: {body}"
+                ) from exc
             await page.goto(f"{url}/risk")
             assert "/login" in page.url
             await screens.shot(page, "logged-out")
