@@ -59,7 +59,7 @@ peers: setup  ## freqtrade's own venv (bench/.venv-freqtrade, ~70 s the first ti
 	$(PY) bench/peers/freqtrade_venv.py
 
 test: setup services tools alerts-check lint typecheck docs peers  ## everything CI runs: lint, types, docs, the full test suite
-	$(BIN)/pytest -q $(PYTEST_XDIST) --durations=30
+	$(BIN)/pytest -q $(PYTEST_XDIST)
 
 demo: setup  ## the main job end to end on the bundled real data
 	$(BIN)/python -m tessera.demo
