@@ -8,6 +8,7 @@ through a local URL, and a submit whose response is lost (exactly one order resu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -27,6 +28,7 @@ from tessera.execution.exchange import (
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from tessera.execution.persistence import ExecutionStore
+from tessera.live.ratelimit import RateLimitBannedError
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
 
@@ -443,6 +445,40 @@ async def test_an_order_held_back_by_the_rate_limiter_is_not_sent_once_trading_h
         limiter.halted = False
         sent = await manager.submit(_buy("t-guard-2", "guard-run", 2), may_send=lambda _: None)
         assert sent.status is OrderStatus.FILLED
+
+
+class _BanningLimiter(_HaltingLimiter):
+    """The key is banned (418) when a new order asks for its weight."""
+
+    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+        if orders:
+            raise RateLimitBannedError(int(time.time() * 1000) + 60_000)
+        return 0.0
+
+
+async def test_an_order_the_rate_limiter_refuses_for_a_ban_is_closed_as_never_sent(
+    venue: tuple[ExchangeSimulator, TradingEngine], tmp_path: Path
+) -> None:
+    """The ban raised in the adapter's limiter, before the request (`Sending.held`): the order
+    is closed CANCELED "never sent" at once rather than left in flight for a recovery, and the
+    ban still reaches the caller (the executor keeps the signal for later)."""
+    sim, engine = venue
+    async with _manager_behind(sim, _BanningLimiter(), tmp_path, "ban-run") as (manager, store):
+        o = _buy("t-ban-1", "ban-run", 1)
+        with pytest.raises(RateLimitBannedError):
+            await manager.submit(o, may_send=lambda _: None)
+        assert o.status is OrderStatus.CANCELED and "t-ban-1" not in manager.live
+        stored = store.get_order("t-ban-1")
+        assert stored is not None and stored.status is OrderStatus.CANCELED
+        assert "t-ban-1" not in {x.client_order_id for x in engine.orders.values()}
+        with store.engine.connect() as c:
+            reasons = [r[0] for r in c.exec_driver_sql(
+                "SELECT reason FROM order_events WHERE client_order_id = 't-ban-1'"
+            )]  # fmt: skip
+        assert any(
+            r and r.startswith("never sent: RateLimitBannedError: exchange ban (418)")
+            for r in reasons
+        ), reasons
 
 
 class _BlockingLimiter(_HaltingLimiter):

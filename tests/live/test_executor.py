@@ -99,7 +99,7 @@ class Desk:
 
 
 class _NoLimit:
-    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+    async def admit(self) -> float:
         return 0.0
 
 
@@ -237,7 +237,7 @@ class _HaltsWhileWaiting:
     def __init__(self, risk: RiskEngine) -> None:
         self.risk = risk
 
-    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+    async def admit(self) -> float:
         await asyncio.sleep(0)
         self.risk.manual_halt("operator", time.time_ns())
         return 0.01

@@ -109,6 +109,46 @@ async def test_429_backs_off_everyone_and_418_stops(redis_client: Any) -> None:
     assert (await other_key.try_acquire())[0] == 0  # bans are per key
 
 
+async def test_admitting_an_order_costs_no_round_trip_and_goes_by_what_this_process_saw(
+    redis_client: Any,
+) -> None:
+    """The gateway's check before an order's intent (`admit`) reads no Redis: a ban this
+    process set or saw there stops the order, a back-off it saw is waited out; a ban only
+    another process has seen is learnt by the next `acquire` (the adapter's, right before the
+    request), and from then on `admit` knows it too."""
+    ns = f"tessera:test:{secrets.token_hex(4)}"
+    a = RedisRateLimiter(redis_client, FAST, api_key="k5", namespace=ns)
+    b = RedisRateLimiter(redis_client, FAST, api_key="k5", namespace=ns)
+    calls: list[str] = []
+    script = b._acquire
+
+    async def counted(**kw: Any) -> Any:
+        calls.append("acquire")
+        return await script(**kw)
+
+    b._acquire = counted  # type: ignore[method-assign]
+    assert await b.admit() == 0.0 and calls == []
+    await a.on_429(0.3)
+    assert await b.admit() == 0.0  # not seen by b yet: no round trip to find out
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await b.acquire(weight=1)  # b learns of the back-off here and waits it out
+    assert loop.time() - t0 >= 0.25 and calls
+    await a.on_418(5)
+    assert await b.admit() == 0.0
+    with pytest.raises(RateLimitBannedError):
+        await b.acquire(weight=1)
+    n = len(calls)
+    with pytest.raises(RateLimitBannedError):
+        await b.admit()  # known now
+    assert len(calls) == n
+    with pytest.raises(RateLimitBannedError):
+        await a.admit()  # the process that set it knows it without asking
+    await a.on_429(0.2)  # a back-off does not lift a ban in force
+    with pytest.raises(RateLimitBannedError):
+        await a.admit()
+
+
 async def test_api_key_is_not_in_redis_keys(redis_client: Any) -> None:
     ns = f"tessera:test:{secrets.token_hex(4)}"
     lim = RedisRateLimiter(redis_client, FAST, api_key="SUPERSECRETKEY123", namespace=ns)

@@ -41,7 +41,7 @@ D = Decimal
 
 
 class _NoLimit:
-    async def acquire(self, weight: int = 1, orders: int = 0) -> float:
+    async def admit(self) -> float:
         return 0.0
 
 

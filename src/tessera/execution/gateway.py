@@ -29,7 +29,10 @@ from tessera.risk.engine import AccountView, RiskEngine
 
 
 class Limiter(Protocol):
-    async def acquire(self, weight: int = 1, orders: int = 0) -> float: ...
+    async def admit(self) -> float:
+        """Waits out a back-off and raises a ban this process knows of; no weight is taken
+        (the adapter's own limiter does that right before the request)."""
+        ...
 
 
 class OrderGateway:
@@ -85,7 +88,9 @@ class OrderGateway:
         if marks is not None:
             marks["checked"] = now
         state = self.risk.state
-        await self.limiter.acquire(0, 0)  # a ban (418) stops orders before the request
+        # a ban (418) known here stops the order before it is recorded; without a round trip
+        # (a ban only another process has seen stops it in the adapter, never sent)
+        await self.limiter.admit()
         # the checks above held when they ran; trading halted (or reducing) since — while the
         # limiter held the order back — is checked again before anything is recorded, and
         # once more after the intent (`OrderManager.submit`): a suspension lies between
@@ -109,7 +114,7 @@ class OrderGateway:
                 return [self._deny(o, reason) for o in orders.legs]
         self.risk.record_sent(time.time_ns())
         state = self.risk.state
-        await self.limiter.acquire(0, 0)
+        await self.limiter.admit()
         for leg in orders.legs:  # trading halted while the limiter held the list back
             reason = self._changed(leg, state)
             if reason is not None:
@@ -119,5 +124,5 @@ class OrderGateway:
 
     async def cancel(self, order: Order) -> Order:
         """Cancels are never refused by risk (they only ever reduce what is at risk)."""
-        await self.limiter.acquire(0, 0)
+        await self.limiter.admit()
         return await self.manager.cancel(order)

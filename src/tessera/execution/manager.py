@@ -344,6 +344,12 @@ class OrderManager:
             if found is None:
                 return order  # still SUBMITTED: recovery or the user-data stream will tell
             ack = found
+        except Exception as exc:
+            if sending.held:  # raised in the adapter's limiter (a ban): the request never left
+                why = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._close_unsent(order, why, "refused by the rate limiter")
+                self.live.pop(order.client_order_id, None)
+            raise
         finally:
             SENDING.reset(told)
             self._submitting.discard(order.client_order_id)

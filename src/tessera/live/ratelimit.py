@@ -85,6 +85,13 @@ class RateLimiter(Protocol):
         """Wait until ``weight`` and ``orders`` fit in every window; returns seconds waited."""
         ...
 
+    async def admit(self) -> float:
+        """Before an order is recorded: a ban (418) this process knows of raises
+        `RateLimitBannedError`, a back-off (429) it knows of is waited out; returns seconds
+        waited. Without a round trip to a shared store: the adapter's `acquire` right before
+        the request is the check every process of the key shares."""
+        ...
+
     async def observe_headers(self, headers: Mapping[str, str]) -> None: ...
 
     async def on_429(self, retry_after_s: float) -> None: ...
@@ -198,6 +205,9 @@ class RedisRateLimiter:
         self.prefix = key_prefix(api_key, namespace)
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._observe = redis.register_script(_OBSERVE_LUA)
+        # the last ban or back-off this process saw in Redis or set: (until, epoch ms; 2 ban,
+        # 1 back-off), what `admit` goes by
+        self._blocked = (0, 0)
         for lim in self.limits:
             metrics.RATE_LIMIT_LIMIT.labels(
                 scope=metrics.bounded(lim.scope, metrics.RATE_LIMIT_SCOPES)
@@ -216,7 +226,30 @@ class RedisRateLimiter:
         if int(status) == 0:
             return 0, int(wait), ""
         scope = self.limits[int(binding) - 1].scope if int(binding) else BACKOFF
+        if scope == BACKOFF:
+            self._block(int(wait), int(status))
         return int(status), int(wait), scope
+
+    def _block(self, wait_ms: int, status: int) -> None:
+        now = time.time_ns() // 1_000_000
+        until, seen = self._blocked
+        if until <= now:
+            self._blocked = (now + wait_ms, status)
+        else:  # one still in force: the later end, and a ban over a back-off
+            self._blocked = (max(until, now + wait_ms), max(seen, status))
+
+    async def admit(self) -> float:
+        waited = 0.0
+        while True:
+            until, status = self._blocked
+            left = until - time.time_ns() // 1_000_000
+            if left <= 0:
+                return waited
+            if status == 2:
+                raise RateLimitBannedError(until)
+            _count_wait(BACKOFF, left)
+            await asyncio.sleep(left / 1000)
+            waited += left / 1000
 
     async def acquire(self, weight: int = 1, orders: int = 0) -> float:
         waited = 0.0
@@ -244,12 +277,14 @@ class RedisRateLimiter:
                 ).set(int(used))
 
     async def on_429(self, retry_after_s: float) -> None:
-        await self.redis.set(
-            f"{self.prefix}:ban", "429", px=max(int(retry_after_s * 1000), 1), nx=False
-        )
+        px = max(int(retry_after_s * 1000), 1)
+        self._block(px, 1)
+        await self.redis.set(f"{self.prefix}:ban", "429", px=px, nx=False)
 
     async def on_418(self, retry_after_s: float) -> None:
-        await self.redis.set(f"{self.prefix}:ban", "418", px=max(int(retry_after_s * 1000), 1))
+        px = max(int(retry_after_s * 1000), 1)
+        self._block(px, 2)
+        await self.redis.set(f"{self.prefix}:ban", "418", px=px)
 
     async def used(self, scope: str) -> int:
         """Units used in the current window of ``scope`` (for tests and dashboards)."""
@@ -298,6 +333,10 @@ class LocalRateLimiter:
                     self._used[(lim.scope, start)] = self._used.get((lim.scope, start), 0) + cost
             self._prune(now)
             return 0, 0, ""
+
+    async def admit(self) -> float:
+        """`acquire` of nothing: the windows are this process's own, no round trip."""
+        return await self.acquire(0, 0)
 
     def _prune(self, now: int) -> None:
         if len(self._used) > 64:
