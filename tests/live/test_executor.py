@@ -335,3 +335,32 @@ async def test_a_cancelled_executor_stops_even_when_its_queue_client_swallows_th
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=2.0)
     assert task in done and task.cancelled()
+
+
+async def test_the_in_process_queue_takes_a_signal_at_emission_and_keeps_their_order(
+    desk: Desk,
+) -> None:
+    """With the in-process queue a decision is on the queue when `emit` returns (no publisher
+    turn in between); while the publisher still holds earlier signals, later ones wait behind
+    them, so the executor sees them in the order they were decided."""
+    ex = desk.executor
+    first, second, third = (signal(target=t) for t in ("0.001", "0.002", "0.003"))
+    ex.emit(first)
+    assert desk.queue.backlog() == 1 and ex.outbox.empty() and ex.signals_published == 1
+    ex.publishing = True  # the publisher busy with an earlier signal (as with Redis away)
+    ex.emit(second)
+    ex.publishing = False
+    ex.emit(third)  # the outbox is not empty: behind the second
+    assert desk.queue.backlog() == 1 and ex.outbox.qsize() == 2
+    publisher = asyncio.create_task(ex.publisher())
+    try:
+        await asyncio.wait_for(_until(lambda: ex.outbox.empty() and not ex.publishing), 5)
+    finally:
+        publisher.cancel()
+    got = await desk.queue.consume("unit", count=16, block_ms=100)
+    assert [d.signal.target_qty for d in got] == ["0.001", "0.002", "0.003"]
+
+
+async def _until(check: Any) -> None:
+    while not check():  # noqa: ASYNC110 -- polled: the flags have no event of their own
+        await asyncio.sleep(0.005)

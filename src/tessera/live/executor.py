@@ -218,6 +218,14 @@ class SignalExecutor:
     # --- publishing ------------------------------------------------------------------------------
 
     def emit(self, sig: Signal) -> None:
+        """Onto the signal queue, in emission order. The in-process queue takes the signal at
+        once when nothing is waiting before it (a turn of the event loop less between the
+        decision and the executor: the publisher task need not wake); Redis through the
+        publisher task, which retries while Redis is away."""
+        if isinstance(self.queue, LocalSignalQueue) and not self.publishing and self.outbox.empty():
+            self.queue.publish_nowait(sig)
+            self.signals_published += 1
+            return
         self.outbox.put_nowait(sig)
 
     async def publisher(self) -> None:

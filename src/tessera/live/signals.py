@@ -173,6 +173,10 @@ class LocalSignalQueue:
         self._seq = 0
 
     async def publish(self, signal: Signal) -> str:
+        return self.publish_nowait(signal)
+
+    def publish_nowait(self, signal: Signal) -> str:
+        """`publish` without a turn of the event loop (nothing here waits)."""
         self._seq += 1
         entry = f"{time.time_ns() // 1_000_000}-{self._seq}"
         self._entries[entry] = signal
