@@ -42,6 +42,17 @@ async def test_each_signal_goes_to_one_consumer_and_round_trips(queue: SignalQue
     assert await queue.consume("a", block_ms=50) == []
 
 
+async def test_a_consumer_waiting_on_an_empty_queue_gets_what_is_published_meanwhile(
+    queue: SignalQueue,
+) -> None:
+    waiting = asyncio.create_task(queue.consume("a", count=4, block_ms=2_000))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await queue.publish(sig(1))
+    got = await asyncio.wait_for(waiting, 2)
+    assert [d.signal for d in got] == [sig(1)]
+
+
 async def test_unacked_signals_of_a_dead_consumer_are_claimed(queue: SignalQueue) -> None:
     for i in range(3):
         await queue.publish(sig(i))
