@@ -415,6 +415,15 @@ async def _manager_behind(
         store.close()
 
 
+def _event_reasons(store: ExecutionStore, cid: str) -> list[str | None]:
+    """The reasons of an order's recorded events, oldest first."""
+    with store.engine.connect() as c:
+        rows = c.exec_driver_sql(
+            "SELECT reason FROM order_events WHERE client_order_id = ? ORDER BY id", (cid,)
+        )
+        return [r[0] for r in rows]
+
+
 def _buy(cid: str, run: str, n: int) -> Order:
     """A market buy of 0.001 BTC with the signal id a bot of ``run`` would give it."""
     o = order(cid, "BUY", "MARKET", "0.00100")
@@ -471,10 +480,7 @@ async def test_an_order_the_rate_limiter_refuses_for_a_ban_is_closed_as_never_se
         stored = store.get_order("t-ban-1")
         assert stored is not None and stored.status is OrderStatus.CANCELED
         assert "t-ban-1" not in {x.client_order_id for x in engine.orders.values()}
-        with store.engine.connect() as c:
-            reasons = [r[0] for r in c.exec_driver_sql(
-                "SELECT reason FROM order_events WHERE client_order_id = 't-ban-1'"
-            )]  # fmt: skip
+        reasons = _event_reasons(store, "t-ban-1")
         assert any(
             r and r.startswith("never sent: RateLimitBannedError: exchange ban (418)")
             for r in reasons
@@ -515,10 +521,7 @@ async def test_a_submit_stopped_while_the_rate_limiter_holds_it_back_is_closed_a
         assert stored is not None and stored.status is OrderStatus.CANCELED
         assert o.status is OrderStatus.CANCELED and "t-held-1" not in manager.live
         assert "t-held-1" not in {x.client_order_id for x in engine.orders.values()}
-        with store.engine.connect() as c:
-            reasons = [r[0] for r in c.exec_driver_sql(
-                "SELECT reason FROM order_events WHERE client_order_id = 't-held-1'"
-            )]  # fmt: skip
+        reasons = _event_reasons(store, "t-held-1")
         assert "never sent: stopped while the rate limiter held it back" in reasons
 
 

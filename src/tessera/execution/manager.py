@@ -328,9 +328,7 @@ class OrderManager:
             ack = await self.exchange.submit(order)
         except asyncio.CancelledError:
             if sending.held:  # stopped in the adapter's rate limiter: the request never left
-                why = "stopped while the rate limiter held it back"
-                self._close_unsent(order, why, "stopped in the limiter")
-                self.live.pop(order.client_order_id, None)
+                self._close_held(order, "stopped while the rate limiter held it back", "stopped")
             raise
         except (OrderRejectedError, RateLimitedError) as exc:
             # 429/-1015 (and 418): the exchange refused the request without processing it
@@ -346,9 +344,7 @@ class OrderManager:
             ack = found
         except Exception as exc:
             if sending.held:  # raised in the adapter's limiter (a ban): the request never left
-                why = f"{type(exc).__name__}: {str(exc)[:200]}"
-                self._close_unsent(order, why, "refused by the rate limiter")
-                self.live.pop(order.client_order_id, None)
+                self._close_held(order, f"{type(exc).__name__}: {str(exc)[:200]}", "refused")
             raise
         finally:
             SENDING.reset(told)
@@ -582,6 +578,12 @@ class OrderManager:
         log.warning(f"order not sent: {what}", cid=order.client_order_id, reason=why)
         closed = OrderEvent(OrderEventKind.CANCELED, now_ns(), reason=f"never sent: {why}")
         self._event(order, closed)
+
+    def _close_held(self, order: Order, why: str, what: str) -> None:
+        """`_close_unsent` for a submit that ended in the adapter's rate limiter (``what``:
+        how), and out of the live set: nothing is left in flight."""
+        self._close_unsent(order, why, f"{what} in the rate limiter")
+        self.live.pop(order.client_order_id, None)
 
     def _event(self, order: Order, event: OrderEvent) -> None:
         saved = _snapshot(order)

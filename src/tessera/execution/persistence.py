@@ -638,18 +638,34 @@ class ExecutionStore:
     _BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
     _EVENT_BOUNDED: ClassVar[tuple[tuple[str, Bounded], ...]]
     # The intent on SQLite: the same two INSERTs and one commit, through the driver itself.
-    # SQLAlchemy's Core execution cost ~0.1 ms a statement here (bind processing, the
-    # execution context, events) — a tenth of the order path's median before the request
-    # (issue 20); the values are converted as the column types would (`DecimalText`, `Bounded`).
+    # SQLAlchemy's Core execution cost ~0.1 ms a statement here (the execution context,
+    # events) — a tenth of the order path's median before the request (issue 20). The values
+    # go through the columns' own bind processors (`DecimalText`'s text, `Bounded`'s limits),
+    # as Core would pass them.
     _SQLITE_ORDER_SQL = (
         f"INSERT INTO orders ({', '.join(_ORDER_COLUMNS)}) "
         f"VALUES ({', '.join('?' * len(_ORDER_COLUMNS))})"
     )
+    _EVENT_COLUMNS = ("client_order_id", "kind", "status_after", "ts")
     _SQLITE_EVENTS_SQL = (
-        "INSERT INTO order_events (client_order_id, kind, status_after, ts) "
-        "VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
+        f"INSERT INTO order_events ({', '.join(_EVENT_COLUMNS)}) VALUES (?, ?, ?, ?), (?, ?, ?, ?)"
     )
-    _MONEY_COLUMNS = frozenset({"qty", "price", "stop_price", "filled_qty", "filled_notional"})
+    _sqlite_binds: tuple[list[Any], list[Any]] | None = None
+
+    def _sqlite_bind_processors(self, engine: Engine) -> tuple[list[Any], list[Any]]:
+        """Each column's bind processor on this dialect (None: the value goes as it is), for
+        the order row and an event row; looked up once."""
+        if self._sqlite_binds is None:
+            d = engine.dialect
+
+            def binds(table: Any, names: Sequence[str]) -> list[Any]:
+                return [table.c[n].type.dialect_impl(d).bind_processor(d) for n in names]
+
+            self._sqlite_binds = (
+                binds(orders, self._ORDER_COLUMNS),
+                binds(order_events, self._EVENT_COLUMNS),
+            )
+        return self._sqlite_binds
 
     def _sqlite_submission(
         self, engine: Engine, row: dict[str, Any], events: list[dict[str, Any]]
@@ -657,16 +673,17 @@ class ExecutionStore:
         """`record_submission`'s transaction on SQLite without the Core layer. A driver error
         surfaces as SQLAlchemy's (`IntegrityError`, `OperationalError`, ...), as from the Core
         statements, so that callers tell a replayed intent and a failed store apart as before."""
-        self._check_lengths(engine, row, events)
-        money = self._MONEY_COLUMNS
+        order_binds, event_binds = self._sqlite_bind_processors(engine)
         values = [
-            (format(Decimal(row[c]), "f") if row[c] is not None else None) if c in money
-            else row[c]
-            for c in self._ORDER_COLUMNS
-        ]  # fmt: skip
+            row[c] if bind is None else bind(row[c])
+            for c, bind in zip(self._ORDER_COLUMNS, order_binds, strict=True)
+        ]
         ev_values: list[Any] = []
         for ev in events:
-            ev_values += (ev["client_order_id"], ev["kind"], ev["status_after"], ev["ts"])
+            ev_values += (
+                ev[c] if bind is None else bind(ev[c])
+                for c, bind in zip(self._EVENT_COLUMNS, event_binds, strict=True)
+            )
         raw = engine.raw_connection()
         sql = self._SQLITE_ORDER_SQL
         try:
