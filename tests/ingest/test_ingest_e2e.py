@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from tessera import metrics
 from tessera.data.ingest import IngestService
+from tessera.data.ingest.book import BookState
 from tessera.data.store import ParquetStore
 from tessera.sim import ExchangeSimulator, FaultPlan
 from tessera.sim.recording import load_recording
@@ -66,6 +67,15 @@ async def run_ingest(
     task = asyncio.create_task(svc.run())
     await asyncio.wait_for(sim.wait_replayed(), 120)
     await asyncio.sleep(settle_s)  # let the tail, backfills and snapshot fetches land
+    if "depth" in kinds:
+        # A resync near the end of a max-speed replay may still be fetching its snapshot
+        # (CI's loaded runners took over the second above): wait for the books, not a clock.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        for _ in range(600):
+            if loop.time() > deadline or all(b.state is BookState.LIVE for b in svc.books.values()):
+                break
+            await asyncio.sleep(0.05)
     svc.stop()
     await asyncio.wait_for(task, 60)
     return svc
