@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import secrets
 import shutil
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, get_args
@@ -127,6 +129,7 @@ def run_config(
     registry: Path,
     seconds: float,
     sync: DatabaseSync,
+    gc_probe: bool = False,
 ) -> dict[str, list[float]]:
     options = BotOptions(
         mode="live",
@@ -149,12 +152,63 @@ def run_config(
     )
     bot = TradingBot(options)
     print(f"[{label}] running the bot for {seconds:.0f} s ...", flush=True)
-    asyncio.run(bot.run())
+    pauses = GcPauses(lambda: bot.health.ready)
+    gc.callbacks.append(pauses)
+    probe: list[float] = []
+
+    async def trade() -> None:
+        task = asyncio.create_task(bot.run())
+        if gc_probe:
+            # one full collection on the event loop a minute into trading: what the interpreter
+            # does now and then by itself (rarely within a bench's few minutes)
+            for _ in range(1200):  # ready within two minutes, or no probe
+                if bot.health.ready or task.done():
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.wait([task], timeout=min(60.0, seconds / 2))
+            if not task.done():
+                t0 = time.perf_counter()
+                gc.collect()
+                probe.append((time.perf_counter() - t0) * 1e3)
+        await task
+
+    try:
+        asyncio.run(trade())
+    finally:
+        gc.callbacks.remove(pauses)
     stages: dict[str, list[float]] = {}
+    if probe:
+        stages["full_gc_probe_ms"] = probe
+    lag = getattr(bot, "loop_lag", None)  # tessera.live.looplag (absent in older trees)
     for trace in bot.traces:
         for name, us in trace.stages_us().items():
             stages.setdefault(name, []).append(us)
+        if lag is not None:  # the longest stall of the event loop on this order's way
+            stages.setdefault("loop_stall_ms", []).append(
+                lag.stall_within(trace.recv, trace.sent) * 1e3
+            )
+    if lag is not None:
+        stages["loop_lag_ms"] = [s * 1e3 for _, s in lag.samples]
+    for gen, ms in pauses.by_gen.items():
+        stages[f"gc{gen}_ms"] = ms
     return stages
+
+
+class GcPauses:
+    """The interpreter's garbage-collector pauses while the bot runs (a `gc.callbacks` entry):
+    a collection of the oldest generation walks every tracked object of the process — the
+    imported libraries and the loaded model included — and holds the event loop meanwhile."""
+
+    def __init__(self, trading: Callable[[], bool]) -> None:
+        self.by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._trading = trading  # only the pauses while the bot trades: start-up's are not timed
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._trading():
+            self.by_gen[info["generation"]].append((time.perf_counter() - self._t0) * 1e3)
 
 
 def report(label: str, stages: dict[str, list[float]]) -> None:
@@ -182,6 +236,30 @@ def report(label: str, stages: dict[str, list[float]]) -> None:
             f"{med / total * 100:5.1f}%" if name not in ("tick_to_order", "exchange_ack") else ""
         )
         print(f"  {name:<18}{med:>11.0f}{pct(v, 0.99):>11.0f}{share:>17}")
+    if n:
+        t2o = stages["tick_to_order"]
+        print(f"  tick_to_order p99.9 {pct(t2o, 0.999):,.0f} µs, max {max(t2o):,.0f} µs")
+        # where the slowest orders spent their time (every trace has every stage)
+        names = ("features_model", "strategy", "queue", "risk_filters", "persist_intent")
+        for i in sorted(range(n), key=t2o.__getitem__)[-3:]:
+            parts = ", ".join(f"{k} {stages[k][i]:,.0f}" for k in names if k in stages)
+            if stall := stages.get("loop_stall_ms"):
+                parts += f"; the event loop stalled {stall[i] * 1e3:,.0f} µs meanwhile"
+            print(f"    slow order: {t2o[i]:,.0f} µs = {parts}")
+    if lags := stages.get("loop_lag_ms"):
+        print(
+            f"  event-loop lag while trading ({len(lags):,} samples, every 50 ms): median "
+            f"{statistics.median(lags):.2f} ms, p99 {pct(lags, 0.99):.2f} ms, "
+            f"max {max(lags):.1f} ms"
+        )
+    gcs = [
+        f"gen{g} {len(ms):,} (total {sum(ms):,.1f} ms, max {max(ms):.2f} ms)"
+        for g in (0, 1, 2)
+        if (ms := stages.get(f"gc{g}_ms"))
+    ]
+    print(f"  gc pauses while trading: {'; '.join(gcs) or 'none'}")
+    if probe := stages.get("full_gc_probe_ms"):
+        print(f"  the probe's full collection while trading: {probe[0]:.1f} ms")
 
 
 def main() -> None:
@@ -201,6 +279,11 @@ def main() -> None:
         choices=["embedded", "production"],
         default=["embedded", "production"],
         help="embedded: in-process queue + SQLite; production: Redis Streams + PostgreSQL",
+    )
+    ap.add_argument(
+        "--full-gc-probe",
+        action="store_true",
+        help="run one full garbage collection on the event loop a minute into trading, timed",
     )
     args = ap.parse_args()
     syncs: list[DatabaseSync] = args.sync
@@ -236,7 +319,7 @@ def main() -> None:
                 else:
                     db, redis_url = f"sqlite:///{work / f'bench-{sync}.db'}", None
                 results[label] = run_config(
-                    label, db, redis_url, port, registry, args.seconds, sync
+                    label, db, redis_url, port, registry, args.seconds, sync, args.full_gc_probe
                 )
                 report(label, results[label])  # as it goes: a later hang loses nothing
             finally:

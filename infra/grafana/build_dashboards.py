@@ -124,6 +124,12 @@ EXECUTION: list[Panel] = [
      [("tessera_orders_in_flight", "in flight"), ("sum(tessera_orders_open)", "open")], {}),
     ("Fills (per second)", "timeseries", [("tessera:fills:rate5m", "{{symbol}} {{side}}")],
      {"unit": "ops"}),
+    ("Event loop: lag and garbage-collector pauses, p99", "timeseries",
+     [("histogram_quantile(0.99, sum by (le) (rate(tessera_event_loop_lag_seconds_bucket[5m])))",
+       "loop lag"),
+      ("histogram_quantile(0.99, "
+       "sum by (le, generation) (rate(tessera_gc_pause_seconds_bucket[5m])))",
+       "gc generation {{generation}}")], {"unit": "s"}),
 ]
 
 MARKET_DATA: list[Panel] = [

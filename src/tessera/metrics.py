@@ -200,6 +200,23 @@ ORDER_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+# The event loop and the interpreter's garbage collector (tessera.live.looplag, .heap)
+GC_PAUSE = Histogram(
+    "tessera_gc_pause_seconds",
+    "Garbage-collector pauses of this process (the event loop runs nothing meanwhile)",
+    ["generation"],
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+EVENT_LOOP_LAG = Histogram(
+    "tessera_event_loop_lag_seconds",
+    "How late the event loop woke a task due every 50 ms: time it spent on something else",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+GC_FROZEN_OBJECTS = Gauge(
+    "tessera_gc_frozen_objects",
+    "Start-up objects exempted from garbage collection once the bot was warmed up",
+)
+
 # Positions, PnL, equity, drawdown
 POSITION_SIZE = Gauge(
     "tessera_position_size", "Signed position in base units", ["symbol", "strategy"]

@@ -70,6 +70,8 @@ from tessera.live.control_port import BotControl, fill_data, order_data, sample_
 from tessera.live.executor import LatencyTrace, SignalExecutor
 from tessera.live.feed import MarketFeed
 from tessera.live.halt import ACCOUNT, HaltGuard
+from tessera.live.heap import freeze_startup_heap, release_startup_heap, watch_gc_pauses
+from tessera.live.looplag import LoopLagMonitor
 from tessera.live.marks import AccountMarks
 from tessera.live.perp_account import perp_book_balances, perp_filters
 from tessera.live.perp_risk import PerpRiskBook
@@ -279,6 +281,8 @@ class BotOptions:
     control: ControlConfig | None = None
     # trading events and the daily summary sent through Apprise (off without ``notify.urls``)
     notify: NotifyConfig | None = None
+    # exempt what start-up made from garbage collection once warmed up (see tessera.live.heap)
+    freeze_startup_heap: bool = True
 
 
 def zero_counters(symbols: Sequence[str]) -> None:
@@ -443,6 +447,8 @@ class TradingBot:
         self._perp_mark_task: asyncio.Task[None] | None = None
         self.margin_ratio_alerts = 0
         self.margin_called: list[str] = []  # symbols margin-called in this run: /readyz false
+        self._heap_frozen = False  # released at shutdown (tessera.live.heap)
+        self.loop_lag = LoopLagMonitor()  # how late the event loop runs (tessera.live.looplag)
         self._past_ratio_alert: set[str] = set()
         self.liq_distance_cuts = 0
         self.gateway = OrderGateway(
@@ -623,6 +629,7 @@ class TradingBot:
         """Run until SIGTERM/SIGINT (or ``duration_s``); returns the exit code."""
         o = self.o
         bind_context(run_id=o.run_id, strategy=",".join(s.name for s in o.strategies))
+        watch_gc_pauses()
         await self._setup()
         loop = asyncio.get_running_loop()
         for sig in (os_signal.SIGTERM, os_signal.SIGINT):
@@ -695,6 +702,10 @@ class TradingBot:
                 )
             self.health.checks["market_time_advancing"] = lambda: not self._bars_back
             self._spawn(sample_equity(self), "equity-samples")
+            self._spawn(self.loop_lag.run(self.stopping), "loop-lag")
+            if o.freeze_startup_heap:  # see tessera.live.heap: no 100 ms pauses while trading
+                self._heap_frozen = True
+                log.info("start-up heap frozen", objects=freeze_startup_heap())
             self.health.ready = True
             log.info("bot running", mode=o.mode, symbols=self.symbols, interval=o.interval)
             await self._wait_stop()
@@ -773,6 +784,9 @@ class TradingBot:
             await self._shutdown_steps(left)
         finally:
             watchdog.cancel()
+            if self._heap_frozen:
+                self._heap_frozen = False
+                release_startup_heap()
         if time.monotonic() > deadline:
             self.problem(
                 f"shutdown took longer than {budget:g} s; left: {self._left_behind()}",
