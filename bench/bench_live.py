@@ -153,6 +153,7 @@ def run_config(
     bot = TradingBot(options)
     print(f"[{label}] running the bot for {seconds:.0f} s ...", flush=True)
     pauses = GcPauses(lambda: bot.health.ready)
+    before_passes = reconcile_totals()
     gc.callbacks.append(pauses)
     probe: list[float] = []
 
@@ -187,11 +188,35 @@ def run_config(
             stages.setdefault("loop_stall_ms", []).append(
                 lag.stall_within(trace.recv, trace.sent) * 1e3
             )
+    after_passes = reconcile_totals()
+    if before_passes and after_passes and after_passes[0] > before_passes[0]:
+        # the bot's reconciliation passes (start-up and every 60 s) hold the executor
+        count = after_passes[0] - before_passes[0]
+        stages["reconcile_mean_ms"] = [(after_passes[1] - before_passes[1]) / count * 1e3]
     if lag is not None:
         stages["loop_lag_ms"] = [s * 1e3 for _, s in lag.samples]
+        if lag.samples:  # the long stalls, and when: seconds into trading
+            t0 = lag.samples[0][0]
+            stalls = [(ns, s) for ns, s in lag.samples if s > 0.05]
+            stages["loop_stall_at_s"] = [(ns - t0) / 1e9 for ns, _ in stalls]
+            stages["loop_stall_of_ms"] = [s * 1e3 for _, s in stalls]
     for gen, ms in pauses.by_gen.items():
         stages[f"gc{gen}_ms"] = ms
     return stages
+
+
+def reconcile_totals() -> tuple[float, float] | None:
+    """(passes, seconds) of the bot's reconciliations so far (None: a tree without them)."""
+    from tessera import metrics
+
+    histogram = getattr(metrics, "RECONCILIATION_SECONDS", None)
+    if histogram is None:
+        return None
+    got = {x.name: x.value for m in histogram.collect() for x in m.samples}
+    return (
+        got["tessera_reconciliation_seconds_count"],
+        got["tessera_reconciliation_seconds_sum"],
+    )
 
 
 class GcPauses:
@@ -252,6 +277,12 @@ def report(label: str, stages: dict[str, list[float]]) -> None:
             f"{statistics.median(lags):.2f} ms, p99 {pct(lags, 0.99):.2f} ms, "
             f"max {max(lags):.1f} ms"
         )
+    if mean := stages.get("reconcile_mean_ms"):
+        print(f"  reconciliation passes (orders wait for them): {mean[0]:,.0f} ms on average")
+    if at := stages.get("loop_stall_at_s"):
+        of = stages["loop_stall_of_ms"]
+        listed = ", ".join(f"{ms:,.0f} ms at {t:,.1f} s" for t, ms in zip(at, of, strict=True))
+        print(f"  event-loop stalls over 50 ms (seconds into trading): {listed}")
     gcs = [
         f"gen{g} {len(ms):,} (total {sum(ms):,.1f} ms, max {max(ms):.2f} ms)"
         for g in (0, 1, 2)

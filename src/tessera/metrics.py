@@ -212,6 +212,11 @@ EVENT_LOOP_LAG = Histogram(
     "How late the event loop woke a task due every 50 ms: time it spent on something else",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+RECONCILIATION_SECONDS = Histogram(
+    "tessera_reconciliation_seconds",
+    "A reconciliation pass against the exchange (orders wait for it: it holds the executor)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
 GC_FROZEN_OBJECTS = Gauge(
     "tessera_gc_frozen_objects",
     "Start-up objects exempted from garbage collection once the bot was warmed up",

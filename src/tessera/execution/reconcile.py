@@ -24,6 +24,7 @@ after importing the trades made meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import defaultdict
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from tessera import metrics
-from tessera.execution.exchange import ExchangeError
+from tessera.execution.exchange import ExchangeError, ExchangeTrade
 from tessera.execution.filters import SymbolFilters
 from tessera.execution.manager import OrderManager, RecoveryReport
 from tessera.execution.orders import Fill, Order, OrderSide
@@ -69,13 +70,28 @@ def fill_deltas(fills: Sequence[Fill], filters: Mapping[str, SymbolFilters]) -> 
     return dict(out)
 
 
+# Binance's largest page of ``myTrades`` / ``userTrades``
+TRADES_PAGE = 1000
+
+
 class Reconciler:
+    """One reconciliation pass. ``trade_cursor`` (symbol -> the first trade id not yet looked
+    at), kept by the caller across passes, makes a periodic pass read only the trades made since
+    the last clean one — page by page, however many — instead of the newest thousand each time;
+    without one (start-up), the newest thousand are read, as Binance answers without ``fromId``.
+
+    The store's work (looking trades up, reading every fill for the balances) runs on a worker
+    thread: a bot's reconciliation must not hold the event loop that reads its market data and
+    sends its orders (it held it 0.2-0.8 s a pass, growing with the fills, before).
+    """
+
     def __init__(
         self,
         manager: OrderManager,
         filters: Mapping[str, SymbolFilters],
         symbols: Sequence[str],
         account: str = "default",
+        trade_cursor: dict[str, int] | None = None,
     ) -> None:
         self.manager = manager
         self.store = manager.store
@@ -83,6 +99,7 @@ class Reconciler:
         self.filters = filters
         self.symbols = list(symbols)
         self.account = account
+        self.trade_cursor = trade_cursor
 
     async def run(self) -> ReconcileReport:
         report = ReconcileReport(await self.manager.recover())
@@ -92,7 +109,7 @@ class Reconciler:
         for symbol in self.symbols:  # per symbol: Binance weighs the all-symbols query 40x
             for eo in await self.exchange.open_orders(symbol):
                 # looked up after the await: an order recorded meanwhile is ours
-                if self.store.get_order(eo.client_order_id) is None:
+                if await asyncio.to_thread(self.store.get_order, eo.client_order_id) is None:
                     report.problems.append(
                         f"open order {eo.client_order_id} ({symbol}) on the exchange is not ours"
                     )
@@ -123,22 +140,48 @@ class Reconciler:
     async def _import_trades(self, report: ReconcileReport) -> list[str]:
         """Our trades the store lacks are imported (once); a trade of no order of ours is a
         problem."""
-        problems = []
+        problems: list[str] = []
         for symbol in self.symbols:
-            for t in await self.exchange.my_trades(symbol):
+            cursor = self.trade_cursor
+            from_id = cursor.get(symbol) if cursor is not None else None
+            clean = True
+            while True:
+                trades = await self.exchange.my_trades(symbol, from_id)
                 # looked up after the await: the order's acknowledgement (its exchange id) may
                 # have been recorded while the trades were being fetched
-                order = self.store.order_for_exchange_id(symbol, t.exchange_order_id)
-                if order is None:
-                    problems.append(
-                        f"trade {t.fill.trade_id} ({symbol}) belongs to an order we never sent"
-                    )
-                    continue
-                if self._recorded(order, t.fill):
-                    continue
-                if self.manager.apply_fill(order, t.fill):
-                    report.fills_imported += 1
+                for t, order, recorded in await asyncio.to_thread(self._look_up, symbol, trades):
+                    if order is None:
+                        clean = False
+                        problems.append(
+                            f"trade {t.fill.trade_id} ({symbol}) belongs to an order we never sent"
+                        )
+                    elif not recorded and self.manager.apply_fill(order, t.fill):
+                        report.fills_imported += 1
+                ids = [int(t.fill.trade_id) for t in trades if t.fill.trade_id.isdigit()]
+                if cursor is None or len(ids) != len(trades):
+                    break  # no cursor kept (start-up), or trade ids it cannot order by
+                if ids and clean:
+                    cursor[symbol] = max(ids) + 1  # the next pass starts after these
+                if from_id is None or len(trades) < TRADES_PAGE or not clean:
+                    break  # the newest page (the first pass), or the last one
+                from_id = cursor[symbol]
         return problems
+
+    def _look_up(
+        self, symbol: str, trades: Sequence[ExchangeTrade]
+    ) -> list[tuple[ExchangeTrade, Order | None, bool]]:
+        """Each trade with its order (None: not ours) and whether its fill is stored already
+        (on a worker thread: one or two store reads per trade)."""
+        orders: dict[str, Order | None] = {}
+        out: list[tuple[ExchangeTrade, Order | None, bool]] = []
+        for t in trades:
+            if t.exchange_order_id not in orders:
+                orders[t.exchange_order_id] = self.store.order_for_exchange_id(
+                    symbol, t.exchange_order_id
+                )
+            order = orders[t.exchange_order_id]
+            out.append((t, order, order is not None and self._recorded(order, t.fill)))
+        return out
 
     def _recorded(self, order: Order, fill: Fill) -> bool:
         """Stored already (a trade id stored for a different fill raises `LedgerConflictError`).
@@ -152,10 +195,10 @@ class Reconciler:
             {self.filters[s].base_asset for s in self.symbols if s in self.filters}
             | {self.filters[s].quote_asset for s in self.symbols if s in self.filters}
         )
-        recorded = self.store.fill_count()
+        recorded = await asyncio.to_thread(self.store.fill_count)
         exchange = await self.exchange.balances()
-        fills = self.store.all_fills()
-        if len(fills) != recorded:
+        count, explained = await asyncio.to_thread(self._explained)
+        if count != recorded:
             # a fill was recorded while the balances were out: which of them the snapshot
             # includes is unknown, so this comparison would be meaningless; the next
             # reconciliation compares again
@@ -164,8 +207,7 @@ class Reconciler:
         totals = {
             a: (exchange[a].free + exchange[a].locked) if a in exchange else ZERO for a in assets
         }
-        explained = fill_deltas(fills, self.filters)
-        baseline = self.store.latest_balances(f"{BASELINE}:{self.account}")
+        baseline = await asyncio.to_thread(self.store.latest_balances, f"{BASELINE}:{self.account}")
         if not baseline:
             items = {a: (totals[a] - explained.get(a, ZERO), ZERO) for a in assets}
             self.store.snapshot_balances(f"{BASELINE}:{self.account}", items)
@@ -180,6 +222,11 @@ class Reconciler:
                     f"(a deposit, withdrawal or trade we did not make?)"
                 )
         return problems
+
+    def _explained(self) -> tuple[int, dict[str, Decimal]]:
+        """How many fills are stored, and the balance changes they explain (worker thread)."""
+        fills = self.store.all_fills()
+        return len(fills), fill_deltas(fills, self.filters)
 
     def _halt(self, problems: list[str]) -> None:
         reason = "reconciliation: " + "; ".join(problems[:5])
@@ -213,8 +260,9 @@ class PerpReconciler(Reconciler):
         settings: PerpSettings,
         account: str = "default",
         perp: PerpExchange | None = None,
+        trade_cursor: dict[str, int] | None = None,
     ) -> None:
-        super().__init__(manager, filters, symbols, account)
+        super().__init__(manager, filters, symbols, account, trade_cursor)
         found = perp if perp is not None else manager.exchange
         if not isinstance(found, PerpExchange):
             raise TypeError(
@@ -235,13 +283,15 @@ class PerpReconciler(Reconciler):
         if await self.perp.hedge_mode():
             return ["the account is in hedge (dual-side) position mode; Tessera trades one-way"]
         positions = await self.perp.positions(self.symbols)
-        found = plan(positions, self.ledger_positions(), self.settings, self.symbols)
+        ledger = await asyncio.to_thread(self.ledger_positions)  # every fill: off the loop
+        found = plan(positions, ledger, self.settings, self.symbols)
         if found.unexplained:
             # fills the exchange made after our trade query move its position but are not yet
             # in our store: import them and compare once more before calling it unexplained
             self._add_new(report, await self._import_trades(report))
             positions = await self.perp.positions(self.symbols)
-            found = plan(positions, self.ledger_positions(), self.settings, self.symbols)
+            ledger = await asyncio.to_thread(self.ledger_positions)
+            found = plan(positions, ledger, self.settings, self.symbols)
         problems = list(found.problems)
         for symbol, lev in found.set_leverage.items():
             try:

@@ -449,6 +449,8 @@ class TradingBot:
         self.margin_called: list[str] = []  # symbols margin-called in this run: /readyz false
         self._heap_frozen = False  # released at shutdown (tessera.live.heap)
         self.loop_lag = LoopLagMonitor()  # how late the event loop runs (tessera.live.looplag)
+        # per symbol, the first exchange trade id reconciliation has not looked at yet
+        self._trade_cursor: dict[str, int] = {}
         self._past_ratio_alert: set[str] = set()
         self.liq_distance_cuts = 0
         self.gateway = OrderGateway(
@@ -570,14 +572,24 @@ class TradingBot:
             await self.manager.recover()
             return True
         async with self.executor.lock:
+            started = time.perf_counter()
             if self.perp:
                 settings = PerpSettings(self.o.perp_leverage, MarginMode(self.o.perp_margin_mode))
                 assert isinstance(self.exchange, PerpExchange)
                 report = await PerpReconciler(
-                    self.manager, self.filters, self.symbols, settings, ACCOUNT, self.exchange
+                    self.manager,
+                    self.filters,
+                    self.symbols,
+                    settings,
+                    ACCOUNT,
+                    self.exchange,
+                    trade_cursor=self._trade_cursor,
                 ).run()
             else:
-                report = await Reconciler(self.manager, self.filters, self.symbols, ACCOUNT).run()
+                report = await Reconciler(
+                    self.manager, self.filters, self.symbols, ACCOUNT, self._trade_cursor
+                ).run()
+            metrics.RECONCILIATION_SECONDS.observe(time.perf_counter() - started)
         if not report.ok:
             self.halt.restore()
             self.hub.publish("reconciliation", {"ok": False, "problems": report.problems[:20]})

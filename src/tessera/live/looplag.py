@@ -36,6 +36,8 @@ class LoopLagMonitor:
         while not stop.is_set():
             due = loop.time() + interval
             await asyncio.sleep(interval)
+            if stop.is_set():
+                return  # the shutdown's own work (closing connections) is not trading's lag
             lag = max(loop.time() - due, 0.0)
             self.samples.append((time.time_ns(), lag))
             observe(lag)

@@ -511,7 +511,8 @@ class TradingEngine(MatchingCore):
             and (from_id is None or f.trade_id >= from_id)
             and (order_id is None or f.order.order_id == order_id)
         ]
-        return json_response(rows[:limit])
+        # Binance: from ``fromId`` on, or else the most recent ones
+        return json_response(rows[:limit] if from_id is not None else rows[-limit:])
 
 
 def _int_param(params: dict[str, str], name: str) -> int | None:

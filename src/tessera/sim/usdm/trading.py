@@ -1325,7 +1325,8 @@ class UsdmTradingEngine(TradingEngine):
             and (from_id is None or f.trade_id >= from_id)
             and (order_id is None or f.order.order_id == order_id)
         ]
-        return json_response(rows[:limit])
+        # Binance: from ``fromId`` on, or else the most recent ones
+        return json_response(rows[:limit] if from_id is not None else rows[-limit:])
 
     # --- the algo service (``/fapi/v1/algoOrder``) ---------------------------------------------
 
