@@ -132,6 +132,29 @@ def test_an_identical_fill_replayed_is_a_no_op(store: ExecutionStore) -> None:
     assert len(store.all_fills()) == 1 and conflicts("fills") == before
 
 
+def test_fills_looked_up_together_answer_as_one_by_one_and_refuse_the_same_conflicts(
+    store: ExecutionStore,
+) -> None:
+    """Reconciliation asks for a page of trades at once (`fills_recorded`); each answer is
+    `fill_recorded`'s, and a stored trade id with other content is the same conflict."""
+    order, event = _filled(store, "c-1", "42", "60000")
+    store.record_fill(order, event)
+    assert event.fill is not None
+    _, unstored = _filled(store, "c-3", "43", "60000")
+    assert unstored.fill is not None
+    page = [event.fill, unstored.fill]
+    assert store.fills_recorded(page) == [store.fill_recorded(f) for f in page] == [True, False]
+    assert store.fills_recorded([]) == []
+    _, clash = _filled(store, "c-2", "42", "60100", qty="0.002")
+    assert clash.fill is not None
+    before = conflicts("fills")
+    with pytest.raises(LedgerConflictError) as err:
+        store.fills_recorded([unstored.fill, clash.fill])
+    assert err.value.key == {"exchange": "binance", "symbol": "BTCUSDT", "trade_id": "42"}
+    assert set(err.value.differences) == {"client_order_id", "price", "qty"}
+    assert conflicts("fills") == before + 1
+
+
 def test_the_order_manager_refuses_a_fill_whose_trade_id_is_stored_for_another_order(
     store: ExecutionStore,
 ) -> None:

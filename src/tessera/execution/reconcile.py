@@ -171,24 +171,15 @@ class Reconciler:
         self, symbol: str, trades: Sequence[ExchangeTrade]
     ) -> list[tuple[ExchangeTrade, Order | None, bool]]:
         """Each trade with its order (None: not ours) and whether its fill is stored already
-        (on a worker thread: one or two store reads per trade)."""
-        orders: dict[str, Order | None] = {}
-        out: list[tuple[ExchangeTrade, Order | None, bool]] = []
-        for t in trades:
-            if t.exchange_order_id not in orders:
-                orders[t.exchange_order_id] = self.store.order_for_exchange_id(
-                    symbol, t.exchange_order_id
-                )
-            order = orders[t.exchange_order_id]
-            out.append((t, order, order is not None and self._recorded(order, t.fill)))
-        return out
-
-    def _recorded(self, order: Order, fill: Fill) -> bool:
-        """Stored already (a trade id stored for a different fill raises `LedgerConflictError`).
-        Binance lists trades by exchange order id only: the client id is the order's."""
-        return self.store.fill_recorded(
-            dataclasses.replace(fill, client_order_id=order.client_order_id)
+        (on a worker thread; two store queries for the whole page)."""
+        orders = self.store.orders_for_exchange_ids(symbol, [t.exchange_order_id for t in trades])
+        ours = [(t, orders[t.exchange_order_id]) for t in trades if t.exchange_order_id in orders]
+        # Binance lists trades by exchange order id only: the client id is the order's
+        recorded = self.store.fills_recorded(
+            [dataclasses.replace(t.fill, client_order_id=o.client_order_id) for t, o in ours]
         )
+        stored = {id(t): r for (t, _), r in zip(ours, recorded, strict=True)}
+        return [(t, orders.get(t.exchange_order_id), stored.get(id(t), False)) for t in trades]
 
     async def _balances(self) -> list[str]:
         assets = sorted(
