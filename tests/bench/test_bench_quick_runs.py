@@ -66,6 +66,15 @@ def test_the_startup_bench_times_a_command_five_times_and_prints_its_row(
     assert "| `tessera --help` |" not in out  # --only kept the one case
 
 
+def test_the_reconcile_bench_times_a_pass_with_new_trades_and_one_without(
+    tmp_path: Path,
+) -> None:
+    out = run_bench("bench_reconcile.py", ["--fills", "3", "--rounds", "2", "--sqlite"], tmp_path)
+    assert "round 1: 3 fills stored" in out and "round 2: 6 fills stored" in out
+    assert "with 3 new trades" in out and "(trade cursor: True)" in out
+    assert "load average at the end" in out
+
+
 def test_the_perpetual_backtest_bench_prints_each_round_and_paired_ratios(
     tmp_path: Path,
 ) -> None:
