@@ -65,9 +65,9 @@ def test_a_frozen_cycle_outlives_collections_until_released_and_new_garbage_is_s
     assert kept_ref() is None  # released: the earlier bot's garbage is freed
 
 
-async def test_a_trading_bot_freezes_its_start_up_heap_and_gives_it_back_when_it_stops(
-    tmp_path: Path,
-) -> None:
+async def _trade_until_stopped(tmp_path: Path) -> weakref.ref[TradingBot]:
+    """A paper bot run to readiness and stopped; what is checked while it trades is checked
+    here. Answers a weak reference: nothing else keeps the bot once this returns."""
     with running_simulator() as (sim, _engine):
         bot = TradingBot(bot_options(sim, f"sqlite:///{tmp_path / 'bot.db'}", mode="paper"))
         task = asyncio.create_task(bot.run())
@@ -81,10 +81,15 @@ async def test_a_trading_bot_freezes_its_start_up_heap_and_gives_it_back_when_it
         assert _pauses("2") == gen2 + 1
         # the loop's lag is sampled while it trades (tessera.live.looplag)
         await wait_until(lambda: len(bot.loop_lag.samples) >= 3, 10, "loop-lag samples")
-        bot_ref = weakref.ref(bot)
         bot._request_stop()
         assert await asyncio.wait_for(task, 60) == 0, bot.problems
-        del bot, task
+        return weakref.ref(bot)
+
+
+async def test_a_trading_bot_freezes_its_start_up_heap_and_gives_it_back_when_it_stops(
+    tmp_path: Path,
+) -> None:
+    bot_ref = await _trade_until_stopped(tmp_path)
     assert gc.get_freeze_count() == 0 and metrics.GC_FROZEN_OBJECTS._value.get() == 0
     gc.collect()
     assert bot_ref() is None  # the stopped bot, frozen with the rest, is freed
