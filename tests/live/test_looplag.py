@@ -30,7 +30,7 @@ async def test_a_blocking_call_on_the_loop_shows_as_lag_at_the_time_it_held_the_
     await asyncio.sleep(0.1)
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert monitor.worst >= 0.25
+    assert max(lag for _, lag in monitor.samples) >= 0.25
     assert _lag_count() - before == len(monitor.samples) >= 3
     assert monitor.stall_within(start_ns, end_ns) >= 0.25
     # a span the stall did not touch: before it began, and after its wake-up

@@ -189,6 +189,12 @@ def _conflict(
     return err
 
 
+def _in_batches(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    """``values`` in runs of at most ``size``: IN lists of a bounded length."""
+    for lo in range(0, len(values), size):
+        yield values[lo : lo + size]
+
+
 def _differences(stored: Any, new: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     """Fields whose stored value differs from the new one (decimals by value: 0.50 == 0.5)."""
     out = {}
@@ -1050,6 +1056,11 @@ class ExecutionStore:
                 .mappings()
                 .first()
             )
+        return self._same_fill(stored, fill)
+
+    def _same_fill(self, stored: Any, fill: Fill) -> bool:
+        """False if nothing is stored under the fill's trade id, True if the stored row is this
+        fill; `LedgerConflictError` if it is another."""
         if stored is None:
             return False
         diffs = _differences(stored, self._fill_row(fill), self.FILL_CONTENT)
@@ -1066,42 +1077,27 @@ class ExecutionStore:
         symbols = {f.symbol for f in fills_}
         if len(symbols) != 1:
             raise ValueError(f"fills of one symbol expected, got {sorted(symbols)}")
-        ids = sorted({f.trade_id for f in fills_})
         stored: dict[str, Any] = {}
         with self.tx() as c:
-            for lo in range(0, len(ids), 500):  # bounded IN lists
+            for some in _in_batches(sorted({f.trade_id for f in fills_})):
                 q = select(fills).where(
                     fills.c.exchange == self.exchange,
                     fills.c.symbol == fills_[0].symbol,
-                    fills.c.trade_id.in_(ids[lo : lo + 500]),
+                    fills.c.trade_id.in_(some),
                 )
                 stored.update({r["trade_id"]: r for r in c.execute(q).mappings()})
-        out = []
-        for fill in fills_:
-            row = stored.get(fill.trade_id)
-            if row is not None:
-                diffs = _differences(row, self._fill_row(fill), self.FILL_CONTENT)
-                if diffs:
-                    key = {
-                        "exchange": self.exchange,
-                        "symbol": fill.symbol,
-                        "trade_id": fill.trade_id,
-                    }
-                    raise _conflict("fills", key, diffs)
-            out.append(row is not None)
-        return out
+        return [self._same_fill(stored.get(f.trade_id), f) for f in fills_]
 
     def orders_for_exchange_ids(self, symbol: str, ids: Sequence[str]) -> dict[str, Order]:
         """`order_for_exchange_id` for many exchange order ids in one query: id -> order, the
         ids of no order of ours left out."""
-        wanted = sorted(set(ids))
         out: dict[str, Order] = {}
         with self.tx() as c:
-            for lo in range(0, len(wanted), 500):
+            for some in _in_batches(sorted(set(ids))):
                 q = select(orders).where(
                     orders.c.exchange == self.exchange,
                     orders.c.symbol == symbol,
-                    orders.c.exchange_order_id.in_(wanted[lo : lo + 500]),
+                    orders.c.exchange_order_id.in_(some),
                 )
                 for r in c.execute(q).mappings():
                     out[r["exchange_order_id"]] = _order_from_row(r)

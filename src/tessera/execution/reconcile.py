@@ -178,8 +178,10 @@ class Reconciler:
         recorded = self.store.fills_recorded(
             [dataclasses.replace(t.fill, client_order_id=o.client_order_id) for t, o in ours]
         )
-        stored = {id(t): r for (t, _), r in zip(ours, recorded, strict=True)}
-        return [(t, orders.get(t.exchange_order_id), stored.get(id(t), False)) for t in trades]
+        stored = {t.fill.trade_id: r for (t, _), r in zip(ours, recorded, strict=True)}
+        return [
+            (t, orders.get(t.exchange_order_id), stored.get(t.fill.trade_id, False)) for t in trades
+        ]
 
     async def _balances(self) -> list[str]:
         assets = sorted(

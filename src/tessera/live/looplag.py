@@ -27,7 +27,6 @@ class LoopLagMonitor:
     def __init__(self, interval_s: float = 0.05, keep: int = 20_000) -> None:
         self.interval_s = interval_s
         self.samples: deque[tuple[int, float]] = deque(maxlen=keep)
-        self.worst = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -41,8 +40,6 @@ class LoopLagMonitor:
             lag = max(loop.time() - due, 0.0)
             self.samples.append((time.time_ns(), lag))
             observe(lag)
-            if lag > self.worst:
-                self.worst = lag
 
     def stall_within(self, start_ns: int, end_ns: int, over_s: float = 0.001) -> float:
         """The longest lag over ``over_s`` whose stall overlapped the wall-clock span from
