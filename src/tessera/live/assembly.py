@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
-from tessera.config.errors import ConfigError
 from tessera.config.models import StrategyRef
 from tessera.config.settings import (
     TesseraSettings,
-    require_supported_exchange,
 )
 from tessera.live.bot import BotOptions
+from tessera.live.settings_check import check_trading_settings
 
 if TYPE_CHECKING:
     from tessera.execution.ccxt_exchange import CcxtExchange
@@ -41,34 +40,6 @@ _FROM_LIVE = (
     "shutdown_timeout_s",
     "max_strategy_errors",
 )
-
-
-# the perpetual-only limits of `RiskConfig` (tessera.risk.leverage)
-LEVERAGE_SETTINGS = (
-    "max_leverage",
-    "max_gross_leverage",
-    "max_net_leverage",
-    "min_liquidation_distance_pct",
-    "margin_ratio_alert",
-)
-
-
-def _refuse_unapplied_leverage_limits(settings: TesseraSettings) -> None:
-    """A leverage setting on a spot venue is a `ConfigError`, never silently ignored: the
-    limits are perpetual-only (the bot applies them on binance-usdm, `tessera.live.perp_risk`)."""
-    if settings.exchange.name == "binance-usdm":
-        return
-    given = {n: getattr(settings.risk, n) for n in LEVERAGE_SETTINGS}
-    given = {n: v for n, v in given.items() if v is not None}
-    if not given:
-        return
-    named = ", ".join(f"risk.{n} ({v})" for n, v in given.items())
-    env = ", ".join(f"TESSERA_RISK__{n.upper()}" for n in given)
-    raise ConfigError(
-        f"{named}: the leverage limits apply to perpetuals only (exchange.name binance-usdm), "
-        f"and exchange.name is {settings.exchange.name!r}, so running with them set would "
-        f"ignore them. Remove them from risk.yaml (or unset {env}) to run the bot on spot."
-    )
 
 
 def bot_options(
@@ -96,8 +67,7 @@ def bot_options(
         raise TypeError(f"bot_options: no BotOptions field named {unknown}")
     live = settings.live
     values: dict[str, Any] = {name: getattr(live, name) for name in _FROM_LIVE}
-    require_supported_exchange(settings.exchange.name, "trading")
-    _refuse_unapplied_leverage_limits(settings)
+    check_trading_settings(settings)
     values.update(
         perp_leverage=live.perp_leverage,
         perp_margin_mode=live.perp_margin_mode.upper(),

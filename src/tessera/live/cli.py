@@ -127,8 +127,7 @@ def run(
     sends the configured credentials anywhere.
     """
     from tessera.bootstrap import AppContext
-    from tessera.live.assembly import bot_options
-    from tessera.live.bot import BotStartError, LiveRefusedError, TradingBot
+    from tessera.live.settings_check import check_trading_settings
 
     app = ctx.find_root().obj
     assert isinstance(app, AppContext)
@@ -148,6 +147,10 @@ def run(
     if model is None and not strategy:
         refs = [r for r in refs if r.name != "model_signal"] or refs
     check_strategies(refs)  # before anything starts or connects
+    check_trading_settings(s)  # so too the exchange and the leverage limits
+    from tessera.live.assembly import bot_options
+    from tessera.live.bot import BotStartError, LiveRefusedError, TradingBot
+
     symbols = [x.upper() for x in symbol] if symbol else list(s.live.symbols)
     api_key = s.exchange.api_key.get_secret_value() if s.exchange.api_key else ""
     api_secret = s.exchange.api_secret.get_secret_value() if s.exchange.api_secret else ""
