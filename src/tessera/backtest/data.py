@@ -10,17 +10,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tessera.data.universe import INTERVAL_NS
+from tessera.data.intervals import interval_ns as interval_ns  # its home before intervals.py
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-
-
-def interval_ns(interval: str) -> int:
-    try:
-        return INTERVAL_NS[interval]
-    except KeyError:
-        raise ValueError(f"unknown interval {interval!r}") from None
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,7 @@ def _parse_time_text(col: pl.Series) -> pl.Series:
 
 def infer_interval(frame: pl.DataFrame) -> str | None:
     """The bar interval of a frame, from the most common spacing of its open times."""
-    from tessera.data.universe import INTERVAL_NS
+    from tessera.data.intervals import INTERVAL_NS
 
     if len(frame) < 2:
         return None

@@ -183,7 +183,7 @@ def _mark_opens(
     if interval is not None:
         marks = marks.filter(pl.col("interval") == interval)
     frame = marks.select("interval", "open_time", "open").collect()
-    from tessera.data.universe import INTERVAL_NS
+    from tessera.data.intervals import INTERVAL_NS
 
     order = sorted(set(frame["interval"].to_list()), key=lambda i: INTERVAL_NS.get(i, 1 << 62))
     out: dict[int, Decimal] = {}

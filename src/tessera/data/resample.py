@@ -102,7 +102,7 @@ def resample_klines(frame: pl.DataFrame, stored: str, every: str) -> tuple[pl.Da
     bars do not all exist is *partial*: the first and last ones (a window's edge cut them) are
     dropped, inner ones (gaps in the data) are kept and counted, for the caller to report.
     """
-    from tessera.data.universe import INTERVAL_NS
+    from tessera.data.intervals import INTERVAL_NS
 
     width = INTERVAL_NS[every]
     base = INTERVAL_NS[stored]

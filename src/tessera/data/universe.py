@@ -34,22 +34,8 @@ from pathlib import Path
 import polars as pl
 
 from tessera.config.errors import ConfigError
+from tessera.data.intervals import INTERVAL_NS
 
-INTERVAL_NS: dict[str, int] = {
-    "1s": 1_000_000_000,
-    "1m": 60_000_000_000,
-    "3m": 180_000_000_000,
-    "5m": 300_000_000_000,
-    "15m": 900_000_000_000,
-    "30m": 1_800_000_000_000,
-    "1h": 3_600_000_000_000,
-    "2h": 7_200_000_000_000,
-    "4h": 14_400_000_000_000,
-    "6h": 21_600_000_000_000,
-    "8h": 28_800_000_000_000,
-    "12h": 43_200_000_000_000,
-    "1d": 86_400_000_000_000,
-}
 NS = 1_000_000_000
 _RANGE_PART = re.compile(r"^(\d{8}|\d{12}|\d{14}|\d{9,10})?$")
 

@@ -29,12 +29,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from tessera.execution.persistence import advisory_key, migrate, sqlite_path
 from tessera.logging import get_logger
+
+if TYPE_CHECKING:  # imported where used: a bot on SQLite never loads psycopg
+    import psycopg
 
 log = get_logger(__name__)
 
@@ -210,6 +211,8 @@ class _AdvisoryLock(_Backend):
         self.conn: psycopg.Connection[Any] | None = None
 
     def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
         # keepalives: a dead server or network is noticed, and `verify` can say so
         return psycopg.connect(
             self.url,
@@ -267,6 +270,8 @@ class _AdvisoryLock(_Backend):
             time.sleep(0.05)  # the holder writes its row right after taking the lock
 
     def verify(self, account: str, holder: LockHolder) -> None:
+        import psycopg
+
         key = advisory_key(f"tessera:trading:{account}")
         if self.conn is not None:
             try:
@@ -287,6 +292,8 @@ class _AdvisoryLock(_Backend):
         self.acquire(account, holder)
 
     def release(self, account: str) -> None:
+        import psycopg
+
         if self.conn is None:
             return
         with contextlib.suppress(psycopg.Error):

@@ -32,10 +32,10 @@ from typing import Any
 import aiohttp
 
 from tessera import __version__, metrics
-from tessera.backtest.data import interval_ns
 from tessera.config.models import ControlConfig, NotifyConfig, RiskConfig, StrategyRef
 from tessera.config.settings import DatabaseSync
 from tessera.control.events import EventHub
+from tessera.data.intervals import interval_ns
 from tessera.execution.exchange import (
     Balance,
     Exchange,

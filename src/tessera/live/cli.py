@@ -263,7 +263,7 @@ def require_simulator(rest_url: str, timeout_s: float = 10.0, ping: str = "/api/
     simulator's ``X-Tessera-Simulator`` header; anything else (a real exchange, a testnet, a
     proxy, nothing at all) is refused: trading there is what live mode and its gate are for.
     """
-    from tessera.sim.server import SIMULATOR_HEADER
+    from tessera.sim.identity import SIMULATOR_HEADER
 
     url = rest_url.rstrip("/") + ping
     shown = redact_url(rest_url)

@@ -52,7 +52,7 @@ import aiohttp
 import orjson
 
 from tessera import metrics
-from tessera.backtest.data import interval_ns
+from tessera.data.intervals import interval_ns
 from tessera.live.clock import MarketClock
 from tessera.logging import get_logger
 from tessera.strategies.base import Bar, BookTop, TradeTick

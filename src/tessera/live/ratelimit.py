@@ -22,12 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Protocol
 
 from tessera import metrics
 from tessera.logging import get_logger
+
+if TYPE_CHECKING:  # the shared limiter is handed a client: the in-process one never loads redis
+    from redis.asyncio import Redis
 
 log = get_logger(__name__)
 

@@ -18,11 +18,12 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+
+if TYPE_CHECKING:  # a bot on the in-process queue never loads redis
+    from redis.asyncio import Redis
 
 
 class SignalKind:
@@ -91,7 +92,10 @@ class RedisSignalQueue:
         group: str = "executors",
         maxlen: int = 100_000,
     ) -> None:
+        from redis.exceptions import ResponseError
+
         self.redis = redis
+        self._response_error = ResponseError
         self.stream = stream
         self.group = group
         self.maxlen = maxlen
@@ -102,7 +106,7 @@ class RedisSignalQueue:
             return
         try:
             await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
+        except self._response_error as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._group_ready = True
@@ -119,7 +123,7 @@ class RedisSignalQueue:
             reply = await self.redis.xreadgroup(
                 self.group, consumer, {self.stream: ">"}, count=count, block=block_ms
             )
-        except ResponseError as exc:
+        except self._response_error as exc:
             if "NOGROUP" not in str(exc):  # the stream was deleted (e.g. Redis restarted empty)
                 raise
             self._group_ready = False

@@ -58,7 +58,7 @@ from tessera.backtest.engine import BacktestEngine
 from tessera.backtest.results import YEAR_NS, BacktestResult
 from tessera.backtest.sweep import ray_session
 from tessera.config import BacktestConfig, RiskConfig
-from tessera.data.universe import INTERVAL_NS
+from tessera.data.intervals import INTERVAL_NS
 from tessera.logging import get_logger
 from tessera.optimize.objectives import BUILTIN_METRIC, Direction, ObjectiveSpec, objective
 from tessera.optimize.space import Choice, Dimension, FloatRange, IntRange, format_dimension

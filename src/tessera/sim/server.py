@@ -29,6 +29,7 @@ from aiohttp import web
 from tessera import __version__
 from tessera.logging import get_logger
 from tessera.sim.faults import FaultPlan
+from tessera.sim.identity import SIMULATOR_HEADER
 from tessera.sim.looping import LoopOffsets, loop_offsets, market_for_pass
 from tessera.sim.market import SimMarket
 from tessera.sim.recording import BUNDLED_RECORDINGS, Recording, recording_paths
@@ -47,11 +48,6 @@ __all__ = [
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-# Every answer (REST and websocket handshake) names the simulator and its version, so that
-# `tessera run --mode dev` can prove it talks to a simulator before sending signed requests
-# with the configured keys (a real exchange never sends this header).
-SIMULATOR_HEADER = "X-Tessera-Simulator"
 
 MAX_WINDOW = 1024  # at max speed, how far the release may run ahead of the slowest subscriber
 IDLE_STEP = 16  # at max speed with no subscriber, frames released per event-loop turn
