@@ -33,6 +33,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +53,8 @@ class Case:
     argv: list[str]
     target_s: float | None
     engine: bool = False  # parse the engine's own time from the output
+    env: tuple[tuple[str, str], ...] = ()  # TESSERA_* settings of this case
+    code: int = 0  # the exit code the case must end with
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ OTHER_COMMANDS = [
 
 def cases(out_dir: Path, every_command: bool = False) -> list[Case]:
     cli = tessera_argv()
+    data = out_dir / "bot-data"  # each bot run its own new SQLite database: a first start
+    bot_env = (("TESSERA_DATA_DIR", str(data)), ("TESSERA_EXCHANGE__NAME", "binance"))
     helps = [["backtest"], ["data"], ["run"], ["data", "info"], ["orders", "list"]]
     if every_command:
         helps += OTHER_COMMANDS
@@ -107,12 +112,48 @@ def cases(out_dir: Path, every_command: bool = False) -> list[Case]:
             None,
             engine=True,
         ),
+        # a bot's settings refused (a leverage limit on spot): the answer needs no bot
+        Case(
+            "tessera run --mode dev, refused for its settings (exit 2)",
+            [*cli, "run", "--mode", "dev", "--symbol", "BTCUSDT"],
+            1.0,
+            env=(*bot_env, ("TESSERA_RISK__MAX_LEVERAGE", "3")),
+            code=2,
+        ),
+        # a whole dev bot: the embedded simulator loads the bundled replay, the bot starts on
+        # SQLite (fsync per commit), warms up, trades 1 s of 1s bars, stops gracefully
+        Case(
+            "tessera run --mode dev --duration 1 (embedded simulator, whole run)",
+            [
+                *cli,
+                "--metrics-port",
+                "0",
+                "run",
+                "--mode",
+                "dev",
+                "--no-ingest",
+                "--duration",
+                "1",
+                "--strategy",
+                "sma_cross:fast=2,slow=3,qty=0.001",
+                "--interval",
+                "1s",
+            ],
+            None,
+            env=bot_env,
+        ),
     ]
 
 
-def run_once(argv: list[str], src: str | None) -> Sample:
-    """One run: wall and child CPU seconds (and the engine's seconds); non-zero exit: error."""
+def run_once(case: Case, src: str | None) -> Sample:
+    """One run: wall and child CPU seconds (and the engine's seconds); an exit code other
+    than the case's is an error."""
+    argv = case.argv
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env.update(case.env)
+    for key, value in case.env:
+        if key == "TESSERA_DATA_DIR":
+            shutil.rmtree(value, ignore_errors=True)
     if src:
         env["PYTHONPATH"] = src
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -128,7 +169,7 @@ def run_once(argv: list[str], src: str | None) -> Sample:
     )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
+    if proc.returncode != case.code:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     found = ENGINE_LINE.search(proc.stdout + proc.stderr)
@@ -186,11 +227,11 @@ def main() -> None:
             samples: dict[str, list[Sample]] = {v: [] for v, _ in versions}
             for _ in range(args.warmup):
                 for _, src in versions:
-                    run_once(case.argv, src)
+                    run_once(case, src)
             for i in range(args.n):
                 order = versions if i % 2 == 0 else versions[::-1]
                 for name, src in order:
-                    samples[name].append(run_once(case.argv, src))
+                    samples[name].append(run_once(case, src))
             cells = " | ".join(fmt(samples[v]) for v, _ in versions)
             target = f"{case.target_s:.1f}" if case.target_s else "–"
             print(f"| `{case.label}` | {cells} | {target} |", flush=True)

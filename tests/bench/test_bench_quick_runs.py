@@ -66,6 +66,11 @@ def test_the_startup_bench_times_a_command_five_times_and_prints_its_row(
     assert "| `tessera --help` |" not in out  # --only kept the one case
 
 
+def test_the_startup_bench_times_a_refused_bot_start_by_its_exit_code_2(tmp_path: Path) -> None:
+    out = run_bench("bench_startup.py", ["-n", "5", "--warmup", "0", "--only", "refused"], tmp_path)
+    assert "| `tessera run --mode dev, refused for its settings (exit 2)` |" in out
+
+
 def test_the_reconcile_bench_times_a_pass_with_new_trades_and_one_without(
     tmp_path: Path,
 ) -> None:
