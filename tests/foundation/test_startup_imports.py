@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from cli_probe import Run, probe
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,49 +53,11 @@ BOOTSTRAP = ("pydantic", "pydantic_settings", "structlog", "prometheus_client", 
 # Needed by no command's help (they train, search or report; a help only describes options).
 NEVER_FOR_HELP = ("torch", "lightgbm", "optuna", "cmaes", "ray", "plotly", "pandas")
 
-_PROBE = textwrap.dedent(
-    """
-    import json, sys
-    sys.argv = ["tessera", *json.loads(sys.argv[1])]
-    import tessera.cli
-    try:
-        tessera.cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    print("\\nIMPORTED " + json.dumps({"code": code, "modules": sorted(sys.modules)}))
-    """
-)
-
-
-@dataclass(frozen=True)
-class Run:
-    code: object
-    stdout: str
-    stderr: str
-    modules: frozenset[str]
-
-    def loaded(self, names: tuple[str, ...]) -> list[str]:
-        """The packages of ``names`` that were imported (any of their submodules counts)."""
-        tops = {m.partition(".")[0] for m in self.modules}
-        return sorted(set(names) & tops)
-
 
 def run_cli(*args: str) -> Run:
     """`tessera ARGS` in a new interpreter: its exit code, output and the modules it loaded."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(list(args))],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**env, "COLUMNS": "200"},
-        timeout=120,
-    )
-    shown, sep, tail = proc.stdout.rpartition("\nIMPORTED ")
-    assert sep, f"tessera {' '.join(args)} did not finish:\n{proc.stdout}\n{proc.stderr}"
-    report = json.loads(tail)
-    return Run(report["code"], shown, proc.stderr, frozenset(report["modules"]))
+    return probe(list(args), REPO, {**env, "COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["--version"], []])

@@ -10,11 +10,7 @@ machine is shared); `bench/bench_startup.py` and docs/benchmarks.md measure the 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,39 +18,11 @@ import pytest
 from inprocess_bot import running_simulator
 from live_bot_helpers import bot_env
 
+from cli_probe import probe
 from tessera.sim.server import ExchangeSimulator
 from tessera.sim.trading import TradingEngine
 
 NOT_FOR_AN_EMBEDDED_BOT = ("polars", "pyarrow", "numpy", "pandas", "redis", "psycopg", "duckdb")
-
-_PROBE = textwrap.dedent(
-    """
-    import json, sys
-    sys.argv = ["tessera", *json.loads(sys.argv[1])]
-    import tessera.cli
-    try:
-        tessera.cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    print("\\nIMPORTED " + json.dumps({"code": code, "modules": sorted(sys.modules)}))
-    """
-)
-
-
-def _run(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[object, str, set[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(list(args))],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    shown, sep, tail = proc.stdout.rpartition("\nIMPORTED ")
-    assert sep, f"tessera {' '.join(args)} did not finish:\n{proc.stdout}\n{proc.stderr}"
-    report = json.loads(tail)
-    return report["code"], shown + proc.stderr, {m.partition(".")[0] for m in report["modules"]}
 
 
 @pytest.fixture
@@ -70,11 +38,11 @@ def test_a_dev_bot_on_the_embedded_defaults_trades_without_research_or_server_li
     env = bot_env(tmp_path, f"sqlite:///{tmp_path / 'tessera.db'}", simulator)
     args = ["--metrics-port", "0", "run", "--mode", "dev", "--no-ingest", "--duration", "8"]
     args += ["--strategy", "sma_cross:fast=2,slow=3,qty=0.001", "--interval", "1s"]
-    code, out, loaded = _run(tmp_path, env, *args)
-    assert code in (0, None), out[-3000:]
+    res = probe(args, tmp_path, env)
+    assert res.code in (0, None), (res.stdout + res.stderr)[-3000:]
     assert engine.orders, "the bot placed no order: its imports were not all exercised"
-    assert {"ccxt", "aiohttp", "sqlalchemy"} <= loaded  # what it does use
-    assert sorted(loaded & set(NOT_FOR_AN_EMBEDDED_BOT)) == []
+    assert res.loaded(("ccxt", "aiohttp", "sqlalchemy")) == ["aiohttp", "ccxt", "sqlalchemy"]
+    assert res.loaded(NOT_FOR_AN_EMBEDDED_BOT) == []
 
 
 def test_a_run_refused_for_its_settings_loads_neither_the_bot_nor_a_simulator(
@@ -82,7 +50,9 @@ def test_a_run_refused_for_its_settings_loads_neither_the_bot_nor_a_simulator(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
     env |= {"TESSERA_EXCHANGE__NAME": "kraken", "TESSERA_DATA_DIR": str(tmp_path / "data")}
-    code, out, loaded = _run(tmp_path, env, "run", "--mode", "dev", "--symbol", "BTCUSDT")
-    assert code == 2, out[-3000:]
-    assert "not supported for trading" in out
-    assert sorted(loaded & {"ccxt", "aiohttp", "sqlalchemy", "pyarrow"}) == []
+    res = probe(["run", "--mode", "dev", "--symbol", "BTCUSDT"], tmp_path, env)
+    assert res.code == 2, (res.stdout + res.stderr)[-3000:]
+    out = res.stdout + res.stderr
+    assert "exchange.name 'kraken' is not supported for trading" in out
+    assert "Traceback" not in out and "simulator" not in out  # refused before anything started
+    assert res.loaded(("ccxt", "aiohttp", "sqlalchemy", "pyarrow")) == []

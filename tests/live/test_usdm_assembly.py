@@ -97,21 +97,6 @@ def test_tessera_run_on_spot_refuses_a_leverage_limit_which_only_perpetuals_have
     assert "simulator" not in out  # refused before dev mode's simulator loaded its replay
 
 
-def test_tessera_run_on_an_exchange_it_cannot_trade_is_refused_before_anything_starts(
-    tmp_path: Path,
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TESSERA_")}
-    env |= {"TESSERA_EXCHANGE__NAME": "kraken", "TESSERA_DATA_DIR": str(tmp_path / "data")}
-    argv = [sys.executable, "-m", "tessera.cli", "run", "--mode", "dev"]
-    argv += ["--strategy", "sma_cross:fast=1,slow=2,qty=0.01", "--symbol", "BTCUSDT"]
-    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
-    out = done.stdout + done.stderr
-    assert done.returncode == 2, out[-3000:]
-    assert "Traceback" not in out
-    assert "exchange.name 'kraken' is not supported for trading" in out
-    assert "simulator" not in out
-
-
 def test_a_perpetual_run_talks_to_usdm_hosts_unless_exchange_urls_say_otherwise(
     tmp_path: Path,
 ) -> None:
