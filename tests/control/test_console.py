@@ -111,7 +111,14 @@ async def test_every_page_and_fragment_sends_a_visitor_without_a_session_to_the_
         # htmx asks for a full-page redirect instead of drawing the log-in form in a table
         r = await client.get("/fragments/fills", headers={"HX-Request": "true"})
         assert r.status_code == 401
-        assert r.headers["HX-Redirect"].startswith("/login")
+        assert r.headers["HX-Redirect"] == "/login?next=/"
+        # ... back to the page the fragment was polled from, never to the bare fragment
+        page = {"HX-Request": "true", "HX-Current-URL": f"{console.url}/positions?x=1"}
+        r = await client.get("/fragments/fills", headers=page)
+        assert r.headers["HX-Redirect"] == "/login?next=/positions%3Fx%3D1"
+        elsewhere = {"HX-Request": "true", "HX-Current-URL": "https://evil.example/steal"}
+        r = await client.get("/fragments/fills", headers=elsewhere)
+        assert r.headers["HX-Redirect"] == "/login?next=/"
         r = await client.post("/console/halt", data={"reason": "x", "confirm": "yes"})
         assert r.status_code == 303
         assert r.headers["location"].startswith("/login")

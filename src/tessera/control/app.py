@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import Enum
 from importlib.resources import files
 from typing import Annotated, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, Path, Query, Request, Security
@@ -141,6 +141,17 @@ def require_session(request: Request) -> Actor:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequiredError(path)
     return actor
+
+
+def _page_of(request: Request) -> str:
+    """The path (and query) of the page an htmx request came from (its ``HX-Current-URL``
+    header), or ``/``: only a path of this server is kept, never another host's address."""
+    current = urlsplit(request.headers.get("hx-current-url", ""))
+    if current.netloc and current.netloc != request.url.netloc:
+        return "/"
+    if not current.path.startswith("/") or current.path.startswith("//"):
+        return "/"
+    return current.path + (f"?{current.query}" if current.query else "")
 
 
 def csrf_token_for(request: Request) -> str:
@@ -270,9 +281,12 @@ def _install_handlers(app: FastAPI) -> None:
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequiredError)
-        target = "/login?next=" + quote(exc.next_path, safe="/")
         if request.headers.get("hx-request") == "true":  # htmx: a full-page redirect
+            # back to the page the browser shows after the log-in, not to the fragment it
+            # was polling (a bare table, with no page around it)
+            target = "/login?next=" + quote(_page_of(request), safe="/")
             return Response(status_code=401, headers={"HX-Redirect": target})
+        target = "/login?next=" + quote(exc.next_path, safe="/")
         return RedirectResponse(target, status_code=303)
 
     async def validation_error(request: Request, exc: Exception) -> Response:
