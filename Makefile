@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed-stamp
 # Test workers: one more than the cores, at most 4 (the live tests share one PostgreSQL and one
 # Redis). The suite mostly waits — bots on replays at 10x, timeouts — so a third worker on two
 # cores pays: the whole suite took 15 min 35 s with -n 2 (CI, 2026-12-06) and 11 min 50 s with
-# -n 3 (quiet machine, 2026-12-07). `make test PYTEST_WORKERS=1` for one worker.
+# -n 3 (quiet machine, 2026-12-07); on a slower machine the evening after, 18 min 0 s with -n 3
+# (1,785 CPU seconds: CPU-bound), 16 min 19 s once bots and simulators started cheaper.
+# `make test PYTEST_WORKERS=1` for one worker.
 PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); n=$$((n + 1)); [ $$n -gt 4 ] && n=4; echo $$n)
 # --dist loadgroup: a file's tests on one worker, the heaviest bot-process tests on one worker
 # (one after another, started first); see tests/conftest.py.
