@@ -56,3 +56,30 @@ def test_a_run_refused_for_its_settings_loads_neither_the_bot_nor_a_simulator(
     assert "exchange.name 'kraken' is not supported for trading" in out
     assert "Traceback" not in out and "simulator" not in out  # refused before anything started
     assert res.loaded(("ccxt", "aiohttp", "sqlalchemy", "pyarrow")) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--interval", "7m"], "--interval '7m' (or features.interval): use one of 1s, 1m"),
+        (["--duration", "-5"], "--duration -5: give the seconds to run, above 0"),
+        (["--duration", "0"], "--duration 0: give the seconds to run, above 0"),
+        (["--model", "nosuch"], "--model nosuch: no model named 'nosuch'"),
+    ],
+    ids=["interval", "negative-duration", "zero-duration", "unknown-model"],
+)
+def test_a_bad_run_option_is_exit_2_naming_it_before_anything_starts(
+    tmp_path: Path, option: list[str], said: str
+) -> None:
+    """An unknown interval was refused only once the bot ran (exit 3, the simulator loaded); a
+    duration of 0 or less ran a bot that stopped at once (exit 0); an unknown model was a
+    traceback from the bot's set-up (exit 1)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env |= {"TESSERA_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    args = ["run", "--mode", "dev", "--no-ingest", "--strategy", "sma_cross:fast=2,slow=3"]
+    res = probe([*args, *option], tmp_path, env)
+    out = res.stdout + res.stderr
+    assert res.code == 2, out[-3000:]
+    assert said in out
+    assert "Traceback" not in out and "simulator" not in out
+    assert res.loaded(("ccxt", "aiohttp", "sqlalchemy")) == []

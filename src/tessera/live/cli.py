@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 from decimal import Decimal
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -148,6 +149,13 @@ def run(
         refs = [r for r in refs if r.name != "model_signal"] or refs
     check_strategies(refs)  # before anything starts or connects
     check_trading_settings(s)  # so too the exchange and the leverage limits
+    bar_interval = interval or s.features.interval
+    _check_run_options(bar_interval, duration)
+    from tessera.models.cli import registry_root
+
+    registry_dir = registry_root(app, None)
+    if model is not None:
+        _check_model(model, registry_dir)
     from tessera.live.assembly import bot_options
     from tessera.live.bot import BotStartError, LiveRefusedError, TradingBot
 
@@ -167,8 +175,6 @@ def run(
         if api_key or api_secret:
             log.info("paper mode: the configured exchange credentials are not used")
         api_key = api_secret = ""
-    from tessera.models.cli import registry_root
-
     sim_thread: SimulatorThread | None = None
     if chosen == "dev" and not s.exchange.rest_url:
         sim_thread, rest_url, ws_url = _start_dev_simulator(speed, usdm=usdm)
@@ -188,11 +194,11 @@ def run(
         ws_url=ws_url,
         database_url=_database_url(app, sim_thread is not None),
         run_id=app.run_id,
-        interval=interval or s.features.interval,
+        interval=bar_interval,
         api_key=api_key,
         api_secret=api_secret,
         model_ref=model,
-        registry_dir=registry_root(app, None),
+        registry_dir=registry_dir,
         paper_balances={"USDT": str(Decimal(paper_cash))},
         end_of_data=(
             (lambda: sim_thread.sim.stats.replay_done) if sim_thread is not None else None
@@ -226,6 +232,33 @@ def run(
         out.print(f"[bold red]problem:[/] {problem}")
     if code:
         raise typer.Exit(code)
+
+
+def _check_run_options(interval: str, duration: float | None) -> None:
+    """The bar interval and the duration, or `ConfigError` (exit 2) before anything starts: an
+    unknown interval was refused only once the bot ran (exit 3, after dev mode's simulator had
+    loaded its replay), and a duration of 0 or less ran a bot that stopped at once."""
+    from tessera.data.intervals import INTERVAL_NS
+
+    if interval not in INTERVAL_NS:
+        raise ConfigError(f"--interval {interval!r} (or features.interval): use one of "
+                          f"{', '.join(INTERVAL_NS)}")  # fmt: skip
+    if duration is not None and not duration > 0:
+        raise ConfigError(
+            f"--duration {duration:g}: give the seconds to run, above 0 (or leave it out to run "
+            "until Ctrl-C / SIGTERM)"
+        )
+
+
+def _check_model(model: str, registry_dir: Path) -> None:
+    """``--model NAME[:VERSION]`` names a registered model, or `ConfigError` (exit 2) naming
+    what the registry holds — before anything starts, not a traceback from the bot's set-up."""
+    from tessera.models.registry import ModelRegistry, RegistryError
+
+    try:
+        ModelRegistry(registry_dir).resolve_ref(model)
+    except (RegistryError, ValueError) as exc:
+        raise ConfigError(f"--model {model}: {exc}") from exc
 
 
 def check_strategies(refs: list[StrategyRef]) -> None:
