@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tessera.data.intervals import interval_ns as interval_ns  # its home before intervals.py
+from tessera.data.intervals import interval_ns
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -59,6 +59,7 @@ from decimal import Decimal
 
 import numpy as np
 
+from tessera import gcpause
 from tessera.backtest.data import BarSeries
 from tessera.backtest.perp_inputs import PerpInputs, SymbolPerpInputs
 from tessera.backtest.results import (
@@ -393,13 +394,8 @@ class BacktestEngine:
         order, fill and record the run keeps, again and again as they pile up, for nothing —
         the loop makes no reference cycles. A young-generation pass every `CHUNK` bars still
         frees any cycles a strategy makes, so memory stays bounded."""
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with gcpause.paused():
             return self._run(data, strategies, progress)
-        finally:
-            if was_enabled:
-                gc.enable()
 
     def _run(
         self,

@@ -16,8 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tessera.backtest.data import BarSeries, interval_ns
+from tessera.backtest.data import BarSeries
 from tessera.backtest.results import BacktestResult, Trade, round_trips
+from tessera.data.intervals import interval_ns
 from tessera.execution.orders import ExitReason
 
 ZERO = Decimal(0)

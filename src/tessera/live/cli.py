@@ -241,8 +241,8 @@ def _check_run_options(interval: str, duration: float | None) -> None:
     from tessera.data.intervals import INTERVAL_NS
 
     if interval not in INTERVAL_NS:
-        raise ConfigError(f"--interval {interval!r} (or features.interval): use one of "
-                          f"{', '.join(INTERVAL_NS)}")  # fmt: skip
+        known = ", ".join(INTERVAL_NS)
+        raise ConfigError(f"--interval {interval!r} (or features.interval): use one of {known}")
     if duration is not None and not duration > 0:
         raise ConfigError(
             f"--duration {duration:g}: give the seconds to run, above 0 (or leave it out to run "

@@ -11,7 +11,6 @@ the line, never re-serialised) and only add the envelope a combined-stream clien
 
 from __future__ import annotations
 
-import gc
 import gzip
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import orjson
 
+from tessera import gcpause
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -112,13 +112,8 @@ def load_recording(paths: Iterable[Path]) -> Recording:
     garbage collector is paused meanwhile (as the backtest's loop does): its automatic passes
     would walk the growing list of frames again and again, and loading makes no cycles.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gcpause.paused():
         return _load(paths)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _load(paths: Iterable[Path]) -> Recording:
