@@ -95,6 +95,32 @@ async def test_the_risk_snapshot_marks_a_held_perpetual_at_the_venues_mark_not_t
     assert ratio is not None and 0 < ratio < 1
 
 
+async def test_the_drawdown_of_a_perpetual_bot_is_measured_on_its_equity_at_the_venues_mark(
+    tmp_path: Path,
+) -> None:
+    """The periodic marks (`AccountMarks`, every 0.25 s) feed the kill-switch's drawdown with
+    the account at the venue's mark (the risk book's wallet plus unrealized PnL at the mark),
+    not the spot book at the last trade price; the two differ here, and the drawdown the risk
+    engine holds after a mark is the one of the mark's equity."""
+    venue = _venue()
+
+    def held_and_marked(b: TradingBot) -> bool:
+        book: PerpRiskBook | None = getattr(b, "perp_risk", None)
+        return book is not None and "BTCUSDT" in book.positions and "BTCUSDT" in book.marks
+
+    bot = await _run(tmp_path, venue, held_and_marked, "a held position marked by the venue")
+    book = bot.perp_risk
+    assert book is not None
+    at_mark = book.snapshot(bot.last_prices, bot.symbols).equity
+    assert bot.marks.equity() == at_mark
+    assert bot.account.equity(bot.last_prices) != at_mark  # the last trade is not the mark
+    peak = max(bot.risk.equity_peak, at_mark)
+    await bot.marks.mark()
+    assert bot.risk.equity_peak == peak
+    expected = max((float(peak) - float(at_mark)) / float(peak) * 100.0, 0.0)
+    assert bot.risk.drawdown_pct == pytest.approx(expected, rel=1e-12)
+
+
 async def test_the_leverage_brackets_come_from_the_venue_and_a_symbol_it_lacks_refuses_the_start(
     tmp_path: Path,
 ) -> None:

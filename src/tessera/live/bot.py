@@ -500,6 +500,7 @@ class TradingBot:
             self.last_prices,
             strategies=lambda: [s.strategy_id for s in self.strategies],
             on_actions=self.halt.on_actions,
+            equity=self._perp_equity if self.perp_risk is not None else None,
         )
         metrics.DRAWDOWN_LIMIT_PCT.set(o.risk.max_drawdown_pct or math.inf)  # null: off
         metrics.set_trading_state("ACTIVE")
@@ -1505,9 +1506,18 @@ class TradingBot:
                 self._failed("funding payment", exc)
 
     async def _on_user_data_reconnect(self) -> None:
-        """Back on the user-data stream: orders and fills, the account the leverage risk
-        reads (the ACCOUNT_UPDATEs sent while away are lost), then the funding payments missed."""
-        await self.manager.recover()
+        """Back on the user-data stream: what happened while away reaches the bot only over
+        REST. A full reconciliation (orders and fills, then each symbol's position, leverage
+        and margin mode, as at start: a position opened or settings changed by hand meanwhile
+        halt trading), the account the leverage risk reads (the ACCOUNT_UPDATEs sent while
+        away are lost), then the funding payments missed. A reconciliation that cannot run
+        (the venue or the store failing) is logged and counted; the order recovery it starts
+        with is then retried alone, and the periodic pass reconciles again."""
+        try:
+            await self._reconcile(first=False)
+        except Exception as exc:
+            self._failed("reconciliation after a user-data reconnect", exc)
+            await self.manager.recover()
         await self._seed_perp_risk()
         await self._import_funding()
 
@@ -1681,6 +1691,11 @@ class TradingBot:
 
     def equity(self) -> Decimal:
         return self.account.equity(self.last_prices)
+
+    def _perp_equity(self) -> Decimal:
+        """A perpetual account's equity at the venue's marks (`AccountMarks`' drawdown)."""
+        assert self.perp_risk is not None
+        return self.perp_risk.snapshot(self.last_prices, self.symbols).equity
 
     async def mark(self) -> None:
         """Equity to the risk engine (kill-switch), PnL and exposure to the gauges."""

@@ -5,6 +5,12 @@ Every ``mark_interval_s`` (and on demand) the bot's last prices value the accoun
 the risk engine's drawdown (whose kill-switch actions go to the halt guard), and the position,
 exposure, PnL and rate-limit gauges are published. Realized PnL counts from the run's start
 (before fees); unrealized is marked at the last price.
+
+On a perpetual the drawdown's equity is the venue's account at its mark price (wallet, funding
+included, plus each position's unrealized PnL at the mark: ``equity`` given by the bot from its
+`PerpRiskBook`), the same figure `RiskEngine.mark_perp` feeds at each closed bar. The spot
+book at the last trade price would drive ``tessera_drawdown_pct`` and the kill-switch from a
+price the exchange does not liquidate on, and without the funding paid.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class AccountMarks:
         last_prices: Mapping[str, Decimal],
         strategies: Callable[[], Sequence[str]],
         on_actions: Callable[[Sequence[RiskAction]], Awaitable[None]],
+        equity: Callable[[], Decimal] | None = None,
     ) -> None:
         self.account = account
         self.manager = manager
@@ -41,10 +48,14 @@ class AccountMarks:
         self.last_prices = last_prices
         self.strategies = strategies
         self.on_actions = on_actions
+        self._equity = equity
         # the ledger's realized PnL at start: tessera_pnl_realized counts from the run's start
         self.pnl_base = {k: p.realized_pnl for k, p in manager.positions.items()}
 
     def equity(self) -> Decimal:
+        """The equity the drawdown is measured on (see the module docstring)."""
+        if self._equity is not None:
+            return self._equity()
         return self.account.equity(self.last_prices)
 
     async def run(self, interval_s: float) -> None:
