@@ -91,6 +91,7 @@ class TradingEngine(MatchingCore):
         # user-data stream: listen key -> expiry (unix s); the queues of connected sockets
         self.listen_keys: dict[str, float] = {}
         self._queues: list[asyncio.Queue[dict[str, Any]]] = []
+        self._user_sockets: set[web.WebSocketResponse] = set()
         sim.add_routes(self._register)
         # bar mode: bars are matched as they close, and the fills go out before the bar does
         sim.release_hooks.append(self.bars.on_release)
@@ -204,6 +205,7 @@ class TradingEngine(MatchingCore):
         await ws.prepare(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._queues.append(queue)
+        self._user_sockets.add(ws)
         self.listeners.append(queue.put_nowait)
         loop = asyncio.get_running_loop()
         sender = loop.create_task(self._send_events(ws, queue))
@@ -213,6 +215,7 @@ class TradingEngine(MatchingCore):
             async for msg in ws:  # the client sends nothing we act on but pings and pongs
                 await pings.saw(msg)
         finally:
+            self._user_sockets.discard(ws)
             self.listeners.remove(queue.put_nowait)
             self._queues.remove(queue)
             self.sim.stats.pong_timeouts += pings.timed_out
@@ -222,6 +225,15 @@ class TradingEngine(MatchingCore):
                 queue.get_nowait()
                 queue.task_done()
         return ws
+
+    async def drop_user_streams(self) -> int:
+        """Close every user-data websocket (code 1001, going away), as Binance does when it
+        restarts a stream server: the clients reconnect, and what happened meanwhile reaches
+        them only through REST. Answers how many were closed."""
+        sockets = list(self._user_sockets)
+        for ws in sockets:
+            await ws.close(code=1001, message=b"going away")
+        return len(sockets)
 
     @staticmethod
     async def _send_events(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
