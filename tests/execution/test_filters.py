@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
+from tessera.execution.filters import FilterViolationError, SymbolFilters
 from tessera.execution.orders import Liquidity, OrderSide, OrderType
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 D = Decimal
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

@@ -14,7 +14,6 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY
 
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.paper import PaperExchange
@@ -22,6 +21,7 @@ from tessera.execution.persistence import ExecutionStore, LedgerConflictError
 from tessera.execution.position import Position
 from tessera.execution.state import OrderEvent, OrderEventKind, OrderStateMachine
 from tessera.sim.exchange_info import recorded_exchange_info
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 D = Decimal
 K = OrderEventKind

@@ -20,7 +20,7 @@ import pytest
 
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import SymbolFilters, filters_by_symbol
+from tessera.execution.filters import SymbolFilters
 from tessera.execution.manager import OrderManager
 from tessera.execution.matching import SlippageModel
 from tessera.execution.orders import (
@@ -38,6 +38,7 @@ from tessera.execution.paper import PaperExchange
 from tessera.execution.persistence import ExecutionStore, PaperBookTakenOverError
 from tessera.execution.userdata import ExecutionReport
 from tessera.sim.exchange_info import recorded_exchange_info
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 SPOT = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 FILTERS = filters_by_symbol(recorded_exchange_info())

@@ -24,7 +24,6 @@ from tessera.execution.exchange import (
     OutcomeUnknownError,
     UnknownOrderError,
 )
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
@@ -32,6 +31,7 @@ from tessera.execution.reconcile import Reconciler
 from tessera.execution.state import OrderEventKind
 from tessera.execution.userdata import ExecutionReport
 from tessera.sim.exchange_info import recorded_exchange_info
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 D = Decimal
 FILTERS = filters_by_symbol(recorded_exchange_info())

@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tessera.execution.exchange import ExchangeOrder
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import (
     ExitReason,
@@ -32,6 +31,7 @@ from tessera.execution.orders import (
 from tessera.execution.paper import PaperExchange
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim.exchange_info import recorded_exchange_info
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 from tessera.venues.binance_usdm.user_data import FuturesExecutionReport, parse_user_event
 
 USER = Path(__file__).resolve().parents[2] / "samples/binance-api/futures-user-data"

@@ -12,13 +12,13 @@ import orjson
 import pytest
 import typer
 
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.orders import Fill, Liquidity, OrderSide
 from tessera.live.account import AccountBook
 from tessera.live.cli import parse_strategy
 from tessera.live.feed import MarketFeed
 from tessera.strategies.base import Bar, BookTop, TradeTick
 from tessera.venues.binance.klines import bar_from_rest, parse_kline
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "binance-api"
 

@@ -14,7 +14,6 @@ import pytest
 
 from tessera.config.models import RiskConfig
 from tessera.execution.exchange import refused_before_sending
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
@@ -29,6 +28,7 @@ from tessera.live.halt import HaltGuard
 from tessera.live.signals import LocalSignalQueue, Signal, SignalKind
 from tessera.risk.engine import AccountView, RiskAction, RiskEngine
 from tessera.sim.exchange_info import recorded_exchange_info
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 FILTERS = filters_by_symbol(recorded_exchange_info())
 D = Decimal

@@ -41,7 +41,6 @@ from tessera.backtest.bars_io import read_bar_file
 from tessera.backtest.data import BarSeries
 from tessera.backtest.engine import BacktestEngine
 from tessera.config.models import BacktestConfig, RiskConfig, StrategyRef
-from tessera.execution.filters import filters_by_symbol
 from tessera.execution.matching import SlippageKind, SlippageModel
 from tessera.execution.orders import Order, OrderStatus
 from tessera.execution.persistence import ExecutionStore
@@ -50,6 +49,7 @@ from tessera.sim import ExchangeSimulator
 from tessera.sim.bars import kline_table
 from tessera.sim.market import SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 pytestmark = pytest.mark.slow
 

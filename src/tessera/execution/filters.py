@@ -1,17 +1,18 @@
-"""Exchange symbol filters (tick size, lot size, notional), parsed from Binance `exchangeInfo`.
+"""Exchange symbol filters (tick size, lot size, notional) and the checks an order must pass.
 
-One implementation serves three callers: the backtest rejects what the exchange would reject,
-the risk engine rounds before it checks, and the simulator answers with the exchange's own
-error (``-1013 Filter failure: <FILTER>``). A filter value of 0 means "not enforced", as on
-Binance.
+Pure domain: each venue reads its own ``exchangeInfo`` into `SymbolFilters`
+(`tessera.venues.binance_spot.instruments` for spot, `tessera.venues.binance_usdm.instruments`
+for USDⓈ-M perpetuals). One implementation serves three callers: the backtest rejects what the
+exchange would reject, the risk engine rounds before it checks, and the simulator answers with
+the exchange's own error (``-1013 Filter failure: <FILTER>``). A filter value of 0 means "not
+enforced", as on Binance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
-from typing import Any
 
 from tessera.execution.orders import OrderSide, OrderType
 
@@ -27,10 +28,6 @@ class FilterViolationError(Exception):
         self.filter_type = filter_type
         self.detail = detail
         super().__init__(f"Filter failure: {filter_type}")
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,59 +54,6 @@ class SymbolFilters:
     order_types: frozenset[str] = frozenset()
     status: str = "TRADING"
     notional_filter_name: str = "MIN_NOTIONAL"  # newer symbols use NOTIONAL
-
-    @classmethod
-    def from_exchange_info(cls, entry: Mapping[str, Any]) -> SymbolFilters:
-        """Build from one element of ``exchangeInfo["symbols"]``."""
-        kw: dict[str, Any] = {
-            "symbol": entry["symbol"],
-            "base_asset": entry.get("baseAsset", ""),
-            "quote_asset": entry.get("quoteAsset", ""),
-            "order_types": frozenset(entry.get("orderTypes", [])),
-            "status": entry.get("status", "TRADING"),
-        }
-        for f in entry.get("filters", []):
-            kind = f.get("filterType")
-            if kind == "PRICE_FILTER":
-                kw |= {
-                    "tick_size": _dec(f["tickSize"]),
-                    "min_price": _dec(f["minPrice"]),
-                    "max_price": _dec(f["maxPrice"]),
-                }
-            elif kind == "LOT_SIZE":
-                kw |= {
-                    "step_size": _dec(f["stepSize"]),
-                    "min_qty": _dec(f["minQty"]),
-                    "max_qty": _dec(f["maxQty"]),
-                }
-            elif kind == "MARKET_LOT_SIZE":
-                kw |= {
-                    "market_step_size": _dec(f["stepSize"]),
-                    "market_min_qty": _dec(f["minQty"]),
-                    "market_max_qty": _dec(f["maxQty"]),
-                }
-            elif kind == "MIN_NOTIONAL":
-                kw |= {
-                    "min_notional": _dec(f["minNotional"]),
-                    "min_notional_applies_to_market": bool(f.get("applyToMarket", True)),
-                    "notional_filter_name": "MIN_NOTIONAL",
-                }
-            elif kind == "NOTIONAL":
-                kw |= {
-                    "min_notional": _dec(f.get("minNotional", 0)),
-                    "min_notional_applies_to_market": bool(f.get("applyMinToMarket", True)),
-                    "max_notional": _dec(f.get("maxNotional", 0)),
-                    "max_notional_applies_to_market": bool(f.get("applyMaxToMarket", False)),
-                    "notional_filter_name": "NOTIONAL",
-                }
-            elif kind == "PERCENT_PRICE":
-                kw |= {
-                    "percent_up": _dec(f["multiplierUp"]),
-                    "percent_down": _dec(f["multiplierDown"]),
-                }
-            elif kind == "MAX_NUM_ORDERS":
-                kw["max_num_orders"] = int(f["maxNumOrders"])
-        return cls(**kw)
 
     # --- rounding helpers (what a client does before sending) -------------------------------
 
@@ -210,7 +154,3 @@ class SymbolFilters:
                 raise FilterViolationError(name, f"qty {qty} > maxQty {hi}")
             if step and (qty - lo) % step != 0:
                 raise FilterViolationError(name, f"qty {qty} not a multiple of step {step}")
-
-
-def filters_by_symbol(exchange_info: Mapping[str, Any]) -> dict[str, SymbolFilters]:
-    return {s["symbol"]: SymbolFilters.from_exchange_info(s) for s in exchange_info["symbols"]}

@@ -44,7 +44,7 @@ from tessera.execution.exchange import (
     ExchangeTrade,
 )
 from tessera.execution.fees import FeeSchedule
-from tessera.execution.filters import SymbolFilters, filters_by_symbol
+from tessera.execution.filters import SymbolFilters
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.lock import (
@@ -98,6 +98,7 @@ from tessera.risk.listeners import MetricsRiskListener, publish_perp
 from tessera.strategies.base import Bar, BookTop, Strategy, TradeTick
 from tessera.strategies.guard import StrategyGuard
 from tessera.venues.binance.klines import bar_from_rest
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 log = get_logger(__name__)
 ZERO = Decimal(0)
@@ -1378,6 +1379,8 @@ class TradingBot:
         ``/fapi/v1/premiumIndex`` (lastFundingRate, markPrice) of every traded symbol, booked
         into the paper account at the funding time. A failure is logged; the paper exchange
         then refuses prints and orders a minute after the time (never skips it)."""
+        from tessera.venues.binance_usdm.rest import PREMIUM_INDEX, funding_rate_and_mark
+
         paper = self.paper
         while not self.stopping.is_set():
             due = paper.next_funding_ns
@@ -1389,9 +1392,8 @@ class TradingBot:
             try:
                 rates = {}
                 for sym in self.symbols:
-                    doc = await self._rest("/fapi/v1/premiumIndex", {"symbol": sym}, weight=1)
-                    rates[sym] = (Decimal(str(doc["lastFundingRate"])),
-                                  Decimal(str(doc["markPrice"])))  # fmt: skip
+                    doc = await self._rest(PREMIUM_INDEX, {"symbol": sym}, weight=1)
+                    rates[sym] = funding_rate_and_mark(doc)
                 await asyncio.sleep(max(due - time.time_ns(), 0) / 1e9)
                 paper.settle_funding(due, rates)
                 self._paper_risk_sync()
@@ -1546,7 +1548,7 @@ class TradingBot:
         """Store the funding payments ``/fapi/v1/income`` lists since the newest stored one
         (each once: the ledger skips what the stream already stored); the new ones also go to
         the funding metrics. Answers how many were new."""
-        from tessera.execution.persistence import FundingRecord
+        from tessera.venues.binance_usdm.rest import funding_record
 
         fetch = getattr(self.exchange, "funding_income", None)
         if fetch is None:
@@ -1556,7 +1558,7 @@ class TradingBot:
             rows = await fetch(since)
             new = 0
             for row in rows:
-                record = FundingRecord.from_income(row)
+                record = funding_record(row)
                 if self.store.record_funding(ACCOUNT, record):
                     new += 1
                     metrics.record_funding(record.symbol, float(record.amount))

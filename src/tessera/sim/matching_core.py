@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tessera.execution.filters import FilterViolationError, SymbolFilters, filters_by_symbol
+from tessera.execution.filters import FilterViolationError, SymbolFilters
 from tessera.execution.matching import SlippageModel
 from tessera.execution.orders import OrderType
 from tessera.sim import payloads as binance
@@ -64,6 +64,7 @@ from tessera.sim.order_params import (
 )
 from tessera.sim.rest import BinanceError, server_time_ms
 from tessera.sim.venue_orders import MARKET_ON_TRIGGER, SimFill, SimOrder, SimOrderList
+from tessera.venues.binance_spot.instruments import filters_by_symbol
 
 if TYPE_CHECKING:
     from tessera.sim.server import ExchangeSimulator
