@@ -1,7 +1,7 @@
 """`UsdmCcxtExchange.funding_income` (``/fapi/v1/income?incomeType=FUNDING_FEE`` through ccxt
 binanceusdm) against the USDⓈ-M simulator in bar mode over the bundled real XRP/USDT candles
 and funding rates: the rows the simulator booked, oldest first, from a start time on
-(inclusive), read into ledger records by `FundingRecord.from_income`."""
+(inclusive), read into ledger records by `funding_record`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
 from tessera.execution.persistence import FundingRecord
 from tessera.sim.usdm import usdm_trading_config, usdm_venue
 from tessera.sim.usdm.bars import SAMPLE_SYMBOL, usdm_bar_market
+from tessera.venues.binance_usdm.rest import funding_record
 
 
 async def test_funding_income_answers_the_simulators_funding_rows_from_a_start_time() -> None:
@@ -38,8 +39,8 @@ async def test_funding_income_answers_the_simulators_funding_rows_from_a_start_t
         ex = open_exchange(venue.sim.rest_url, KEY, SECRET, exchange_id="binance-usdm")
         assert isinstance(ex, UsdmCcxtExchange)
         try:
-            every = [FundingRecord.from_income(r) for r in await ex.funding_income()]
-            later = [FundingRecord.from_income(r) for r in await ex.funding_income(booked[1].ts_ms)]
+            every = [funding_record(r) for r in await ex.funding_income()]
+            later = [funding_record(r) for r in await ex.funding_income(booked[1].ts_ms)]
             none = await ex.funding_income(booked[-1].ts_ms + 1)
         finally:
             await ex.close()
@@ -52,9 +53,7 @@ async def test_funding_income_answers_the_simulators_funding_rows_from_a_start_t
 def test_an_income_row_without_its_amount_is_refused_naming_the_field() -> None:
     row = {"symbol": "BTCUSDT", "time": 1707465600000, "asset": "USDT", "tranId": "1"}
     with pytest.raises(ValueError, match="'income'"):
-        FundingRecord.from_income(row)
+        funding_record(row)
     with pytest.raises(ValueError, match="not understood"):
-        FundingRecord.from_income({**row, "income": "n/a"})
-    assert FundingRecord.from_income({**row, "income": "-0.04618913"}).amount == Decimal(
-        "-0.04618913"
-    )
+        funding_record({**row, "income": "n/a"})
+    assert funding_record({**row, "income": "-0.04618913"}).amount == Decimal("-0.04618913")

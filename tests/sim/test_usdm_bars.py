@@ -35,6 +35,7 @@ from tessera.sim.cli import app
 from tessera.sim.usdm import UsdmVenue, usdm_trading_config, usdm_venue
 from tessera.sim.usdm.bars import UsdmBarMarket, symbol_from_file_name, usdm_bar_market
 from tessera.sim.usdm.market import usdm_brackets
+from tessera.venues.binance_usdm.rest import funding_rate_and_mark
 
 KEY, SECRET = "bars-key", "bars-secret"
 SYM = "XRP/USDT:USDT"
@@ -110,6 +111,10 @@ async def test_candles_premium_index_and_funding_history_come_from_the_files(
     )
     premium = await ex.fapiPublicGetPremiumIndex({"symbol": "XRPUSDT"})
     assert (premium["lastFundingRate"], premium["nextFundingTime"]) == ("0.00010000", F2)
+    # what paper mode books at a funding time, read by the venue's parser
+    assert funding_rate_and_mark(premium) == (Decimal("0.0001"), Decimal(premium["markPrice"]))
+    with pytest.raises(ValueError, match="premiumIndex answer without 'markPrice'"):
+        funding_rate_and_mark({"lastFundingRate": "0.0001"})
 
 
 async def test_a_long_pays_and_a_short_receives_the_funding_on_the_real_rate_and_mark(

@@ -976,7 +976,7 @@ class UsdmCcxtExchange(CcxtExchange):
         self, since_ms: int | None = None, symbol: str | None = None
     ) -> list[dict[str, Any]]:
         """The funding fees ``/fapi/v1/income`` lists (``incomeType=FUNDING_FEE``) as Binance's
-        rows, oldest first, each once (by ``tranId``; `FundingRecord.from_income` reads one):
+        rows, oldest first, each once (by ``tranId``; `binance_usdm.rest.funding_record` reads one):
         from ``since_ms`` on (inclusive) when given, else what Binance answers without a start
         time (its last 7 days). Full pages of 1000 are followed from their newest time."""
         found: dict[str, dict[str, Any]] = {}

@@ -35,7 +35,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -369,7 +369,8 @@ def funding_slot(ts_ms: int) -> int:
 class FundingRecord:
     """One funding payment of a perpetual as the venue reports it (negative ``amount``:
     paid). ``source`` is "user_data" (ACCOUNT_UPDATE FUNDING_FEE) or "income"
-    (``/fapi/v1/income``); ``venue_id`` the income row's ``tranId`` when known."""
+    (``/fapi/v1/income``, read by `tessera.venues.binance_usdm.rest.funding_record`);
+    ``venue_id`` the income row's ``tranId`` when known."""
 
     symbol: str
     ts_ms: int
@@ -383,24 +384,6 @@ class FundingRecord:
             raise ValueError(
                 f"funding payment source must be one of {FUNDING_SOURCES}, got {self.source!r}"
             )
-
-    @classmethod
-    def from_income(cls, row: Mapping[str, Any]) -> FundingRecord:
-        """One ``/fapi/v1/income`` FUNDING_FEE row (``symbol``, ``time``, ``income``,
-        ``asset``, ``tranId``); a missing or malformed field raises `ValueError` naming it."""
-        try:
-            return cls(
-                str(row["symbol"]),
-                int(row["time"]),
-                Decimal(str(row["income"])),
-                str(row["asset"]),
-                "income",
-                str(row["tranId"]),
-            )
-        except KeyError as exc:
-            raise ValueError(f"/fapi/v1/income row without {exc}: {dict(row)}") from None
-        except (ArithmeticError, TypeError, ValueError) as exc:
-            raise ValueError(f"/fapi/v1/income row not understood ({exc}): {dict(row)}") from None
 
 
 @dataclass(frozen=True, slots=True)
