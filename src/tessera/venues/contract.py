@@ -13,6 +13,10 @@ What a venue provides (`Venue`):
   one symbol (``trade``, ``aggTrade``, ``kline``, ``depth``, ``bookTicker`` and the venue's own);
 * ``market_data``: `MarketDataParsers`, the row parsers of those kinds; rows of the kinds every
   venue has have the same keys on every venue (``extra`` holds the venue's own kinds);
+* ``rest_paths``: `MarketDataRest`, the public REST paths a market-data client reads (the
+  book snapshot a local order book syncs from, recent and older trades, klines), so that the
+  ingest asks the venue instead of assuming spot's ``/api/v3``; ``rest_url`` and ``ws_url``:
+  the real venue's hosts;
 * ``parse_user_event(raw)``: one user-data frame -> an `ExecutionReport` (or a subclass with
   the venue's own fields), an account update (an instance of one of ``account_events``), a
   venue-only event, or None for an event the venue ignores; raises ``user_event_error``;
@@ -40,8 +44,8 @@ registered venue against its in-process simulator over real sockets, through the
 the open orders and canceled, a second cancel is an unknown order; a market order fills and its
 fills (price, quantity, fee, liquidity) move the account by exactly that; a partly filled limit
 canceled keeps its filled quantity; an order over the lot size's maximum quantity is refused
-with the venue's code, which the venue's table maps to `ErrorAction.REJECT` (on USDⓈ-M an
-expected failure: its table lacks -4005), and nothing is left open; an order whose answer is
+with the venue's code, which the venue's table maps to `ErrorAction.REJECT` (spot -1013,
+USDⓈ-M -4005), and nothing is left open; an order whose answer is
 dropped (by the caller, or lost on the wire by the simulator's fault) is found by its client
 order id in the state it has, and `OrderManager.recover` after a restart brings an order
 filled meanwhile to FILLED with its fills imported once; after a sequence the exchange's open
@@ -87,6 +91,19 @@ class MarketDataParsers:
 
 
 @dataclass(frozen=True)
+class MarketDataRest:
+    """A venue's public market-data REST paths (under its ``rest_url``), with the same query
+    parameters and the same answer layout on every Binance venue: ``depth`` (the order-book
+    snapshot, ``lastUpdateId``), ``trades`` (the newest trades), ``historical_trades`` (trades
+    from an id on; an API key header on the real exchange), ``klines``."""
+
+    depth: str
+    trades: str
+    historical_trades: str
+    klines: str
+
+
+@dataclass(frozen=True)
 class Venue:
     """What a venue provides; see the module docstring."""
 
@@ -102,6 +119,7 @@ class Venue:
     order_status: Mapping[str, OrderStatus]
     rest_url: str  # the real venue's REST base (what a run on it talks to unless told otherwise)
     ws_url: str  # its market-data websocket base
+    rest_paths: MarketDataRest  # its public market-data REST paths
 
     @property
     def simulator(self) -> SimulatorSpec | None:

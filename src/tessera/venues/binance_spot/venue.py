@@ -15,7 +15,7 @@ from tessera.venues.binance.market_data import (
 from tessera.venues.binance_spot.errors import classify, error_for
 from tessera.venues.binance_spot.status import SPOT_STATUS
 from tessera.venues.binance_spot.user_data import MalformedEventError, parse_user_event
-from tessera.venues.contract import MarketDataParsers, Venue
+from tessera.venues.contract import MarketDataParsers, MarketDataRest, Venue
 
 
 def stream_names(symbol: str, interval: str) -> dict[str, str]:
@@ -51,4 +51,10 @@ VENUE = Venue(
     order_status=SPOT_STATUS,
     rest_url="https://api.binance.com",
     ws_url="wss://stream.binance.com:9443",
+    rest_paths=MarketDataRest(
+        depth="/api/v3/depth",
+        trades="/api/v3/trades",
+        historical_trades="/api/v3/historicalTrades",
+        klines="/api/v3/klines",
+    ),
 )

@@ -19,7 +19,7 @@ from tessera.venues.binance_usdm.user_data import (
     MalformedEventError,
     parse_user_event,
 )
-from tessera.venues.contract import MarketDataParsers, Venue
+from tessera.venues.contract import MarketDataParsers, MarketDataRest, Venue
 
 
 def stream_names(symbol: str, interval: str) -> dict[str, str]:
@@ -59,4 +59,10 @@ VENUE = Venue(
     order_status=USDM_STATUS,
     rest_url="https://fapi.binance.com",
     ws_url="wss://fstream.binance.com",
+    rest_paths=MarketDataRest(
+        depth="/fapi/v1/depth",
+        trades="/fapi/v1/trades",
+        historical_trades="/fapi/v1/historicalTrades",
+        klines="/fapi/v1/klines",
+    ),
 )
