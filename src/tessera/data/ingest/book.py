@@ -1,12 +1,19 @@
 """Local order book kept in sync with Binance's documented snapshot + diff procedure.
 
-1. Buffer the stream's diffs. 2. Fetch a REST ``/depth`` snapshot (``lastUpdateId`` = L).
-3. Drop buffered diffs with ``u <= L``. 4. The first diff applied must have ``U <= L+1 <= u``
-(else the snapshot is too old: fetch another). 5. From then on each diff must start at the
-previous ``u + 1`` (spot) or name the previous diff's ``u`` as its ``pu`` (USDⓈ-M, whose
-diff ids are not consecutive); a break is a gap: the book is resynchronised from a new
-snapshot. The continuity rule is the venue's (`venues.binance.market_data.depth_follows`).
-Quantities are absolute; 0 removes the level. Prices are exact (`Decimal`).
+1. Buffer the stream's diffs. 2. Fetch a REST depth snapshot (``lastUpdateId`` = L; spot's
+``/api/v3/depth``, USDⓈ-M's ``/fapi/v1/depth``). 3. Join the snapshot to the buffered diffs by
+the venue's rule — spot: drop diffs with ``u <= L``, the first applied has ``U <= L+1 <= u``;
+USDⓈ-M (diffs that carry ``pu``): drop diffs with ``u < L``, the first applied has
+``U <= L <= u`` — else the snapshot is too old: fetch another. USDⓈ-M's rule differs because its
+diff ids are not consecutive: the diff after the one ending at L usually starts well past
+L + 1, so spot's rule would refuse every snapshot taken between two diffs. A snapshot that
+arrives before any diff was buffered is joined the same way by the next diff (not by the
+continuity rule: the snapshot's id is not a diff's). 4. From then on each
+diff must start at the previous ``u + 1`` (spot) or name the previous diff's ``u`` as its ``pu``
+(USDⓈ-M); a break is a gap: the book is resynchronised from a new snapshot. The continuity
+rule is the venue's (`venues.binance.market_data.depth_follows`). Quantities are absolute; 0
+removes the level (re-applying the diff that ends at L is harmless). Prices are exact
+(`Decimal`).
 """
 
 from __future__ import annotations
@@ -45,12 +52,23 @@ class OrderBook:
     # may exist (a 1000-level snapshot is not the whole book).
     bid_floor: Decimal | None = None
     ask_ceiling: Decimal | None = None
+    # live on a snapshot that no buffered diff joined yet: the next diff must straddle it
+    joining: bool = False
 
     def on_diff(self, diff: Diff) -> str:
         """Feed one diff. Returns "applied", "buffered", "stale" or "gap" (resync needed)."""
         if self.state is BookState.SYNCING:
             self.buffer.append(diff)
             return "buffered"
+        if self.joining:  # a snapshot with no diff buffered yet: this one must straddle it
+            if _before(diff, self.last_update_id):
+                return "stale"
+            if not _joins(diff, self.last_update_id):
+                self._start_resync(diff)
+                return "gap"
+            self.joining = False
+            self._apply(diff)
+            return "applied"
         if diff.last <= self.last_update_id:
             return "stale"  # already applied (reconnect overlap)
         if not depth_follows(self.last_update_id, diff.first, diff.prev):
@@ -63,8 +81,8 @@ class OrderBook:
         self, last_update_id: int, bids: list[list[str]], asks: list[list[str]]
     ) -> bool:
         """Install a snapshot and replay the buffer; False if the snapshot is too old."""
-        pending = [d for d in self.buffer if d.last > last_update_id]
-        if pending and pending[0].first > last_update_id + 1:
+        pending = [d for d in self.buffer if not _before(d, last_update_id)]
+        if pending and not _joins(pending[0], last_update_id):
             return False  # diffs we buffered start after the snapshot: a newer one is needed
         self.bids = {Decimal(p): Decimal(q) for p, q in bids if Decimal(q) != 0}
         self.asks = {Decimal(p): Decimal(q) for p, q in asks if Decimal(q) != 0}
@@ -73,9 +91,10 @@ class OrderBook:
         self.ask_ceiling = max(self.asks) if self.asks else None
         self.state = BookState.LIVE
         self.buffer = []
+        self.joining = not pending  # the first diff still to come must straddle the snapshot
         for i, d in enumerate(pending):
-            # the first diff straddles the snapshot (U <= L+1 <= u, checked above); each later
-            # one must follow the one before it by the venue's rule
+            # the first diff straddles the snapshot (checked above, by the venue's rule); each
+            # later one must follow the one before it by the venue's rule
             if i > 0 and not depth_follows(self.last_update_id, d.first, d.prev):
                 self._start_resync(d)
                 return True
@@ -84,6 +103,7 @@ class OrderBook:
 
     def _start_resync(self, diff: Diff) -> None:
         self.state = BookState.SYNCING
+        self.joining = False
         self.buffer = [diff]
         self.resyncs += 1
 
@@ -103,3 +123,19 @@ class OrderBook:
         bids = sorted(self.bids.items(), key=lambda kv: kv[0], reverse=True)[:n]
         asks = sorted(self.asks.items(), key=lambda kv: kv[0])[:n]
         return bids, asks
+
+
+def _before(diff: Diff, snapshot_id: int) -> bool:
+    """Whether ``diff`` is already in a snapshot at ``snapshot_id`` (dropped when joining):
+    ``u <= lastUpdateId`` on spot, ``u < lastUpdateId`` on USDⓈ-M (diffs with ``pu``)."""
+    if diff.prev is not None:
+        return diff.last < snapshot_id
+    return diff.last <= snapshot_id
+
+
+def _joins(diff: Diff, snapshot_id: int) -> bool:
+    """Whether ``diff`` may be the first applied over a snapshot at ``snapshot_id``:
+    ``U <= lastUpdateId + 1 <= u`` on spot, ``U <= lastUpdateId <= u`` on USDⓈ-M."""
+    if diff.prev is not None:
+        return diff.first <= snapshot_id <= diff.last
+    return diff.first <= snapshot_id + 1 <= diff.last
