@@ -1,4 +1,13 @@
-"""`IngestService`: Binance spot websocket streams -> the Parquet store, gap-free and deduplicated.
+"""`IngestService`: Binance websocket streams -> the Parquet store, gap-free and deduplicated.
+
+The wire is the venue's (`tessera.venues.contract`): Binance spot (``binance-spot``, the
+default) or USDⓈ-M perpetuals (``binance-usdm``). The venue names the streams of each kind
+(USDⓈ-M adds ``markPrice`` — mark, index, funding rate, next funding time, every second — and
+``forceOrder``, the liquidation orders) and the REST paths the book sync and the backfills read
+(``/api/v3/...`` or ``/fapi/v1/...``); rows go to the store's partition of that venue
+(``exchange=binance`` or ``exchange=binance-usdm``, where `tessera data import`/`download`
+put USDⓈ-M rows), so a run on one venue never mixes its rows with the other's. A kind the
+venue does not stream is refused (`UnknownStreamKindError`), never subscribed in vain.
 
 One asyncio task per connection reads frames; handlers turn them into rows, detect sequence gaps
 and keep the order books in sync; a batcher flushes rows to `ParquetStore` (in a worker thread)
@@ -58,7 +67,7 @@ from tessera.data.ingest.fastpath import (
     convert_batch,
     warm_up,
 )
-from tessera.data.schemas import PARTITION_TIME
+from tessera.data.schemas import PARTITION_TIME, SPOT_VENUE, USDM_VENUE
 from tessera.data.store import ParquetStore, StoreSchemaError, StoreWriteError, rows_to_table
 from tessera.logging import get_logger
 from tessera.venues.binance.market_data import (
@@ -74,23 +83,49 @@ from tessera.venues.binance.market_data import (
 from tessera.venues.binance.streams import stream_kind
 from tessera.venues.binance_spot.fastpath import MSG_TYPES, frame_stream
 from tessera.venues.binance_usdm.market_data import force_order_row, mark_price_row
+from tessera.venues.contract import Venue, venue_names
+from tessera.venues.contract import venue as registered_venue
 
 log = get_logger(__name__)
 
+# venue (`tessera.venues.contract`) -> the store's partition its rows go to (``exchange=``)
+STORE_VENUES: dict[str, str] = {"binance-spot": SPOT_VENUE, "binance-usdm": USDM_VENUE}
+DEFAULT_VENUE = "binance-spot"
+
+
+class UnknownStreamKindError(ValueError):
+    """A stream kind the venue does not have (``markPrice`` on spot, a typo): the message names
+    the kind, the venue and the kinds it has."""
+
 
 def stream_names(
-    symbols: Sequence[str], kinds: Sequence[str], intervals: Sequence[str]
+    symbols: Sequence[str],
+    kinds: Sequence[str],
+    intervals: Sequence[str],
+    venue: str = DEFAULT_VENUE,
 ) -> list[str]:
+    """The stream names of ``kinds`` for each symbol, as ``venue`` names them (a kline stream
+    per interval). A kind is a key of the venue's `Venue.stream_names` (spot: trade,
+    aggTrade, kline, depth, bookTicker; USDⓈ-M adds markPrice and forceOrder), or the tail of
+    one of the venue's names (``markPrice@1s``); anything else is `UnknownStreamKindError`."""
+    v = registered_venue(venue)
     names = []
     for s in symbols:
         low = s.lower()
         for k in kinds:
             if k == "kline":
-                names += [f"{low}@kline_{i}" for i in intervals]
-            elif k == "depth":
-                names.append(f"{low}@depth@100ms")
-            else:
+                names += [v.stream_names(s, i)["kline"] for i in intervals]
+                continue
+            named = v.stream_names(s, intervals[0] if intervals else "1m")
+            if k in named:
+                names.append(named[k])
+            elif f"{low}@{k}" in named.values():
                 names.append(f"{low}@{k}")
+            else:
+                raise UnknownStreamKindError(
+                    f"stream kind {k!r}: {v.name} has no such stream; its kinds are "
+                    f"{', '.join(named)}"
+                )
     return names
 
 
@@ -260,14 +295,33 @@ class IngestService:
         flush_retry_max_s: float = 30.0,
         stop_flush_timeout_s: float = 5.0,
         shared: bool = False,
+        venue: str | None = None,
     ) -> None:
         """``shared``: no connection of its own; frames come through `push` from the owner of
-        a connection that subscribed `streams` (``ws_url`` is then unused)."""
-        self.store = store
+        a connection that subscribed `streams` (``ws_url`` is then unused).
+
+        ``venue``: the registered venue whose streams and REST paths are read (``binance-spot``,
+        ``binance-usdm``); rows are written to that venue's partition of ``store``
+        (`STORE_VENUES`). None: the venue of ``store``'s partition (``exchange=binance`` is
+        spot). ``ws_url``/``rest_url`` are used as given: the caller picks the venue's hosts.
+        """
+        if venue is None:
+            by_store = {v: k for k, v in STORE_VENUES.items()}
+            if store.exchange not in by_store:
+                raise ValueError(
+                    f"store venue {store.exchange!r}: no market-data venue writes it; pass "
+                    f"venue= one of {', '.join(STORE_VENUES)}"
+                )
+            venue = by_store[store.exchange]
+        if venue not in STORE_VENUES:
+            known = [n for n in venue_names() if n in STORE_VENUES]
+            raise ValueError(f"venue {venue!r}: the ingest reads {', '.join(known)}")
+        self.venue: Venue = registered_venue(venue)
+        self.store = store.venue(STORE_VENUES[venue])
         self.ws_url = ws_url.rstrip("/")
         self.rest_url = rest_url
         self.symbols = [s.upper() for s in symbols]
-        self.streams = stream_names(self.symbols, kinds, intervals)
+        self.streams = stream_names(self.symbols, kinds, intervals, venue)
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
         self.max_backoff_s = max_backoff_s
@@ -784,7 +838,9 @@ class IngestService:
         market is quiet and no new trade would reveal the gap."""
         assert self.rest is not None
         try:
-            latest = await self.rest.get("/api/v3/trades", {"symbol": symbol, "limit": 1})
+            latest = await self.rest.get(
+                self.venue.rest_paths.trades, {"symbol": symbol, "limit": 1}
+            )
         except Exception as exc:
             log.warning("could not read the newest trade", symbol=symbol, error=repr(exc)[:200])
             return
@@ -817,7 +873,7 @@ class IngestService:
                 while next_id <= last:
                     # historicalTrades needs an API key header on the real exchange.
                     batch = await self.rest.get(
-                        "/api/v3/historicalTrades",
+                        self.venue.rest_paths.historical_trades,
                         {"symbol": symbol, "fromId": next_id, "limit": 1000},
                     )
                     if not batch:
@@ -839,7 +895,7 @@ class IngestService:
                     next_id = batch[-1]["id"] + 1
             elif dataset == "klines":
                 got = await self.rest.get(
-                    "/api/v3/klines",
+                    self.venue.rest_paths.klines,
                     {
                         "symbol": symbol,
                         "interval": interval,
@@ -898,7 +954,7 @@ class IngestService:
             # Let a few diffs buffer first, as Binance's procedure asks.
             await asyncio.sleep(0.05 * (attempt + 1))
             snap = await self.rest.get(
-                "/api/v3/depth", {"symbol": symbol, "limit": self.depth_limit}
+                self.venue.rest_paths.depth, {"symbol": symbol, "limit": self.depth_limit}
             )
             recv = time.time_ns()
             if book.on_snapshot(int(snap["lastUpdateId"]), snap["bids"], snap["asks"]):
