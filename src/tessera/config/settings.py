@@ -71,18 +71,21 @@ REMOVED_SETTINGS = {
     "from Binance is stored under exchange=binance; the venue Tessera connects to is "
     "exchange.name (in tessera.yaml or TESSERA_EXCHANGE__NAME)",
 }
-# exchange.name values Tessera can trade on, and what each one means. The market-data
-# commands (ingest, bulk download) speak Binance's spot API: binance-usdm (Binance USDⓈ-M
-# perpetuals) is for trading only (the bot in dev mode, tessera.execution.ccxt_exchange).
-# Another venue needs its own adapter, not a different id.
+# exchange.name values Tessera can trade on and ingest market data from, and what each one
+# means: binance (spot) and binance-usdm (Binance USDⓈ-M perpetuals: the bot in dev, paper and
+# live mode through tessera.execution.ccxt_exchange; `tessera ingest` of its trades, klines,
+# depth, mark prices and liquidations into the store's binance-usdm venue). Another venue
+# needs its own adapter, not a different id.
 SUPPORTED_EXCHANGES: dict[str, str] = {
     "binance": "binance (spot)",
-    "binance-usdm": "binance-usdm (USDⓈ-M perpetuals, for trading)",
+    "binance-usdm": "binance-usdm (USDⓈ-M perpetuals)",
 }
 # exchange.name -> ccxt's exchange id
 CCXT_IDS: dict[str, str] = {"binance": "binance", "binance-usdm": "binanceusdm"}
-# exchange.name values only the order adapter speaks (not market data or downloads yet)
-TRADING_ONLY_EXCHANGES = frozenset({"binance-usdm"})
+# exchange.name values only the order adapter speaks, refused for any other use (market data):
+# none today — binance-usdm's market data is ingested too (tessera.data.ingest, venue
+# binance-usdm). Kept so that a venue added for trading first is refused where it is not read.
+TRADING_ONLY_EXCHANGES: frozenset[str] = frozenset()
 
 
 def require_supported_exchange(name: str, use: str = "trading") -> str:
@@ -90,8 +93,8 @@ def require_supported_exchange(name: str, use: str = "trading") -> str:
 
     ``use`` says what it is for ("trading", "market data") in the message; a venue of
     `TRADING_ONLY_EXCHANGES` is refused for any other use. Called where a command starts
-    trading (`tessera.live.assembly.bot_options`) and by `CcxtExchange`, so an unsupported
-    venue stops the start instead of being ignored.
+    trading (`tessera.live.assembly.bot_options`), by `CcxtExchange` and by `tessera ingest`
+    ("market data"), so an unsupported venue stops the start instead of being ignored.
     """
     if name in SUPPORTED_EXCHANGES and (use == "trading" or name not in TRADING_ONLY_EXCHANGES):
         return CCXT_IDS[name]

@@ -27,6 +27,7 @@ from tessera.config import ConfigError
 
 if TYPE_CHECKING:
     from tessera.bootstrap import AppContext
+    from tessera.config.settings import TesseraSettings
     from tessera.data.bulk import ImportResult
     from tessera.data.store import ParquetStore, PartitionCoverage
 
@@ -591,14 +592,27 @@ def ingest(
     stream: Annotated[
         list[str] | None,
         typer.Option(
-            "--stream", help="trade, aggTrade, kline, depth, bookTicker; default: data.streams"
+            "--stream",
+            help="trade, aggTrade, kline, depth, bookTicker; with exchange.name binance-usdm "
+            "also markPrice (mark, index, funding rate, next funding time, every second) and "
+            "forceOrder (liquidations); default: data.streams",
         ),
     ] = None,
     ws_url: Annotated[
-        str | None, typer.Option("--ws-url", help="Default: exchange.ws_url or data.ws_url")
+        str | None,
+        typer.Option(
+            "--ws-url",
+            help="Default: exchange.ws_url, else data.ws_url (binance-usdm: "
+            "wss://fstream.binance.com)",
+        ),
     ] = None,
     rest_url: Annotated[
-        str | None, typer.Option("--rest-url", help="Default: exchange.rest_url or data.rest_url")
+        str | None,
+        typer.Option(
+            "--rest-url",
+            help="Default: exchange.rest_url, else data.rest_url (binance-usdm: "
+            "https://fapi.binance.com)",
+        ),
     ] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
     progress: Annotated[
@@ -615,25 +629,44 @@ def ingest(
 ) -> None:
     """Stream market data into the store: reconnects, gap backfill, book sync, crash-safe writes.
 
+    The venue is exchange.name: binance (spot, stored as venue binance) or binance-usdm
+    (USDⓈ-M perpetuals, stored as venue binance-usdm, next to `data import`/`download`'s).
     Exit code 1 if any row was lost (the store stayed unwritable past the buffer cap or at stop),
     the ingest failed, or it never connected to the websocket; the last line says which.
     """
     from tessera.config.settings import require_supported_exchange
-    from tessera.data.ingest import IngestService
+    from tessera.data.ingest import IngestService, UnknownStreamKindError, stream_names
     from tessera.data.ingest.service import DEFAULT_MAX_BUFFERED_ROWS
     from tessera.logging import scrub
 
     app = _app(ctx)
-    require_supported_exchange(app.settings.exchange.name, "market data")
+    s = app.settings
+    require_supported_exchange(s.exchange.name, "market data")
+    venue, ws_default, rest_default = ingest_venue(s)
+    symbols = symbol or s.data.symbols
+    kinds = stream or s.data.streams
+    try:  # before anything opens: a kind the venue lacks must not be subscribed in vain
+        stream_names(symbols, kinds, s.data.intervals, venue)
+    except UnknownStreamKindError as exc:
+        given = "--stream" if stream else "data.streams"
+        hint = (
+            " markPrice and forceOrder are USDⓈ-M streams: set exchange.name to binance-usdm "
+            "(tessera.yaml or TESSERA_EXCHANGE__NAME) to ingest them."
+            if venue != "binance-usdm"
+            else ""
+        )
+        raise ConfigError(
+            f"{given}: {exc} (exchange.name {s.exchange.name!r}). Give {given} one of those "
+            f"kinds.{hint}"
+        ) from None
     store = _open_store(app)
     app.start_metrics()
-    s = app.settings
     svc = IngestService(
         store,
-        ws_url or s.exchange.ws_url or s.data.ws_url,
-        rest_url or s.exchange.rest_url or s.data.rest_url,
-        symbol or s.data.symbols,
-        kinds=stream or s.data.streams,
+        ws_url or ws_default,
+        rest_url or rest_default,
+        symbols,
+        kinds=kinds,
         intervals=s.data.intervals,
         flush_rows=s.data.flush_rows,
         flush_interval_s=s.data.flush_interval_s,
@@ -643,6 +676,7 @@ def ingest(
         depth_limit=s.data.depth_snapshot_limit,
         api_key=s.exchange.api_key.get_secret_value() if s.exchange.api_key else None,
         max_buffered_rows=max_buffered_rows or DEFAULT_MAX_BUFFERED_ROWS,
+        venue=venue,  # its rows go to that venue's partition of the store
     )
 
     ever_connected = False
@@ -697,6 +731,23 @@ def ingest(
         )
         raise typer.Exit(1)
     out.print(f"ingest complete: {health.summary()}", soft_wrap=True)
+
+
+def ingest_venue(s: TesseraSettings) -> tuple[str, str, str]:
+    """exchange.name -> the ingest's venue (`tessera.venues.contract`) and its default websocket
+    and REST bases: exchange.ws_url/rest_url when set, else spot's data.ws_url/rest_url, or on
+    binance-usdm the venue's own fstream/fapi hosts (data.ws_url/rest_url are spot's; as for
+    `tessera run`, a perpetual ingest never falls back to them)."""
+    from tessera.venues.contract import venue
+
+    if s.exchange.name == "binance-usdm":
+        usdm = venue("binance-usdm")
+        return usdm.name, s.exchange.ws_url or usdm.ws_url, s.exchange.rest_url or usdm.rest_url
+    return (
+        "binance-spot",
+        s.exchange.ws_url or s.data.ws_url,
+        s.exchange.rest_url or s.data.rest_url,
+    )
 
 
 def _ingest_table(svc: object, elapsed: float) -> Table:
