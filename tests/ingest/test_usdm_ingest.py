@@ -227,6 +227,25 @@ async def test_a_pu_break_on_usdm_resyncs_the_book_from_fapi_depth(tmp_path: Pat
     assert snaps[0] < lost[0]["u"] and snaps[1] >= lost[-1]["u"]  # resynced past the hole
 
 
+async def test_a_trade_id_gap_on_usdm_is_filled_from_fapi_historical_trades(
+    tmp_path: Path,
+) -> None:
+    # the simulator never sends 3 of the recorded trades from the 1,000th on (REST still has
+    # them, as Binance would): the ingest sees the ids jump and fills the hole over REST
+    plan = FaultPlan(skip_trades_at=1000, skip_trades_count=3)
+    venue = usdm_venue(usdm_market([USDM_BTC]), speed=SPEED, faults=plan)
+    async with venue.sim as sim:
+        text = await ingest_usdm(tmp_path, sim, "trade")
+    assert "1 gaps (1 filled)" in summary(text), summary(text)
+    assert sim.stats.rest_requests["/fapi/v1/historicalTrades"] >= 1
+    assert not [p for p in sim.stats.rest_requests if p.startswith("/api/")]
+    store = ParquetStore(tmp_path / "data" / "store").venue("binance-usdm")
+    assert stored_trades(store) == {  # every recorded trade, once: the hole filled
+        t["t"]: (Decimal(t["p"]), Decimal(t["q"]), t["T"], t["m"])
+        for t in recorded("btcusdt@trade")
+    }
+
+
 def test_the_usdm_book_joins_a_snapshot_that_ends_exactly_at_a_diffs_u() -> None:
     """Binance's USDⓈ-M rule: the first diff applied has ``U <= lastUpdateId <= u``. Its diff
     ids are not consecutive, so the diff after the one ending at the snapshot starts past
@@ -273,6 +292,16 @@ def test_ingest_of_a_stream_the_venue_does_not_have_is_exit_2_naming_the_option(
         assert f"--stream: stream kind {kind!r}" in text and "trade, aggTrade, kline" in text
         assert ("binance-usdm" in text) and not (tmp_path / "data" / "store").exists()
     assert "markPrice, forceOrder" in text  # USDⓈ-M's own kinds are listed on USDⓈ-M
+    # the same kind from the settings: the message names the setting
+    res = subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "ingest", "--duration", "1",
+         "--ws-url", "ws://127.0.0.1:9", "--no-progress"],
+        env=env | {"TESSERA_DATA__STREAMS": '["trade", "markPrice"]'},
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    text = res.stdout + res.stderr
+    assert res.returncode == 2 and "Traceback" not in text, text
+    assert "data.streams: stream kind 'markPrice'" in text, text
 
 
 def test_usdm_ingest_defaults_to_the_fapi_and_fstream_hosts_not_spots() -> None:

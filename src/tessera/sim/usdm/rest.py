@@ -16,6 +16,7 @@ Endpoints: ``ping``, ``time``, ``exchangeInfo``, ``depth``, ``trades``, ``aggTra
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from aiohttp import web
 from tessera.sim import payloads as binance
 from tessera.sim import tickers
 from tessera.sim.looping import ShiftedMarket
-from tessera.sim.payloads import INTERVAL_MS, fmt_plain
+from tessera.sim.payloads import INTERVAL_MS, Trade, fmt_plain
 from tessera.sim.rest import BinanceError, depth_weight, json_response, server_time_ms
 from tessera.sim.usdm.mark_stream import serve_mark_streams
 from tessera.sim.usdm.market import INTEREST_RATE, MarkPrices, bar_market, next_funding_time
@@ -63,6 +64,7 @@ class UsdmPublicApi:
             ("/fapi/v1/exchangeInfo", self.exchange_info, 1),
             ("/fapi/v1/depth", self.depth, depth_weight),
             ("/fapi/v1/trades", self.trades, 5),
+            ("/fapi/v1/historicalTrades", self.historical_trades, 20),
             ("/fapi/v1/aggTrades", self.agg_trades, 20),
             ("/fapi/v1/klines", self.rest.klines, 5),
             ("/fapi/v1/markPriceKlines", self.mark_price_klines, 5),
@@ -126,19 +128,21 @@ class UsdmPublicApi:
     async def trades(self, request: web.Request) -> web.Response:
         sym = self.rest.symbol(request)
         limit = self.rest.limit(request, 500, 1000)
-        return json_response(
-            [
-                {
-                    "id": t.id,
-                    "price": t.price,
-                    "qty": t.qty,
-                    "quoteQty": fmt_plain(Decimal(t.price) * Decimal(t.qty)),
-                    "time": t.time,
-                    "isBuyerMaker": t.is_buyer_maker,
-                }
-                for t in self.sim.state.recent_trades(sym, limit)
-            ]
+        return json_response(_trade_rows(self.sim.state.recent_trades(sym, limit)))
+
+    async def historical_trades(self, request: web.Request) -> web.Response:
+        """``/fapi/v1/historicalTrades``: from ``fromId`` on (else the newest), futures rows
+        (what a client backfilling a trade-id gap reads; Binance wants an API key for it)."""
+        sym = self.rest.symbol(request)
+        limit = self.rest.limit(request, 500, 1000)
+        from_id = self.rest.integer(request, "fromId")
+        state = self.sim.state
+        trades = (
+            state.trades_from(sym, from_id, limit)
+            if from_id is not None
+            else state.recent_trades(sym, limit)
         )
+        return json_response(_trade_rows(trades))
 
     async def agg_trades(self, request: web.Request) -> web.Response:
         """Spot's ``aggTrades`` rules; the rows without spot's ``M``."""
@@ -300,3 +304,18 @@ class UsdmPublicApi:
                 }
             )
         return json_response(rows[0] if alone else rows)
+
+
+def _trade_rows(trades: Iterable[Trade]) -> list[dict[str, Any]]:
+    """Trades as USDⓈ-M's REST rows: spot's without ``isBestMatch``, with ``quoteQty``."""
+    return [
+        {
+            "id": t.id,
+            "price": t.price,
+            "qty": t.qty,
+            "quoteQty": fmt_plain(Decimal(t.price) * Decimal(t.qty)),
+            "time": t.time,
+            "isBuyerMaker": t.is_buyer_maker,
+        }
+        for t in trades
+    ]
