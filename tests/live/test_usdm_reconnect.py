@@ -29,6 +29,7 @@ from usdm_harness import (
     xrp_bar_venue,
 )
 
+from tessera.data.store import ParquetStore
 from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
 from tessera.live import bot as bot_module
 from tessera.live.halt import ACCOUNT
@@ -129,3 +130,38 @@ async def test_a_funding_time_settled_while_the_user_stream_was_down_is_imported
     assert _ledger(db) == [(*row, "user_data") for row in heard] + [
         (*row, "income") for row in missed
     ]
+
+
+async def test_a_usdm_bots_embedded_ingest_stores_into_the_usdm_venue_over_fapi_paths(
+    tmp_path: Path,
+) -> None:
+    """``ingest_store`` on a perpetual bot: the trades it hears go to the store's
+    ``binance-usdm`` partition (where `tessera data import` and `tessera ingest` put USDⓈ-M
+    rows), and nothing of the run asks spot's ``/api/v3`` paths."""
+    venue = btc_usdm_venue()
+    thread = SimulatorThread(venue.sim)
+    thread.start()
+    market = tmp_path / "market"
+    try:
+        bot, task = await start_bot(
+            usdm_bot_options(
+                venue, GoLong.name, f"sqlite:///{tmp_path / 'bot.db'}", ingest_store=market
+            )
+        )
+        try:
+            await wait_until(
+                lambda: (
+                    hasattr(bot, "_ingest_service")
+                    and bot._ingest_service.stats.rows_written.get("trades", 0) > 0
+                ),
+                30,
+                "trades written by the embedded ingest",
+            )
+        finally:
+            await stop_bot(bot, task)
+    finally:
+        thread.stop()
+    assert sorted(p.name for p in market.glob("exchange=*")) == ["exchange=binance-usdm"]
+    trades = ParquetStore(market).venue("binance-usdm").read("trades", "BTCUSDT")
+    assert trades.num_rows > 0
+    assert not [p for p in venue.sim.stats.rest_requests if p.startswith("/api/")]

@@ -1803,5 +1803,8 @@ class TradingBot:
             kinds=("trade", "kline"),
             intervals=(self.o.interval,),
             shared=True,  # on the feed's connection: one websocket per bot
+            # the venue's REST paths and the store's partition of that venue (binance-usdm
+            # rows beside what `tessera data import/download` put there, never in spot's)
+            venue="binance-usdm" if self.perp else "binance-spot",
         )
         await self._ingest_service.run(attach=self.feed.attach)
