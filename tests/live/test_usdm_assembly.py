@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tessera.config import ConfigError, load_settings
+from tessera.config import load_settings
 from tessera.config.settings import require_supported_exchange
 from tessera.live.assembly import bot_options
 from tessera.live.bot import BotOptions
@@ -47,8 +47,7 @@ def test_binance_usdm_runs_in_dev_paper_and_live_mode_with_the_configured_levera
     assert options("paper").perp_leverage == 3
     assert (options("live").perp_leverage, options("live").perp_margin_mode) == (3, "ISOLATED")
     assert require_supported_exchange("binance-usdm", "trading") == "binanceusdm"
-    with pytest.raises(ConfigError, match="not supported for market data"):
-        require_supported_exchange("binance-usdm", "market data")
+    assert require_supported_exchange("binance-usdm", "market data") == "binanceusdm"
 
 
 def test_tessera_run_dev_on_binance_usdm_trades_the_embedded_perpetual_simulator(

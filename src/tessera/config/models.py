@@ -37,7 +37,8 @@ SymbolRef = Annotated[
     ),
 ]
 Interval = Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
-StreamKind = Literal["trade", "aggTrade", "kline", "depth", "bookTicker"]
+# markPrice and forceOrder are USDⓈ-M's only: `tessera ingest` refuses them on spot (exit 2)
+StreamKind = Literal["trade", "aggTrade", "kline", "depth", "bookTicker", "markPrice", "forceOrder"]
 ParamValue = int | float | str | bool
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -71,7 +72,7 @@ class DataConfig(StrictModel):
     )
     streams: list[StreamKind] = Field(
         default_factory=lambda: list[StreamKind](["trade", "kline", "depth", "bookTicker"]),
-        description="Websocket stream kinds per symbol",
+        description="Websocket stream kinds per symbol (markPrice, forceOrder: binance-usdm only)",
     )
     rest_url: str = Field("https://api.binance.com", description="Exchange REST base URL")
     ws_url: str = Field("wss://stream.binance.com:9443", description="Exchange websocket base URL")
