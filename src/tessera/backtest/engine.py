@@ -542,7 +542,12 @@ class BacktestEngine:
         symbol = st.symbol
         perp = self.perp_account is not None
         funding_due = st.perp.funding.due if st.perp is not None else {}
-        mark_close = st.mark_close
+        mark_close, mark_low, mark_high = st.mark_close, st.mark_low, st.mark_high
+        # a cross wallet's liquidation price moves with the other positions' marks: with more
+        # than one, every held bar goes through `_perp_bar` (which resyncs); else only a bar
+        # whose mark range reaches the liquidation price or that closes at a funding time
+        acct = self.perp_account
+        cross = acct if acct is not None and acct.mode is MarginMode.CROSS else None
         append_t, append_e, append_x = times.append, equity.append, exposure.append
         # the working orders' dict itself: a bar without orders costs one truth test of it
         # instead of a call to `WorkingOrders.__bool__`
@@ -571,10 +576,22 @@ class BacktestEngine:
                 st.last_close = close
                 self._marks_dirty = True
                 if perp:  # liquidation and funding only matter when held or due
-                    if st.position_f or (start + j) in funding_due:
-                        self._perp_bar(st, start + j)
+                    i = start + j
+                    held = st.position_f
+                    liq = st.liq_f
+                    if i in funding_due or (
+                        held
+                        and (
+                            (cross is not None and len(cross.positions) > 1)
+                            or (
+                                liq is not None
+                                and (mark_low[i] <= liq if held > 0 else mark_high[i] >= liq)
+                            )
+                        )
+                    ):
+                        self._perp_bar(st, i)
                     else:
-                        st.last_mark = mark_close[start + j]
+                        st.last_mark = mark_close[i]
                 bar = Bar(
                     symbol, ot_l[j], t, op_l[j], hi_l[j], lo_l[j], close, vol_l[j], qv_l[j], tb_l[j]
                 )
