@@ -34,13 +34,13 @@ from typing import Any
 
 import psycopg
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import ExchangeOrder
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 ROOT = Path(__file__).resolve().parents[1]
 BTC = ROOT / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"

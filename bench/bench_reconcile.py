@@ -27,13 +27,13 @@ from pathlib import Path
 
 import psycopg
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"

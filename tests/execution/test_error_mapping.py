@@ -6,7 +6,6 @@ import ccxt.async_support as ccxt_async
 import pytest
 from ccxt.async_support import ExchangeError as CcxtError
 
-from tessera.execution.ccxt_exchange import map_error
 from tessera.execution.exchange import (
     AuthError,
     ClockSkewError,
@@ -15,6 +14,7 @@ from tessera.execution.exchange import (
     RateLimitedError,
     UnknownOrderError,
 )
+from tessera.venues.binance.ccxt_errors import map_error
 
 
 def body(code: int, msg: str) -> str:

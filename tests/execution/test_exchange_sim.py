@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from venue_helpers import resting_price
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import (
     AuthError,
     OrderRejectedError,
@@ -31,6 +30,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.live.ratelimit import RateLimitBannedError
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 KEY, SECRET = "test-key", "test-secret"

@@ -24,7 +24,6 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from venue_helpers import resting_price
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import ExchangeOrder, OutcomeUnknownError
 from tessera.execution.manager import OrderManager, leg_signal_id
 from tessera.execution.orders import (
@@ -41,6 +40,7 @@ from tessera.execution.state import OrderEvent, OrderEventKind
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.server import SimulatorThread
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 KEY, SECRET = "test-key", "test-secret"
@@ -138,7 +138,7 @@ async def test_lost_response_and_unsent_intent(
 CHILD = """
 import asyncio, sys
 from decimal import Decimal
-from tessera.execution.ccxt_exchange import CcxtExchange
+from tessera.venues.binance_spot.exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderType
 from tessera.execution.persistence import ExecutionStore

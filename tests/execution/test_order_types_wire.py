@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.orders import (
     Liquidity,
@@ -34,6 +33,7 @@ from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.state import MarketState
 from tessera.sim.trading import ORDER_COUNT_HEADER, TradingConfig, TradingEngine
 from tessera.venues.binance.errors import binance_error
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 HTTP = Path(__file__).resolve().parents[2] / "samples/binance-api/spot-http"

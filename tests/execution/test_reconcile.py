@@ -13,7 +13,6 @@ import pytest
 
 from tessera import metrics
 from tessera.execution import reconcile
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import ExchangeTrade
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderType
@@ -21,6 +20,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import Reconciler
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 BTC_0808 = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"
 KEY, SECRET = "test-key", "test-secret"

@@ -17,7 +17,6 @@ import aiohttp
 import pytest
 from usdm_exchange_helpers import btc_usdm_market, started_usdm_venue, usdm_exchange
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange
 from tessera.execution.exchange import UnknownOrderError
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
@@ -27,6 +26,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import PerpReconciler
 from tessera.sim import SimMarket
 from tessera.sim.usdm import UsdmVenue
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 from tessera.venues.binance_usdm.user_data import FuturesExecutionReport, parse_user_event
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,12 +16,14 @@ import pytest
 from usdm_exchange_helpers import btc_usdm_market, started_usdm_venue, usdm_exchange
 
 from tessera.config.errors import ConfigError
-from tessera.execution.ccxt_exchange import CcxtExchange, UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.exchange import OrderRejectedError, OutcomeUnknownError
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
 from tessera.sim import SimMarket
 from tessera.sim.usdm import UsdmVenue
+from tessera.venues.binance_spot.exchange import CcxtExchange
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 
 @pytest.fixture(scope="module")

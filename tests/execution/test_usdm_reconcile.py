@@ -17,7 +17,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import pytest
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderType
 from tessera.execution.perp.margin import MarginMode
@@ -26,6 +26,7 @@ from tessera.execution.persistence import ExecutionStore
 from tessera.execution.reconcile import PerpReconciler
 from tessera.sim import SimMarket
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 KEY, SECRET = "usdm-key", "usdm-secret"

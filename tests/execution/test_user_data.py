@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 from venue_helpers import resting_price
 
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
@@ -27,6 +26,7 @@ from tessera.execution.userdata import (
 )
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 USER = SAMPLES / "binance-api" / "spot-user-data"

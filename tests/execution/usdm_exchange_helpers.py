@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.sim import SimMarket
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 ROOT = Path(__file__).resolve().parents[2]
 USDM_BTC = ROOT / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"

@@ -161,8 +161,8 @@ def test_live_mode_refuses_without_flag_credentials_or_clean_reconciliation(
     # an order on the account that is not ours: reconciliation cannot explain it
     import asyncio
 
-    from tessera.execution.ccxt_exchange import CcxtExchange
     from tessera.execution.orders import Order, OrderType
+    from tessera.venues.binance_spot.exchange import CcxtExchange
 
     async def foreign_order() -> None:
         ex = CcxtExchange(simulator.rest_url, KEY, SECRET)

@@ -21,7 +21,6 @@ import pytest
 
 from tessera.config import ConfigError, load_settings
 from tessera.config.settings import TesseraSettings
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import ClockSkewError
 from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
@@ -31,6 +30,7 @@ from tessera.live.bot import BotOptions, TradingBot
 from tessera.live.clock import ExchangeClock
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 REPO = Path(__file__).resolve().parents[2]
 BTC_0808 = REPO / "samples/binance-raw-ws/spot/btcusdt_20240808.gz"

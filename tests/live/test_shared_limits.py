@@ -268,8 +268,8 @@ async def test_the_limiter_learns_other_clients_weight_from_the_headers(
     limiter_keys: str,
     redis_client: Any,
 ) -> None:
-    from tessera.execution.ccxt_exchange import CcxtExchange
     from tessera.live.ratelimit import RedisRateLimiter, limits_from_exchange_info
+    from tessera.venues.binance_spot.exchange import CcxtExchange
 
     sim, _, counter, _ = venue
     async with aiohttp.ClientSession() as session:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tessera.config.models import RiskConfig
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.gateway import OrderGateway
 from tessera.execution.ids import ClientOrderIdGenerator
 from tessera.execution.manager import OrderManager
@@ -34,6 +34,7 @@ from tessera.live.executor import SignalExecutor
 from tessera.live.signals import LocalSignalQueue, Signal, SignalKind
 from tessera.risk.engine import AccountView, RiskEngine
 from tessera.sim.usdm import UsdmVenue, usdm_market, usdm_trading_config, usdm_venue
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 USDM_BTC = Path(__file__).resolve().parents[2] / "samples/binance-raw-ws/usdm/btcusdt_20240808.gz"
 KEY, SECRET = "usdm-key", "usdm-secret"

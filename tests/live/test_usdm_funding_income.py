@@ -10,10 +10,11 @@ from decimal import Decimal
 import pytest
 from live_bot_helpers import KEY, SECRET
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.persistence import FundingRecord
 from tessera.sim.usdm import usdm_trading_config, usdm_venue
 from tessera.sim.usdm.bars import SAMPLE_SYMBOL, usdm_bar_market
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 from tessera.venues.binance_usdm.rest import funding_record
 
 

@@ -27,7 +27,7 @@ from inprocess_bot import wait_until
 from live_bot_helpers import KEY, SECRET
 from usdm_harness import BarScript, btc_usdm_venue, usdm_bot_options
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.orders import Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.perp.margin import MarginMode
 from tessera.live.bot import BotOptions, LiveRefusedError, TradingBot
@@ -38,6 +38,7 @@ from tessera.strategies.base import (
     StrategyParams,
     register_strategy,
 )
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 D = Decimal
 

@@ -30,11 +30,12 @@ from usdm_harness import (
 )
 
 from tessera.data.store import ParquetStore
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.live import bot as bot_module
 from tessera.live.halt import ACCOUNT
 from tessera.sim.server import SimulatorThread
 from tessera.strategies import base
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 
 D = Decimal
 

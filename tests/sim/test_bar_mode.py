@@ -19,7 +19,6 @@ import pytest
 from sim_helpers import ws_connect
 
 from tessera.backtest.bars_io import SAMPLE_BARS, read_bar_file
-from tessera.execution.ccxt_exchange import CcxtExchange
 from tessera.execution.exchange import OrderRejectedError
 from tessera.execution.orders import (
     Liquidity,
@@ -34,6 +33,7 @@ from tessera.execution.userdata import ExecutionReport, UserDataStream
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.bars import market_from_bar_file
 from tessera.sim.trading import TradingConfig, TradingEngine
+from tessera.venues.binance_spot.exchange import CcxtExchange
 
 KEY, SECRET = "bars-key", "bars-secret"
 SYM = "BTCUSDT"

@@ -73,7 +73,7 @@ REMOVED_SETTINGS = {
 }
 # exchange.name values Tessera can trade on and ingest market data from, and what each one
 # means: binance (spot) and binance-usdm (Binance USDⓈ-M perpetuals: the bot in dev, paper and
-# live mode through tessera.execution.ccxt_exchange; `tessera ingest` of its trades, klines,
+# live mode through tessera.venues.binance_usdm.exchange; `tessera ingest` of its trades, klines,
 # depth, mark prices and liquidations into the store's binance-usdm venue). Another venue
 # needs its own adapter, not a different id.
 SUPPORTED_EXCHANGES: dict[str, str] = {

@@ -16,7 +16,7 @@ order:
 * a position whose signed quantity differs from the ledger's (``ledger_qty``, what our fills
   explain) halts trading: opened or changed by hand, as a balance we did not make does on spot.
 
-`plan` decides (no I/O); `tessera.execution.ccxt_exchange.UsdmCcxtExchange` reads the account
+`plan` decides (no I/O); `tessera.venues.binance_usdm.exchange.UsdmCcxtExchange` reads the account
 and applies the changes, and `tessera.execution.reconcile.PerpReconciler` runs both and halts
 through the same persisted halt as spot's reconciliation.
 """
@@ -68,7 +68,7 @@ class PerpBalance:
 @runtime_checkable
 class PerpExchange(Protocol):
     """What a perpetuals adapter answers besides `tessera.execution.exchange.Exchange`
-    (`tessera.execution.ccxt_exchange.UsdmCcxtExchange`)."""
+    (`tessera.venues.binance_usdm.exchange.UsdmCcxtExchange`)."""
 
     async def positions(self, symbols: list[str]) -> list[VenuePosition]: ...
 

@@ -23,9 +23,9 @@ from tessera.live.bot import BotOptions
 from tessera.live.settings_check import check_trading_settings
 
 if TYPE_CHECKING:
-    from tessera.execution.ccxt_exchange import CcxtExchange
     from tessera.live.clock import ExchangeClock
     from tessera.live.ratelimit import RateLimiter
+    from tessera.venues.binance_spot.exchange import CcxtExchange
 
 # `BotOptions` fields taken from ``settings.live`` under the same name
 _FROM_LIVE = (

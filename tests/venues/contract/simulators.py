@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from tessera.execution.ccxt_exchange import CcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.sim import ExchangeSimulator, SimMarket
 from tessera.sim.state import MarketState
 from tessera.sim.trading import TradingConfig, TradingEngine
 from tessera.sim.usdm import usdm_market, usdm_trading_config, usdm_venue
+from tessera.venues.binance_spot.exchange import CcxtExchange
 from tessera.venues.contract import SimulatorSpec, venue
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples/binance-raw-ws"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from simulators import HARNESSES, KEY, SECRET, SERVED_BY, SYMBOL, Harness, Running
 
-from tessera.execution.ccxt_exchange import UsdmCcxtExchange, open_exchange
+from tessera.execution.ccxt_exchange import open_exchange
 from tessera.execution.exchange import (
     ExchangeError,
     ExchangeOrder,
@@ -30,6 +30,7 @@ from tessera.execution.manager import OrderManager
 from tessera.execution.orders import Fill, Liquidity, Order, OrderSide, OrderStatus, OrderType
 from tessera.execution.persistence import ExecutionStore
 from tessera.venues.binance.errors import ErrorAction
+from tessera.venues.binance_usdm.exchange import UsdmCcxtExchange
 from tessera.venues.contract import venue, venue_names
 
 ZERO = Decimal(0)

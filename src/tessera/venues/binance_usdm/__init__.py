@@ -4,6 +4,7 @@
 (`instruments.parse_exchange_info`), the futures-only streams (`market_data`: mark price and
 funding, liquidation orders; the streams spot also has are read by `tessera.venues.binance`),
 the user-data events (`user_data`), the futures error codes (`errors`), the order status names
-(`status`) and the venue's entry in the contract (`venue.VENUE`). No network code lives here
-yet.
+(`status`), the venue's entry in the contract (`venue.VENUE`) and the order adapter that reads
+the REST answers (`exchange.UsdmCcxtExchange`: orders, algo orders, ``positionRisk``, account,
+income, through ccxt ``binanceusdm``; it extends spot's adapter).
 """
