@@ -151,13 +151,14 @@ async def test_the_store_is_read_off_the_event_loop_during_a_pass(
     setup: tuple[ExchangeSimulator, TradingEngine, OrderManager, Reconciler],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every store read of a pass — trades looked up, all fills summed for the balances — runs
-    on a worker thread: the bot's event loop reads market data and sends orders meanwhile."""
+    """Every store read of a pass — trades looked up, the fills stored since the last pass
+    summed for the balances — runs on a worker thread: the bot's event loop reads market data
+    and sends orders meanwhile."""
     _, _, om, rec = setup
     await om.submit(market("t-1", OrderSide.BUY))
     loop_thread = threading.get_ident()
     where: dict[str, list[bool]] = {}
-    for name in ("orders_for_exchange_ids", "fills_recorded", "fill_recorded", "all_fills",
+    for name in ("orders_for_exchange_ids", "fills_recorded", "fill_recorded", "fills_after",
                  "fill_count", "latest_balances"):  # fmt: skip
         real = getattr(om.store, name)
 
@@ -173,7 +174,7 @@ async def test_the_store_is_read_off_the_event_loop_during_a_pass(
     report = await rec.run()
     assert report.ok and report.fills_imported == 1
     assert set(where) == {
-        "orders_for_exchange_ids", "fills_recorded", "fill_recorded", "all_fills", "fill_count",
+        "orders_for_exchange_ids", "fills_recorded", "fill_recorded", "fills_after", "fill_count",
         "latest_balances",
     }  # fmt: skip
     for name, on_loop in where.items():

@@ -1242,6 +1242,14 @@ class ExecutionStore:
             rows = c.execute(select(fills).order_by(fills.c.ts_event, fills.c.id)).mappings().all()
         return [_fill_from_row(r).fill for r in rows]
 
+    def fills_after(self, after_id: int) -> list[tuple[int, Fill]]:
+        """The stored fills whose row id is above ``after_id``, each with its id, in id order
+        (a running total reads only what was stored since its last read)."""
+        q = select(fills).where(fills.c.id > after_id).order_by(fills.c.id)
+        with self.tx() as c:
+            rows = c.execute(q).mappings().all()
+        return [(int(r["id"]), _fill_from_row(r).fill) for r in rows]
+
     def positions(self) -> list[Position]:
         with self.tx() as c:
             rows = (

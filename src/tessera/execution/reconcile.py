@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from tessera.execution.filters import SymbolFilters
 from tessera.execution.manager import OrderManager, RecoveryReport
 from tessera.execution.orders import Fill, Order, OrderSide
 from tessera.execution.perp_reconcile import PerpExchange, PerpSettings, plan
+from tessera.execution.persistence import ExecutionStore
 from tessera.logging import get_logger
 
 log = get_logger(__name__)
@@ -56,18 +58,61 @@ class ReconcileReport:
         return not self.problems
 
 
-def fill_deltas(fills: Sequence[Fill], filters: Mapping[str, SymbolFilters]) -> dict[str, Decimal]:
-    """Balance changes per asset that ``fills`` explain."""
-    out: dict[str, Decimal] = defaultdict(Decimal)
-    for f in fills:
-        flt = filters.get(f.symbol)
-        if flt is None:
-            continue
-        sign = 1 if f.side is OrderSide.BUY else -1
-        out[flt.base_asset] += sign * f.qty
-        out[flt.quote_asset] -= sign * f.qty * f.price
-        out[f.fee_asset] -= f.fee
-    return dict(out)
+class FillTotals:
+    """What the stored fills explain, kept as running totals across reconciliation passes: the
+    balance change per asset (spot) and the signed position per symbol (perpetuals).
+
+    A pass used to read every fill ever stored, twice on a perpetual, holding the order path
+    while it did: a bot that has run for weeks reads its whole history once a minute. Now a pass
+    reads the fills stored since the last one (by row id) and adds them. Row ids are handed out
+    when a row is inserted, not when it commits: on PostgreSQL a fill may become visible after
+    one with a higher id was read, and would be skipped by "above the last id". So each read
+    also counts the stored fills; when the count is not what the totals hold, they are summed
+    again from the first fill (slow, rare, and right). The caller keeps one per account across
+    passes (as the trade cursor), or none (start-up: a fresh one reads everything once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()  # read on worker threads: one read at a time
+        self.last_id = 0
+        self.count = 0
+        self.deltas: dict[str, Decimal] = defaultdict(Decimal)
+        self.positions: dict[str, Decimal] = defaultdict(Decimal)
+        self.recounts = 0  # totals summed again from the first fill (out-of-order commits)
+
+    def _add(self, fills: Sequence[tuple[int, Fill]], filters: Mapping[str, SymbolFilters]) -> None:
+        for fill_id, f in fills:
+            signed = f.qty if f.side is OrderSide.BUY else -f.qty
+            self.positions[f.symbol] += signed
+            flt = filters.get(f.symbol)
+            if flt is not None:
+                self.deltas[flt.base_asset] += signed
+                self.deltas[flt.quote_asset] -= signed * f.price
+                self.deltas[f.fee_asset] -= f.fee
+            self.last_id = max(self.last_id, fill_id)
+            self.count += 1
+
+    def read(self, store: ExecutionStore, filters: Mapping[str, SymbolFilters]) -> int:
+        """Bring the totals up to the store (on a worker thread: it queries); returns how many
+        fills they cover."""
+        with self._lock:
+            self._add(store.fills_after(self.last_id), filters)
+            if store.fill_count() != self.count:
+                # a fill committed below an id already read (or one stored between the two
+                # queries): sum everything again rather than guess which
+                self.recounts += 1
+                self.last_id = self.count = 0
+                self.deltas.clear()
+                self.positions.clear()
+                self._add(store.fills_after(0), filters)
+            return self.count
+
+    def explained(
+        self, store: ExecutionStore, filters: Mapping[str, SymbolFilters]
+    ) -> tuple[int, dict[str, Decimal], dict[str, Decimal]]:
+        """`read`, then copies of the totals: (fills covered, balance deltas, positions)."""
+        with self._lock:
+            count = self.read(store, filters)
+            return count, dict(self.deltas), dict(self.positions)
 
 
 # Binance's largest page of ``myTrades`` / ``userTrades``
@@ -92,6 +137,7 @@ class Reconciler:
         symbols: Sequence[str],
         account: str = "default",
         trade_cursor: dict[str, int] | None = None,
+        fill_totals: FillTotals | None = None,
     ) -> None:
         self.manager = manager
         self.store = manager.store
@@ -100,6 +146,8 @@ class Reconciler:
         self.symbols = list(symbols)
         self.account = account
         self.trade_cursor = trade_cursor
+        # kept by the caller across passes (see `FillTotals`); a fresh one reads every fill
+        self.fill_totals = fill_totals if fill_totals is not None else FillTotals()
 
     async def run(self) -> ReconcileReport:
         report = ReconcileReport(await self.manager.recover())
@@ -218,8 +266,8 @@ class Reconciler:
 
     def _explained(self) -> tuple[int, dict[str, Decimal]]:
         """How many fills are stored, and the balance changes they explain (worker thread)."""
-        fills = self.store.all_fills()
-        return len(fills), fill_deltas(fills, self.filters)
+        count, deltas, _ = self.fill_totals.explained(self.store, self.filters)
+        return count, deltas
 
     def _halt(self, problems: list[str]) -> None:
         reason = "reconciliation: " + "; ".join(problems[:5])
@@ -254,8 +302,9 @@ class PerpReconciler(Reconciler):
         account: str = "default",
         perp: PerpExchange | None = None,
         trade_cursor: dict[str, int] | None = None,
+        fill_totals: FillTotals | None = None,
     ) -> None:
-        super().__init__(manager, filters, symbols, account, trade_cursor)
+        super().__init__(manager, filters, symbols, account, trade_cursor, fill_totals)
         found = perp if perp is not None else manager.exchange
         if not isinstance(found, PerpExchange):
             raise TypeError(
@@ -266,11 +315,8 @@ class PerpReconciler(Reconciler):
         self.settings = settings
 
     def ledger_positions(self) -> dict[str, Decimal]:
-        """Signed position per symbol that our recorded fills explain."""
-        out: dict[str, Decimal] = defaultdict(Decimal)
-        for f in self.store.all_fills():
-            out[f.symbol] += f.qty if f.side is OrderSide.BUY else -f.qty
-        return dict(out)
+        """Signed position per symbol that our recorded fills explain (`FillTotals`)."""
+        return self.fill_totals.explained(self.store, self.filters)[2]
 
     async def _account_problems(self, report: ReconcileReport) -> list[str]:
         if await self.perp.hedge_mode():

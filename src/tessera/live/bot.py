@@ -59,7 +59,7 @@ from tessera.execution.orders import ExitReason, Order, OrderList, OrderStatus, 
 from tessera.execution.perp.margin import LeverageBrackets, MarginMode
 from tessera.execution.perp_reconcile import PerpExchange, PerpSettings
 from tessera.execution.persistence import ExecutionStore, LedgerConflictError
-from tessera.execution.reconcile import PerpReconciler, Reconciler
+from tessera.execution.reconcile import FillTotals, PerpReconciler, Reconciler
 from tessera.execution.schema import MAX_RUN_ID, MAX_STRATEGY_ID, MAX_SYMBOL, ValueTooLongError
 from tessera.execution.sizing import MarketKind
 from tessera.execution.state import OrderEvent, OrderEventKind
@@ -452,6 +452,8 @@ class TradingBot:
         self.loop_lag = LoopLagMonitor()  # how late the event loop runs (tessera.live.looplag)
         # per symbol, the first exchange trade id reconciliation has not looked at yet
         self._trade_cursor: dict[str, int] = {}
+        # what the stored fills explain, summed as they come (see `FillTotals`)
+        self._fill_totals = FillTotals()
         self._past_ratio_alert: set[str] = set()
         self.liq_distance_cuts = 0
         self.gateway = OrderGateway(
@@ -586,10 +588,16 @@ class TradingBot:
                     ACCOUNT,
                     self.exchange,
                     trade_cursor=self._trade_cursor,
+                    fill_totals=self._fill_totals,
                 ).run()
             else:
                 report = await Reconciler(
-                    self.manager, self.filters, self.symbols, ACCOUNT, self._trade_cursor
+                    self.manager,
+                    self.filters,
+                    self.symbols,
+                    ACCOUNT,
+                    self._trade_cursor,
+                    self._fill_totals,
                 ).run()
             metrics.RECONCILIATION_SECONDS.observe(time.perf_counter() - started)
         if not report.ok:
