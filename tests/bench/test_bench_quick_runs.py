@@ -80,6 +80,12 @@ def test_the_reconcile_bench_times_a_pass_with_new_trades_and_one_without(
     assert "load average at the end" in out
 
 
+def test_the_reconcile_bench_times_the_ledger_side_as_the_history_grows(tmp_path: Path) -> None:
+    out = run_bench("bench_reconcile.py", ["--ledger", "50", "--sqlite"], tmp_path)
+    assert "50 fills stored" in out and "reading every fill" in out
+    assert "FillTotals, first read" in out and "a later read with nothing new" in out
+
+
 def test_the_perpetual_backtest_bench_prints_each_round_and_paired_ratios(
     tmp_path: Path,
 ) -> None:
