@@ -163,3 +163,105 @@ def test_running_totals_equal_the_sum_of_every_fill_after_any_sequence_of_passes
             assert (deltas, positions) == by_summing_everything(store.all_fills(), FILTERS)
     finally:
         store.close()
+
+
+def hold_out(store: ExecutionStore, fill_id: int) -> dict[str, object]:
+    """Take a fill's row out of the table (a transaction that took the id, not committed)."""
+    with store.engine.begin() as c:
+        row = dict(c.exec_driver_sql(f"SELECT * FROM fills WHERE id = {fill_id}").mappings().one())
+        c.exec_driver_sql(f"DELETE FROM fills WHERE id = {fill_id}")
+    return row
+
+
+def commit_late(store: ExecutionStore, row: dict[str, object]) -> None:
+    """Put the row back with its id: the transaction commits, below ids already read."""
+    names = ", ".join(row)
+    insert = text(f"INSERT INTO fills ({names}) VALUES ({', '.join(':' + k for k in row)})")
+    with store.engine.begin() as c:
+        c.execute(insert, row)
+
+
+def test_later_reads_count_only_the_fills_above_the_mark_of_two_reads_before(
+    store: ExecutionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later pass does not count the whole history (PostgreSQL's count reads every row): the
+    first two reads count every fill, later ones the fills above the id the totals had reached
+    two reads before, and every `FULL_COUNT_EVERY`-th read all of them again."""
+    ledger = Ledger(store)
+    totals = FillTotals()
+    totals.FULL_COUNT_EVERY = 5
+    calls: list[tuple[str, int | None]] = []
+    full, after = store.fill_count, store.fill_count_after
+
+    def count_all() -> int:
+        calls.append(("all", None))
+        return full()
+
+    def count_after(after_id: int) -> int:
+        calls.append(("after", after_id))
+        return after(after_id)
+
+    monkeypatch.setattr(store, "fill_count", count_all)
+    monkeypatch.setattr(store, "fill_count_after", count_after)
+    marks: list[int] = []
+    per_read: list[list[tuple[str, int | None]]] = []
+    for _ in range(6):
+        ledger.fill(OrderSide.BUY, "0.001", "60000")
+        calls.clear()
+        totals.read(store, FILTERS)
+        per_read.append(list(calls))
+        marks.append(totals.last_id)
+        assert (totals.deltas, totals.positions) == by_summing_everything(
+            store.all_fills(), FILTERS
+        )
+    # reads 0-1: every fill; 2-4: above the mark of two reads before; 5 (every 5th): all again
+    assert per_read == [
+        [("all", None)],
+        [("all", None)],
+        [("after", marks[0])],
+        [("after", marks[1])],
+        [("after", marks[2])],
+        [("all", None)],
+    ]
+    assert totals.recounts == 0 and totals.count == 6
+
+
+def test_a_late_fill_above_the_window_is_caught_by_the_next_read(store: ExecutionStore) -> None:
+    ledger = Ledger(store)
+    totals = FillTotals()
+    ledger.fill(OrderSide.BUY, "0.002", "60000")
+    ledger.fill(OrderSide.BUY, "0.002", "60000")
+    totals.read(store, FILTERS)  # read 1 (ids 1-2; full count)
+    for _ in range(3):
+        ledger.fill(OrderSide.SELL, "0.001", "61000")  # ids 3-5
+    late = hold_out(store, 4)
+    totals.read(store, FILTERS)  # read 2 (ids 3, 5; full count: agrees without 4)
+    ledger.fill(OrderSide.SELL, "0.001", "61000")  # id 6
+    commit_late(store, late)  # id 4 commits: above read 1's mark (id 2)
+    count, deltas, positions = totals.explained(store, FILTERS)  # read 3: windowed
+    assert totals.recounts == 1 and count == 6
+    assert (deltas, positions) == by_summing_everything(store.all_fills(), FILTERS)
+
+
+def test_a_fill_late_by_more_than_two_reads_waits_for_the_next_full_count(
+    store: ExecutionStore,
+) -> None:
+    """The window's limit, shown: a transaction open across two passes commits below the
+    window; the windowed reads cannot see it, the next full count does."""
+    ledger = Ledger(store)
+    totals = FillTotals()
+    totals.FULL_COUNT_EVERY = 4
+    for _ in range(3):
+        ledger.fill(OrderSide.BUY, "0.001", "60000")  # ids 1-3
+    late = hold_out(store, 2)
+    totals.read(store, FILTERS)  # read 0 (full)
+    ledger.fill(OrderSide.BUY, "0.001", "60000")
+    totals.read(store, FILTERS)  # read 1 (full)
+    ledger.fill(OrderSide.BUY, "0.001", "60000")
+    totals.read(store, FILTERS)  # read 2: windowed above read 0's mark (id 3)
+    commit_late(store, late)  # id 2 commits, below every window from now on
+    totals.read(store, FILTERS)  # read 3: windowed, cannot see it
+    assert totals.recounts == 0 and totals.count == 4  # one fill short, for now
+    count, deltas, positions = totals.explained(store, FILTERS)  # read 4: a full count
+    assert totals.recounts == 1 and count == 5
+    assert (deltas, positions) == by_summing_everything(store.all_fills(), FILTERS)

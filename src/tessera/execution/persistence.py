@@ -1237,6 +1237,13 @@ class ExecutionStore:
         with self.tx() as c:
             return int(c.execute(select(func.count()).select_from(fills)).scalar() or 0)
 
+    def fill_count_after(self, after_id: int) -> int:
+        """How many fills are stored with a row id above ``after_id`` (an index range: cheap
+        when it is near the newest)."""
+        q = select(func.count()).select_from(fills).where(fills.c.id > after_id)
+        with self.tx() as c:
+            return int(c.execute(q).scalar() or 0)
+
     def all_fills(self) -> list[Fill]:
         with self.tx() as c:
             rows = c.execute(select(fills).order_by(fills.c.ts_event, fills.c.id)).mappings().all()

@@ -67,9 +67,16 @@ class FillTotals:
     reads the fills stored since the last one (by row id) and adds them. Row ids are handed out
     when a row is inserted, not when it commits: on PostgreSQL a fill may become visible after
     one with a higher id was read, and would be skipped by "above the last id". So each read
-    also counts the stored fills; when the count is not what the totals hold, they are summed
-    again from the first fill (slow, rare, and right). The caller keeps one per account across
-    passes (as the trade cursor), or none (start-up: a fresh one reads everything once)."""
+    also counts stored fills and compares with what the totals hold; on a difference they are
+    summed again from the first fill (slow, rare, and right). Counting every fill would make
+    each pass grow with the history again (PostgreSQL's ``count(*)`` reads them all), so a read
+    counts only the fills above the id the totals had reached two reads before — a transaction
+    that took an id and has not committed by then has been open for two passes — and every
+    ``FULL_COUNT_EVERY``-th read (and the first two) counts them all, which catches a
+    transaction open even longer. The caller keeps one per account across passes (as the trade
+    cursor), or none (start-up: a fresh one reads everything once)."""
+
+    FULL_COUNT_EVERY = 60  # reads: hourly at the bot's default pass every 60 s
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # read on worker threads: one read at a time
@@ -78,6 +85,9 @@ class FillTotals:
         self.deltas: dict[str, Decimal] = defaultdict(Decimal)
         self.positions: dict[str, Decimal] = defaultdict(Decimal)
         self.recounts = 0  # totals summed again from the first fill (out-of-order commits)
+        self.reads = 0
+        # (last id, count) after each of the last two reads, oldest first
+        self._marks: list[tuple[int, int]] = []
 
     def _add(self, fills: Sequence[tuple[int, Fill]], filters: Mapping[str, SymbolFilters]) -> None:
         for fill_id, f in fills:
@@ -96,14 +106,23 @@ class FillTotals:
         fills they cover."""
         with self._lock:
             self._add(store.fills_after(self.last_id), filters)
-            if store.fill_count() != self.count:
+            if len(self._marks) < 2 or self.reads % self.FULL_COUNT_EVERY == 0:
+                agrees = store.fill_count() == self.count
+            else:
+                # the fills read since the mark of two reads ago are exactly ours above its id
+                since_id, since_count = self._marks[0]
+                agrees = store.fill_count_after(since_id) == self.count - since_count
+            if not agrees:
                 # a fill committed below an id already read (or one stored between the two
                 # queries): sum everything again rather than guess which
                 self.recounts += 1
                 self.last_id = self.count = 0
                 self.deltas.clear()
                 self.positions.clear()
+                self._marks.clear()
                 self._add(store.fills_after(0), filters)
+            self.reads += 1
+            self._marks = [*self._marks, (self.last_id, self.count)][-2:]
             return self.count
 
     def explained(
