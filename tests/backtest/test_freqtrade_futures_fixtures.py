@@ -12,7 +12,6 @@ of leaving the cross-check comparing against a stale figure.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ci_required import missing
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((REPO / "tests" / "backtest" / "fixtures").glob("freqtrade_futures_*.json"))
@@ -30,10 +31,7 @@ def _venv() -> None:
     """Fails in CI (``make test`` makes the venv first), skips elsewhere."""
     if VENV_PYTHON.exists():
         return
-    msg = f"{VENV_PYTHON} missing: run `make peers` (creates freqtrade's venv, ~70 s)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    missing(f"{VENV_PYTHON} missing: run `make peers` (creates freqtrade's venv, ~70 s)")
 
 
 def test_there_are_three_committed_freqtrade_futures_fixtures() -> None:

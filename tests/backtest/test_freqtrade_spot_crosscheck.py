@@ -16,7 +16,6 @@ as tests/sim/test_freqtrade_client.py. About 30 s (freqtrade's start-up and its 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ci_required import missing
 from tessera.backtest import BacktestEngine, BarSeries
 from tessera.config import BacktestConfig, RiskConfig
 from tessera.data.barfile import read_bar_file
@@ -53,10 +53,7 @@ def bars(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def freqtrade_run(bars: Path) -> Iterator[dict[str, Any]]:
     if venv_python() is None:
-        msg = "bench/.venv-freqtrade missing: run `make peers` (creates freqtrade's venv, ~70 s)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing("bench/.venv-freqtrade missing: run `make peers` (creates freqtrade's venv, ~70 s)")
     with FreqtradeBacktest(bars) as ft:
         yield ft.run(timeout=240)  # within pytest's own 300 s, so freqtrade is killed first
 

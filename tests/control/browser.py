@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
+from ci_required import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -23,10 +23,7 @@ def require_chromium() -> None:
     in CI (``CI`` set) a missing browser fails instead: the test must run there."""
     if CHROMIUM.is_file():
         return
-    message = f"{CHROMIUM} is missing: `make tools` installs Debian's chromium"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{CHROMIUM} is missing: `make tools` installs Debian's chromium")
 
 
 async def launch(playwright: Any) -> Any:

@@ -14,7 +14,6 @@ the file's own. About 5-10 s.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -30,6 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ci_required import missing
+
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 AM_CONFIG = INFRA / "alertmanager" / "alertmanager.yml"
@@ -41,10 +42,7 @@ def need(binary: str) -> str:
     (where `make tools` installs it)."""
     path = shutil.which(binary)
     if path is None:
-        message = f"{binary} is not on PATH: run `make tools` (Debian prometheus-alertmanager)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{binary} is not on PATH: run `make tools` (Debian prometheus-alertmanager)")
     return path
 
 

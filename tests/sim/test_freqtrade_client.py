@@ -39,6 +39,8 @@ from typing import Any
 import pytest
 from sim_helpers import SAMPLES
 
+from ci_required import missing
+
 REPO = Path(__file__).resolve().parents[2]
 FREQTRADE = REPO / "bench" / ".venv-freqtrade" / "bin" / "freqtrade"
 FUTURES = SAMPLES / "freqtrade" / "futures"
@@ -77,10 +79,7 @@ def freqtrade() -> Path:
     """The venv's freqtrade; fails in CI (``make test`` makes it first), skips elsewhere."""
     if FREQTRADE.exists():
         return FREQTRADE
-    msg = f"{FREQTRADE} missing: run `make peers` (creates freqtrade's venv, ~70 s)"
-    if os.environ.get("CI"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    missing(f"{FREQTRADE} missing: run `make peers` (creates freqtrade's venv, ~70 s)")
 
 
 def serve(*args: str) -> Iterator[str]:
