@@ -101,7 +101,7 @@ def test_a_perpetual_run_talks_to_usdm_hosts_unless_exchange_urls_say_otherwise(
 ) -> None:
     """``data.rest_url``/``ws_url`` are spot's (the ingest's): a paper run on binance-usdm
     with no ``exchange.rest_url`` would otherwise read its quotes from spot's hosts."""
-    from tessera.live.cli import exchange_hosts
+    from tessera.venues.contract import exchange_hosts
 
     (tmp_path / "tessera.yaml").write_text("exchange:\n  name: binance-usdm\n")
     usdm = load_settings(config_dir=tmp_path, env_file=None, data_dir=tmp_path)

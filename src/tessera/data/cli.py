@@ -735,19 +735,12 @@ def ingest(
 
 def ingest_venue(s: TesseraSettings) -> tuple[str, str, str]:
     """exchange.name -> the ingest's venue (`tessera.venues.contract`) and its default websocket
-    and REST bases: exchange.ws_url/rest_url when set, else spot's data.ws_url/rest_url, or on
-    binance-usdm the venue's own fstream/fapi hosts (data.ws_url/rest_url are spot's; as for
-    `tessera run`, a perpetual ingest never falls back to them)."""
-    from tessera.venues.contract import venue
+    and REST bases (`tessera.venues.contract.exchange_hosts`: a perpetual ingest never falls back
+    to spot's data.ws_url/rest_url, as `tessera run` does not)."""
+    from tessera.venues.contract import exchange_hosts
 
-    if s.exchange.name == "binance-usdm":
-        usdm = venue("binance-usdm")
-        return usdm.name, s.exchange.ws_url or usdm.ws_url, s.exchange.rest_url or usdm.rest_url
-    return (
-        "binance-spot",
-        s.exchange.ws_url or s.data.ws_url,
-        s.exchange.rest_url or s.data.rest_url,
-    )
+    rest, ws = exchange_hosts(s)
+    return ("binance-usdm" if s.exchange.name == "binance-usdm" else "binance-spot"), ws, rest
 
 
 def _ingest_table(svc: object, elapsed: float) -> Table:

@@ -21,7 +21,6 @@ from tessera.strategies.cli import StrategyPathOption, load_user_strategies
 
 if TYPE_CHECKING:
     from tessera.bootstrap import AppContext
-    from tessera.config.settings import TesseraSettings
     from tessera.sim.server import SimulatorThread
 
 out = make_console(stderr=True)
@@ -163,6 +162,8 @@ def run(
     api_key = s.exchange.api_key.get_secret_value() if s.exchange.api_key else ""
     api_secret = s.exchange.api_secret.get_secret_value() if s.exchange.api_secret else ""
     usdm = s.exchange.name == "binance-usdm"  # the perpetuals simulator and its /fapi paths
+    from tessera.venues.contract import exchange_hosts
+
     rest_url, ws_url = exchange_hosts(s)
     if chosen == "live" and not (i_understand_live_trading or s.live.i_understand_live_trading):
         raise ConfigError(
@@ -273,18 +274,6 @@ def check_strategies(refs: list[StrategyRef]) -> None:
             raise ConfigError(f"--strategy: {exc}") from None
         except KeyError as exc:
             raise ConfigError(f"--strategy: {exc.args[0]}") from None
-
-
-def exchange_hosts(s: TesseraSettings) -> tuple[str, str]:
-    """The REST and websocket bases a run talks to: ``exchange.rest_url``/``ws_url`` when set,
-    else the venue's own hosts — USDⓈ-M's fapi/fstream for ``binance-usdm`` (``data.rest_url``
-    and ``ws_url`` are spot's, the ingest's: a perpetual run must not fall back to them), the
-    ``data`` ones for spot."""
-    if s.exchange.name == "binance-usdm":
-        from tessera.venues.binance_usdm.venue import VENUE as USDM
-
-        return s.exchange.rest_url or USDM.rest_url, s.exchange.ws_url or USDM.ws_url
-    return s.exchange.rest_url or s.data.rest_url, s.exchange.ws_url or s.data.ws_url
 
 
 def require_simulator(rest_url: str, timeout_s: float = 10.0, ping: str = "/api/v3/ping") -> str:

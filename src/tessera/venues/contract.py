@@ -65,10 +65,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tessera.execution.orders import OrderStatus
 from tessera.venues.binance.errors import ErrorAction
+
+if TYPE_CHECKING:
+    from tessera.config.settings import TesseraSettings
 
 RowParser = Callable[[dict[str, Any], int], dict[str, Any]]
 # (first update id, final update id, previous final id or None, event ms, bids, asks)
@@ -181,6 +184,17 @@ class UnknownVenueError(KeyError):
 
 def venue_names() -> tuple[str, ...]:
     return tuple(REGISTRY)
+
+
+def exchange_hosts(s: TesseraSettings) -> tuple[str, str]:
+    """The REST and websocket bases a run or an ingest talks to: ``exchange.rest_url``/``ws_url``
+    when set, else the venue's own hosts — USDⓈ-M's fapi/fstream for ``binance-usdm``
+    (``data.rest_url`` and ``ws_url`` are spot's: a perpetual run or ingest must not fall back
+    to them), the ``data`` ones for spot."""
+    if s.exchange.name == "binance-usdm":
+        usdm = venue("binance-usdm")
+        return s.exchange.rest_url or usdm.rest_url, s.exchange.ws_url or usdm.ws_url
+    return s.exchange.rest_url or s.data.rest_url, s.exchange.ws_url or s.data.ws_url
 
 
 def venue(name: str) -> Venue:
